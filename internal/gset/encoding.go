@@ -1,0 +1,100 @@
+package gset
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// encodingV1 is the first byte of every encoded set, so the format can change
+// without ambiguity.
+const encodingV1 byte = 1
+
+// MaxMemberLen bounds one member's length on decode, so a hostile or corrupt
+// buffer cannot make the decoder allocate without limit.
+const MaxMemberLen = 1 << 16
+
+// Decoding errors; wrapped with detail, test with errors.Is.
+var (
+	ErrVersion   = errors.New("gset: unknown encoding version")
+	ErrTruncated = errors.New("gset: truncated encoding")
+	ErrOrder     = errors.New("gset: members not in strictly increasing order")
+	ErrTooLong   = errors.New("gset: member too long")
+	ErrTrailing  = errors.New("gset: trailing bytes after set")
+)
+
+// AppendBinary appends the canonical encoding of s to b: a version byte, the
+// member count, then each member as length and bytes, in byte order. Equal
+// sets encode to equal bytes.
+func (s Set) AppendBinary(b []byte) ([]byte, error) {
+	b = append(b, encodingV1)
+	b = binary.AppendUvarint(b, uint64(s.Len()))
+	s.Walk(func(m string) bool {
+		b = binary.AppendUvarint(b, uint64(len(m)))
+		b = append(b, m...)
+		return true
+	})
+	return b, nil
+}
+
+// MarshalBinary returns the canonical encoding of s.
+func (s Set) MarshalBinary() ([]byte, error) { return s.AppendBinary(nil) }
+
+// UnmarshalBinary replaces s with the set encoded in data. It rejects
+// anything but the canonical encoding, so a decoded set re-encodes to data.
+func (s *Set) UnmarshalBinary(data []byte) error {
+	set, rest, err := Decode(data)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return fmt.Errorf("%w: %d bytes", ErrTrailing, len(rest))
+	}
+	*s = set
+	return nil
+}
+
+// Decode reads one encoded set from the front of data and returns it with the
+// bytes that follow it, so sets can be streamed back to back.
+func Decode(data []byte) (Set, []byte, error) {
+	if len(data) == 0 {
+		return Set{}, nil, ErrTruncated
+	}
+	if data[0] != encodingV1 {
+		return Set{}, nil, fmt.Errorf("%w: %d", ErrVersion, data[0])
+	}
+	data = data[1:]
+	n, k := binary.Uvarint(data)
+	if k <= 0 {
+		return Set{}, nil, fmt.Errorf("%w: member count", ErrTruncated)
+	}
+	data = data[k:]
+	// Every member takes at least one byte (its length), so a count larger
+	// than what is left is corrupt; checking first bounds the work.
+	if n > uint64(len(data)) {
+		return Set{}, nil, fmt.Errorf("%w: %d members in %d bytes", ErrTruncated, n, len(data))
+	}
+	var s Set
+	prev := ""
+	for i := uint64(0); i < n; i++ {
+		l, k := binary.Uvarint(data)
+		if k <= 0 {
+			return Set{}, nil, fmt.Errorf("%w: member %d length", ErrTruncated, i)
+		}
+		data = data[k:]
+		if l > MaxMemberLen {
+			return Set{}, nil, fmt.Errorf("%w: %d bytes", ErrTooLong, l)
+		}
+		if l > uint64(len(data)) {
+			return Set{}, nil, fmt.Errorf("%w: member %d", ErrTruncated, i)
+		}
+		m := string(data[:l])
+		data = data[l:]
+		if i > 0 && m <= prev {
+			return Set{}, nil, fmt.Errorf("%w: %q after %q", ErrOrder, m, prev)
+		}
+		s.Add(m)
+		prev = m
+	}
+	return s, data, nil
+}

@@ -1,0 +1,12 @@
+// Package store owns this node's replica of the likes: post id → grow-only
+// set of user ids (internal/gset), safe for heavy concurrent use.
+//
+// Posts are spread over independently locked shards, so likes on different
+// posts rarely contend and no global lock sits on the hot path. The store
+// never hands out its internal sets: reads return copies or counts.
+//
+// The store knows nothing of the network. Whoever wires it passes a Sink
+// that is told of every like that was new to this replica through a local
+// Like; remote likes arrive through Merge, which returns what was new so the
+// caller can decide what to pass on.
+package store
