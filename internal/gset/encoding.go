@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/likesd/likesd/internal/wire"
 )
 
 // encodingV1 is the first byte of every encoded set, so the format can change
@@ -30,8 +32,7 @@ func (s Set) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, encodingV1)
 	b = binary.AppendUvarint(b, uint64(s.Len()))
 	s.Walk(func(m string) bool {
-		b = binary.AppendUvarint(b, uint64(len(m)))
-		b = append(b, m...)
+		b = wire.AppendString(b, m)
 		return true
 	})
 	return b, nil
@@ -63,12 +64,10 @@ func Decode(data []byte) (Set, []byte, error) {
 	if data[0] != encodingV1 {
 		return Set{}, nil, fmt.Errorf("%w: %d", ErrVersion, data[0])
 	}
-	data = data[1:]
-	n, k := binary.Uvarint(data)
-	if k <= 0 {
-		return Set{}, nil, fmt.Errorf("%w: member count", ErrTruncated)
+	n, data, err := wire.Uvarint(data[1:])
+	if err != nil {
+		return Set{}, nil, fmt.Errorf("%w: member count: %w", ErrTruncated, err)
 	}
-	data = data[k:]
 	// Every member takes at least one byte (its length), so a count larger
 	// than what is left is corrupt; checking first bounds the work.
 	if n > uint64(len(data)) {
@@ -77,19 +76,14 @@ func Decode(data []byte) (Set, []byte, error) {
 	var s Set
 	prev := ""
 	for i := uint64(0); i < n; i++ {
-		l, k := binary.Uvarint(data)
-		if k <= 0 {
-			return Set{}, nil, fmt.Errorf("%w: member %d length", ErrTruncated, i)
+		var m string
+		m, data, err = wire.String(data, MaxMemberLen)
+		switch {
+		case errors.Is(err, wire.ErrTooLong):
+			return Set{}, nil, fmt.Errorf("%w: member %d: %w", ErrTooLong, i, err)
+		case err != nil:
+			return Set{}, nil, fmt.Errorf("%w: member %d: %w", ErrTruncated, i, err)
 		}
-		data = data[k:]
-		if l > MaxMemberLen {
-			return Set{}, nil, fmt.Errorf("%w: %d bytes", ErrTooLong, l)
-		}
-		if l > uint64(len(data)) {
-			return Set{}, nil, fmt.Errorf("%w: member %d", ErrTruncated, i)
-		}
-		m := string(data[:l])
-		data = data[l:]
 		if i > 0 && m <= prev {
 			return Set{}, nil, fmt.Errorf("%w: %q after %q", ErrOrder, m, prev)
 		}

@@ -1,0 +1,312 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/store"
+)
+
+type testNode struct {
+	*Node
+	store *store.Store
+}
+
+// startNode runs a real memberlist on 127.0.0.1 with a free port and
+// millisecond intervals; tweak adjusts the config first.
+func startNode(t *testing.T, name string, seeds []string, tweak func(*Config)) *testNode {
+	t.Helper()
+	cfg := LocalConfig()
+	cfg.NodeName = name
+	cfg.Seeds = seeds
+	cfg.Logger = testLogger(t)
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	n, err := New(cfg)
+	require.NoError(t, err)
+	st, err := store.New(store.DefaultConfig(), n)
+	require.NoError(t, err)
+	require.NoError(t, n.Start(st))
+	t.Cleanup(func() { closeNode(t, n) })
+	return &testNode{Node: n, store: st}
+}
+
+// testLogger logs through t until the test ends. memberlist's probe
+// goroutines may still log after Shutdown returns (it does not wait for
+// them), and t.Log after the end panics.
+func testLogger(t *testing.T) zerolog.Logger {
+	w := &quietAfterTest{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	return zerolog.New(w).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+}
+
+type quietAfterTest struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *quietAfterTest) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+func closeNode(t *testing.T, n *Node) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	assert.NoError(t, n.Close(ctx))
+}
+
+// crash stops a node the way SIGKILL would: no hand-off, no leave.
+func crash(t *testing.T, n *testNode) {
+	n.closeOnce.Do(func() {
+		n.closed.Store(true)
+		require.NoError(t, n.ml.Shutdown())
+		n.cancel()
+		close(n.flushCh)
+		n.flushWG.Wait()
+		n.wg.Wait()
+	})
+}
+
+func aliveNames(n *testNode) []string {
+	var out []string
+	for _, m := range n.Members() {
+		if m.State == "alive" {
+			out = append(out, m.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func waitMembers(t *testing.T, want []string, nodes ...*testNode) {
+	t.Helper()
+	sort.Strings(want)
+	require.Eventually(t, func() bool {
+		for _, n := range nodes {
+			if strings.Join(aliveNames(n), ",") != strings.Join(want, ",") {
+				return false
+			}
+		}
+		return true
+	}, 15*time.Second, 20*time.Millisecond, "members never became %v", want)
+}
+
+// waitConverged waits until every node holds exactly want (post → count),
+// and on failure says which node held what.
+func waitConverged(t *testing.T, want map[string]int, nodes ...*testNode) {
+	t.Helper()
+	posts := make([]string, 0, len(want))
+	for p := range want {
+		posts = append(posts, p)
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, n := range nodes {
+			assert.Equal(c, want, n.store.Counts(posts), "node %s (stats %+v)", n.Self(), n.Stats())
+		}
+	}, 15*time.Second, 20*time.Millisecond)
+}
+
+func like(n *testNode, post string, users ...string) {
+	for _, u := range users {
+		n.store.Like(post, u)
+	}
+}
+
+func users(prefix string, k int) []string {
+	out := make([]string, k)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%04d", prefix, i)
+	}
+	return out
+}
+
+// noPushPull leaves gossip as the only path between nodes. Gossip alone is
+// best effort: a live node wrongly declared dead under CPU starvation misses
+// frames until push/pull repairs it. So these tests also make the failure
+// detector lenient, to test the gossip path and not the detector.
+func noPushPull(c *Config) {
+	c.PushPullInterval = time.Hour
+	c.ProbeInterval = 500 * time.Millisecond
+	c.ProbeTimeout = 400 * time.Millisecond
+	c.SuspicionMult = 8
+}
+
+func TestThreeNodesConvergeByGossip(t *testing.T) {
+	a := startNode(t, "a", nil, noPushPull)
+	b := startNode(t, "b", []string{a.Addr()}, noPushPull)
+	c := startNode(t, "c", []string{a.Addr()}, noPushPull)
+	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
+
+	like(a, "p1", users("u", 300)...)
+	like(b, "p1", users("u", 300)...) // the same users again, through another node
+	like(b, "p2", users("v", 50)...)
+	like(c, "p2", users("w", 50)...)
+	like(c, "p3", "solo")
+	waitConverged(t, map[string]int{"p1": 300, "p2": 100, "p3": 1}, a, b, c)
+	assert.Zero(t, a.Stats().PushPullApplied+b.Stats().PushPullApplied+c.Stats().PushPullApplied,
+		"gossip alone carried every like")
+}
+
+// memberlist never forwards user messages: each receiver must re-broadcast
+// exactly the likes that were new to it, once, or larger clusters lose likes.
+func TestReceiversForwardNewLikesOnce(t *testing.T) {
+	a := startNode(t, "a", nil, noPushPull)
+	b := startNode(t, "b", []string{a.Addr()}, noPushPull)
+	c := startNode(t, "c", []string{a.Addr()}, noPushPull)
+	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
+	like(a, "p", users("u", 100)...)
+	waitConverged(t, map[string]int{"p": 100}, a, b, c)
+	require.Eventually(t, func() bool {
+		return b.Stats().LikesQueued == 100 && c.Stats().LikesQueued == 100
+	}, 5*time.Second, 10*time.Millisecond)
+	for _, n := range []*testNode{b, c} {
+		st := n.Stats()
+		assert.Equal(t, st.LikesApplied, st.LikesQueued, "%s forwards exactly what was new to it", n.Self())
+		assert.GreaterOrEqual(t, st.LikesReceived, st.LikesApplied)
+	}
+}
+
+func TestLateJoinerReceivesWholeState(t *testing.T) {
+	a := startNode(t, "a", nil, noPushPull)
+	b := startNode(t, "b", []string{a.Addr()}, noPushPull)
+	waitMembers(t, []string{"a", "b"}, a, b)
+	like(a, "p1", users("u", 500)...)
+	like(b, "p2", users("u", 70)...)
+	waitConverged(t, map[string]int{"p1": 500, "p2": 70}, a, b)
+
+	c := startNode(t, "c", []string{b.Addr()}, noPushPull)
+	waitConverged(t, map[string]int{"p1": 500, "p2": 70}, c)
+	assert.Zero(t, c.Stats().LikesApplied, "the join's state exchange, not gossip, brought it")
+}
+
+// A node that loses every broadcast must still converge through push/pull.
+func TestPushPullHealsLostBroadcasts(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	b := startNode(t, "b", []string{a.Addr()}, nil)
+	c := startNode(t, "c", []string{a.Addr()}, nil)
+	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
+	c.dropInbound.Store(true)
+
+	like(a, "p1", users("u", 200)...)
+	like(b, "p2", users("u", 30)...)
+	waitConverged(t, map[string]int{"p1": 200, "p2": 30}, a, b, c)
+	assert.Zero(t, c.Stats().LikesApplied, "c applied nothing from gossip")
+	assert.Positive(t, c.Stats().PushPullMerges)
+}
+
+func TestSeedRestartWithNewIdentityEndsInOneCluster(t *testing.T) {
+	seed := startNode(t, "seed-1", nil, nil)
+	seedAddr := seed.Addr()
+	_, portStr, _ := strings.Cut(seedAddr, ":")
+	var port int
+	_, err := fmt.Sscan(portStr, &port)
+	require.NoError(t, err)
+
+	w1 := startNode(t, "w1", []string{seedAddr}, nil)
+	w2 := startNode(t, "w2", []string{seedAddr}, nil)
+	waitMembers(t, []string{"seed-1", "w1", "w2"}, seed, w1, w2)
+	like(w1, "p", users("u", 40)...)
+	waitConverged(t, map[string]int{"p": 40}, seed, w1, w2)
+
+	crash(t, seed)
+	waitMembers(t, []string{"w1", "w2"}, w1, w2)
+
+	// The master comes back at the same address with a new name, an empty
+	// store and no seeds of its own: on its own it would be a second cluster.
+	reborn := startNode(t, "seed-2", nil, func(c *Config) { c.BindPort = port })
+	waitMembers(t, []string{"seed-2", "w1", "w2"}, reborn, w1, w2)
+	waitConverged(t, map[string]int{"p": 40}, reborn)
+}
+
+func TestCloseLeavesAndOthersSeeIt(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	b := startNode(t, "b", []string{a.Addr()}, nil)
+	c := startNode(t, "c", []string{a.Addr()}, nil)
+	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
+
+	like(c, "p", users("u", 25)...)
+	closeNode(t, c.Node)
+	assert.NoError(t, c.Close(context.Background()), "Close is idempotent")
+	// The hand-off put every like c acknowledged on the others before it left.
+	waitConverged(t, map[string]int{"p": 25}, a, b)
+	waitMembers(t, []string{"a", "b"}, a, b)
+}
+
+func TestJoinRetriesUntilSeedAppears(t *testing.T) {
+	// Reserve a port, then start the seed there only after the joiner began.
+	probe := startNode(t, "probe", nil, nil)
+	addr := probe.Addr()
+	_, portStr, _ := strings.Cut(addr, ":")
+	var port int
+	_, err := fmt.Sscan(portStr, &port)
+	require.NoError(t, err)
+	crash(t, probe)
+
+	joiner := startNode(t, "joiner", []string{addr}, nil)
+	time.Sleep(100 * time.Millisecond) // let a few joins fail first
+	assert.False(t, joiner.Joined())
+	seed := startNode(t, "seed", nil, func(c *Config) { c.BindPort = port })
+	require.Eventually(t, joiner.Joined, 10*time.Second, 10*time.Millisecond)
+	waitMembers(t, []string{"joiner", "seed"}, joiner, seed)
+}
+
+func TestOutboxOverflowDropsInsteadOfBlocking(t *testing.T) {
+	cfg := LocalConfig()
+	cfg.NodeName = "x"
+	cfg.OutboxSize = 2
+	n, err := New(cfg) // not started: nothing drains the outbox
+	require.NoError(t, err)
+	for i := 0; i < 5; i++ {
+		n.LikeAdded(store.Like{Post: "p", User: fmt.Sprint(i)})
+	}
+	assert.Equal(t, uint64(3), n.Stats().OutboxDropped)
+	assert.NoError(t, n.Close(context.Background()), "closing a node never started is fine")
+	assert.ErrorIs(t, n.Start(nil), ErrClosed)
+}
+
+func TestConfigValidate(t *testing.T) {
+	valid := LocalConfig()
+	valid.NodeName = "n"
+	require.NoError(t, valid.Validate())
+	require.NoError(t, func() Config { c := DefaultConfig(); c.NodeName = "n"; return c }().Validate())
+	tests := []struct {
+		name  string
+		tweak func(*Config)
+	}{
+		{"no name", func(c *Config) { c.NodeName = "" }},
+		{"bind addr", func(c *Config) { c.BindAddr = "nowhere" }},
+		{"bind port", func(c *Config) { c.BindPort = 70000 }},
+		{"advertise addr", func(c *Config) { c.AdvertiseAddr = "x.y" }},
+		{"seed without port", func(c *Config) { c.Seeds = []string{"master"} }},
+		{"seed bad port", func(c *Config) { c.Seeds = []string{"master:0"} }},
+		{"zero push/pull", func(c *Config) { c.PushPullInterval = 0 }},
+		{"probe timeout too long", func(c *Config) { c.ProbeTimeout = c.ProbeInterval }},
+		{"backoff inverted", func(c *Config) { c.JoinBackoffMax = c.JoinBackoffMin / 2 }},
+		{"tiny packet", func(c *Config) { c.PacketSize = 100 }},
+		{"no outbox", func(c *Config) { c.OutboxSize = 0 }},
+		{"no gossip nodes", func(c *Config) { c.GossipNodes = 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid
+			tt.tweak(&c)
+			assert.ErrorIs(t, c.Validate(), ErrConfig)
+		})
+	}
+}

@@ -1,0 +1,200 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Config tunes one node. Start from DefaultConfig (a LAN or pod network) or
+// LocalConfig (one machine) and override fields.
+type Config struct {
+	// NodeName must be unique in the cluster and should be unique per process
+	// start, so a restarted node is never mistaken for its previous life.
+	NodeName string
+
+	// BindAddr and BindPort are where memberlist listens (TCP and UDP).
+	// BindPort 0 picks a free port (tests). Default 0.0.0.0:7946.
+	BindAddr string
+	BindPort int
+
+	// AdvertiseAddr and AdvertisePort are what other nodes use to reach this
+	// one; empty/0 lets memberlist choose (the bind address, or the first
+	// private address when bound to 0.0.0.0). Set it to the pod IP in k8s.
+	AdvertiseAddr string
+	AdvertisePort int
+
+	// Seeds are host:port addresses joined at start and re-joined whenever
+	// one of them is not an alive member. Empty starts a new cluster.
+	Seeds []string
+
+	// JoinBackoffMin and JoinBackoffMax bound the exponential backoff between
+	// failed joins at start. Default 200ms to 5s.
+	JoinBackoffMin time.Duration
+	JoinBackoffMax time.Duration
+
+	// RejoinInterval is how often the seeds are checked and, if one is not an
+	// alive member (say the master restarted with a new identity), joined
+	// again so the cluster stays one. Each check is a DNS lookup; a re-join is
+	// a full push/pull. Default 10s.
+	RejoinInterval time.Duration
+
+	// PushPullInterval is how often this node exchanges full state with one
+	// random peer: the anti-entropy period, and so the bound on how long a
+	// node that missed broadcasts stays behind. Shorter heals faster and costs
+	// more bandwidth. Default 10s (memberlist's LAN default of 30s is too slow
+	// for a likes service).
+	PushPullInterval time.Duration
+
+	// GossipInterval is how often queued broadcasts are sent to GossipNodes
+	// random peers. Shorter means lower replication latency and more packets.
+	// Default 100ms.
+	GossipInterval time.Duration
+	GossipNodes    int
+
+	// ProbeInterval, ProbeTimeout and SuspicionMult drive failure detection:
+	// how quickly a dead node is noticed versus how often a slow one is
+	// wrongly suspected. Defaults are memberlist's LAN values (1s, 500ms, 4).
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+	SuspicionMult int
+
+	// RetransmitMult: each broadcast is sent RetransmitMult*log10(N+1) times.
+	// Higher survives more packet loss at the cost of bandwidth. Default 4.
+	RetransmitMult int
+
+	// TCPTimeout bounds one push/pull or join exchange. Default 10s.
+	TCPTimeout time.Duration
+
+	// PacketSize is the largest gossip packet (memberlist UDPBufferSize), and
+	// so bounds one frame of likes. 1400 avoids IP fragmentation on common
+	// networks; raise it only where the whole path has a larger MTU.
+	PacketSize int
+
+	// FlushInterval is the longest a new like waits to be framed and queued
+	// for gossip; a full frame is queued at once. Default 10ms.
+	FlushInterval time.Duration
+
+	// OutboxSize bounds the likes waiting to be framed. When full, new likes
+	// are not gossiped (counted as dropped) and reach peers by push/pull.
+	// Default 65536.
+	OutboxSize int
+
+	// InboxSize bounds received frames waiting to be applied. When full,
+	// frames are dropped and counted; push/pull repairs. Default 4096.
+	InboxSize int
+
+	// MaxQueuedFrames bounds memberlist's broadcast queue, which has no
+	// limit of its own; the oldest frames are pruned first and left to
+	// push/pull. Default 8192.
+	MaxQueuedFrames int
+
+	// HandoffTimeout bounds the hand-off on Close: waiting for queued
+	// broadcasts to go out and pushing state to peers. Default 5s.
+	HandoffTimeout time.Duration
+
+	// LeaveTimeout bounds waiting for the leave message to be gossiped.
+	// Default 2s.
+	LeaveTimeout time.Duration
+
+	// Logger receives cluster events (component=cluster) and memberlist's
+	// own log lines (component=memberlist).
+	Logger zerolog.Logger
+}
+
+// DefaultConfig suits a LAN or Kubernetes pod network.
+func DefaultConfig() Config {
+	return Config{
+		BindAddr:         "0.0.0.0",
+		BindPort:         7946,
+		JoinBackoffMin:   200 * time.Millisecond,
+		JoinBackoffMax:   5 * time.Second,
+		RejoinInterval:   10 * time.Second,
+		PushPullInterval: 10 * time.Second,
+		GossipInterval:   100 * time.Millisecond,
+		GossipNodes:      3,
+		ProbeInterval:    time.Second,
+		ProbeTimeout:     500 * time.Millisecond,
+		SuspicionMult:    4,
+		RetransmitMult:   4,
+		TCPTimeout:       10 * time.Second,
+		PacketSize:       1400,
+		FlushInterval:    10 * time.Millisecond,
+		OutboxSize:       1 << 16,
+		InboxSize:        4096,
+		MaxQueuedFrames:  8192,
+		HandoffTimeout:   5 * time.Second,
+		LeaveTimeout:     2 * time.Second,
+		Logger:           zerolog.Nop(),
+	}
+}
+
+// LocalConfig suits nodes on one machine (loopback tests, a laptop
+// cluster): every interval shrunk so failures and repairs show in
+// milliseconds.
+func LocalConfig() Config {
+	c := DefaultConfig()
+	c.BindAddr = "127.0.0.1"
+	c.BindPort = 0
+	c.JoinBackoffMin = 20 * time.Millisecond
+	c.JoinBackoffMax = 200 * time.Millisecond
+	c.RejoinInterval = 200 * time.Millisecond
+	c.PushPullInterval = 300 * time.Millisecond
+	c.GossipInterval = 20 * time.Millisecond
+	c.ProbeInterval = 100 * time.Millisecond
+	c.ProbeTimeout = 50 * time.Millisecond
+	c.SuspicionMult = 2
+	c.TCPTimeout = 2 * time.Second
+	c.HandoffTimeout = 2 * time.Second
+	c.LeaveTimeout = 500 * time.Millisecond
+	return c
+}
+
+// ErrConfig marks an invalid Config.
+var ErrConfig = errors.New("cluster: invalid config")
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	switch {
+	case c.NodeName == "":
+		return bad("NodeName is empty")
+	case net.ParseIP(c.BindAddr) == nil:
+		return bad("BindAddr %q is not an IP address", c.BindAddr)
+	case c.BindPort < 0 || c.BindPort > 65535:
+		return bad("BindPort %d out of range", c.BindPort)
+	case c.AdvertiseAddr != "" && net.ParseIP(c.AdvertiseAddr) == nil:
+		return bad("AdvertiseAddr %q is not an IP address", c.AdvertiseAddr)
+	case c.AdvertisePort < 0 || c.AdvertisePort > 65535:
+		return bad("AdvertisePort %d out of range", c.AdvertisePort)
+	case c.JoinBackoffMin <= 0 || c.JoinBackoffMax < c.JoinBackoffMin:
+		return bad("join backoff must satisfy 0 < min <= max, got %v..%v", c.JoinBackoffMin, c.JoinBackoffMax)
+	case c.PushPullInterval <= 0 || c.RejoinInterval <= 0 || c.GossipInterval <= 0 ||
+		c.ProbeInterval <= 0 || c.ProbeTimeout <= 0 || c.TCPTimeout <= 0 || c.FlushInterval <= 0:
+		return bad("intervals and timeouts must be positive")
+	case c.ProbeTimeout >= c.ProbeInterval:
+		return bad("ProbeTimeout %v must be shorter than ProbeInterval %v", c.ProbeTimeout, c.ProbeInterval)
+	case c.GossipNodes < 1 || c.SuspicionMult < 1 || c.RetransmitMult < 1:
+		return bad("GossipNodes, SuspicionMult and RetransmitMult must be at least 1")
+	case c.PacketSize < 512 || c.PacketSize > 65000:
+		return bad("PacketSize %d outside [512, 65000]", c.PacketSize)
+	case c.OutboxSize < 1 || c.InboxSize < 1 || c.MaxQueuedFrames < 1:
+		return bad("OutboxSize, InboxSize and MaxQueuedFrames must be at least 1")
+	case c.HandoffTimeout < 0 || c.LeaveTimeout < 0:
+		return bad("HandoffTimeout and LeaveTimeout must not be negative")
+	}
+	for _, s := range c.Seeds {
+		if _, port, err := net.SplitHostPort(s); err != nil {
+			return bad("seed %q: %v", s, err)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return bad("seed %q: bad port", s)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package cluster
+
+import (
+	"bytes"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/rs/zerolog"
+
+	"github.com/likesd/likesd/internal/gset"
+)
+
+// delegate adapts Node to memberlist.Delegate without putting memberlist's
+// methods on Node's exported surface.
+type delegate struct{ n *Node }
+
+var _ memberlist.Delegate = (*delegate)(nil)
+
+func (d *delegate) NodeMeta(int) []byte { return nil }
+
+// NotifyMsg runs on memberlist's packet loop: copy and hand off, never block.
+func (d *delegate) NotifyMsg(b []byte) {
+	if len(b) == 0 || d.n.dropInbound.Load() {
+		return
+	}
+	frame := bytes.Clone(b) // memberlist reuses b after we return
+	select {
+	case d.n.inbox <- frame:
+	default:
+		d.n.stats.inboxDropped.Add(1)
+	}
+}
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.n.queue.GetBroadcasts(overhead, limit)
+}
+
+func (d *delegate) LocalState(bool) []byte {
+	return encodeState(d.n.replica)
+}
+
+// MergeRemoteState merges on every push/pull, not only on join: that is what
+// heals a node that missed broadcasts.
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	n := d.n
+	added := 0
+	err := decodeState(buf, func(post string, users gset.Set) {
+		added += len(n.replica.MergeSet(post, users))
+	})
+	if err != nil {
+		n.stats.decodeErrors.Add(1)
+		n.log.Warn().Err(err).Int("bytes", len(buf)).Msg("bad push/pull state dropped")
+		return
+	}
+	n.stats.pushPullMerges.Add(1)
+	n.stats.pushPullApplied.Add(uint64(added))
+	ev := n.log.Debug()
+	if added > 0 {
+		ev = n.log.Info()
+	}
+	ev.Bool("join", join).Int("bytes", len(buf)).Int("new_likes", added).Msg("merged remote state")
+}
+
+// events logs membership changes; memberlist calls it with its node lock
+// held, so it only logs.
+type events struct{ n *Node }
+
+var _ memberlist.EventDelegate = (*events)(nil)
+
+func (e *events) NotifyJoin(m *memberlist.Node) {
+	e.n.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg("member joined")
+}
+
+func (e *events) NotifyLeave(m *memberlist.Node) {
+	msg := "member left"
+	if m.State == memberlist.StateDead {
+		msg = "member failed"
+	}
+	e.n.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg(msg)
+}
+
+func (e *events) NotifyUpdate(m *memberlist.Node) {
+	e.n.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg("member updated")
+}
+
+// broadcast is one frame in memberlist's queue. It is unique, so queueing
+// it does not scan the queue for frames it would invalidate.
+type broadcast struct{ msg []byte }
+
+var _ memberlist.UniqueBroadcast = (*broadcast)(nil)
+
+func (b *broadcast) Invalidates(memberlist.Broadcast) bool { return false }
+func (b *broadcast) Message() []byte                       { return b.msg }
+func (b *broadcast) Finished()                             {}
+func (b *broadcast) UniqueBroadcast()                      {}
+
+// memberlistLog turns memberlist's "[LEVEL] memberlist: ..." lines into
+// zerolog events at the matching level.
+type memberlistLog struct{ log zerolog.Logger }
+
+func (w memberlistLog) Write(p []byte) (int, error) {
+	line := bytes.TrimSpace(p)
+	level := zerolog.InfoLevel
+	for _, l := range []struct {
+		prefix string
+		level  zerolog.Level
+	}{{"[DEBUG]", zerolog.DebugLevel}, {"[INFO]", zerolog.InfoLevel}, {"[WARN]", zerolog.WarnLevel}, {"[ERR]", zerolog.ErrorLevel}} {
+		if rest, ok := bytes.CutPrefix(line, []byte(l.prefix)); ok {
+			level, line = l.level, bytes.TrimSpace(rest)
+			break
+		}
+	}
+	line = bytes.TrimPrefix(line, []byte("memberlist: "))
+	w.log.WithLevel(level).Msg(string(line))
+	return len(p), nil
+}
