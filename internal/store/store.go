@@ -21,14 +21,6 @@ type Sink interface {
 	LikeAdded(Like)
 }
 
-// Page is one page of a post's likers, in byte order.
-type Page struct {
-	Users []string
-	Count int
-	// More reports that users follow the last one in Users.
-	More bool
-}
-
 type shard struct {
 	mu    sync.RWMutex
 	posts map[string]*gset.Set
@@ -125,18 +117,18 @@ func (s *Store) Has(post, user string) bool {
 	return ok && set.Has(user)
 }
 
-// Likers returns up to limit users who liked post, strictly after the cursor
-// after, in byte order.
-func (s *Store) Likers(post, after string, limit int) Page {
+// Likers returns up to limit users who liked post strictly after the cursor
+// after, in byte order, with the post's count and whether more users follow.
+func (s *Store) Likers(post, after string, limit int) (users []string, count int, more bool) {
 	sh := s.shardOf(post)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	set, ok := sh.posts[post]
 	if !ok {
-		return Page{Users: []string{}}
+		return []string{}, 0, false
 	}
-	users, more := set.Page(after, limit)
-	return Page{Users: users, Count: set.Len(), More: more}
+	users, more = set.Page(after, limit)
+	return users, set.Len(), more
 }
 
 // Merge applies likes that came from another replica and returns those that

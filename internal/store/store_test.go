@@ -79,11 +79,18 @@ func TestLikersPages(t *testing.T) {
 	for _, u := range []string{"dave", "alice", "carol", "bob"} {
 		s.Like("p", u)
 	}
-	got := s.Likers("p", "", 2)
-	assert.Equal(t, Page{Users: []string{"alice", "bob"}, Count: 4, More: true}, got)
-	got = s.Likers("p", "bob", 2)
-	assert.Equal(t, Page{Users: []string{"carol", "dave"}, Count: 4, More: false}, got)
-	assert.Equal(t, Page{Users: []string{}}, s.Likers("none", "", 10))
+	users, count, more := s.Likers("p", "", 2)
+	assert.Equal(t, []string{"alice", "bob"}, users)
+	assert.Equal(t, 4, count)
+	assert.True(t, more)
+	users, count, more = s.Likers("p", "bob", 2)
+	assert.Equal(t, []string{"carol", "dave"}, users)
+	assert.Equal(t, 4, count)
+	assert.False(t, more)
+	users, count, more = s.Likers("none", "", 10)
+	assert.Equal(t, []string{}, users)
+	assert.Zero(t, count)
+	assert.False(t, more)
 }
 
 func TestMergeReturnsNewAndSkipsSink(t *testing.T) {
@@ -142,7 +149,7 @@ func TestConcurrentLikesAreExact(t *testing.T) {
 					s.Merge([]Like{{"hot", user}, {"merged", user}})
 				}
 				_ = s.Count("hot")
-				_ = s.Likers("hot", "", 5)
+				_, _, _ = s.Likers("hot", "", 5)
 			}
 		}()
 	}

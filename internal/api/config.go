@@ -1,0 +1,71 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config tunes the HTTP interface.
+type Config struct {
+	// Addr is the host:port the server listens on. Default ":8080".
+	Addr string
+
+	// MaxBodyBytes bounds a request body; larger bodies get 413. Default 64 KiB.
+	MaxBodyBytes int64
+
+	// MaxIDBytes bounds a post or user id. Default 256.
+	MaxIDBytes int
+
+	// DefaultPageSize and MaxPageSize bound /likers pages. Default 100, 1000.
+	DefaultPageSize int
+	MaxPageSize     int
+
+	// MaxBatchPosts bounds the posts of one /v1/counts call. Default 1000.
+	MaxBatchPosts int
+
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout protect
+	// the server from slow or idle clients. Defaults 5s, 10s, 10s, 120s.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Addr:              ":8080",
+		MaxBodyBytes:      64 << 10,
+		MaxIDBytes:        256,
+		DefaultPageSize:   100,
+		MaxPageSize:       1000,
+		MaxBatchPosts:     1000,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+}
+
+// ErrConfig marks an invalid Config.
+var ErrConfig = errors.New("api: invalid config")
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.Addr == "":
+		return fmt.Errorf("%w: Addr is empty", ErrConfig)
+	case c.MaxBodyBytes < 1:
+		return fmt.Errorf("%w: MaxBodyBytes must be positive", ErrConfig)
+	case c.MaxIDBytes < 1:
+		return fmt.Errorf("%w: MaxIDBytes must be positive", ErrConfig)
+	case c.DefaultPageSize < 1 || c.MaxPageSize < c.DefaultPageSize:
+		return fmt.Errorf("%w: need 1 <= DefaultPageSize <= MaxPageSize", ErrConfig)
+	case c.MaxBatchPosts < 1:
+		return fmt.Errorf("%w: MaxBatchPosts must be positive", ErrConfig)
+	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
+		return fmt.Errorf("%w: timeouts must be positive", ErrConfig)
+	}
+	return nil
+}

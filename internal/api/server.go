@@ -1,0 +1,186 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
+)
+
+// Likes is what the API needs from the replica.
+type Likes interface {
+	// Like records user's like of post; added is false when it was already
+	// there. It must not wait on the network.
+	Like(post, user string) (added bool, count int)
+	Count(post string) int
+	Counts(posts []string) map[string]int
+	Has(post, user string) bool
+	Likers(post, after string, limit int) (users []string, count int, more bool)
+}
+
+// Member is one cluster member as /v1/cluster shows it.
+type Member struct {
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	State string `json:"state"`
+}
+
+// Membership is what the API needs from the cluster.
+type Membership interface {
+	Self() string
+	Members() []Member
+	// Joined reports whether the node has joined its cluster (or started one).
+	Joined() bool
+}
+
+// Server serves the API. Create it with New.
+type Server struct {
+	cfg      Config
+	likes    Likes
+	members  Membership
+	log      zerolog.Logger
+	router   *chi.Mux
+	http     *http.Server
+	draining atomic.Bool
+}
+
+// New returns a server for likes and members, logging to logger.
+func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		likes:   likes,
+		members: members,
+		log:     logger.With().Str("component", "api").Logger(),
+	}
+	s.router = s.routes()
+	s.http = &http.Server{
+		Addr:              cfg.Addr,
+		Handler:           s.router,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ErrorLog:          nil,
+	}
+	return s, nil
+}
+
+func (s *Server) routes() *chi.Mux {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID)
+	r.Use(hlog.NewHandler(s.log))
+	r.Use(requestIDField)
+	r.Use(hlog.AccessHandler(s.logRequest))
+	r.Use(s.recoverJSON)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, &apiError{http.StatusNotFound, codeNotFound, "no route for " + r.Method + " " + r.URL.Path})
+	})
+	r.MethodNotAllowed(s.methodNotAllowed)
+
+	r.Route("/v1", func(r chi.Router) {
+		r.Post("/posts/{post}/likes", s.postLike)
+		r.Get("/posts/{post}/likes", s.getCount)
+		r.Get("/posts/{post}/likes/{user}", s.getLiked)
+		r.Get("/posts/{post}/likers", s.getLikers)
+		r.Get("/counts", s.getCounts)
+		r.Get("/cluster", s.getCluster)
+	})
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+
+	// Aliases for the original article's curl lines.
+	r.Post("/like", s.postLikeAlias)
+	r.Get("/likes", s.getLikesAlias)
+	return r
+}
+
+// Handler is the API's root handler (for tests and custom servers).
+func (s *Server) Handler() http.Handler { return s.router }
+
+// Serve serves on ln until Shutdown; it returns nil after a Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("http listening")
+	if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Drain turns /readyz to 503 so load balancers stop sending traffic; the
+// server keeps serving until Shutdown.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Shutdown stops accepting connections and waits for in-flight requests, up
+// to ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.Drain()
+	return s.http.Shutdown(ctx)
+}
+
+// requestIDField puts chi's request id (taken from X-Request-Id when the
+// client sent one) on every log line and on the response.
+func requestIDField(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := middleware.GetReqID(r.Context())
+		w.Header().Set(middleware.RequestIDHeader, id)
+		log := zerolog.Ctx(r.Context())
+		log.UpdateContext(func(c zerolog.Context) zerolog.Context { return c.Str("req_id", id) })
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) logRequest(r *http.Request, status, size int, d time.Duration) {
+	level := zerolog.InfoLevel
+	switch {
+	case status >= 500:
+		level = zerolog.ErrorLevel
+	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz":
+		level = zerolog.DebugLevel // probes every few seconds would drown the log
+	}
+	hlog.FromRequest(r).WithLevel(level).
+		Str("method", r.Method).Str("path", r.URL.Path).Str("route", chi.RouteContext(r.Context()).RoutePattern()).
+		Int("status", status).Int("bytes", size).Dur("duration", d).Str("remote", r.RemoteAddr).
+		Msg("request")
+}
+
+// recoverJSON turns a handler panic into a logged 500 with a JSON body,
+// instead of a dropped connection.
+func (s *Server) recoverJSON(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				hlog.FromRequest(r).Error().Interface("panic", v).Msg("handler panicked")
+				writeError(w, r, &apiError{http.StatusInternalServerError, codeInternal, "internal error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// methodNotAllowed answers 405 with the Allow header listing the methods the
+// path does accept (chi drops that header when the handler is custom).
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if s.router.Match(chi.NewRouteContext(), m, r.URL.EscapedPath()) {
+			allowed = append(allowed, m)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeError(w, r, &apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed,
+		r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + strings.Join(allowed, ", ")})
+}
