@@ -150,7 +150,7 @@ func (s *Server) logRequest(r *http.Request, status, size int, d time.Duration) 
 	}
 	hlog.FromRequest(r).WithLevel(level).
 		Str("method", r.Method).Str("path", r.URL.Path).Str("route", chi.RouteContext(r.Context()).RoutePattern()).
-		Int("status", status).Int("bytes", size).Dur("duration", d).Str("remote", r.RemoteAddr).
+		Int("status", status).Int("bytes", size).Dur("duration_ms", d).Str("remote", r.RemoteAddr).
 		Msg("request")
 }
 

@@ -165,7 +165,7 @@ func (n *Node) start(replica Replica) error {
 	n.mlReady.Store(ml)
 	local := ml.LocalNode()
 	n.log.Info().Str("addr", local.Address()).Strs("seeds", n.cfg.Seeds).
-		Dur("push_pull_interval", n.cfg.PushPullInterval).Msg("gossip listening")
+		Stringer("push_pull_interval", n.cfg.PushPullInterval).Msg("gossip listening")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -271,6 +271,16 @@ func (n *Node) handoff(ctx context.Context) {
 	close(n.flushCh)
 	n.flushWG.Wait()
 
+	var peers []string
+	for _, m := range n.ml.Members() {
+		if m.Name != n.cfg.NodeName && m.State == memberlist.StateAlive {
+			peers = append(peers, m.Address())
+		}
+	}
+	if len(peers) == 0 {
+		n.log.Info().Msg("hand-off: no alive peers, nothing to hand off")
+		return
+	}
 	tick := time.NewTicker(n.cfg.GossipInterval)
 	defer tick.Stop()
 	for n.queue.NumQueued() > 0 {
@@ -281,20 +291,10 @@ func (n *Node) handoff(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
-	// Gossip is best effort: push the whole state to peers over TCP so every
-	// like this node acknowledged is held elsewhere before it goes.
-	var peers []string
-	for _, m := range n.ml.Members() {
-		if m.Name != n.cfg.NodeName && m.State == memberlist.StateAlive {
-			peers = append(peers, m.Address())
-		}
-		if len(peers) == 2 {
-			break
-		}
-	}
-	if len(peers) == 0 {
-		return
-	}
+	// Gossip is best effort: push the whole state to up to two peers over
+	// TCP so every like this node acknowledged is held elsewhere before it
+	// goes.
+	peers = peers[:min(2, len(peers))]
 	done := make(chan int, 1)
 	go func() { k, _ := n.ml.Join(peers); done <- k }() // bounded by TCPTimeout
 	select {

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/likesd/likesd/internal/api"
+	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/store"
+)
+
+// serve runs one node until ctx is cancelled, then shuts down in order:
+// not ready, drain HTTP, hand off and leave the cluster.
+func serve(ctx context.Context, o options, logOut io.Writer) error {
+	log := newLogger(o, logOut)
+	o.cluster.Logger = log
+
+	ln, err := net.Listen("tcp", o.api.Addr)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	node, err := cluster.New(o.cluster)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	replica, err := store.New(o.store, node)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if err := node.Start(replica); err != nil {
+		ln.Close()
+		return err
+	}
+	srv, err := api.New(o.api, replica, membership{node}, log)
+	if err != nil {
+		ln.Close()
+		_ = node.Close(context.Background())
+		return err
+	}
+	log.Info().Str("version", version).Str("node", node.Self()).Msg("likesd started")
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down: draining")
+	case err := <-serveErr:
+		log.Error().Err(err).Msg("http server failed: shutting down")
+		_ = node.Close(context.Background())
+		return err
+	}
+
+	srv.Drain()
+	if o.shutdownDrain > 0 {
+		time.Sleep(o.shutdownDrain) // let load balancers see /readyz fail
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn().Err(err).Msg("in-flight requests did not finish in time")
+	}
+	<-serveErr
+	if err := node.Close(sctx); err != nil {
+		log.Warn().Err(err).Msg("cluster shutdown")
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+func newLogger(o options, out io.Writer) zerolog.Logger {
+	if o.logFormat == "console" {
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(out).Level(o.logLevel).With().Timestamp().Logger()
+}
+
+// membership adapts the cluster node to the API's view of members.
+type membership struct{ *cluster.Node }
+
+func (m membership) Members() []api.Member {
+	ms := m.Node.Members()
+	out := make([]api.Member, len(ms))
+	for i, x := range ms {
+		out[i] = api.Member{Name: x.Name, Addr: x.Addr, State: x.State}
+	}
+	return out
+}
