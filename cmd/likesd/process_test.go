@@ -297,6 +297,7 @@ func BenchmarkProcessCatchUp(b *testing.B) {
 	for i := 0; i < 1000; i++ {
 		n1.like(b, "p", fmt.Sprintf("u%d", i))
 	}
+	var total time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -311,6 +312,7 @@ func BenchmarkProcessCatchUp(b *testing.B) {
 		for n2.counts(b, "p")["p"] != 1000 {
 			time.Sleep(time.Millisecond)
 		}
-		b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-to-catch-up")
+		total += time.Since(start)
 	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-catch-up")
 }
