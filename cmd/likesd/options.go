@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -62,12 +63,15 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.SetOutput(io.Discard) // errors are reported once, by run; usage only on --help
 
 	gossipAddr := "0.0.0.0:7946"
-	var advertise, join, nodeName, logLevel string
+	var advertise, join, nodeName, logLevel, gossipKey, gossipKeyFile string
 	fs.StringVar(&o.api.Addr, "http-addr", o.api.Addr, "host:port the HTTP API listens on")
 	fs.StringVar(&gossipAddr, "gossip-addr", gossipAddr, "host:port memberlist binds to, TCP and UDP (port 0 picks a free one)")
 	fs.StringVar(&advertise, "advertise-addr", "", "host[:port] other nodes use to reach this one (default: memberlist's choice; set to the pod IP in k8s)")
 	fs.StringVar(&join, "join", "", "comma-separated seed host:port list to join (empty: start a new cluster)")
 	fs.StringVar(&nodeName, "node-name", "", "unique node name (default: hostname plus a random suffix, new at every start)")
+	fs.StringVar(&gossipKey, "gossip-key", "", "base64 AES key (16, 24 or 32 bytes) encrypting all gossip; every node needs the same one")
+	fs.StringVar(&gossipKeyFile, "gossip-key-file", "", "file holding the base64 gossip key (a mounted Secret); used when --gossip-key is empty")
+	fs.StringVar(&o.cluster.Label, "cluster-label", o.cluster.Label, "label on every gossip message; nodes with another label are ignored")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
 	fs.DurationVar(&o.cluster.PushPullInterval, "push-pull-interval", o.cluster.PushPullInterval, "anti-entropy period: full state exchange with one random peer")
@@ -110,7 +114,34 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	if o.showVersion {
 		return o, nil
 	}
+	if err := o.readKey(gossipKey, gossipKeyFile); err != nil {
+		return o, err
+	}
 	return o, o.finish(gossipAddr, advertise, join, nodeName, logLevel)
+}
+
+// readKey decodes the gossip key from the flag or, failing that, the file.
+func (o *options) readKey(b64, file string) error {
+	source := "--gossip-key"
+	if b64 == "" && file != "" {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("--gossip-key-file: %w", err)
+		}
+		b64, source = strings.TrimSpace(string(raw)), "--gossip-key-file "+file
+	}
+	if b64 == "" {
+		return nil
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return fmt.Errorf("%s: not base64: %v", source, err)
+	}
+	if n := len(key); n != 16 && n != 24 && n != 32 {
+		return fmt.Errorf("%s: key is %d bytes; want 16, 24 or 32 (e.g. head -c 32 /dev/urandom | base64)", source, n)
+	}
+	o.cluster.SecretKey = key
+	return nil
 }
 
 func printUsage(fs *flag.FlagSet, out io.Writer) {

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +76,34 @@ func TestBadOptions(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 		})
+	}
+}
+
+func TestGossipKey(t *testing.T) {
+	k32 := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	o, err := parseOptions(nil, env(map[string]string{"LIKESD_GOSSIP_KEY": k32}), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, bytes.Repeat([]byte{7}, 32), o.cluster.SecretKey)
+	assert.Equal(t, "likesd", o.cluster.Label)
+
+	file := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(file, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))+"\n"), 0o600))
+	o, err = parseOptions([]string{"--gossip-key-file", file, "--cluster-label", "prod"}, env(nil), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, bytes.Repeat([]byte{9}, 16), o.cluster.SecretKey)
+	assert.Equal(t, "prod", o.cluster.Label)
+
+	o, err = parseOptions([]string{"--gossip-key", k32, "--gossip-key-file", file}, env(nil), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Len(t, o.cluster.SecretKey, 32, "the key itself wins over the file")
+
+	for name, args := range map[string][]string{
+		"not base64":   {"--gossip-key", "%%%"},
+		"wrong length": {"--gossip-key", base64.StdEncoding.EncodeToString([]byte("short"))},
+		"missing file": {"--gossip-key-file", "/nonexistent/key"},
+	} {
+		_, err := parseOptions(args, env(nil), &bytes.Buffer{})
+		assert.Error(t, err, name)
 	}
 }
 

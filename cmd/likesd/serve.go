@@ -45,6 +45,9 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		return err
 	}
 	log.Info().Str("version", version).Str("node", node.Self()).Msg("likesd started")
+	if len(o.cluster.SecretKey) == 0 {
+		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set LIKESD_GOSSIP_KEY or --gossip-key-file")
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

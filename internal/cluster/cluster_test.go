@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -301,6 +302,8 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny packet", func(c *Config) { c.PacketSize = 100 }},
 		{"no outbox", func(c *Config) { c.OutboxSize = 0 }},
 		{"no gossip nodes", func(c *Config) { c.GossipNodes = 0 }},
+		{"key of 10 bytes", func(c *Config) { c.SecretKey = make([]byte, 10) }},
+		{"label too long", func(c *Config) { c.Label = strings.Repeat("l", 256) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -309,4 +312,57 @@ func TestConfigValidate(t *testing.T) {
 			assert.ErrorIs(t, c.Validate(), ErrConfig)
 		})
 	}
+}
+
+func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+
+// A full frame must still fit one packet with AES-GCM and a long label.
+func TestEncryptedClusterConvergesByGossip(t *testing.T) {
+	secure := func(c *Config) {
+		noPushPull(c)
+		c.SecretKey = key(1)
+		c.Label = strings.Repeat("l", 200)
+	}
+	a := startNode(t, "a", nil, secure)
+	b := startNode(t, "b", []string{a.Addr()}, secure)
+	waitMembers(t, []string{"a", "b"}, a, b)
+	like(a, strings.Repeat("p", 256), users(strings.Repeat("u", 250), 100)...)
+	waitConverged(t, map[string]int{strings.Repeat("p", 256): 100}, a, b)
+}
+
+// A node with the wrong key, no key, or another label neither joins nor
+// changes any count, even when it knows a member's address.
+func TestIntrudersCannotJoinOrInjectLikes(t *testing.T) {
+	secure := func(c *Config) { c.SecretKey = key(1) }
+	a := startNode(t, "a", nil, secure)
+	b := startNode(t, "b", []string{a.Addr()}, secure)
+	waitMembers(t, []string{"a", "b"}, a, b)
+
+	intruders := map[string]func(*Config){
+		"wrong-key":   func(c *Config) { c.SecretKey = key(2) },
+		"no-key":      func(c *Config) { c.SecretKey = nil },
+		"other-label": func(c *Config) { c.SecretKey = key(1); c.Label = "other" },
+	}
+	var started []*testNode
+	for name, tweak := range intruders {
+		x := startNode(t, name, []string{a.Addr(), b.Addr()}, tweak)
+		like(x, "p", users(name, 20)...)
+		started = append(started, x)
+	}
+	assert.Never(t, func() bool {
+		for _, x := range started {
+			if x.Joined() || len(x.Members()) > 1 {
+				return true
+			}
+		}
+		return a.store.Count("p") != 0 || b.store.Count("p") != 0 ||
+			len(a.Members()) != 2 || len(b.Members()) != 2
+	}, 2*time.Second, 50*time.Millisecond, "an intruder joined or changed a count")
+
+	// Control: the same harness with the right key and label does join, so
+	// the silence above is the encryption's doing.
+	friend := startNode(t, "friend", []string{a.Addr()}, secure)
+	like(friend, "p", "f1")
+	waitMembers(t, []string{"a", "b", "friend"}, a, b, friend)
+	waitConverged(t, map[string]int{"p": 1}, a, b, friend)
 }

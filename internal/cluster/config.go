@@ -101,6 +101,17 @@ type Config struct {
 	// Default 2s.
 	LeaveTimeout time.Duration
 
+	// SecretKey encrypts and authenticates every gossip packet and stream
+	// (memberlist keyring, AES-GCM): 16, 24 or 32 bytes for AES-128/192/256.
+	// A node without the same key can neither join nor inject likes. Empty
+	// means plaintext gossip: only for a trusted network or a laptop.
+	SecretKey []byte
+
+	// Label is stamped on every gossip packet and stream; a node with another
+	// label is ignored, so two clusters sharing a network never merge by
+	// accident. At most 255 bytes. Default "likesd".
+	Label string
+
 	// Logger receives cluster events (component=cluster) and memberlist's
 	// own log lines (component=memberlist).
 	Logger zerolog.Logger
@@ -129,6 +140,7 @@ func DefaultConfig() Config {
 		MaxQueuedFrames:  8192,
 		HandoffTimeout:   5 * time.Second,
 		LeaveTimeout:     2 * time.Second,
+		Label:            "likesd",
 		Logger:           zerolog.Nop(),
 	}
 }
@@ -188,6 +200,10 @@ func (c Config) Validate() error {
 		return bad("OutboxSize, InboxSize and MaxQueuedFrames must be at least 1")
 	case c.HandoffTimeout < 0 || c.LeaveTimeout < 0:
 		return bad("HandoffTimeout and LeaveTimeout must not be negative")
+	case len(c.SecretKey) != 0 && len(c.SecretKey) != 16 && len(c.SecretKey) != 24 && len(c.SecretKey) != 32:
+		return bad("SecretKey is %d bytes; want 16, 24 or 32", len(c.SecretKey))
+	case len(c.Label) > 255:
+		return bad("Label is %d bytes; at most 255", len(c.Label))
 	}
 	for _, s := range c.Seeds {
 		if _, port, err := net.SplitHostPort(s); err != nil {

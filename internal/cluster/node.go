@@ -59,10 +59,14 @@ type counters struct {
 }
 
 // frameOverhead is what memberlist may add around one of our frames in a
-// gossip packet: compound and user-message headers, a label, and AES-GCM
-// (version, nonce, tag). A frame larger than the packet minus this is never
-// sent, so it is reserved generously.
+// gossip packet, besides the label: compound and user-message headers (5
+// bytes), the label's header (2) and AES-GCM (version, nonce, tag: 29, or
+// 45 with the old padded format). A frame larger than the packet minus this
+// and the label is never sent, so it is reserved generously.
 const frameOverhead = 64
+
+// maxFrame is the largest frame that always fits one gossip packet.
+func (c Config) maxFrame() int { return c.PacketSize - frameOverhead - len(c.Label) }
 
 // ErrClosed is returned by Start on a closed node.
 var ErrClosed = errors.New("cluster: node closed")
@@ -150,6 +154,10 @@ func (n *Node) start(replica Replica) error {
 	mlc.RetransmitMult = n.cfg.RetransmitMult
 	mlc.TCPTimeout = n.cfg.TCPTimeout
 	mlc.UDPBufferSize = n.cfg.PacketSize
+	mlc.Label = n.cfg.Label
+	if len(n.cfg.SecretKey) > 0 {
+		mlc.SecretKey = n.cfg.SecretKey // memberlist builds the keyring
+	}
 	// Gossip to a dead node for as long as it may be suspected, so a node
 	// that comes back after a short cut hears it was declared dead and refutes.
 	mlc.GossipToTheDeadTime = time.Duration(n.cfg.SuspicionMult+2) * n.cfg.ProbeInterval * 4
@@ -165,7 +173,8 @@ func (n *Node) start(replica Replica) error {
 	n.mlReady.Store(ml)
 	local := ml.LocalNode()
 	n.log.Info().Str("addr", local.Address()).Strs("seeds", n.cfg.Seeds).
-		Stringer("push_pull_interval", n.cfg.PushPullInterval).Msg("gossip listening")
+		Stringer("push_pull_interval", n.cfg.PushPullInterval).
+		Bool("encrypted", len(n.cfg.SecretKey) > 0).Str("label", n.cfg.Label).Msg("gossip listening")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -308,7 +317,7 @@ func (n *Node) handoff(ctx context.Context) {
 // flushLoop frames likes from the outbox and queues full frames at once and
 // partial ones every FlushInterval. On Close it flushes what is left.
 func (n *Node) flushLoop() {
-	fb := newFrameBuilder(n.cfg.PacketSize - frameOverhead)
+	fb := newFrameBuilder(n.cfg.maxFrame())
 	tick := time.NewTicker(n.cfg.FlushInterval)
 	defer tick.Stop()
 	add := func(l store.Like) {
