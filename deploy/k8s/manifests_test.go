@@ -1,0 +1,364 @@
+package k8s
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+)
+
+// manifests is every object in deploy/k8s/*.yaml, decoded strictly.
+type manifests struct {
+	configMaps  []corev1.ConfigMap
+	secrets     []corev1.Secret
+	services    []corev1.Service
+	deployments []appsv1.Deployment
+	pdbs        []policyv1.PodDisruptionBudget
+}
+
+func load(t *testing.T) manifests {
+	t.Helper()
+	files, err := filepath.Glob("*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var m manifests
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for i, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(raw), -1) {
+			if strings.TrimSpace(doc) == "" {
+				continue
+			}
+			var meta metav1.TypeMeta
+			require.NoError(t, yaml.Unmarshal([]byte(doc), &meta), "%s doc %d", f, i)
+			where := fmt.Sprintf("%s doc %d (%s)", f, i, meta.Kind)
+			// UnmarshalStrict fails on unknown and duplicate fields.
+			strict := func(into any) { require.NoError(t, yaml.UnmarshalStrict([]byte(doc), into), where) }
+			switch meta.APIVersion + "/" + meta.Kind {
+			case "v1/ConfigMap":
+				var o corev1.ConfigMap
+				strict(&o)
+				m.configMaps = append(m.configMaps, o)
+			case "v1/Secret":
+				var o corev1.Secret
+				strict(&o)
+				m.secrets = append(m.secrets, o)
+			case "v1/Service":
+				var o corev1.Service
+				strict(&o)
+				m.services = append(m.services, o)
+			case "apps/v1/Deployment":
+				var o appsv1.Deployment
+				strict(&o)
+				m.deployments = append(m.deployments, o)
+			case "policy/v1/PodDisruptionBudget":
+				var o policyv1.PodDisruptionBudget
+				strict(&o)
+				m.pdbs = append(m.pdbs, o)
+			default:
+				t.Fatalf("%s: unexpected %s/%s", where, meta.APIVersion, meta.Kind)
+			}
+		}
+	}
+	return m
+}
+
+func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
+	var d appsv1.Deployment
+	err := yaml.UnmarshalStrict([]byte("apiVersion: apps/v1\nkind: Deployment\nspec:\n  replica: 3\n"), &d)
+	require.Error(t, err, "a typo'd field must fail, or the checks above prove nothing")
+}
+
+func (m manifests) deployment(t *testing.T, name string) appsv1.Deployment {
+	for _, d := range m.deployments {
+		if d.Name == name {
+			return d
+		}
+	}
+	t.Fatalf("no Deployment %s", name)
+	return appsv1.Deployment{}
+}
+
+func TestTopology(t *testing.T) {
+	m := load(t)
+	master := m.deployment(t, "likes-master")
+	worker := m.deployment(t, "likes-worker")
+	assert.Equal(t, map[string]string{"application": "likes-distributed", "workertype": "master"}, master.Spec.Template.Labels)
+	assert.Equal(t, map[string]string{"application": "likes-distributed", "workertype": "worker"}, worker.Spec.Template.Labels)
+	require.NotNil(t, master.Spec.Replicas)
+	assert.EqualValues(t, 1, *master.Spec.Replicas, "one seed")
+
+	for _, d := range m.deployments {
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		require.NoError(t, err)
+		assert.True(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "%s: selector matches its template", d.Name)
+	}
+	for _, p := range m.pdbs {
+		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+		require.NoError(t, err)
+		assert.True(t, sel.Matches(labels.Set(worker.Spec.Template.Labels)), "PDB %s selects workers", p.Name)
+		assert.False(t, sel.Matches(labels.Set(master.Spec.Template.Labels)), "PDB %s leaves the master alone", p.Name)
+	}
+
+	lb := m.service(t, "distributed-likes-service-cluster")
+	assert.Equal(t, corev1.ServiceTypeLoadBalancer, lb.Spec.Type)
+	assert.Equal(t, map[string]string{"application": "likes-distributed"}, lb.Spec.Selector)
+	require.Len(t, lb.Spec.Ports, 1)
+	assert.EqualValues(t, 80, lb.Spec.Ports[0].Port)
+	assert.EqualValues(t, 31001, lb.Spec.Ports[0].NodePort)
+	assert.Equal(t, []string{"likes-master", "likes-worker"}, m.selected(lb))
+
+	gossip := m.service(t, "likes-master-gossip")
+	assert.Equal(t, []string{"likes-master"}, m.selected(gossip))
+	assert.Equal(t, corev1.ClusterIPNone, gossip.Spec.ClusterIP, "headless: DNS gives the pod IP")
+	protocols := map[corev1.Protocol]int32{}
+	for _, p := range gossip.Spec.Ports {
+		protocols[p.Protocol] = p.Port
+	}
+	assert.Equal(t, map[corev1.Protocol]int32{corev1.ProtocolTCP: 7946, corev1.ProtocolUDP: 7946}, protocols)
+
+	join := envValue(t, worker, "LIKESD_JOIN")
+	assert.Equal(t, "likes-master-gossip:7946", join, "workers join through the gossip Service")
+	assert.Empty(t, envValue(t, master, "LIKESD_JOIN"), "the master is the seed: it joins no one")
+}
+
+func (m manifests) service(t *testing.T, name string) corev1.Service {
+	for _, s := range m.services {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no Service %s", name)
+	return corev1.Service{}
+}
+
+// selected names the Deployments whose pods s selects.
+func (m manifests) selected(s corev1.Service) []string {
+	var out []string
+	for _, d := range m.deployments {
+		if labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
+			out = append(out, d.Name)
+		}
+	}
+	return out
+}
+
+func TestServiceTargetPortsExistOnContainers(t *testing.T) {
+	m := load(t)
+	for _, s := range m.services {
+		require.NotEmpty(t, m.selected(s), "Service %s selects no pods", s.Name)
+		for _, d := range m.deployments {
+			if !labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
+				continue
+			}
+			for _, sp := range s.Spec.Ports {
+				assert.True(t, hasPort(d.Spec.Template.Spec.Containers, sp.TargetPort, sp.Protocol),
+					"Service %s port %s: target %s/%s is not a container port of %s", s.Name, sp.Name, sp.TargetPort.String(), sp.Protocol, d.Name)
+			}
+		}
+	}
+}
+
+func hasPort(cs []corev1.Container, target intstr.IntOrString, proto corev1.Protocol) bool {
+	for _, c := range cs {
+		for _, p := range c.Ports {
+			if p.Protocol != proto {
+				continue
+			}
+			if (target.Type == intstr.String && p.Name == target.StrVal) ||
+				(target.Type == intstr.Int && p.ContainerPort == target.IntVal) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func envValue(t *testing.T, d appsv1.Deployment, name string) string {
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+// likesd is built once from the service module two directories up.
+func likesd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "likesd")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/likesd")
+	cmd.Dir = filepath.Join("..", "..")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+func TestEveryLikesdVariableIsARealFlag(t *testing.T) {
+	m := load(t)
+	help, err := exec.Command(likesd(t), "--help").Output()
+	require.NoError(t, err)
+	known := map[string]bool{}
+	for _, v := range regexp.MustCompile(`env (LIKESD_[A-Z_]+)`).FindAllStringSubmatch(string(help), -1) {
+		known[v[1]] = true
+	}
+	require.Contains(t, known, "LIKESD_JOIN", "the help lists the variables")
+
+	var used []string
+	for _, cm := range m.configMaps {
+		for k := range cm.Data {
+			used = append(used, k)
+		}
+	}
+	for _, d := range m.deployments {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				used = append(used, e.Name)
+			}
+		}
+	}
+	require.NotEmpty(t, used)
+	for _, name := range used {
+		if strings.HasPrefix(name, "LIKESD_") {
+			assert.True(t, known[name], "%s is not a likesd flag", name)
+		}
+	}
+}
+
+func TestProbesHitRealRoutes(t *testing.T) {
+	m := load(t)
+	bin := likesd(t)
+	httpPort, gossipPort := freePort(t), freePort(t)
+	cmd := exec.Command(bin, "--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"--gossip-addr", fmt.Sprintf("127.0.0.1:%d", gossipPort), "--log-level", "error")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	for _, d := range m.deployments {
+		c := d.Spec.Template.Spec.Containers[0]
+		for name, probe := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+			require.NotNil(t, probe, "%s: %s probe", d.Name, name)
+			require.NotNil(t, probe.HTTPGet, "%s: %s probe is HTTP", d.Name, name)
+			assert.True(t, hasPort([]corev1.Container{c}, probe.HTTPGet.Port, corev1.ProtocolTCP), "%s: %s probe port", d.Name, name)
+			url := fmt.Sprintf("http://127.0.0.1:%d%s", httpPort, probe.HTTPGet.Path)
+			require.Eventually(t, func() bool {
+				resp, err := http.Get(url)
+				if err != nil {
+					return false
+				}
+				resp.Body.Close()
+				return resp.StatusCode == http.StatusOK
+			}, 10*time.Second, 20*time.Millisecond, "%s: %s probe %s never answered 200", d.Name, name, url)
+		}
+		var httpPortOK bool
+		for _, p := range c.Ports {
+			httpPortOK = httpPortOK || (p.Name == "http" && p.ContainerPort == 8080)
+		}
+		assert.True(t, httpPortOK, "%s: http is container port 8080, likesd's default", d.Name)
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestPodsAreHardenedAndShutDownInTime(t *testing.T) {
+	m := load(t)
+	cfg := map[string]string{}
+	for _, cm := range m.configMaps {
+		for k, v := range cm.Data {
+			cfg[k] = v
+		}
+	}
+	drain, err := time.ParseDuration(cfg["LIKESD_SHUTDOWN_DRAIN"])
+	require.NoError(t, err)
+	timeout, err := time.ParseDuration(cfg["LIKESD_SHUTDOWN_TIMEOUT"])
+	require.NoError(t, err)
+
+	for _, d := range m.deployments {
+		spec := d.Spec.Template.Spec
+		require.NotNil(t, spec.TerminationGracePeriodSeconds)
+		assert.GreaterOrEqual(t, time.Duration(*spec.TerminationGracePeriodSeconds)*time.Second, drain+timeout,
+			"%s: the grace period covers drain plus shutdown", d.Name)
+		require.NotNil(t, spec.SecurityContext)
+		require.NotNil(t, spec.SecurityContext.RunAsNonRoot)
+		assert.True(t, *spec.SecurityContext.RunAsNonRoot, d.Name)
+		c := spec.Containers[0]
+		require.NotNil(t, c.SecurityContext, d.Name)
+		assert.True(t, *c.SecurityContext.ReadOnlyRootFilesystem, d.Name)
+		assert.False(t, *c.SecurityContext.AllowPrivilegeEscalation, d.Name)
+		assert.False(t, c.Resources.Requests.Cpu().IsZero(), d.Name)
+		assert.False(t, c.Resources.Limits.Memory().IsZero(), d.Name)
+
+		var advertise *corev1.EnvVar
+		for i := range c.Env {
+			if c.Env[i].Name == "LIKESD_ADVERTISE_ADDR" {
+				advertise = &c.Env[i]
+			}
+		}
+		require.NotNil(t, advertise, d.Name)
+		require.NotNil(t, advertise.ValueFrom)
+		assert.Equal(t, "status.podIP", advertise.ValueFrom.FieldRef.FieldPath)
+	}
+}
+
+// The key file likesd is told to read is a mounted Secret key holding a
+// valid AES key.
+func TestGossipKeyComesFromTheSecret(t *testing.T) {
+	m := load(t)
+	var keyFile string
+	for _, cm := range m.configMaps {
+		if v, ok := cm.Data["LIKESD_GOSSIP_KEY_FILE"]; ok {
+			keyFile = v
+		}
+	}
+	require.NotEmpty(t, keyFile)
+	for _, d := range m.deployments {
+		spec := d.Spec.Template.Spec
+		found := false
+		for _, vm := range spec.Containers[0].VolumeMounts {
+			if filepath.Dir(keyFile) != vm.MountPath {
+				continue
+			}
+			for _, v := range spec.Volumes {
+				if v.Name != vm.Name || v.Secret == nil {
+					continue
+				}
+				for _, s := range m.secrets {
+					if s.Name != v.Secret.SecretName {
+						continue
+					}
+					val, ok := s.StringData[filepath.Base(keyFile)]
+					if !ok {
+						val = string(s.Data[filepath.Base(keyFile)])
+					}
+					raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(val))
+					require.NoError(t, err)
+					assert.Contains(t, []int{16, 24, 32}, len(raw))
+					found = true
+				}
+			}
+		}
+		assert.True(t, found, "%s: %s is not a key of a mounted Secret", d.Name, keyFile)
+	}
+}
