@@ -5,11 +5,16 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/likesd
 FUZZTIME ?= 30s
 
+KUBECTL ?= kubectl
+WORKERS ?= 3
+IMAGE   ?= likesd:local
+K8S     := deploy/k8s
+
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: help build run-local test check vet staticcheck fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: help build run-local test check vet staticcheck k8s-check k8s-verify image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -63,3 +68,35 @@ cluster: build ## 3 local nodes on :8081-8083 (gossip 7946-7948); Ctrl-C stops a
 
 clean:
 	rm -rf bin
+
+k8s-check: ## fast manifest checks: strict decoding into k8s.io/api types (nested module)
+	cd $(K8S) && go test -count=1 ./...
+
+k8s-verify: ## apply, scale to 5 and delete the manifests on a real kube-apiserver + etcd on 127.0.0.1
+	$(K8S)/verify/k8s-verify.sh
+
+image: build ## the container image from the host-built binary (no registry needed)
+	DOCKER_BUILDKIT=0 docker build --target prebuilt --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+e2e: image ## containers: master + workers on a private docker network, partitions, restarts, scaling
+	LIKESD_E2E_IMAGE=$(IMAGE) go test -race -count=1 -tags e2e -timeout 15m ./test/e2e/...
+
+# --- minikube, as in the original article -------------------------------
+run: ## deploy on minikube: image into minikube's docker, apply in order, wait, print the URL
+	eval $$(minikube docker-env) && docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+	$(KUBECTL) apply -f $(K8S)/00-config.yaml -f $(K8S)/01-secret.yaml
+	$(KUBECTL) apply -f $(K8S)/10-master.yaml -f $(K8S)/11-master-gossip-service.yaml
+	$(KUBECTL) rollout status deployment/likes-master --timeout=120s
+	$(KUBECTL) apply -f $(K8S)/20-worker.yaml -f $(K8S)/21-worker-pdb.yaml
+	$(KUBECTL) rollout status deployment/likes-worker --timeout=180s
+	$(KUBECTL) apply -f $(K8S)/30-loadbalancer.yaml
+	minikube service distributed-likes-service-cluster --url
+
+scale: ## scale the workers: make scale WORKERS=5
+	$(KUBECTL) scale deployment/likes-worker --replicas=$(WORKERS)
+
+logs: ## recent logs of every likesd pod
+	$(KUBECTL) logs -l application=likes-distributed --prefix --tail=200 --max-log-requests=20
+
+down: ## delete everything make run created
+	$(KUBECTL) delete -f $(K8S)/ --ignore-not-found
