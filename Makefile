@@ -32,6 +32,8 @@ check: vet fmt-check tidy-check staticcheck ## static checks CI runs before the 
 
 vet:
 	go vet ./...
+	go vet -tags e2e ./test/e2e/...
+	cd $(K8S) && go vet ./... && go mod tidy -diff
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
@@ -78,8 +80,8 @@ k8s-verify: ## apply, scale to 5 and delete the manifests on a real kube-apiserv
 image: build ## the container image from the host-built binary (no registry needed)
 	DOCKER_BUILDKIT=0 docker build --target prebuilt --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
-e2e: image ## containers: master + workers on a private docker network, partitions, restarts, scaling
-	LIKESD_E2E_IMAGE=$(IMAGE) go test -race -count=1 -tags e2e -timeout 15m ./test/e2e/...
+e2e: ## containers (builds the image itself): master + workers on a private docker network, partitions, restarts, scaling
+	go test -race -count=1 -tags e2e -timeout 15m -v ./test/e2e/...
 
 # --- minikube, as in the original article -------------------------------
 run: ## deploy on minikube: image into minikube's docker, apply in order, wait, print the URL

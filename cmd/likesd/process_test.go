@@ -2,9 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/client"
 )
 
 // These tests build the real binary and run real likesd processes on
@@ -128,71 +129,39 @@ func startProc(t testing.TB, name string, gossipPort int, seeds ...string) *proc
 			t.Logf("--- logs of %s (%s)\n%s", p.name, p.httpAddr, p.logs.String())
 		}
 	})
-	require.Eventually(t, func() bool { return p.status("/readyz") == http.StatusOK }, 10*time.Second, 20*time.Millisecond,
+	require.Eventually(t, func() bool { return p.api().Ready(context.Background()) }, 10*time.Second, 20*time.Millisecond,
 		"%s never became ready", name)
 	return p
 }
 
-var client = &http.Client{Timeout: 2 * time.Second}
+var httpClient = &http.Client{Timeout: 2 * time.Second}
 
-func (p *proc) status(path string) int {
-	resp, err := client.Get("http://" + p.httpAddr + path)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-func (p *proc) getJSON(t testing.TB, path string, v any) bool {
-	resp, err := client.Get("http://" + p.httpAddr + path)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(v) == nil
-}
+func (p *proc) api() *client.Client { return client.New("http://"+p.httpAddr, httpClient) }
 
 func (p *proc) like(t testing.TB, post, user string) int {
 	t.Helper()
-	resp, err := client.Post("http://"+p.httpAddr+"/v1/posts/"+post+"/likes", "application/json",
-		strings.NewReader(`{"user":"`+user+`"}`))
+	created, _, err := p.api().Like(context.Background(), post, user)
 	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	if created {
+		return http.StatusCreated
+	}
+	return http.StatusOK
 }
 
-func (p *proc) counts(t testing.TB, posts ...string) map[string]int {
-	var reply struct {
-		Counts map[string]int `json:"counts"`
-	}
-	if !p.getJSON(t, "/v1/counts?post="+strings.Join(posts, "&post="), &reply) {
-		return nil
-	}
-	return reply.Counts
+func (p *proc) counts(_ testing.TB, posts ...string) map[string]int {
+	got, _ := p.api().Counts(context.Background(), posts...)
+	return got
 }
 
-func (p *proc) aliveMembers(t testing.TB) []string {
-	var reply struct {
-		Members []struct{ Name, State string } `json:"members"`
-	}
-	if !p.getJSON(t, "/v1/cluster", &reply) {
-		return nil
-	}
-	var out []string
-	for _, m := range reply.Members {
-		if m.State == "alive" {
-			out = append(out, m.Name)
-		}
-	}
-	return out
+func (p *proc) aliveMembers(testing.TB) []string {
+	c, _ := p.api().Cluster(context.Background())
+	return c.Alive()
 }
 
 func (p *proc) self(t testing.TB) string {
-	var reply struct{ Self string }
-	require.True(t, p.getJSON(t, "/v1/cluster", &reply))
-	return reply.Self
+	c, err := p.api().Cluster(context.Background())
+	require.NoError(t, err)
+	return c.Self
 }
 
 func waitCounts(t *testing.T, want map[string]int, procs ...*proc) {

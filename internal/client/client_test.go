@@ -1,0 +1,64 @@
+package client
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/api"
+	"github.com/likesd/likesd/internal/store"
+)
+
+type oneNode struct{}
+
+func (oneNode) Self() string { return "n1" }
+func (oneNode) Members() []api.Member {
+	return []api.Member{{Name: "n1", Addr: "127.0.0.1:7946", State: "alive"}, {Name: "n2", State: "suspect"}}
+}
+func (oneNode) Joined() bool { return true }
+
+// The client against the real API handler: ids with reserved characters
+// round-trip, errors come back typed.
+func TestClientAgainstTheAPI(t *testing.T) {
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	srv, err := api.New(api.DefaultConfig(), st, oneNode{}, zerolog.Nop())
+	require.NoError(t, err)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	c := New(ts.URL, nil)
+	ctx := context.Background()
+
+	created, n, err := c.Like(ctx, "a/b c?", `"quoted" ü`)
+	require.NoError(t, err)
+	assert.True(t, created)
+	assert.Equal(t, 1, n)
+	created, n, err = c.Like(ctx, "a/b c?", `"quoted" ü`)
+	require.NoError(t, err)
+	assert.False(t, created)
+	assert.Equal(t, 1, n)
+	assert.True(t, st.Has("a/b c?", `"quoted" ü`))
+
+	got, err := c.Count(ctx, "a/b c?")
+	require.NoError(t, err)
+	assert.Equal(t, 1, got)
+	counts, err := c.Counts(ctx, "a/b c?", "none")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{"a/b c?": 1, "none": 0}, counts)
+
+	cl, err := c.Cluster(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "n1", cl.Self)
+	assert.Equal(t, []string{"n1"}, cl.Alive())
+	assert.True(t, c.Ready(ctx))
+
+	_, _, err = c.Like(ctx, "p", "")
+	var apiErr *Error
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, 400, apiErr.Status)
+	assert.Equal(t, "invalid_id", apiErr.Code)
+}
