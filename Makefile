@@ -50,6 +50,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	go test -run '^$$' -fuzz '^FuzzDecodeLikes$$' -fuzztime $(FUZZTIME) ./internal/cluster
 	go test -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(FUZZTIME) ./internal/cluster
 	go test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./internal/api
+	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/vclock
 
 bench: ## Go benchmarks, including 3 real processes converging
 	go test -run '^$$' -bench . -benchmem -count 1 ./...
