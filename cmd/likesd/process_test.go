@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -198,6 +199,12 @@ func TestProcessesConvergeRecoverAndLeave(t *testing.T) {
 	assert.Equal(t, http.StatusCreated, n3.like(t, "p2", "alice"))
 	waitCounts(t, map[string]int{"p1": 2, "p2": 1}, n1, n2, n3)
 	assert.Equal(t, http.StatusOK, n3.like(t, "p1", "alice"), "alice's like arrived by gossip already")
+	resp, err := httpClient.Get("http://" + n1.httpAddr + "/metrics")
+	require.NoError(t, err)
+	scrape, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(scrape), `likesd_likes_total{result="new"} 1`)
+	assert.Contains(t, string(scrape), `likesd_members{state="alive"} 3`)
 	waitCounts(t, map[string]int{"p1": 2, "p2": 1}, n1, n2, n3)
 
 	// n3 dies without a word, misses likes, and comes back on its port.
@@ -209,7 +216,7 @@ func TestProcessesConvergeRecoverAndLeave(t *testing.T) {
 		n2.like(t, "p1", fmt.Sprintf("u%d", i))
 	}
 	var port int
-	_, err := fmt.Sscan(gport, &port)
+	_, err = fmt.Sscan(gport, &port)
 	require.NoError(t, err)
 	n3 = startProc(t, "n3-restarted", port, n1.gossipAddr)
 	waitCounts(t, map[string]int{"p1": 52, "p2": 1, "p3": 50}, n1, n2, n3)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/metrics"
 	"github.com/likesd/likesd/internal/store"
 )
 
@@ -38,7 +39,8 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		ln.Close()
 		return err
 	}
-	srv, err := api.New(o.api, replica, membership{node}, log)
+	m := metrics.New(node)
+	srv, err := api.New(o.api, replica, membership{node}, log, api.Options{Observer: m, Metrics: m.Handler()})
 	if err != nil {
 		ln.Close()
 		_ = node.Close(context.Background())

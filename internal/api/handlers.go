@@ -85,6 +85,7 @@ func (s *Server) like(w http.ResponseWriter, r *http.Request, post string, user 
 		return
 	}
 	added, count := s.likes.Like(post, u)
+	s.observe.ObserveLike(added)
 	status := http.StatusOK
 	if added {
 		status = http.StatusCreated

@@ -41,6 +41,24 @@ type Membership interface {
 	Joined() bool
 }
 
+// Observer is told of every request and every like's outcome (metrics).
+// Its methods run on the request path: they must be fast and not block.
+type Observer interface {
+	ObserveRequest(route, method string, status int, d time.Duration)
+	ObserveLike(added bool)
+}
+
+// Options are the optional parts of a Server.
+type Options struct {
+	Observer Observer     // nil: nothing observed
+	Metrics  http.Handler // served at GET /metrics when set
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveRequest(string, string, int, time.Duration) {}
+func (nopObserver) ObserveLike(bool)                                  {}
+
 // Server serves the API. Create it with New.
 type Server struct {
 	cfg      Config
@@ -49,11 +67,14 @@ type Server struct {
 	log      zerolog.Logger
 	router   *chi.Mux
 	http     *http.Server
+	observe  Observer
+	metrics  http.Handler
 	draining atomic.Bool
 }
 
-// New returns a server for likes and members, logging to logger.
-func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger) (*Server, error) {
+// New returns a server for likes and members, logging to logger; opts may
+// add an Observer and a /metrics handler.
+func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opts ...Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -62,6 +83,15 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger) (*S
 		likes:   likes,
 		members: members,
 		log:     logger.With().Str("component", "api").Logger(),
+		observe: nopObserver{},
+	}
+	for _, o := range opts {
+		if o.Observer != nil {
+			s.observe = o.Observer
+		}
+		if o.Metrics != nil {
+			s.metrics = o.Metrics
+		}
 	}
 	s.router = s.routes()
 	s.http = &http.Server{
@@ -98,6 +128,9 @@ func (s *Server) routes() *chi.Mux {
 	})
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
+	if s.metrics != nil {
+		r.Method(http.MethodGet, "/metrics", s.metrics)
+	}
 
 	// Aliases for the original article's curl lines.
 	r.Post("/like", s.postLikeAlias)
@@ -141,15 +174,17 @@ func requestIDField(next http.Handler) http.Handler {
 }
 
 func (s *Server) logRequest(r *http.Request, status, size int, d time.Duration) {
+	route := chi.RouteContext(r.Context()).RoutePattern()
+	s.observe.ObserveRequest(route, r.Method, status, d)
 	level := zerolog.InfoLevel
 	switch {
 	case status >= 500:
 		level = zerolog.ErrorLevel
-	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz":
+	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics":
 		level = zerolog.DebugLevel // probes every few seconds would drown the log
 	}
 	hlog.FromRequest(r).WithLevel(level).
-		Str("method", r.Method).Str("path", r.URL.Path).Str("route", chi.RouteContext(r.Context()).RoutePattern()).
+		Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
 		Int("status", status).Int("bytes", size).Dur("duration_ms", d).Str("remote", r.RemoteAddr).
 		Msg("request")
 }

@@ -52,6 +52,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 		return
 	}
 	n.stats.pushPullMerges.Add(1)
+	n.stats.pushPullBytes.Add(uint64(len(buf)))
 	n.stats.pushPullApplied.Add(uint64(added))
 	ev := n.log.Debug()
 	if added > 0 {

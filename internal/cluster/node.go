@@ -41,6 +41,9 @@ type Member struct {
 type Stats struct {
 	LikesQueued     uint64 // likes framed for gossip (local and forwarded)
 	FramesQueued    uint64
+	BytesQueued     uint64
+	BytesReceived   uint64
+	PushPullBytes   uint64
 	FramesReceived  uint64
 	LikesReceived   uint64
 	LikesApplied    uint64 // received by gossip and new here
@@ -56,6 +59,7 @@ type counters struct {
 	likesQueued, framesQueued, framesReceived, likesReceived, likesApplied atomic.Uint64
 	outboxDropped, inboxDropped, framesPruned, decodeErrors                atomic.Uint64
 	pushPullMerges, pushPullApplied                                        atomic.Uint64
+	bytesQueued, bytesReceived, pushPullBytes                              atomic.Uint64
 }
 
 // frameOverhead is what memberlist may add around one of our frames in a
@@ -243,7 +247,8 @@ func (n *Node) Stats() Stats {
 		LikesApplied: c.likesApplied.Load(), OutboxDropped: c.outboxDropped.Load(),
 		InboxDropped: c.inboxDropped.Load(), FramesPruned: c.framesPruned.Load(),
 		DecodeErrors: c.decodeErrors.Load(), PushPullMerges: c.pushPullMerges.Load(),
-		PushPullApplied: c.pushPullApplied.Load(),
+		PushPullApplied: c.pushPullApplied.Load(), BytesQueued: c.bytesQueued.Load(),
+		BytesReceived: c.bytesReceived.Load(), PushPullBytes: c.pushPullBytes.Load(),
 	}
 }
 
@@ -361,6 +366,7 @@ func (n *Node) queueFrame(frame []byte, count int) {
 	n.queue.QueueBroadcast(&broadcast{msg: frame})
 	n.stats.framesQueued.Add(1)
 	n.stats.likesQueued.Add(uint64(count))
+	n.stats.bytesQueued.Add(uint64(len(frame)))
 	if depth := n.queue.NumQueued(); depth > n.cfg.MaxQueuedFrames {
 		n.queue.Prune(n.cfg.MaxQueuedFrames)
 		n.stats.framesPruned.Add(uint64(depth - n.cfg.MaxQueuedFrames))
@@ -382,6 +388,7 @@ func (n *Node) applyLoop(ctx context.Context) {
 				continue
 			}
 			n.stats.framesReceived.Add(1)
+			n.stats.bytesReceived.Add(uint64(len(frame)))
 			n.stats.likesReceived.Add(uint64(len(likes)))
 			added := n.replica.Merge(likes)
 			n.stats.likesApplied.Add(uint64(len(added)))

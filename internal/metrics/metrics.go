@@ -1,0 +1,114 @@
+// Package metrics owns likesd's Prometheus metrics: it reads the counters the
+// other packages keep (cluster.Stats, the member list) at scrape time and
+// implements the API's Observer for request latencies and like outcomes. It
+// is the only package that imports the Prometheus client.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/likesd/likesd/internal/cluster"
+)
+
+// Cluster is what the metrics read from the cluster at scrape time.
+type Cluster interface {
+	Stats() cluster.Stats
+	QueuedFrames() int
+	Members() []cluster.Member
+}
+
+// Metrics holds the registry and the collectors the API feeds.
+type Metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.HistogramVec
+	likes    *prometheus.CounterVec
+}
+
+// New registers the process, Go runtime, API and cluster metrics.
+func New(c Cluster) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "likesd_http_request_duration_seconds",
+			Help:    "HTTP request latency by route, method and status class.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"route", "method", "code"}),
+		likes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "likesd_likes_total",
+			Help: "Likes accepted through this node's API: result=new (201) or duplicate (200).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.likes)
+
+	counter := func(name, help string, f func(cluster.Stats) uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(c.Stats())) }))
+	}
+	counter("likesd_gossip_frames_sent_total", "Frames of likes queued for gossip.", func(s cluster.Stats) uint64 { return s.FramesQueued })
+	counter("likesd_gossip_likes_sent_total", "Likes queued for gossip (local and forwarded).", func(s cluster.Stats) uint64 { return s.LikesQueued })
+	counter("likesd_gossip_bytes_sent_total", "Bytes of frames queued for gossip (once per frame, before retransmits).", func(s cluster.Stats) uint64 { return s.BytesQueued })
+	counter("likesd_gossip_frames_received_total", "Frames of likes received.", func(s cluster.Stats) uint64 { return s.FramesReceived })
+	counter("likesd_gossip_bytes_received_total", "Bytes of frames received.", func(s cluster.Stats) uint64 { return s.BytesReceived })
+	counter("likesd_gossip_likes_received_total", "Likes received by gossip.", func(s cluster.Stats) uint64 { return s.LikesReceived })
+	counter("likesd_gossip_likes_applied_total", "Likes received by gossip that were new here.", func(s cluster.Stats) uint64 { return s.LikesApplied })
+	counter("likesd_outbox_dropped_total", "Likes not gossiped because the outbox was full (left to anti-entropy).", func(s cluster.Stats) uint64 { return s.OutboxDropped })
+	counter("likesd_inbox_dropped_total", "Received frames dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped })
+	counter("likesd_queue_pruned_total", "Frames pruned from the broadcast queue at its limit.", func(s cluster.Stats) uint64 { return s.FramesPruned })
+	counter("likesd_decode_errors_total", "Frames or states that failed to decode.", func(s cluster.Stats) uint64 { return s.DecodeErrors })
+	counter("likesd_pushpull_total", "Anti-entropy (push/pull) states merged.", func(s cluster.Stats) uint64 { return s.PushPullMerges })
+	counter("likesd_pushpull_bytes_total", "Bytes of push/pull states received.", func(s cluster.Stats) uint64 { return s.PushPullBytes })
+	counter("likesd_pushpull_likes_applied_total", "Likes new here that came by push/pull.", func(s cluster.Stats) uint64 { return s.PushPullApplied })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "likesd_gossip_queue_frames", Help: "Frames waiting in the broadcast queue.",
+	}, func() float64 { return float64(c.QueuedFrames()) }))
+	reg.MustRegister(&membersCollector{c: c, desc: prometheus.NewDesc("likesd_members",
+		"Cluster members this node knows, by state.", []string{"state"}, nil)})
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// ObserveRequest records one HTTP request (api.Observer).
+func (m *Metrics) ObserveRequest(route, method string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, codeClass(status)).Observe(d.Seconds())
+}
+
+// ObserveLike records a like's outcome (api.Observer).
+func (m *Metrics) ObserveLike(added bool) {
+	if added {
+		m.likes.WithLabelValues("new").Inc()
+	} else {
+		m.likes.WithLabelValues("duplicate").Inc()
+	}
+}
+
+func codeClass(status int) string {
+	return [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}[min(max(status/100, 1), 5)-1]
+}
+
+type membersCollector struct {
+	c    Cluster
+	desc *prometheus.Desc
+}
+
+func (m *membersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- m.desc }
+
+func (m *membersCollector) Collect(ch chan<- prometheus.Metric) {
+	byState := map[string]int{"alive": 0, "suspect": 0}
+	for _, x := range m.c.Members() {
+		byState[x.State]++
+	}
+	for state, n := range byState {
+		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, float64(n), state)
+	}
+}

@@ -1,0 +1,69 @@
+package metrics
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/api"
+	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/store"
+)
+
+type fakeCluster struct{}
+
+func (fakeCluster) Stats() cluster.Stats {
+	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, PushPullMerges: 3}
+}
+func (fakeCluster) QueuedFrames() int { return 5 }
+func (fakeCluster) Members() []cluster.Member {
+	return []cluster.Member{{Name: "a", State: "alive"}, {Name: "b", State: "alive"}, {Name: "c", State: "suspect"}}
+}
+
+type view struct{}
+
+func (view) Self() string          { return "a" }
+func (view) Members() []api.Member { return nil }
+func (view) Joined() bool          { return true }
+
+// The metrics as a scrape sees them, fed through the real API handler.
+func TestScrapeThroughTheAPI(t *testing.T) {
+	m := New(fakeCluster{})
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	srv, err := api.New(api.DefaultConfig(), st, view{}, zerolog.Nop(), api.Options{Observer: m, Metrics: m.Handler()})
+	require.NoError(t, err)
+	h := srv.Handler()
+	for _, body := range []string{`{"user":"a"}`, `{"user":"a"}`, `{"user":"b"}`} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/v1/posts/p/likes", strings.NewReader(body)))
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/nope", nil))
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	require.Equal(t, 200, rec.Code)
+	raw, _ := io.ReadAll(rec.Body)
+	out := string(raw)
+	for _, want := range []string{
+		`likesd_likes_total{result="new"} 2`,
+		`likesd_likes_total{result="duplicate"} 1`,
+		`likesd_http_request_duration_seconds_count{code="2xx",method="POST",route="/v1/posts/{post}/likes"} 3`,
+		`likesd_http_request_duration_seconds_count{code="4xx",method="GET",route=""} 1`,
+		`likesd_gossip_frames_sent_total 7`,
+		`likesd_gossip_bytes_sent_total 9000`,
+		`likesd_inbox_dropped_total 2`,
+		`likesd_pushpull_total 3`,
+		`likesd_gossip_queue_frames 5`,
+		`likesd_members{state="alive"} 2`,
+		`likesd_members{state="suspect"} 1`,
+		`process_resident_memory_bytes`,
+		`go_memstats_heap_inuse_bytes`,
+	} {
+		assert.Contains(t, out, want)
+	}
+}
