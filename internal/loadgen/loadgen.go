@@ -70,6 +70,7 @@ func (c *Config) defaults() {
 type Report struct {
 	Offered     float64       `json:"offered_per_s"` // 0: as fast as possible
 	Elapsed     time.Duration `json:"elapsed_ns"`
+	Ended       time.Time     `json:"ended"` // when the last like was sent
 	Acked       int64         `json:"acked"`  // 201 or 200
 	Errors      int64         `json:"errors"` // transport errors and other statuses
 	Missed      int64         `json:"missed"` // offered but no worker free to send
@@ -147,7 +148,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	ended := time.Now()
+	elapsed := ended.Sub(start)
 	<-memDone
 	r.lagWG.Wait() // samples are bounded by LagTimeout
 	r.sampleMemory(false)
@@ -159,7 +161,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	r.lagMu.Unlock()
 	slices.Sort(lags)
 	rep := Report{
-		Offered: cfg.Rate, Elapsed: elapsed,
+		Offered: cfg.Rate, Elapsed: elapsed, Ended: ended,
 		Acked: r.acked.Load(), Errors: r.errors.Load(), Missed: r.missed.Load(),
 		AckedPerSec: float64(r.acked.Load()) / elapsed.Seconds(),
 		AckP50:      quantile(all, 0.50), AckP99: quantile(all, 0.99), AckMax: quantile(all, 1),
