@@ -80,6 +80,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.cluster.ProbeTimeout, "probe-timeout", o.cluster.ProbeTimeout, "failure detection: how long to wait for a probe's ack")
 	fs.DurationVar(&o.cluster.RejoinInterval, "rejoin-interval", o.cluster.RejoinInterval, "how often seeds that are not alive members are joined again")
 	fs.IntVar(&o.cluster.PacketSize, "packet-size", o.cluster.PacketSize, "largest gossip packet in bytes (raise only on jumbo-frame networks)")
+	fs.StringVar(&o.cluster.FastPath, "fast-path", o.cluster.FastPath, "how new likes travel: direct (batched straight to every peer over TCP) or gossip (memberlist broadcasts, forwarded once)")
 	fs.DurationVar(&o.cluster.FlushInterval, "flush-interval", o.cluster.FlushInterval, "longest a new like waits to be batched into a gossip frame")
 	fs.IntVar(&o.store.Shards, "store-shards", o.store.Shards, "lock shards of the in-memory store (power of two)")
 	fs.DurationVar(&o.shutdownDrain, "shutdown-drain", 0, "on SIGTERM, report not-ready for this long before closing HTTP (let load balancers notice)")

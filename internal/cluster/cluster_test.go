@@ -143,16 +143,41 @@ func users(prefix string, k int) []string {
 // detector lenient, to test the gossip path and not the detector.
 func noPushPull(c *Config) {
 	c.PushPullInterval = time.Hour
+	c.RejoinInterval = time.Hour // a re-join is a push/pull too
 	c.ProbeInterval = 500 * time.Millisecond
 	c.ProbeTimeout = 400 * time.Millisecond
 	c.SuspicionMult = 8
 }
 
+func gossipOnly(c *Config) { noPushPull(c); c.FastPath = FastPathGossip }
+
+func gossipFastPath(c *Config) { c.FastPath = FastPathGossip }
+
+// The direct fast path sends every batch to every alive peer: with push/pull
+// off, three nodes must still converge exactly, and nothing is forwarded.
+func TestDirectFastPathDeliversToEveryPeer(t *testing.T) {
+	a := startNode(t, "a", nil, noPushPull)
+	b := startNode(t, "b", []string{a.Addr()}, noPushPull)
+	c := startNode(t, "c", []string{a.Addr()}, noPushPull)
+	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
+
+	like(a, "p1", users("u", 3000)...)
+	like(b, "p1", users("u", 3000)...)
+	like(c, "p2", users("w", 500)...)
+	waitConverged(t, map[string]int{"p1": 3000, "p2": 500}, a, b, c)
+	for _, n := range []*testNode{a, b, c} {
+		st := n.Stats()
+		assert.Zero(t, st.PushPullApplied, "%s: the fast path alone", n.Self())
+		assert.Zero(t, st.DirectErrors+st.PeerDropped, n.Self())
+	}
+	assert.Equal(t, uint64(500), c.Stats().LikesQueued, "c sent only its own likes: no forwarding")
+}
+
 // With two nodes every gossip transmission goes to the one peer, so gossip
 // alone must carry every like both ways.
 func TestTwoNodesConvergeByGossipAlone(t *testing.T) {
-	a := startNode(t, "a", nil, noPushPull)
-	b := startNode(t, "b", []string{a.Addr()}, noPushPull)
+	a := startNode(t, "a", nil, gossipOnly)
+	b := startNode(t, "b", []string{a.Addr()}, gossipOnly)
 	waitMembers(t, []string{"a", "b"}, a, b)
 
 	like(a, "p1", users("u", 300)...)
@@ -190,9 +215,9 @@ func TestThreeNodesConverge(t *testing.T) {
 // exactly the likes that gossip brought it new, once, and nothing that came
 // by push/pull.
 func TestReceiversForwardNewLikesOnce(t *testing.T) {
-	a := startNode(t, "a", nil, nil)
-	b := startNode(t, "b", []string{a.Addr()}, nil)
-	c := startNode(t, "c", []string{a.Addr()}, nil)
+	a := startNode(t, "a", nil, gossipFastPath)
+	b := startNode(t, "b", []string{a.Addr()}, gossipFastPath)
+	c := startNode(t, "c", []string{a.Addr()}, gossipFastPath)
 	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
 	like(a, "p", users("u", 100)...)
 	waitConverged(t, map[string]int{"p": 100}, a, b, c)
@@ -331,6 +356,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no gossip nodes", func(c *Config) { c.GossipNodes = 0 }},
 		{"key of 10 bytes", func(c *Config) { c.SecretKey = make([]byte, 10) }},
 		{"label too long", func(c *Config) { c.Label = strings.Repeat("l", 256) }},
+		{"unknown fast path", func(c *Config) { c.FastPath = "carrier-pigeon" }},
+		{"tiny direct batch", func(c *Config) { c.DirectBatchBytes = 100 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -343,10 +370,11 @@ func TestConfigValidate(t *testing.T) {
 
 func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 
-// A full frame must still fit one packet with AES-GCM and a long label.
+// A full gossip frame must still fit one packet with AES-GCM and a long
+// label; a direct batch must pass encrypted too.
 func TestEncryptedClusterConvergesByGossip(t *testing.T) {
 	secure := func(c *Config) {
-		noPushPull(c)
+		gossipOnly(c)
 		c.SecretKey = key(1)
 		c.Label = strings.Repeat("l", 200)
 	}
@@ -392,4 +420,14 @@ func TestIntrudersCannotJoinOrInjectLikes(t *testing.T) {
 	like(friend, "p", "f1")
 	waitMembers(t, []string{"a", "b", "friend"}, a, b, friend)
 	waitConverged(t, map[string]int{"p": 1}, a, b, friend)
+}
+
+func TestEncryptedDirectFastPath(t *testing.T) {
+	secure := func(c *Config) { noPushPull(c); c.SecretKey = key(3) }
+	a := startNode(t, "a", nil, secure)
+	b := startNode(t, "b", []string{a.Addr()}, secure)
+	waitMembers(t, []string{"a", "b"}, a, b)
+	like(a, "p", users("u", 5000)...)
+	waitConverged(t, map[string]int{"p": 5000}, a, b)
+	assert.Zero(t, b.Stats().PushPullApplied)
 }

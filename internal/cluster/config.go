@@ -75,9 +75,28 @@ type Config struct {
 	// networks; raise it only where the whole path has a larger MTU.
 	PacketSize int
 
-	// FlushInterval is the longest a new like waits to be framed and queued
-	// for gossip; a full frame is queued at once. Default 10ms.
+	// FlushInterval is the longest a new like waits to be framed and sent;
+	// a full frame goes at once. Default 10ms.
 	FlushInterval time.Duration
+
+	// FastPath chooses how new likes travel (docs/benchmarks.md has the
+	// measurements behind the default):
+	//   - FastPathDirect: each node sends its new likes straight to every
+	//     alive peer, batched, over memberlist's reliable (TCP) channel. Every
+	//     peer gets every batch unless a send fails; nothing is forwarded.
+	//   - FastPathGossip: frames ride memberlist broadcasts, piggybacked on
+	//     gossip, and receivers forward what was new once. Scales to more
+	//     nodes per sender, but the queue counts transmissions, not peers, and
+	//     one packet carries one frame.
+	// Default FastPathDirect.
+	FastPath string
+
+	// DirectBatchBytes bounds one direct batch. Default 64 KiB.
+	DirectBatchBytes int
+
+	// PeerQueue bounds the batches waiting for one peer; when full the
+	// oldest is dropped (counted) and left to push/pull. Default 256.
+	PeerQueue int
 
 	// OutboxSize bounds the likes waiting to be framed. When full, new likes
 	// are not gossiped (counted as dropped) and reach peers by push/pull.
@@ -135,6 +154,9 @@ func DefaultConfig() Config {
 		TCPTimeout:       10 * time.Second,
 		PacketSize:       1400,
 		FlushInterval:    10 * time.Millisecond,
+		FastPath:         FastPathDirect,
+		DirectBatchBytes: 64 << 10,
+		PeerQueue:        256,
 		OutboxSize:       1 << 16,
 		InboxSize:        4096,
 		MaxQueuedFrames:  8192,
@@ -165,6 +187,12 @@ func LocalConfig() Config {
 	c.LeaveTimeout = 500 * time.Millisecond
 	return c
 }
+
+// Fast paths for Config.FastPath.
+const (
+	FastPathDirect = "direct"
+	FastPathGossip = "gossip"
+)
 
 // ErrConfig marks an invalid Config.
 var ErrConfig = errors.New("cluster: invalid config")
@@ -202,6 +230,10 @@ func (c Config) Validate() error {
 		return bad("HandoffTimeout and LeaveTimeout must not be negative")
 	case len(c.SecretKey) != 0 && len(c.SecretKey) != 16 && len(c.SecretKey) != 24 && len(c.SecretKey) != 32:
 		return bad("SecretKey is %d bytes; want 16, 24 or 32", len(c.SecretKey))
+	case c.FastPath != FastPathDirect && c.FastPath != FastPathGossip:
+		return bad("FastPath %q: want %q or %q", c.FastPath, FastPathDirect, FastPathGossip)
+	case c.DirectBatchBytes < 1024 || c.PeerQueue < 1:
+		return bad("DirectBatchBytes must be at least 1024 and PeerQueue at least 1")
 	case len(c.Label) > 255:
 		return bad("Label is %d bytes; at most 255", len(c.Label))
 	}

@@ -44,6 +44,9 @@ type Stats struct {
 	BytesQueued     uint64
 	BytesReceived   uint64
 	PushPullBytes   uint64
+	DirectSent      uint64 // batches sent straight to a peer
+	DirectErrors    uint64 // batches a peer could not be sent
+	PeerDropped     uint64 // batches dropped from a full peer queue
 	FramesReceived  uint64
 	LikesReceived   uint64
 	LikesApplied    uint64 // received by gossip and new here
@@ -60,6 +63,7 @@ type counters struct {
 	outboxDropped, inboxDropped, framesPruned, decodeErrors                atomic.Uint64
 	pushPullMerges, pushPullApplied                                        atomic.Uint64
 	bytesQueued, bytesReceived, pushPullBytes                              atomic.Uint64
+	directSent, directErrors, peerDropped                                  atomic.Uint64
 }
 
 // frameOverhead is what memberlist may add around one of our frames in a
@@ -90,9 +94,14 @@ type Node struct {
 	cancel  context.CancelFunc
 	flushCh chan struct{} // closed by Close: flush what is left, then stop
 
-	mlReady     atomic.Pointer[memberlist.Memberlist] // for callbacks racing Start
-	joined      atomic.Bool
-	dropInbound atomic.Bool // tests: lose every received gossip frame
+	// peers are the direct senders, one per alive peer; owned by flushLoop.
+	peers map[string]*peerSender
+
+	mlReady atomic.Pointer[memberlist.Memberlist] // for callbacks racing Start
+	joined  atomic.Bool
+	// directPending counts batches queued to or in flight to peers.
+	directPending atomic.Int64
+	dropInbound   atomic.Bool // tests: lose every received gossip frame
 
 	wg        sync.WaitGroup
 	flushWG   sync.WaitGroup
@@ -249,6 +258,7 @@ func (n *Node) Stats() Stats {
 		DecodeErrors: c.decodeErrors.Load(), PushPullMerges: c.pushPullMerges.Load(),
 		PushPullApplied: c.pushPullApplied.Load(), BytesQueued: c.bytesQueued.Load(),
 		BytesReceived: c.bytesReceived.Load(), PushPullBytes: c.pushPullBytes.Load(),
+		DirectSent: c.directSent.Load(), DirectErrors: c.directErrors.Load(), PeerDropped: c.peerDropped.Load(),
 	}
 }
 
@@ -297,7 +307,7 @@ func (n *Node) handoff(ctx context.Context) {
 	}
 	tick := time.NewTicker(n.cfg.GossipInterval)
 	defer tick.Stop()
-	for n.queue.NumQueued() > 0 {
+	for n.queue.NumQueued() > 0 || n.directPending.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			n.log.Warn().Int("frames", n.queue.NumQueued()).Msg("hand-off: broadcasts still queued")
@@ -322,7 +332,12 @@ func (n *Node) handoff(ctx context.Context) {
 // flushLoop frames likes from the outbox and queues full frames at once and
 // partial ones every FlushInterval. On Close it flushes what is left.
 func (n *Node) flushLoop() {
-	fb := newFrameBuilder(n.cfg.maxFrame())
+	maxFrame := n.cfg.maxFrame()
+	if n.cfg.FastPath == FastPathDirect {
+		maxFrame = n.cfg.DirectBatchBytes
+	}
+	fb := newFrameBuilder(maxFrame)
+	defer n.stopPeers()
 	tick := time.NewTicker(n.cfg.FlushInterval)
 	defer tick.Stop()
 	add := func(l store.Like) {
@@ -363,10 +378,14 @@ func (n *Node) flushLoop() {
 }
 
 func (n *Node) queueFrame(frame []byte, count int) {
-	n.queue.QueueBroadcast(&broadcast{msg: frame})
 	n.stats.framesQueued.Add(1)
 	n.stats.likesQueued.Add(uint64(count))
 	n.stats.bytesQueued.Add(uint64(len(frame)))
+	if n.cfg.FastPath == FastPathDirect {
+		n.sendDirect(frame)
+		return
+	}
+	n.queue.QueueBroadcast(&broadcast{msg: frame})
 	if depth := n.queue.NumQueued(); depth > n.cfg.MaxQueuedFrames {
 		n.queue.Prune(n.cfg.MaxQueuedFrames)
 		n.stats.framesPruned.Add(uint64(depth - n.cfg.MaxQueuedFrames))
@@ -392,8 +411,10 @@ func (n *Node) applyLoop(ctx context.Context) {
 			n.stats.likesReceived.Add(uint64(len(likes)))
 			added := n.replica.Merge(likes)
 			n.stats.likesApplied.Add(uint64(len(added)))
-			for _, l := range added {
-				n.LikeAdded(l)
+			if n.cfg.FastPath == FastPathGossip {
+				for _, l := range added {
+					n.LikeAdded(l)
+				}
 			}
 		}
 	}

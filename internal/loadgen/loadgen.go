@@ -70,7 +70,7 @@ func (c *Config) defaults() {
 type Report struct {
 	Offered     float64       `json:"offered_per_s"` // 0: as fast as possible
 	Elapsed     time.Duration `json:"elapsed_ns"`
-	Ended       time.Time     `json:"ended"` // when the last like was sent
+	Ended       time.Time     `json:"ended"`  // when the last like was sent
 	Acked       int64         `json:"acked"`  // 201 or 200
 	Errors      int64         `json:"errors"` // transport errors and other statuses
 	Missed      int64         `json:"missed"` // offered but no worker free to send

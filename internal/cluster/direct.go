@@ -1,0 +1,105 @@
+package cluster
+
+import (
+	"github.com/hashicorp/memberlist"
+)
+
+// peerSender sends batches to one peer over memberlist's reliable channel,
+// in order, from a bounded queue.
+type peerSender struct {
+	node  memberlist.Node
+	queue chan []byte
+	done  chan struct{}
+}
+
+// sendDirect queues frame for every alive peer. It runs on flushLoop, which
+// owns n.peers: peers that appeared get a sender, peers that went get theirs
+// stopped.
+func (n *Node) sendDirect(frame []byte) {
+	if n.peers == nil {
+		n.peers = map[string]*peerSender{}
+	}
+	alive := map[string]bool{}
+	for _, m := range n.ml.Members() {
+		if m.Name == n.cfg.NodeName || m.State != memberlist.StateAlive {
+			continue
+		}
+		alive[m.Name] = true
+		p, ok := n.peers[m.Name]
+		if !ok || p.node.Address() != m.Address() {
+			if ok {
+				n.stopPeer(m.Name)
+			}
+			p = n.startPeer(*m)
+		}
+		n.enqueue(p, frame)
+	}
+	for name := range n.peers {
+		if !alive[name] {
+			n.stopPeer(name)
+		}
+	}
+}
+
+// enqueue never blocks: when the peer's queue is full the oldest batch is
+// dropped (counted) and left to push/pull.
+func (n *Node) enqueue(p *peerSender, frame []byte) {
+	n.directPending.Add(1)
+	for {
+		select {
+		case p.queue <- frame:
+			return
+		default:
+		}
+		select {
+		case <-p.queue:
+			n.directPending.Add(-1)
+			n.stats.peerDropped.Add(1)
+		default:
+		}
+	}
+}
+
+func (n *Node) startPeer(m memberlist.Node) *peerSender {
+	p := &peerSender{node: m, queue: make(chan []byte, n.cfg.PeerQueue), done: make(chan struct{})}
+	n.peers[m.Name] = p
+	go func() {
+		defer close(p.done)
+		failing := false
+		for frame := range p.queue {
+			err := n.ml.SendReliable(&p.node, frame)
+			n.directPending.Add(-1)
+			if err != nil {
+				n.stats.directErrors.Add(1)
+				if !failing { // log a failing peer once, not per batch
+					n.log.Warn().Err(err).Str("peer", p.node.Name).Msg("direct send failed: left to push/pull")
+				}
+				failing = true
+				continue
+			}
+			failing = false
+			n.stats.directSent.Add(1)
+		}
+	}()
+	return p
+}
+
+// stopPeer closes the peer's queue; its sender finishes what is queued.
+func (n *Node) stopPeer(name string) {
+	if p, ok := n.peers[name]; ok {
+		close(p.queue)
+		delete(n.peers, name)
+	}
+}
+
+// stopPeers stops every sender and waits for them (flushLoop's exit).
+func (n *Node) stopPeers() {
+	var senders []*peerSender
+	for name, p := range n.peers {
+		senders = append(senders, p)
+		n.stopPeer(name)
+	}
+	for _, p := range senders {
+		<-p.done
+	}
+}
