@@ -52,7 +52,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	go test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./internal/api
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/vclock
 
-bench: ## Go benchmarks, including 3 real processes converging
+bench: ## Go benchmarks, including 3 real processes converging (see docs/benchmarks.md)
 	go test -run '^$$' -bench . -benchmem -count 1 ./...
 
 staticcheck: ## staticcheck, built from the Go module proxy
@@ -103,3 +103,7 @@ logs: ## recent logs of every likesd pod
 
 down: ## delete everything make run created
 	$(KUBECTL) delete -f $(K8S)/ --ignore-not-found
+
+bench-load: build ## load benchmark: baselines and 3 likesd nodes under likesbench; writes docs/bench-report.md (~5 min)
+	go build -o bin/likesbench ./cmd/likesbench
+	bin/likesbench suite --likesd $(BIN) --out docs/bench-report.md
