@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/likesd/likesd/internal/store"
+	"github.com/likesd/likesd/internal/vclock"
 )
 
 type testNode struct {
@@ -167,7 +169,7 @@ func TestDirectFastPathDeliversToEveryPeer(t *testing.T) {
 	waitConverged(t, map[string]int{"p1": 3000, "p2": 500}, a, b, c)
 	for _, n := range []*testNode{a, b, c} {
 		st := n.Stats()
-		assert.Zero(t, st.PushPullApplied, "%s: the fast path alone", n.Self())
+		assert.Zero(t, st.RepairApplied, "%s: the fast path alone", n.Self())
 		assert.Zero(t, st.DirectErrors+st.PeerDropped, n.Self())
 	}
 	assert.Equal(t, uint64(500), c.Stats().LikesQueued, "c sent only its own likes: no forwarding")
@@ -184,7 +186,7 @@ func TestTwoNodesConvergeByGossipAlone(t *testing.T) {
 	like(b, "p1", users("u", 300)...) // the same users again, through the other node
 	like(b, "p2", users("v", 50)...)
 	waitConverged(t, map[string]int{"p1": 300, "p2": 50}, a, b)
-	assert.Zero(t, a.Stats().PushPullApplied+b.Stats().PushPullApplied, "gossip alone carried every like")
+	assert.Zero(t, a.Stats().RepairApplied+b.Stats().RepairApplied, "gossip alone carried every like")
 }
 
 // memberlist's broadcast queue counts transmissions, not which peer got
@@ -319,16 +321,22 @@ func TestJoinRetriesUntilSeedAppears(t *testing.T) {
 	waitMembers(t, []string{"joiner", "seed"}, joiner, seed)
 }
 
-func TestOutboxOverflowDropsInsteadOfBlocking(t *testing.T) {
+// LikeAdded never blocks: likes wait in the log; before Start nothing frames
+// them, and past LogSize the oldest unframed ones are counted as overrun
+// (they are stored, and reach the others by snapshot).
+func TestLogNeverBlocksAndCountsOverrun(t *testing.T) {
 	cfg := LocalConfig()
 	cfg.NodeName = "x"
-	cfg.OutboxSize = 2
-	n, err := New(cfg) // not started: nothing drains the outbox
+	cfg.LogSize = 16
+	cfg.FastPath = FastPathGossip // frames go to the broadcast queue: no peers needed
+	n, err := New(cfg)
 	require.NoError(t, err)
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 40; i++ {
 		n.LikeAdded(store.Like{Post: "p", User: fmt.Sprint(i)})
 	}
-	assert.Equal(t, uint64(3), n.Stats().OutboxDropped)
+	n.flushLog() // as flushLoop would, with nobody to send to
+	assert.Equal(t, uint64(24), n.Stats().LogOverrun)
+	assert.Equal(t, vclock.VV{n.origin: 40}, n.vv(), "every like has its dot")
 	assert.NoError(t, n.Close(context.Background()), "closing a node never started is fine")
 	assert.ErrorIs(t, n.Start(nil), ErrClosed)
 }
@@ -352,7 +360,8 @@ func TestConfigValidate(t *testing.T) {
 		{"probe timeout too long", func(c *Config) { c.ProbeTimeout = c.ProbeInterval }},
 		{"backoff inverted", func(c *Config) { c.JoinBackoffMax = c.JoinBackoffMin / 2 }},
 		{"tiny packet", func(c *Config) { c.PacketSize = 100 }},
-		{"no outbox", func(c *Config) { c.OutboxSize = 0 }},
+		{"tiny log", func(c *Config) { c.LogSize = 4 }},
+		{"no repair delay", func(c *Config) { c.RepairDelay = 0 }},
 		{"no gossip nodes", func(c *Config) { c.GossipNodes = 0 }},
 		{"key of 10 bytes", func(c *Config) { c.SecretKey = make([]byte, 10) }},
 		{"label too long", func(c *Config) { c.Label = strings.Repeat("l", 256) }},
@@ -429,5 +438,124 @@ func TestEncryptedDirectFastPath(t *testing.T) {
 	waitMembers(t, []string{"a", "b"}, a, b)
 	like(a, "p", users("u", 5000)...)
 	waitConverged(t, map[string]int{"p": 5000}, a, b)
-	assert.Zero(t, b.Stats().PushPullApplied)
+	assert.Zero(t, b.Stats().RepairApplied)
+}
+
+// encodedSize is what likes take in frames, to bound repair traffic.
+func encodedSize(likes ...[]string) int {
+	n := 0
+	for _, us := range likes {
+		for _, u := range us {
+			n += likeSize(store.Like{Post: "p", User: u})
+		}
+	}
+	return n
+}
+
+// A node that missed M likes heals by asking their origin for exactly the
+// missing ranges: O(M) bytes, no snapshot; push/pull carries only vectors.
+func TestRangeRepairIsProportionalToWhatWasMissed(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	b := startNode(t, "b", []string{a.Addr()}, nil)
+	c := startNode(t, "c", []string{a.Addr()}, nil)
+	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
+	like(a, "warm", "x") // c has seen a's origin: it is not a new node
+	waitConverged(t, map[string]int{"warm": 1}, a, b, c)
+
+	before := c.Stats()
+	c.dropInbound.Store(true)
+	missed := users("m", 2000)
+	like(a, "p", missed...)
+	waitConverged(t, map[string]int{"p": 2000}, a, b, c)
+
+	st := c.Stats()
+	assert.Equal(t, before.LikesApplied, st.LikesApplied, "nothing came on the fast path")
+	assert.Zero(t, st.SnapshotsAsked, "ranges, not a snapshot")
+	assert.Positive(t, st.RangeRequests)
+	healed := st.RepairBytesIn - before.RepairBytesIn
+	assert.Less(t, int(healed), 3*encodedSize(missed)+4096, "O(M) bytes to heal")
+	t.Logf("healing %d missed likes (%d bytes encoded) took %d bytes", len(missed), encodedSize(missed), healed)
+	for _, n := range []*testNode{a, b, c} {
+		s := n.Stats()
+		require.Positive(t, s.PushPullMerges)
+		assert.Less(t, s.PushPullBytes/s.PushPullMerges, uint64(1024), "%s: push/pull under 1 KB", n.Self())
+	}
+}
+
+// A gap larger than the origin's log is healed by a snapshot.
+func TestEvictedRangeFallsBackToSnapshot(t *testing.T) {
+	small := func(c *Config) { c.LogSize = 64 }
+	a := startNode(t, "a", nil, small)
+	b := startNode(t, "b", []string{a.Addr()}, small)
+	waitMembers(t, []string{"a", "b"}, a, b)
+	like(a, "warm", "x")
+	waitConverged(t, map[string]int{"warm": 1}, a, b)
+
+	b.dropInbound.Store(true)
+	like(a, "p", users("u", 1000)...)
+	waitConverged(t, map[string]int{"p": 1000}, a, b)
+	assert.Positive(t, b.Stats().SnapshotsDone)
+	assert.Positive(t, a.Stats().SnapshotsServed)
+}
+
+// Likes whose origin crashed before everyone had them still reach every
+// node: the origin cannot serve ranges any more, a peer's snapshot can.
+func TestCrashedOriginsLikesReachEveryone(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	b := startNode(t, "b", []string{a.Addr()}, nil)
+	c := startNode(t, "c", []string{a.Addr()}, func(c *Config) { c.Seeds = nil })
+	require.NoError(t, func() error { _, err := c.ml.Join([]string{a.Addr()}); return err }())
+	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
+	like(b, "warm", "x")
+	waitConverged(t, map[string]int{"warm": 1}, a, b, c)
+
+	c.dropInbound.Store(true)
+	like(a, "p", users("u", 300)...)
+	waitConverged(t, map[string]int{"p": 300}, a, b)
+	crash(t, a)
+	waitConverged(t, map[string]int{"p": 300}, b, c)
+	assert.Positive(t, c.Stats().SnapshotsDone, "the origin is gone: a snapshot from b healed c")
+}
+
+// BenchmarkFreshNodeSync: a new node joins a node holding 1M likes and
+// holds them all (the snapshot stream, then the vector caught up).
+func BenchmarkFreshNodeSync(b *testing.B) {
+	cfg := LocalConfig()
+	cfg.NodeName = "big"
+	cfg.Logger = zerolog.Nop()
+	big, err := New(cfg)
+	require.NoError(b, err)
+	st, _ := store.New(store.DefaultConfig(), big)
+	const likes = 1_000_000
+	for i := 0; i < likes; i++ { // local likes: each gets its dot
+		st.Like("post-"+strconv.Itoa(i%10000), "user-"+strconv.Itoa(i))
+	}
+	require.NoError(b, big.Start(st))
+	defer big.Close(context.Background())
+	b.ResetTimer()
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		cfg := LocalConfig()
+		cfg.NodeName = fmt.Sprintf("fresh-%d", i)
+		cfg.Logger = zerolog.Nop()
+		cfg.Seeds = []string{big.Addr()}
+		fresh, err := New(cfg)
+		require.NoError(b, err)
+		fst, _ := store.New(store.DefaultConfig(), fresh)
+		require.NoError(b, fresh.Start(fst))
+		deadline := time.Now().Add(60 * time.Second)
+		for fst.Stats().Likes < likes {
+			if time.Now().After(deadline) {
+				b.Fatalf("fresh node holds %d of %d likes after 60s (stats %+v)", fst.Stats().Likes, likes, fresh.Stats())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		total += time.Since(start)
+		b.ReportMetric(float64(fresh.Stats().RepairBytesIn)/(1<<20), "MiB-received")
+		b.StopTimer()
+		_ = fresh.Close(context.Background())
+		b.StartTimer()
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s-to-sync-1M")
 }

@@ -98,10 +98,30 @@ type Config struct {
 	// oldest is dropped (counted) and left to push/pull. Default 256.
 	PeerQueue int
 
-	// OutboxSize bounds the likes waiting to be framed. When full, new likes
-	// are not gossiped (counted as dropped) and reach peers by push/pull.
-	// Default 65536.
-	OutboxSize int
+	// LogSize is how many of this node's recent likes (with their dots) are
+	// kept to be framed and to answer range requests: the bound of the
+	// outbound buffer and of what can be repaired by ranges rather than a
+	// snapshot. ~50 bytes a like plus ids. Default 65536 (about 3 s at 20k
+	// likes/s).
+	LogSize int
+
+	// RepairDelay is how long a gap seen in a peer's version vector may stay
+	// open before it is requested: likes in flight on the fast path close
+	// most gaps by themselves. Default 500ms.
+	RepairDelay time.Duration
+
+	// RepairTimeout is how long a requested range or snapshot is given
+	// before it is asked for again. Default 5s.
+	RepairTimeout time.Duration
+
+	// SnapshotChunkBytes is the target size of one snapshot message: a
+	// snapshot is streamed as many reliable messages, so its size is not
+	// bounded by memberlist's push/pull limit or one TCP timeout. Default
+	// 1 MiB.
+	SnapshotChunkBytes int
+
+	// MaxSnapshots bounds snapshots served at once. Default 2.
+	MaxSnapshots int
 
 	// InboxSize bounds received frames waiting to be applied. When full,
 	// frames are dropped and counted; push/pull repairs. Default 4096.
@@ -139,31 +159,35 @@ type Config struct {
 // DefaultConfig suits a LAN or Kubernetes pod network.
 func DefaultConfig() Config {
 	return Config{
-		BindAddr:         "0.0.0.0",
-		BindPort:         7946,
-		JoinBackoffMin:   200 * time.Millisecond,
-		JoinBackoffMax:   5 * time.Second,
-		RejoinInterval:   10 * time.Second,
-		PushPullInterval: 10 * time.Second,
-		GossipInterval:   100 * time.Millisecond,
-		GossipNodes:      3,
-		ProbeInterval:    time.Second,
-		ProbeTimeout:     500 * time.Millisecond,
-		SuspicionMult:    4,
-		RetransmitMult:   4,
-		TCPTimeout:       10 * time.Second,
-		PacketSize:       1400,
-		FlushInterval:    10 * time.Millisecond,
-		FastPath:         FastPathDirect,
-		DirectBatchBytes: 64 << 10,
-		PeerQueue:        256,
-		OutboxSize:       1 << 16,
-		InboxSize:        4096,
-		MaxQueuedFrames:  8192,
-		HandoffTimeout:   5 * time.Second,
-		LeaveTimeout:     2 * time.Second,
-		Label:            "likesd",
-		Logger:           zerolog.Nop(),
+		BindAddr:           "0.0.0.0",
+		BindPort:           7946,
+		JoinBackoffMin:     200 * time.Millisecond,
+		JoinBackoffMax:     5 * time.Second,
+		RejoinInterval:     10 * time.Second,
+		PushPullInterval:   10 * time.Second,
+		GossipInterval:     100 * time.Millisecond,
+		GossipNodes:        3,
+		ProbeInterval:      time.Second,
+		ProbeTimeout:       500 * time.Millisecond,
+		SuspicionMult:      4,
+		RetransmitMult:     4,
+		TCPTimeout:         10 * time.Second,
+		PacketSize:         1400,
+		FlushInterval:      10 * time.Millisecond,
+		FastPath:           FastPathDirect,
+		DirectBatchBytes:   64 << 10,
+		PeerQueue:          256,
+		LogSize:            1 << 16,
+		RepairDelay:        500 * time.Millisecond,
+		RepairTimeout:      5 * time.Second,
+		SnapshotChunkBytes: 1 << 20,
+		MaxSnapshots:       2,
+		InboxSize:          4096,
+		MaxQueuedFrames:    8192,
+		HandoffTimeout:     5 * time.Second,
+		LeaveTimeout:       2 * time.Second,
+		Label:              "likesd",
+		Logger:             zerolog.Nop(),
 	}
 }
 
@@ -185,6 +209,8 @@ func LocalConfig() Config {
 	c.TCPTimeout = 2 * time.Second
 	c.HandoffTimeout = 2 * time.Second
 	c.LeaveTimeout = 500 * time.Millisecond
+	c.RepairDelay = 50 * time.Millisecond
+	c.RepairTimeout = time.Second
 	return c
 }
 
@@ -224,8 +250,10 @@ func (c Config) Validate() error {
 		return bad("GossipNodes, SuspicionMult and RetransmitMult must be at least 1")
 	case c.PacketSize < 512 || c.PacketSize > 65000:
 		return bad("PacketSize %d outside [512, 65000]", c.PacketSize)
-	case c.OutboxSize < 1 || c.InboxSize < 1 || c.MaxQueuedFrames < 1:
-		return bad("OutboxSize, InboxSize and MaxQueuedFrames must be at least 1")
+	case c.LogSize < 16 || c.InboxSize < 1 || c.MaxQueuedFrames < 1 || c.MaxSnapshots < 1:
+		return bad("LogSize must be at least 16; InboxSize, MaxQueuedFrames and MaxSnapshots at least 1")
+	case c.RepairDelay <= 0 || c.RepairTimeout <= 0 || c.SnapshotChunkBytes < 1024:
+		return bad("RepairDelay and RepairTimeout must be positive, SnapshotChunkBytes at least 1024")
 	case c.HandoffTimeout < 0 || c.LeaveTimeout < 0:
 		return bad("HandoffTimeout and LeaveTimeout must not be negative")
 	case len(c.SecretKey) != 0 && len(c.SecretKey) != 16 && len(c.SecretKey) != 24 && len(c.SecretKey) != 32:

@@ -2,11 +2,10 @@ package cluster
 
 import (
 	"bytes"
+	"encoding/binary"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/rs/zerolog"
-
-	"github.com/likesd/likesd/internal/gset"
 )
 
 // delegate adapts Node to memberlist.Delegate without putting memberlist's
@@ -15,16 +14,21 @@ type delegate struct{ n *Node }
 
 var _ memberlist.Delegate = (*delegate)(nil)
 
-func (d *delegate) NodeMeta(int) []byte { return nil }
+// NodeMeta carries this node's origin, so peers know whom to ask for the
+// ranges of its likes.
+func (d *delegate) NodeMeta(limit int) []byte {
+	return binary.BigEndian.AppendUint64(nil, d.n.origin)
+}
 
-// NotifyMsg runs on memberlist's packet loop: copy and hand off, never block.
+// NotifyMsg runs on memberlist's packet loop or a stream's goroutine: copy
+// and hand off, never block.
 func (d *delegate) NotifyMsg(b []byte) {
-	if len(b) == 0 || d.n.dropInbound.Load() {
+	if len(b) == 0 || (b[0] == msgLikes && d.n.dropInbound.Load()) {
 		return
 	}
-	frame := bytes.Clone(b) // memberlist reuses b after we return
+	msg := bytes.Clone(b) // memberlist reuses b after we return
 	select {
-	case d.n.inbox <- frame:
+	case d.n.inbox <- msg:
 	default:
 		d.n.stats.inboxDropped.Add(1)
 	}
@@ -34,18 +38,17 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return d.n.queue.GetBroadcasts(overhead, limit)
 }
 
+// LocalState is this node's version vector: a few hundred bytes however
+// many likes it holds.
 func (d *delegate) LocalState(bool) []byte {
-	return encodeState(d.n.replica)
+	return encodeState(d.n.cfg.NodeName, d.n.origin, d.n.vv())
 }
 
-// MergeRemoteState merges on every push/pull, not only on join: that is what
-// heals a node that missed broadcasts.
+// MergeRemoteState runs on every push/pull, not only on join: a peer ahead
+// of this node schedules the repair of exactly what is missing.
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	n := d.n
-	added := 0
-	err := decodeState(buf, func(post string, users gset.Set) {
-		added += len(n.replica.MergeSet(post, users))
-	})
+	name, _, vv, err := decodeState(buf)
 	if err != nil {
 		n.stats.decodeErrors.Add(1)
 		n.log.Warn().Err(err).Int("bytes", len(buf)).Msg("bad push/pull state dropped")
@@ -53,12 +56,8 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	}
 	n.stats.pushPullMerges.Add(1)
 	n.stats.pushPullBytes.Add(uint64(len(buf)))
-	n.stats.pushPullApplied.Add(uint64(added))
-	ev := n.log.Debug()
-	if added > 0 {
-		ev = n.log.Info()
-	}
-	ev.Bool("join", join).Int("bytes", len(buf)).Int("new_likes", added).Msg("merged remote state")
+	n.repair.noteRemote(name, vv)
+	n.log.Debug().Bool("join", join).Str("peer", name).Int("bytes", len(buf)).Msg("push/pull")
 }
 
 // events logs membership changes; memberlist calls it with its node lock

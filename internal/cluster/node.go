@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/likesd/likesd/internal/gset"
 	"github.com/likesd/likesd/internal/store"
+	"github.com/likesd/likesd/internal/vclock"
 )
 
 // Replica is what the cluster needs from the local store to apply likes from
@@ -39,31 +42,39 @@ type Member struct {
 
 // Stats are cumulative counters since Start.
 type Stats struct {
-	LikesQueued     uint64 // likes framed for gossip (local and forwarded)
+	LikesQueued     uint64 // likes framed on the fast path (and forwarded, in gossip mode)
 	FramesQueued    uint64
 	BytesQueued     uint64
+	FramesReceived  uint64 // fast-path frames
 	BytesReceived   uint64
+	LikesReceived   uint64
+	LikesApplied    uint64 // received on the fast path and new here
+	LogOverrun      uint64 // likes that left the log before being framed (healed by snapshot)
+	InboxDropped    uint64 // messages dropped: inbox full
+	FramesPruned    uint64 // frames pruned from the broadcast queue
+	DecodeErrors    uint64
+	PushPullMerges  uint64
 	PushPullBytes   uint64
 	DirectSent      uint64 // batches sent straight to a peer
 	DirectErrors    uint64 // batches a peer could not be sent
 	PeerDropped     uint64 // batches dropped from a full peer queue
-	FramesReceived  uint64
-	LikesReceived   uint64
-	LikesApplied    uint64 // received by gossip and new here
-	OutboxDropped   uint64 // likes not gossiped: outbox full or too large
-	InboxDropped    uint64 // frames dropped: inbox full
-	FramesPruned    uint64 // frames pruned from the broadcast queue
-	DecodeErrors    uint64
-	PushPullMerges  uint64
-	PushPullApplied uint64 // likes new here from push/pull
+	RangeRequests   uint64 // ranges this node asked for
+	RangesServed    uint64
+	RepairBytesIn   uint64 // range frames and snapshot chunks received
+	RepairBytesOut  uint64
+	RepairApplied   uint64 // likes new here from ranges and snapshots
+	SnapshotsAsked  uint64
+	SnapshotsServed uint64
+	SnapshotsDone   uint64 // snapshots received whole
 }
 
 type counters struct {
-	likesQueued, framesQueued, framesReceived, likesReceived, likesApplied atomic.Uint64
-	outboxDropped, inboxDropped, framesPruned, decodeErrors                atomic.Uint64
-	pushPullMerges, pushPullApplied                                        atomic.Uint64
-	bytesQueued, bytesReceived, pushPullBytes                              atomic.Uint64
-	directSent, directErrors, peerDropped                                  atomic.Uint64
+	likesQueued, framesQueued, bytesQueued, framesReceived, bytesReceived atomic.Uint64
+	likesReceived, likesApplied, logOverrun, inboxDropped, framesPruned   atomic.Uint64
+	decodeErrors, pushPullMerges, pushPullBytes                           atomic.Uint64
+	directSent, directErrors, peerDropped                                 atomic.Uint64
+	rangeRequests, rangesServed, repairBytesIn, repairBytesOut            atomic.Uint64
+	repairApplied, snapshotsAsked, snapshotsServed, snapshotsDone         atomic.Uint64
 }
 
 // frameOverhead is what memberlist may add around one of our frames in a
@@ -83,9 +94,20 @@ var ErrClosed = errors.New("cluster: node closed")
 type Node struct {
 	cfg    Config
 	log    zerolog.Logger
-	outbox chan store.Like
+	origin uint64 // this process start's identity in dots
 	inbox  chan []byte
 	stats  counters
+
+	// logMu guards the ring of this node's recent likes: seq is the last
+	// dot assigned, and like s lives at ring[s % len(ring)] while
+	// s > seq-len(ring).
+	logMu sync.Mutex
+	ring  []store.Like
+	seq   uint64
+
+	// seenMu guards what this node has seen of other origins.
+	seenMu sync.Mutex
+	seen   vclock.Seen
 
 	// Set once by Start, read-only after.
 	replica Replica
@@ -93,15 +115,19 @@ type Node struct {
 	queue   *memberlist.TransmitLimitedQueue
 	cancel  context.CancelFunc
 	flushCh chan struct{} // closed by Close: flush what is left, then stop
+	kick    chan struct{} // a full batch is waiting in the log
 
-	// peers are the direct senders, one per alive peer; owned by flushLoop.
-	peers map[string]*peerSender
+	// Owned by flushLoop.
+	framed uint64
+	peers  map[string]*peerSender
 
-	mlReady atomic.Pointer[memberlist.Memberlist] // for callbacks racing Start
-	joined  atomic.Bool
+	repair *repairer
+
+	mlReady     atomic.Pointer[memberlist.Memberlist] // for callbacks racing Start
+	joined      atomic.Bool
+	dropInbound atomic.Bool // tests: lose every fast-path frame received
 	// directPending counts batches queued to or in flight to peers.
 	directPending atomic.Int64
-	dropInbound   atomic.Bool // tests: lose every received gossip frame
 
 	wg        sync.WaitGroup
 	flushWG   sync.WaitGroup
@@ -111,18 +137,26 @@ type Node struct {
 }
 
 // New returns a node that is not yet part of any cluster. Likes handed to it
-// before Start wait in the outbox.
+// before Start wait in its log.
 func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("cluster: origin: %w", err)
+	}
 	n := &Node{
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str("component", "cluster").Str("node", cfg.NodeName).Logger(),
-		outbox:  make(chan store.Like, cfg.OutboxSize),
+		origin:  binary.BigEndian.Uint64(b[:]) | 1, // never 0
 		inbox:   make(chan []byte, cfg.InboxSize),
+		ring:    make([]store.Like, cfg.LogSize),
+		seen:    vclock.NewSeen(),
 		flushCh: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
 	}
+	n.repair = newRepairer(n)
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {
 			if ml := n.mlReady.Load(); ml != nil {
@@ -186,6 +220,7 @@ func (n *Node) start(replica Replica) error {
 	n.mlReady.Store(ml)
 	local := ml.LocalNode()
 	n.log.Info().Str("addr", local.Address()).Strs("seeds", n.cfg.Seeds).
+		Str("origin", strconv.FormatUint(n.origin, 16)).Str("fast_path", n.cfg.FastPath).
 		Stringer("push_pull_interval", n.cfg.PushPullInterval).
 		Bool("encrypted", len(n.cfg.SecretKey) > 0).Str("label", n.cfg.Label).Msg("gossip listening")
 
@@ -193,20 +228,43 @@ func (n *Node) start(replica Replica) error {
 	n.cancel = cancel
 	n.flushWG.Add(1)
 	go func() { defer n.flushWG.Done(); n.flushLoop() }()
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.applyLoop(ctx) }()
 	go func() { defer n.wg.Done(); n.joinLoop(ctx) }()
+	go func() { defer n.wg.Done(); n.repair.loop(ctx) }()
 	return nil
 }
 
-// LikeAdded queues a like that is new to this node for gossip. It never
-// blocks: when the outbox is full the like is left to push/pull.
+// LikeAdded gives a like that is new to this node its dot and puts it in
+// the log, from which the fast path frames it. It never blocks on the
+// network: the log is a ring, and a like the fast path could not frame in
+// time is healed by snapshot.
 func (n *Node) LikeAdded(l store.Like) {
-	select {
-	case n.outbox <- l:
-	default:
-		n.stats.outboxDropped.Add(1)
+	n.logMu.Lock()
+	n.seq++
+	seq := n.seq
+	n.ring[seq%uint64(len(n.ring))] = l
+	n.logMu.Unlock()
+	if seq%256 == 0 { // a batch is likely waiting: do not wait for the tick
+		select {
+		case n.kick <- struct{}{}:
+		default:
+		}
 	}
+}
+
+// vv is what this node has seen: its own likes and every origin's
+// contiguous history.
+func (n *Node) vv() vclock.VV {
+	n.seenMu.Lock()
+	v := n.seen.VV()
+	n.seenMu.Unlock()
+	n.logMu.Lock()
+	if n.seq > 0 {
+		v[n.origin] = n.seq
+	}
+	n.logMu.Unlock()
+	return v
 }
 
 // Joined reports whether the node has joined its seeds, or has no seeds and
@@ -251,25 +309,30 @@ func (n *Node) Members() []Member {
 func (n *Node) Stats() Stats {
 	c := &n.stats
 	return Stats{
-		LikesQueued: c.likesQueued.Load(), FramesQueued: c.framesQueued.Load(),
-		FramesReceived: c.framesReceived.Load(), LikesReceived: c.likesReceived.Load(),
-		LikesApplied: c.likesApplied.Load(), OutboxDropped: c.outboxDropped.Load(),
-		InboxDropped: c.inboxDropped.Load(), FramesPruned: c.framesPruned.Load(),
-		DecodeErrors: c.decodeErrors.Load(), PushPullMerges: c.pushPullMerges.Load(),
-		PushPullApplied: c.pushPullApplied.Load(), BytesQueued: c.bytesQueued.Load(),
-		BytesReceived: c.bytesReceived.Load(), PushPullBytes: c.pushPullBytes.Load(),
+		LikesQueued: c.likesQueued.Load(), FramesQueued: c.framesQueued.Load(), BytesQueued: c.bytesQueued.Load(),
+		FramesReceived: c.framesReceived.Load(), BytesReceived: c.bytesReceived.Load(),
+		LikesReceived: c.likesReceived.Load(), LikesApplied: c.likesApplied.Load(), LogOverrun: c.logOverrun.Load(),
+		InboxDropped: c.inboxDropped.Load(), FramesPruned: c.framesPruned.Load(), DecodeErrors: c.decodeErrors.Load(),
+		PushPullMerges: c.pushPullMerges.Load(), PushPullBytes: c.pushPullBytes.Load(),
 		DirectSent: c.directSent.Load(), DirectErrors: c.directErrors.Load(), PeerDropped: c.peerDropped.Load(),
+		RangeRequests: c.rangeRequests.Load(), RangesServed: c.rangesServed.Load(),
+		RepairBytesIn: c.repairBytesIn.Load(), RepairBytesOut: c.repairBytesOut.Load(), RepairApplied: c.repairApplied.Load(),
+		SnapshotsAsked: c.snapshotsAsked.Load(), SnapshotsServed: c.snapshotsServed.Load(), SnapshotsDone: c.snapshotsDone.Load(),
 	}
 }
 
 // QueuedFrames is the broadcast queue's depth.
 func (n *Node) QueuedFrames() int { return n.queue.NumQueued() }
 
-// Close hands off and leaves: it gossips the likes still in the outbox,
-// waits (up to HandoffTimeout) for queued broadcasts to go out and pushes
-// its state to up to two peers, then leaves the cluster and stops every
-// goroutine. Call it after the node stopped taking likes. It is idempotent;
-// ctx bounds the whole of it.
+// Behind returns, per origin, how many likes this node knows exist (from
+// peers' version vectors) but has not seen: the replication backlog.
+func (n *Node) Behind() map[uint64]uint64 { return n.repair.behind(n.vv()) }
+
+// Close hands off and leaves: it frames the likes still in the log, waits
+// (up to HandoffTimeout) for them to go out and sends its recent log to up
+// to two peers, then leaves the cluster and stops every goroutine. Call it
+// after the node stopped taking likes. It is idempotent; ctx bounds the
+// whole of it.
 func (n *Node) Close(ctx context.Context) error {
 	var err error
 	n.closeOnce.Do(func() {
@@ -293,12 +356,12 @@ func (n *Node) handoff(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HandoffTimeout)
 	defer cancel()
 	close(n.flushCh)
-	n.flushWG.Wait()
+	n.flushWG.Wait() // the direct senders have drained too
 
-	var peers []string
+	var peers []*memberlist.Node
 	for _, m := range n.ml.Members() {
 		if m.Name != n.cfg.NodeName && m.State == memberlist.StateAlive {
-			peers = append(peers, m.Address())
+			peers = append(peers, m)
 		}
 	}
 	if len(peers) == 0 {
@@ -307,7 +370,7 @@ func (n *Node) handoff(ctx context.Context) {
 	}
 	tick := time.NewTicker(n.cfg.GossipInterval)
 	defer tick.Stop()
-	for n.queue.NumQueued() > 0 || n.directPending.Load() > 0 {
+	for n.queue.NumQueued() > 0 {
 		select {
 		case <-ctx.Done():
 			n.log.Warn().Int("frames", n.queue.NumQueued()).Msg("hand-off: broadcasts still queued")
@@ -315,66 +378,78 @@ func (n *Node) handoff(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
-	// Gossip is best effort: push the whole state to up to two peers over
-	// TCP so every like this node acknowledged is held elsewhere before it
-	// goes.
-	peers = peers[:min(2, len(peers))]
+	// The fast path is best effort: send the recent log to up to two peers
+	// over TCP, so every like this node acknowledged lately is held
+	// elsewhere before it goes.
 	done := make(chan int, 1)
-	go func() { k, _ := n.ml.Join(peers); done <- k }() // bounded by TCPTimeout
+	go func() {
+		sent := 0
+		for _, p := range peers[:min(2, len(peers))] {
+			if n.repair.sendLog(p, 1, ^uint64(0)) == nil {
+				sent++
+			}
+		}
+		done <- sent
+	}()
 	select {
 	case k := <-done:
-		n.log.Info().Int("peers", k).Msg("hand-off: state pushed")
+		n.log.Info().Int("peers", k).Msg("hand-off: recent likes pushed")
 	case <-ctx.Done():
 		n.log.Warn().Msg("hand-off: push to peers timed out")
 	}
 }
 
-// flushLoop frames likes from the outbox and queues full frames at once and
-// partial ones every FlushInterval. On Close it flushes what is left.
+// flushLoop frames the log's new likes every FlushInterval (or at once when
+// a batch is waiting) and sends them on the fast path. On Close it flushes
+// what is left.
 func (n *Node) flushLoop() {
-	maxFrame := n.cfg.maxFrame()
-	if n.cfg.FastPath == FastPathDirect {
-		maxFrame = n.cfg.DirectBatchBytes
-	}
-	fb := newFrameBuilder(maxFrame)
 	defer n.stopPeers()
 	tick := time.NewTicker(n.cfg.FlushInterval)
 	defer tick.Stop()
-	add := func(l store.Like) {
-		if !fb.fits(l) {
-			if fb.count > 0 {
-				n.queueFrame(fb.take())
-			}
-			if !fb.fits(l) {
-				n.stats.outboxDropped.Add(1)
-				n.log.Warn().Int("bytes", likeSize(l)).Msg("like larger than a frame: left to push/pull")
-				return
-			}
-		}
-		fb.add(l)
-	}
 	for {
 		select {
-		case l := <-n.outbox:
-			add(l)
 		case <-tick.C:
-			if fb.count > 0 {
-				n.queueFrame(fb.take())
-			}
+		case <-n.kick:
 		case <-n.flushCh:
-			for {
-				select {
-				case l := <-n.outbox:
-					add(l)
-				default:
-					if fb.count > 0 {
-						n.queueFrame(fb.take())
-					}
-					return
-				}
-			}
+			n.flushLog()
+			return
 		}
+		n.flushLog()
 	}
+}
+
+// flushLog frames the likes logged since the last flush.
+func (n *Node) flushLog() {
+	n.logMu.Lock()
+	last := n.seq
+	from := n.framed + 1
+	if size := uint64(len(n.ring)); last >= size && from <= last-size {
+		// The ring wrapped past likes never framed: they are stored and
+		// reach the others by snapshot.
+		n.stats.logOverrun.Add(last - size + 1 - from)
+		from = last - size + 1
+	}
+	likes := make([]store.Like, 0, last+1-from)
+	for s := from; s <= last; s++ {
+		likes = append(likes, n.ring[s%uint64(len(n.ring))])
+	}
+	n.logMu.Unlock()
+	n.framed = last
+	if len(likes) == 0 {
+		return
+	}
+	max := n.cfg.maxFrame()
+	if n.cfg.FastPath == FastPathDirect {
+		max = n.cfg.DirectBatchBytes
+	}
+	fb := newFrameBuilder(max, msgLikes, n.origin)
+	for i, l := range likes {
+		if !fb.fits(l) && fb.count > 0 {
+			n.queueFrame(fb.take())
+		}
+		fb.add(from+uint64(i), l)
+	}
+	n.queueFrame(fb.take())
 }
 
 func (n *Node) queueFrame(frame []byte, count int) {
@@ -385,6 +460,10 @@ func (n *Node) queueFrame(frame []byte, count int) {
 		n.sendDirect(frame)
 		return
 	}
+	n.broadcast(frame)
+}
+
+func (n *Node) broadcast(frame []byte) {
 	n.queue.QueueBroadcast(&broadcast{msg: frame})
 	if depth := n.queue.NumQueued(); depth > n.cfg.MaxQueuedFrames {
 		n.queue.Prune(n.cfg.MaxQueuedFrames)
@@ -392,32 +471,92 @@ func (n *Node) queueFrame(frame []byte, count int) {
 	}
 }
 
-// applyLoop merges received frames and forwards, once, what was new here:
-// memberlist does not forward user messages itself.
+// applyLoop handles every message from other nodes, in one goroutine.
 func (n *Node) applyLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case frame := <-n.inbox:
-			likes, err := decodeLikes(frame)
-			if err != nil {
+		case msg := <-n.inbox:
+			if err := n.handle(msg); err != nil {
 				n.stats.decodeErrors.Add(1)
-				n.log.Warn().Err(err).Int("bytes", len(frame)).Msg("bad gossip frame dropped")
-				continue
-			}
-			n.stats.framesReceived.Add(1)
-			n.stats.bytesReceived.Add(uint64(len(frame)))
-			n.stats.likesReceived.Add(uint64(len(likes)))
-			added := n.replica.Merge(likes)
-			n.stats.likesApplied.Add(uint64(len(added)))
-			if n.cfg.FastPath == FastPathGossip {
-				for _, l := range added {
-					n.LikeAdded(l)
-				}
+				n.log.Warn().Err(err).Int("bytes", len(msg)).Msg("bad message dropped")
 			}
 		}
 	}
+}
+
+func (n *Node) handle(msg []byte) error {
+	switch msg[0] {
+	case msgLikes, msgRange:
+		f, err := decodeFrame(msg)
+		if err != nil {
+			return err
+		}
+		added, fresh := n.applyFrame(f)
+		if f.kind == msgLikes {
+			n.stats.framesReceived.Add(1)
+			n.stats.bytesReceived.Add(uint64(len(msg)))
+			n.stats.likesReceived.Add(uint64(len(f.likes)))
+			n.stats.likesApplied.Add(uint64(added))
+			// memberlist never forwards user messages: in gossip mode a
+			// receiver forwards, once, a frame that brought it new dots.
+			if n.cfg.FastPath == FastPathGossip && fresh {
+				n.stats.likesQueued.Add(uint64(len(f.likes)))
+				n.broadcast(msg)
+			}
+		} else {
+			n.stats.repairBytesIn.Add(uint64(len(msg)))
+			n.stats.repairApplied.Add(uint64(added))
+		}
+		return nil
+	case msgRangeReq:
+		q, err := decodeRangeReq(msg)
+		if err != nil {
+			return err
+		}
+		n.repair.request(repairWork{rangeReq: &q})
+		return nil
+	case msgSnapReq:
+		requester, err := decodeSnapReq(msg)
+		if err != nil {
+			return err
+		}
+		n.repair.request(repairWork{snapshotFor: requester})
+		return nil
+	case msgSnapChunk:
+		c, err := decodeSnapChunk(msg)
+		if err != nil {
+			return err
+		}
+		n.stats.repairBytesIn.Add(uint64(len(msg)))
+		for i, post := range c.posts {
+			n.stats.repairApplied.Add(uint64(len(n.replica.MergeSet(post, c.sets[i]))))
+		}
+		n.repair.chunkApplied(c.id)
+		return nil
+	case msgSnapEnd:
+		id, chunks, vv, err := decodeSnapEnd(msg)
+		if err != nil {
+			return err
+		}
+		n.repair.snapshotEnded(id, chunks, vv)
+		return nil
+	}
+	return fmt.Errorf("%w: %d", errType, msg[0])
+}
+
+// applyFrame merges a frame's likes and records its dots; it reports how
+// many likes were new and whether any dot was.
+func (n *Node) applyFrame(f frame) (added int, freshDots bool) {
+	added = len(n.replica.Merge(f.likes))
+	if f.origin == n.origin {
+		return added, false // our own likes, echoed back
+	}
+	n.seenMu.Lock()
+	fresh := n.seen.Add(f.dots())
+	n.seenMu.Unlock()
+	return added, len(fresh) > 0
 }
 
 // joinLoop joins the seeds with backoff, then keeps checking that every seed
@@ -427,24 +566,21 @@ func (n *Node) joinLoop(ctx context.Context) {
 	if len(n.cfg.Seeds) == 0 {
 		n.joined.Store(true)
 		n.log.Info().Msg("no seeds: started a new cluster")
-	} else {
-		backoff := n.cfg.JoinBackoffMin
-		for {
-			k, err := n.ml.Join(n.cfg.Seeds)
-			if k > 0 {
-				n.joined.Store(true)
-				n.log.Info().Int("contacted", k).Int("members", n.ml.NumMembers()).Msg("joined cluster")
-				break
-			}
-			n.log.Warn().Err(err).Dur("retry_in", backoff).Msg("join failed")
-			if !sleep(ctx, backoff) {
-				return
-			}
-			backoff = min(2*backoff, n.cfg.JoinBackoffMax)
-		}
-	}
-	if len(n.cfg.Seeds) == 0 {
 		return
+	}
+	backoff := n.cfg.JoinBackoffMin
+	for {
+		k, err := n.ml.Join(n.cfg.Seeds)
+		if k > 0 {
+			n.joined.Store(true)
+			n.log.Info().Int("contacted", k).Int("members", n.ml.NumMembers()).Msg("joined cluster")
+			break
+		}
+		n.log.Warn().Err(err).Dur("retry_in", backoff).Msg("join failed")
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, n.cfg.JoinBackoffMax)
 	}
 	tick := time.NewTicker(n.cfg.RejoinInterval)
 	defer tick.Stop()

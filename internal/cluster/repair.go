@@ -1,0 +1,398 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/likesd/likesd/internal/gset"
+	"github.com/likesd/likesd/internal/store"
+	"github.com/likesd/likesd/internal/vclock"
+)
+
+// The repair path. Push/pull carries only version vectors. A node that sees
+// a peer's vector ahead of its own waits RepairDelay (the fast path closes
+// most gaps by itself), then asks each origin for exactly the ranges still
+// missing; the origin answers from its log. When a range has left the log,
+// or its origin is gone, or the node is new, it asks one peer for a
+// snapshot instead, streamed in chunks.
+
+var errEvicted = errors.New("cluster: range has left the log")
+
+type repairWork struct {
+	rangeReq    *rangeReq
+	snapshotFor string
+	check       *peerVV
+}
+
+// peerVV is a peer's version vector as of one push/pull.
+type peerVV struct {
+	name string
+	vv   vclock.VV
+	due  time.Time
+}
+
+type asked struct {
+	to uint64
+	at time.Time
+}
+
+type snapProgress struct {
+	applied, total uint64 // total is known once the end arrives
+	ended          bool
+	vv             vclock.VV
+	started        time.Time
+}
+
+type repairer struct {
+	n       *Node
+	work    chan repairWork
+	serving chan struct{} // one token per snapshot being served
+	senders sync.WaitGroup
+
+	// Owned by loop.
+	pending map[string]peerVV
+	asked   map[uint64]asked
+
+	mu          sync.Mutex
+	remoteMax   vclock.VV // the highest vector any peer reported
+	snapAskedAt time.Time
+	snaps       map[uint64]*snapProgress
+}
+
+func newRepairer(n *Node) *repairer {
+	return &repairer{
+		n: n, work: make(chan repairWork, 1024), serving: make(chan struct{}, n.cfg.MaxSnapshots),
+		pending: map[string]peerVV{}, asked: map[uint64]asked{},
+		remoteMax: vclock.New(), snaps: map[uint64]*snapProgress{},
+	}
+}
+
+// request hands work to the loop without blocking; when the queue is full
+// the work is dropped: the next push/pull asks again.
+func (r *repairer) request(w repairWork) {
+	select {
+	case r.work <- w:
+	default:
+		r.n.stats.inboxDropped.Add(1)
+	}
+}
+
+// noteRemote records a peer's vector from push/pull and schedules a check.
+func (r *repairer) noteRemote(name string, vv vclock.VV) {
+	r.mu.Lock()
+	r.remoteMax.Merge(vv)
+	r.mu.Unlock()
+	r.request(repairWork{check: &peerVV{name: name, vv: vv, due: time.Now().Add(r.n.cfg.RepairDelay)}})
+}
+
+func (r *repairer) behind(mine vclock.VV) map[uint64]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[uint64]uint64{}
+	for origin, seq := range r.remoteMax {
+		if seq > mine[origin] {
+			out[origin] = seq - mine[origin]
+		}
+	}
+	return out
+}
+
+func (r *repairer) loop(ctx context.Context) {
+	defer r.senders.Wait()
+	tick := time.NewTicker(max(r.n.cfg.RepairDelay/2, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case w := <-r.work:
+			switch {
+			case w.rangeReq != nil:
+				r.serveRange(ctx, *w.rangeReq)
+			case w.snapshotFor != "":
+				r.serveSnapshot(ctx, w.snapshotFor)
+			case w.check != nil:
+				r.pending[w.check.name] = *w.check // the newest vector of a peer wins
+			}
+		case now := <-tick.C:
+			for name, p := range r.pending {
+				if now.After(p.due) {
+					delete(r.pending, name)
+					r.check(p)
+				}
+			}
+		}
+	}
+}
+
+// check asks for what p has and this node still lacks.
+func (r *repairer) check(p peerVV) {
+	n := r.n
+	mine := n.vv()
+	missing := mine.Missing(p.vv)
+	if len(missing) == 0 {
+		return
+	}
+	var total uint64
+	for _, rg := range missing {
+		total += rg.Len()
+	}
+	delete(mine, n.origin)
+	if len(mine) == 0 || total > uint64(n.cfg.LogSize) {
+		r.askSnapshot(p.name) // new here, or too far behind for ranges
+		return
+	}
+	owners := r.owners()
+	for _, rg := range missing {
+		if rg.Origin == n.origin {
+			continue
+		}
+		owner, ok := owners[rg.Origin]
+		if !ok { // the origin is gone: only a snapshot has its likes
+			r.askSnapshot(p.name)
+			return
+		}
+		if a, ok := r.asked[rg.Origin]; ok && a.to >= rg.To && time.Since(a.at) < n.cfg.RepairTimeout {
+			continue // asked already
+		}
+		msg := encodeRangeReq(rangeReq{requester: n.cfg.NodeName, r: rg})
+		if err := n.ml.SendReliable(owner, msg); err != nil {
+			n.log.Warn().Err(err).Str("peer", owner.Name).Msg("range request failed")
+			continue
+		}
+		r.asked[rg.Origin] = asked{to: rg.To, at: time.Now()}
+		n.stats.rangeRequests.Add(1)
+		n.log.Debug().Str("peer", owner.Name).Uint64("from", rg.From).Uint64("to", rg.To).Msg("asked for a range")
+	}
+}
+
+// owners maps each alive member's origin (from its node meta) to it.
+func (r *repairer) owners() map[uint64]*memberlist.Node {
+	out := map[uint64]*memberlist.Node{}
+	for _, m := range r.n.ml.Members() {
+		if m.State == memberlist.StateAlive && len(m.Meta) == 8 {
+			out[binary.BigEndian.Uint64(m.Meta)] = m
+		}
+	}
+	return out
+}
+
+func (r *repairer) member(name string) *memberlist.Node {
+	for _, m := range r.n.ml.Members() {
+		if m.Name == name && m.State == memberlist.StateAlive {
+			return m
+		}
+	}
+	return nil
+}
+
+func (r *repairer) askSnapshot(peer string) {
+	r.mu.Lock()
+	if time.Since(r.snapAskedAt) < 3*r.n.cfg.RepairTimeout {
+		r.mu.Unlock()
+		return // one snapshot at a time
+	}
+	r.snapAskedAt = time.Now()
+	r.mu.Unlock()
+	m := r.member(peer)
+	if m == nil {
+		return
+	}
+	if err := r.n.ml.SendReliable(m, encodeSnapReq(r.n.cfg.NodeName)); err != nil {
+		r.n.log.Warn().Err(err).Str("peer", peer).Msg("snapshot request failed")
+		return
+	}
+	r.n.stats.snapshotsAsked.Add(1)
+	r.n.log.Info().Str("peer", peer).Msg("asked for a snapshot")
+}
+
+// serveRange answers a request for this node's own likes from its log, or
+// with a snapshot when the range has left the log.
+func (r *repairer) serveRange(ctx context.Context, q rangeReq) {
+	if q.r.Origin != r.n.origin {
+		return // only an origin serves its ranges
+	}
+	m := r.member(q.requester)
+	if m == nil {
+		return
+	}
+	switch err := r.sendRange(m, q.r.From, q.r.To, false); {
+	case errors.Is(err, errEvicted):
+		r.serveSnapshot(ctx, q.requester)
+	case err != nil:
+		r.n.log.Warn().Err(err).Str("peer", q.requester).Msg("serving a range failed")
+	default:
+		r.n.stats.rangesServed.Add(1)
+	}
+}
+
+// sendLog sends whatever of from..to is still in the log (the hand-off).
+func (r *repairer) sendLog(to *memberlist.Node, from, through uint64) error {
+	return r.sendRange(to, from, through, true)
+}
+
+// sendRange sends this node's likes from..to as msgRange frames. With clamp
+// it sends what is left of the range; without, errEvicted if part is gone.
+func (r *repairer) sendRange(to *memberlist.Node, from, through uint64, clamp bool) error {
+	n := r.n
+	n.logMu.Lock()
+	size := uint64(len(n.ring))
+	through = min(through, n.seq)
+	oldest := uint64(1)
+	if n.seq > size {
+		oldest = n.seq - size + 1
+	}
+	if from < oldest {
+		if !clamp {
+			n.logMu.Unlock()
+			return errEvicted
+		}
+		from = oldest
+	}
+	var likes []store.Like
+	for s := from; s <= through; s++ {
+		likes = append(likes, n.ring[s%size])
+	}
+	n.logMu.Unlock()
+	if len(likes) == 0 {
+		return nil
+	}
+	fb := newFrameBuilder(n.cfg.DirectBatchBytes, msgRange, n.origin)
+	send := func() error {
+		frame, _ := fb.take()
+		n.stats.repairBytesOut.Add(uint64(len(frame)))
+		return n.ml.SendReliable(to, frame)
+	}
+	for i, l := range likes {
+		if !fb.fits(l) && fb.count > 0 {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+		fb.add(from+uint64(i), l)
+	}
+	return send()
+}
+
+// serveSnapshot streams the whole replica to requester in chunks, then the
+// version vector it covers (taken first: everything it covers is already in
+// the store). At most MaxSnapshots run at once; more are dropped and asked
+// for again later.
+func (r *repairer) serveSnapshot(ctx context.Context, requester string) {
+	select {
+	case r.serving <- struct{}{}:
+	default:
+		return
+	}
+	m := r.member(requester)
+	if m == nil {
+		<-r.serving
+		return
+	}
+	r.senders.Add(1)
+	go func() {
+		defer r.senders.Done()
+		defer func() { <-r.serving }()
+		n := r.n
+		start := time.Now()
+		vv := n.vv()
+		var idb [8]byte
+		_, _ = rand.Read(idb[:])
+		c := &snapChunkBuilder{id: binary.BigEndian.Uint64(idb[:]), max: n.cfg.SnapshotChunkBytes}
+		c.reset()
+		var sent, bytes uint64
+		var err error
+		flush := func() {
+			chunk := c.take()
+			bytes += uint64(len(chunk))
+			err = n.ml.SendReliable(m, chunk)
+			sent++
+		}
+		n.replica.Snapshot(func(post string, users gset.Set) bool {
+			c.add(post, users)
+			if c.full() {
+				flush()
+			}
+			return err == nil && ctx.Err() == nil
+		})
+		if err == nil && c.n > 0 {
+			flush()
+		}
+		if err == nil {
+			end := encodeSnapEnd(c.id, sent, vv)
+			bytes += uint64(len(end))
+			err = n.ml.SendReliable(m, end)
+		}
+		n.stats.repairBytesOut.Add(bytes)
+		if err != nil {
+			n.log.Warn().Err(err).Str("peer", requester).Msg("snapshot stream failed")
+			return
+		}
+		n.stats.snapshotsServed.Add(1)
+		n.log.Info().Str("peer", requester).Uint64("chunks", sent).Uint64("bytes", bytes).
+			Dur("took", time.Since(start)).Msg("snapshot served")
+	}()
+}
+
+// chunkApplied and snapshotEnded run on applyLoop. Chunks and the end travel
+// on separate connections and may arrive in any order: the snapshot's vector
+// is adopted only once every chunk is in.
+func (r *repairer) chunkApplied(id uint64) {
+	r.mu.Lock()
+	p := r.progress(id)
+	p.applied++
+	r.mu.Unlock()
+	r.finish(id)
+}
+
+func (r *repairer) snapshotEnded(id, chunks uint64, vv vclock.VV) {
+	r.mu.Lock()
+	p := r.progress(id)
+	p.ended, p.total, p.vv = true, chunks, vv
+	r.mu.Unlock()
+	r.finish(id)
+}
+
+// progress needs r.mu held; it bounds the snapshots tracked.
+func (r *repairer) progress(id uint64) *snapProgress {
+	p, ok := r.snaps[id]
+	if !ok {
+		if len(r.snaps) >= 8 { // forget the oldest incomplete one
+			var oldest uint64
+			var at time.Time
+			for k, v := range r.snaps {
+				if at.IsZero() || v.started.Before(at) {
+					oldest, at = k, v.started
+				}
+			}
+			delete(r.snaps, oldest)
+		}
+		p = &snapProgress{started: time.Now()}
+		r.snaps[id] = p
+	}
+	return p
+}
+
+func (r *repairer) finish(id uint64) {
+	r.mu.Lock()
+	p := r.snaps[id]
+	if p == nil || !p.ended || p.applied < p.total {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.snaps, id)
+	r.snapAskedAt = time.Time{} // another may be asked for at once
+	r.mu.Unlock()
+	delete(p.vv, r.n.origin) // this node's own likes are counted by its log
+	r.n.seenMu.Lock()
+	r.n.seen.Advance(p.vv)
+	r.n.seenMu.Unlock()
+	r.n.stats.snapshotsDone.Add(1)
+	r.n.log.Info().Uint64("chunks", p.total).Dur("took", time.Since(p.started)).Msg("snapshot applied")
+}
