@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,9 @@ type Cluster interface {
 	Stats() cluster.Stats
 	QueuedFrames() int
 	Members() []cluster.Member
+	// Behind is, per origin, how many likes peers have seen that this node
+	// has not yet.
+	Behind() map[uint64]uint64
 }
 
 // Metrics holds the registry and the collectors the API feeds.
@@ -80,6 +84,9 @@ func New(c Cluster) *Metrics {
 	}, func() float64 { return float64(c.QueuedFrames()) }))
 	reg.MustRegister(&membersCollector{c: c, desc: prometheus.NewDesc("likesd_members",
 		"Cluster members this node knows, by state.", []string{"state"}, nil)})
+	reg.MustRegister(&behindCollector{c: c, desc: prometheus.NewDesc("likesd_replication_behind_likes",
+		"Replication lag per origin: likes a peer's version vector shows that this node has not seen yet (0 when caught up).",
+		[]string{"origin"}, nil)})
 	return m
 }
 
@@ -120,5 +127,18 @@ func (m *membersCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for state, n := range byState {
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, float64(n), state)
+	}
+}
+
+type behindCollector struct {
+	c    Cluster
+	desc *prometheus.Desc
+}
+
+func (b *behindCollector) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
+
+func (b *behindCollector) Collect(ch chan<- prometheus.Metric) {
+	for origin, n := range b.c.Behind() {
+		ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(n), strconv.FormatUint(origin, 16))
 	}
 }

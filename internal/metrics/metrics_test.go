@@ -20,7 +20,8 @@ type fakeCluster struct{}
 func (fakeCluster) Stats() cluster.Stats {
 	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, PushPullMerges: 3}
 }
-func (fakeCluster) QueuedFrames() int { return 5 }
+func (fakeCluster) QueuedFrames() int         { return 5 }
+func (fakeCluster) Behind() map[uint64]uint64 { return map[uint64]uint64{0xabc: 42} }
 func (fakeCluster) Members() []cluster.Member {
 	return []cluster.Member{{Name: "a", State: "alive"}, {Name: "b", State: "alive"}, {Name: "c", State: "suspect"}}
 }
@@ -58,9 +59,11 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 		`likesd_gossip_bytes_sent_total 9000`,
 		`likesd_inbox_dropped_total 2`,
 		`likesd_pushpull_total 3`,
+		`likesd_repair_bytes_received_total 0`,
 		`likesd_gossip_queue_frames 5`,
 		`likesd_members{state="alive"} 2`,
 		`likesd_members{state="suspect"} 1`,
+		`likesd_replication_behind_likes{origin="abc"} 42`,
 		`process_resident_memory_bytes`,
 		`go_memstats_heap_inuse_bytes`,
 	} {
