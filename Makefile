@@ -14,7 +14,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: help build run-local test check vet staticcheck k8s-check k8s-verify image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: help build run-local test check vet staticcheck bench bench-go k8s-check k8s-verify image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -52,7 +52,11 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	go test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./internal/api
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/vclock
 
-bench: ## Go benchmarks, including 3 real processes converging (see docs/benchmarks.md)
+bench: build ## load benchmark: 3 local nodes beside the bare-handler and seed-design baselines; writes docs/bench-report.md (~6 min)
+	go build -o bin/likesbench ./cmd/likesbench
+	bin/likesbench suite --likesd $(BIN) --out docs/bench-report.md
+
+bench-go: ## Go benchmarks: store hot path, codec, 1M-like sync, real processes converging
 	go test -run '^$$' -bench . -benchmem -count 1 ./...
 
 staticcheck: ## staticcheck, built from the Go module proxy
@@ -104,6 +108,3 @@ logs: ## recent logs of every likesd pod
 down: ## delete everything make run created
 	$(KUBECTL) delete -f $(K8S)/ --ignore-not-found
 
-bench-load: build ## load benchmark: baselines and 3 likesd nodes under likesbench; writes docs/bench-report.md (~5 min)
-	go build -o bin/likesbench ./cmd/likesbench
-	bin/likesbench suite --likesd $(BIN) --out docs/bench-report.md

@@ -29,6 +29,7 @@ type options struct {
 	cluster cluster.Config
 	store   store.Config
 
+	debugAddr       string
 	logLevel        zerolog.Level
 	logFormat       string
 	shutdownDrain   time.Duration
@@ -92,6 +93,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.store.Shards, "store-shards", o.store.Shards, "lock shards of the in-memory store (power of two)")
 	fs.DurationVar(&o.shutdownDrain, "shutdown-drain", 0, "on SIGTERM, report not-ready for this long before closing HTTP (let load balancers notice)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "bound on graceful shutdown: draining requests, hand-off and leave")
+	fs.StringVar(&o.debugAddr, "debug-addr", "", "host:port serving pprof (/debug/pprof/) for profiling; empty: off. Keep it private")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

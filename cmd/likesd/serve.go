@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -51,6 +53,9 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set LIKESD_GOSSIP_KEY or --gossip-key-file")
 	}
 
+	if o.debugAddr != "" {
+		go serveDebug(o.debugAddr, log) // dies with the process: a profiling aid only
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -97,4 +102,18 @@ func (m membership) Members() []api.Member {
 		out[i] = api.Member{Name: x.Name, Addr: x.Addr, State: x.State}
 	}
 	return out
+}
+
+// serveDebug serves pprof on its own listener, never on the API's.
+func serveDebug(addr string, log zerolog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info().Str("addr", addr).Msg("pprof listening")
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		log.Error().Err(err).Msg("pprof server stopped")
+	}
 }

@@ -562,3 +562,24 @@ func BenchmarkFreshNodeSync(b *testing.B) {
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s-to-sync-1M")
 }
+
+// A member that joins is exchanged with at once by every member, not a
+// push/pull interval later: with periodic push/pull off, d joins through a,
+// which lost b's likes, and still gets them, because b exchanged with d when
+// d joined.
+func TestJoinTriggersAnImmediateExchange(t *testing.T) {
+	a := startNode(t, "a", nil, noPushPull)
+	b := startNode(t, "b", []string{a.Addr()}, noPushPull)
+	waitMembers(t, []string{"a", "b"}, a, b)
+	like(a, "warm", "x")
+	like(b, "warm", "y")
+	waitConverged(t, map[string]int{"warm": 2}, a, b)
+
+	a.dropInbound.Store(true)
+	like(b, "p", users("u", 100)...)
+	require.Eventually(t, func() bool { return b.Stats().DirectSent > 0 && b.directPending.Load() == 0 }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 0, a.store.Count("p"), "a lost the fast path and has no periodic push/pull")
+
+	d := startNode(t, "d", []string{a.Addr()}, noPushPull)
+	waitConverged(t, map[string]int{"p": 100, "warm": 2}, b, d)
+}

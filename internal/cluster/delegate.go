@@ -66,8 +66,14 @@ type events struct{ n *Node }
 
 var _ memberlist.EventDelegate = (*events)(nil)
 
+// NotifyJoin also fires when a member declared dead comes back: either way
+// an exchange of version vectors is queued at once (never run here: this
+// runs under memberlist's lock).
 func (e *events) NotifyJoin(m *memberlist.Node) {
 	e.n.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg("member joined")
+	if m.Name != e.n.cfg.NodeName {
+		e.n.repair.request(repairWork{exchange: m.Address()})
+	}
 }
 
 func (e *events) NotifyLeave(m *memberlist.Node) {

@@ -28,6 +28,7 @@ type repairWork struct {
 	rangeReq    *rangeReq
 	snapshotFor string
 	check       *peerVV
+	exchange    string // a member's address: push/pull with it now
 }
 
 // peerVV is a peer's version vector as of one push/pull.
@@ -119,6 +120,17 @@ func (r *repairer) loop(ctx context.Context) {
 				r.serveSnapshot(ctx, w.snapshotFor)
 			case w.check != nil:
 				r.pending[w.check.name] = *w.check // the newest vector of a peer wins
+			case w.exchange != "":
+				// A push/pull (memberlist calls it a join) with a member that
+				// just joined or came back, instead of waiting up to a
+				// push/pull interval to learn what it has.
+				r.senders.Add(1)
+				go func() {
+					defer r.senders.Done()
+					if _, err := r.n.ml.Join([]string{w.exchange}); err != nil {
+						r.n.log.Debug().Err(err).Str("addr", w.exchange).Msg("exchange with a new member failed")
+					}
+				}()
 			}
 		case now := <-tick.C:
 			for name, p := range r.pending {
@@ -131,21 +143,32 @@ func (r *repairer) loop(ctx context.Context) {
 	}
 }
 
-// check asks for what p has and this node still lacks.
+// check asks for what p has and this node still lacks, and checks again
+// later until the gap is closed (a reply may be lost, or a snapshot already
+// in flight may not cover it) or p is gone.
 func (r *repairer) check(p peerVV) {
 	n := r.n
 	mine := n.vv()
 	missing := mine.Missing(p.vv)
-	if len(missing) == 0 {
+	if len(missing) == 0 || r.member(p.name) == nil {
 		return
 	}
+	again := n.cfg.RepairTimeout
+	defer func() {
+		if _, newer := r.pending[p.name]; !newer {
+			p.due = time.Now().Add(again)
+			r.pending[p.name] = p
+		}
+	}()
 	var total uint64
 	for _, rg := range missing {
 		total += rg.Len()
 	}
 	delete(mine, n.origin)
 	if len(mine) == 0 || total > uint64(n.cfg.LogSize) {
-		r.askSnapshot(p.name) // new here, or too far behind for ranges
+		if !r.askSnapshot(p.name) { // new here, or too far behind for ranges
+			again = n.cfg.RepairDelay // another snapshot is on its way: see what it leaves
+		}
 		return
 	}
 	owners := r.owners()
@@ -155,7 +178,9 @@ func (r *repairer) check(p peerVV) {
 		}
 		owner, ok := owners[rg.Origin]
 		if !ok { // the origin is gone: only a snapshot has its likes
-			r.askSnapshot(p.name)
+			if !r.askSnapshot(p.name) {
+				again = n.cfg.RepairDelay
+			}
 			return
 		}
 		if a, ok := r.asked[rg.Origin]; ok && a.to >= rg.To && time.Since(a.at) < n.cfg.RepairTimeout {
@@ -192,24 +217,27 @@ func (r *repairer) member(name string) *memberlist.Node {
 	return nil
 }
 
-func (r *repairer) askSnapshot(peer string) {
+// askSnapshot asks peer for a snapshot unless one is already on its way; it
+// reports whether it asked.
+func (r *repairer) askSnapshot(peer string) bool {
 	r.mu.Lock()
 	if time.Since(r.snapAskedAt) < 3*r.n.cfg.RepairTimeout {
 		r.mu.Unlock()
-		return // one snapshot at a time
+		return false // one snapshot at a time
 	}
 	r.snapAskedAt = time.Now()
 	r.mu.Unlock()
 	m := r.member(peer)
 	if m == nil {
-		return
+		return false
 	}
 	if err := r.n.ml.SendReliable(m, encodeSnapReq(r.n.cfg.NodeName)); err != nil {
 		r.n.log.Warn().Err(err).Str("peer", peer).Msg("snapshot request failed")
-		return
+		return true // asked, and failed: the re-check retries after RepairTimeout
 	}
 	r.n.stats.snapshotsAsked.Add(1)
 	r.n.log.Info().Str("peer", peer).Msg("asked for a snapshot")
+	return true
 }
 
 // serveRange answers a request for this node's own likes from its log, or
