@@ -220,41 +220,45 @@ func (s *suite) startBare() []string {
 	return s.ready("http://" + addr)
 }
 
-// startLikesd starts n nodes with default tuning, the first as the seed.
-func (s *suite) startLikesd(n int) []string {
+// startNodes starts n nodes on fresh loopback ports, each joining the
+// first one's gossip address; args builds a node's command line.
+func (s *suite) startNodes(kind string, n int, args func(i int, httpAddr, gossipAddr, seed string) []string) []string {
 	var targets []string
 	seed := ""
 	for i := 0; i < n; i++ {
 		httpAddr, gossipAddr := freeAddr(), freeAddr()
-		args := []string{s.likesd, "--http-addr", httpAddr, "--gossip-addr", gossipAddr, "--log-level", "warn",
-			"--node-name", fmt.Sprintf("n%d", i+1)}
-		args = append(args, s.extra...)
-		if seed != "" {
-			args = append(args, "--join", seed)
-		} else {
+		s.start(fmt.Sprintf("%s-%d-%d", kind, len(s.procs), i), args(i, httpAddr, gossipAddr, seed)...)
+		if seed == "" {
 			seed = gossipAddr
 		}
-		s.start(fmt.Sprintf("likesd-%d-%d", len(s.procs), i), args...)
 		targets = append(targets, s.ready("http://"+httpAddr)...)
 	}
+	return targets
+}
+
+// startLikesd starts n likesd nodes with default tuning (plus --likesd-flags).
+func (s *suite) startLikesd(n int) []string {
+	targets := s.startNodes("likesd", n, func(i int, httpAddr, gossipAddr, seed string) []string {
+		args := []string{s.likesd, "--http-addr", httpAddr, "--gossip-addr", gossipAddr, "--log-level", "warn",
+			"--node-name", fmt.Sprintf("n%d", i+1)}
+		if seed != "" {
+			args = append(args, "--join", seed)
+		}
+		return append(args, s.extra...)
+	})
 	s.waitMembers(targets)
 	return targets
 }
 
+// startSeed starts n nodes of the seed design.
 func (s *suite) startSeed(n int) []string {
-	var targets []string
-	seed := ""
-	for i := 0; i < n; i++ {
-		httpAddr, gossipAddr := freeAddr(), freeAddr()
+	targets := s.startNodes("seed", n, func(_ int, httpAddr, gossipAddr, seed string) []string {
 		args := []string{s.self, "seed", "--http-addr", httpAddr, "--gossip-addr", gossipAddr}
 		if seed != "" {
 			args = append(args, "--join", seed)
-		} else {
-			seed = gossipAddr
 		}
-		s.start(fmt.Sprintf("seed-%d-%d", len(s.procs), i), args...)
-		targets = append(targets, s.ready("http://"+httpAddr)...)
-	}
+		return args
+	})
 	time.Sleep(2 * time.Second) // the seed design has no membership endpoint: let it settle
 	return targets
 }

@@ -49,35 +49,32 @@ func load(t *testing.T) manifests {
 			var meta metav1.TypeMeta
 			require.NoError(t, yaml.Unmarshal([]byte(doc), &meta), "%s doc %d", f, i)
 			where := fmt.Sprintf("%s doc %d (%s)", f, i, meta.Kind)
-			// UnmarshalStrict fails on unknown and duplicate fields.
-			strict := func(into any) { require.NoError(t, yaml.UnmarshalStrict([]byte(doc), into), where) }
+			doc := []byte(doc)
 			switch meta.APIVersion + "/" + meta.Kind {
 			case "v1/ConfigMap":
-				var o corev1.ConfigMap
-				strict(&o)
-				m.configMaps = append(m.configMaps, o)
+				m.configMaps = append(m.configMaps, strictDecode[corev1.ConfigMap](t, doc, where))
 			case "v1/Secret":
-				var o corev1.Secret
-				strict(&o)
-				m.secrets = append(m.secrets, o)
+				m.secrets = append(m.secrets, strictDecode[corev1.Secret](t, doc, where))
 			case "v1/Service":
-				var o corev1.Service
-				strict(&o)
-				m.services = append(m.services, o)
+				m.services = append(m.services, strictDecode[corev1.Service](t, doc, where))
 			case "apps/v1/Deployment":
-				var o appsv1.Deployment
-				strict(&o)
-				m.deployments = append(m.deployments, o)
+				m.deployments = append(m.deployments, strictDecode[appsv1.Deployment](t, doc, where))
 			case "policy/v1/PodDisruptionBudget":
-				var o policyv1.PodDisruptionBudget
-				strict(&o)
-				m.pdbs = append(m.pdbs, o)
+				m.pdbs = append(m.pdbs, strictDecode[policyv1.PodDisruptionBudget](t, doc, where))
 			default:
 				t.Fatalf("%s: unexpected %s/%s", where, meta.APIVersion, meta.Kind)
 			}
 		}
 	}
 	return m
+}
+
+// strictDecode fails the test on unknown or duplicate fields.
+func strictDecode[T any](t *testing.T, doc []byte, where string) T {
+	t.Helper()
+	var o T
+	require.NoError(t, yaml.UnmarshalStrict(doc, &o), where)
+	return o
 }
 
 func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
