@@ -40,14 +40,15 @@ type Config struct {
 	// RejoinInterval is how often the seeds are checked and, if one is not an
 	// alive member (say the master restarted with a new identity), joined
 	// again so the cluster stays one. Each check is a DNS lookup; a re-join is
-	// a full push/pull. Default 10s.
+	// a push/pull (membership and version vectors). Default 10s.
 	RejoinInterval time.Duration
 
-	// PushPullInterval is how often this node exchanges full state with one
-	// random peer: the anti-entropy period, and so the bound on how long a
-	// node that missed broadcasts stays behind. Shorter heals faster and costs
-	// more bandwidth. Default 10s (memberlist's LAN default of 30s is too slow
-	// for a likes service).
+	// PushPullInterval is how often this node exchanges membership and
+	// version vectors with one random peer: the anti-entropy period, and so
+	// (plus RepairDelay) the bound on how long a node that missed likes stays
+	// behind. An exchange costs a few hundred bytes whatever the state size.
+	// Default 10s (memberlist's LAN default of 30s is too slow for a likes
+	// service).
 	PushPullInterval time.Duration
 
 	// GossipInterval is how often queued broadcasts are sent to GossipNodes
