@@ -41,7 +41,11 @@ func TestRunAgainstTwoNodesSharingAStore(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, rep.Errors)
 	assert.InDelta(t, 200, rep.Acked+rep.Missed, 40, "offered about rate × duration")
-	assert.Equal(t, int(rep.Acked), st.Stats().Likes, "every ack is a new like stored")
+	// Every ack is a new like stored; a like in flight when the run ends may
+	// be stored without its ack counted, at most one per worker.
+	stored := st.Stats().Likes
+	assert.GreaterOrEqual(t, stored, int(rep.Acked))
+	assert.LessOrEqual(t, stored, int(rep.Acked)+8)
 	assert.Positive(t, rep.LagSamples)
 	assert.Zero(t, rep.LagTimeouts)
 	assert.Positive(t, rep.AckP99)
