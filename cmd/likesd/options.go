@@ -87,6 +87,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.cluster.PeerQueue, "peer-queue", o.cluster.PeerQueue, "batches waiting per peer before the oldest is dropped (left to repair)")
 	fs.IntVar(&o.cluster.LogSize, "log-size", o.cluster.LogSize, "recent local likes kept to frame and to serve repair ranges; older gaps heal by snapshot")
 	fs.DurationVar(&o.cluster.RepairDelay, "repair-delay", o.cluster.RepairDelay, "how long a gap may stay open before its range is requested (in-flight likes close most)")
+	fs.DurationVar(&o.cluster.RetireAfter, "retire-after", o.cluster.RetireAfter, "how long a gone origin (a past process start) stays in version vectors once everyone holds its likes")
 	fs.IntVar(&o.cluster.SnapshotChunkBytes, "snapshot-chunk-bytes", o.cluster.SnapshotChunkBytes, "target size of one snapshot message")
 	fs.IntVar(&o.cluster.InboxSize, "inbox-size", o.cluster.InboxSize, "received messages waiting to be applied before new ones are dropped (left to repair)")
 	fs.IntVar(&o.cluster.MaxQueuedFrames, "max-queued-frames", o.cluster.MaxQueuedFrames, "gossip broadcast queue bound (gossip fast path); the oldest frames are pruned")

@@ -583,3 +583,59 @@ func TestJoinTriggersAnImmediateExchange(t *testing.T) {
 	d := startNode(t, "d", []string{a.Addr()}, noPushPull)
 	waitConverged(t, map[string]int{"p": 100, "warm": 2}, b, d)
 }
+
+// Every restart is a new origin; one gone for RetireAfter, fully held, leaves
+// the vectors (push/pull stays small over any number of deploys) without
+// losing its likes or setting off snapshots — even while a peer that has
+// not retired it yet keeps reporting it.
+func TestGoneOriginsAreRetired(t *testing.T) {
+	quick := func(c *Config) { c.RetireAfter = 500 * time.Millisecond }
+	slow := func(c *Config) { c.RetireAfter = time.Hour }
+	a := startNode(t, "a", nil, quick)
+	b := startNode(t, "b", []string{a.Addr()}, slow)
+	c := startNode(t, "c", []string{a.Addr()}, nil)
+	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
+	like(c, "p", users("u", 50)...)
+	waitConverged(t, map[string]int{"p": 50}, a, b, c)
+	gone := c.origin
+	crash(t, c)
+	waitMembers(t, []string{"a", "b"}, a, b)
+
+	require.Eventually(t, func() bool { _, kept := a.vv()[gone]; return !kept }, 10*time.Second, 20*time.Millisecond,
+		"a retires the gone origin")
+	assert.Contains(t, b.vv(), gone, "b, with a long RetireAfter, still reports it")
+	asked := a.Stats().SnapshotsAsked + b.Stats().SnapshotsAsked
+	assert.Never(t, func() bool {
+		return a.Stats().SnapshotsAsked+b.Stats().SnapshotsAsked != asked || a.store.Count("p") != 50
+	}, 1500*time.Millisecond, 50*time.Millisecond, "no snapshots from a retired origin, no likes lost")
+
+	d := startNode(t, "d", []string{a.Addr()}, nil)
+	waitConverged(t, map[string]int{"p": 50}, a, b, d)
+}
+
+// An origin is retired only once every alive peer has reported all of it:
+// a laggard that missed some of a gone origin's likes must still see the
+// gap (in others' vectors) and heal by snapshot.
+func TestRetirementWaitsForLaggards(t *testing.T) {
+	quick := func(c *Config) { c.RetireAfter = time.Second }
+	a := startNode(t, "a", nil, quick)
+	b := startNode(t, "b", []string{a.Addr()}, quick)
+	x := startNode(t, "x", []string{a.Addr()}, func(c *Config) {
+		c.RetireAfter = time.Second
+		c.RepairDelay = 1500 * time.Millisecond // slow to repair: still behind when the origin dies
+	})
+	o := startNode(t, "o", []string{a.Addr()}, nil)
+	waitMembers(t, []string{"a", "b", "o", "x"}, a, b, o, x)
+	like(o, "warm", "w")
+	waitConverged(t, map[string]int{"warm": 1}, a, b, o, x)
+
+	x.dropInbound.Store(true)
+	like(o, "p", users("u", 40)...)
+	waitConverged(t, map[string]int{"p": 40}, a, b)
+	crash(t, o)
+	waitConverged(t, map[string]int{"p": 40}, x)
+	for _, n := range []*testNode{a, b, x} {
+		require.Eventually(t, func() bool { _, kept := n.vv()[o.origin]; return !kept }, 10*time.Second, 20*time.Millisecond,
+			"%s retires the gone origin once everyone holds it", n.Self())
+	}
+}

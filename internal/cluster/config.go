@@ -124,6 +124,14 @@ type Config struct {
 	// MaxSnapshots bounds snapshots served at once. Default 2.
 	MaxSnapshots int
 
+	// RetireAfter is how long an origin (a process start) must have been
+	// gone, with this node holding all of it that any peer reported, before
+	// it leaves the version vector. Every restart adds an origin: without
+	// retiring them, vectors (and push/pull) would grow with every deploy.
+	// Retiring is safe: a peer that turns out to hold more of it heals the
+	// others by snapshot. Default 10m.
+	RetireAfter time.Duration
+
 	// InboxSize bounds received frames waiting to be applied. When full,
 	// frames are dropped and counted; push/pull repairs. Default 4096.
 	InboxSize int
@@ -183,6 +191,7 @@ func DefaultConfig() Config {
 		RepairTimeout:      5 * time.Second,
 		SnapshotChunkBytes: 1 << 20,
 		MaxSnapshots:       2,
+		RetireAfter:        10 * time.Minute,
 		InboxSize:          4096,
 		MaxQueuedFrames:    8192,
 		HandoffTimeout:     5 * time.Second,
@@ -212,6 +221,7 @@ func LocalConfig() Config {
 	c.LeaveTimeout = 500 * time.Millisecond
 	c.RepairDelay = 50 * time.Millisecond
 	c.RepairTimeout = time.Second
+	c.RetireAfter = 2 * time.Second
 	return c
 }
 
@@ -253,8 +263,8 @@ func (c Config) Validate() error {
 		return bad("PacketSize %d outside [512, 65000]", c.PacketSize)
 	case c.LogSize < 16 || c.InboxSize < 1 || c.MaxQueuedFrames < 1 || c.MaxSnapshots < 1:
 		return bad("LogSize must be at least 16; InboxSize, MaxQueuedFrames and MaxSnapshots at least 1")
-	case c.RepairDelay <= 0 || c.RepairTimeout <= 0 || c.SnapshotChunkBytes < 1024:
-		return bad("RepairDelay and RepairTimeout must be positive, SnapshotChunkBytes at least 1024")
+	case c.RepairDelay <= 0 || c.RepairTimeout <= 0 || c.RetireAfter <= 0 || c.SnapshotChunkBytes < 1024:
+		return bad("RepairDelay, RepairTimeout and RetireAfter must be positive, SnapshotChunkBytes at least 1024")
 	case c.HandoffTimeout < 0 || c.LeaveTimeout < 0:
 		return bad("HandoffTimeout and LeaveTimeout must not be negative")
 	case len(c.SecretKey) != 0 && len(c.SecretKey) != 16 && len(c.SecretKey) != 24 && len(c.SecretKey) != 32:

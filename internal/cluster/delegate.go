@@ -41,7 +41,7 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 // LocalState is this node's version vector: a few hundred bytes however
 // many likes it holds.
 func (d *delegate) LocalState(bool) []byte {
-	return encodeState(d.n.cfg.NodeName, d.n.origin, d.n.vv())
+	return encodeState(d.n.cfg.NodeName, d.n.origin, d.n.reportedVV())
 }
 
 // MergeRemoteState runs on every push/pull, not only on join: a peer ahead

@@ -105,9 +105,12 @@ type Node struct {
 	ring  []store.Like
 	seq   uint64
 
-	// seenMu guards what this node has seen of other origins.
-	seenMu sync.Mutex
-	seen   vclock.Seen
+	// seenMu guards what this node has seen of other origins, and the final
+	// seq of each origin retired from it (counted as seen, never sent).
+	seenMu    sync.Mutex
+	seen      vclock.Seen
+	retired   vclock.VV
+	retiredAt map[uint64]time.Time
 
 	// Set once by Start, read-only after.
 	replica Replica
@@ -153,6 +156,7 @@ func New(cfg Config) (*Node, error) {
 		inbox:   make(chan []byte, cfg.InboxSize),
 		ring:    make([]store.Like, cfg.LogSize),
 		seen:    vclock.NewSeen(),
+		retired: vclock.New(), retiredAt: map[uint64]time.Time{},
 		flushCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 	}
@@ -253,8 +257,8 @@ func (n *Node) LikeAdded(l store.Like) {
 	}
 }
 
-// vv is what this node has seen: its own likes and every origin's
-// contiguous history.
+// vv is what this node has seen and tells peers: its own likes and every
+// live origin's contiguous history (retired origins are left out).
 func (n *Node) vv() vclock.VV {
 	n.seenMu.Lock()
 	v := n.seen.VV()
@@ -264,6 +268,21 @@ func (n *Node) vv() vclock.VV {
 		v[n.origin] = n.seq
 	}
 	n.logMu.Unlock()
+	return v
+}
+
+// reportedVV is what push/pull tells peers: vv plus the origins retired
+// within RetireAfter, so peers learn this node held them whole and a laggard
+// can still see its gap before they vanish from every vector.
+func (n *Node) reportedVV() vclock.VV {
+	v := n.vv()
+	n.seenMu.Lock()
+	for origin, at := range n.retiredAt {
+		if time.Since(at) < n.cfg.RetireAfter {
+			v[origin] = n.retired[origin]
+		}
+	}
+	n.seenMu.Unlock()
 	return v
 }
 
@@ -554,9 +573,11 @@ func (n *Node) applyFrame(f frame) (added int, freshDots bool) {
 		return added, false // our own likes, echoed back
 	}
 	n.seenMu.Lock()
-	fresh := n.seen.Add(f.dots())
-	n.seenMu.Unlock()
-	return added, len(fresh) > 0
+	defer n.seenMu.Unlock()
+	if f.dots().To <= n.retired[f.origin] {
+		return added, false // a late copy of a retired origin's likes
+	}
+	return added, len(n.seen.Add(f.dots())) > 0
 }
 
 // joinLoop joins the seeds with backoff, then keeps checking that every seed

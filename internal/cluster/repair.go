@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -60,8 +61,13 @@ type repairer struct {
 	pending map[string]peerVV
 	asked   map[uint64]asked
 
+	// goneSince is when each origin was last carried by an alive member
+	// (owned by loop).
+	lastAlive map[uint64]time.Time
+
 	mu          sync.Mutex
-	remoteMax   vclock.VV // the highest vector any peer reported
+	remoteMax   vclock.VV            // the highest vector any peer reported
+	peerMax     map[string]vclock.VV // per peer, the highest it ever reported
 	snapAskedAt time.Time
 	snaps       map[uint64]*snapProgress
 }
@@ -69,8 +75,8 @@ type repairer struct {
 func newRepairer(n *Node) *repairer {
 	return &repairer{
 		n: n, work: make(chan repairWork, 1024), serving: make(chan struct{}, n.cfg.MaxSnapshots),
-		pending: map[string]peerVV{}, asked: map[uint64]asked{},
-		remoteMax: vclock.New(), snaps: map[uint64]*snapProgress{},
+		pending: map[string]peerVV{}, asked: map[uint64]asked{}, lastAlive: map[uint64]time.Time{},
+		remoteMax: vclock.New(), peerMax: map[string]vclock.VV{}, snaps: map[uint64]*snapProgress{},
 	}
 }
 
@@ -88,11 +94,18 @@ func (r *repairer) request(w repairWork) {
 func (r *repairer) noteRemote(name string, vv vclock.VV) {
 	r.mu.Lock()
 	r.remoteMax.Merge(vv)
+	if r.peerMax[name] == nil {
+		r.peerMax[name] = vclock.New()
+	}
+	r.peerMax[name].Merge(vv)
 	r.mu.Unlock()
 	r.request(repairWork{check: &peerVV{name: name, vv: vv, due: time.Now().Add(r.n.cfg.RepairDelay)}})
 }
 
 func (r *repairer) behind(mine vclock.VV) map[uint64]uint64 {
+	r.n.seenMu.Lock()
+	mine.Merge(r.n.retired)
+	r.n.seenMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[uint64]uint64{}
@@ -108,6 +121,8 @@ func (r *repairer) loop(ctx context.Context) {
 	defer r.senders.Wait()
 	tick := time.NewTicker(max(r.n.cfg.RepairDelay/2, time.Millisecond))
 	defer tick.Stop()
+	retire := time.NewTicker(max(r.n.cfg.RetireAfter/4, 10*time.Millisecond))
+	defer retire.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -119,7 +134,12 @@ func (r *repairer) loop(ctx context.Context) {
 			case w.snapshotFor != "":
 				r.serveSnapshot(ctx, w.snapshotFor)
 			case w.check != nil:
-				r.pending[w.check.name] = *w.check // the newest vector of a peer wins
+				// The newest vector of a peer wins, but keeps the earliest
+				// due time: frequent exchanges must not postpone a repair.
+				if old, ok := r.pending[w.check.name]; ok && old.due.Before(w.check.due) {
+					w.check.due = old.due
+				}
+				r.pending[w.check.name] = *w.check
 			case w.exchange != "":
 				// A push/pull (memberlist calls it a join) with a member that
 				// just joined or came back, instead of waiting up to a
@@ -132,6 +152,8 @@ func (r *repairer) loop(ctx context.Context) {
 					}
 				}()
 			}
+		case now := <-retire.C:
+			r.retireGone(now)
 		case now := <-tick.C:
 			for name, p := range r.pending {
 				if now.After(p.due) {
@@ -143,12 +165,80 @@ func (r *repairer) loop(ctx context.Context) {
 	}
 }
 
+// retireGone retires the origins no alive member has carried for
+// RetireAfter, of which this node holds, without gaps, all that any peer
+// reported, and which every alive peer has reported holding as fully: until
+// then a laggard could only see its gap in others' vectors.
+func (r *repairer) retireGone(now time.Time) {
+	n := r.n
+	var peers []string
+	for origin, m := range r.owners() {
+		r.lastAlive[origin] = now
+		if m.Name != n.cfg.NodeName {
+			peers = append(peers, m.Name)
+		}
+	}
+	r.mu.Lock()
+	reported := r.remoteMax.Clone()
+	peerMax := make(map[string]vclock.VV, len(peers))
+	for _, p := range peers {
+		peerMax[p] = r.peerMax[p].Clone()
+	}
+	for name := range r.peerMax { // forget peers that are gone
+		if _, alive := peerMax[name]; !alive {
+			delete(r.peerMax, name)
+		}
+	}
+	r.mu.Unlock()
+	allHold := func(origin, seq uint64) bool {
+		for _, p := range peers {
+			if peerMax[p][origin] < seq {
+				return false
+			}
+		}
+		return true
+	}
+	n.seenMu.Lock()
+	defer n.seenMu.Unlock()
+	for origin, at := range n.retiredAt {
+		if now.Sub(at) >= n.cfg.RetireAfter {
+			delete(n.retiredAt, origin) // grace over: no longer reported (its final seq stays in retired)
+		}
+	}
+	for origin, seq := range n.seen.VV() {
+		if at, ok := r.lastAlive[origin]; !ok {
+			r.lastAlive[origin] = now // first noticed now: start the clock
+			continue
+		} else if now.Sub(at) < n.cfg.RetireAfter {
+			continue
+		}
+		if reported[origin] > seq || n.seen.HasGap(origin) || !allHold(origin, seq) {
+			continue // someone has more of it, or someone less: let repair finish first
+		}
+		n.retired[origin] = seq
+		n.retiredAt[origin] = now
+		n.seen.Forget(origin)
+		delete(r.lastAlive, origin)
+		n.log.Info().Str("origin", strconv.FormatUint(origin, 16)).Uint64("likes", seq).Msg("retired a gone origin from the version vector")
+	}
+}
+
+// covered is this node's vector with retired origins counted as seen: what
+// it must not ask for again.
+func (r *repairer) covered() vclock.VV {
+	mine := r.n.vv()
+	r.n.seenMu.Lock()
+	mine.Merge(r.n.retired)
+	r.n.seenMu.Unlock()
+	return mine
+}
+
 // check asks for what p has and this node still lacks, and checks again
 // later until the gap is closed (a reply may be lost, or a snapshot already
 // in flight may not cover it) or p is gone.
 func (r *repairer) check(p peerVV) {
 	n := r.n
-	mine := n.vv()
+	mine := r.covered()
 	missing := mine.Missing(p.vv)
 	if len(missing) == 0 || r.member(p.name) == nil {
 		return
@@ -329,7 +419,7 @@ func (r *repairer) serveSnapshot(ctx context.Context, requester string) {
 		defer func() { <-r.serving }()
 		n := r.n
 		start := time.Now()
-		vv := n.vv()
+		vv := r.covered() // retired origins too: the snapshot holds their likes
 		var idb [8]byte
 		_, _ = rand.Read(idb[:])
 		c := &snapChunkBuilder{id: binary.BigEndian.Uint64(idb[:]), max: n.cfg.SnapshotChunkBytes}
@@ -419,6 +509,11 @@ func (r *repairer) finish(id uint64) {
 	r.mu.Unlock()
 	delete(p.vv, r.n.origin) // this node's own likes are counted by its log
 	r.n.seenMu.Lock()
+	for origin, seq := range p.vv {
+		if seq <= r.n.retired[origin] {
+			delete(p.vv, origin) // retired here already
+		}
+	}
 	r.n.seen.Advance(p.vv)
 	r.n.seenMu.Unlock()
 	r.n.stats.snapshotsDone.Add(1)

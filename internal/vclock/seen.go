@@ -127,3 +127,13 @@ func (s Seen) Advance(vv VV) VV {
 // Gaps is the number of origins with dots received beyond a gap: likes
 // whose predecessors are still missing.
 func (s Seen) Gaps() int { return len(s.beyond) }
+
+// Forget drops everything recorded of origin (an origin retired by the
+// caller).
+func (s Seen) Forget(origin uint64) {
+	delete(s.prefix, origin)
+	delete(s.beyond, origin)
+}
+
+// HasGap reports whether dots of origin arrived beyond a missing one.
+func (s Seen) HasGap(origin uint64) bool { return len(s.beyond[origin]) > 0 }

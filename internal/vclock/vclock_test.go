@@ -262,3 +262,15 @@ func FuzzDecode(f *testing.F) {
 		require.Equal(t, data, again)
 	})
 }
+
+func TestSeenForgetAndHasGap(t *testing.T) {
+	s := NewSeen()
+	s.Add(Range{1, 1, 3})
+	s.Add(Range{1, 6, 7})
+	assert.True(t, s.HasGap(1))
+	assert.False(t, s.HasGap(2))
+	s.Forget(1)
+	assert.False(t, s.Has(Dot{1, 2}))
+	assert.False(t, s.HasGap(1))
+	assert.Equal(t, VV{}, s.VV())
+}
