@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -638,4 +640,20 @@ func TestRetirementWaitsForLaggards(t *testing.T) {
 		require.Eventually(t, func() bool { _, kept := n.vv()[o.origin]; return !kept }, 10*time.Second, 20*time.Millisecond,
 			"%s retires the gone origin once everyone holds it", n.Self())
 	}
+}
+
+// A peer that cannot be reached costs one failed send, not one per queued
+// batch: the rest of its queue is dropped and left to repair.
+func TestUnreachablePeerCostsOneFailedSend(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	p := a.newPeer(memberlist.Node{Name: "gone", Addr: net.IPv4(127, 0, 0, 1), Port: 1}) // nothing listens on port 1
+	for i := 0; i < 10; i++ {
+		a.enqueue(p, []byte{msgLikes})
+	}
+	close(p.queue)
+	a.runPeer(p)
+	st := a.Stats()
+	assert.Equal(t, uint64(1), st.DirectErrors)
+	assert.Equal(t, uint64(9), st.PeerDropped)
+	assert.Zero(t, a.directPending.Load())
 }

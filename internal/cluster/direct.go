@@ -61,27 +61,49 @@ func (n *Node) enqueue(p *peerSender, frame []byte) {
 }
 
 func (n *Node) startPeer(m memberlist.Node) *peerSender {
-	p := &peerSender{node: m, queue: make(chan []byte, n.cfg.PeerQueue), done: make(chan struct{})}
+	p := n.newPeer(m)
 	n.peers[m.Name] = p
-	go func() {
-		defer close(p.done)
-		failing := false
-		for frame := range p.queue {
-			err := n.ml.SendReliable(&p.node, frame)
-			n.directPending.Add(-1)
-			if err != nil {
-				n.stats.directErrors.Add(1)
-				if !failing { // log a failing peer once, not per batch
-					n.log.Warn().Err(err).Str("peer", p.node.Name).Msg("direct send failed: left to push/pull")
-				}
-				failing = true
-				continue
-			}
+	go n.runPeer(p)
+	return p
+}
+
+func (n *Node) newPeer(m memberlist.Node) *peerSender {
+	return &peerSender{node: m, queue: make(chan []byte, n.cfg.PeerQueue), done: make(chan struct{})}
+}
+
+// runPeer sends p's batches in order until its queue is closed. After a
+// failed send it drops what is already queued (counted; repair re-sends
+// it): a peer that is down but not yet declared dead would otherwise cost a
+// TCP timeout per batch, and stall shutdown behind it.
+func (n *Node) runPeer(p *peerSender) {
+	defer close(p.done)
+	failing := false
+	for frame := range p.queue {
+		err := n.ml.SendReliable(&p.node, frame)
+		n.directPending.Add(-1)
+		if err == nil {
 			failing = false
 			n.stats.directSent.Add(1)
+			continue
 		}
-	}()
-	return p
+		n.stats.directErrors.Add(1)
+		if !failing { // log a failing peer once, not per batch
+			n.log.Warn().Err(err).Str("peer", p.node.Name).Msg("direct send failed: queued batches left to repair")
+		}
+		failing = true
+		for drained := false; !drained; {
+			select {
+			case _, ok := <-p.queue:
+				if !ok {
+					return
+				}
+				n.directPending.Add(-1)
+				n.stats.peerDropped.Add(1)
+			default:
+				drained = true
+			}
+		}
+	}
 }
 
 // stopPeer closes the peer's queue; its sender finishes what is queued.
