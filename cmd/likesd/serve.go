@@ -27,25 +27,9 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	node, err := cluster.New(o.cluster)
+	node, srv, err := assemble(o, log)
 	if err != nil {
 		ln.Close()
-		return err
-	}
-	replica, err := store.New(o.store, node)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	if err := node.Start(replica); err != nil {
-		ln.Close()
-		return err
-	}
-	m := metrics.New(node)
-	srv, err := api.New(o.api, replica, membership{node}, log, api.Options{Observer: m, Metrics: m.Handler()})
-	if err != nil {
-		ln.Close()
-		_ = node.Close(context.Background())
 		return err
 	}
 	log.Info().Str("version", version).Str("node", node.Self()).Msg("likesd started")
@@ -83,6 +67,28 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// assemble builds the pieces and starts the cluster node; on error nothing
+// is left running.
+func assemble(o options, log zerolog.Logger) (*cluster.Node, *api.Server, error) {
+	node, err := cluster.New(o.cluster)
+	if err != nil {
+		return nil, nil, err
+	}
+	replica, err := store.New(o.store, node)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := metrics.New(node)
+	srv, err := api.New(o.api, replica, membership{node}, log, api.Options{Observer: m, Metrics: m.Handler()})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := node.Start(replica); err != nil {
+		return nil, nil, err
+	}
+	return node, srv, nil
 }
 
 func newLogger(o options, out io.Writer) zerolog.Logger {

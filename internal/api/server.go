@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"log"
 	"net"
 	"net/http"
 	"strings"
@@ -101,7 +102,9 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
-		ErrorLog:          nil,
+		// net/http's own errors (bad TLS, handler panics it caught) into the
+		// structured log rather than bare stderr.
+		ErrorLog: log.New(logger.With().Str("component", "net/http").Logger(), "", 0),
 	}
 	return s, nil
 }

@@ -132,8 +132,9 @@ type Config struct {
 	// others by snapshot. Default 10m.
 	RetireAfter time.Duration
 
-	// InboxSize bounds received frames waiting to be applied. When full,
-	// frames are dropped and counted; push/pull repairs. Default 4096.
+	// InboxSize bounds received messages (frames, repair requests, snapshot
+	// chunks) waiting to be applied. When full, messages are dropped and
+	// counted; the repair path asks again. Default 4096.
 	InboxSize int
 
 	// MaxQueuedFrames bounds memberlist's broadcast queue, which has no

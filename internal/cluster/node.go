@@ -51,6 +51,7 @@ type Stats struct {
 	LikesApplied    uint64 // received on the fast path and new here
 	LogOverrun      uint64 // likes that left the log before being framed (healed by snapshot)
 	InboxDropped    uint64 // messages dropped: inbox full
+	RepairDropped   uint64 // repair work dropped: its queue full (the next push/pull asks again)
 	FramesPruned    uint64 // frames pruned from the broadcast queue
 	DecodeErrors    uint64
 	PushPullMerges  uint64
@@ -75,6 +76,7 @@ type counters struct {
 	directSent, directErrors, peerDropped                                 atomic.Uint64
 	rangeRequests, rangesServed, repairBytesIn, repairBytesOut            atomic.Uint64
 	repairApplied, snapshotsAsked, snapshotsServed, snapshotsDone         atomic.Uint64
+	repairDropped                                                         atomic.Uint64
 }
 
 // frameOverhead is what memberlist may add around one of our frames in a
@@ -331,7 +333,7 @@ func (n *Node) Stats() Stats {
 		LikesQueued: c.likesQueued.Load(), FramesQueued: c.framesQueued.Load(), BytesQueued: c.bytesQueued.Load(),
 		FramesReceived: c.framesReceived.Load(), BytesReceived: c.bytesReceived.Load(),
 		LikesReceived: c.likesReceived.Load(), LikesApplied: c.likesApplied.Load(), LogOverrun: c.logOverrun.Load(),
-		InboxDropped: c.inboxDropped.Load(), FramesPruned: c.framesPruned.Load(), DecodeErrors: c.decodeErrors.Load(),
+		InboxDropped: c.inboxDropped.Load(), RepairDropped: c.repairDropped.Load(), FramesPruned: c.framesPruned.Load(), DecodeErrors: c.decodeErrors.Load(),
 		PushPullMerges: c.pushPullMerges.Load(), PushPullBytes: c.pushPullBytes.Load(),
 		DirectSent: c.directSent.Load(), DirectErrors: c.directErrors.Load(), PeerDropped: c.peerDropped.Load(),
 		RangeRequests: c.rangeRequests.Load(), RangesServed: c.rangesServed.Load(),
@@ -404,7 +406,7 @@ func (n *Node) handoff(ctx context.Context) {
 	go func() {
 		sent := 0
 		for _, p := range peers[:min(2, len(peers))] {
-			if n.repair.sendLog(p, 1, ^uint64(0)) == nil {
+			if n.repair.sendRange(p, 1, ^uint64(0), true) == nil { // what is left of the log
 				sent++
 			}
 		}

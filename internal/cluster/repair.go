@@ -86,7 +86,7 @@ func (r *repairer) request(w repairWork) {
 	select {
 	case r.work <- w:
 	default:
-		r.n.stats.inboxDropped.Add(1)
+		r.n.stats.repairDropped.Add(1)
 	}
 }
 
@@ -348,11 +348,6 @@ func (r *repairer) serveRange(ctx context.Context, q rangeReq) {
 	default:
 		r.n.stats.rangesServed.Add(1)
 	}
-}
-
-// sendLog sends whatever of from..to is still in the log (the hand-off).
-func (r *repairer) sendLog(to *memberlist.Node, from, through uint64) error {
-	return r.sendRange(to, from, through, true)
 }
 
 // sendRange sends this node's likes from..to as msgRange frames. With clamp

@@ -30,7 +30,8 @@ type Cluster interface {
 type Metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.HistogramVec
-	likes    *prometheus.CounterVec
+	// The two like outcomes, resolved once: ObserveLike is on every like's path.
+	likesNew, likesDuplicate prometheus.Counter
 }
 
 // New registers the process, Go runtime, API and cluster metrics.
@@ -43,13 +44,14 @@ func New(c Cluster) *Metrics {
 			Help:    "HTTP request latency by route, method and status class.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}, []string{"route", "method", "code"}),
-		likes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "likesd_likes_total",
-			Help: "Likes accepted through this node's API: result=new (201) or duplicate (200).",
-		}, []string{"result"}),
 	}
+	likes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "likesd_likes_total",
+		Help: "Likes accepted through this node's API: result=new (201) or duplicate (200).",
+	}, []string{"result"})
+	m.likesNew, m.likesDuplicate = likes.WithLabelValues("new"), likes.WithLabelValues("duplicate")
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.likes)
+		m.requests, likes)
 
 	counter := func(name, help string, f func(cluster.Stats) uint64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
@@ -63,7 +65,8 @@ func New(c Cluster) *Metrics {
 	counter("likesd_gossip_likes_received_total", "Likes received by gossip.", func(s cluster.Stats) uint64 { return s.LikesReceived })
 	counter("likesd_gossip_likes_applied_total", "Likes received by gossip that were new here.", func(s cluster.Stats) uint64 { return s.LikesApplied })
 	counter("likesd_log_overrun_total", "Likes that left the log before the fast path framed them (healed by snapshot).", func(s cluster.Stats) uint64 { return s.LogOverrun })
-	counter("likesd_inbox_dropped_total", "Received frames dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped })
+	counter("likesd_inbox_dropped_total", "Received messages dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped })
+	counter("likesd_repair_dropped_total", "Repair work dropped because its queue was full (asked again at the next push/pull).", func(s cluster.Stats) uint64 { return s.RepairDropped })
 	counter("likesd_queue_pruned_total", "Frames pruned from the broadcast queue at its limit.", func(s cluster.Stats) uint64 { return s.FramesPruned })
 	counter("likesd_decode_errors_total", "Frames or states that failed to decode.", func(s cluster.Stats) uint64 { return s.DecodeErrors })
 	counter("likesd_pushpull_total", "Anti-entropy (push/pull) version vectors merged.", func(s cluster.Stats) uint64 { return s.PushPullMerges })
@@ -103,9 +106,9 @@ func (m *Metrics) ObserveRequest(route, method string, status int, d time.Durati
 // ObserveLike records a like's outcome (api.Observer).
 func (m *Metrics) ObserveLike(added bool) {
 	if added {
-		m.likes.WithLabelValues("new").Inc()
+		m.likesNew.Inc()
 	} else {
-		m.likes.WithLabelValues("duplicate").Inc()
+		m.likesDuplicate.Inc()
 	}
 }
 

@@ -11,7 +11,7 @@ type discard struct{}
 func (discard) LikeAdded(Like) {}
 
 // BenchmarkLikeNew: the hot path of a first like, spread over many posts,
-// with a sink that returns at once (the cluster's is a channel send).
+// with a sink that returns at once (the cluster's appends to its log).
 func BenchmarkLikeNew(b *testing.B) {
 	s, _ := New(DefaultConfig(), discard{})
 	posts := make([]string, 10000)

@@ -124,10 +124,6 @@ func (s Seen) Advance(vv VV) VV {
 	return raised
 }
 
-// Gaps is the number of origins with dots received beyond a gap: likes
-// whose predecessors are still missing.
-func (s Seen) Gaps() int { return len(s.beyond) }
-
 // Forget drops everything recorded of origin (an origin retired by the
 // caller).
 func (s Seen) Forget(origin uint64) {

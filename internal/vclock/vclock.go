@@ -24,9 +24,6 @@ func New() VV { return VV{} }
 // Get returns the contiguous seq seen of origin.
 func (v VV) Get(origin uint64) uint64 { return v[origin] }
 
-// Covers reports whether d is within the vector.
-func (v VV) Covers(d Dot) bool { return d.Seq <= v[d.Origin] }
-
 // Clone returns an independent copy.
 func (v VV) Clone() VV {
 	if v == nil {

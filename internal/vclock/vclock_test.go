@@ -191,17 +191,17 @@ func TestSeenFillsGapAndAdvance(t *testing.T) {
 	s := NewSeen()
 	assert.Equal(t, []Range{{7, 5, 8}}, s.Add(Range{7, 5, 8}))
 	assert.Equal(t, uint64(0), s.Contiguous(7), "a gap keeps the prefix")
-	assert.Equal(t, 1, s.Gaps())
+	assert.True(t, s.HasGap(7))
 	assert.Equal(t, []Range{{7, 1, 4}, {7, 9, 10}}, s.Add(Range{7, 1, 10}))
 	assert.Equal(t, uint64(10), s.Contiguous(7))
-	assert.Zero(t, s.Gaps())
+	assert.False(t, s.HasGap(7))
 	assert.Nil(t, s.Add(Range{7, 3, 9}))
 	assert.Nil(t, s.Add(Range{7, 0, 0}), "seq 0 is not a dot")
 
 	s.Add(Range{9, 4, 6})
 	assert.Equal(t, VV{9: 2}, s.Advance(VV{7: 3, 9: 2}), "a snapshot up to 2 cannot bridge the missing 3")
 	assert.Equal(t, VV{9: 6}, s.Advance(VV{9: 3}), "covering 3 joins the span 4..6")
-	assert.Zero(t, s.Gaps())
+	assert.False(t, s.HasGap(9))
 }
 
 func TestEncodingRoundTripAndCanonical(t *testing.T) {
