@@ -99,7 +99,21 @@ func (r *repairer) noteRemote(name string, vv vclock.VV) {
 	}
 	r.peerMax[name].Merge(vv)
 	r.mu.Unlock()
-	r.request(repairWork{check: &peerVV{name: name, vv: vv, due: time.Now().Add(r.n.cfg.RepairDelay)}})
+	// RepairDelay lets likes in flight close a gap by themselves; a node that
+	// has seen nothing of other origins yet (new, or restarted) has nothing in
+	// flight, so it asks at once.
+	due := time.Now().Add(r.n.cfg.RepairDelay)
+	if r.isNew() {
+		due = time.Now()
+	}
+	r.request(repairWork{check: &peerVV{name: name, vv: vv, due: due}})
+}
+
+// isNew reports whether this node has seen no likes of other origins.
+func (r *repairer) isNew() bool {
+	mine := r.covered()
+	delete(mine, r.n.origin)
+	return len(mine) == 0
 }
 
 func (r *repairer) behind(mine vclock.VV) map[uint64]uint64 {
@@ -138,6 +152,11 @@ func (r *repairer) loop(ctx context.Context) {
 				// due time: frequent exchanges must not postpone a repair.
 				if old, ok := r.pending[w.check.name]; ok && old.due.Before(w.check.due) {
 					w.check.due = old.due
+				}
+				if !w.check.due.After(time.Now()) {
+					delete(r.pending, w.check.name)
+					r.check(*w.check) // due already: do not wait for the tick
+					continue
 				}
 				r.pending[w.check.name] = *w.check
 			case w.exchange != "":
@@ -254,8 +273,7 @@ func (r *repairer) check(p peerVV) {
 	for _, rg := range missing {
 		total += rg.Len()
 	}
-	delete(mine, n.origin)
-	if len(mine) == 0 || total > uint64(n.cfg.LogSize) {
+	if r.isNew() || total > uint64(n.cfg.LogSize) {
 		if !r.askSnapshot(p.name) { // new here, or too far behind for ranges
 			again = n.cfg.RepairDelay // another snapshot is on its way: see what it leaves
 		}
