@@ -1,7 +1,7 @@
 package store
 
 import (
-	"hash/maphash"
+	"math/bits"
 	"slices"
 	"sync"
 
@@ -22,16 +22,20 @@ type Sink interface {
 }
 
 type shard struct {
+	// mu guards posts and buckets.
 	mu    sync.RWMutex
 	posts map[string]*gset.Set
+	// buckets are the digests of this shard's run of Buckets: bucket b is
+	// buckets[b-first]. See digest.go.
+	buckets []gset.Summary
+	first   int
 }
 
 // Store is the node's replica. The zero value is not usable: call New.
 type Store struct {
-	seed   maphash.Seed
-	mask   uint64
-	shards []shard
-	sink   Sink
+	shardShift uint // bucket >> shardShift is the shard
+	shards     []shard
+	sink       Sink
 }
 
 // New returns an empty store that reports local new likes to sink (nil for
@@ -40,20 +44,24 @@ func New(cfg Config, sink Sink) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	shardBits := bits.TrailingZeros(uint(cfg.Shards))
 	s := &Store{
-		seed:   maphash.MakeSeed(),
-		mask:   uint64(cfg.Shards - 1),
-		shards: make([]shard, cfg.Shards),
-		sink:   sink,
+		shardShift: uint(bucketBits - shardBits),
+		shards:     make([]shard, cfg.Shards),
+		sink:       sink,
 	}
+	perShard := Buckets / cfg.Shards
 	for i := range s.shards {
 		s.shards[i].posts = make(map[string]*gset.Set)
+		s.shards[i].buckets = make([]gset.Summary, perShard)
+		s.shards[i].first = i * perShard
 	}
 	return s, nil
 }
 
+// shardOf is the shard that owns post's bucket.
 func (s *Store) shardOf(post string) *shard {
-	return &s.shards[maphash.String(s.seed, post)&s.mask]
+	return &s.shards[BucketOf(post)>>s.shardShift]
 }
 
 // Like records user's like of post. It reports whether the like was new to
@@ -76,7 +84,11 @@ func (sh *shard) addLocked(post, user string) (added bool, count int) {
 		set = &gset.Set{}
 		sh.posts[post] = set
 	}
+	before := set.Summary()
 	added = set.Add(user)
+	if added {
+		sh.rebucketLocked(post, before, set.Summary())
+	}
 	return added, set.Len()
 }
 
@@ -167,7 +179,12 @@ func (s *Store) MergeSet(post string, users gset.Set) []string {
 		set = &gset.Set{}
 		sh.posts[post] = set
 	}
-	return set.Merge(users)
+	before := set.Summary()
+	added := set.Merge(users)
+	if len(added) > 0 {
+		sh.rebucketLocked(post, before, set.Summary())
+	}
+	return added
 }
 
 // Snapshot calls fn with a copy of every post's set, one shard at a time.
@@ -224,9 +241,9 @@ func (s *Store) groupByShard(n int, key func(int) string, fn func(sh *shard, idx
 	if n == 0 {
 		return
 	}
-	byShard := make(map[uint64][]int)
+	byShard := make(map[int][]int)
 	for i := 0; i < n; i++ {
-		h := maphash.String(s.seed, key(i)) & s.mask
+		h := BucketOf(key(i)) >> s.shardShift
 		byShard[h] = append(byShard[h], i)
 	}
 	for h, idx := range byShard {

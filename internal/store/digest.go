@@ -1,0 +1,216 @@
+package store
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/likesd/likesd/internal/gset"
+	"github.com/likesd/likesd/internal/wire"
+)
+
+// The replica's content is summarised for anti-entropy in Buckets digest
+// buckets, chosen by the top bits of each post's hash. A bucket's summary
+// sums, over its posts, a hash of (post, the post's set digest, its count),
+// and counts their likes; it is kept up to date in O(1) per like under the
+// shard lock. Two replicas whose buckets agree hold the same likes there.
+const (
+	bucketBits = 16
+	// Buckets is the number of digest buckets: 65536, so that a bucket holds
+	// a few posts at a million posts, and the array costs 1 MiB.
+	Buckets = 1 << bucketBits
+)
+
+// PostHash is the hash every replica gives a post id.
+func PostHash(post string) uint64 { return gset.MemberHash(post) }
+
+// BucketOf is the digest bucket of post.
+func BucketOf(post string) int { return int(PostHash(post) >> (64 - bucketBits)) }
+
+// postContribution is what one post adds to its bucket's digest. It hashes
+// the post's identity with its set's digest and size, so that likes of one
+// post never cancel out likes of another.
+func postContribution(post string, s gset.Summary) uint64 {
+	if s.Count == 0 {
+		return 0
+	}
+	return gset.Mix(PostHash(post) ^ gset.Mix(s.Digest^gset.Mix(uint64(s.Count))))
+}
+
+// rebucketLocked moves post's contribution to its bucket from before to
+// after. The caller holds sh.mu.
+func (sh *shard) rebucketLocked(post string, before, after gset.Summary) {
+	b := &sh.buckets[BucketOf(post)-sh.first]
+	b.Digest += postContribution(post, after) - postContribution(post, before)
+	b.Count += after.Count - before.Count
+}
+
+// BucketsSummary sums the summaries of buckets [lo, hi).
+func (s *Store) BucketsSummary(lo, hi int) gset.Summary {
+	var out gset.Summary
+	lo, hi = max(lo, 0), min(hi, Buckets)
+	for lo < hi {
+		sh := &s.shards[lo>>s.shardShift]
+		end := min(hi, sh.first+len(sh.buckets))
+		sh.mu.RLock()
+		for _, b := range sh.buckets[lo-sh.first : end-sh.first] {
+			out = out.Add(b)
+		}
+		sh.mu.RUnlock()
+		lo = end
+	}
+	return out
+}
+
+// PostSummary is one post's summary in a bucket listing.
+type PostSummary struct {
+	Post string
+	gset.Summary
+}
+
+// BucketPosts lists the posts of bucket in byte order with their summaries:
+// from the first when fromStart is set, else strictly after the post after;
+// at most limit, and whether more follow.
+func (s *Store) BucketPosts(bucket int, fromStart bool, after string, limit int) (posts []PostSummary, more bool) {
+	if bucket < 0 || bucket >= Buckets || limit <= 0 {
+		return nil, false
+	}
+	sh := &s.shards[bucket>>s.shardShift]
+	sh.mu.RLock()
+	for post, set := range sh.posts {
+		if BucketOf(post) == bucket && (fromStart || post > after) {
+			posts = append(posts, PostSummary{Post: post, Summary: set.Summary()})
+		}
+	}
+	sh.mu.RUnlock()
+	slices.SortFunc(posts, func(a, b PostSummary) int { return cmp.Compare(a.Post, b.Post) })
+	if len(posts) > limit {
+		return posts[:limit], true
+	}
+	return posts, false
+}
+
+// PostRangeSummary summarises post's members whose hash lies in the range
+// (bits, prefix); see gset.InRange.
+func (s *Store) PostRangeSummary(post string, bits uint8, prefix uint64) gset.Summary {
+	sh := s.shardOf(post)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if set, ok := sh.posts[post]; ok {
+		return set.RangeSummary(bits, prefix)
+	}
+	return gset.Summary{}
+}
+
+// PostRangeDigests splits post's members in the range (bits, prefix) by the
+// next four bits of their hash and summarises each part.
+func (s *Store) PostRangeDigests(post string, bits uint8, prefix uint64) [gset.Fanout]gset.Summary {
+	sh := s.shardOf(post)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if set, ok := sh.posts[post]; ok {
+		return set.RangeDigests(bits, prefix)
+	}
+	return [gset.Fanout]gset.Summary{}
+}
+
+// Range names part of the key space: buckets [Lo, Hi), or, when HasPost is
+// set, the members of Post whose hash lies in the range (Bits, Prefix).
+type Range struct {
+	Lo, Hi  int
+	HasPost bool
+	Post    string
+	Bits    uint8
+	Prefix  uint64
+}
+
+// Cursor is a position in a scan: before everything when Started is unset,
+// else just after the like (Post, User).
+type Cursor struct {
+	Started    bool
+	Post, User string
+}
+
+// Scan returns likes of r in (bucket, post, user) order after cur, stopping
+// once about maxBytes of ids are collected (at least one like), with the
+// cursor to continue from and whether the scan reached the end. Likes added
+// behind the cursor meanwhile are not seen; every like present when the scan
+// began and still ahead of the cursor is.
+func (s *Store) Scan(r Range, cur Cursor, maxBytes int) (likes []Like, next Cursor, done bool) {
+	next = cur
+	budget := maxBytes
+	take := func(post string, set *gset.Set, fromStart bool, after string) bool {
+		for {
+			users, more := set.RangeMembers(r.Bits, r.Prefix, fromStart, after, 256)
+			for _, u := range users {
+				likes = append(likes, Like{Post: post, User: u})
+				budget -= wire.StringLen(post) + wire.StringLen(u)
+			}
+			if len(users) > 0 {
+				next = Cursor{Started: true, Post: post, User: users[len(users)-1]}
+				fromStart, after = false, users[len(users)-1]
+			}
+			if !more {
+				return true // post finished
+			}
+			if budget <= 0 {
+				return false
+			}
+		}
+	}
+	if r.HasPost {
+		sh := s.shardOf(r.Post)
+		sh.mu.RLock()
+		defer sh.mu.RUnlock()
+		set, ok := sh.posts[r.Post]
+		if !ok {
+			return nil, cur, true
+		}
+		finished := take(r.Post, set, !cur.Started, cur.User)
+		return likes, next, finished
+	}
+
+	lo, hi := max(r.Lo, 0), min(r.Hi, Buckets)
+	if cur.Started {
+		lo = max(lo, BucketOf(cur.Post))
+	}
+	type entry struct {
+		bucket int
+		post   string
+		set    *gset.Set
+	}
+	var posts []entry
+	for lo < hi {
+		sh := &s.shards[lo>>s.shardShift]
+		end := min(hi, sh.first+len(sh.buckets))
+		sh.mu.RLock()
+		posts = posts[:0]
+		for post, set := range sh.posts {
+			if b := BucketOf(post); b >= lo && b < end {
+				posts = append(posts, entry{b, post, set})
+			}
+		}
+		slices.SortFunc(posts, func(a, b entry) int {
+			return cmp.Or(cmp.Compare(a.bucket, b.bucket), cmp.Compare(a.post, b.post))
+		})
+		for _, e := range posts {
+			var finished bool
+			switch {
+			case !cur.Started:
+				finished = take(e.post, e.set, true, "")
+			case e.bucket < BucketOf(cur.Post) || (e.bucket == BucketOf(cur.Post) && e.post < cur.Post):
+				continue // before the cursor
+			case e.post == cur.Post:
+				finished = take(e.post, e.set, false, cur.User)
+			default:
+				finished = take(e.post, e.set, true, "")
+			}
+			if !finished || budget <= 0 {
+				sh.mu.RUnlock()
+				return likes, next, false
+			}
+		}
+		sh.mu.RUnlock()
+		lo = end
+	}
+	return likes, next, true
+}
