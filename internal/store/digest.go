@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"slices"
+	"sync/atomic"
 
 	"github.com/likesd/likesd/internal/gset"
 	"github.com/likesd/likesd/internal/wire"
@@ -36,18 +37,75 @@ func postContribution(post string, s gset.Summary) uint64 {
 	return gset.Mix(PostHash(post) ^ gset.Mix(s.Digest^gset.Mix(uint64(s.Count))))
 }
 
+// upperLevels are the sums of 16^(4-L) consecutive buckets for L = 1..3
+// (16, 256 and 4096 of them), kept with atomic adds on every change so
+// that summaries high in the tree cost one load instead of thousands. They
+// span shards, so no shard lock guards them: a reader may see one shard's
+// change before another's, as it would summing bucket by bucket.
+type upperLevels [3][]atomicSummary
+
+type atomicSummary struct {
+	digest atomic.Uint64
+	count  atomic.Int64
+}
+
+func newUpperLevels() *upperLevels {
+	var u upperLevels
+	for l := range u {
+		u[l] = make([]atomicSummary, 1<<(4*(l+1)))
+	}
+	return &u
+}
+
+// span is the number of buckets one node of level l+1 sums.
+func span(l int) int { return Buckets >> (4 * (l + 1)) }
+
+func (u *upperLevels) add(bucket int, digest uint64, count int) {
+	for l := range u {
+		n := &u[l][bucket/span(l)]
+		n.digest.Add(digest)
+		n.count.Add(int64(count))
+	}
+}
+
+// lookup returns the summary of buckets [lo, hi) when they are exactly one
+// node of an upper level.
+func (u *upperLevels) lookup(lo, hi int) (gset.Summary, bool) {
+	for l := range u {
+		if sp := span(l); hi-lo == sp && lo%sp == 0 {
+			n := &u[l][lo/sp]
+			return gset.Summary{Digest: n.digest.Load(), Count: int(n.count.Load())}, true
+		}
+	}
+	return gset.Summary{}, false
+}
+
 // rebucketLocked moves post's contribution to its bucket from before to
 // after. The caller holds sh.mu.
 func (sh *shard) rebucketLocked(post string, before, after gset.Summary) {
-	b := &sh.buckets[BucketOf(post)-sh.first]
-	b.Digest += postContribution(post, after) - postContribution(post, before)
-	b.Count += after.Count - before.Count
+	bucket := BucketOf(post)
+	digest := postContribution(post, after) - postContribution(post, before)
+	count := after.Count - before.Count
+	b := &sh.buckets[bucket-sh.first]
+	b.Digest += digest
+	b.Count += count
+	sh.upper.add(bucket, digest, count)
 }
 
 // BucketsSummary sums the summaries of buckets [lo, hi).
 func (s *Store) BucketsSummary(lo, hi int) gset.Summary {
-	var out gset.Summary
 	lo, hi = max(lo, 0), min(hi, Buckets)
+	if lo == 0 && hi == Buckets {
+		var out gset.Summary
+		for i := range 16 {
+			out = out.Add(s.BucketsSummary(i*span(0), (i+1)*span(0)))
+		}
+		return out
+	}
+	if sum, ok := s.upper.lookup(lo, hi); ok {
+		return sum
+	}
+	var out gset.Summary
 	for lo < hi {
 		sh := &s.shards[lo>>s.shardShift]
 		end := min(hi, sh.first+len(sh.buckets))

@@ -161,3 +161,25 @@ func TestScanSeesEverythingPresentAtItsStartDespiteConcurrentLikes(t *testing.T)
 		require.True(t, got[l], "missed %v", l)
 	}
 }
+
+func TestUpperLevelsMatchTheBucketsBelow(t *testing.T) {
+	s := newTestStore(t, 16)
+	for _, l := range someLikes(20000, 3000, 7) {
+		s.Like(l.Post, l.User)
+	}
+	sum := func(lo, hi int) gset.Summary { // the slow way, bucket by bucket
+		var out gset.Summary
+		for b := lo; b < hi; b++ {
+			out = out.Add(s.BucketsSummary(b, b+1))
+		}
+		return out
+	}
+	for l := range 3 {
+		sp := span(l)
+		for lo := 0; lo < Buckets; lo += sp * 7 { // a sample of each level's nodes
+			require.Equal(t, sum(lo, lo+sp), s.BucketsSummary(lo, lo+sp), "level %d node at %d", l+1, lo)
+		}
+	}
+	require.Equal(t, sum(0, Buckets), s.BucketsSummary(0, Buckets))
+	require.Equal(t, s.Stats().Likes, s.BucketsSummary(0, Buckets).Count)
+}

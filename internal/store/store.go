@@ -29,10 +29,12 @@ type shard struct {
 	// buckets[b-first]. See digest.go.
 	buckets []gset.Summary
 	first   int
+	upper   *upperLevels // shared by every shard; see digest.go
 }
 
 // Store is the node's replica. The zero value is not usable: call New.
 type Store struct {
+	upper      *upperLevels
 	shardShift uint // bucket >> shardShift is the shard
 	shards     []shard
 	sink       Sink
@@ -46,6 +48,7 @@ func New(cfg Config, sink Sink) (*Store, error) {
 	}
 	shardBits := bits.TrailingZeros(uint(cfg.Shards))
 	s := &Store{
+		upper:      newUpperLevels(),
 		shardShift: uint(bucketBits - shardBits),
 		shards:     make([]shard, cfg.Shards),
 		sink:       sink,
@@ -55,6 +58,7 @@ func New(cfg Config, sink Sink) (*Store, error) {
 		s.shards[i].posts = make(map[string]*gset.Set)
 		s.shards[i].buckets = make([]gset.Summary, perShard)
 		s.shards[i].first = i * perShard
+		s.shards[i].upper = s.upper
 	}
 	return s, nil
 }

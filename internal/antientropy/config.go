@@ -1,0 +1,116 @@
+package antientropy
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config tunes anti-entropy. Start from DefaultConfig.
+type Config struct {
+	// Name is this node's name, as its peers know it. Required.
+	Name string
+
+	// SyncInterval is how often a synced node starts a session with its next
+	// peer (round robin). It bounds how long a difference can last after a
+	// fault heals: about SyncInterval times the number of peers for one pair,
+	// much less in practice as repairs spread. A session that finds nothing
+	// costs one round trip and a few hundred bytes. Default 500ms, between
+	// 10ms and 1m (flag --sync-interval).
+	SyncInterval time.Duration
+
+	// SessionTimeout ends a session whose peer has not answered for this
+	// long; what it repaired so far stays repaired. Default 5s, between
+	// 100ms and 10m (flag --sync-timeout).
+	SessionTimeout time.Duration
+
+	// SmallRange: where both sides together hold at most this many likes in
+	// a differing node, they exchange them outright instead of descending.
+	// Higher means fewer round trips and more bytes per difference.
+	// Default 64, between 1 and 4096.
+	SmallRange int
+
+	// ChunkBytes is the size of one pull or push chunk of likes. Default
+	// 256 KiB, between 4 KiB and MaxMessageBytes/2 (flag --sync-chunk-bytes).
+	ChunkBytes int
+
+	// MaxMessageBytes bounds every message this node builds; the receiver's
+	// transport must accept it (memberlist's reliable channel accepts far
+	// more). Default 4 MiB, between 64 KiB and 16 MiB.
+	MaxMessageBytes int
+
+	// MaxStreams is how many pulls and pushes one session keeps in flight.
+	// Default 4, between 1 and 64.
+	MaxStreams int
+
+	// HasSeeds says whether this node was given addresses to join. Without
+	// any it is alone by definition and synced at once.
+	HasSeeds bool
+
+	// JoinAttempts: when this many joins in a row reached nobody and this
+	// node has never seen another member, it is alone, and synced. Default 5,
+	// between 1 and 1000.
+	JoinAttempts int
+
+	// FoundAfter: when every member this node knows has answered that it is
+	// not synced for this long (a cluster that restarted empty), the member
+	// with the lowest name declares itself synced. Default 3s, between 10ms
+	// and 10m.
+	FoundAfter time.Duration
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		SyncInterval:    500 * time.Millisecond,
+		SessionTimeout:  5 * time.Second,
+		SmallRange:      64,
+		ChunkBytes:      256 << 10,
+		MaxMessageBytes: 4 << 20,
+		MaxStreams:      4,
+		JoinAttempts:    5,
+		FoundAfter:      3 * time.Second,
+	}
+}
+
+// ErrConfig marks an invalid Config.
+var ErrConfig = errors.New("antientropy: invalid config")
+
+// Validate reports the first invalid field, by the flag that sets it where
+// there is one.
+func (c Config) Validate() error {
+	durations := []struct {
+		name   string
+		v      time.Duration
+		lo, hi time.Duration
+	}{
+		{"--sync-interval", c.SyncInterval, 10 * time.Millisecond, time.Minute},
+		{"--sync-timeout", c.SessionTimeout, 100 * time.Millisecond, 10 * time.Minute},
+		{"FoundAfter", c.FoundAfter, 10 * time.Millisecond, 10 * time.Minute},
+	}
+	for _, d := range durations {
+		if d.v < d.lo || d.v > d.hi {
+			return fmt.Errorf("%w: %s must be between %s and %s, got %s", ErrConfig, d.name, d.lo, d.hi, d.v)
+		}
+	}
+	ints := []struct {
+		name   string
+		v      int
+		lo, hi int
+	}{
+		{"MaxMessageBytes", c.MaxMessageBytes, 64 << 10, 16 << 20},
+		{"--sync-chunk-bytes", c.ChunkBytes, 4 << 10, c.MaxMessageBytes / 2},
+		{"SmallRange", c.SmallRange, 1, 4096},
+		{"MaxStreams", c.MaxStreams, 1, 64},
+		{"JoinAttempts", c.JoinAttempts, 1, 1000},
+	}
+	for _, i := range ints {
+		if i.v < i.lo || i.v > i.hi {
+			return fmt.Errorf("%w: %s must be between %d and %d, got %d", ErrConfig, i.name, i.lo, i.hi, i.v)
+		}
+	}
+	if c.Name == "" {
+		return fmt.Errorf("%w: a node name is required", ErrConfig)
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+package antientropy
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/store"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func newSyncer(t *testing.T, name string, hasSeeds bool) (*Syncer, *store.Store) {
+	t.Helper()
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	c := DefaultConfig()
+	c.Name, c.HasSeeds = name, hasSeeds
+	sy, err := New(c, st)
+	require.NoError(t, err)
+	return sy, st
+}
+
+func sends(actions []Action) []Send {
+	var out []Send
+	for _, a := range actions {
+		if s, ok := a.(Send); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// pump delivers sends between syncers until none are left.
+func pump(t *testing.T, nodes map[string]*Syncer, actions []Action) []Action {
+	t.Helper()
+	var all []Action
+	queue := actions
+	for i := 0; len(queue) > 0; i++ {
+		require.Less(t, i, 100000, "conversation does not end")
+		a := queue[0]
+		queue = queue[1:]
+		all = append(all, a)
+		if s, ok := a.(Send); ok {
+			m, err := Decode(s.Msg.Append(nil))
+			require.NoError(t, err)
+			queue = append(queue, nodes[s.To].Step(t0, m)...)
+		}
+	}
+	return all
+}
+
+func TestANodeWithNoOneToJoinIsSyncedAtOnce(t *testing.T) {
+	sy, _ := newSyncer(t, "a", false)
+	got := sy.Tick(t0)
+	assert.Equal(t, []Action{BecameSynced{Reason: "alone"}}, got)
+	assert.True(t, sy.Synced())
+}
+
+func TestANodeWhoseJoinsReachNobodyIsSyncedOnlyAfterJoinAttempts(t *testing.T) {
+	sy, _ := newSyncer(t, "a", true)
+	for i := range DefaultConfig().JoinAttempts {
+		sy.Tick(t0)
+		require.False(t, sy.Synced(), "after %d failed joins", i)
+		sy.JoinAttempted(t0, false)
+	}
+	sy.Tick(t0)
+	assert.True(t, sy.Synced())
+
+	// One that has seen a member once is never alone again: its cluster is
+	// out there.
+	b, _ := newSyncer(t, "b", true)
+	b.SetPeers(t0, []string{"a"})
+	b.SetPeers(t0, nil)
+	for range 2 * DefaultConfig().JoinAttempts {
+		b.JoinAttempted(t0, false)
+	}
+	b.Tick(t0)
+	assert.False(t, b.Synced())
+}
+
+func TestAJoiningNodeIsSyncedOnlyAfterAFullSyncFromASyncedPeer(t *testing.T) {
+	a, sa := newSyncer(t, "a", false)
+	a.Tick(t0)
+	for i := range 3000 {
+		sa.Like(fmt.Sprintf("p%d", i%50), fmt.Sprintf("u%d", i))
+	}
+	b, sb := newSyncer(t, "b", true)
+	nodes := map[string]*Syncer{"a": a, "b": b}
+	a.SetPeers(t0, []string{"b"})
+	b.SetPeers(t0, []string{"a"})
+
+	// b knows nothing of a yet: its first session is a plain sync, which
+	// tells it a is synced, and already repairs.
+	pump(t, nodes, b.Tick(t0))
+	require.False(t, b.Synced(), "a plain sync does not make a node synced")
+	got := pump(t, nodes, b.Tick(t0.Add(time.Second)))
+	assert.Contains(t, got, BecameSynced{Reason: "full sync", From: "a"})
+	assert.True(t, b.Synced())
+	assert.Equal(t, sa.BucketsSummary(0, store.Buckets), sb.BucketsSummary(0, store.Buckets))
+}
+
+func TestAClusterThatRestartedEmptyIsFoundedByItsLowestName(t *testing.T) {
+	nodes := map[string]*Syncer{}
+	for _, n := range []string{"c", "a", "b"} {
+		nodes[n], _ = newSyncer(t, n, true)
+	}
+	for n, sy := range nodes {
+		var peers []string
+		for p := range nodes {
+			if p != n {
+				peers = append(peers, p)
+			}
+		}
+		sy.SetPeers(t0, peers)
+	}
+	now := t0
+	for range 100 {
+		now = now.Add(100 * time.Millisecond)
+		for _, n := range []string{"a", "b", "c"} {
+			pump(t, nodes, nodes[n].Tick(now))
+		}
+	}
+	for n, sy := range nodes {
+		assert.True(t, sy.Synced(), n)
+	}
+}
+
+func TestHandOffEndsOnlyWhenASyncedPeerLearntNothingNew(t *testing.T) {
+	a, sa := newSyncer(t, "a", false)
+	a.Tick(t0)
+	b, sb := newSyncer(t, "b", true)
+	b.SetPeers(t0, []string{"a"})
+	a.SetPeers(t0, []string{"b"})
+	nodes := map[string]*Syncer{"a": a, "b": b}
+	pump(t, nodes, b.Tick(t0))
+	pump(t, nodes, b.Tick(t0.Add(time.Second)))
+	require.True(t, b.Synced())
+
+	for i := range 500 { // likes only b holds
+		sb.Like("solo", fmt.Sprintf("u%d", i))
+	}
+	got := pump(t, nodes, b.Leave(t0.Add(2*time.Second)))
+	require.False(t, b.HandedOff(), "the first session pushed likes: it must be confirmed by another")
+	var ended []SessionEnded
+	for _, x := range got {
+		if e, ok := x.(SessionEnded); ok {
+			ended = append(ended, e)
+		}
+	}
+	require.Len(t, ended, 1)
+	assert.Equal(t, uint64(500), ended[0].Pushed)
+	assert.Equal(t, ModeHandoff, ended[0].Mode)
+
+	got = pump(t, nodes, b.Tick(t0.Add(2*time.Second)))
+	assert.Contains(t, got, HandedOff{Peer: "a"})
+	assert.True(t, b.HandedOff())
+	assert.Equal(t, 500, sa.Count("solo"))
+
+	// A leaving node is no one's hand-off target.
+	a.SetPeers(t0, []string{"b"})
+	pump(t, nodes, a.Leave(t0.Add(3*time.Second)))
+	assert.False(t, a.HandedOff())
+}
+
+func TestASilentPeerEndsTheSessionAfterTheTimeout(t *testing.T) {
+	a, _ := newSyncer(t, "a", false)
+	a.Tick(t0)
+	a.SetPeers(t0, []string{"b"})
+	out := a.Tick(t0.Add(time.Second))
+	require.Len(t, sends(out), 1)
+	assert.Empty(t, a.Tick(t0.Add(time.Second+DefaultConfig().SessionTimeout-time.Millisecond)))
+	got := a.Tick(t0.Add(time.Second + DefaultConfig().SessionTimeout + time.Millisecond))
+	require.NotEmpty(t, got)
+	ended, ok := got[0].(SessionEnded)
+	require.True(t, ok)
+	assert.ErrorIs(t, ended.Err, ErrTimeout)
+	assert.Equal(t, uint64(1), a.Stats().SessionsFailed)
+}
+
+func TestConfigErrorsNameTheFlag(t *testing.T) {
+	c := DefaultConfig()
+	c.Name = "a"
+	c.SyncInterval = time.Hour
+	assert.ErrorContains(t, c.Validate(), "--sync-interval")
+	c = DefaultConfig()
+	c.Name = "a"
+	c.ChunkBytes = c.MaxMessageBytes
+	assert.ErrorContains(t, c.Validate(), "--sync-chunk-bytes")
+}
