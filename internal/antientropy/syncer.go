@@ -184,6 +184,12 @@ func (s *Syncer) Leave(now time.Time) []Action {
 		return nil
 	}
 	s.leaving = true
+	if !s.everSawPeer {
+		// Never part of a cluster: there is no one to hand off to, nor
+		// anyone who could have expected this node's likes.
+		s.handedOff = true
+		return []Action{HandedOff{}}
+	}
 	s.nextStart = now
 	return s.Tick(now)
 }
@@ -281,6 +287,11 @@ func (s *Syncer) choose() (string, Mode, bool) {
 		return "", 0, false
 	case !s.synced:
 		if p, ok := next(syncedPeer); ok {
+			return p, ModeFull, true
+		}
+		// A full pull from a peer not heard from yet counts only if it
+		// turns out synced; either way it repairs.
+		if p, ok := next(func(_ string, i *peerInfo) bool { return !i.heard }); ok {
 			return p, ModeFull, true
 		}
 	}
@@ -597,8 +608,12 @@ func (s *Syncer) end(ss *session, err error) []Action {
 	s.stats.LikesPulled += ss.pulled
 	s.stats.LikesPushed += ss.pushed
 	out := []Action{SessionEnded{Peer: ss.peer, Mode: ss.mode, Err: err, Pulled: ss.pulled, Pushed: ss.pushed, Duration: s.now.Sub(ss.started)}}
+	urgent := !s.synced || (s.leaving && !s.handedOff)
 	if err != nil {
 		s.stats.SessionsFailed++
+		if urgent { // try another peer soon, not a whole interval later
+			s.nextStart = s.now.Add(s.cfg.SyncInterval / 5)
+		}
 		return out
 	}
 	s.stats.SessionsOK++
@@ -611,8 +626,9 @@ func (s *Syncer) end(ss *session, err error) []Action {
 	case ss.mode == ModeHandoff && peerSynced && ss.pushed == 0:
 		s.handedOff = true
 		out = append(out, HandedOff{Peer: ss.peer})
-	case ss.mode == ModeHandoff || ss.mode == ModeFull:
-		s.nextStart = s.now // go again at once
+	}
+	if !s.synced || (s.leaving && !s.handedOff) {
+		s.nextStart = s.now // not there yet: go again at once
 	}
 	return out
 }

@@ -93,14 +93,30 @@ func TestAJoiningNodeIsSyncedOnlyAfterAFullSyncFromASyncedPeer(t *testing.T) {
 	a.SetPeers(t0, []string{"b"})
 	b.SetPeers(t0, []string{"a"})
 
-	// b knows nothing of a yet: its first session is a plain sync, which
-	// tells it a is synced, and already repairs.
-	pump(t, nodes, b.Tick(t0))
-	require.False(t, b.Synced(), "a plain sync does not make a node synced")
-	got := pump(t, nodes, b.Tick(t0.Add(time.Second)))
+	got := pump(t, nodes, b.Tick(t0))
 	assert.Contains(t, got, BecameSynced{Reason: "full sync", From: "a"})
 	assert.True(t, b.Synced())
 	assert.Equal(t, sa.BucketsSummary(0, store.Buckets), sb.BucketsSummary(0, store.Buckets))
+}
+
+func TestAFullPullFromAnUnsyncedPeerDoesNotMakeANodeSynced(t *testing.T) {
+	b, _ := newSyncer(t, "b", true)
+	c, sc := newSyncer(t, "c", true) // joined, not synced yet
+	sc.Like("p", "u")
+	nodes := map[string]*Syncer{"b": b, "c": c}
+	b.SetPeers(t0, []string{"c"})
+	c.SetPeers(t0, []string{"b"})
+	got := pump(t, nodes, b.Tick(t0))
+	assert.False(t, b.Synced())
+	var ended []SessionEnded
+	for _, x := range got {
+		if e, ok := x.(SessionEnded); ok {
+			ended = append(ended, e)
+		}
+	}
+	require.Len(t, ended, 1)
+	assert.Equal(t, ModeFull, ended[0].Mode)
+	assert.Equal(t, uint64(1), ended[0].Pulled, "it repaired all the same")
 }
 
 func TestAClusterThatRestartedEmptyIsFoundedByItsLowestName(t *testing.T) {

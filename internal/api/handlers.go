@@ -212,13 +212,13 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, statusReply{"ok"})
 }
 
-// readyz is 200 once the node has joined (or started) its cluster and until
-// it starts draining.
+// readyz is 200 once the node is synced (it holds what the cluster held
+// when it joined, or is provably alone) and until it starts draining.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	switch {
 	case s.draining.Load():
 		writeJSON(w, http.StatusServiceUnavailable, statusReply{"draining"})
-	case !s.members.Joined():
+	case !s.members.Ready():
 		writeJSON(w, http.StatusServiceUnavailable, statusReply{"starting"})
 	default:
 		writeJSON(w, http.StatusOK, statusReply{"ready"})

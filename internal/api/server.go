@@ -38,8 +38,9 @@ type Member struct {
 type Membership interface {
 	Self() string
 	Members() []Member
-	// Joined reports whether the node has joined its cluster (or started one).
-	Joined() bool
+	// Ready reports whether the node holds what its cluster held when it
+	// joined (or is provably alone): /readyz is 200 only then.
+	Ready() bool
 }
 
 // Observer is told of every request and every like's outcome (metrics).

@@ -39,16 +39,14 @@ type Config struct {
 
 	// RejoinInterval is how often the seeds are checked and, if one is not an
 	// alive member (say the master restarted with a new identity), joined
-	// again so the cluster stays one. Each check is a DNS lookup; a re-join is
-	// a push/pull (membership and version vectors). Default 10s.
+	// again so the cluster stays one: it bounds how long a restarted seed
+	// that found no one can stay an island. Each check is a DNS lookup; a
+	// re-join is a push/pull of membership. Default 2s.
 	RejoinInterval time.Duration
 
-	// PushPullInterval is how often this node exchanges membership and
-	// version vectors with one random peer: the anti-entropy period, and so
-	// (plus RepairDelay) the bound on how long a node that missed likes stays
-	// behind. An exchange costs a few hundred bytes whatever the state size.
-	// Default 10s (memberlist's LAN default of 30s is too slow for a likes
-	// service).
+	// PushPullInterval is how often this node exchanges its full membership
+	// list with one random peer (memberlist's push/pull; likes are repaired
+	// by SyncInterval's sessions, not here). Default 10s.
 	PushPullInterval time.Duration
 
 	// GossipInterval is how often queued broadcasts are sent to GossipNodes
@@ -100,51 +98,36 @@ type Config struct {
 	PeerQueue int
 
 	// LogSize is how many of this node's recent likes (with their dots) are
-	// kept to be framed and to answer range requests: the bound of the
-	// outbound buffer and of what can be repaired by ranges rather than a
-	// snapshot. ~50 bytes a like plus ids. Default 65536 (about 3 s at 20k
-	// likes/s).
+	// kept to be framed: the bound of the outbound buffer. A like that
+	// leaves it unframed is counted and reaches peers by anti-entropy. ~50
+	// bytes a like plus ids. Default 65536 (about 3 s at 20k likes/s).
 	LogSize int
 
-	// RepairDelay is how long a gap seen in a peer's version vector may stay
-	// open before it is requested: likes in flight on the fast path close
-	// most gaps by themselves. Default 500ms.
-	RepairDelay time.Duration
+	// SyncInterval is how often this node starts an anti-entropy session
+	// with its next peer, comparing content digests (see antientropy). It
+	// bounds how long a difference survives a healed fault. A session that
+	// finds nothing costs one round trip and a few hundred bytes.
+	// Default 500ms, between 10ms and 1m.
+	SyncInterval time.Duration
 
-	// RepairTimeout is how long a requested range or snapshot is given
-	// before it is asked for again. Default 5s.
-	RepairTimeout time.Duration
+	// SyncTimeout ends a session whose peer stopped answering; what it
+	// repaired stays repaired. Default 5s, between 100ms and 10m.
+	SyncTimeout time.Duration
 
-	// SnapshotChunkBytes is the target size of one snapshot message: a
-	// snapshot is streamed as many reliable messages, so its size is not
-	// bounded by memberlist's push/pull limit or one TCP timeout. Default
-	// 1 MiB.
-	SnapshotChunkBytes int
+	// SyncChunkBytes is one pull or push message of likes during a session
+	// (a new node's full sync is many of them). Default 256 KiB, between
+	// 4 KiB and 2 MiB: far below memberlist's message limits.
+	SyncChunkBytes int
 
-	// MaxSnapshots bounds snapshots served at once. Default 2.
-	MaxSnapshots int
-
-	// RetireAfter is how long an origin (a process start) must have been
-	// gone, with this node holding all of it that any peer reported, before
-	// it leaves the version vector. Every restart adds an origin: without
-	// retiring them, vectors (and push/pull) would grow with every deploy.
-	// Retiring is safe: a peer that turns out to hold more of it heals the
-	// others by snapshot. Default 10m.
-	RetireAfter time.Duration
-
-	// InboxSize bounds received messages (frames, repair requests, snapshot
-	// chunks) waiting to be applied. When full, messages are dropped and
-	// counted; the repair path asks again. Default 4096.
+	// InboxSize bounds received messages (frames and anti-entropy messages)
+	// waiting to be applied. When full, messages are dropped and counted;
+	// anti-entropy repairs what they carried. Default 4096.
 	InboxSize int
 
 	// MaxQueuedFrames bounds memberlist's broadcast queue, which has no
 	// limit of its own; the oldest frames are pruned first and left to
 	// push/pull. Default 8192.
 	MaxQueuedFrames int
-
-	// HandoffTimeout bounds the hand-off on Close: waiting for queued
-	// broadcasts to go out and pushing state to peers. Default 5s.
-	HandoffTimeout time.Duration
 
 	// LeaveTimeout bounds waiting for the leave message to be gossiped.
 	// Default 2s.
@@ -173,7 +156,7 @@ func DefaultConfig() Config {
 		BindPort:           7946,
 		JoinBackoffMin:     200 * time.Millisecond,
 		JoinBackoffMax:     5 * time.Second,
-		RejoinInterval:     10 * time.Second,
+		RejoinInterval:     2 * time.Second,
 		PushPullInterval:   10 * time.Second,
 		GossipInterval:     100 * time.Millisecond,
 		GossipNodes:        3,
@@ -188,14 +171,11 @@ func DefaultConfig() Config {
 		DirectBatchBytes:   64 << 10,
 		PeerQueue:          256,
 		LogSize:            1 << 16,
-		RepairDelay:        500 * time.Millisecond,
-		RepairTimeout:      5 * time.Second,
-		SnapshotChunkBytes: 1 << 20,
-		MaxSnapshots:       2,
-		RetireAfter:        10 * time.Minute,
+		SyncInterval:       500 * time.Millisecond,
+		SyncTimeout:        5 * time.Second,
+		SyncChunkBytes:     256 << 10,
 		InboxSize:          4096,
 		MaxQueuedFrames:    8192,
-		HandoffTimeout:     5 * time.Second,
 		LeaveTimeout:       2 * time.Second,
 		Label:              "likesd",
 		Logger:             zerolog.Nop(),
@@ -218,11 +198,9 @@ func LocalConfig() Config {
 	c.ProbeTimeout = 50 * time.Millisecond
 	c.SuspicionMult = 2
 	c.TCPTimeout = 2 * time.Second
-	c.HandoffTimeout = 2 * time.Second
 	c.LeaveTimeout = 500 * time.Millisecond
-	c.RepairDelay = 50 * time.Millisecond
-	c.RepairTimeout = time.Second
-	c.RetireAfter = 2 * time.Second
+	c.SyncInterval = 100 * time.Millisecond
+	c.SyncTimeout = 2 * time.Second
 	return c
 }
 
@@ -262,12 +240,16 @@ func (c Config) Validate() error {
 		return bad("GossipNodes, SuspicionMult and RetransmitMult must be at least 1")
 	case c.PacketSize < 512 || c.PacketSize > 65000:
 		return bad("PacketSize %d outside [512, 65000]", c.PacketSize)
-	case c.LogSize < 16 || c.InboxSize < 1 || c.MaxQueuedFrames < 1 || c.MaxSnapshots < 1:
-		return bad("LogSize must be at least 16; InboxSize, MaxQueuedFrames and MaxSnapshots at least 1")
-	case c.RepairDelay <= 0 || c.RepairTimeout <= 0 || c.RetireAfter <= 0 || c.SnapshotChunkBytes < 1024:
-		return bad("RepairDelay, RepairTimeout and RetireAfter must be positive, SnapshotChunkBytes at least 1024")
-	case c.HandoffTimeout < 0 || c.LeaveTimeout < 0:
-		return bad("HandoffTimeout and LeaveTimeout must not be negative")
+	case c.LogSize < 16 || c.InboxSize < 1 || c.MaxQueuedFrames < 1:
+		return bad("LogSize must be at least 16; InboxSize and MaxQueuedFrames at least 1")
+	case c.SyncInterval < 10*time.Millisecond || c.SyncInterval > time.Minute:
+		return bad("--sync-interval must be between 10ms and 1m, got %v", c.SyncInterval)
+	case c.SyncTimeout < 100*time.Millisecond || c.SyncTimeout > 10*time.Minute:
+		return bad("--sync-timeout must be between 100ms and 10m, got %v", c.SyncTimeout)
+	case c.SyncChunkBytes < 4<<10 || c.SyncChunkBytes > 2<<20:
+		return bad("--sync-chunk-bytes must be between 4096 and 2097152, got %d", c.SyncChunkBytes)
+	case c.LeaveTimeout < 0:
+		return bad("LeaveTimeout must not be negative")
 	case len(c.SecretKey) != 0 && len(c.SecretKey) != 16 && len(c.SecretKey) != 24 && len(c.SecretKey) != 32:
 		return bad("SecretKey is %d bytes; want 16, 24 or 32", len(c.SecretKey))
 	case c.FastPath != FastPathDirect && c.FastPath != FastPathGossip:

@@ -38,27 +38,12 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return d.n.queue.GetBroadcasts(overhead, limit)
 }
 
-// LocalState is this node's version vector: a few hundred bytes however
-// many likes it holds.
-func (d *delegate) LocalState(bool) []byte {
-	return encodeState(d.n.cfg.NodeName, d.n.origin, d.n.reportedVV())
-}
+// LocalState carries nothing: push/pull keeps only memberlist's own
+// membership exchange. Anti-entropy of likes runs its own sessions
+// (sync.go), which compare content, not metadata.
+func (d *delegate) LocalState(bool) []byte { return nil }
 
-// MergeRemoteState runs on every push/pull, not only on join: a peer ahead
-// of this node schedules the repair of exactly what is missing.
-func (d *delegate) MergeRemoteState(buf []byte, join bool) {
-	n := d.n
-	name, _, vv, err := decodeState(buf)
-	if err != nil {
-		n.stats.decodeErrors.Add(1)
-		n.log.Warn().Err(err).Int("bytes", len(buf)).Msg("bad push/pull state dropped")
-		return
-	}
-	n.stats.pushPullMerges.Add(1)
-	n.stats.pushPullBytes.Add(uint64(len(buf)))
-	n.repair.noteRemote(name, vv)
-	n.log.Debug().Bool("join", join).Str("peer", name).Int("bytes", len(buf)).Msg("push/pull")
-}
+func (d *delegate) MergeRemoteState([]byte, bool) {}
 
 // events logs membership changes; memberlist calls it with its node lock
 // held, so it only logs.
@@ -66,14 +51,9 @@ type events struct{ n *Node }
 
 var _ memberlist.EventDelegate = (*events)(nil)
 
-// NotifyJoin also fires when a member declared dead comes back: either way
-// an exchange of version vectors is queued at once (never run here: this
-// runs under memberlist's lock).
+// NotifyJoin also fires when a member declared dead comes back.
 func (e *events) NotifyJoin(m *memberlist.Node) {
 	e.n.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg("member joined")
-	if m.Name != e.n.cfg.NodeName {
-		e.n.repair.request(repairWork{exchange: m.Address()})
-	}
 }
 
 func (e *events) NotifyLeave(m *memberlist.Node) {

@@ -17,20 +17,15 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/rs/zerolog"
 
-	"github.com/likesd/likesd/internal/gset"
+	"github.com/likesd/likesd/internal/antientropy"
 	"github.com/likesd/likesd/internal/store"
-	"github.com/likesd/likesd/internal/vclock"
 )
 
-// Replica is what the cluster needs from the local store to apply likes from
-// other nodes and to send its own state. internal/store satisfies it.
+// Replica is what the cluster needs from the local store: merging likes
+// from peers, and the digests, listings and scans anti-entropy compares and
+// serves. internal/store satisfies it.
 type Replica interface {
-	// Merge applies remote likes and returns those new to the replica.
-	Merge(likes []store.Like) []store.Like
-	// MergeSet applies a remote post's whole set and returns the new users.
-	MergeSet(post string, users gset.Set) []string
-	// Snapshot calls fn with a copy of every post's set until fn returns false.
-	Snapshot(fn func(post string, users gset.Set) bool)
+	antientropy.Replica
 }
 
 // Member is one node as this node sees it.
@@ -42,41 +37,36 @@ type Member struct {
 
 // Stats are cumulative counters since Start.
 type Stats struct {
-	LikesQueued     uint64 // likes framed on the fast path (and forwarded, in gossip mode)
-	FramesQueued    uint64
-	BytesQueued     uint64
-	FramesReceived  uint64 // fast-path frames
-	BytesReceived   uint64
-	LikesReceived   uint64
-	LikesApplied    uint64 // received on the fast path and new here
-	LogOverrun      uint64 // likes that left the log before being framed (healed by snapshot)
-	InboxDropped    uint64 // messages dropped: inbox full
-	RepairDropped   uint64 // repair work dropped: its queue full (the next push/pull asks again)
-	FramesPruned    uint64 // frames pruned from the broadcast queue
-	DecodeErrors    uint64
-	PushPullMerges  uint64
-	PushPullBytes   uint64
-	DirectSent      uint64 // batches sent straight to a peer
-	DirectErrors    uint64 // batches a peer could not be sent
-	PeerDropped     uint64 // batches dropped from a full peer queue
-	RangeRequests   uint64 // ranges this node asked for
-	RangesServed    uint64
-	RepairBytesIn   uint64 // range frames and snapshot chunks received
-	RepairBytesOut  uint64
-	RepairApplied   uint64 // likes new here from ranges and snapshots
-	SnapshotsAsked  uint64
-	SnapshotsServed uint64
-	SnapshotsDone   uint64 // snapshots received whole
+	LikesQueued    uint64 // likes framed on the fast path (and forwarded, in gossip mode)
+	FramesQueued   uint64
+	BytesQueued    uint64
+	FramesReceived uint64 // fast-path frames
+	BytesReceived  uint64
+	LikesReceived  uint64
+	LikesApplied   uint64 // received on the fast path and new here
+	LogOverrun     uint64 // likes that left the log before being framed (healed by anti-entropy)
+	InboxDropped   uint64 // messages dropped: inbox full
+	FramesPruned   uint64 // frames pruned from the broadcast queue
+	DecodeErrors   uint64
+	DirectSent     uint64 // batches sent straight to a peer
+	DirectErrors   uint64 // batches a peer could not be sent
+	PeerDropped    uint64 // batches dropped from a full peer queue
+
+	SyncSessions       uint64 // anti-entropy sessions this node started and ended
+	SyncFailed         uint64 // of which ended by a timeout or an unreachable peer
+	SyncPulled         uint64 // likes new here that sessions brought
+	SyncPushed         uint64 // likes new to peers that sessions sent
+	SyncBytesIn        uint64
+	SyncBytesOut       uint64
+	SyncDropped        uint64 // sync messages dropped: a queue was full
+	HandoffTimeouts    uint64 // hand-offs cut short by the shutdown bound
+	SyncServedRequests uint64
 }
 
 type counters struct {
 	likesQueued, framesQueued, bytesQueued, framesReceived, bytesReceived atomic.Uint64
 	likesReceived, likesApplied, logOverrun, inboxDropped, framesPruned   atomic.Uint64
-	decodeErrors, pushPullMerges, pushPullBytes                           atomic.Uint64
-	directSent, directErrors, peerDropped                                 atomic.Uint64
-	rangeRequests, rangesServed, repairBytesIn, repairBytesOut            atomic.Uint64
-	repairApplied, snapshotsAsked, snapshotsServed, snapshotsDone         atomic.Uint64
-	repairDropped                                                         atomic.Uint64
+	decodeErrors, directSent, directErrors, peerDropped                   atomic.Uint64
 }
 
 // frameOverhead is what memberlist may add around one of our frames in a
@@ -107,13 +97,6 @@ type Node struct {
 	ring  []store.Like
 	seq   uint64
 
-	// seenMu guards what this node has seen of other origins, and the final
-	// seq of each origin retired from it (counted as seen, never sent).
-	seenMu    sync.Mutex
-	seen      vclock.Seen
-	retired   vclock.VV
-	retiredAt map[uint64]time.Time
-
 	// Set once by Start, read-only after.
 	replica Replica
 	ml      *memberlist.Memberlist
@@ -126,7 +109,7 @@ type Node struct {
 	framed uint64
 	peers  map[string]*peerSender
 
-	repair *repairer
+	sync *syncDriver
 
 	mlReady     atomic.Pointer[memberlist.Memberlist] // for callbacks racing Start
 	joined      atomic.Bool
@@ -157,12 +140,9 @@ func New(cfg Config) (*Node, error) {
 		origin:  binary.BigEndian.Uint64(b[:]) | 1, // never 0
 		inbox:   make(chan []byte, cfg.InboxSize),
 		ring:    make([]store.Like, cfg.LogSize),
-		seen:    vclock.NewSeen(),
-		retired: vclock.New(), retiredAt: map[uint64]time.Time{},
 		flushCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 	}
-	n.repair = newRepairer(n)
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {
 			if ml := n.mlReady.Load(); ml != nil {
@@ -189,6 +169,11 @@ func (n *Node) Start(replica Replica) error {
 
 func (n *Node) start(replica Replica) error {
 	n.replica = replica
+	sd, err := newSyncDriver(n, replica)
+	if err != nil {
+		return err
+	}
+	n.sync = sd
 	mlc := memberlist.DefaultLANConfig()
 	mlc.Name = n.cfg.NodeName
 	mlc.BindAddr = n.cfg.BindAddr
@@ -227,7 +212,7 @@ func (n *Node) start(replica Replica) error {
 	local := ml.LocalNode()
 	n.log.Info().Str("addr", local.Address()).Strs("seeds", n.cfg.Seeds).
 		Str("origin", strconv.FormatUint(n.origin, 16)).Str("fast_path", n.cfg.FastPath).
-		Stringer("push_pull_interval", n.cfg.PushPullInterval).
+		Stringer("sync_interval", n.cfg.SyncInterval).
 		Bool("encrypted", len(n.cfg.SecretKey) > 0).Str("label", n.cfg.Label).Msg("gossip listening")
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -237,7 +222,7 @@ func (n *Node) start(replica Replica) error {
 	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.applyLoop(ctx) }()
 	go func() { defer n.wg.Done(); n.joinLoop(ctx) }()
-	go func() { defer n.wg.Done(); n.repair.loop(ctx) }()
+	go func() { defer n.wg.Done(); n.sync.run(ctx) }()
 	return nil
 }
 
@@ -259,38 +244,14 @@ func (n *Node) LikeAdded(l store.Like) {
 	}
 }
 
-// vv is what this node has seen and tells peers: its own likes and every
-// live origin's contiguous history (retired origins are left out).
-func (n *Node) vv() vclock.VV {
-	n.seenMu.Lock()
-	v := n.seen.VV()
-	n.seenMu.Unlock()
-	n.logMu.Lock()
-	if n.seq > 0 {
-		v[n.origin] = n.seq
-	}
-	n.logMu.Unlock()
-	return v
-}
-
-// reportedVV is what push/pull tells peers: vv plus the origins retired
-// within RetireAfter, so peers learn this node held them whole and a laggard
-// can still see its gap before they vanish from every vector.
-func (n *Node) reportedVV() vclock.VV {
-	v := n.vv()
-	n.seenMu.Lock()
-	for origin, at := range n.retiredAt {
-		if time.Since(at) < n.cfg.RetireAfter {
-			v[origin] = n.retired[origin]
-		}
-	}
-	n.seenMu.Unlock()
-	return v
-}
-
 // Joined reports whether the node has joined its seeds, or has no seeds and
 // so started a cluster of its own.
 func (n *Node) Joined() bool { return n.joined.Load() }
+
+// Ready reports whether this node holds what the cluster held when it
+// joined (see antientropy): a full sync from a synced peer, or proof that it
+// is alone. It stays true once true.
+func (n *Node) Ready() bool { return n.sync != nil && n.sync.synced.Load() }
 
 // Self is this node's name.
 func (n *Node) Self() string { return n.cfg.NodeName }
@@ -329,31 +290,31 @@ func (n *Node) Members() []Member {
 // Stats returns the counters since Start.
 func (n *Node) Stats() Stats {
 	c := &n.stats
-	return Stats{
+	st := Stats{
 		LikesQueued: c.likesQueued.Load(), FramesQueued: c.framesQueued.Load(), BytesQueued: c.bytesQueued.Load(),
 		FramesReceived: c.framesReceived.Load(), BytesReceived: c.bytesReceived.Load(),
 		LikesReceived: c.likesReceived.Load(), LikesApplied: c.likesApplied.Load(), LogOverrun: c.logOverrun.Load(),
-		InboxDropped: c.inboxDropped.Load(), RepairDropped: c.repairDropped.Load(), FramesPruned: c.framesPruned.Load(), DecodeErrors: c.decodeErrors.Load(),
-		PushPullMerges: c.pushPullMerges.Load(), PushPullBytes: c.pushPullBytes.Load(),
+		InboxDropped: c.inboxDropped.Load(), FramesPruned: c.framesPruned.Load(), DecodeErrors: c.decodeErrors.Load(),
 		DirectSent: c.directSent.Load(), DirectErrors: c.directErrors.Load(), PeerDropped: c.peerDropped.Load(),
-		RangeRequests: c.rangeRequests.Load(), RangesServed: c.rangesServed.Load(),
-		RepairBytesIn: c.repairBytesIn.Load(), RepairBytesOut: c.repairBytesOut.Load(), RepairApplied: c.repairApplied.Load(),
-		SnapshotsAsked: c.snapshotsAsked.Load(), SnapshotsServed: c.snapshotsServed.Load(), SnapshotsDone: c.snapshotsDone.Load(),
 	}
+	if d := n.sync; d != nil {
+		st.SyncSessions, st.SyncFailed = d.stats.sessions.Load(), d.stats.sessionsFailed.Load()
+		st.SyncPulled, st.SyncPushed = d.stats.pulled.Load(), d.stats.pushed.Load()
+		st.SyncBytesIn, st.SyncBytesOut = d.stats.bytesIn.Load(), d.stats.bytesOut.Load()
+		st.SyncDropped, st.HandoffTimeouts = d.stats.dropped.Load(), d.stats.handoffTimeouts.Load()
+	}
+	return st
 }
 
 // QueuedFrames is the broadcast queue's depth.
 func (n *Node) QueuedFrames() int { return n.queue.NumQueued() }
 
-// Behind returns, per origin, how many likes this node knows exist (from
-// peers' version vectors) but has not seen: the replication backlog.
-func (n *Node) Behind() map[uint64]uint64 { return n.repair.behind(n.vv()) }
-
-// Close hands off and leaves: it frames the likes still in the log, waits
-// (up to HandoffTimeout) for them to go out and sends its recent log to up
-// to two peers, then leaves the cluster and stops every goroutine. Call it
-// after the node stopped taking likes. It is idempotent; ctx bounds the
-// whole of it.
+// Close hands off and leaves. It sends the likes still in the log on the
+// fast path, then runs anti-entropy sessions with synced peers until one of
+// them holds every like this node holds (see antientropy), then leaves the
+// cluster and stops every goroutine. ctx bounds the whole of it: a hand-off
+// cut short is logged and counted. Call it after the node stopped taking
+// likes. It is idempotent.
 func (n *Node) Close(ctx context.Context) error {
 	var err error
 	n.closeOnce.Do(func() {
@@ -361,7 +322,13 @@ func (n *Node) Close(ctx context.Context) error {
 		if n.ml == nil { // never started
 			return
 		}
-		n.handoff(ctx)
+		close(n.flushCh)
+		n.flushWG.Wait() // the direct senders have drained too
+		start := time.Now()
+		if herr := n.sync.handOff(ctx); herr != nil {
+			n.log.Error().Err(herr).Dur("waited", time.Since(start)).
+				Msg("hand-off cut short by the shutdown bound: likes only this node holds may be lost")
+		}
 		if lerr := n.ml.Leave(n.cfg.LeaveTimeout); lerr != nil {
 			n.log.Warn().Err(lerr).Msg("leave was not confirmed")
 		}
@@ -373,51 +340,29 @@ func (n *Node) Close(ctx context.Context) error {
 	return err
 }
 
-func (n *Node) handoff(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.HandoffTimeout)
-	defer cancel()
-	close(n.flushCh)
-	n.flushWG.Wait() // the direct senders have drained too
-
-	var peers []*memberlist.Node
+// syncPeers are the names of the other members memberlist lists (alive or
+// suspect), sorted. Names never change once a member is known, so reading
+// them is race-free.
+func (n *Node) syncPeers() []string {
+	var out []string
 	for _, m := range n.ml.Members() {
-		if m.Name != n.cfg.NodeName && m.State == memberlist.StateAlive {
-			peers = append(peers, m)
+		if m.Name != n.cfg.NodeName {
+			out = append(out, m.Name)
 		}
 	}
-	if len(peers) == 0 {
-		n.log.Info().Msg("hand-off: no alive peers, nothing to hand off")
-		return
-	}
-	tick := time.NewTicker(n.cfg.GossipInterval)
-	defer tick.Stop()
-	for n.queue.NumQueued() > 0 {
-		select {
-		case <-ctx.Done():
-			n.log.Warn().Int("frames", n.queue.NumQueued()).Msg("hand-off: broadcasts still queued")
-			return
-		case <-tick.C:
+	slices.Sort(out)
+	return out
+}
+
+// sendSync sends an anti-entropy message to a member over memberlist's
+// reliable channel.
+func (n *Node) sendSync(to string, msg []byte) error {
+	for _, m := range n.ml.Members() {
+		if m.Name == to {
+			return n.ml.SendReliable(m, msg)
 		}
 	}
-	// The fast path is best effort: send the recent log to up to two peers
-	// over TCP, so every like this node acknowledged lately is held
-	// elsewhere before it goes.
-	done := make(chan int, 1)
-	go func() {
-		sent := 0
-		for _, p := range peers[:min(2, len(peers))] {
-			if n.repair.sendRange(p, 1, ^uint64(0), true) == nil { // what is left of the log
-				sent++
-			}
-		}
-		done <- sent
-	}()
-	select {
-	case k := <-done:
-		n.log.Info().Int("peers", k).Msg("hand-off: recent likes pushed")
-	case <-ctx.Done():
-		n.log.Warn().Msg("hand-off: push to peers timed out")
-	}
+	return fmt.Errorf("cluster: %s is not a member", to)
 }
 
 // flushLoop frames the log's new likes every FlushInterval (or at once when
@@ -509,77 +454,32 @@ func (n *Node) applyLoop(ctx context.Context) {
 
 func (n *Node) handle(msg []byte) error {
 	switch msg[0] {
-	case msgLikes, msgRange:
+	case msgLikes:
 		f, err := decodeFrame(msg)
 		if err != nil {
 			return err
 		}
-		added, fresh := n.applyFrame(f)
-		if f.kind == msgLikes {
-			n.stats.framesReceived.Add(1)
-			n.stats.bytesReceived.Add(uint64(len(msg)))
-			n.stats.likesReceived.Add(uint64(len(f.likes)))
-			n.stats.likesApplied.Add(uint64(added))
-			// memberlist never forwards user messages: in gossip mode a
-			// receiver forwards, once, a frame that brought it new dots.
-			if n.cfg.FastPath == FastPathGossip && fresh {
-				n.stats.likesQueued.Add(uint64(len(f.likes)))
-				n.broadcast(msg)
-			}
-		} else {
-			n.stats.repairBytesIn.Add(uint64(len(msg)))
-			n.stats.repairApplied.Add(uint64(added))
+		added := len(n.replica.Merge(f.likes))
+		n.stats.framesReceived.Add(1)
+		n.stats.bytesReceived.Add(uint64(len(msg)))
+		n.stats.likesReceived.Add(uint64(len(f.likes)))
+		n.stats.likesApplied.Add(uint64(added))
+		// memberlist never forwards user messages: in gossip mode a receiver
+		// forwards, once, a frame that brought it new likes.
+		if n.cfg.FastPath == FastPathGossip && added > 0 && f.origin != n.origin {
+			n.stats.likesQueued.Add(uint64(len(f.likes)))
+			n.broadcast(msg)
 		}
 		return nil
-	case msgRangeReq:
-		q, err := decodeRangeReq(msg)
+	case msgSync:
+		m, err := antientropy.Decode(msg[1:])
 		if err != nil {
 			return err
 		}
-		n.repair.request(repairWork{rangeReq: &q})
-		return nil
-	case msgSnapReq:
-		requester, err := decodeSnapReq(msg)
-		if err != nil {
-			return err
-		}
-		n.repair.request(repairWork{snapshotFor: requester})
-		return nil
-	case msgSnapChunk:
-		c, err := decodeSnapChunk(msg)
-		if err != nil {
-			return err
-		}
-		n.stats.repairBytesIn.Add(uint64(len(msg)))
-		for i, post := range c.posts {
-			n.stats.repairApplied.Add(uint64(len(n.replica.MergeSet(post, c.sets[i]))))
-		}
-		n.repair.chunkApplied(c.id)
-		return nil
-	case msgSnapEnd:
-		id, chunks, vv, err := decodeSnapEnd(msg)
-		if err != nil {
-			return err
-		}
-		n.repair.snapshotEnded(id, chunks, vv)
+		n.sync.deliver(m, len(msg))
 		return nil
 	}
 	return fmt.Errorf("%w: %d", errType, msg[0])
-}
-
-// applyFrame merges a frame's likes and records its dots; it reports how
-// many likes were new and whether any dot was.
-func (n *Node) applyFrame(f frame) (added int, freshDots bool) {
-	added = len(n.replica.Merge(f.likes))
-	if f.origin == n.origin {
-		return added, false // our own likes, echoed back
-	}
-	n.seenMu.Lock()
-	defer n.seenMu.Unlock()
-	if f.dots().To <= n.retired[f.origin] {
-		return added, false // a late copy of a retired origin's likes
-	}
-	return added, len(n.seen.Add(f.dots())) > 0
 }
 
 // joinLoop joins the seeds with backoff, then keeps checking that every seed
@@ -592,11 +492,21 @@ func (n *Node) joinLoop(ctx context.Context) {
 		return
 	}
 	backoff := n.cfg.JoinBackoffMin
-	for {
+	for attempt := 1; ; attempt++ {
 		k, err := n.ml.Join(n.cfg.Seeds)
-		if k > 0 {
+		// A seed name may resolve to this node too (a Service over every
+		// pod): only another member counts as reached.
+		reached := k > 0 && n.ml.NumMembers() > 1
+		n.sync.joinAttempted(ctx, reached)
+		if reached {
 			n.joined.Store(true)
 			n.log.Info().Int("contacted", k).Int("members", n.ml.NumMembers()).Msg("joined cluster")
+			break
+		}
+		if attempt >= joinAttemptsBeforeAlone {
+			// The syncer now counts this node alone; the seeds are still
+			// re-joined on every RejoinInterval below.
+			n.log.Warn().Err(err).Int("attempts", attempt).Msg("no seed answered and no member was ever seen: starting alone; seeds are retried")
 			break
 		}
 		n.log.Warn().Err(err).Dur("retry_in", backoff).Msg("join failed")

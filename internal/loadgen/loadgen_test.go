@@ -19,7 +19,7 @@ type single struct{}
 
 func (single) Self() string          { return "n" }
 func (single) Members() []api.Member { return nil }
-func (single) Joined() bool          { return true }
+func (single) Ready() bool           { return true }
 
 // Two API servers over one store: a like is visible on the other at once,
 // so every lag sample completes.

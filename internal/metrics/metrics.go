@@ -6,7 +6,6 @@ package metrics
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,9 +20,8 @@ type Cluster interface {
 	Stats() cluster.Stats
 	QueuedFrames() int
 	Members() []cluster.Member
-	// Behind is, per origin, how many likes peers have seen that this node
-	// has not yet.
-	Behind() map[uint64]uint64
+	// Ready reports whether the node is synced.
+	Ready() bool
 }
 
 // Metrics holds the registry and the collectors the API feeds.
@@ -64,32 +62,34 @@ func New(c Cluster) *Metrics {
 	counter("likesd_gossip_bytes_received_total", "Bytes of frames received.", func(s cluster.Stats) uint64 { return s.BytesReceived })
 	counter("likesd_gossip_likes_received_total", "Likes received by gossip.", func(s cluster.Stats) uint64 { return s.LikesReceived })
 	counter("likesd_gossip_likes_applied_total", "Likes received by gossip that were new here.", func(s cluster.Stats) uint64 { return s.LikesApplied })
-	counter("likesd_log_overrun_total", "Likes that left the log before the fast path framed them (healed by snapshot).", func(s cluster.Stats) uint64 { return s.LogOverrun })
+	counter("likesd_log_overrun_total", "Likes that left the log before the fast path framed them (healed by anti-entropy).", func(s cluster.Stats) uint64 { return s.LogOverrun })
 	counter("likesd_inbox_dropped_total", "Received messages dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped })
-	counter("likesd_repair_dropped_total", "Repair work dropped because its queue was full (asked again at the next push/pull).", func(s cluster.Stats) uint64 { return s.RepairDropped })
 	counter("likesd_queue_pruned_total", "Frames pruned from the broadcast queue at its limit.", func(s cluster.Stats) uint64 { return s.FramesPruned })
 	counter("likesd_decode_errors_total", "Frames or states that failed to decode.", func(s cluster.Stats) uint64 { return s.DecodeErrors })
-	counter("likesd_pushpull_total", "Anti-entropy (push/pull) version vectors merged.", func(s cluster.Stats) uint64 { return s.PushPullMerges })
-	counter("likesd_pushpull_bytes_total", "Bytes of push/pull states received.", func(s cluster.Stats) uint64 { return s.PushPullBytes })
+	counter("likesd_sync_sessions_total", "Anti-entropy sessions this node started and ended.", func(s cluster.Stats) uint64 { return s.SyncSessions })
+	counter("likesd_sync_sessions_failed_total", "Anti-entropy sessions ended by a timeout or an unreachable peer.", func(s cluster.Stats) uint64 { return s.SyncFailed })
+	counter("likesd_sync_likes_pulled_total", "Likes new here that anti-entropy brought.", func(s cluster.Stats) uint64 { return s.SyncPulled })
+	counter("likesd_sync_likes_pushed_total", "Likes new to a peer that anti-entropy sent.", func(s cluster.Stats) uint64 { return s.SyncPushed })
+	counter("likesd_sync_bytes_received_total", "Bytes of anti-entropy messages received.", func(s cluster.Stats) uint64 { return s.SyncBytesIn })
+	counter("likesd_sync_bytes_sent_total", "Bytes of anti-entropy messages sent.", func(s cluster.Stats) uint64 { return s.SyncBytesOut })
+	counter("likesd_sync_dropped_total", "Anti-entropy messages dropped because a queue was full (the session times out and is retried).", func(s cluster.Stats) uint64 { return s.SyncDropped })
+	counter("likesd_handoff_timeouts_total", "Hand-offs cut short by the shutdown bound.", func(s cluster.Stats) uint64 { return s.HandoffTimeouts })
 	counter("likesd_direct_batches_sent_total", "Batches sent straight to a peer (direct fast path).", func(s cluster.Stats) uint64 { return s.DirectSent })
 	counter("likesd_direct_errors_total", "Batches that could not be sent to a peer.", func(s cluster.Stats) uint64 { return s.DirectErrors })
 	counter("likesd_peer_queue_dropped_total", "Batches dropped from a full peer queue (left to repair).", func(s cluster.Stats) uint64 { return s.PeerDropped })
-	counter("likesd_repair_range_requests_total", "Ranges of likes this node asked an origin for.", func(s cluster.Stats) uint64 { return s.RangeRequests })
-	counter("likesd_repair_ranges_served_total", "Ranges this node served from its log.", func(s cluster.Stats) uint64 { return s.RangesServed })
-	counter("likesd_repair_bytes_received_total", "Bytes of range frames and snapshot chunks received.", func(s cluster.Stats) uint64 { return s.RepairBytesIn })
-	counter("likesd_repair_bytes_sent_total", "Bytes of range frames and snapshot chunks sent.", func(s cluster.Stats) uint64 { return s.RepairBytesOut })
-	counter("likesd_repair_likes_applied_total", "Likes new here that came by range or snapshot.", func(s cluster.Stats) uint64 { return s.RepairApplied })
-	counter("likesd_snapshots_requested_total", "Snapshots this node asked for.", func(s cluster.Stats) uint64 { return s.SnapshotsAsked })
-	counter("likesd_snapshots_served_total", "Snapshots this node streamed to a peer.", func(s cluster.Stats) uint64 { return s.SnapshotsServed })
-	counter("likesd_snapshots_applied_total", "Snapshots received whole and applied.", func(s cluster.Stats) uint64 { return s.SnapshotsDone })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "likesd_gossip_queue_frames", Help: "Frames waiting in the broadcast queue.",
 	}, func() float64 { return float64(c.QueuedFrames()) }))
 	reg.MustRegister(&membersCollector{c: c, desc: prometheus.NewDesc("likesd_members",
 		"Cluster members this node knows, by state.", []string{"state"}, nil)})
-	reg.MustRegister(&behindCollector{c: c, desc: prometheus.NewDesc("likesd_replication_behind_likes",
-		"Replication lag per origin: likes a peer's version vector shows that this node has not seen yet (0 when caught up).",
-		[]string{"origin"}, nil)})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "likesd_ready", Help: "1 once this node holds what the cluster held when it joined (a full sync, or proof it is alone).",
+	}, func() float64 {
+		if c.Ready() {
+			return 1
+		}
+		return 0
+	}))
 	return m
 }
 
@@ -130,18 +130,5 @@ func (m *membersCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for state, n := range byState {
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, float64(n), state)
-	}
-}
-
-type behindCollector struct {
-	c    Cluster
-	desc *prometheus.Desc
-}
-
-func (b *behindCollector) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
-
-func (b *behindCollector) Collect(ch chan<- prometheus.Metric) {
-	for origin, n := range b.c.Behind() {
-		ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(n), strconv.FormatUint(origin, 16))
 	}
 }

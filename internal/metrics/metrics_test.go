@@ -18,10 +18,10 @@ import (
 type fakeCluster struct{}
 
 func (fakeCluster) Stats() cluster.Stats {
-	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, PushPullMerges: 3}
+	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, SyncSessions: 3, SyncPulled: 11}
 }
 func (fakeCluster) QueuedFrames() int         { return 5 }
-func (fakeCluster) Behind() map[uint64]uint64 { return map[uint64]uint64{0xabc: 42} }
+func (fakeCluster) Ready() bool               { return true }
 func (fakeCluster) Members() []cluster.Member {
 	return []cluster.Member{{Name: "a", State: "alive"}, {Name: "b", State: "alive"}, {Name: "c", State: "suspect"}}
 }
@@ -30,7 +30,7 @@ type view struct{}
 
 func (view) Self() string          { return "a" }
 func (view) Members() []api.Member { return nil }
-func (view) Joined() bool          { return true }
+func (view) Ready() bool           { return true }
 
 // The metrics as a scrape sees them, fed through the real API handler.
 func TestScrapeThroughTheAPI(t *testing.T) {
@@ -58,12 +58,13 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 		`likesd_gossip_frames_sent_total 7`,
 		`likesd_gossip_bytes_sent_total 9000`,
 		`likesd_inbox_dropped_total 2`,
-		`likesd_pushpull_total 3`,
-		`likesd_repair_bytes_received_total 0`,
+		`likesd_sync_sessions_total 3`,
+		`likesd_sync_likes_pulled_total 11`,
+		`likesd_sync_bytes_received_total 0`,
 		`likesd_gossip_queue_frames 5`,
 		`likesd_members{state="alive"} 2`,
 		`likesd_members{state="suspect"} 1`,
-		`likesd_replication_behind_likes{origin="abc"} 42`,
+		`likesd_ready 1`,
 		`process_resident_memory_bytes`,
 		`go_memstats_heap_inuse_bytes`,
 	} {

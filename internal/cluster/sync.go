@@ -1,0 +1,236 @@
+package cluster
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/likesd/likesd/internal/antientropy"
+)
+
+// joinAttemptsBeforeAlone is how many joins in a row must reach nobody
+// before a node that never saw another member counts as alone.
+const joinAttemptsBeforeAlone = 5
+
+// syncDriver carries out anti-entropy: one goroutine owns the
+// antientropy.Syncer, feeds it messages, members and the time, and performs
+// what it returns. Sends go through one goroutine per peer, so a slow or
+// dead peer never stalls the others or the state machine.
+type syncDriver struct {
+	n     *Node
+	sy    *antientropy.Syncer // owned by run
+	inbox chan *antientropy.Message
+	joins chan bool       // join attempts: reached another member?
+	fails chan string     // peers a message could not be sent to
+	leave chan chan error // Close asks for a hand-off; answered when done
+	tick  time.Duration
+
+	synced    atomic.Bool
+	handedOff atomic.Bool
+	stats     struct {
+		sessions, sessionsFailed, pulled, pushed, bytesOut, bytesIn, dropped atomic.Uint64
+		handoffTimeouts                                                      atomic.Uint64
+	}
+
+	// Owned by run.
+	peers   []string
+	senders map[string]*syncSender
+	wg      sync.WaitGroup
+}
+
+type syncSender struct {
+	q    chan []byte
+	stop context.CancelFunc
+}
+
+func newSyncDriver(n *Node, replica antientropy.Replica) (*syncDriver, error) {
+	c := antientropy.DefaultConfig()
+	c.Name = n.cfg.NodeName
+	c.HasSeeds = len(n.cfg.Seeds) > 0
+	c.SyncInterval = n.cfg.SyncInterval
+	c.SessionTimeout = n.cfg.SyncTimeout
+	c.ChunkBytes = n.cfg.SyncChunkBytes
+	c.JoinAttempts = joinAttemptsBeforeAlone
+	sy, err := antientropy.New(c, replica)
+	if err != nil {
+		return nil, err
+	}
+	return &syncDriver{
+		n: n, sy: sy,
+		inbox:   make(chan *antientropy.Message, 1024),
+		joins:   make(chan bool, 16),
+		fails:   make(chan string, 64),
+		leave:   make(chan chan error),
+		tick:    min(max(n.cfg.SyncInterval/5, 5*time.Millisecond), 50*time.Millisecond),
+		senders: map[string]*syncSender{},
+	}, nil
+}
+
+// deliver hands a decoded message to the loop without blocking; when the
+// loop is behind, the message is dropped and its session times out.
+func (d *syncDriver) deliver(m *antientropy.Message, size int) {
+	d.stats.bytesIn.Add(uint64(size))
+	select {
+	case d.inbox <- m:
+	default:
+		d.stats.dropped.Add(1)
+	}
+}
+
+// joinAttempted reports a join; it never blocks the join loop for long.
+func (d *syncDriver) joinAttempted(ctx context.Context, reached bool) {
+	select {
+	case d.joins <- reached:
+	case <-ctx.Done():
+	}
+}
+
+func (d *syncDriver) run(ctx context.Context) {
+	defer d.wg.Wait()
+	defer func() {
+		for _, s := range d.senders {
+			s.stop()
+		}
+	}()
+	t := time.NewTicker(d.tick)
+	defer t.Stop()
+	var waiting []chan error // Close calls waiting for the hand-off
+	for {
+		select {
+		case <-ctx.Done():
+			for _, w := range waiting {
+				w <- ctx.Err()
+			}
+			return
+		case m := <-d.inbox:
+			d.do(ctx, d.sy.Step(time.Now(), m))
+		case reached := <-d.joins:
+			d.sy.JoinAttempted(time.Now(), reached)
+		case peer := <-d.fails:
+			d.do(ctx, d.sy.Unreachable(time.Now(), peer))
+		case w := <-d.leave:
+			waiting = append(waiting, w)
+			d.refreshPeers(ctx)
+			d.do(ctx, d.sy.Leave(time.Now()))
+		case <-t.C:
+			d.refreshPeers(ctx)
+			d.do(ctx, d.sy.Tick(time.Now()))
+		}
+		if len(waiting) > 0 && d.sy.HandedOff() {
+			for _, w := range waiting {
+				w <- nil
+			}
+			waiting = nil
+		}
+	}
+}
+
+// refreshPeers gives the syncer the alive members and stops the senders of
+// members that are gone.
+func (d *syncDriver) refreshPeers(ctx context.Context) {
+	peers := d.n.syncPeers()
+	if slices.Equal(peers, d.peers) {
+		return
+	}
+	d.peers = peers
+	for name, s := range d.senders {
+		if !slices.Contains(peers, name) {
+			s.stop()
+			delete(d.senders, name)
+		}
+	}
+	d.do(ctx, d.sy.SetPeers(time.Now(), peers))
+}
+
+func (d *syncDriver) do(ctx context.Context, actions []antientropy.Action) {
+	log := d.n.log
+	for _, a := range actions {
+		switch a := a.(type) {
+		case antientropy.Send:
+			d.send(ctx, a.To, a.Msg)
+		case antientropy.BecameSynced:
+			d.synced.Store(true)
+			log.Info().Str("reason", a.Reason).Str("from", a.From).Msg("synced: ready")
+		case antientropy.SessionEnded:
+			d.stats.sessions.Add(1)
+			d.stats.pulled.Add(a.Pulled)
+			d.stats.pushed.Add(a.Pushed)
+			ev := log.Debug()
+			if a.Err != nil {
+				d.stats.sessionsFailed.Add(1)
+				ev = ev.Err(a.Err)
+			} else if a.Pulled+a.Pushed > 0 {
+				ev = log.Info() // a repair is news
+			}
+			ev.Str("peer", a.Peer).Stringer("mode", a.Mode).Uint64("pulled", a.Pulled).
+				Uint64("pushed", a.Pushed).Dur("took", a.Duration).Msg("sync session ended")
+		case antientropy.HandedOff:
+			d.handedOff.Store(true)
+			if a.Peer == "" {
+				log.Info().Msg("hand-off: this node never had a peer, nothing to hand off")
+			} else {
+				log.Info().Str("peer", a.Peer).Msg("hand-off: a synced peer holds every like this node holds")
+			}
+		}
+	}
+}
+
+// send queues an encoded message to peer's sender, starting it if needed. A
+// full queue counts as a failed send.
+func (d *syncDriver) send(ctx context.Context, to string, m *antientropy.Message) {
+	s, ok := d.senders[to]
+	if !ok {
+		sctx, stop := context.WithCancel(ctx)
+		s = &syncSender{q: make(chan []byte, 256), stop: stop}
+		d.senders[to] = s
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); d.sendLoop(sctx, to, s.q) }()
+	}
+	msg := m.Append([]byte{msgSync})
+	select {
+	case s.q <- msg:
+	default:
+		d.stats.dropped.Add(1)
+		d.do(ctx, d.sy.Unreachable(time.Now(), to))
+	}
+}
+
+func (d *syncDriver) sendLoop(ctx context.Context, to string, q chan []byte) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-q:
+			if err := d.n.sendSync(to, msg); err != nil {
+				d.n.log.Debug().Err(err).Str("peer", to).Msg("sync message not sent")
+				select {
+				case d.fails <- to:
+				case <-ctx.Done():
+					return
+				}
+				continue
+			}
+			d.stats.bytesOut.Add(uint64(len(msg)))
+		}
+	}
+}
+
+// handOff blocks until a synced peer holds every like this node holds, or
+// ctx ends.
+func (d *syncDriver) handOff(ctx context.Context) error {
+	done := make(chan error, 1)
+	select {
+	case d.leave <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		d.stats.handoffTimeouts.Add(1)
+		return ctx.Err()
+	}
+}
