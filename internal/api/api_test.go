@@ -23,7 +23,7 @@ func (f *fakeMembers) Self() string { return "n1" }
 func (f *fakeMembers) Members() []Member {
 	return []Member{{Name: "n1", Addr: "127.0.0.1:7946", State: "alive"}, {Name: "n2", Addr: "127.0.0.1:7947", State: "suspect"}}
 }
-func (f *fakeMembers) Ready() bool  { return f.joined.Load() }
+func (f *fakeMembers) Ready() bool { return f.joined.Load() }
 
 type fixture struct {
 	srv     *Server

@@ -19,7 +19,7 @@ func (oneNode) Self() string { return "n1" }
 func (oneNode) Members() []api.Member {
 	return []api.Member{{Name: "n1", Addr: "127.0.0.1:7946", State: "alive"}, {Name: "n2", State: "suspect"}}
 }
-func (oneNode) Ready() bool  { return true }
+func (oneNode) Ready() bool { return true }
 
 // The client against the real API handler: ids with reserved characters
 // round-trip, errors come back typed.

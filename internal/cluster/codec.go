@@ -41,7 +41,6 @@ type frame struct {
 	likes  []store.Like
 }
 
-
 // frameBuilder packs likes with contiguous seqs into frames of at most max
 // bytes.
 type frameBuilder struct {

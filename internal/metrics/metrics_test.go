@@ -20,8 +20,8 @@ type fakeCluster struct{}
 func (fakeCluster) Stats() cluster.Stats {
 	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, SyncSessions: 3, SyncPulled: 11}
 }
-func (fakeCluster) QueuedFrames() int         { return 5 }
-func (fakeCluster) Ready() bool               { return true }
+func (fakeCluster) QueuedFrames() int { return 5 }
+func (fakeCluster) Ready() bool       { return true }
 func (fakeCluster) Members() []cluster.Member {
 	return []cluster.Member{{Name: "a", State: "alive"}, {Name: "b", State: "alive"}, {Name: "c", State: "suspect"}}
 }
