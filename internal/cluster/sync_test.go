@@ -1,0 +1,187 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/store"
+)
+
+func likesOf(post string, us []string) []store.Like {
+	out := make([]store.Like, len(us))
+	for i, u := range us {
+		out[i] = store.Like{Post: post, User: u}
+	}
+	return out
+}
+
+// Finding 2: survivors that each missed a different middle range of a dead
+// node's likes hold the same prefix and different likes beyond it. With
+// version vectors nobody looked "behind" and they stayed apart forever;
+// compared by content, they converge.
+func TestSurvivorsWithDifferentGapsConverge(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	b := startNode(t, "b", []string{a.Addr()}, nil)
+	c := startNode(t, "c", []string{a.Addr()}, nil)
+	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
+	waitReady(t, a, b, c)
+
+	// What a dead origin's fast path left behind: a different slice each.
+	all := likesOf("p", users("u", 300))
+	a.store.Merge(all[:100])
+	b.store.Merge(all[100:200])
+	c.store.Merge(all[200:])
+	waitConverged(t, map[string]int{"p": 300}, a, b, c)
+}
+
+// Finding 4 and the bytes of a repair: a post far larger than one sync
+// message reaches a new node whole, in bounded messages; and a difference
+// of d likes inside it heals with a few round trips and O(d·log n) bytes,
+// not the whole set.
+func TestALargePostSyncsInChunksAndSmallDifferencesCostLittle(t *testing.T) {
+	small := func(c *Config) { c.SyncChunkBytes = 16 << 10 }
+	a := startNode(t, "a", nil, small)
+	big := users(strings.Repeat("x", 40), 50_000) // ~2.3 MB of ids in one set
+	a.store.Merge(likesOf("huge", big))
+	b := startNode(t, "b", []string{a.Addr()}, small)
+	waitReady(t, a, b)
+	waitConverged(t, map[string]int{"huge": len(big)}, a, b)
+	assert.Greater(t, a.Stats().SyncBytesOut+b.Stats().SyncBytesOut, uint64(2<<20), "the full sync moved the set")
+
+	before := waitSyncQuiet(t, a, b)
+	extra := users("late-", 20)
+	a.store.Merge(likesOf("huge", extra)) // only a holds these
+	waitConverged(t, map[string]int{"huge": len(big) + len(extra)}, a, b)
+	after := waitSyncQuiet(t, a, b)
+	// Idle sessions cost a few hundred bytes each meanwhile; the repair
+	// itself is a handful of 16-way descents and small exchanges.
+	assert.Less(t, after-before, uint64(64<<10), "repairing 20 likes in a set of 50,000 (2.3 MB)")
+	t.Logf("repairing %d likes inside a set of %d cost %d bytes of sync traffic", len(extra), len(big), after-before)
+}
+
+// Finding 6: a joining node reports ready only once it holds what the
+// cluster held when it joined.
+func TestReadyOnlyOnceSynced(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	const n = 100_000
+	for i := range 100 {
+		a.store.Merge(likesOf(fmt.Sprintf("p%d", i), users("u", n/100)))
+	}
+	waitReady(t, a)
+	b := startNode(t, "b", []string{a.Addr()}, func(c *Config) { c.SyncChunkBytes = 8 << 10 })
+	var sawNotReady bool
+	require.Eventually(t, func() bool {
+		if !b.Ready() {
+			sawNotReady = true
+			return false
+		}
+		return true
+	}, 20*time.Second, time.Millisecond)
+	assert.True(t, sawNotReady, "a node holding nothing was not ready at first")
+	assert.Equal(t, n, b.store.Stats().Likes, "ready means it holds everything a held")
+}
+
+// A node whose seeds never answer, and which never saw another member, is
+// alone and ready after a few attempts; one given no seeds is ready at once.
+func TestAloneAfterSeedsNeverAnswer(t *testing.T) {
+	probe := startNode(t, "probe", nil, nil)
+	addr := probe.Addr()
+	crash(t, probe) // nothing listens there now
+	x := startNode(t, "x", []string{addr}, nil)
+	require.Eventually(t, x.Ready, 15*time.Second, 10*time.Millisecond)
+	assert.False(t, x.Joined(), "it never reached anyone")
+}
+
+// Finding 1: a rolling restart that begins with the seed (which has no one
+// to join: it founds a one-node island at once) loses nothing. Each node
+// hands off to a synced peer before it exits, and the others re-join the
+// seed's address, merging the island, within a rejoin interval.
+func TestRollingRestartSeedFirstLosesNothing(t *testing.T) {
+	seed := startNode(t, "seed-1", nil, nil)
+	seedAddr := seed.Addr()
+	port := portOf(t, seedAddr)
+	w1 := startNode(t, "w1-1", []string{seedAddr}, nil)
+	w2 := startNode(t, "w2-1", []string{seedAddr}, nil)
+	waitMembers(t, []string{"seed-1", "w1-1", "w2-1"}, seed, w1, w2)
+	waitReady(t, seed, w1, w2)
+	want := map[string]int{}
+	for i, n := range []*testNode{seed, w1, w2} {
+		post := fmt.Sprintf("p%d", i)
+		like(n, post, users("u", 200)...)
+		want[post] = 200
+	}
+
+	// Seed first, then each worker, each replaced as soon as its
+	// successor is ready, as a rollout does.
+	closeNode(t, seed.Node)
+	seed2 := startNode(t, "seed-2", nil, func(c *Config) { c.BindPort = port })
+	waitReady(t, seed2)
+	closeNode(t, w1.Node)
+	w1b := startNode(t, "w1-2", []string{seedAddr}, nil)
+	waitReady(t, w1b)
+	closeNode(t, w2.Node)
+	w2b := startNode(t, "w2-2", []string{seedAddr}, nil)
+	waitReady(t, w2b)
+	waitConverged(t, want, seed2, w1b, w2b)
+	waitMembers(t, []string{"seed-2", "w1-2", "w2-2"}, seed2, w1b, w2b)
+}
+
+// syncBytes is all the sync traffic the nodes sent and received.
+func syncBytes(nodes ...*testNode) uint64 {
+	var total uint64
+	for _, n := range nodes {
+		st := n.Stats()
+		total += st.SyncBytesIn + st.SyncBytesOut
+	}
+	return total
+}
+
+// waitSyncQuiet waits until sessions between the nodes find nothing to
+// repair (a few idle sessions cost under 2 KiB) and returns the traffic so
+// far.
+func waitSyncQuiet(t *testing.T, nodes ...*testNode) uint64 {
+	t.Helper()
+	var last uint64
+	var lastAt time.Time
+	require.Eventually(t, func() bool {
+		now, total := time.Now(), syncBytes(nodes...)
+		if total-last < 2<<10 && now.Sub(lastAt) >= 5*LocalConfig().SyncInterval {
+			return true
+		}
+		if total-last >= 2<<10 {
+			last, lastAt = total, now
+		}
+		return false
+	}, 20*time.Second, 20*time.Millisecond, "sync traffic never went quiet")
+	return syncBytes(nodes...)
+}
+
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	_, portStr, _ := strings.Cut(addr, ":")
+	var port int
+	_, err := fmt.Sscan(portStr, &port)
+	require.NoError(t, err)
+	return port
+}
+
+// Close waits for a synced peer to hold what only this node holds: likes
+// the others never got on the fast path are on them before it exits.
+func TestCloseHandsOffLikesOnlyItHolds(t *testing.T) {
+	a := startNode(t, "a", nil, noPushPull)
+	b := startNode(t, "b", []string{a.Addr()}, noPushPull)
+	waitMembers(t, []string{"a", "b"}, a, b)
+	waitReady(t, a, b)
+	b.store.Merge(likesOf("only-b", users("u", 500))) // the fast path never saw them
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.Close(ctx))
+	assert.Equal(t, 500, a.store.Count("only-b"), "handed off before Close returned")
+	assert.Zero(t, b.Stats().HandoffTimeouts)
+}
