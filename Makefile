@@ -4,6 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/likesd
 FUZZTIME ?= 30s
+SCHEDULES ?= 3000
 
 KUBECTL ?= kubectl
 WORKERS ?= 3
@@ -14,7 +15,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: help build run-local test check vet staticcheck bench bench-go k8s-check k8s-verify image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: sim help build run-local test check vet staticcheck bench bench-go k8s-check k8s-verify image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,10 +51,14 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	go test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./internal/cluster
 	go test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./internal/api
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/vclock
+	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/antientropy
 
 bench: build ## load benchmark: 3 local nodes beside the bare-handler and seed-design baselines; writes docs/bench-report.md (~6 min)
 	go build -o bin/likesbench ./cmd/likesbench
 	bin/likesbench suite --likesd $(BIN) --out docs/bench-report.md
+
+sim: ## anti-entropy under deterministic simulation: SCHEDULES seeded fault schedules (default 3000, ~5 min)
+	go test -count=1 -run '^TestSimulation$$' -timeout 60m ./internal/antientropy -sim.schedules=$(SCHEDULES) -v
 
 bench-go: ## Go benchmarks: store hot path, codec, 1M-like sync, real processes converging
 	go test -run '^$$' -bench . -benchmem -count 1 ./...

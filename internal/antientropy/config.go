@@ -39,8 +39,14 @@ type Config struct {
 	// more). Default 4 MiB, between 64 KiB and 16 MiB.
 	MaxMessageBytes int
 
-	// MaxStreams is how many pulls and pushes one session keeps in flight.
-	// Default 4, between 1 and 64.
+	// MaxSessions is how many sessions this node runs at once, each with
+	// another peer, so that a peer that stopped answering holds up only its
+	// own until SessionTimeout. Default 3, between 1 and 64.
+	MaxSessions int
+
+	// MaxStreams is how many pulls and pushes one session keeps in flight:
+	// a node that meets a cluster holding little pulls many posts at once.
+	// Default 16, between 1 and 64.
 	MaxStreams int
 
 	// HasSeeds says whether this node was given addresses to join. Without
@@ -67,7 +73,8 @@ func DefaultConfig() Config {
 		SmallRange:      64,
 		ChunkBytes:      256 << 10,
 		MaxMessageBytes: 4 << 20,
-		MaxStreams:      4,
+		MaxSessions:     3,
+		MaxStreams:      16,
 		JoinAttempts:    5,
 		FoundAfter:      3 * time.Second,
 	}
@@ -102,6 +109,7 @@ func (c Config) Validate() error {
 		{"--sync-chunk-bytes", c.ChunkBytes, 4 << 10, c.MaxMessageBytes / 2},
 		{"SmallRange", c.SmallRange, 1, 4096},
 		{"MaxStreams", c.MaxStreams, 1, 64},
+		{"MaxSessions", c.MaxSessions, 1, 64},
 		{"JoinAttempts", c.JoinAttempts, 1, 1000},
 	}
 	for _, i := range ints {

@@ -16,8 +16,11 @@ import (
 	"github.com/likesd/likesd/internal/store"
 )
 
+// defaultSchedules is how many schedules a plain go test runs.
+var defaultSchedules = 300
+
 var (
-	simSchedules = flag.Int("sim.schedules", 300, "random schedules TestSimulation runs")
+	simSchedules = flag.Int("sim.schedules", 0, "random schedules TestSimulation runs (0: 300, 40 under -race)")
 	simSeed      = flag.Uint64("sim.seed", 0, "run only this schedule seed (0: all)")
 )
 
@@ -459,6 +462,9 @@ func TestSimulation(t *testing.T) {
 		seeds = []uint64{*simSeed}
 	} else {
 		n := *simSchedules
+		if n == 0 {
+			n = defaultSchedules
+		}
 		if testing.Short() {
 			n = min(n, 50)
 		}

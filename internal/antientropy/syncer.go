@@ -219,8 +219,11 @@ func (s *Syncer) Tick(now time.Time) []Action {
 			out = append(out, a)
 		}
 	}
-	if len(s.sessions) > 0 || now.Before(s.nextStart) || (s.leaving && s.handedOff) {
+	if len(s.sessions) >= s.cfg.MaxSessions || now.Before(s.nextStart) || (s.leaving && s.handedOff) {
 		return out
+	}
+	if (!s.synced || s.leaving) && len(s.sessions) > 0 {
+		return out // one full sync or hand-off at a time: its outcome decides the next
 	}
 	peer, mode, ok := s.choose()
 	if !ok {
@@ -262,6 +265,9 @@ func (s *Syncer) choose() (string, Mode, bool) {
 	next := func(ok func(p string, i *peerInfo) bool) (string, bool) {
 		for k := range s.peers {
 			p := s.peers[(s.rr+k)%len(s.peers)]
+			if _, busy := s.sessions[p]; busy {
+				continue
+			}
 			i := s.info[p]
 			if i == nil {
 				i = &peerInfo{}
@@ -295,8 +301,8 @@ func (s *Syncer) choose() (string, Mode, bool) {
 			return p, ModeFull, true
 		}
 	}
-	p, _ := next(func(string, *peerInfo) bool { return true })
-	return p, ModeSync, true
+	p, ok := next(func(string, *peerInfo) bool { return true })
+	return p, ModeSync, ok
 }
 
 // Step handles a message from a peer.

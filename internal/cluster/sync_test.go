@@ -185,3 +185,21 @@ func TestCloseHandsOffLikesOnlyItHolds(t *testing.T) {
 	assert.Equal(t, 500, a.store.Count("only-b"), "handed off before Close returned")
 	assert.Zero(t, b.Stats().HandoffTimeouts)
 }
+
+// Finding 4: a post whose set encodes to more than memberlist's 20 MiB
+// message limit (90,000 users with 248-byte ids, 22 MiB) reaches a new node
+// whole. The old snapshot never split a set: the receiver rejected the
+// chunk and the sender streamed the whole state again and again.
+func TestAPostLargerThanAnyMessageReachesANewNode(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	long := make([]string, 90_000)
+	for i := range long {
+		long[i] = fmt.Sprintf("%0248d", i)
+	}
+	a.store.Merge(likesOf("viral", long))
+	a.store.Merge(likesOf("other", users("u", 10))) // shares the sync with it
+	b := startNode(t, "b", []string{a.Addr()}, nil)
+	waitReady(t, a, b)
+	waitConverged(t, map[string]int{"viral": len(long), "other": 10}, b)
+	assert.Greater(t, b.Stats().SyncBytesIn, uint64(20<<20), "more than one message could carry")
+}
