@@ -194,6 +194,17 @@ func (s *Syncer) Leave(now time.Time) []Action {
 	return s.Tick(now)
 }
 
+// Urge starts a session with peer now, outside the round robin and the
+// session limit, unless one is running: the driver knows the peer missed
+// fast-path batches and has just become reachable again.
+func (s *Syncer) Urge(now time.Time, peer string) []Action {
+	s.now = now
+	if _, busy := s.sessions[peer]; busy || !slices.Contains(s.peers, peer) || !s.synced || s.leaving {
+		return nil
+	}
+	return s.start(peer, ModeSync)
+}
+
 // Unreachable reports that a message to peer could not be delivered.
 func (s *Syncer) Unreachable(now time.Time, peer string) []Action {
 	s.now = now

@@ -207,3 +207,24 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 	c.ChunkBytes = c.MaxMessageBytes
 	assert.ErrorContains(t, c.Validate(), "--sync-chunk-bytes")
 }
+
+func TestUrgeStartsASessionAtOnceEvenAtTheLimit(t *testing.T) {
+	a, _ := newSyncer(t, "a", false)
+	a.Tick(t0)
+	a.SetPeers(t0, []string{"b", "c", "d", "e"})
+	started := 0
+	for i := range 6 { // fill every session slot with silent peers, within their timeout
+		started += len(sends(a.Tick(t0.Add(time.Duration(i) * 600 * time.Millisecond))))
+	}
+	require.Equal(t, DefaultConfig().MaxSessions, started)
+	var idle string
+	for _, p := range []string{"b", "c", "d", "e"} {
+		if _, busy := a.sessions[p]; !busy {
+			idle = p
+		}
+	}
+	got := sends(a.Urge(t0.Add(4*time.Second), idle))
+	require.Len(t, got, 1)
+	assert.Equal(t, idle, got[0].To)
+	assert.Empty(t, a.Urge(t0.Add(4*time.Second), idle), "one session per peer")
+}

@@ -111,7 +111,9 @@ type Config struct {
 	SyncInterval time.Duration
 
 	// SyncTimeout ends a session whose peer stopped answering; what it
-	// repaired stays repaired. Default 5s, between 100ms and 10m.
+	// repaired stays repaired. A healthy session takes milliseconds; this
+	// only bounds how long a cut-off peer holds one of the session slots.
+	// Default 2s, between 100ms and 10m.
 	SyncTimeout time.Duration
 
 	// SyncChunkBytes is one pull or push message of likes during a session
@@ -172,7 +174,7 @@ func DefaultConfig() Config {
 		PeerQueue:        256,
 		LogSize:          1 << 16,
 		SyncInterval:     500 * time.Millisecond,
-		SyncTimeout:      5 * time.Second,
+		SyncTimeout:      2 * time.Second,
 		SyncChunkBytes:   256 << 10,
 		InboxSize:        4096,
 		MaxQueuedFrames:  8192,

@@ -197,23 +197,42 @@ func (d *syncDriver) send(ctx context.Context, to string, m *antientropy.Message
 	}
 }
 
+// sendsPerPeer is how many messages to one peer may be in flight at once.
+// A dial to a peer that was cut off can hang for memberlist's TCPTimeout
+// while its SYNs are retried: with several connections a session started
+// after the network returned does not wait behind it.
+const sendsPerPeer = 4
+
 func (d *syncDriver) sendLoop(ctx context.Context, to string, q chan []byte) {
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
+	slots := make(chan struct{}, sendsPerPeer)
 	for {
+		var msg []byte
 		select {
 		case <-ctx.Done():
 			return
-		case msg := <-q:
+		case msg = <-q:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case slots <- struct{}{}:
+		}
+		inFlight.Add(1)
+		go func() {
+			defer inFlight.Done()
+			defer func() { <-slots }()
 			if err := d.n.sendSync(to, msg); err != nil {
 				d.n.log.Debug().Err(err).Str("peer", to).Msg("sync message not sent")
 				select {
 				case d.fails <- to:
 				case <-ctx.Done():
-					return
 				}
-				continue
+				return
 			}
 			d.stats.bytesOut.Add(uint64(len(msg)))
-		}
+		}()
 	}
 }
 
