@@ -79,12 +79,13 @@ func (lr *likeReader) readLike(withPost bool) (likeFields, *apiError, error) {
 		}
 		var dst *span
 		var seen *bool
+		var field string // a constant: string(name) would allocate per field
 		switch {
 		case nameErr != nil:
 		case string(name) == "user":
-			dst, seen = &got.user, &seenUser
+			dst, seen, field = &got.user, &seenUser, "user"
 		case withPost && string(name) == "post":
-			dst, seen = &got.post, &seenPost
+			dst, seen, field = &got.post, &seenPost, "post"
 		}
 		switch {
 		case dst == nil:
@@ -93,7 +94,7 @@ func (lr *likeReader) readLike(withPost bool) (likeFields, *apiError, error) {
 			bad = badRequest(codeBadJSON, "field %q appears more than once", name)
 		default:
 			*seen = true
-			bad = lr.readString(string(name), raw, dst)
+			bad = lr.readString(field, raw, dst)
 		}
 	}
 	if _, err := dec.ReadToken(); err != nil {
