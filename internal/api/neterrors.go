@@ -69,10 +69,13 @@ func parseNetHTTPError(p []byte) (status int, message string, ok bool) {
 	if !found {
 		return 0, "", false
 	}
-	statusLine, body, found := bytes.Cut(rest, []byte(netHTTPErrorHeaders))
-	if !found || bytes.Contains(statusLine, []byte("\r\n")) || len(statusLine) < 3 {
+	// The header block right after the status line; looked for there only,
+	// so a handler's reply costs a scan of its status line.
+	eol := bytes.Index(rest, []byte("\r\n"))
+	if eol < 3 || !bytes.HasPrefix(rest[eol:], []byte(netHTTPErrorHeaders)) {
 		return 0, "", false
 	}
+	statusLine, body := rest[:eol], rest[eol+len(netHTTPErrorHeaders):]
 	status, err := strconv.Atoi(string(statusLine[:3]))
 	if err != nil {
 		return 0, "", false

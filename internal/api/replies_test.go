@@ -126,3 +126,27 @@ func TestHandlerRepliesPassThrough(t *testing.T) {
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, "abc", resp.Header.Get("X-Request-Id"))
 }
+
+func TestParseNetHTTPError(t *testing.T) {
+	tests := []struct {
+		name, raw   string
+		wantOK      bool
+		wantStatus  int
+		wantMessage string
+	}{
+		{"plain 400", "HTTP/1.1 400 Bad Request" + netHTTPErrorHeaders + "400 Bad Request", true, 400, "malformed HTTP request"},
+		{"with a reason", "HTTP/1.1 400 Bad Request: missing required Host header" + netHTTPErrorHeaders + "400 Bad Request: missing required Host header", true, 400, "missing required Host header"},
+		{"501", "HTTP/1.1 501 Not Implemented" + netHTTPErrorHeaders + "Unsupported transfer encoding", true, 501, "Unsupported transfer encoding"},
+		{"a handler's text reply", "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nDate: x\r\n\r\nno", false, 0, ""},
+		{"same two headers, then more", "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nDate: x\r\n\r\n", false, 0, ""},
+		{"a body chunk", "HTTP/1.1 400 Bad Request", false, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, message, ok := parseNetHTTPError([]byte(tt.raw))
+			require.Equal(t, tt.wantOK, ok)
+			assert.Equal(t, tt.wantStatus, status)
+			assert.True(t, strings.HasPrefix(message, tt.wantMessage), message)
+		})
+	}
+}
