@@ -338,8 +338,8 @@ func FuzzHandler(f *testing.F) {
 		if rec.Code == http.StatusCreated {
 			var got likeReply
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
-			_, e1 := fx.srv.validID("post", got.Post)
-			_, e2 := fx.srv.validID("user", got.User)
+			e1 := checkID("post", got.Post, fx.srv.cfg.MaxIDBytes)
+			e2 := checkID("user", got.User, fx.srv.cfg.MaxIDBytes)
 			require.Nil(t, e1, fmt.Sprint(got))
 			require.Nil(t, e2, fmt.Sprint(got))
 		}

@@ -23,6 +23,7 @@ const (
 	codeNotFound         = "not_found"
 	codeMethodNotAllowed = "method_not_allowed"
 	codeInternal         = "internal"
+	codeBadRequest       = "bad_request" // a request no route can take (a target of *)
 	// Requests net/http rejects before any handler runs get the code of
 	// their status (see netHTTPErrorReply): bad_request,
 	// request_header_fields_too_large, not_implemented,

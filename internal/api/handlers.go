@@ -271,11 +271,6 @@ func (s *Server) pathID(r *http.Request, name string) (string, *apiError) {
 	return v, checkID(name, v, s.cfg.MaxIDBytes)
 }
 
-// validID is checkID with the configured bound (tests, fuzzing).
-func (s *Server) validID(name, v string) (string, *apiError) {
-	return v, checkID(name, v, s.cfg.MaxIDBytes)
-}
-
 // query parses the query string strictly: url.URL.Query drops the pairs it
 // cannot parse ("post=%zz"), and the client should hear why.
 func query(r *http.Request) (url.Values, *apiError) {

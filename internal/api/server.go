@@ -169,7 +169,7 @@ func asteriskTarget(next http.Handler) http.Handler {
 			return
 		}
 		if r.Method != http.MethodOptions {
-			writeError(w, r, badRequest("bad_request", "the request target * is only for OPTIONS"))
+			writeError(w, r, badRequest(codeBadRequest, "the request target * is only for OPTIONS"))
 			return
 		}
 		w.Header().Set("Allow", "GET, HEAD, POST")
