@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -47,6 +48,7 @@ const maxPooledArena = 4 << 20
 func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 	st := bulkPool.Get().(*bulkState)
 	defer func() {
+		st.lr.dec.Reset(strings.NewReader("")) // keep no request alive in the pool
 		if cap(st.lr.arena) > maxPooledArena {
 			st.lr.arena = nil
 		}
