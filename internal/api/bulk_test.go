@@ -193,3 +193,25 @@ func BenchmarkBulkImport(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/like")
 }
+
+// Concurrent imports share pooled buffers, never each other's likes.
+func TestBulkImportsInParallel(t *testing.T) {
+	f := newFixture(t)
+	h := f.srv.Handler()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 5 {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/likes", strings.NewReader(bulkBody((g*5+i)*500, 500, 50))))
+				assert.Equal(t, http.StatusOK, rec.Code)
+				assert.JSONEq(t, `{"added":500,"existing":0,"errors":[]}`, rec.Body.String())
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, 8*5*500, f.store.Stats().Likes)
+	users, count, _ := f.store.Likers("p0000007", "", 100)
+	assert.Equal(t, 50, count)
+	assert.Equal(t, "u0000350", users[0])
+}
