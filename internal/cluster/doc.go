@@ -1,24 +1,26 @@
 // Package cluster owns this node's membership in the likesd cluster and the
-// replication of likes between nodes. It is the only package that imports
+// movement of likes between nodes. It is the only package that imports
 // hashicorp/memberlist.
 //
-// Every like a node accepts first gets a dot (origin, seq): the origin is
-// drawn at random at each process start, so a restarted node never reuses
-// an old sequence. Likes with their dots wait in a bounded log.
+// Every like a node accepts gets a dot (origin, seq): the origin is drawn
+// at random at each process start, so a restarted node never reuses an old
+// sequence. Likes with their dots wait in a bounded log.
 //
 // Two paths carry likes:
 //
-//   - The fast path frames the log's new likes (contiguous seqs of one
-//     origin) and either sends them straight to every alive peer over
-//     memberlist's reliable channel (direct, the default) or queues them as
-//     memberlist broadcasts that receivers forward once (gossip).
-//   - The repair path: memberlist's periodic push/pull carries only version
-//     vectors (a few hundred bytes at any state size), merged on every
-//     exchange. A node behind a peer asks each origin for exactly the
-//     missing ranges, served from its log; a new node, one too far behind,
-//     or one missing likes of a gone origin gets a chunked snapshot instead.
+//   - The fast path frames the log's new likes and either sends them
+//     straight to every alive peer over memberlist's reliable channel
+//     (direct, the default) or queues them as memberlist broadcasts that
+//     receivers forward once (gossip). It is best effort.
+//   - Anti-entropy (sync.go) drives internal/antientropy, the pure state
+//     machine that compares content digests with one peer at a time and
+//     repairs exactly what differs. It is what makes replicas converge,
+//     what makes a new node synced (and so ready), and what a leaving node
+//     hands off through. One goroutine owns the state machine; sends go
+//     through per-peer goroutines so a dead peer stalls nobody.
 //
-// Callbacks from memberlist never block: messages go to a bounded inbox,
-// dropped and counted when it is full (the repair path covers them). The
-// wire format lives in codec.go alone.
+// Callbacks from memberlist never block: messages go to bounded queues,
+// dropped and counted when full (anti-entropy repairs what they carried).
+// The wire format of frames lives in codec.go; anti-entropy's in
+// internal/antientropy.
 package cluster
