@@ -103,6 +103,7 @@ type Syncer struct {
 
 	peers       []string // current members but this node, sorted
 	info        map[string]*peerInfo
+	retry       map[string]time.Time // peers whose last session failed: try again then
 	rr          int
 	nextID      uint64
 	sessions    map[string]*session
@@ -116,7 +117,7 @@ func New(cfg Config, r Replica) (*Syncer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Syncer{cfg: cfg, r: r, info: map[string]*peerInfo{}, sessions: map[string]*session{}}, nil
+	return &Syncer{cfg: cfg, r: r, info: map[string]*peerInfo{}, sessions: map[string]*session{}, retry: map[string]time.Time{}}, nil
 }
 
 // Synced reports whether this node holds what the cluster held when it
@@ -160,6 +161,11 @@ func (s *Syncer) SetPeers(now time.Time, peers []string) []Action {
 	for p := range s.info {
 		if !slices.Contains(s.peers, p) {
 			delete(s.info, p)
+		}
+	}
+	for p := range s.retry {
+		if !slices.Contains(s.peers, p) {
+			delete(s.retry, p)
 		}
 	}
 	return out
@@ -228,6 +234,17 @@ func (s *Syncer) Tick(now time.Time) []Action {
 		if a, ok := s.syncedWithoutPeers(); ok {
 			s.synced = true
 			out = append(out, a)
+		}
+	}
+	if s.synced && !s.leaving && len(s.sessions) < s.cfg.MaxSessions {
+		// A peer whose session failed (cut off, paused) is tried again soon,
+		// not at its turn: what either side took meanwhile should cross as
+		// soon as the network lets it.
+		for _, p := range s.peers {
+			if at, ok := s.retry[p]; ok && !now.Before(at) && s.sessions[p] == nil && len(s.sessions) < s.cfg.MaxSessions {
+				delete(s.retry, p)
+				out = append(out, s.start(p, ModeSync)...)
+			}
 		}
 	}
 	if len(s.sessions) >= s.cfg.MaxSessions || now.Before(s.nextStart) || (s.leaving && s.handedOff) {
@@ -628,12 +645,16 @@ func (s *Syncer) end(ss *session, err error) []Action {
 	urgent := !s.synced || (s.leaving && !s.handedOff)
 	if err != nil {
 		s.stats.SessionsFailed++
+		if err != ErrPeerGone {
+			s.retry[ss.peer] = s.now.Add(s.cfg.SyncInterval / 5)
+		}
 		if urgent { // try another peer soon, not a whole interval later
 			s.nextStart = s.now.Add(s.cfg.SyncInterval / 5)
 		}
 		return out
 	}
 	s.stats.SessionsOK++
+	delete(s.retry, ss.peer)
 	peer := s.info[ss.peer]
 	peerSynced := peer != nil && peer.synced && !peer.leaving
 	switch {

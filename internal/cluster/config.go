@@ -66,7 +66,10 @@ type Config struct {
 	// Higher survives more packet loss at the cost of bandwidth. Default 4.
 	RetransmitMult int
 
-	// TCPTimeout bounds one push/pull or join exchange. Default 10s.
+	// TCPTimeout bounds one reliable send, push/pull or join: how long a dial
+	// to a peer that stopped answering can hold a sender. Default 3s
+	// (memberlist's LAN default is 10s; on a LAN a healthy exchange takes
+	// milliseconds, and a shorter bound frees senders soon after a cut).
 	TCPTimeout time.Duration
 
 	// PacketSize is the largest gossip packet (memberlist UDPBufferSize), and
@@ -166,7 +169,7 @@ func DefaultConfig() Config {
 		ProbeTimeout:     500 * time.Millisecond,
 		SuspicionMult:    4,
 		RetransmitMult:   4,
-		TCPTimeout:       10 * time.Second,
+		TCPTimeout:       3 * time.Second,
 		PacketSize:       1400,
 		FlushInterval:    10 * time.Millisecond,
 		FastPath:         FastPathDirect,
