@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/rs/zerolog"
 )
 
@@ -161,6 +162,14 @@ type Config struct {
 	// accident. At most 255 bytes. Default "likesd".
 	Label string
 
+	// Transport, when set, carries memberlist's packets and streams instead
+	// of the UDP and TCP listeners memberlist opens on BindAddr:BindPort,
+	// which are then ignored; the node advertises the transport's address.
+	// Nil, the default, is memberlist's own NetTransport. Tests set it to
+	// cut, isolate or lose packets between nodes (internal/faultnet). A
+	// transport serves one node and is shut down by its Close.
+	Transport memberlist.Transport
+
 	// Logger receives cluster events (component=cluster) and memberlist's
 	// own log lines (component=memberlist).
 	Logger zerolog.Logger
@@ -224,6 +233,14 @@ func LocalConfig() Config {
 	c.RepairTimeout = time.Second
 	c.RetireAfter = 2 * time.Second
 	return c
+}
+
+// gossipToTheDeadTime is how long memberlist keeps gossiping to a dead
+// node, so a node that comes back after a short cut hears it was declared
+// dead and refutes: as long as it may be suspected. Dead and left members
+// stay in the member table as long.
+func (c Config) gossipToTheDeadTime() time.Duration {
+	return time.Duration(c.SuspicionMult+2) * c.ProbeInterval * 4
 }
 
 // Fast paths for Config.FastPath.

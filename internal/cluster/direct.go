@@ -1,13 +1,16 @@
 package cluster
 
 import (
+	"context"
+
 	"github.com/hashicorp/memberlist"
 )
 
 // peerSender sends batches to one peer over memberlist's reliable channel,
 // in order, from a bounded queue.
 type peerSender struct {
-	node  memberlist.Node
+	peer  peer
+	node  *memberlist.Node // the sender's own copy, for memberlist's calls
 	queue chan []byte
 	done  chan struct{}
 }
@@ -20,17 +23,14 @@ func (n *Node) sendDirect(frame []byte) {
 		n.peers = map[string]*peerSender{}
 	}
 	alive := map[string]bool{}
-	for _, m := range n.ml.Members() {
-		if m.Name == n.cfg.NodeName || m.State != memberlist.StateAlive {
-			continue
-		}
-		alive[m.Name] = true
-		p, ok := n.peers[m.Name]
-		if !ok || p.node.Address() != m.Address() {
+	for _, m := range n.members.peers(stateAlive, stateSuspect) {
+		alive[m.name] = true
+		p, ok := n.peers[m.name]
+		if !ok || p.peer.addr() != m.addr() {
 			if ok {
-				n.stopPeer(m.Name)
+				n.stopPeer(m.name)
 			}
-			p = n.startPeer(*m)
+			p = n.startPeer(m)
 		}
 		n.enqueue(p, frame)
 	}
@@ -60,15 +60,15 @@ func (n *Node) enqueue(p *peerSender, frame []byte) {
 	}
 }
 
-func (n *Node) startPeer(m memberlist.Node) *peerSender {
+func (n *Node) startPeer(m peer) *peerSender {
 	p := n.newPeer(m)
-	n.peers[m.Name] = p
+	n.peers[m.name] = p
 	go n.runPeer(p)
 	return p
 }
 
-func (n *Node) newPeer(m memberlist.Node) *peerSender {
-	return &peerSender{node: m, queue: make(chan []byte, n.cfg.PeerQueue), done: make(chan struct{})}
+func (n *Node) newPeer(m peer) *peerSender {
+	return &peerSender{peer: m, node: m.node(), queue: make(chan []byte, n.cfg.PeerQueue), done: make(chan struct{})}
 }
 
 // runPeer sends p's batches in order until its queue is closed. After a
@@ -79,7 +79,7 @@ func (n *Node) runPeer(p *peerSender) {
 	defer close(p.done)
 	failing := false
 	for frame := range p.queue {
-		err := n.ml.SendReliable(&p.node, frame)
+		err := n.ml.SendReliable(p.node, frame)
 		n.directPending.Add(-1)
 		if err == nil {
 			failing = false
@@ -88,7 +88,7 @@ func (n *Node) runPeer(p *peerSender) {
 		}
 		n.stats.directErrors.Add(1)
 		if !failing { // log a failing peer once, not per batch
-			n.log.Warn().Err(err).Str("peer", p.node.Name).Msg("direct send failed: queued batches left to repair")
+			n.log.Warn().Err(err).Str("peer", p.peer.name).Msg("direct send failed: queued batches left to repair")
 		}
 		failing = true
 		for drained := false; !drained; {
@@ -123,5 +123,16 @@ func (n *Node) stopPeers() {
 	}
 	for _, p := range senders {
 		<-p.done
+	}
+}
+
+// waitSends waits, within ctx, for the sends still in flight.
+func (n *Node) waitSends(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { n.sends.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		n.log.Warn().Msg("sends still in flight at close: they end within TCPTimeout")
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -128,11 +127,17 @@ type Node struct {
 
 	repair *repairer
 
-	mlReady     atomic.Pointer[memberlist.Memberlist] // for callbacks racing Start
-	joined      atomic.Bool
-	dropInbound atomic.Bool // tests: lose every fast-path frame received
-	// directPending counts batches queued to or in flight to peers.
+	mlReady  atomic.Pointer[memberlist.Memberlist] // for callbacks racing Start
+	selfAddr string                                // set once by Start
+	joined   atomic.Bool
+	// members is this node's view of the cluster (members.go): the only
+	// place the rest of the package reads membership from.
+	members *memberTable
+	leaving atomic.Bool // announced in the node meta by Close
+	// directPending counts batches queued to or in flight to peers; sends
+	// counts the goroutines of sends in flight (direct.go).
 	directPending atomic.Int64
+	sends         sync.WaitGroup
 
 	wg        sync.WaitGroup
 	flushWG   sync.WaitGroup
@@ -161,6 +166,7 @@ func New(cfg Config) (*Node, error) {
 		retired: vclock.New(), retiredAt: map[uint64]time.Time{},
 		flushCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
+		members: newMemberTable(cfg.NodeName, cfg.gossipToTheDeadTime()),
 	}
 	n.repair = newRepairer(n)
 	n.queue = &memberlist.TransmitLimitedQueue{
@@ -213,10 +219,15 @@ func (n *Node) start(replica Replica) error {
 	}
 	// Gossip to a dead node for as long as it may be suspected, so a node
 	// that comes back after a short cut hears it was declared dead and refutes.
-	mlc.GossipToTheDeadTime = time.Duration(n.cfg.SuspicionMult+2) * n.cfg.ProbeInterval * 4
+	mlc.GossipToTheDeadTime = n.cfg.gossipToTheDeadTime()
 	mlc.Delegate = &delegate{n: n}
 	mlc.Events = &events{n: n}
-	mlc.Logger = log.New(memberlistLog{n.cfg.Logger.With().Str("component", "memberlist").Str("node", n.cfg.NodeName).Logger()}, "", 0)
+	mlc.Ping = pings{n: n}
+	mlc.Transport = n.cfg.Transport // nil: memberlist's NetTransport
+	mlc.Logger = log.New(memberlistLog{
+		log:     n.cfg.Logger.With().Str("component", "memberlist").Str("node", n.cfg.NodeName).Logger(),
+		suspect: n.memberSuspected,
+	}, "", 0)
 
 	ml, err := memberlist.Create(mlc)
 	if err != nil {
@@ -224,8 +235,10 @@ func (n *Node) start(replica Replica) error {
 	}
 	n.ml = ml
 	n.mlReady.Store(ml)
-	local := ml.LocalNode()
-	n.log.Info().Str("addr", local.Address()).Strs("seeds", n.cfg.Seeds).
+	if self, ok := n.members.member(n.cfg.NodeName); ok { // Create has notified its join
+		n.selfAddr = self.addr()
+	}
+	n.log.Info().Str("addr", n.selfAddr).Strs("seeds", n.cfg.Seeds).
 		Str("origin", strconv.FormatUint(n.origin, 16)).Str("fast_path", n.cfg.FastPath).
 		Stringer("push_pull_interval", n.cfg.PushPullInterval).
 		Bool("encrypted", len(n.cfg.SecretKey) > 0).Str("label", n.cfg.Label).Msg("gossip listening")
@@ -297,34 +310,12 @@ func (n *Node) Self() string { return n.cfg.NodeName }
 
 // Addr is the host:port other nodes use to reach this node's gossip; empty
 // before Start.
-func (n *Node) Addr() string {
-	if n.ml == nil {
-		return ""
-	}
-	return n.ml.LocalNode().Address()
-}
+func (n *Node) Addr() string { return n.selfAddr }
 
-// Members lists the known members (alive and suspect) sorted by name.
-func (n *Node) Members() []Member {
-	ml := n.mlReady.Load()
-	if ml == nil {
-		return nil
-	}
-	var out []Member
-	for _, m := range ml.Members() {
-		out = append(out, Member{Name: m.Name, Addr: m.Address(), State: stateName(m.State)})
-	}
-	slices.SortFunc(out, func(a, b Member) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
-	return out
-}
+// Members lists the members this node knows, itself included, sorted by
+// name: alive, suspect (this node's probes get no answer), and for a while
+// (memberlist's GossipToTheDeadTime) dead and left ones.
+func (n *Node) Members() []Member { return n.members.list(time.Now()) }
 
 // Stats returns the counters since Start.
 func (n *Node) Stats() Stats {
@@ -362,12 +353,19 @@ func (n *Node) Close(ctx context.Context) error {
 			return
 		}
 		n.handoff(ctx)
+		// Say it is a leave before leaving: memberlist tells the others
+		// of a leave and of a failure alike (members.go).
+		n.leaving.Store(true)
+		if uerr := n.ml.UpdateNode(n.cfg.LeaveTimeout); uerr != nil {
+			n.log.Warn().Err(uerr).Msg("leave intent was not confirmed")
+		}
 		if lerr := n.ml.Leave(n.cfg.LeaveTimeout); lerr != nil {
 			n.log.Warn().Err(lerr).Msg("leave was not confirmed")
 		}
 		err = n.ml.Shutdown()
 		n.cancel()
 		n.wg.Wait()
+		n.waitSends(ctx)
 		n.log.Info().Msg("left the cluster")
 	})
 	return err
@@ -379,12 +377,7 @@ func (n *Node) handoff(ctx context.Context) {
 	close(n.flushCh)
 	n.flushWG.Wait() // the direct senders have drained too
 
-	var peers []*memberlist.Node
-	for _, m := range n.ml.Members() {
-		if m.Name != n.cfg.NodeName && m.State == memberlist.StateAlive {
-			peers = append(peers, m)
-		}
-	}
+	peers := n.members.peers(stateAlive)
 	if len(peers) == 0 {
 		n.log.Info().Msg("hand-off: no alive peers, nothing to hand off")
 		return
@@ -406,7 +399,7 @@ func (n *Node) handoff(ctx context.Context) {
 	go func() {
 		sent := 0
 		for _, p := range peers[:min(2, len(peers))] {
-			if n.repair.sendRange(p, 1, ^uint64(0), true) == nil { // what is left of the log
+			if n.repair.sendRange(p.node(), 1, ^uint64(0), true) == nil { // what is left of the log
 				sent++
 			}
 		}
@@ -473,15 +466,17 @@ func (n *Node) flushLog() {
 	n.queueFrame(fb.take())
 }
 
+// queueFrame counts a frame once it is queued, so a reader that sees the
+// count also sees directPending include it.
 func (n *Node) queueFrame(frame []byte, count int) {
+	if n.cfg.FastPath == FastPathDirect {
+		n.sendDirect(frame)
+	} else {
+		n.broadcast(frame)
+	}
 	n.stats.framesQueued.Add(1)
 	n.stats.likesQueued.Add(uint64(count))
 	n.stats.bytesQueued.Add(uint64(len(frame)))
-	if n.cfg.FastPath == FastPathDirect {
-		n.sendDirect(frame)
-		return
-	}
-	n.broadcast(frame)
 }
 
 func (n *Node) broadcast(frame []byte) {
@@ -629,12 +624,8 @@ func (n *Node) joinLoop(ctx context.Context) {
 // missingSeeds returns the seeds none of whose addresses is an alive member
 // (or this node).
 func (n *Node) missingSeeds(ctx context.Context) []string {
-	alive := map[string]bool{n.ml.LocalNode().Address(): true}
-	for _, m := range n.ml.Members() {
-		if m.State == memberlist.StateAlive {
-			alive[m.Address()] = true
-		}
-	}
+	alive := n.members.addrs()
+	alive[n.selfAddr] = true
 	var missing []string
 	for _, seed := range n.cfg.Seeds {
 		host, port, err := net.SplitHostPort(seed)
@@ -667,18 +658,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	case memberlist.StateLeft:
-		return "left"
-	}
-	return "unknown(" + strconv.Itoa(int(s)) + ")"
 }

@@ -305,22 +305,20 @@ func (r *repairer) check(p peerVV) {
 	}
 }
 
-// owners maps each alive member's origin (from its node meta) to it.
+// owners maps each alive or suspect member's origin to it (from the member
+// table: members.go).
 func (r *repairer) owners() map[uint64]*memberlist.Node {
 	out := map[uint64]*memberlist.Node{}
-	for _, m := range r.n.ml.Members() {
-		if m.State == memberlist.StateAlive && len(m.Meta) == 8 {
-			out[binary.BigEndian.Uint64(m.Meta)] = m
-		}
+	for origin, p := range r.n.members.owners() {
+		out[origin] = p.node()
 	}
 	return out
 }
 
+// member returns the member called name if it is alive or suspect.
 func (r *repairer) member(name string) *memberlist.Node {
-	for _, m := range r.n.ml.Members() {
-		if m.Name == name && m.State == memberlist.StateAlive {
-			return m
-		}
+	if p, ok := r.n.members.member(name); ok {
+		return p.node()
 	}
 	return nil
 }
