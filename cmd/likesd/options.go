@@ -85,6 +85,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.cluster.FlushInterval, "flush-interval", o.cluster.FlushInterval, "longest a new like waits to be batched into a gossip frame")
 	fs.IntVar(&o.cluster.DirectBatchBytes, "direct-batch-bytes", o.cluster.DirectBatchBytes, "largest batch of likes sent to a peer at once (direct fast path)")
 	fs.IntVar(&o.cluster.PeerQueue, "peer-queue", o.cluster.PeerQueue, "batches waiting per peer before the oldest is dropped (left to repair)")
+	fs.DurationVar(&o.cluster.PeerRetryInterval, "peer-retry-interval", o.cluster.PeerRetryInterval, "how often a peer that stopped taking batches is pinged; once it answers it gets batches again (direct fast path)")
 	fs.IntVar(&o.cluster.LogSize, "log-size", o.cluster.LogSize, "recent local likes kept to frame and to serve repair ranges; older gaps heal by snapshot")
 	fs.DurationVar(&o.cluster.RepairDelay, "repair-delay", o.cluster.RepairDelay, "how long a gap may stay open before its range is requested (in-flight likes close most)")
 	fs.DurationVar(&o.cluster.RetireAfter, "retire-after", o.cluster.RetireAfter, "how long a gone origin (a past process start) stays in version vectors once everyone holds its likes")

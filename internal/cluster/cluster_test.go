@@ -326,6 +326,8 @@ func TestConfigValidate(t *testing.T) {
 		{"label too long", func(c *Config) { c.Label = strings.Repeat("l", 256) }},
 		{"unknown fast path", func(c *Config) { c.FastPath = "carrier-pigeon" }},
 		{"tiny direct batch", func(c *Config) { c.DirectBatchBytes = 100 }},
+		{"no peer retry interval", func(c *Config) { c.PeerRetryInterval = 0 }},
+		{"peer retry interval too long", func(c *Config) { c.PeerRetryInterval = time.Minute }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

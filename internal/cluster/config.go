@@ -100,6 +100,19 @@ type Config struct {
 	// oldest is dropped (counted) and left to push/pull. Default 256.
 	PeerQueue int
 
+	// PeerRetryInterval is how long a batch may be in flight to a peer
+	// before the peer is pinged (a UDP ping, bounded by ProbeTimeout), and
+	// how often it is pinged after that, to tell a slow send from a peer
+	// that is away. A peer that answers while a send hangs gets the next
+	// batches at once (those queued while it did not answer follow, newest
+	// first); after a failed send its batches are dropped (counted, left to
+	// repair) until it answers. So this, plus a round trip and a
+	// FlushInterval, bounds how soon a peer whose network returns gets likes
+	// again. Shorter costs more pings to an unreachable peer until it is
+	// declared failed and forgotten. Default 50ms; at least 1ms, at most 1s
+	// (--peer-retry-interval).
+	PeerRetryInterval time.Duration
+
 	// LogSize is how many of this node's recent likes (with their dots) are
 	// kept to be framed and to answer range requests: the bound of the
 	// outbound buffer and of what can be repaired by ranges rather than a
@@ -196,6 +209,7 @@ func DefaultConfig() Config {
 		FastPath:           FastPathDirect,
 		DirectBatchBytes:   64 << 10,
 		PeerQueue:          256,
+		PeerRetryInterval:  50 * time.Millisecond,
 		LogSize:            1 << 16,
 		RepairDelay:        500 * time.Millisecond,
 		RepairTimeout:      5 * time.Second,
@@ -291,6 +305,8 @@ func (c Config) Validate() error {
 		return bad("FastPath %q: want %q or %q", c.FastPath, FastPathDirect, FastPathGossip)
 	case c.DirectBatchBytes < 1024 || c.PeerQueue < 1:
 		return bad("DirectBatchBytes must be at least 1024 and PeerQueue at least 1")
+	case c.PeerRetryInterval < time.Millisecond || c.PeerRetryInterval > time.Second:
+		return bad("PeerRetryInterval (--peer-retry-interval) %v outside [1ms, 1s]", c.PeerRetryInterval)
 	case len(c.Label) > 255:
 		return bad("Label is %d bytes; at most 255", len(c.Label))
 	}
