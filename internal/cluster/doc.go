@@ -18,6 +18,11 @@
 //     missing ranges, served from its log; a new node, one too far behind,
 //     or one missing likes of a gone origin gets a chunked snapshot instead.
 //
+// Membership is read from this node's own member table (members.go), fed
+// by copies taken in memberlist's callbacks: never from memberlist's nodes,
+// which it rewrites in place. Tests run nodes on internal/faultnet, through
+// Config.Transport, to cut and isolate them.
+//
 // Callbacks from memberlist never block: messages go to a bounded inbox,
 // dropped and counted when it is full (the repair path covers them). The
 // wire format lives in codec.go alone.
