@@ -224,7 +224,7 @@ func (n *Node) sent(p *peerSender, err error) bool {
 	n.directPending.Add(-1)
 	if err != nil {
 		n.stats.directErrors.Add(1)
-		n.log.Debug().Err(err).Str("peer", p.peer.name).Msg("direct send failed")
+		n.log.Info().Err(err).Str("peer", p.peer.name).Msg("direct send failed")
 		return false
 	}
 	n.stats.directSent.Add(1)

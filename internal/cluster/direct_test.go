@@ -19,7 +19,7 @@ import (
 // declared dead got nothing until memberlist took it back.
 //
 // A busy machine can delay any one round: the median of five cuts must be
-// under 200 ms and the slowest under 1 s (a fifth of TCPTimeout).
+// under 200 ms and the slowest under 2.5 s (half of TCPTimeout).
 func TestPeerGetsBatchesSoonAfterItAnswersAgain(t *testing.T) {
 	cfg := func(c *Config) { noPushPull(c); c.TCPTimeout = 5 * time.Second }
 	a := startNode(t, "a", nil, cfg)
@@ -46,16 +46,16 @@ func TestPeerGetsBatchesSoonAfterItAnswersAgain(t *testing.T) {
 		}()
 	}
 	likeEvery("before")
-	require.Eventually(t, func() bool { return b.store.Count("before") > 0 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return b.store.Count("before") > 0 }, waitLong, 5*time.Millisecond)
 
 	var took []time.Duration
 	for round, waitFor := range []string{"sender gave up", "sender gave up", "sender gave up", "sender gave up", "declared dead"} {
 		dropped := a.Stats().PeerDropped
 		testNet(t).Isolate(b.Addr())
 		if waitFor == "declared dead" {
-			require.Eventually(t, func() bool { st := stateOf(a, "b"); return st == "dead" || st == "" }, 30*time.Second, 5*time.Millisecond)
+			require.Eventually(t, func() bool { st := stateOf(a, "b"); return st == "dead" || st == "" }, waitLong, 5*time.Millisecond)
 		} else { // a dropped batches for b: its sender found b away
-			require.Eventually(t, func() bool { return a.Stats().PeerDropped > dropped }, 10*time.Second, 5*time.Millisecond)
+			require.Eventually(t, func() bool { return a.Stats().PeerDropped > dropped }, waitLong, 5*time.Millisecond)
 		}
 		// What a sent b during the cut is lost; what a likes from the heal
 		// on must reach b at once.
@@ -63,11 +63,11 @@ func TestPeerGetsBatchesSoonAfterItAnswersAgain(t *testing.T) {
 		healed := time.Now()
 		post := fmt.Sprintf("after-%d", round)
 		likeEvery(post)
-		require.Eventually(t, func() bool { return b.store.Count(post) > 0 }, 10*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return b.store.Count(post) > 0 }, waitLong, time.Millisecond)
 		took = append(took, time.Since(healed))
 		t.Logf("round %d (%s): b got a batch %v after the heal", round, waitFor, took[round])
 	}
 	slices.Sort(took)
 	assert.Less(t, took[len(took)/2], 200*time.Millisecond, "median")
-	assert.Less(t, took[len(took)-1], time.Second, "slowest")
+	assert.Less(t, took[len(took)-1], 2500*time.Millisecond, "slowest")
 }

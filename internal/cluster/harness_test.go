@@ -30,11 +30,15 @@ func testConfig() Config {
 	c.ProbeInterval = 500 * time.Millisecond
 	c.ProbeTimeout = 400 * time.Millisecond
 	c.SuspicionMult = 6
-	c.TCPTimeout = time.Second // also what a dial on a cut link waits
+	c.TCPTimeout = 5 * time.Second // a push/pull on a starved machine
 	c.HandoffTimeout = 5 * time.Second
 	c.LeaveTimeout = 2 * time.Second
 	return c
 }
+
+// waitLong bounds waits for the cluster to settle: generous, because a
+// starved machine is slow, and a wait ends as soon as its condition holds.
+const waitLong = 60 * time.Second
 
 var networks sync.Map // *testing.T → *faultnet.Network
 
@@ -176,17 +180,17 @@ func stateOf(n *testNode, name string) string {
 	return ""
 }
 
-// cutOff isolates victim and returns the heal: it waits until every one of
-// senders has sent or given up every batch it had for victim (so nothing
-// queued during the cut reaches it on the fast path afterwards), then heals
-// the network.
+// cutOff takes victim's network down (packets lost, streams refused) and
+// returns the heal: it waits until every one of senders has sent or given
+// up every batch it had for victim (so nothing queued during the cut
+// reaches it on the fast path afterwards), then heals the network.
 func cutOff(t *testing.T, victim *testNode, senders ...*testNode) (heal func()) {
 	t.Helper()
-	testNet(t).Isolate(victim.Addr())
+	testNet(t).Down(victim.Addr())
 	return func() {
 		t.Helper()
 		for _, s := range senders {
-			require.Eventually(t, func() bool { return allSentOrDropped(s) }, 15*time.Second, 10*time.Millisecond,
+			require.Eventually(t, func() bool { return allSentOrDropped(s) }, waitLong, 10*time.Millisecond,
 				"%s gave up its batches for %s", s.Self(), victim.Self())
 		}
 		testNet(t).Heal()

@@ -377,7 +377,9 @@ func (n *Node) handoff(ctx context.Context) {
 	close(n.flushCh)
 	n.flushWG.Wait() // the direct senders have drained too
 
-	peers := n.members.peers(stateAlive)
+	// Alive peers first; suspect ones are still members (this node's probes
+	// may only be slow).
+	peers := append(n.members.peers(stateAlive), n.members.peers(stateSuspect)...)
 	if len(peers) == 0 {
 		n.log.Info().Msg("hand-off: no alive peers, nothing to hand off")
 		return

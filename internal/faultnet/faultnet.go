@@ -12,6 +12,8 @@
 //
 //   - a packet (UDP) from A to B is lost when A→B is cut or A or B is
 //     isolated, or with the loss probability;
+//   - a host that is Down loses every packet and refuses every stream to
+//     or from it at once, as a host whose process stopped;
 //   - a stream (TCP) between A and B needs both directions, as TCP does: if
 //     either is cut the dial is black-holed (it waits out its timeout and
 //     fails, as a dial whose SYNs are dropped; unlike real TCP it does not
@@ -43,7 +45,7 @@ import (
 var (
 	ErrDropped    = errors.New("faultnet: stream dropped")
 	ErrBlackholed = errors.New("faultnet: i/o timeout (link cut)")
-	ErrRefused    = errors.New("faultnet: connection refused (nothing attached)")
+	ErrRefused    = errors.New("faultnet: connection refused")
 )
 
 // Network is a set of hosts and the faults between them. The zero value is
@@ -53,6 +55,7 @@ type Network struct {
 	hosts    map[string]*host // by address
 	cut      map[link]bool
 	isolated map[string]bool
+	down     map[string]bool
 	loss     float64
 	rng      *rand.Rand
 	closed   bool
@@ -63,7 +66,7 @@ type link struct{ from, to string }
 // New returns an empty network; seed drives the loss draws.
 func New(seed uint64) *Network {
 	return &Network{
-		hosts: map[string]*host{}, cut: map[link]bool{}, isolated: map[string]bool{},
+		hosts: map[string]*host{}, cut: map[link]bool{}, isolated: map[string]bool{}, down: map[string]bool{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
 }
@@ -206,6 +209,16 @@ func (n *Network) Isolate(addr string) {
 	n.isolated[addr] = true
 }
 
+// Down makes addr unreachable the way a host whose process stopped is:
+// packets to and from it are lost and streams to and from it are refused at
+// once (a reset), so senders learn it at their next send instead of waiting
+// out a dial. Heal undoes it.
+func (n *Network) Down(addr string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.down[addr] = true
+}
+
 // Cut loses everything sent from one address to another (one direction:
 // packets the other way still pass, streams between them do not).
 func (n *Network) Cut(from, to string) {
@@ -228,12 +241,13 @@ func (n *Network) Heal() {
 	defer n.mu.Unlock()
 	n.cut = map[link]bool{}
 	n.isolated = map[string]bool{}
+	n.down = map[string]bool{}
 	n.loss = 0
 }
 
 // blockedLocked reports whether from→to is cut; n.mu held.
 func (n *Network) blockedLocked(from, to string) bool {
-	return n.isolated[from] || n.isolated[to] || n.cut[link{from, to}]
+	return n.isolated[from] || n.isolated[to] || n.down[from] || n.down[to] || n.cut[link{from, to}]
 }
 
 // packetLost decides the fate of one packet.
@@ -247,6 +261,9 @@ func (n *Network) packetLost(from, to string) bool {
 func (n *Network) streamFate(from, to string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.down[from] || n.down[to] {
+		return ErrRefused
+	}
 	if n.blockedLocked(from, to) || n.blockedLocked(to, from) {
 		return ErrBlackholed
 	}

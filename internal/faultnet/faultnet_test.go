@@ -63,6 +63,15 @@ func TestCutsAndCrashes(t *testing.T) {
 	_, err = n.Attach(b.Addr())
 	assert.Error(t, err, "one transport per address at a time")
 
+	n.Down(b2.Addr())
+	start = time.Now()
+	_, err = a.DialAddressTimeout(to(b2), 5*time.Second)
+	assert.ErrorIs(t, err, ErrRefused)
+	assert.Less(t, time.Since(start), time.Second, "a down host refuses at once")
+	_, _ = a.WriteToAddress([]byte("lost"), to(b2))
+	assert.False(t, received(b2, 100*time.Millisecond), "and loses packets")
+	n.Heal()
+
 	n.SetLoss(1)
 	_, err = a.DialAddressTimeout(to(b2), time.Second)
 	assert.ErrorIs(t, err, ErrDropped)
