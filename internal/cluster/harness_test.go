@@ -106,11 +106,21 @@ func (b *logBuffer) add(line string) {
 }
 
 // count is how many lines contain every one of parts.
-func (b *logBuffer) count(parts ...string) int {
+func (b *logBuffer) count(parts ...string) int { return b.countSince(0, parts...) }
+
+// mark is where the next line will be, for countSince.
+func (b *logBuffer) mark() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.lines)
+}
+
+// countSince counts like count, from the line at mark on.
+func (b *logBuffer) countSince(mark int, parts ...string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k := 0
-	for _, l := range b.lines {
+	for _, l := range b.lines[mark:] {
 		all := true
 		for _, p := range parts {
 			all = all && strings.Contains(l, p)
