@@ -15,7 +15,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: sim help build run-local test check vet staticcheck bench bench-go k8s-check k8s-verify image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: sim help build run-local test test-loaded check vet staticcheck bench bench-go k8s-check k8s-verify image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,15 @@ run-local: ## one node in memory on :8080 (same as go run ./cmd/likesd)
 
 test: ## the whole test suite, race detector on (what CI runs)
 	go test -race -count=1 ./...
+
+BUSY ?= 4
+test-loaded: ## make test beside BUSY (4) busy loops, as on a busy machine; the loops are killed whatever happens
+	@pids=""; trap 'kill $$pids 2>/dev/null; wait $$pids 2>/dev/null' EXIT INT TERM; \
+	for i in $$(seq $(BUSY)); do yes > /dev/null & pids="$$pids $$!"; done; \
+	echo "test-loaded: $(BUSY) busy loops (pids$$pids)"; \
+	start=$$(date +%s); status=0; $(MAKE) --no-print-directory test || status=$$?; \
+	echo "test-loaded: make test exited $$status after $$(( $$(date +%s) - start ))s beside $(BUSY) busy loops"; \
+	exit $$status
 
 check: vet fmt-check tidy-check staticcheck ## static checks CI runs before the tests
 

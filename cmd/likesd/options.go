@@ -212,6 +212,7 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.duration(&o.cluster.FlushInterval, "flush-interval", 1, "longest a new like waits to be batched into a frame")
 	f.integer(&o.cluster.DirectBatchBytes, "direct-batch-bytes", 1024, maxInt, "largest batch of likes sent to a peer at once (direct fast path)")
 	f.integer(&o.cluster.PeerQueue, "peer-queue", 1, maxInt, "batches waiting per peer before the oldest is dropped (left to repair)")
+	f.duration(&o.cluster.PeerRetryInterval, "peer-retry-interval", 1, "how often a peer that stopped taking batches is pinged; once it answers it gets batches again (direct fast path)")
 	f.integer(&o.cluster.LogSize, "log-size", 16, maxInt, "recent local likes kept for the fast path to frame; ones it could not frame in time reach peers by anti-entropy")
 	f.duration(&o.cluster.SyncInterval, "sync-interval", 10*time.Millisecond, "anti-entropy: how often content digests are compared with the next peer and differences repaired (10ms to 1m)")
 	f.duration(&o.cluster.SyncTimeout, "sync-timeout", 100*time.Millisecond, "anti-entropy: how long a session waits for a silent peer before giving up (100ms to 10m)")

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/rs/zerolog"
 )
 
@@ -100,6 +101,19 @@ type Config struct {
 	// oldest is dropped (counted) and left to push/pull. Default 256.
 	PeerQueue int
 
+	// PeerRetryInterval is how long a batch may be in flight to a peer
+	// before the peer is pinged (a UDP ping, bounded by ProbeTimeout), and
+	// how often it is pinged after that, to tell a slow send from a peer
+	// that is away. A peer that answers while a send hangs gets the next
+	// batches at once (those queued while it did not answer follow, newest
+	// first); after a failed send its batches are dropped (counted, left to
+	// repair) until it answers. So this, plus a round trip and a
+	// FlushInterval, bounds how soon a peer whose network returns gets likes
+	// again. Shorter costs more pings to an unreachable peer until it is
+	// declared failed and forgotten. Default 50ms; at least 1ms, at most 1s
+	// (--peer-retry-interval).
+	PeerRetryInterval time.Duration
+
 	// LogSize is how many of this node's recent likes (with their dots) are
 	// kept to be framed: the bound of the outbound buffer. A like that
 	// leaves it unframed is counted and reaches peers by anti-entropy. ~50
@@ -149,6 +163,14 @@ type Config struct {
 	// accident. At most 255 bytes. Default "likesd".
 	Label string
 
+	// Transport, when set, carries memberlist's packets and streams instead
+	// of the UDP and TCP listeners memberlist opens on BindAddr:BindPort,
+	// which are then ignored; the node advertises the transport's address.
+	// Nil, the default, is memberlist's own NetTransport. Tests set it to
+	// cut, isolate or lose packets between nodes (internal/faultnet). A
+	// transport serves one node and is shut down by its Close.
+	Transport memberlist.Transport
+
 	// Logger receives cluster events (component=cluster) and memberlist's
 	// own log lines (component=memberlist).
 	Logger zerolog.Logger
@@ -157,33 +179,34 @@ type Config struct {
 // DefaultConfig suits a LAN or Kubernetes pod network.
 func DefaultConfig() Config {
 	return Config{
-		BindAddr:         "0.0.0.0",
-		BindPort:         7946,
-		JoinBackoffMin:   200 * time.Millisecond,
-		JoinBackoffMax:   5 * time.Second,
-		RejoinInterval:   2 * time.Second,
-		PushPullInterval: 10 * time.Second,
-		GossipInterval:   100 * time.Millisecond,
-		GossipNodes:      3,
-		ProbeInterval:    time.Second,
-		ProbeTimeout:     500 * time.Millisecond,
-		SuspicionMult:    4,
-		RetransmitMult:   4,
-		TCPTimeout:       3 * time.Second,
-		PacketSize:       1400,
-		FlushInterval:    10 * time.Millisecond,
-		FastPath:         FastPathDirect,
-		DirectBatchBytes: 64 << 10,
-		PeerQueue:        256,
-		LogSize:          1 << 16,
-		SyncInterval:     500 * time.Millisecond,
-		SyncTimeout:      2 * time.Second,
-		SyncChunkBytes:   256 << 10,
-		InboxSize:        4096,
-		MaxQueuedFrames:  8192,
-		LeaveTimeout:     2 * time.Second,
-		Label:            "likesd",
-		Logger:           zerolog.Nop(),
+		BindAddr:          "0.0.0.0",
+		BindPort:          7946,
+		JoinBackoffMin:    200 * time.Millisecond,
+		JoinBackoffMax:    5 * time.Second,
+		RejoinInterval:    2 * time.Second,
+		PushPullInterval:  10 * time.Second,
+		GossipInterval:    100 * time.Millisecond,
+		GossipNodes:       3,
+		ProbeInterval:     time.Second,
+		ProbeTimeout:      500 * time.Millisecond,
+		SuspicionMult:     4,
+		RetransmitMult:    4,
+		TCPTimeout:        3 * time.Second,
+		PacketSize:        1400,
+		FlushInterval:     10 * time.Millisecond,
+		FastPath:          FastPathDirect,
+		DirectBatchBytes:  64 << 10,
+		PeerQueue:         256,
+		PeerRetryInterval: 50 * time.Millisecond,
+		LogSize:           1 << 16,
+		SyncInterval:      500 * time.Millisecond,
+		SyncTimeout:       2 * time.Second,
+		SyncChunkBytes:    256 << 10,
+		InboxSize:         4096,
+		MaxQueuedFrames:   8192,
+		LeaveTimeout:      2 * time.Second,
+		Label:             "likesd",
+		Logger:            zerolog.Nop(),
 	}
 }
 
@@ -207,6 +230,14 @@ func LocalConfig() Config {
 	c.SyncInterval = 100 * time.Millisecond
 	c.SyncTimeout = 2 * time.Second
 	return c
+}
+
+// gossipToTheDeadTime is how long memberlist keeps gossiping to a dead
+// node, so a node that comes back after a short cut hears it was declared
+// dead and refutes: as long as it may be suspected. Dead and left members
+// stay in the member table as long.
+func (c Config) gossipToTheDeadTime() time.Duration {
+	return time.Duration(c.SuspicionMult+2) * c.ProbeInterval * 4
 }
 
 // Fast paths for Config.FastPath.
@@ -261,6 +292,8 @@ func (c Config) Validate() error {
 		return bad("FastPath %q: want %q or %q", c.FastPath, FastPathDirect, FastPathGossip)
 	case c.DirectBatchBytes < 1024 || c.PeerQueue < 1:
 		return bad("DirectBatchBytes must be at least 1024 and PeerQueue at least 1")
+	case c.PeerRetryInterval < time.Millisecond || c.PeerRetryInterval > time.Second:
+		return bad("PeerRetryInterval (--peer-retry-interval) %v outside [1ms, 1s]", c.PeerRetryInterval)
 	case len(c.Label) > 255:
 		return bad("Label is %d bytes; at most 255", len(c.Label))
 	}

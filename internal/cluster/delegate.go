@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"bytes"
-	"encoding/binary"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/rs/zerolog"
@@ -15,15 +14,15 @@ type delegate struct{ n *Node }
 var _ memberlist.Delegate = (*delegate)(nil)
 
 // NodeMeta carries this node's origin, so peers know whom to ask for the
-// ranges of its likes.
+// ranges of its likes, and whether it is leaving (see members.go).
 func (d *delegate) NodeMeta(limit int) []byte {
-	return binary.BigEndian.AppendUint64(nil, d.n.origin)
+	return encodeMeta(d.n.origin, d.n.leaving.Load())
 }
 
 // NotifyMsg runs on memberlist's packet loop or a stream's goroutine: copy
 // and hand off, never block.
 func (d *delegate) NotifyMsg(b []byte) {
-	if len(b) == 0 || (b[0] == msgLikes && d.n.dropInbound.Load()) {
+	if len(b) == 0 {
 		return
 	}
 	msg := bytes.Clone(b) // memberlist reuses b after we return
@@ -45,29 +44,6 @@ func (d *delegate) LocalState(bool) []byte { return nil }
 
 func (d *delegate) MergeRemoteState([]byte, bool) {}
 
-// events logs membership changes; memberlist calls it with its node lock
-// held, so it only logs.
-type events struct{ n *Node }
-
-var _ memberlist.EventDelegate = (*events)(nil)
-
-// NotifyJoin also fires when a member declared dead comes back.
-func (e *events) NotifyJoin(m *memberlist.Node) {
-	e.n.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg("member joined")
-}
-
-func (e *events) NotifyLeave(m *memberlist.Node) {
-	msg := "member left"
-	if m.State == memberlist.StateDead {
-		msg = "member failed"
-	}
-	e.n.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg(msg)
-}
-
-func (e *events) NotifyUpdate(m *memberlist.Node) {
-	e.n.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg("member updated")
-}
-
 // broadcast is one frame in memberlist's queue. It is unique, so queueing
 // it does not scan the queue for frames it would invalidate.
 type broadcast struct{ msg []byte }
@@ -80,8 +56,12 @@ func (b *broadcast) Finished()                             {}
 func (b *broadcast) UniqueBroadcast()                      {}
 
 // memberlistLog turns memberlist's "[LEVEL] memberlist: ..." lines into
-// zerolog events at the matching level.
-type memberlistLog struct{ log zerolog.Logger }
+// zerolog events at the matching level, and tells suspect of the members
+// this node's probes suspect (see members.go).
+type memberlistLog struct {
+	log     zerolog.Logger
+	suspect func(name string)
+}
 
 func (w memberlistLog) Write(p []byte) (int, error) {
 	line := bytes.TrimSpace(p)
@@ -96,6 +76,9 @@ func (w memberlistLog) Write(p []byte) (int, error) {
 		}
 	}
 	line = bytes.TrimPrefix(line, []byte("memberlist: "))
+	if name, ok := suspectOf(line); ok && w.suspect != nil {
+		w.suspect(name)
+	}
 	w.log.WithLevel(level).Msg(string(line))
 	return len(p), nil
 }

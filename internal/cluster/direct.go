@@ -1,41 +1,72 @@
 package cluster
 
 import (
+	"context"
+	"net"
+	"sync/atomic"
+	"time"
+
 	"github.com/hashicorp/memberlist"
 )
 
-// peerSender sends batches to one peer over memberlist's reliable channel,
-// in order, from a bounded queue.
+// The direct fast path: one sender per peer sends its batches over
+// memberlist's reliable channel (a TCP connection per batch).
+//
+// A peer that stops answering must not cost a TCP timeout per batch, nor
+// keep getting nothing once it answers again. So a sender watches each send:
+// a send still in flight after PeerRetryInterval has the peer pinged (UDP,
+// bounded by ProbeTimeout) every PeerRetryInterval until the send ends. If
+// a ping is answered while the send hangs (a dial whose packets were lost
+// waits out TCPTimeout), the send is left to finish on its own and the next
+// batch goes; if pings went unanswered before that one was, what is queued
+// was queued while the peer was away: it becomes a backlog, sent newest
+// first and only when no fresh batch waits, so new likes reach the peer at
+// once. A send that fails (a refused or timed-out dial) means the peer is
+// gone: what is queued is dropped (counted; the repair path heals it), and
+// so is every batch until the peer answers one of the pings sent every
+// PeerRetryInterval. Unanswered pings alone never drop anything: on a
+// starved machine pings time out while sends still succeed. A peer that
+// answers again thus gets batches within about PeerRetryInterval, a round
+// trip and a FlushInterval, whatever memberlist thinks of it meanwhile.
+
+// maxAbandoned bounds the sends to one peer left in flight at once; past it
+// a slow send is waited for.
+const maxAbandoned = 4
+
+// maxPings bounds the pings to one peer in flight at once.
+const maxPings = 32
+
+// peerSender sends batches to one peer, in order, from a bounded queue.
 type peerSender struct {
-	node  memberlist.Node
-	queue chan []byte
-	done  chan struct{}
+	peer      peer
+	node      *memberlist.Node // the sender's own copy, for memberlist's calls
+	queue     chan []byte
+	done      chan struct{}
+	abandoned atomic.Int32 // sends left in flight
 }
 
-// sendDirect queues frame for every alive peer. It runs on flushLoop, which
-// owns n.peers: peers that appeared get a sender, peers that went get theirs
-// stopped.
+// sendDirect queues frame for every peer the member table lists as a send
+// target. It runs on flushLoop, which owns n.peers: peers that appeared get
+// a sender, peers that went get theirs stopped.
 func (n *Node) sendDirect(frame []byte) {
 	if n.peers == nil {
 		n.peers = map[string]*peerSender{}
 	}
-	alive := map[string]bool{}
-	for _, m := range n.ml.Members() {
-		if m.Name == n.cfg.NodeName || m.State != memberlist.StateAlive {
-			continue
-		}
-		alive[m.Name] = true
-		p, ok := n.peers[m.Name]
-		if !ok || p.node.Address() != m.Address() {
+	targets := n.members.sendTargets(time.Now(), n.cfg.gossipToTheDeadTime())
+	live := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		live[t.name] = true
+		p, ok := n.peers[t.name]
+		if !ok || p.peer.addr() != t.addr() {
 			if ok {
-				n.stopPeer(m.Name)
+				n.stopPeer(t.name)
 			}
-			p = n.startPeer(*m)
+			p = n.startPeer(t)
 		}
 		n.enqueue(p, frame)
 	}
 	for name := range n.peers {
-		if !alive[name] {
+		if !live[name] {
 			n.stopPeer(name)
 		}
 	}
@@ -60,49 +91,244 @@ func (n *Node) enqueue(p *peerSender, frame []byte) {
 	}
 }
 
-func (n *Node) startPeer(m memberlist.Node) *peerSender {
-	p := n.newPeer(m)
-	n.peers[m.Name] = p
+func (n *Node) startPeer(t peer) *peerSender {
+	p := n.newPeer(t)
+	n.peers[t.name] = p
 	go n.runPeer(p)
 	return p
 }
 
-func (n *Node) newPeer(m memberlist.Node) *peerSender {
-	return &peerSender{node: m, queue: make(chan []byte, n.cfg.PeerQueue), done: make(chan struct{})}
+func (n *Node) newPeer(t peer) *peerSender {
+	return &peerSender{peer: t, node: t.node(), queue: make(chan []byte, n.cfg.PeerQueue), done: make(chan struct{})}
 }
 
-// runPeer sends p's batches in order until its queue is closed. After a
-// failed send it drops what is already queued (counted; repair re-sends
-// it): a peer that is down but not yet declared dead would otherwise cost a
-// TCP timeout per batch, and stall shutdown behind it.
+// runPeer sends p's batches until its queue is closed (see above).
 func (n *Node) runPeer(p *peerSender) {
 	defer close(p.done)
-	failing := false
-	for frame := range p.queue {
-		err := n.ml.SendReliable(&p.node, frame)
-		n.directPending.Add(-1)
-		if err == nil {
-			failing = false
-			n.stats.directSent.Add(1)
-			continue
+	var backlog [][]byte // queued while p did not answer; newest last
+	defer func() {
+		for range backlog {
+			n.dropped()
 		}
-		n.stats.directErrors.Add(1)
-		if !failing { // log a failing peer once, not per batch
-			n.log.Warn().Err(err).Str("peer", p.node.Name).Msg("direct send failed: queued batches left to repair")
+	}()
+	for {
+		var frame []byte
+		select {
+		case f, ok := <-p.queue:
+			if !ok {
+				return
+			}
+			frame = f
+		default:
+			if k := len(backlog); k > 0 {
+				frame, backlog = backlog[k-1], backlog[:k-1]
+				break
+			}
+			f, ok := <-p.queue
+			if !ok {
+				return
+			}
+			frame = f
 		}
-		failing = true
-		for drained := false; !drained; {
-			select {
-			case _, ok := <-p.queue:
-				if !ok {
-					return
+		switch n.deliver(p, frame) {
+		case delivered:
+		case resumed:
+			for drained := false; !drained; {
+				select {
+				case f, ok := <-p.queue:
+					if !ok {
+						return
+					}
+					backlog = append(backlog, f)
+				default:
+					drained = true
 				}
-				n.directPending.Add(-1)
-				n.stats.peerDropped.Add(1)
-			default:
-				drained = true
+			}
+			for len(backlog) > n.cfg.PeerQueue {
+				backlog = backlog[1:]
+				n.dropped()
+			}
+		case failed:
+			for range backlog {
+				n.dropped()
+			}
+			backlog = backlog[:0]
+			if !n.awaitPeer(p) {
+				return
 			}
 		}
+	}
+}
+
+type outcome int
+
+const (
+	delivered outcome = iota // sent, or slow while the peer answers
+	resumed                  // left in flight once the peer answered again after unanswered pings
+	failed                   // the send failed: the peer is gone
+)
+
+// deliver sends frame and waits for the send, or for the peer to answer a
+// ping while the send hangs.
+func (n *Node) deliver(p *peerSender, frame []byte) outcome {
+	res := make(chan error, 1)
+	n.sends.Add(1)
+	go func() {
+		defer n.sends.Done()
+		res <- n.ml.SendReliable(p.node, frame)
+	}()
+	result := func(err error) outcome {
+		if n.sent(p, err) {
+			return delivered
+		}
+		return failed
+	}
+	stall := time.NewTimer(n.cfg.PeerRetryInterval)
+	defer stall.Stop()
+	select {
+	case err := <-res:
+		return result(err)
+	case <-stall.C:
+	}
+	pr := n.newPinger(p)
+	defer pr.stop()
+	pr.ping()
+	unanswered := false
+	for {
+		select {
+		case err := <-res:
+			return result(err)
+		case <-pr.tick.C:
+			pr.ping()
+		case ok := <-pr.results:
+			pr.inflight--
+			switch {
+			case !ok:
+				unanswered = true
+			case p.abandoned.Load() >= maxAbandoned:
+				// enough sends left in flight: wait for this one
+			case unanswered:
+				n.log.Info().Str("peer", p.peer.name).Msg("peer answers again: fresh batches first")
+				n.abandon(p, res)
+				return resumed
+			default: // the peer answers: the send is slow or stuck, not the peer
+				n.abandon(p, res)
+				return delivered
+			}
+		}
+	}
+}
+
+// sent counts a send's outcome; it may run after the sender moved on.
+func (n *Node) sent(p *peerSender, err error) bool {
+	n.directPending.Add(-1)
+	if err != nil {
+		n.stats.directErrors.Add(1)
+		n.log.Info().Err(err).Str("peer", p.peer.name).Msg("direct send failed")
+		return false
+	}
+	n.stats.directSent.Add(1)
+	return true
+}
+
+// abandon leaves a send in flight to finish on its own (a dial on a lost
+// link ends within TCPTimeout); Close waits for it.
+func (n *Node) abandon(p *peerSender, res <-chan error) {
+	p.abandoned.Add(1)
+	n.sends.Add(1)
+	go func() {
+		defer n.sends.Done()
+		defer p.abandoned.Add(-1)
+		n.sent(p, <-res)
+	}()
+}
+
+// awaitPeer drops p's batches until p answers a ping; it reports false
+// when p's queue was closed first.
+func (n *Node) awaitPeer(p *peerSender) bool {
+	n.log.Warn().Str("peer", p.peer.name).Msg("send to peer failed: its batches are dropped (left to repair) until it answers")
+	for drained := false; !drained; { // what is queued is older than the cut
+		select {
+		case _, ok := <-p.queue:
+			if !ok {
+				return false
+			}
+			n.dropped()
+		default:
+			drained = true
+		}
+	}
+	pr := n.newPinger(p)
+	defer pr.stop()
+	pr.ping()
+	for {
+		select {
+		case _, ok := <-p.queue:
+			if !ok {
+				return false
+			}
+			n.dropped()
+		case <-pr.tick.C:
+			pr.ping()
+		case ok := <-pr.results:
+			pr.inflight--
+			if ok {
+				n.log.Info().Str("peer", p.peer.name).Msg("peer answers again: batches resume")
+				// What it missed meanwhile crosses by anti-entropy: now.
+				n.sync.urge(p.peer.name)
+				return true
+			}
+		}
+	}
+}
+
+func (n *Node) dropped() {
+	n.directPending.Add(-1)
+	n.stats.peerDropped.Add(1)
+}
+
+// pinger pings one peer every PeerRetryInterval; it is owned by the
+// peer's sender, and its pings end within ProbeTimeout.
+type pinger struct {
+	n        *Node
+	name     string
+	addr     net.Addr
+	tick     *time.Ticker
+	results  chan bool // never blocks a ping: at most maxPings in flight
+	inflight int
+}
+
+func (n *Node) newPinger(p *peerSender) *pinger {
+	return &pinger{
+		n: n, name: p.peer.name, addr: &net.UDPAddr{IP: p.peer.ip, Port: int(p.peer.port)},
+		tick: time.NewTicker(n.cfg.PeerRetryInterval), results: make(chan bool, maxPings),
+	}
+}
+
+func (pr *pinger) ping() {
+	if pr.inflight >= maxPings {
+		return
+	}
+	pr.inflight++
+	pr.n.sends.Add(1)
+	go func() {
+		defer pr.n.sends.Done()
+		_, err := pr.n.ml.Ping(pr.name, pr.addr)
+		pr.results <- err == nil
+	}()
+}
+
+func (pr *pinger) stop() { pr.tick.Stop() }
+
+// waitSends waits, within ctx, for the sends and pings still in flight
+// (after memberlist's Shutdown a send ends within TCPTimeout).
+func (n *Node) waitSends(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { n.sends.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		n.log.Warn().Msg("sends still in flight at close: they end within TCPTimeout")
 	}
 }
 

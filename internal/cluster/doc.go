@@ -19,6 +19,11 @@
 //     hands off through. One goroutine owns the state machine; sends go
 //     through per-peer goroutines so a dead peer stalls nobody.
 //
+// Membership is read from this node's own member table (members.go), fed
+// by copies taken in memberlist's callbacks: never from memberlist's nodes,
+// which it rewrites in place. Tests run nodes on internal/faultnet, through
+// Config.Transport, to cut and isolate them.
+//
 // Callbacks from memberlist never block: messages go to bounded queues,
 // dropped and counted when full (anti-entropy repairs what they carried).
 // The wire format of frames lives in codec.go; anti-entropy's in

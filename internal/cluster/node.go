@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -111,11 +110,17 @@ type Node struct {
 
 	sync *syncDriver
 
-	mlReady     atomic.Pointer[memberlist.Memberlist] // for callbacks racing Start
-	joined      atomic.Bool
-	dropInbound atomic.Bool // tests: lose every fast-path frame received
-	// directPending counts batches queued to or in flight to peers.
+	mlReady  atomic.Pointer[memberlist.Memberlist] // for callbacks racing Start
+	selfAddr string                                // set once by Start
+	joined   atomic.Bool
+	// members is this node's view of the cluster (members.go): the only
+	// place the rest of the package reads membership from.
+	members *memberTable
+	leaving atomic.Bool // announced in the node meta by Close
+	// directPending counts batches queued to or in flight to peers; sends
+	// counts the goroutines of sends in flight (direct.go).
 	directPending atomic.Int64
+	sends         sync.WaitGroup
 
 	wg        sync.WaitGroup
 	flushWG   sync.WaitGroup
@@ -142,6 +147,7 @@ func New(cfg Config) (*Node, error) {
 		ring:    make([]store.Like, cfg.LogSize),
 		flushCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
+		members: newMemberTable(cfg.NodeName, cfg.gossipToTheDeadTime()),
 	}
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {
@@ -198,10 +204,15 @@ func (n *Node) start(replica Replica) error {
 	}
 	// Gossip to a dead node for as long as it may be suspected, so a node
 	// that comes back after a short cut hears it was declared dead and refutes.
-	mlc.GossipToTheDeadTime = time.Duration(n.cfg.SuspicionMult+2) * n.cfg.ProbeInterval * 4
+	mlc.GossipToTheDeadTime = n.cfg.gossipToTheDeadTime()
 	mlc.Delegate = &delegate{n: n}
 	mlc.Events = &events{n: n}
-	mlc.Logger = log.New(memberlistLog{n.cfg.Logger.With().Str("component", "memberlist").Str("node", n.cfg.NodeName).Logger()}, "", 0)
+	mlc.Ping = pings{n: n}
+	mlc.Transport = n.cfg.Transport // nil: memberlist's NetTransport
+	mlc.Logger = log.New(memberlistLog{
+		log:     n.cfg.Logger.With().Str("component", "memberlist").Str("node", n.cfg.NodeName).Logger(),
+		suspect: n.memberSuspected,
+	}, "", 0)
 
 	ml, err := memberlist.Create(mlc)
 	if err != nil {
@@ -209,8 +220,10 @@ func (n *Node) start(replica Replica) error {
 	}
 	n.ml = ml
 	n.mlReady.Store(ml)
-	local := ml.LocalNode()
-	n.log.Info().Str("addr", local.Address()).Strs("seeds", n.cfg.Seeds).
+	if self, ok := n.members.member(n.cfg.NodeName); ok { // Create has notified its join
+		n.selfAddr = self.addr()
+	}
+	n.log.Info().Str("addr", n.selfAddr).Strs("seeds", n.cfg.Seeds).
 		Str("origin", strconv.FormatUint(n.origin, 16)).Str("fast_path", n.cfg.FastPath).
 		Stringer("sync_interval", n.cfg.SyncInterval).
 		Bool("encrypted", len(n.cfg.SecretKey) > 0).Str("label", n.cfg.Label).Msg("gossip listening")
@@ -258,34 +271,12 @@ func (n *Node) Self() string { return n.cfg.NodeName }
 
 // Addr is the host:port other nodes use to reach this node's gossip; empty
 // before Start.
-func (n *Node) Addr() string {
-	if n.ml == nil {
-		return ""
-	}
-	return n.ml.LocalNode().Address()
-}
+func (n *Node) Addr() string { return n.selfAddr }
 
-// Members lists the known members (alive and suspect) sorted by name.
-func (n *Node) Members() []Member {
-	ml := n.mlReady.Load()
-	if ml == nil {
-		return nil
-	}
-	var out []Member
-	for _, m := range ml.Members() {
-		out = append(out, Member{Name: m.Name, Addr: m.Address(), State: stateName(m.State)})
-	}
-	slices.SortFunc(out, func(a, b Member) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
-	return out
-}
+// Members lists the members this node knows, itself included, sorted by
+// name: alive, suspect (this node's probes get no answer), and for a while
+// (memberlist's GossipToTheDeadTime) dead and left ones.
+func (n *Node) Members() []Member { return n.members.list(time.Now()) }
 
 // Stats returns the counters since Start.
 func (n *Node) Stats() Stats {
@@ -329,40 +320,42 @@ func (n *Node) Close(ctx context.Context) error {
 			n.log.Error().Err(herr).Dur("waited", time.Since(start)).
 				Msg("hand-off cut short by the shutdown bound: likes only this node holds may be lost")
 		}
+		// Say it is a leave before leaving: memberlist tells the others
+		// of a leave and of a failure alike (members.go).
+		n.leaving.Store(true)
+		if uerr := n.ml.UpdateNode(n.cfg.LeaveTimeout); uerr != nil {
+			n.log.Warn().Err(uerr).Msg("leave intent was not confirmed")
+		}
 		if lerr := n.ml.Leave(n.cfg.LeaveTimeout); lerr != nil {
 			n.log.Warn().Err(lerr).Msg("leave was not confirmed")
 		}
 		err = n.ml.Shutdown()
 		n.cancel()
 		n.wg.Wait()
+		n.waitSends(ctx)
 		n.log.Info().Msg("left the cluster")
 	})
 	return err
 }
 
-// syncPeers are the names of the other members memberlist lists (alive or
-// suspect), sorted. Names never change once a member is known, so reading
-// them is race-free.
+// syncPeers are the names of the other members that are alive or suspect
+// in this node's member table, sorted.
 func (n *Node) syncPeers() []string {
 	var out []string
-	for _, m := range n.ml.Members() {
-		if m.Name != n.cfg.NodeName {
-			out = append(out, m.Name)
-		}
+	for _, p := range n.members.peers(stateAlive, stateSuspect) {
+		out = append(out, p.name)
 	}
-	slices.Sort(out)
 	return out
 }
 
 // sendSync sends an anti-entropy message to a member over memberlist's
-// reliable channel.
+// reliable channel, to the address the member table copied.
 func (n *Node) sendSync(to string, msg []byte) error {
-	for _, m := range n.ml.Members() {
-		if m.Name == to {
-			return n.ml.SendReliable(m, msg)
-		}
+	p, ok := n.members.member(to)
+	if !ok {
+		return fmt.Errorf("cluster: %s is not a member", to)
 	}
-	return fmt.Errorf("cluster: %s is not a member", to)
+	return n.ml.SendReliable(p.node(), msg)
 }
 
 // flushLoop frames the log's new likes every FlushInterval (or at once when
@@ -418,15 +411,17 @@ func (n *Node) flushLog() {
 	n.queueFrame(fb.take())
 }
 
+// queueFrame counts a frame once it is queued, so a reader that sees the
+// count also sees directPending include it.
 func (n *Node) queueFrame(frame []byte, count int) {
+	if n.cfg.FastPath == FastPathDirect {
+		n.sendDirect(frame)
+	} else {
+		n.broadcast(frame)
+	}
 	n.stats.framesQueued.Add(1)
 	n.stats.likesQueued.Add(uint64(count))
 	n.stats.bytesQueued.Add(uint64(len(frame)))
-	if n.cfg.FastPath == FastPathDirect {
-		n.sendDirect(frame)
-		return
-	}
-	n.broadcast(frame)
 }
 
 func (n *Node) broadcast(frame []byte) {
@@ -539,12 +534,8 @@ func (n *Node) joinLoop(ctx context.Context) {
 // missingSeeds returns the seeds none of whose addresses is an alive member
 // (or this node).
 func (n *Node) missingSeeds(ctx context.Context) []string {
-	alive := map[string]bool{n.ml.LocalNode().Address(): true}
-	for _, m := range n.ml.Members() {
-		if m.State == memberlist.StateAlive {
-			alive[m.Address()] = true
-		}
-	}
+	alive := n.members.addrs()
+	alive[n.selfAddr] = true
 	var missing []string
 	for _, seed := range n.cfg.Seeds {
 		host, port, err := net.SplitHostPort(seed)
@@ -577,18 +568,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	case memberlist.StateLeft:
-		return "left"
-	}
-	return "unknown(" + strconv.Itoa(int(s)) + ")"
 }

@@ -24,6 +24,7 @@ type syncDriver struct {
 	inbox chan *antientropy.Message
 	joins chan bool       // join attempts: reached another member?
 	fails chan string     // peers a message could not be sent to
+	urges chan string     // peers to start a session with now
 	leave chan chan error // Close asks for a hand-off; answered when done
 	tick  time.Duration
 
@@ -62,6 +63,7 @@ func newSyncDriver(n *Node, replica antientropy.Replica) (*syncDriver, error) {
 		inbox:   make(chan *antientropy.Message, 1024),
 		joins:   make(chan bool, 16),
 		fails:   make(chan string, 64),
+		urges:   make(chan string, 64),
 		leave:   make(chan chan error),
 		tick:    min(max(n.cfg.SyncInterval/5, 5*time.Millisecond), 50*time.Millisecond),
 		senders: map[string]*syncSender{},
@@ -76,6 +78,16 @@ func (d *syncDriver) deliver(m *antientropy.Message, size int) {
 	case d.inbox <- m:
 	default:
 		d.stats.dropped.Add(1)
+	}
+}
+
+// urge asks for a session with peer now: it joined, or answers again after
+// failed sends. It never blocks (memberlist's callbacks call it); an urge
+// that does not fit is dropped, and the round robin gets there anyway.
+func (d *syncDriver) urge(peer string) {
+	select {
+	case d.urges <- peer:
+	default:
 	}
 }
 
@@ -110,6 +122,9 @@ func (d *syncDriver) run(ctx context.Context) {
 			d.sy.JoinAttempted(time.Now(), reached)
 		case peer := <-d.fails:
 			d.do(ctx, d.sy.Unreachable(time.Now(), peer))
+		case peer := <-d.urges:
+			d.refreshPeers(ctx)
+			d.do(ctx, d.sy.Urge(time.Now(), peer))
 		case w := <-d.leave:
 			waiting = append(waiting, w)
 			d.refreshPeers(ctx)

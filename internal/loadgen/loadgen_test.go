@@ -40,7 +40,10 @@ func TestRunAgainstTwoNodesSharingAStore(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Zero(t, rep.Errors)
-	assert.InDelta(t, 200, rep.Acked+rep.Missed, 40, "offered about rate × duration")
+	// Offered: about rate × duration, never more; a starved machine may
+	// run the dispatcher late and offer less (make test-loaded saw 152).
+	assert.LessOrEqual(t, rep.Acked+rep.Missed, int64(240), "offered at most about rate × duration")
+	assert.GreaterOrEqual(t, rep.Acked+rep.Missed, int64(100), "offered at least half of rate × duration")
 	// Every ack is a new like stored; a like in flight when the run ends may
 	// be stored without its ack counted, at most one per worker.
 	stored := st.Stats().Likes

@@ -124,7 +124,7 @@ type membersCollector struct {
 func (m *membersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- m.desc }
 
 func (m *membersCollector) Collect(ch chan<- prometheus.Metric) {
-	byState := map[string]int{"alive": 0, "suspect": 0}
+	byState := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
 	for _, x := range m.c.Members() {
 		byState[x.State]++
 	}

@@ -23,7 +23,7 @@ func (fakeCluster) Stats() cluster.Stats {
 func (fakeCluster) QueuedFrames() int { return 5 }
 func (fakeCluster) Ready() bool       { return true }
 func (fakeCluster) Members() []cluster.Member {
-	return []cluster.Member{{Name: "a", State: "alive"}, {Name: "b", State: "alive"}, {Name: "c", State: "suspect"}}
+	return []cluster.Member{{Name: "a", State: "alive"}, {Name: "b", State: "alive"}, {Name: "c", State: "suspect"}, {Name: "d", State: "dead"}}
 }
 
 type view struct{}
@@ -64,6 +64,8 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 		`likesd_gossip_queue_frames 5`,
 		`likesd_members{state="alive"} 2`,
 		`likesd_members{state="suspect"} 1`,
+		`likesd_members{state="dead"} 1`,
+		`likesd_members{state="left"} 0`,
 		`likesd_ready 1`,
 		`process_resident_memory_bytes`,
 		`go_memstats_heap_inuse_bytes`,
