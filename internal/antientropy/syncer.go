@@ -560,25 +560,37 @@ func (s *Syncer) compareBucket(ss *session, p Probe, x Expansion) {
 // decide chooses how to resolve one node whose summaries are mine and
 // theirs.
 func (s *Syncer) decide(ss *session, n Node, mine, theirs gset.Summary) {
+	total := mine.Count + theirs.Count
+	oneSided := mine.Count == 0 || theirs.Count == 0
 	switch {
 	case mine == theirs:
 	case mine.Count == 0 && ss.mode == ModeHandoff:
 		// A leaving node only needs the peer to hold what it holds.
-	case theirs.Count == 0:
-		ss.streams = append(ss.streams, &stream{push: true, node: n})
-	case mine.Count == 0:
-		ss.streams = append(ss.streams, &stream{node: n})
-	case mine.Count+theirs.Count <= s.cfg.SmallRange || !n.expandable():
+	case total <= s.cfg.SmallRange || !n.expandable() || (oneSided && total <= bulkFactor*s.cfg.SmallRange):
+		// Few likes, or a modest number on one side only: many such nodes
+		// travel together in one exchange message.
 		likes, _, done := s.r.Scan(n.storeRange(), store.Cursor{}, s.cfg.ChunkBytes)
 		if !done { // grew since it was summarised: descend instead
 			ss.expands = append(ss.expands, Probe{Node: n, Sum: summaryOf(s.r, n), FromStart: true})
 			return
 		}
 		ss.exchanges = append(ss.exchanges, Item{Node: n, Likes: likes})
+	case theirs.Count == 0:
+		ss.streams = append(ss.streams, &stream{push: true, node: n})
+	case mine.Count == 0:
+		ss.streams = append(ss.streams, &stream{node: n})
 	default:
 		ss.expands = append(ss.expands, Probe{Node: n, Sum: mine, FromStart: true})
 	}
 }
+
+// bulkFactor: a node whose likes are all on one side is exchanged, not
+// streamed, up to this many times SmallRange likes.
+const bulkFactor = 16
+
+// maxItems bounds the nodes of one exchange message, so its answer stays
+// well under MaxMessageBytes (what does not fit is pulled).
+const maxItems = 256
 
 // flush sends the session's queued work and ends it when nothing is left.
 func (s *Syncer) flush(ss *session) []Action {
@@ -590,7 +602,7 @@ func (s *Syncer) flush(ss *session) []Action {
 	}
 	for len(ss.exchanges) > 0 {
 		n, size := 0, 0
-		for n < len(ss.exchanges) && (n == 0 || size < s.cfg.ChunkBytes) {
+		for n < len(ss.exchanges) && n < maxItems && (n == 0 || size < s.cfg.ChunkBytes) {
 			for _, l := range ss.exchanges[n].Likes {
 				size += wire.StringLen(l.Post) + wire.StringLen(l.User)
 			}
