@@ -129,8 +129,9 @@ type Config struct {
 
 	// SyncTimeout ends a session whose peer stopped answering; what it
 	// repaired stays repaired. A healthy session takes milliseconds; this
-	// only bounds how long a cut-off peer holds one of the session slots.
-	// Default 2s, between 100ms and 10m.
+	// only bounds how long a cut-off peer holds one of the session slots,
+	// and must outlast a busy peer's slowest answer: a full sync that times
+	// out starts over. Default 3s, between 100ms and 10m.
 	SyncTimeout time.Duration
 
 	// SyncChunkBytes is one pull or push message of likes during a session
@@ -200,7 +201,7 @@ func DefaultConfig() Config {
 		PeerRetryInterval: 50 * time.Millisecond,
 		LogSize:           1 << 16,
 		SyncInterval:      500 * time.Millisecond,
-		SyncTimeout:       2 * time.Second,
+		SyncTimeout:       3 * time.Second,
 		SyncChunkBytes:    256 << 10,
 		InboxSize:         4096,
 		MaxQueuedFrames:   8192,

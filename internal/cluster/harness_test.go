@@ -30,7 +30,8 @@ func testConfig() Config {
 	c.ProbeInterval = 500 * time.Millisecond
 	c.ProbeTimeout = 400 * time.Millisecond
 	c.SuspicionMult = 6
-	c.TCPTimeout = 5 * time.Second // a push/pull on a starved machine
+	c.TCPTimeout = 5 * time.Second   // a push/pull on a starved machine
+	c.SyncTimeout = 10 * time.Second // a sync session's answers, likewise
 	c.LeaveTimeout = 2 * time.Second
 	return c
 }
