@@ -106,12 +106,16 @@ type Report struct {
 	Converged bool
 	Heal      time.Duration // Healed → Converged, when Converged
 
-	Examples []string // a few concrete findings, for the log
+	// LostBy counts real losses by the process that acknowledged them (the
+	// first acknowledgement): where to look in the logs.
+	LostBy map[Life]int
+
+	Examples []string // a few concrete findings of each kind, for the log
 }
 
 // Check judges h.
 func Check(h History, cfg Config) Report {
-	var r Report
+	r := judge{Report: &Report{}, examples: map[string]int{}}
 	sent := make(map[Like]bool, len(h.Sent))
 	for _, l := range h.Sent {
 		sent[l] = true
@@ -126,12 +130,12 @@ func Check(h History, cfg Config) Report {
 		r.Converged = true
 		r.Heal = max(h.Converged.Sub(h.Healed), 0)
 	}
-	return r
+	return *r.Report
 }
 
 // checkFinal compares the nodes' final sets: divergence and phantoms. It
 // returns every like held by some node.
-func (r *Report) checkFinal(h History, sent map[Like]bool) (map[Like]bool, int) {
+func (r *judge) checkFinal(h History, sent map[Like]bool) (map[Like]bool, int) {
 	nodes := make([]int, 0, len(h.Final))
 	posts := map[string]bool{}
 	for n, byPost := range h.Final {
@@ -160,7 +164,7 @@ func (r *Report) checkFinal(h History, sent map[Like]bool) (map[Like]bool, int) 
 			union[l] = true
 			if !sent[l] {
 				phantoms++
-				r.example("phantom %s on %d node(s)", l, k)
+				r.example("phantom", "phantom %s on %d node(s)", l, k)
 			}
 			if k < len(nodes) {
 				r.DivergedLikes++
@@ -173,7 +177,7 @@ func (r *Report) checkFinal(h History, sent map[Like]bool) (map[Like]bool, int) 
 			for _, n := range nodes {
 				sizes += fmt.Sprintf(" n%d=%d", n, len(h.Final[n][p]))
 			}
-			r.example("diverged %s:%s", p, sizes)
+			r.example("diverged", "diverged %s:%s", p, sizes)
 		}
 	}
 	return union, phantoms
@@ -189,7 +193,7 @@ const (
 	causeReal
 )
 
-func (r *Report) checkLoss(h History, cfg Config, union map[Like]bool) {
+func (r *judge) checkLoss(h History, cfg Config, union map[Like]bool) {
 	ends := make(map[Life]End, len(h.Ends))
 	for _, e := range h.Ends {
 		ends[e.Life] = e
@@ -228,7 +232,11 @@ func (r *Report) checkLoss(h History, cfg Config, union map[Like]bool) {
 		switch {
 		case worst == causeReal:
 			r.Lost++
-			r.example("lost %s: %s", l, describeAcks(h.Start, as, ends))
+			if r.LostBy == nil {
+				r.LostBy = map[Life]int{}
+			}
+			r.LostBy[as[0].Life]++
+			r.example("lost", "lost %s: %s", l, describeAcks(h.Start, as, ends))
 		case only202:
 			r.Lost202++
 		case worst == causeAsync:
@@ -316,7 +324,7 @@ func covered(spans []Cutoff, from, to time.Time) bool {
 }
 
 // checkCounts finds reads lower than an earlier read of the same process.
-func (r *Report) checkCounts(h History) {
+func (r *judge) checkCounts(h History) {
 	type key struct {
 		life Life
 		post string
@@ -332,7 +340,7 @@ func (r *Report) checkCounts(h History) {
 		for _, s := range ss[1:] {
 			if s.Count < high.Count {
 				r.Decreases++
-				r.example("count of %s on %s went %d → %d (%s → %s)", k.post, k.life, high.Count, s.Count,
+				r.example("decrease", "count of %s on %s went %d → %d (%s → %s)", k.post, k.life, high.Count, s.Count,
 					rel(h.Start, high.At), rel(h.Start, s.At))
 				continue
 			}
@@ -375,8 +383,15 @@ func (r Report) Line() string {
 		r.Phantoms, r.DivergedPosts, r.DivergedLikes, r.Decreases, heal)
 }
 
-func (r *Report) example(format string, args ...any) {
-	if len(r.Examples) < 4*maxExamples {
+// judge is a Report being written.
+type judge struct {
+	*Report
+	examples map[string]int // kept per kind of finding
+}
+
+func (r *judge) example(kind, format string, args ...any) {
+	if r.examples[kind] < maxExamples {
+		r.examples[kind]++
 		r.Examples = append(r.Examples, fmt.Sprintf(format, args...))
 	}
 }

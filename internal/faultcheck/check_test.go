@@ -20,6 +20,9 @@ var (
 	c = Like{"p2", "c"}
 )
 
+// lostA is LostBy when a, first acknowledged by n1#0, is lost.
+var lostA = map[Life]int{{Node: 1, Gen: 0}: 1}
+
 func life(n, g int) Life { return Life{Node: n, Gen: g} }
 
 func ack(l Like, lf Life, status, ms int) Ack {
@@ -68,7 +71,7 @@ func TestCheck(t *testing.T) {
 		{
 			name: "lost on a node that lived on is real loss",
 			edit: func(h *History) { h.Final = everywhere(3, b, c) },
-			want: Report{Acked: 3, Lost: 1, Converged: true}, fails: []string{"1 acknowledged likes lost"},
+			want: Report{Acked: 3, Lost: 1, LostBy: lostA, Converged: true}, fails: []string{"1 acknowledged likes lost"},
 		},
 		{
 			name: "killed within the async window",
@@ -85,7 +88,7 @@ func TestCheck(t *testing.T) {
 				h.Final = everywhere(3, b, c)
 				h.Ends = []End{{Life: life(1, 0), At: at(1100), Kill: true}}
 			},
-			want: Report{Acked: 3, Lost: 1, Converged: true}, fails: []string{"1 acknowledged likes lost"},
+			want: Report{Acked: 3, Lost: 1, LostBy: lostA, Converged: true}, fails: []string{"1 acknowledged likes lost"},
 		},
 		{
 			name: "a graceful stop must not lose",
@@ -93,7 +96,7 @@ func TestCheck(t *testing.T) {
 				h.Final = everywhere(3, b, c)
 				h.Ends = []End{{Life: life(1, 0), At: at(101), Kill: false}}
 			},
-			want: Report{Acked: 3, Lost: 1, Converged: true}, fails: []string{"1 acknowledged likes lost"},
+			want: Report{Acked: 3, Lost: 1, LostBy: lostA, Converged: true}, fails: []string{"1 acknowledged likes lost"},
 		},
 		{
 			name: "the kill of a later life does not excuse",
@@ -101,7 +104,7 @@ func TestCheck(t *testing.T) {
 				h.Final = everywhere(3, b, c)
 				h.Ends = []End{{Life: life(1, 1), At: at(101), Kill: true}}
 			},
-			want: Report{Acked: 3, Lost: 1, Converged: true}, fails: []string{"1 acknowledged likes lost"},
+			want: Report{Acked: 3, Lost: 1, LostBy: lostA, Converged: true}, fails: []string{"1 acknowledged likes lost"},
 		},
 		{
 			name: "cut off from every peer until killed",
@@ -120,7 +123,7 @@ func TestCheck(t *testing.T) {
 				h.Cutoffs = []Cutoff{{Node: 1, From: at(50), To: at(1500)}}
 				h.Ends = []End{{Life: life(1, 0), At: at(2000), Kill: true}}
 			},
-			want: Report{Acked: 3, Lost: 1, Converged: true}, fails: []string{"1 acknowledged likes lost"},
+			want: Report{Acked: 3, Lost: 1, LostBy: lostA, Converged: true}, fails: []string{"1 acknowledged likes lost"},
 		},
 		{
 			name: "cut off on another node does not excuse",
@@ -129,7 +132,7 @@ func TestCheck(t *testing.T) {
 				h.Cutoffs = []Cutoff{{Node: 2, From: at(0), To: at(3000)}}
 				h.Ends = []End{{Life: life(1, 0), At: at(2000), Kill: true}}
 			},
-			want: Report{Acked: 3, Lost: 1, Converged: true}, fails: []string{"1 acknowledged likes lost"},
+			want: Report{Acked: 3, Lost: 1, LostBy: lostA, Converged: true}, fails: []string{"1 acknowledged likes lost"},
 		},
 		{
 			name: "also held by a node that lived on is real loss",
@@ -138,7 +141,7 @@ func TestCheck(t *testing.T) {
 				h.Acks = append(h.Acks, ack(a, life(2, 0), 200, 150))
 				h.Ends = []End{{Life: life(1, 0), At: at(104), Kill: true}}
 			},
-			want: Report{Acked: 3, Lost: 1, Converged: true}, fails: []string{"1 acknowledged likes lost"},
+			want: Report{Acked: 3, Lost: 1, LostBy: lostA, Converged: true}, fails: []string{"1 acknowledged likes lost"},
 		},
 		{
 			name: "202 only, lost by a later kill, is expected",
@@ -155,7 +158,7 @@ func TestCheck(t *testing.T) {
 				h.Final = everywhere(3, b, c)
 				h.Acks[0].Status = http.StatusAccepted
 			},
-			want: Report{Acked: 2, Accepted202: 1, Lost: 1, Converged: true}, fails: []string{"1 acknowledged likes lost"},
+			want: Report{Acked: 2, Accepted202: 1, Lost: 1, LostBy: lostA, Converged: true}, fails: []string{"1 acknowledged likes lost"},
 		},
 		{
 			name: "sent but never acknowledged may be missing",

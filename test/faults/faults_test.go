@@ -8,6 +8,7 @@
 package faults
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -160,6 +161,9 @@ func TestFaults(t *testing.T) {
 				t.Errorf("replay with FAULT_SEEDS=%d: %s", seed, strings.Join(failures, ", "))
 			}
 			report(t, "faults: seed=%d [%s] %s %s", seed, s, r.Line(), verdict)
+			if len(r.LostBy) > 0 {
+				t.Logf("  lost by acknowledging process: %s", lostBy(r.LostBy))
+			}
 			for _, e := range r.Examples {
 				t.Log("  " + e)
 			}
@@ -176,6 +180,19 @@ func TestFaults(t *testing.T) {
 		report(t, "faults: failing seeds, replay with FAULT_SEEDS=%s", strings.Join(seeds, ","))
 	}
 	report(t, "%s", summary.Line())
+}
+
+func lostBy(m map[faultcheck.Life]int) string {
+	lives := make([]faultcheck.Life, 0, len(m))
+	for l := range m {
+		lives = append(lives, l)
+	}
+	slices.SortFunc(lives, func(a, b faultcheck.Life) int { return cmp.Or(a.Node-b.Node, a.Gen-b.Gen) })
+	parts := make([]string, len(lives))
+	for i, l := range lives {
+		parts[i] = fmt.Sprintf("%s=%d", l, m[l])
+	}
+	return strings.Join(parts, " ")
 }
 
 // report logs a line and also prints it, so it shows without -v.

@@ -4,6 +4,7 @@ package faults
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -37,9 +38,12 @@ type netRig struct {
 	subnet string // first three octets, e.g. 10.213.57
 	nodes  int
 
+	changing sync.Mutex // one change of rules at a time
+
 	mu sync.Mutex
-	// rules is each node's wanted input filter; index 0 unused.
-	rules []inputRules
+	// rules is each node's wanted input filter, applied what is in force
+	// (known to be); index 0 unused.
+	rules, applied []inputRules
 	// cutSince is when each cut-off node lost every peer; onCut receives the
 	// span when it ends.
 	cutSince map[int]time.Time
@@ -53,6 +57,14 @@ type inputRules struct {
 	loss int          // percent of packets from any other node
 }
 
+func (ru inputRules) clone() inputRules {
+	c := inputRules{from: make(map[int]bool, len(ru.from)), loss: ru.loss}
+	for k, v := range ru.from {
+		c.from[k] = v
+	}
+	return c
+}
+
 func newNetRig(nodes int) *netRig {
 	pid := os.Getpid()
 	r := &netRig{
@@ -60,10 +72,12 @@ func newNetRig(nodes int) *netRig {
 		subnet:   fmt.Sprintf("10.213.%d", 16+pid%224),
 		nodes:    nodes,
 		rules:    make([]inputRules, nodes+1),
+		applied:  make([]inputRules, nodes+1),
 		cutSince: map[int]time.Time{},
 	}
 	for i := range r.rules {
 		r.rules[i].from = map[int]bool{}
+		r.applied[i].from = map[int]bool{}
 	}
 	return r
 }
@@ -237,19 +251,39 @@ func (r *netRig) heal() error {
 	}, allNodes(r.nodes)...)
 }
 
-// change edits the wanted rules, applies them to nodes, and tracks which
-// nodes are cut off from every peer.
+// change edits the wanted rules and applies them to nodes, in parallel so
+// that a fault starts at about the same time on every node.
 func (r *netRig) change(edit func(), nodes ...int) error {
+	r.changing.Lock()
+	defer r.changing.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	edit()
-	var errs []error
+	want := make(map[int]inputRules, len(nodes))
 	for _, n := range nodes {
-		if err := r.applyLocked(n); err != nil {
-			errs = append(errs, err)
-		}
+		want[n] = r.rules[n].clone()
 	}
-	now := time.Now()
+	r.mu.Unlock()
+	var (
+		wg   sync.WaitGroup
+		errs = make([]error, r.nodes+1)
+	)
+	for n, ru := range want {
+		wg.Go(func() {
+			errs[n] = r.apply(n, ru)
+			if errs[n] == nil {
+				r.mu.Lock()
+				r.applied[n] = ru
+				r.trackCutsLocked(time.Now())
+				r.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// trackCutsLocked opens and closes cutoff spans from the rules in force.
+func (r *netRig) trackCutsLocked(now time.Time) {
 	for n := 1; n <= r.nodes; n++ {
 		since, was := r.cutSince[n]
 		switch is := r.cutOffLocked(n); {
@@ -262,17 +296,13 @@ func (r *netRig) change(edit func(), nodes ...int) error {
 			}
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("nft: %v", errs)
-	}
-	return nil
 }
 
-// cutOffLocked: no peer can exchange packets with n in both directions
-// (TCP, the fast path's transport, needs both).
+// cutOffLocked: by the rules in force, no peer can exchange packets with n
+// in both directions (TCP, the fast path's transport, needs both).
 func (r *netRig) cutOffLocked(n int) bool {
 	for j := 1; j <= r.nodes; j++ {
-		if j != n && !r.rules[n].from[j] && !r.rules[j].from[n] {
+		if j != n && !r.applied[n].from[j] && !r.applied[j].from[n] {
 			return false
 		}
 	}
@@ -281,10 +311,9 @@ func (r *netRig) cutOffLocked(n int) bool {
 
 // ruleset renders node n's filter. The table is created and deleted first
 // so the whole replacement is one atomic nft transaction.
-func (r *netRig) ruleset(n int) string {
+func (r *netRig) ruleset(ru inputRules) string {
 	var b bytes.Buffer
 	b.WriteString("table inet lkf\ndelete table inet lkf\n")
-	ru := r.rules[n]
 	if len(ru.from) == 0 && ru.loss == 0 {
 		return b.String()
 	}
@@ -303,9 +332,9 @@ func (r *netRig) ruleset(n int) string {
 	return b.String()
 }
 
-func (r *netRig) applyLocked(n int) error {
+func (r *netRig) apply(n int, ru inputRules) error {
 	cmd := exec.Command("ip", "netns", "exec", r.ns(n), "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(r.ruleset(n))
+	cmd.Stdin = strings.NewReader(r.ruleset(ru))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("node %d: %v: %s", n, err, out)
 	}
