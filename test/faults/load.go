@@ -166,7 +166,8 @@ func (l *load) post(u, body string) (int, error) {
 }
 
 // pollCounts reads the sample posts' counts on every node every interval
-// until ctx ends. A read that straddles the end of a life is dropped.
+// until ctx ends. A read that overlaps the end of a life is dropped: which
+// life answered it is not known.
 func (l *load) pollCounts(ctx context.Context, every time.Duration) {
 	var wg sync.WaitGroup
 	for _, n := range l.nodes {
@@ -179,9 +180,12 @@ func (l *load) pollCounts(ctx context.Context, every time.Duration) {
 					return
 				case <-t.C:
 				}
-				before := n.life()
+				before, ok := n.settled()
+				if !ok {
+					continue
+				}
 				got, err := readCounts(ctx, l.hc, n, l.cfg.sample)
-				if err != nil || n.life() != before {
+				if after, ok := n.settled(); err != nil || !ok || after != before {
 					continue
 				}
 				at := time.Now()

@@ -39,20 +39,32 @@ type node struct {
 	readyHC *http.Client
 
 	mu      sync.Mutex
-	gen     int // the current (or next, while down) life
+	gen     int // the current life (the next one, while down)
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	stopped bool // SIGSTOPped
+	ending  bool // signalled to end, not yet exited: still may answer
 }
 
 func (n *node) name() string       { return fmt.Sprintf("n%d", n.id) }
 func (n *node) gossipAddr() string { return fmt.Sprintf("%s:%d", n.ip, gossipPort) }
 
-// life is the process life running now (or the next one, while down).
+// life is the process life that answers a request sent now: the one
+// running, also while it is ending (it answers until it exits, and the next
+// cannot start before), or the next one while down (nobody answers).
 func (n *node) life() faultcheck.Life {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return faultcheck.Life{Node: n.id, Gen: n.gen}
+}
+
+// settled reports the life running now, if one runs and is not ending:
+// then whatever answers is that life, as long as it is still settled
+// afterwards.
+func (n *node) settled() (faultcheck.Life, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return faultcheck.Life{Node: n.id, Gen: n.gen}, n.cmd != nil && !n.ending
 }
 
 // start runs a new life. Default flags, except the addresses, JSON logs and
@@ -113,14 +125,12 @@ func (n *node) end(sig syscall.Signal, kill bool) error {
 		return fmt.Errorf("%s: not running", n.name())
 	}
 	life := faultcheck.Life{Node: n.id, Gen: n.gen}
+	n.ending = true
 	at := time.Now()
 	err := cmd.Process.Signal(sig)
 	if stopped && !kill {
 		_ = cmd.Process.Signal(syscall.SIGCONT)
 	}
-	// The life ends when the signal is sent: a request started from now on
-	// belongs to the next life (see faultcheck.Ack.Life).
-	n.gen++
 	n.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("%s: %v: %w", n.name(), sig, err)
@@ -136,7 +146,8 @@ func (n *node) end(sig syscall.Signal, kill bool) error {
 	}
 	n.onEnd(faultcheck.End{Life: life, At: at, Kill: kill})
 	n.mu.Lock()
-	n.cmd, n.exited, n.stopped = nil, nil, false
+	n.gen++
+	n.cmd, n.exited, n.stopped, n.ending = nil, nil, false, false
 	n.mu.Unlock()
 	return waitErr
 }
