@@ -25,6 +25,12 @@ type recorder struct {
 	h  faultcheck.History
 }
 
+func (r *recorder) start(at time.Time) {
+	r.mu.Lock()
+	r.h.Start = at
+	r.mu.Unlock()
+}
+
 func (r *recorder) sent(l faultcheck.Like) {
 	r.mu.Lock()
 	r.h.Sent = append(r.h.Sent, l)

@@ -4,7 +4,6 @@ package faults
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -225,5 +224,3 @@ func (n *node) shutdown() {
 	case <-time.After(10 * time.Second):
 	}
 }
-
-var errNotRoot = errors.New("the fault test needs root (network namespaces and nftables)")
