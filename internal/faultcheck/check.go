@@ -398,13 +398,14 @@ func (r *judge) example(kind, format string, args ...any) {
 
 // Summary adds up the reports of many runs.
 type Summary struct {
-	Strict  bool
-	total   Report
-	runs    int
-	failed  []string // names of failed runs
-	heals   []time.Duration
-	unconv  int
-	ackKill []time.Duration
+	Strict   bool
+	total    Report
+	runs     int
+	failed   []string // names of failed runs
+	heals    []time.Duration
+	unconv   int
+	unjudged int
+	ackKill  []time.Duration
 }
 
 // Add counts one run, named for replay (e.g. its seed), and returns its
@@ -436,6 +437,14 @@ func (s *Summary) Add(name string, r Report) []string {
 	return f
 }
 
+// AddUnjudged counts a run that did not get to the verdict (its rig
+// failed: a node never became ready, say) as failed.
+func (s *Summary) AddUnjudged(name string) {
+	s.runs++
+	s.unjudged++
+	s.failed = append(s.failed, name)
+}
+
 // Failed names the failed runs, in the order added.
 func (s *Summary) Failed() []string { return slices.Clone(s.failed) }
 
@@ -449,6 +458,9 @@ func (s *Summary) Line() string {
 	line := fmt.Sprintf("faults: schedules=%d failed=%d acked=%d lost=%d lost_async=%d%s lost_cutoff=%d accepted202=%d lost202=%d phantoms=%d diverged=%d (likes=%d) decreases=%d heal %s unconverged=%d",
 		s.runs, len(s.failed), t.Acked, t.Lost, t.LostAsync, ackToKill(s.ackKill), t.LostCutoff, t.Accepted202, t.Lost202,
 		t.Phantoms, t.DivergedPosts, t.DivergedLikes, t.Decreases, heal, s.unconv)
+	if s.unjudged > 0 {
+		line += fmt.Sprintf(" unjudged=%d", s.unjudged)
+	}
 	if s.Strict {
 		line += " strict"
 	}

@@ -271,6 +271,11 @@ func TestSummaryLine(t *testing.T) {
 	assert.Equal(t, "faults: schedules=3 failed=1 acked=9 lost=0 lost_async=2 (ack→kill p50 4ms max 9ms) lost_cutoff=0 "+
 		"accepted202=0 lost202=0 phantoms=0 diverged=1 (likes=1) decreases=0 heal p50=1.2s max=3s unconverged=1", s.Line())
 
+	s.AddUnjudged("seed=4")
+	assert.Equal(t, []string{"seed=3", "seed=4"}, s.Failed())
+	assert.True(t, strings.HasPrefix(s.Line(), "faults: schedules=4 failed=2 "))
+	assert.True(t, strings.HasSuffix(s.Line(), " unconverged=1 unjudged=1"))
+
 	strict := Summary{Strict: true}
 	assert.Equal(t, []string{"2 acknowledged likes lost in the async window (strict)"}, strict.Add("seed=2", async))
 	assert.True(t, strings.HasSuffix(strict.Line(), " strict"))

@@ -155,8 +155,10 @@ func TestFaults(t *testing.T) {
 		}
 		s := plan(seed, cfg.nodes)
 		name := fmt.Sprintf("seed=%d", seed)
+		judged := false
 		ok := t.Run(name, func(t *testing.T) {
 			r := runSchedule(t, cfg, net, s)
+			judged = true
 			failures := summary.Add(name, r)
 			verdict := "PASS"
 			if len(failures) > 0 {
@@ -171,6 +173,9 @@ func TestFaults(t *testing.T) {
 				t.Log("  " + e)
 			}
 		})
+		if !judged {
+			summary.AddUnjudged(name)
+		}
 		if !ok {
 			failing = append(failing, strconv.FormatUint(seed, 10))
 		}
@@ -178,8 +183,8 @@ func TestFaults(t *testing.T) {
 	if len(notRun) > 0 {
 		t.Errorf("out of time: seeds %v not run", notRun)
 	}
-	// Failing seeds include those the rig could not run to the end (a
-	// node that never became ready), which the summary does not count.
+	// Failing seeds include those that failed on a rig error after the
+	// verdict: the summary does not count those.
 	if len(failing) > 0 {
 		report(t, "faults: failing seeds, replay with FAULT_SEEDS=%s", strings.Join(failing, ","))
 	}
@@ -285,7 +290,7 @@ func runSchedule(t *testing.T, cfg config, net *netRig, s schedule) faultcheck.R
 	})
 	t.Logf("schedule %d: %s", s.seed, s)
 
-	require.NoError(t, c.startAll(cfg.nodes))
+	require.NoError(t, c.startAll(cfg.nodes, cfg.joinAll))
 
 	posts := make([]string, numPosts)
 	for i := range posts {
@@ -331,20 +336,25 @@ func runSchedule(t *testing.T, cfg config, net *netRig, s schedule) faultcheck.R
 	return faultcheck.Check(h, cfg.check)
 }
 
-// startAll starts node 1, then the others, and waits until every node is
+// startAll starts node 1, then the others (with joinAll, every node at
+// once: each one waits for another to join), and waits until every node is
 // ready and sees every other alive.
-func (c *cluster) startAll(n int) error {
+func (c *cluster) startAll(n int, joinAll bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
-	if err := c.startReady(ctx, c.node(1)); err != nil {
-		return err
+	rest := c.nodes
+	if !joinAll {
+		if err := c.startReady(ctx, c.node(1)); err != nil {
+			return err
+		}
+		rest = c.nodes[1:]
 	}
-	for _, x := range c.nodes[1:] {
+	for _, x := range rest {
 		if err := x.start(); err != nil {
 			return err
 		}
 	}
-	for _, x := range c.nodes[1:] {
+	for _, x := range rest {
 		if err := x.waitReady(ctx); err != nil {
 			return err
 		}

@@ -97,10 +97,18 @@ func newHTTPClient(timeout time.Duration, conns int) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: tr}
 }
 
-// run offers likes at cfg.rate until ctx ends, then waits for the requests
-// in flight (each bounded by its timeout and attempts).
+// maxLoad bounds one load run, whatever its caller does: a schedule takes
+// about a minute.
+const maxLoad = 10 * time.Minute
+
+// run offers likes at cfg.rate until ctx ends (or maxLoad, or
+// rate × maxLoad likes), then waits for the requests in flight (each
+// bounded by its timeout and attempts).
 func (l *load) run(ctx context.Context) {
 	const tick = 10 * time.Millisecond
+	ctx, cancel := context.WithTimeout(ctx, maxLoad)
+	defer cancel()
+	limit := l.cfg.rate * int(maxLoad/time.Second)
 	jobs := make(chan struct{}, l.cfg.workers)
 	var wg sync.WaitGroup
 	for range l.cfg.workers {
@@ -113,7 +121,7 @@ func (l *load) run(ctx context.Context) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	start, offered := time.Now(), 0
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && offered < limit {
 		select {
 		case <-ctx.Done():
 		case now := <-t.C:
