@@ -10,7 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// These need no root: they check the plans and the rules, not the rig.
+// These need no root: they check the plans, the rules and the helpers, not
+// the rig itself.
 
 func TestPlanIsASeedAlone(t *testing.T) {
 	for seed := uint64(1); seed <= 50; seed++ {
@@ -95,4 +96,22 @@ func TestCutOff(t *testing.T) {
 	r.applied[3].from[1] = false
 	r.trackCutsLocked(time.Now())
 	assert.Equal(t, []int{1}, spans)
+}
+
+func TestIdenticalAndSizes(t *testing.T) {
+	same := map[int]map[string][]string{
+		1: {"p": {"a", "b"}, "q": nil},
+		2: {"p": {"a", "b"}, "q": {}},
+	}
+	assert.True(t, identical(same))
+	assert.True(t, sizesMatch(same, map[string]int{"p": 2, "q": 0}))
+	assert.False(t, sizesMatch(same, map[string]int{"p": 1, "q": 0}), "grew since the counts were read")
+
+	for name, final := range map[string]map[int]map[string][]string{
+		"a user differs": {1: {"p": {"a", "b"}}, 2: {"p": {"a", "c"}}},
+		"a user missing": {1: {"p": {"a", "b"}}, 2: {"p": {"a"}}},
+		"a post missing": {1: {"p": {"a"}, "q": {"b"}}, 2: {"p": {"a"}}},
+	} {
+		assert.False(t, identical(final), name)
+	}
 }
