@@ -35,6 +35,9 @@ type End struct {
 	Life Life
 	At   time.Time // when the signal was sent
 	Kill bool      // SIGKILL; false for a graceful stop (SIGTERM)
+	// Crash: nobody signalled it; it exited by itself (At is when the rig
+	// saw the exit). Always a failure.
+	Crash bool
 }
 
 // Cutoff is a span during which a node could reach none of its peers (the
@@ -102,6 +105,7 @@ type Report struct {
 	DivergedPosts int // posts whose likers differ between nodes at the end
 	DivergedLikes int // over those posts: likes on some node but not all
 	Decreases     int // count reads lower than an earlier read of the same process
+	Crashes       int // process lives that ended by themselves
 
 	Converged bool
 	Heal      time.Duration // Healed → Converged, when Converged
@@ -126,6 +130,12 @@ func Check(h History, cfg Config) Report {
 	r.Phantoms = phantoms
 	r.checkLoss(h, cfg, union)
 	r.checkCounts(h)
+	for _, e := range h.Ends {
+		if e.Crash {
+			r.Crashes++
+			r.example("crash", "%s exited by itself at %s", e.Life, rel(h.Start, e.At))
+		}
+	}
 	if !h.Converged.IsZero() {
 		r.Converged = true
 		r.Heal = max(h.Converged.Sub(h.Healed), 0)
@@ -366,6 +376,7 @@ func (r Report) Failures(strict bool) []string {
 	add(r.Phantoms, "phantom likes")
 	add(r.DivergedPosts, "posts diverged")
 	add(r.Decreases, "count decreases")
+	add(r.Crashes, "processes exited by themselves")
 	if !r.Converged && r.DivergedPosts == 0 {
 		out = append(out, "never converged")
 	}
@@ -378,9 +389,9 @@ func (r Report) Line() string {
 	if r.Converged {
 		heal = fmtDur(r.Heal)
 	}
-	return fmt.Sprintf("acked=%d lost=%d lost_async=%d%s lost_cutoff=%d accepted202=%d lost202=%d phantoms=%d diverged=%d (likes=%d) decreases=%d heal=%s",
+	return fmt.Sprintf("acked=%d lost=%d lost_async=%d%s lost_cutoff=%d accepted202=%d lost202=%d phantoms=%d diverged=%d (likes=%d) decreases=%d crashes=%d heal=%s",
 		r.Acked, r.Lost, r.LostAsync, ackToKill(r.AckToKill), r.LostCutoff, r.Accepted202, r.Lost202,
-		r.Phantoms, r.DivergedPosts, r.DivergedLikes, r.Decreases, heal)
+		r.Phantoms, r.DivergedPosts, r.DivergedLikes, r.Decreases, r.Crashes, heal)
 }
 
 // judge is a Report being written.
@@ -424,6 +435,7 @@ func (s *Summary) Add(name string, r Report) []string {
 	t.DivergedPosts += r.DivergedPosts
 	t.DivergedLikes += r.DivergedLikes
 	t.Decreases += r.Decreases
+	t.Crashes += r.Crashes
 	s.ackKill = append(s.ackKill, r.AckToKill...)
 	if r.Converged {
 		s.heals = append(s.heals, r.Heal)
@@ -455,9 +467,9 @@ func (s *Summary) Line() string {
 	if len(s.heals) > 0 {
 		heal = fmt.Sprintf("p50=%s max=%s", fmtDur(quantile(s.heals, 0.5)), fmtDur(quantile(s.heals, 1)))
 	}
-	line := fmt.Sprintf("faults: schedules=%d failed=%d acked=%d lost=%d lost_async=%d%s lost_cutoff=%d accepted202=%d lost202=%d phantoms=%d diverged=%d (likes=%d) decreases=%d heal %s unconverged=%d",
+	line := fmt.Sprintf("faults: schedules=%d failed=%d acked=%d lost=%d lost_async=%d%s lost_cutoff=%d accepted202=%d lost202=%d phantoms=%d diverged=%d (likes=%d) decreases=%d crashes=%d heal %s unconverged=%d",
 		s.runs, len(s.failed), t.Acked, t.Lost, t.LostAsync, ackToKill(s.ackKill), t.LostCutoff, t.Accepted202, t.Lost202,
-		t.Phantoms, t.DivergedPosts, t.DivergedLikes, t.Decreases, heal, s.unconv)
+		t.Phantoms, t.DivergedPosts, t.DivergedLikes, t.Decreases, t.Crashes, heal, s.unconv)
 	if s.unjudged > 0 {
 		line += fmt.Sprintf(" unjudged=%d", s.unjudged)
 	}

@@ -209,6 +209,15 @@ func TestCheck(t *testing.T) {
 			want: Report{Acked: 3, Decreases: 1, Converged: true}, fails: []string{"1 count decreases"},
 		},
 		{
+			name: "a process that exits by itself fails the run, and excuses no loss",
+			edit: func(h *History) {
+				h.Final = everywhere(3, b, c)
+				h.Ends = []End{{Life: life(1, 0), At: at(101), Crash: true}}
+			},
+			want:  Report{Acked: 3, Lost: 1, LostBy: lostA, Crashes: 1, Converged: true},
+			fails: []string{"1 acknowledged likes lost", "1 processes exited by themselves"},
+		},
+		{
 			name: "samples are ordered by time, not by arrival in the history",
 			edit: func(h *History) {
 				h.Counts = []CountSample{
@@ -269,7 +278,7 @@ func TestSummaryLine(t *testing.T) {
 
 	assert.Equal(t, []string{"seed=3"}, s.Failed())
 	assert.Equal(t, "faults: schedules=3 failed=1 acked=9 lost=0 lost_async=2 (ack→kill p50 4ms max 9ms) lost_cutoff=0 "+
-		"accepted202=0 lost202=0 phantoms=0 diverged=1 (likes=1) decreases=0 heal p50=1.2s max=3s unconverged=1", s.Line())
+		"accepted202=0 lost202=0 phantoms=0 diverged=1 (likes=1) decreases=0 crashes=0 heal p50=1.2s max=3s unconverged=1", s.Line())
 
 	s.AddUnjudged("seed=4")
 	assert.Equal(t, []string{"seed=3", "seed=4"}, s.Failed())

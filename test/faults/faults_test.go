@@ -254,6 +254,13 @@ type cluster struct {
 	lastHeal time.Time
 }
 
+// crashed records a life that ended by itself: a finding, not a fault.
+func (c *cluster) crashed(e faultcheck.End, err error) {
+	e.Crash = true
+	c.rec.end(e)
+	c.t.Logf("%s exited by itself: %v", e.Life, err)
+}
+
 func (c *cluster) node(i int) *node { return c.nodes[i-1] }
 
 func runSchedule(t *testing.T, cfg config, net *netRig, s schedule) faultcheck.Report {
@@ -265,7 +272,7 @@ func runSchedule(t *testing.T, cfg config, net *netRig, s schedule) faultcheck.R
 	readyHC := newHTTPClient(clientTimeout, 2)
 	for i := 1; i <= cfg.nodes; i++ {
 		n := &node{id: i, ns: net.ns(i), ip: net.ip(i), url: fmt.Sprintf("http://%s:%d", net.ip(i), httpPort),
-			bin: cfg.bin, logDir: logDir, onEnd: rec.end, readyHC: readyHC}
+			bin: cfg.bin, logDir: logDir, onEnd: rec.end, onCrash: c.crashed, readyHC: readyHC}
 		c.nodes = append(c.nodes, n)
 	}
 	for _, n := range c.nodes {

@@ -28,13 +28,15 @@ const (
 // node is one likesd host: a namespace with a fixed IP, so its ports are
 // fixed too, and the process lives run in it one after another.
 type node struct {
-	id      int
-	ns, ip  string
-	url     string // http://ip:8080
-	bin     string
-	joinTo  []string // gossip addresses for --join; empty for a founding seed
-	logDir  string
-	onEnd   func(faultcheck.End)
+	id     int
+	ns, ip string
+	url    string // http://ip:8080
+	bin    string
+	joinTo []string // gossip addresses for --join; empty for a founding seed
+	logDir string
+	onEnd  func(faultcheck.End)
+	// onCrash hears of a life that ended by itself; it must not block.
+	onCrash func(faultcheck.End, error)
 	readyHC *http.Client
 
 	mu      sync.Mutex
@@ -100,9 +102,20 @@ func (n *node) start() error {
 		return fmt.Errorf("%s: %w", n.name(), err)
 	}
 	exited := make(chan struct{})
+	life := faultcheck.Life{Node: n.id, Gen: n.gen}
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
 		logf.Close()
+		n.mu.Lock()
+		crashed := !n.ending // nobody asked it to end
+		if crashed {
+			n.gen++
+			n.cmd, n.exited, n.stopped = nil, nil, false
+		}
+		n.mu.Unlock()
+		if crashed {
+			n.onCrash(faultcheck.End{Life: life, At: time.Now()}, err)
+		}
 		close(exited)
 	}()
 	n.cmd, n.exited, n.stopped = cmd, exited, false
@@ -141,7 +154,7 @@ func (n *node) end(sig syscall.Signal, kill bool) error {
 		_ = cmd.Process.Kill()
 		<-exited
 		kill = true
-		waitErr = fmt.Errorf("%s: no exit %s after %v: killed", n.name(), exitTimeout, sig)
+		waitErr = fmt.Errorf("%s: still running %s after %v: killed", n.name(), exitTimeout, sig)
 	}
 	n.onEnd(faultcheck.End{Life: life, At: at, Kill: kill})
 	n.mu.Lock()
@@ -213,7 +226,7 @@ func (n *node) ready(ctx context.Context) bool {
 func (n *node) shutdown() {
 	n.mu.Lock()
 	cmd, exited := n.cmd, n.exited
-	n.cmd, n.exited = nil, nil
+	n.ending = true
 	n.mu.Unlock()
 	if cmd == nil {
 		return
