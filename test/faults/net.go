@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"regexp"
@@ -41,8 +42,8 @@ type netRig struct {
 	changing sync.Mutex // one change of rules at a time
 
 	mu sync.Mutex
-	// rules is each node's wanted input filter, applied what is in force
-	// (known to be); index 0 unused.
+	// rules is each node's wanted input filter; applied is the one known to
+	// be in force. Index 0 is unused.
 	rules, applied []inputRules
 	// cutSince is when each cut-off node lost every peer; onCut receives the
 	// span when it ends.
@@ -58,11 +59,7 @@ type inputRules struct {
 }
 
 func (ru inputRules) clone() inputRules {
-	c := inputRules{from: make(map[int]bool, len(ru.from)), loss: ru.loss}
-	for k, v := range ru.from {
-		c.from[k] = v
-	}
-	return c
+	return inputRules{from: maps.Clone(ru.from), loss: ru.loss}
 }
 
 func newNetRig(nodes int) *netRig {
