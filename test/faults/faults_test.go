@@ -133,10 +133,10 @@ func TestFaults(t *testing.T) {
 	if swept := sweepStale(); len(swept) > 0 {
 		t.Logf("removed what earlier runs left behind: %v", swept)
 	}
-	net := newNetRig(cfg.nodes)
-	require.NoError(t, net.up())
-	t.Cleanup(net.teardown)
-	t.Cleanup(teardownOnSignal(net))
+	rig := newNetRig(cfg.nodes)
+	require.NoError(t, rig.up())
+	t.Cleanup(rig.teardown)
+	t.Cleanup(teardownOnSignal(rig))
 	t.Logf("binary %s, %d nodes, join=%s, %d likes/s, seeds %v, logs in %s",
 		cfg.bin, cfg.nodes, map[bool]string{false: "seed", true: "all"}[cfg.joinAll], cfg.rate, cfg.seeds, cfg.logRoot)
 
@@ -157,7 +157,7 @@ func TestFaults(t *testing.T) {
 		name := fmt.Sprintf("seed=%d", seed)
 		judged := false
 		ok := t.Run(name, func(t *testing.T) {
-			r := runSchedule(t, cfg, net, s)
+			r := runSchedule(t, cfg, rig, s)
 			judged = true
 			failures := summary.Add(name, r)
 			verdict := "PASS"
@@ -216,15 +216,15 @@ func report(t *testing.T, format string, args ...any) {
 
 // teardownOnSignal removes the network (which kills every node in it) on
 // SIGINT, SIGTERM or SIGHUP, then exits; the returned func disarms it.
-func teardownOnSignal(net *netRig) func() {
+func teardownOnSignal(rig *netRig) func() {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
 		select {
 		case sig := <-ch:
-			fmt.Fprintf(os.Stderr, "faults: %v: removing namespaces %s*\n", sig, net.prefix)
-			net.teardown()
+			fmt.Fprintf(os.Stderr, "faults: %v: removing namespaces %s*\n", sig, rig.prefix)
+			rig.teardown()
 			os.Exit(2)
 		case <-done:
 		}
@@ -246,7 +246,7 @@ const (
 // cluster is one schedule's nodes, network and history.
 type cluster struct {
 	t     *testing.T
-	net   *netRig
+	rig   *netRig
 	nodes []*node // index 0 is node 1
 	rec   *recorder
 	hc    *http.Client
@@ -263,15 +263,15 @@ func (c *cluster) crashed(e faultcheck.End, err error) {
 
 func (c *cluster) node(i int) *node { return c.nodes[i-1] }
 
-func runSchedule(t *testing.T, cfg config, net *netRig, s schedule) faultcheck.Report {
+func runSchedule(t *testing.T, cfg config, rig *netRig, s schedule) faultcheck.Report {
 	logDir := filepath.Join(cfg.logRoot, fmt.Sprintf("seed-%d", s.seed))
 	require.NoError(t, os.MkdirAll(logDir, 0o755))
 	rec := &recorder{}
-	net.setOnCut(rec.cut)
-	c := &cluster{t: t, net: net, rec: rec, hc: newHTTPClient(clientTimeout, 256)}
+	rig.setOnCut(rec.cut)
+	c := &cluster{t: t, rig: rig, rec: rec, hc: newHTTPClient(clientTimeout, 256)}
 	readyHC := newHTTPClient(clientTimeout, 2)
 	for i := 1; i <= cfg.nodes; i++ {
-		n := &node{id: i, ns: net.ns(i), ip: net.ip(i), url: fmt.Sprintf("http://%s:%d", net.ip(i), httpPort),
+		n := &node{id: i, ns: rig.ns(i), ip: rig.ip(i), url: fmt.Sprintf("http://%s:%d", rig.ip(i), httpPort),
 			bin: cfg.bin, logDir: logDir, onEnd: rec.end, onCrash: c.crashed, readyHC: readyHC}
 		c.nodes = append(c.nodes, n)
 	}
@@ -286,9 +286,9 @@ func runSchedule(t *testing.T, cfg config, net *netRig, s schedule) faultcheck.R
 		for _, n := range c.nodes {
 			n.shutdown()
 		}
-		_ = net.heal()
-		net.closeCuts()
-		net.setOnCut(nil)
+		_ = rig.heal()
+		rig.closeCuts()
+		rig.setOnCut(nil)
 		if !t.Failed() && !cfg.keepLogs {
 			_ = os.RemoveAll(logDir)
 		} else {
@@ -423,7 +423,7 @@ func (c *cluster) hold(d time.Duration, err error) error {
 		return err
 	}
 	time.Sleep(d) // the fault's duration: not an assertion
-	err = c.net.heal()
+	err = c.rig.heal()
 	c.lastHeal = time.Now()
 	return err
 }
@@ -447,20 +447,20 @@ func (c *cluster) inject(f fault) error {
 		c.lastHeal = time.Now()
 		return err
 	case halves:
-		return c.hold(f.hold, c.net.partition(f.nodes, f.other))
+		return c.hold(f.hold, c.rig.partition(f.nodes, f.other))
 	case oneWay:
-		return c.hold(f.hold, c.net.block(f.nodes[0], f.other[0]))
+		return c.hold(f.hold, c.rig.block(f.nodes[0], f.other[0]))
 	case loss:
-		return c.hold(f.hold, c.net.lose(f.pct, f.nodes...))
+		return c.hold(f.hold, c.rig.lose(f.pct, f.nodes...))
 	case isolateSeed:
-		return c.hold(f.hold, c.net.isolate(1))
+		return c.hold(f.hold, c.rig.isolate(1))
 	case cutKill:
-		if err := c.net.isolate(n.id); err != nil {
+		if err := c.rig.isolate(n.id); err != nil {
 			return err
 		}
 		time.Sleep(f.hold) // the fault's duration: not an assertion
 		killErr := n.kill9()
-		if err := c.net.heal(); err != nil || killErr != nil {
+		if err := c.rig.heal(); err != nil || killErr != nil {
 			return fmt.Errorf("kill: %v, heal: %v", killErr, err)
 		}
 		return c.restart(n, f.down)
@@ -484,8 +484,8 @@ func (c *cluster) inject(f fault) error {
 // healAll removes every rule, resumes and restarts what a failed fault left
 // behind, and waits for every node to be ready.
 func (c *cluster) healAll() error {
-	err := c.net.heal()
-	c.net.closeCuts()
+	err := c.rig.heal()
+	c.rig.closeCuts()
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	for _, n := range c.nodes {
