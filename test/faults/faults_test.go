@@ -464,6 +464,15 @@ func (c *cluster) inject(f fault) error {
 			return fmt.Errorf("kill: %v, heal: %v", killErr, err)
 		}
 		return c.restart(n, f.down)
+	case cutHealKill:
+		if err := c.hold(f.hold, c.rig.isolate(n.id)); err != nil {
+			return err
+		}
+		time.Sleep(f.after) // the fault's delay: not an assertion
+		if err := n.kill9(); err != nil {
+			return err
+		}
+		return c.restart(n, f.down)
 	case rollSeedFirst, rollSeedLast, rollRandom:
 		// Like a Kubernetes rollout: the next pod only once the new one
 		// is ready.

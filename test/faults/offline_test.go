@@ -56,6 +56,9 @@ func TestPlannedFaultsAreWellFormed(t *testing.T) {
 				switch f.kind {
 				case rollSeedFirst, rollSeedLast, rollRandom:
 					assert.ElementsMatch(t, allNodes(nodes), f.nodes, "a rolling restart restarts every node once")
+				case cutHealKill:
+					assert.GreaterOrEqual(t, f.after, time.Second)
+					assert.Greater(t, f.down, clientTimeout)
 				case kill9, killSeed, cutKill:
 					// The client's timeout must end before a killed node
 					// comes back: acks are attributed to the life a request

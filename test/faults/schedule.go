@@ -25,11 +25,12 @@ const (
 	rollSeedLast              // rolling restart by SIGTERM, the seed last
 	rollRandom                // rolling restart by SIGTERM, in a random order
 	cutKill                   // a node cut off from every other, then killed -9
+	cutHealKill               // a node cut off from every other, healed, killed -9 1–2 s later
 	numKinds
 )
 
 var kindNames = [numKinds]string{"kill9", "pause", "halves", "oneway", "loss", "isolate-seed",
-	"kill-seed", "roll-seed-first", "roll-seed-last", "roll-random", "cut-kill"}
+	"kill-seed", "roll-seed-first", "roll-seed-last", "roll-random", "cut-kill", "cut-heal-kill"}
 
 func (k kind) String() string {
 	if k < numKinds {
@@ -45,6 +46,7 @@ type fault struct {
 	other []int         // the other half (halves), the sender cut off (oneway)
 	pct   int           // loss percent
 	hold  time.Duration // how long the fault lasts (the cut, for cutKill)
+	after time.Duration // cutHealKill: from the heal to the kill
 	down  time.Duration // how long a killed node stays down
 }
 
@@ -65,6 +67,8 @@ func (f fault) String() string {
 		fmt.Fprintf(&b, "n%d down %s", f.nodes[0], f.down)
 	case cutKill:
 		fmt.Fprintf(&b, "n%d cut %s down %s", f.nodes[0], f.hold, f.down)
+	case cutHealKill:
+		fmt.Fprintf(&b, "n%d cut %s kill after %s down %s", f.nodes[0], f.hold, f.after, f.down)
 	default:
 		fmt.Fprintf(&b, "n%d %s", f.nodes[0], f.hold)
 	}
@@ -147,6 +151,14 @@ func newFault(rng *rand.Rand, k kind, nodes int) fault {
 	case cutKill:
 		f.nodes = all[:1]
 		f.hold, f.down = between(2*time.Second, 5*time.Second), between(1500*time.Millisecond, 3*time.Second)
+	case cutHealKill:
+		// Once its peers answer again, a node must deliver what it
+		// acknowledged while cut off well within a second (issue 7 asks
+		// for 200 ms): a kill 1–2 s after the heal may lose nothing but
+		// the async window.
+		f.nodes = all[:1]
+		f.hold, f.down = between(2*time.Second, 5*time.Second), between(1500*time.Millisecond, 3*time.Second)
+		f.after = between(time.Second, 2*time.Second)
 	}
 	return f
 }
