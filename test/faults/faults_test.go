@@ -264,37 +264,8 @@ func (c *cluster) crashed(e faultcheck.End, err error) {
 func (c *cluster) node(i int) *node { return c.nodes[i-1] }
 
 func runSchedule(t *testing.T, cfg config, rig *netRig, s schedule) faultcheck.Report {
-	logDir := filepath.Join(cfg.logRoot, fmt.Sprintf("seed-%d", s.seed))
-	require.NoError(t, os.MkdirAll(logDir, 0o755))
-	rec := &recorder{}
-	rig.setOnCut(rec.cut)
-	c := &cluster{t: t, rig: rig, rec: rec, hc: newHTTPClient(clientTimeout, 256)}
-	readyHC := newHTTPClient(clientTimeout, 2)
-	for i := 1; i <= cfg.nodes; i++ {
-		n := &node{id: i, ns: rig.ns(i), ip: rig.ip(i), url: fmt.Sprintf("http://%s:%d", rig.ip(i), httpPort),
-			bin: cfg.bin, logDir: logDir, onEnd: rec.end, onCrash: c.crashed, readyHC: readyHC}
-		c.nodes = append(c.nodes, n)
-	}
-	for _, n := range c.nodes {
-		for _, m := range c.nodes {
-			if m != n && (cfg.joinAll || (m.id == 1 && n.id != 1)) {
-				n.joinTo = append(n.joinTo, m.gossipAddr())
-			}
-		}
-	}
-	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			n.shutdown()
-		}
-		_ = rig.heal()
-		rig.closeCuts()
-		rig.setOnCut(nil)
-		if !t.Failed() && !cfg.keepLogs {
-			_ = os.RemoveAll(logDir)
-		} else {
-			t.Logf("node logs: %s", logDir)
-		}
-	})
+	c := newCluster(t, cfg, rig, fmt.Sprintf("seed-%d", s.seed))
+	rec := c.rec
 	t.Logf("schedule %d: %s", s.seed, s)
 
 	require.NoError(t, c.startAll(cfg.nodes, cfg.joinAll))
@@ -341,6 +312,43 @@ func runSchedule(t *testing.T, cfg config, rig *netRig, s schedule) faultcheck.R
 	t.Logf("load: %d likes sent, %d given up after every node failed, %d shed (workers busy)",
 		len(h.Sent), l.given.Load(), l.shed.Load())
 	return faultcheck.Check(h, cfg.check)
+}
+
+// newCluster prepares (does not start) the nodes of one run on rig, with
+// their logs under name, and removes them when t ends.
+func newCluster(t *testing.T, cfg config, rig *netRig, name string) *cluster {
+	logDir := filepath.Join(cfg.logRoot, name)
+	require.NoError(t, os.MkdirAll(logDir, 0o755))
+	rec := &recorder{}
+	rig.setOnCut(rec.cut)
+	c := &cluster{t: t, rig: rig, rec: rec, hc: newHTTPClient(clientTimeout, 256)}
+	readyHC := newHTTPClient(clientTimeout, 2)
+	for i := 1; i <= rig.nodes; i++ {
+		n := &node{id: i, ns: rig.ns(i), ip: rig.ip(i), url: fmt.Sprintf("http://%s:%d", rig.ip(i), httpPort),
+			bin: cfg.bin, logDir: logDir, onEnd: rec.end, onCrash: c.crashed, readyHC: readyHC}
+		c.nodes = append(c.nodes, n)
+	}
+	for _, n := range c.nodes {
+		for _, m := range c.nodes {
+			if m != n && (cfg.joinAll || (m.id == 1 && n.id != 1)) {
+				n.joinTo = append(n.joinTo, m.gossipAddr())
+			}
+		}
+	}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.shutdown()
+		}
+		_ = rig.heal()
+		rig.closeCuts()
+		rig.setOnCut(nil)
+		if !t.Failed() && !cfg.keepLogs {
+			_ = os.RemoveAll(logDir)
+		} else {
+			t.Logf("node logs: %s", logDir)
+		}
+	})
+	return c
 }
 
 // startAll starts node 1, then the others (with joinAll, every node at
