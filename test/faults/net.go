@@ -93,8 +93,13 @@ func (r *netRig) up() (err error) {
 			r.teardown()
 		}
 	}()
-	if out, _ := run("ip", "-4", "-o", "addr"); strings.Contains(out, " "+r.subnet+".") {
-		return fmt.Errorf("subnet %s.0/24 is already in use on this host", r.subnet)
+	// Another run (of another pid) may hold this subnet: take the next free.
+	out, _ := run("ip", "-4", "-o", "addr")
+	for k := 0; strings.Contains(out, " "+r.subnet+"."); k++ {
+		if k == 224 {
+			return errors.New("no free /24 among 10.213.16-239.0 on this host")
+		}
+		r.subnet = fmt.Sprintf("10.213.%d", 16+(os.Getpid()+k+1)%224)
 	}
 	hub := r.hub()
 	steps := [][]string{
