@@ -497,7 +497,7 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 func fmtDur(d time.Duration) string {
 	switch {
 	case d < time.Millisecond:
-		return d.String()
+		return d.Round(time.Microsecond).String()
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
 	default:

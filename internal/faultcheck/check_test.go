@@ -290,6 +290,18 @@ func TestSummaryLine(t *testing.T) {
 	assert.True(t, strings.HasSuffix(strict.Line(), " strict"))
 }
 
+func TestFmtDur(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		201935 * time.Nanosecond: "202µs",
+		4400 * time.Microsecond:  "4ms",
+		1234 * time.Millisecond:  "1.2s",
+		21060 * time.Millisecond: "21.1s",
+		0:                        "0s",
+	} {
+		assert.Equal(t, want, fmtDur(d))
+	}
+}
+
 func TestQuantile(t *testing.T) {
 	ds := []time.Duration{5, 1, 4, 2, 3}
 	assert.Equal(t, time.Duration(3), quantile(ds, 0.5))
