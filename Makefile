@@ -15,7 +15,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: sim help build run-local test test-loaded check vet staticcheck bench bench-go k8s-check k8s-verify image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: sim help build run-local test test-loaded check vet staticcheck bench bench-go k8s-check k8s-verify image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,7 @@ check: vet fmt-check tidy-check staticcheck ## static checks CI runs before the 
 vet:
 	go vet ./...
 	go vet -tags e2e ./test/e2e/...
+	go vet -tags faults ./test/faults/...
 	cd $(K8S) && go vet ./... && go mod tidy -diff
 
 fmt-check:
@@ -75,6 +76,7 @@ bench-go: ## Go benchmarks: store hot path, codec, 1M-like sync, real processes 
 
 staticcheck: ## staticcheck, built from the Go module proxy
 	go run $(STATICCHECK) ./...
+	go run $(STATICCHECK) -tags faults ./test/faults/...
 
 lint: staticcheck ## staticcheck and golangci-lint, installed from the Go module proxy
 	go run $(GOLANGCI_LINT) run ./...
@@ -96,6 +98,10 @@ image: build ## the container image from the host-built binary (no registry need
 
 e2e: ## containers (builds the image itself): master + workers on a private docker network, partitions, restarts, scaling
 	go test -race -count=1 -tags e2e -timeout 15m -v ./test/e2e/...
+
+FAULT_TIMEOUT ?= 30m
+faults: build ## root: 5 likesd in network namespaces under seeded faults, then the checker (~6-10 min); FAULT_SEEDS=17 replays one, FAULT_SCHEDULES=30 runs more (docs/faults.md)
+	FAULT_BIN=$(abspath $(BIN)) go test -count=1 -tags faults -timeout $(FAULT_TIMEOUT) -v ./test/faults/
 
 # --- minikube, as in the original article -------------------------------
 run: ## deploy on minikube: image into minikube's docker, apply in order, wait, print the URL
