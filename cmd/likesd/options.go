@@ -129,6 +129,8 @@ func (f *flags) duration(p *time.Duration, name string, min time.Duration, usage
 		switch {
 		case err != nil:
 			return errors.New("want a duration like 10s, 500ms or 1m30s")
+		case min > 1 && d < min:
+			return fmt.Errorf("want a duration of at least %s", min)
 		case min > 0 && d < min:
 			return errors.New("want a positive duration")
 		case d < 0:

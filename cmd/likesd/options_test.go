@@ -84,7 +84,8 @@ func TestBadOptions(t *testing.T) {
 		{"bad shards", []string{"--store-shards", "3"}, nil, `--store-shards "3": want a power of two`},
 		{"packet too small", []string{"--packet-size", "100"}, nil, `--packet-size "100": want an integer from 512 to 65000`},
 		{"log too small", []string{"--log-size", "1"}, nil, `--log-size "1": want an integer of at least 16`},
-		{"chunk too small", []string{"--snapshot-chunk-bytes", "10"}, nil, `--snapshot-chunk-bytes "10": want an integer of at least 1024`},
+		{"chunk too small", []string{"--sync-chunk-bytes", "10"}, nil, `--sync-chunk-bytes "10": want an integer from 4096 to 2097152`},
+		{"sync interval too short", []string{"--sync-interval", "1ms"}, nil, `--sync-interval "1ms": want a duration of at least 10ms`},
 		{"label too long", []string{"--cluster-label", strings.Repeat("x", 256)}, nil, `--cluster-label`},
 		{"probe timeout too long", []string{"--probe-timeout", "2s"}, nil, "--probe-timeout 2s must be shorter than --probe-interval 1s"},
 	}
