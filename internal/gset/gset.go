@@ -12,7 +12,8 @@ const degree = 32
 // empty set ready to use. Copying a Set by assignment aliases it: use Clone
 // for an independent copy.
 type Set struct {
-	t *btree.BTreeG[string]
+	t      *btree.BTreeG[string]
+	digest uint64 // sum of MemberHash over the members, kept by Add
 }
 
 func less(a, b string) bool { return a < b }
@@ -36,8 +37,16 @@ func (s *Set) init() {
 func (s *Set) Add(m string) bool {
 	s.init()
 	_, existed := s.t.ReplaceOrInsert(m)
+	if !existed {
+		s.digest += MemberHash(m)
+	}
 	return !existed
 }
+
+// Digest is the sum, mod 2^64, of MemberHash over the members: equal sets
+// have equal digests whatever the order they were built in, and Add keeps
+// it in O(1).
+func (s Set) Digest() uint64 { return s.digest }
 
 // Has reports whether m is in the set.
 func (s Set) Has(m string) bool {
@@ -122,7 +131,7 @@ func (s *Set) Clone() Set {
 	if s.t == nil {
 		return Set{}
 	}
-	return Set{t: s.t.Clone()}
+	return Set{t: s.t.Clone(), digest: s.digest}
 }
 
 // Equal reports whether s and o hold the same members.
