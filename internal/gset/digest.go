@@ -7,8 +7,20 @@ import "github.com/cespare/xxhash/v2"
 // and the top bits that ranges split on in particular, is well mixed. It is
 // part of the wire contract between replicas: changing it changes every
 // digest.
-func MemberHash(m string) uint64 {
-	z := xxhash.Sum64String(m)
+func MemberHash(m string) uint64 { return mix(xxhash.Sum64String(m)) }
+
+func memberHash[T string | []byte](m T) uint64 {
+	switch m := any(m).(type) {
+	case string:
+		return MemberHash(m)
+	case []byte:
+		return mix(xxhash.Sum64(m))
+	}
+	panic("unreachable")
+}
+
+// mix is splitmix64's finalizer.
+func mix(z uint64) uint64 {
 	z ^= z >> 30
 	z *= 0xbf58476d1ce4e5b9
 	z ^= z >> 27
@@ -39,8 +51,8 @@ func inRange(h uint64, prefixBits uint8, prefix uint64) bool {
 // It scans the whole set: O(n).
 func (s Set) RangeDigests(prefixBits uint8, prefix uint64) [16]Bucket {
 	var out [16]Bucket
-	s.Walk(func(m string) bool {
-		h := MemberHash(m)
+	s.scan(0, 0, func(m []byte) bool {
+		h := memberHash(m)
 		if inRange(h, prefixBits, prefix) {
 			b := &out[nextNibble(h, prefixBits)]
 			b.Digest += h
@@ -67,15 +79,15 @@ func (s Set) RangeMembers(prefixBits uint8, prefix uint64, after string, limit i
 		return nil, false
 	}
 	members = []string{}
-	s.Ascend(after, func(m string) bool {
-		if !inRange(MemberHash(m), prefixBits, prefix) {
+	s.scanAfter(after, func(m []byte) bool {
+		if !inRange(memberHash(m), prefixBits, prefix) {
 			return true
 		}
 		if len(members) == limit {
 			more = true
 			return false
 		}
-		members = append(members, m)
+		members = append(members, string(m))
 		return true
 	})
 	return members, more

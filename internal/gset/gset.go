@@ -1,22 +1,42 @@
 package gset
 
 import (
-	"github.com/google/btree"
+	"bytes"
+	"encoding/binary"
+	"slices"
+	"strings"
 )
 
-// degree of the B-tree: 32 keeps nodes within a few cache lines of string
-// headers while keeping the tree shallow for sets of millions of users.
-const degree = 32
+// Block and leaf sizes. A block is a run of front-coded members in byte
+// order; a leaf is a slice of blocks; a set is a slice of leaves. Lookups
+// binary-search the leaves, then the blocks, by each one's first member (the
+// first entry of a block is always stored whole), then scan one block.
+const (
+	// maxBlock bounds a block's bytes: scanning one is the linear part of
+	// has and add, and a change rewrites it. 512 B is ~70 short ids: a scan
+	// of a few hundred ns, and per-block overhead (a 16-byte string header
+	// and size-class rounding) under 1 B per member.
+	maxBlock = 512
+	// maxLeaf bounds a leaf's blocks, so a block split moves at most a few
+	// hundred bytes of headers, and a leaf split moves the leaves' headers
+	// (a 1M-member set has ~250 leaves).
+	maxLeaf = 64
+)
 
 // Set is a grow-only set of strings kept in byte order. The zero value is an
 // empty set ready to use. Copying a Set by assignment aliases it: use Clone
 // for an independent copy.
 type Set struct {
-	t      *btree.BTreeG[string]
+	// leaves hold immutable block strings: a change replaces a block, never
+	// edits one, so a Clone can share them for ever. The leaves slices are
+	// edited in place unless shared is set.
+	leaves [][]string
+	n      int
 	digest uint64 // sum of MemberHash over the members, kept by Add
+	// shared marks leaves as seen by a Clone: the next change copies the
+	// slices of block headers (not the blocks) first.
+	shared bool
 }
-
-func less(a, b string) bool { return a < b }
 
 // New returns a set holding members.
 func New(members ...string) Set {
@@ -27,73 +47,421 @@ func New(members ...string) Set {
 	return s
 }
 
-func (s *Set) init() {
-	if s.t == nil {
-		s.t = btree.NewG(degree, less)
+// Entry format inside a block: a header, then the suffix bytes. The header
+// is one byte prefix<<4|suffixLen when both are under 16 (and not both 15),
+// else 0xFF, uvarint prefix, uvarint suffixLen. prefix is how many leading
+// bytes the member shares with the one before it in the block (0 for a
+// block's first member).
+const longHeader = 0xFF
+
+func appendHeader(b []byte, prefix, suffix int) []byte {
+	if prefix < 16 && suffix < 16 && !(prefix == 15 && suffix == 15) {
+		return append(b, byte(prefix<<4|suffix))
 	}
+	b = append(b, longHeader)
+	b = binary.AppendUvarint(b, uint64(prefix))
+	return binary.AppendUvarint(b, uint64(suffix))
+}
+
+// readEntry decodes the header at blk[at:]: the shared prefix length, the
+// suffix length and the suffix's offset. Blocks are built by this package,
+// so they are trusted.
+func readEntry(blk string, at int) (prefix, suffix, off int) {
+	h := blk[at]
+	if h != longHeader {
+		return int(h >> 4), int(h & 15), at + 1
+	}
+	at++
+	p, at := uvarint(blk, at)
+	s, at := uvarint(blk, at)
+	return p, s, at
+}
+
+func uvarint(s string, at int) (int, int) {
+	var v uint64
+	var shift uint
+	for {
+		c := s[at]
+		at++
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return int(v), at
+		}
+		shift += 7
+	}
+}
+
+func firstKey(blk string) string {
+	_, sl, j := readEntry(blk, 0)
+	return blk[j : j+sl]
+}
+
+func lcp[A, B string | []byte](a A, b B) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// locate returns the block m belongs in: the last one whose first member is
+// ≤ m, or the very first block. The set must not be empty.
+func (s *Set) locate(m string) (li, bi int) {
+	lo, hi := 1, len(s.leaves)
+	for lo < hi { // first leaf whose first key > m
+		mid := int(uint(lo+hi) >> 1)
+		if firstKey(s.leaves[mid][0]) > m {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	li = lo - 1
+	leaf := s.leaves[li]
+	lo, hi = 1, len(leaf)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if firstKey(leaf[mid]) > m {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return li, lo - 1
+}
+
+// spot is where a missing member goes in a block.
+type spot struct {
+	at    int // offset of the first entry greater than m, or len(blk)
+	match int // bytes m shares with the entry before at (0 if none)
+	// The entry at at, when there is one: its prefix, suffix length, suffix
+	// offset, and how many bytes it shares with m.
+	np, nsl, nj, nlcp int
+}
+
+// seek looks m up in blk without rebuilding members: it tracks how many
+// bytes the last member below m shares with m, which with each entry's
+// shared-prefix length is enough to compare the next entry to m.
+func seek(blk, m string) (sp spot, found bool) {
+	match := 0
+	for at := 0; at < len(blk); {
+		p, sl, j := readEntry(blk, at)
+		if p > match { // agrees with the previous member, still below m
+			at = j + sl
+			continue
+		}
+		if p < match { // first difference is above the previous member's: above m
+			return spot{at: at, match: match, np: p, nsl: sl, nj: j, nlcp: p}, false
+		}
+		suf, rest := blk[j:j+sl], m[match:]
+		k := lcp(suf, rest)
+		if k == len(suf) && k == len(rest) {
+			return spot{}, true
+		}
+		if k == len(suf) || (k < len(rest) && suf[k] < rest[k]) { // below m
+			match += k
+			at = j + sl
+			continue
+		}
+		return spot{at: at, match: match, np: p, nsl: sl, nj: j, nlcp: match + k}, false
+	}
+	return spot{at: len(blk), match: match}, false
+}
+
+// splice returns blk with m inserted at sp, the following entry re-coded
+// against m.
+func splice(blk, m string, sp spot) string {
+	var h1, h2 [1 + 2*binary.MaxVarintLen64]byte
+	newH := appendHeader(h1[:0], sp.match, len(m)-sp.match)
+	size := sp.at + len(newH) + len(m) - sp.match
+	var nextH []byte
+	var nextSuf, tail string
+	if sp.at < len(blk) {
+		nextSuf = blk[sp.nj+sp.nlcp-sp.np : sp.nj+sp.nsl]
+		nextH = appendHeader(h2[:0], sp.nlcp, len(nextSuf))
+		tail = blk[sp.nj+sp.nsl:]
+		size += len(nextH) + len(nextSuf) + len(tail)
+	}
+	var b strings.Builder
+	b.Grow(size)
+	b.WriteString(blk[:sp.at])
+	b.Write(newH)
+	b.WriteString(m[sp.match:])
+	b.Write(nextH)
+	b.WriteString(nextSuf)
+	b.WriteString(tail)
+	return b.String()
+}
+
+// splitBlock cuts blk at the first entry at or past its middle (or its last
+// entry); that entry is re-coded whole to start the right half. blk has at
+// least two entries.
+func splitBlock(blk string) (left, right string) {
+	var buf [64]byte
+	key := buf[:0]
+	at := 0
+	for {
+		p, sl, j := readEntry(blk, at)
+		key = append(key[:p], blk[j:j+sl]...)
+		if at > 0 && (at >= len(blk)/2 || j+sl == len(blk)) {
+			var b strings.Builder
+			var h [1 + 2*binary.MaxVarintLen64]byte
+			hd := appendHeader(h[:0], 0, len(key))
+			tail := blk[j+sl:]
+			b.Grow(len(hd) + len(key) + len(tail))
+			b.Write(hd)
+			b.Write(key)
+			b.WriteString(tail)
+			return strings.Clone(blk[:at]), b.String()
+		}
+		at = j + sl
+	}
+}
+
+func singleBlock(m string) string {
+	var h [1 + 2*binary.MaxVarintLen64]byte
+	hd := appendHeader(h[:0], 0, len(m))
+	var b strings.Builder
+	b.Grow(len(hd) + len(m))
+	b.Write(hd)
+	b.WriteString(m)
+	return b.String()
+}
+
+// unshare gives s its own slices of block headers after a Clone. The blocks
+// themselves are immutable and stay shared.
+func (s *Set) unshare() {
+	if !s.shared {
+		return
+	}
+	leaves := make([][]string, len(s.leaves))
+	for i, l := range s.leaves {
+		leaves[i] = slices.Clone(l)
+	}
+	s.leaves, s.shared = leaves, false
 }
 
 // Add inserts m and reports whether it was new to the set.
 func (s *Set) Add(m string) bool {
-	s.init()
-	_, existed := s.t.ReplaceOrInsert(m)
-	if !existed {
-		s.digest += MemberHash(m)
+	if s.n == 0 {
+		*s = Set{leaves: [][]string{{singleBlock(m)}}, n: 1, digest: MemberHash(m)}
+		return true
 	}
-	return !existed
+	li, bi := s.locate(m)
+	blk := s.leaves[li][bi]
+	sp, found := seek(blk, m)
+	if found {
+		return false
+	}
+	s.unshare()
+	nb := splice(blk, m, sp)
+	if len(nb) <= maxBlock {
+		s.leaves[li][bi] = nb
+	} else {
+		s.replaceBlock(li, bi, nb)
+	}
+	s.n++
+	s.digest += MemberHash(m)
+	return true
 }
+
+// replaceBlock puts oversized nb (which has at least two entries: splice
+// made it) at leaves[li][bi], split in two, splitting the leaf too when it
+// grows past maxLeaf.
+func (s *Set) replaceBlock(li, bi int, nb string) {
+	left, right := splitBlock(nb)
+	leaf := s.leaves[li]
+	leaf[bi] = left
+	leaf = slices.Insert(leaf, bi+1, right)
+	if len(leaf) <= maxLeaf {
+		s.leaves[li] = leaf
+		return
+	}
+	half := len(leaf) / 2
+	s.leaves[li] = leaf[:half:half]
+	s.leaves = slices.Insert(s.leaves, li+1, slices.Clone(leaf[half:]))
+}
+
+// Has reports whether m is in the set.
+func (s Set) Has(m string) bool {
+	if s.n == 0 {
+		return false
+	}
+	li, bi := s.locate(m)
+	_, found := seek(s.leaves[li][bi], m)
+	return found
+}
+
+// Len is the number of members.
+func (s Set) Len() int { return s.n }
 
 // Digest is the sum, mod 2^64, of MemberHash over the members: equal sets
 // have equal digests whatever the order they were built in, and Add keeps
 // it in O(1).
 func (s Set) Digest() uint64 { return s.digest }
 
-// Has reports whether m is in the set.
-func (s Set) Has(m string) bool {
-	return s.t != nil && s.t.Has(m)
+// scan calls fn for each member from the start of block (li, bi) on, in byte
+// order, until fn returns false. key is only valid during the call.
+func (s Set) scan(li, bi int, fn func(key []byte) bool) {
+	var buf [64]byte
+	key := buf[:0]
+	for ; li < len(s.leaves); li, bi = li+1, 0 {
+		leaf := s.leaves[li]
+		for ; bi < len(leaf); bi++ {
+			blk := leaf[bi]
+			for at := 0; at < len(blk); {
+				p, sl, j := readEntry(blk, at)
+				key = append(key[:p], blk[j:j+sl]...)
+				at = j + sl
+				if !fn(key) {
+					return
+				}
+			}
+		}
+	}
 }
 
-// Len is the number of members.
-func (s Set) Len() int {
-	if s.t == nil {
-		return 0
+// scanAfter is scan from the first member strictly greater than after.
+func (s Set) scanAfter(after string, fn func(key []byte) bool) {
+	if s.n == 0 {
+		return
 	}
-	return s.t.Len()
+	li, bi := s.locate(after)
+	past := false
+	s.scan(li, bi, func(key []byte) bool {
+		if !past {
+			if string(key) <= after {
+				return true
+			}
+			past = true
+		}
+		return fn(key)
+	})
 }
 
 // Merge adds every member of o to s and returns, in byte order, the members
 // that were new to s. Merging o into s never changes o.
 func (s *Set) Merge(o Set) []string {
-	var added []string
-	o.Walk(func(m string) bool {
-		if s.Add(m) {
-			added = append(added, m)
+	if o.n == 0 {
+		return nil
+	}
+	if s.n == 0 { // share o's immutable blocks
+		leaves := make([][]string, len(o.leaves))
+		for i, l := range o.leaves {
+			leaves[i] = slices.Clone(l)
 		}
+		*s = Set{leaves: leaves, n: o.n, digest: o.digest}
+		return o.Members()
+	}
+	var added []string
+	if o.n < s.n/16 { // a few members into a large set: one add each
+		o.scan(0, 0, func(key []byte) bool {
+			if m := string(key); s.Add(m) {
+				added = append(added, m)
+			}
+			return true
+		})
+		return added
+	}
+	// Comparable sizes: one pass over both, building fresh blocks. o's
+	// members are laid out flat first, so only the new ones allocate.
+	var flat []byte
+	ends := make([]int, 0, o.n)
+	o.scan(0, 0, func(key []byte) bool {
+		flat = append(flat, key...)
+		ends = append(ends, len(flat))
 		return true
 	})
+	theirs := func(i int) []byte {
+		if i == 0 {
+			return flat[:ends[0]]
+		}
+		return flat[ends[i-1]:ends[i]]
+	}
+	var b builder
+	i := 0
+	s.scan(0, 0, func(key []byte) bool {
+		for ; i < len(ends); i++ {
+			t := theirs(i)
+			c := bytes.Compare(t, key)
+			if c > 0 {
+				break
+			}
+			if c < 0 {
+				add(&b, t)
+				added = append(added, string(t))
+			}
+		}
+		add(&b, key)
+		return true
+	})
+	for ; i < len(ends); i++ {
+		add(&b, theirs(i))
+		added = append(added, string(theirs(i)))
+	}
+	*s = b.set()
 	return added
+}
+
+// builder builds a set from members given in strictly increasing order,
+// filling blocks and leaves whole.
+type builder struct {
+	leaves [][]string
+	leaf   []string
+	blk    []byte
+	prev   []byte
+	n      int
+	digest uint64
+}
+
+func add[T string | []byte](b *builder, m T) {
+	p := 0
+	if len(b.blk) > 0 {
+		p = lcp(b.prev, m)
+		if len(b.blk)+1+len(m)-p > maxBlock {
+			b.flushBlock()
+			p = 0
+		}
+	}
+	b.blk = appendHeader(b.blk, p, len(m)-p)
+	b.blk = append(b.blk, m[p:]...)
+	b.prev = append(b.prev[:0], m...)
+	b.n++
+	b.digest += memberHash(m)
+}
+
+func (b *builder) flushBlock() {
+	if len(b.blk) == 0 {
+		return
+	}
+	b.leaf = append(b.leaf, string(b.blk))
+	b.blk = b.blk[:0]
+	if len(b.leaf) == maxLeaf {
+		b.leaves = append(b.leaves, b.leaf)
+		b.leaf = nil
+	}
+}
+
+func (b *builder) set() Set {
+	b.flushBlock()
+	if len(b.leaf) > 0 {
+		b.leaves = append(b.leaves, slices.Clip(b.leaf))
+	}
+	return Set{leaves: slices.Clip(b.leaves), n: b.n, digest: b.digest}
 }
 
 // Walk calls fn for every member in byte order until fn returns false.
 func (s Set) Walk(fn func(m string) bool) {
-	if s.t != nil {
-		s.t.Ascend(fn)
-	}
+	s.scan(0, 0, func(key []byte) bool { return fn(string(key)) })
 }
 
 // Ascend calls fn for each member strictly greater than after, in byte
 // order, until fn returns false. A cursor is always strictly exclusive, so
 // the empty string (which sorts first) is reached only through Walk.
 func (s Set) Ascend(after string, fn func(m string) bool) {
-	if s.t == nil {
-		return
-	}
-	s.t.AscendGreaterOrEqual(after, func(m string) bool {
-		if m == after {
-			return true
-		}
-		return fn(m)
-	})
+	s.scanAfter(after, func(key []byte) bool { return fn(string(key)) })
 }
 
 // Page returns up to limit members strictly greater than after, in byte order, and
@@ -103,12 +471,12 @@ func (s Set) Page(after string, limit int) (members []string, more bool) {
 		return nil, false
 	}
 	members = make([]string, 0, min(limit, s.Len()))
-	s.Ascend(after, func(m string) bool {
+	s.scanAfter(after, func(key []byte) bool {
 		if len(members) == limit {
 			more = true
 			return false
 		}
-		members = append(members, m)
+		members = append(members, string(key))
 		return true
 	})
 	return members, more
@@ -117,38 +485,30 @@ func (s Set) Page(after string, limit int) (members []string, more bool) {
 // Members returns every member in byte order.
 func (s Set) Members() []string {
 	out := make([]string, 0, s.Len())
-	s.Walk(func(m string) bool {
-		out = append(out, m)
+	s.scan(0, 0, func(key []byte) bool {
+		out = append(out, string(key))
 		return true
 	})
 	return out
 }
 
-// Clone returns an independent copy. It is O(1): the copies share nodes
-// copy-on-write. Clone mutates s's internal bookkeeping, so it needs the
-// same exclusive access as Add.
+// Clone returns an independent copy. It is O(1): the copies share blocks,
+// and whichever changes first copies the block headers. Clone marks s as
+// shared, so it needs the same exclusive access as Add.
 func (s *Set) Clone() Set {
-	if s.t == nil {
+	if s.n == 0 {
 		return Set{}
 	}
-	return Set{t: s.t.Clone(), digest: s.digest}
+	s.shared = true
+	return *s
 }
 
 // Equal reports whether s and o hold the same members.
 func (s Set) Equal(o Set) bool {
-	if s.Len() != o.Len() {
+	if s.n != o.n || s.digest != o.digest {
 		return false
 	}
-	equal := true
-	var i int
-	theirs := o.Members()
-	s.Walk(func(m string) bool {
-		if theirs[i] != m {
-			equal = false
-			return false
-		}
-		i++
-		return true
-	})
-	return equal
+	a, _ := s.MarshalBinary()
+	b, _ := o.MarshalBinary()
+	return bytes.Equal(a, b)
 }
