@@ -29,15 +29,14 @@ func checkInvariants(t *testing.T, s Set) {
 		require.LessOrEqual(t, len(leaf), maxLeaf, "leaf %d", li)
 		for bi, blk := range leaf {
 			require.NotEmpty(t, blk)
-			p, _, _ := readEntry(blk, 0)
-			require.Zero(t, p, "block %d/%d starts with a shared prefix", li, bi)
+			require.Zero(t, readEntry(blk, 0).p, "block %d/%d starts with a shared prefix", li, bi)
 			var key []byte
 			for at := 0; at < len(blk); {
-				p, sl, j := readEntry(blk, at)
-				require.LessOrEqual(t, p, len(key))
-				require.LessOrEqual(t, j+sl, len(blk))
-				key = append(key[:p], blk[j:j+sl]...)
-				at = j + sl
+				e := readEntry(blk, at)
+				require.LessOrEqual(t, e.p, len(key))
+				require.LessOrEqual(t, e.end, len(blk))
+				key = e.appendRest(key[:e.p], blk)
+				at = e.end
 				if n > 0 {
 					require.Less(t, prev, string(key))
 				}
@@ -57,9 +56,18 @@ func checkInvariants(t *testing.T, s Set) {
 func genMembers(r *rand.Rand, n int) []string {
 	out := make([]string, n)
 	for i := range out {
-		switch r.IntN(10) {
+		switch r.IntN(12) {
 		case 0:
 			out[i] = fmt.Sprintf("%x-%x", r.Uint64(), r.Uint64())
+		case 10:
+			out[i] = uuid(r)
+		case 11: // UUIDs sharing long prefixes, and near-UUIDs beside them
+			u := []byte(uuid(r))
+			copy(u, "0123abcd-ef")
+			if r.IntN(4) == 0 {
+				u[35] = 'G'
+			}
+			out[i] = string(u)
 		case 1:
 			out[i] = strings.Repeat("z", r.IntN(2*maxBlock))
 		case 2:
@@ -170,12 +178,85 @@ func TestCloneCopyOnWriteAtScale(t *testing.T) {
 	}
 }
 
-func TestHeaderForms(t *testing.T) {
-	for _, tt := range []struct{ p, s, want int }{{0, 0, 1}, {15, 14, 1}, {14, 15, 1}, {15, 15, 3}, {16, 0, 3}, {0, 200, 4}} {
-		b := appendHeader(nil, tt.p, tt.s)
-		assert.Len(t, b, tt.want, "%d/%d", tt.p, tt.s)
-		blk := string(append(b, strings.Repeat("x", tt.s)...))
-		p, s, j := readEntry(blk, 0)
-		assert.Equal(t, [3]int{tt.p, tt.s, tt.want}, [3]int{p, s, j})
+func TestEntryForms(t *testing.T) {
+	const id = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0ff"
+	for _, tt := range []struct {
+		key       string
+		p, header int
+		packed    bool
+	}{
+		{"u0001234", 0, 1, false},
+		{"u0001234", 7, 1, false},
+		{"u0001234", 8, 1, false},
+		{"abcdefghijklmnop", 0, 2, false}, // rest of 16: medium
+		{strings.Repeat("x", 40), 26, 2, false},
+		{strings.Repeat("x", 40), 27, 3, false}, // prefix 27: long
+		{strings.Repeat("x", 300), 0, 3, false},
+		{id, 0, 1, true},
+		{id, 9, 1, true},
+		{id, 35, 1, true},
+		{strings.ToUpper(id), 0, 2, false}, // upper-case hex stays raw
+		{id[:35] + "g", 0, 2, false},
+		{strings.Replace(id, "-", "x", 1), 0, 2, false},
+	} {
+		b := appendEntry(nil, tt.key, tt.p)
+		blk := string(b)
+		e := readEntry(blk, 0)
+		assert.Equal(t, tt.p, e.p, tt.key)
+		assert.Equal(t, tt.packed, e.packed, tt.key)
+		assert.Equal(t, len(blk), e.end, tt.key)
+		assert.Equal(t, tt.header, e.off, "%s/%d header bytes", tt.key, tt.p)
+		assert.Equal(t, tt.key[tt.p:], string(e.appendRest(nil, blk)), tt.key)
 	}
+	assert.Equal(t, 17, len(appendEntry(nil, id, 0)), "a UUID packs into 16 bytes and a header")
+}
+
+// FuzzOps: any sequence of adds, clones and merges, with members cut from
+// the input (short ones, long ones, UUID-shaped ones), matches a map and
+// keeps the block invariants.
+func FuzzOps(f *testing.F) {
+	f.Add([]byte("\x00a\x01bb\x02ccc\x03\x00a"))
+	f.Add([]byte("\x040123abcd-ef01-4234-8567-89abcdef0123\x040123abcd-ef01-4234-8567-89abcdef0000"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var s, other Set
+		r := ref{}
+		var clone Set
+		var cloneRef []string
+		cloned := false
+		for len(data) > 0 {
+			op := data[0]
+			data = data[1:]
+			n := min(len(data), int(op>>3))
+			m := string(data[:n])
+			data = data[n:]
+			switch op & 7 {
+			case 0, 1, 2:
+				require.Equal(t, !r[m], s.Add(m))
+				r[m] = true
+			case 3:
+				other.Add(m)
+			case 4:
+				got := s.Merge(other)
+				for _, a := range got {
+					require.False(t, r[a])
+					r[a] = true
+				}
+			case 5:
+				clone, cloneRef, cloned = s.Clone(), r.sorted(), true
+			case 6:
+				for i := 0; i < 40; i++ { // enough to split blocks
+					m2 := fmt.Sprintf("%s%03d", m, i)
+					s.Add(m2)
+					r[m2] = true
+				}
+			case 7:
+				require.Equal(t, r[m], s.Has(m))
+			}
+		}
+		checkInvariants(t, s)
+		require.True(t, slices.Equal(r.sorted(), s.Members()))
+		if cloned {
+			require.True(t, slices.Equal(cloneRef, clone.Members()), "a clone never sees later changes")
+		}
+	})
 }

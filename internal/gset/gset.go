@@ -2,7 +2,6 @@ package gset
 
 import (
 	"bytes"
-	"encoding/binary"
 	"slices"
 	"strings"
 )
@@ -47,53 +46,14 @@ func New(members ...string) Set {
 	return s
 }
 
-// Entry format inside a block: a header, then the suffix bytes. The header
-// is one byte prefix<<4|suffixLen when both are under 16 (and not both 15),
-// else 0xFF, uvarint prefix, uvarint suffixLen. prefix is how many leading
-// bytes the member shares with the one before it in the block (0 for a
-// block's first member).
-const longHeader = 0xFF
-
-func appendHeader(b []byte, prefix, suffix int) []byte {
-	if prefix < 16 && suffix < 16 && !(prefix == 15 && suffix == 15) {
-		return append(b, byte(prefix<<4|suffix))
+// firstAbove reports whether blk's first member is greater than m.
+func firstAbove(blk, m string) bool {
+	e := readEntry(blk, 0)
+	if !e.packed {
+		return blk[e.off:e.end] > m
 	}
-	b = append(b, longHeader)
-	b = binary.AppendUvarint(b, uint64(prefix))
-	return binary.AppendUvarint(b, uint64(suffix))
-}
-
-// readEntry decodes the header at blk[at:]: the shared prefix length, the
-// suffix length and the suffix's offset. Blocks are built by this package,
-// so they are trusted.
-func readEntry(blk string, at int) (prefix, suffix, off int) {
-	h := blk[at]
-	if h != longHeader {
-		return int(h >> 4), int(h & 15), at + 1
-	}
-	at++
-	p, at := uvarint(blk, at)
-	s, at := uvarint(blk, at)
-	return p, s, at
-}
-
-func uvarint(s string, at int) (int, int) {
-	var v uint64
-	var shift uint
-	for {
-		c := s[at]
-		at++
-		v |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			return int(v), at
-		}
-		shift += 7
-	}
-}
-
-func firstKey(blk string) string {
-	_, sl, j := readEntry(blk, 0)
-	return blk[j : j+sl]
+	var buf [uuidLen]byte
+	return string(e.appendRest(buf[:0], blk)) > m
 }
 
 func lcp[A, B string | []byte](a A, b B) int {
@@ -112,7 +72,7 @@ func (s *Set) locate(m string) (li, bi int) {
 	lo, hi := 1, len(s.leaves)
 	for lo < hi { // first leaf whose first key > m
 		mid := int(uint(lo+hi) >> 1)
-		if firstKey(s.leaves[mid][0]) > m {
+		if firstAbove(s.leaves[mid][0], m) {
 			hi = mid
 		} else {
 			lo = mid + 1
@@ -123,7 +83,7 @@ func (s *Set) locate(m string) (li, bi int) {
 	lo, hi = 1, len(leaf)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if firstKey(leaf[mid]) > m {
+		if firstAbove(leaf[mid], m) {
 			hi = mid
 		} else {
 			lo = mid + 1
@@ -136,9 +96,8 @@ func (s *Set) locate(m string) (li, bi int) {
 type spot struct {
 	at    int // offset of the first entry greater than m, or len(blk)
 	match int // bytes m shares with the entry before at (0 if none)
-	// The entry at at, when there is one: its prefix, suffix length, suffix
-	// offset, and how many bytes it shares with m.
-	np, nsl, nj, nlcp int
+	next  entry
+	nlcp  int // bytes the entry at at (when there is one) shares with m
 }
 
 // seek looks m up in blk without rebuilding members: it tracks how many
@@ -146,51 +105,68 @@ type spot struct {
 // shared-prefix length is enough to compare the next entry to m.
 func seek(blk, m string) (sp spot, found bool) {
 	match := 0
+	var buf [uuidLen]byte
 	for at := 0; at < len(blk); {
-		p, sl, j := readEntry(blk, at)
-		if p > match { // agrees with the previous member, still below m
-			at = j + sl
+		e := readEntry(blk, at)
+		if e.p > match { // agrees with the previous member, still below m
+			at = e.end
 			continue
 		}
-		if p < match { // first difference is above the previous member's: above m
-			return spot{at: at, match: match, np: p, nsl: sl, nj: j, nlcp: p}, false
+		if e.p < match { // first difference is above the previous member's: above m
+			return spot{at: at, match: match, next: e, nlcp: e.p}, false
 		}
-		suf, rest := blk[j:j+sl], m[match:]
-		k := lcp(suf, rest)
-		if k == len(suf) && k == len(rest) {
+		var k int
+		var below, equal bool
+		if e.packed {
+			k, below, equal = cmpRest(e.appendRest(buf[:0], blk), m[match:])
+		} else {
+			k, below, equal = cmpRest(blk[e.off:e.end], m[match:])
+		}
+		if equal {
 			return spot{}, true
 		}
-		if k == len(suf) || (k < len(rest) && suf[k] < rest[k]) { // below m
+		if below {
 			match += k
-			at = j + sl
+			at = e.end
 			continue
 		}
-		return spot{at: at, match: match, np: p, nsl: sl, nj: j, nlcp: match + k}, false
+		return spot{at: at, match: match, next: e, nlcp: match + k}, false
 	}
 	return spot{at: len(blk), match: match}, false
+}
+
+// cmpRest compares a member's rest with m's: the bytes they share, and
+// whether the member is below m or equal to it.
+func cmpRest[T string | []byte](rest T, mrest string) (k int, below, equal bool) {
+	k = lcp(rest, mrest)
+	if k == len(rest) && k == len(mrest) {
+		return k, false, true
+	}
+	return k, k == len(rest) || (k < len(mrest) && rest[k] < mrest[k]), false
 }
 
 // splice returns blk with m inserted at sp, the following entry re-coded
 // against m.
 func splice(blk, m string, sp spot) string {
-	var h1, h2 [1 + 2*binary.MaxVarintLen64]byte
-	newH := appendHeader(h1[:0], sp.match, len(m)-sp.match)
-	size := sp.at + len(newH) + len(m) - sp.match
-	var nextH []byte
-	var nextSuf, tail string
+	var b1, b2, b3 [80]byte
+	newE := appendEntry(b1[:0], m, sp.match)
+	size := sp.at + len(newE)
+	var nextE []byte
+	tail := ""
 	if sp.at < len(blk) {
-		nextSuf = blk[sp.nj+sp.nlcp-sp.np : sp.nj+sp.nsl]
-		nextH = appendHeader(h2[:0], sp.nlcp, len(nextSuf))
-		tail = blk[sp.nj+sp.nsl:]
-		size += len(nextH) + len(nextSuf) + len(tail)
+		// the next member whole: what it shares with m, then its rest
+		next := append(b2[:0], m[:sp.nlcp]...)
+		rest := sp.next.appendRest(b3[:0], blk)
+		next = append(next, rest[sp.nlcp-sp.next.p:]...)
+		nextE = appendEntry(b3[:0], next, sp.nlcp)
+		tail = blk[sp.next.end:]
+		size += len(nextE) + len(tail)
 	}
 	var b strings.Builder
 	b.Grow(size)
 	b.WriteString(blk[:sp.at])
-	b.Write(newH)
-	b.WriteString(m[sp.match:])
-	b.Write(nextH)
-	b.WriteString(nextSuf)
+	b.Write(newE)
+	b.Write(nextE)
 	b.WriteString(tail)
 	return b.String()
 }
@@ -201,33 +177,25 @@ func splice(blk, m string, sp spot) string {
 func splitBlock(blk string) (left, right string) {
 	var buf [64]byte
 	key := buf[:0]
-	at := 0
-	for {
-		p, sl, j := readEntry(blk, at)
-		key = append(key[:p], blk[j:j+sl]...)
-		if at > 0 && (at >= len(blk)/2 || j+sl == len(blk)) {
+	for at := 0; ; {
+		e := readEntry(blk, at)
+		key = e.appendRest(key[:e.p], blk)
+		if at > 0 && (at >= len(blk)/2 || e.end == len(blk)) {
+			var hb [80]byte
+			first := appendEntry(hb[:0], key, 0)
 			var b strings.Builder
-			var h [1 + 2*binary.MaxVarintLen64]byte
-			hd := appendHeader(h[:0], 0, len(key))
-			tail := blk[j+sl:]
-			b.Grow(len(hd) + len(key) + len(tail))
-			b.Write(hd)
-			b.Write(key)
-			b.WriteString(tail)
+			b.Grow(len(first) + len(blk) - e.end)
+			b.Write(first)
+			b.WriteString(blk[e.end:])
 			return strings.Clone(blk[:at]), b.String()
 		}
-		at = j + sl
+		at = e.end
 	}
 }
 
 func singleBlock(m string) string {
-	var h [1 + 2*binary.MaxVarintLen64]byte
-	hd := appendHeader(h[:0], 0, len(m))
-	var b strings.Builder
-	b.Grow(len(hd) + len(m))
-	b.Write(hd)
-	b.WriteString(m)
-	return b.String()
+	var buf [80]byte
+	return string(appendEntry(buf[:0], m, 0))
 }
 
 // unshare gives s its own slices of block headers after a Clone. The blocks
@@ -312,9 +280,9 @@ func (s Set) scan(li, bi int, fn func(key []byte) bool) {
 		for ; bi < len(leaf); bi++ {
 			blk := leaf[bi]
 			for at := 0; at < len(blk); {
-				p, sl, j := readEntry(blk, at)
-				key = append(key[:p], blk[j:j+sl]...)
-				at = j + sl
+				e := readEntry(blk, at)
+				key = e.appendRest(key[:e.p], blk)
+				at = e.end
 				if !fn(key) {
 					return
 				}
@@ -417,16 +385,14 @@ type builder struct {
 }
 
 func add[T string | []byte](b *builder, m T) {
-	p := 0
-	if len(b.blk) > 0 {
-		p = lcp(b.prev, m)
-		if len(b.blk)+1+len(m)-p > maxBlock {
-			b.flushBlock()
-			p = 0
-		}
+	mark := len(b.blk)
+	if mark == 0 {
+		b.blk = appendEntry(b.blk, m, 0)
+	} else if b.blk = appendEntry(b.blk, m, lcp(b.prev, m)); len(b.blk) > maxBlock {
+		b.blk = b.blk[:mark]
+		b.flushBlock()
+		b.blk = appendEntry(b.blk, m, 0)
 	}
-	b.blk = appendHeader(b.blk, p, len(m)-p)
-	b.blk = append(b.blk, m[p:]...)
 	b.prev = append(b.prev[:0], m...)
 	b.n++
 	b.digest += memberHash(m)
