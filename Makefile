@@ -14,7 +14,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: help build run-local test check vet staticcheck bench bench-go k8s-check k8s-verify image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: help build run-local test check vet staticcheck bench bench-memory bench-go k8s-check k8s-verify image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,11 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 bench: build ## load benchmark: 3 local nodes beside the bare-handler and seed-design baselines; writes docs/bench-report.md (~6 min)
 	go build -o bin/likesbench ./cmd/likesbench
 	bin/likesbench suite --likesd $(BIN) --out docs/bench-report.md
+
+bench-memory: build ## memory per like: likesd beside redis-server on S1-S4 and a 3-node S2 sync; writes docs/benchmarks.md (~20 min)
+	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || (apt-get update && apt-get install -y redis-server)
+	go build -o bin/likesbench ./cmd/likesbench
+	bin/likesbench memory --likesd $(BIN) --out docs/benchmarks.md $(BENCH_MEMORY_FLAGS)
 
 bench-go: ## Go benchmarks: store hot path, codec, 1M-like sync, real processes converging
 	go test -run '^$$' -bench . -benchmem -count 1 ./...
