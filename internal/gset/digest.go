@@ -78,17 +78,17 @@ func (s Set) RangeMembers(prefixBits uint8, prefix uint64, after string, limit i
 	if limit <= 0 {
 		return nil, false
 	}
-	members = []string{}
+	var c collector
 	s.scanAfter(after, func(m []byte) bool {
 		if !inRange(memberHash(m), prefixBits, prefix) {
 			return true
 		}
-		if len(members) == limit {
+		if len(c.ends) == limit {
 			more = true
 			return false
 		}
-		members = append(members, string(m))
+		c.add(m)
 		return true
 	})
-	return members, more
+	return c.strings(), more
 }

@@ -32,11 +32,19 @@ var (
 func (s Set) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, encodingV1)
 	b = binary.AppendUvarint(b, uint64(s.Len()))
-	s.scan(0, 0, func(m []byte) bool {
-		b = binary.AppendUvarint(b, uint64(len(m)))
-		b = append(b, m...)
-		return true
-	})
+	var buf [64]byte
+	key := buf[:0]
+	for _, leaf := range s.leaves {
+		for _, blk := range leaf {
+			for at := 0; at < len(blk); {
+				e := readEntry(blk, at)
+				key = e.appendRest(key[:e.p], blk)
+				at = e.end
+				b = binary.AppendUvarint(b, uint64(len(key)))
+				b = append(b, key...)
+			}
+		}
+	}
 	return b, nil
 }
 

@@ -436,26 +436,50 @@ func (s Set) Page(after string, limit int) (members []string, more bool) {
 	if limit <= 0 {
 		return nil, false
 	}
-	members = make([]string, 0, min(limit, s.Len()))
+	n := min(limit, s.n)
+	c := collector{flat: make([]byte, 0, 16*n), ends: make([]int, 0, n)}
 	s.scanAfter(after, func(key []byte) bool {
-		if len(members) == limit {
+		if len(c.ends) == limit {
 			more = true
 			return false
 		}
-		members = append(members, string(key))
+		c.add(key)
 		return true
 	})
-	return members, more
+	return c.strings(), more
+}
+
+// collector gathers members into one buffer, so a page of them costs two
+// allocations rather than one per member.
+type collector struct {
+	flat []byte
+	ends []int
+}
+
+func (c *collector) add(key []byte) {
+	c.flat = append(c.flat, key...)
+	c.ends = append(c.ends, len(c.flat))
+}
+
+func (c *collector) strings() []string {
+	all := string(c.flat)
+	out := make([]string, len(c.ends))
+	start := 0
+	for i, end := range c.ends {
+		out[i] = all[start:end]
+		start = end
+	}
+	return out
 }
 
 // Members returns every member in byte order.
 func (s Set) Members() []string {
-	out := make([]string, 0, s.Len())
+	c := collector{ends: make([]int, 0, s.n)}
 	s.scan(0, 0, func(key []byte) bool {
-		out = append(out, string(key))
+		c.add(key)
 		return true
 	})
-	return out
+	return c.strings()
 }
 
 // Clone returns an independent copy. It is O(1): the copies share blocks,
