@@ -64,12 +64,13 @@ func BenchmarkAdd(b *testing.B) {
 				fresh[i] = fmt.Sprintf("u%07d-%d", (i*7919)%10_000_000, i) // new, spread among the members
 			}
 			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if !s.Add(fresh[i]) {
-					b.Fatal("not new")
+			reportCPU(b, func() {
+				for i := 0; i < b.N; i++ {
+					if !s.Add(fresh[i]) {
+						b.Fatal("not new")
+					}
 				}
-			}
+			})
 		})
 	}
 }
@@ -79,12 +80,13 @@ func BenchmarkHas(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			s, ms := built(n, shortID)
 			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if !s.Has(ms[(i*7919)%len(ms)]) {
-					b.Fatal("missing")
+			reportCPU(b, func() {
+				for i := 0; i < b.N; i++ {
+					if !s.Has(ms[(i*7919)%len(ms)]) {
+						b.Fatal("missing")
+					}
 				}
-			}
+			})
 		})
 	}
 }
@@ -94,10 +96,11 @@ func BenchmarkPage100(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			s, ms := built(n, shortID)
 			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				s.Page(ms[(i*7919)%len(ms)], 100)
-			}
+			reportCPU(b, func() {
+				for i := 0; i < b.N; i++ {
+					s.Page(ms[(i*7919)%len(ms)], 100)
+				}
+			})
 		})
 	}
 }
@@ -109,10 +112,11 @@ func BenchmarkEncode(b *testing.B) {
 			buf, _ := s.AppendBinary(nil)
 			b.SetBytes(int64(len(buf)))
 			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				buf, _ = s.AppendBinary(buf[:0])
-			}
+			reportCPU(b, func() {
+				for i := 0; i < b.N; i++ {
+					buf, _ = s.AppendBinary(buf[:0])
+				}
+			})
 		})
 	}
 }
@@ -124,12 +128,13 @@ func BenchmarkDecode(b *testing.B) {
 			buf, _ := s.MarshalBinary()
 			b.SetBytes(int64(len(buf)))
 			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, _, err := Decode(buf); err != nil {
-					b.Fatal(err)
+			reportCPU(b, func() {
+				for i := 0; i < b.N; i++ {
+					if _, _, err := Decode(buf); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
+			})
 		})
 	}
 }
@@ -149,13 +154,14 @@ func BenchmarkMerge(b *testing.B) {
 				}
 			}
 			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				c := s.Clone()
-				b.StartTimer()
-				c.Merge(o)
-			}
+			reportCPU(b, func() {
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					c := s.Clone()
+					b.StartTimer()
+					c.Merge(o)
+				}
+			})
 		})
 	}
 }
@@ -167,11 +173,12 @@ func BenchmarkCloneThenAdd(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			s, _ := built(n, shortID)
 			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				_ = s.Clone()
-				s.Add(fmt.Sprintf("c%d", i))
-			}
+			reportCPU(b, func() {
+				for i := 0; i < b.N; i++ {
+					_ = s.Clone()
+					s.Add(fmt.Sprintf("c%d", i))
+				}
+			})
 		})
 	}
 }

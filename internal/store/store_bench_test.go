@@ -21,13 +21,15 @@ func BenchmarkLikeNew(b *testing.B) {
 		posts[i] = "post-" + strconv.Itoa(i)
 	}
 	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		id := fmt.Sprintf("%p", &i)
-		for pb.Next() {
-			s.Like(posts[i%len(posts)], id+strconv.Itoa(i))
-			i++
-		}
+	reportCPU(b, func() {
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			id := fmt.Sprintf("%p", &i)
+			for pb.Next() {
+				s.Like(posts[i%len(posts)], id+strconv.Itoa(i))
+				i++
+			}
+		})
 	})
 }
 
@@ -36,13 +38,15 @@ func BenchmarkLikeNew(b *testing.B) {
 func BenchmarkLikeHotPost(b *testing.B) {
 	s, _ := New(DefaultConfig(), discard{})
 	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		id := fmt.Sprintf("%p", &i)
-		for pb.Next() {
-			s.Like("viral", id+strconv.Itoa(i))
-			i++
-		}
+	reportCPU(b, func() {
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			id := fmt.Sprintf("%p", &i)
+			for pb.Next() {
+				s.Like("viral", id+strconv.Itoa(i))
+				i++
+			}
+		})
 	})
 }
 
@@ -51,10 +55,12 @@ func BenchmarkLikeRepeat(b *testing.B) {
 	s, _ := New(DefaultConfig(), discard{})
 	s.Like("p", "alice")
 	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			s.Like("p", "alice")
-		}
+	reportCPU(b, func() {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s.Like("p", "alice")
+			}
+		})
 	})
 }
 
@@ -63,12 +69,14 @@ func BenchmarkMerge(b *testing.B) {
 	s, _ := New(DefaultConfig(), nil)
 	batch := make([]Like, 110)
 	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		for j := range batch {
-			batch[j] = Like{Post: "post-" + strconv.Itoa(j%50), User: strconv.Itoa(i*len(batch) + j)}
+	reportCPU(b, func() {
+		for i := 0; i < b.N; i++ {
+			for j := range batch {
+				batch[j] = Like{Post: "post-" + strconv.Itoa(j%50), User: strconv.Itoa(i*len(batch) + j)}
+			}
+			s.Merge(batch)
 		}
-		s.Merge(batch)
-	}
+	})
 }
 
 func BenchmarkCount(b *testing.B) {
@@ -76,10 +84,12 @@ func BenchmarkCount(b *testing.B) {
 	for i := 0; i < 1000; i++ {
 		s.Like("p", strconv.Itoa(i))
 	}
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			_ = s.Count("p")
-		}
+	reportCPU(b, func() {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_ = s.Count("p")
+			}
+		})
 	})
 }
 
@@ -102,22 +112,24 @@ func millionLikers(b *testing.B) *Store {
 func BenchmarkHas1M(b *testing.B) {
 	s := millionLikers(b)
 	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if !s.Has("big", fmt.Sprintf("u%07d", (i*7919)%1_000_000)) {
-			b.Fatal("missing")
+	reportCPU(b, func() {
+		for i := 0; i < b.N; i++ {
+			if !s.Has("big", fmt.Sprintf("u%07d", (i*7919)%1_000_000)) {
+				b.Fatal("missing")
+			}
 		}
-	}
+	})
 }
 
 // BenchmarkLikers1M: a page of 100 likers from a cursor on a post of 1M.
 func BenchmarkLikers1M(b *testing.B) {
 	s := millionLikers(b)
 	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		s.Likers("big", fmt.Sprintf("u%07d", (i*7919)%1_000_000), 100)
-	}
+	reportCPU(b, func() {
+		for i := 0; i < b.N; i++ {
+			s.Likers("big", fmt.Sprintf("u%07d", (i*7919)%1_000_000), 100)
+		}
+	})
 }
 
 // BenchmarkSnapshot1M: walking a snapshot of 100 posts × 10,000 likers and
@@ -134,10 +146,12 @@ func BenchmarkSnapshot1M(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	var buf []byte
-	for i := 0; i < b.N; i++ {
-		s.Snapshot(func(post string, users gset.Set) bool {
-			buf, _ = users.AppendBinary(buf[:0])
-			return true
-		})
-	}
+	reportCPU(b, func() {
+		for i := 0; i < b.N; i++ {
+			s.Snapshot(func(post string, users gset.Set) bool {
+				buf, _ = users.AppendBinary(buf[:0])
+				return true
+			})
+		}
+	})
 }
