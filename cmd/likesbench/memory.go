@@ -32,6 +32,7 @@ type memBench struct {
 	settle                        time.Duration
 	workers                       int
 	profiles                      string
+	noRedis                       bool
 	dir                           string
 	procs                         []*exec.Cmd
 	out                           bytes.Buffer
@@ -56,8 +57,9 @@ func cmdMemory(ctx context.Context, args []string) error {
 	fs.StringVar(&outFile, "out", "", "markdown file whose bench-memory section is replaced (appended if absent); default stdout only")
 	fs.StringVar(&extra, "likesd-flags", "", "extra flags for every likesd, space-separated")
 	fs.DurationVar(&b.settle, "settle", 90*time.Second, "longest wait for RSS to settle after a load (settled: under 1% change over 20 s)")
-	fs.IntVar(&b.workers, "workers", 4, "concurrent POST /v1/likes requests")
+	fs.IntVar(&b.workers, "workers", 2, "concurrent POST /v1/likes requests")
 	fs.StringVar(&b.profiles, "heap-profiles", "", "directory to save each settled likesd's heap profile in (empty: none)")
+	fs.BoolVar(&b.noRedis, "no-redis", false, "skip Redis (tuning runs: the Redis columns stay empty)")
 	fs.BoolVar(&syncTest, "sync", true, "also run 3 nodes with S2 and measure a fresh node's sync")
 	fs.DurationVar(&timeout, "timeout", 60*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
@@ -143,18 +145,20 @@ func (b *memBench) runDataset(ctx context.Context, d dataset) (string, error) {
 	start := time.Now()
 	added, err := b.loadLikesd(ctx, node.url, d)
 	if err != nil {
-		return "", err
+		return "", b.withLog(err, "likesd-"+d.name)
 	}
 	likesdLoad := time.Since(start)
 	peak, _ := procMem(node.cmd.Process.Pid)
-	if added != d.total {
-		return "", fmt.Errorf("likesd added %d likes, want %d", added, d.total)
+	if err := waitTotal(ctx, node.url, d, time.Minute); err != nil { // retried batches count as existing: check the counts
+		return "", err
 	}
-	fmt.Fprintf(os.Stderr, "  likesd: %d likes in %v (%.0f/s), peak rss %s\n", added, likesdLoad.Round(time.Millisecond), float64(added)/likesdLoad.Seconds(), mib(peak.hwm))
+	fmt.Fprintf(os.Stderr, "  likesd: %d likes in %v (%.0f/s), peak rss %s\n", added, likesdLoad.Round(time.Millisecond), float64(d.total)/likesdLoad.Seconds(), mib(peak.hwm))
 
 	start = time.Now()
-	if err := b.loadRedis(ctx, redis.port, d); err != nil {
-		return "", err
+	if !b.noRedis {
+		if err := b.loadRedis(ctx, redis.port, d); err != nil {
+			return "", err
+		}
 	}
 	redisLoad := time.Since(start)
 	fmt.Fprintf(os.Stderr, "  redis: loaded in %v\n", redisLoad.Round(time.Millisecond))
@@ -200,6 +204,15 @@ func okMiss(ok bool) string {
 		return "met"
 	}
 	return "**missed**"
+}
+
+// withLog adds the tail of a child's log to err.
+func (b *memBench) withLog(err error, name string) error {
+	raw, _ := os.ReadFile(filepath.Join(b.dir, name+".log"))
+	if len(raw) > 2000 {
+		raw = raw[len(raw)-2000:]
+	}
+	return fmt.Errorf("%w; log tail: %s", err, raw)
 }
 
 // runSync loads S2 into two nodes, then starts a third and measures how
@@ -429,7 +442,16 @@ func (b *memBench) loadLikesd(ctx context.Context, url string, d dataset) (int64
 		go func() {
 			defer wg.Done()
 			for body := range bodies {
-				n, err := postBatch(ctx, client, url, body)
+				// A batch is idempotent (a set of likes): a request cut by a
+				// server timeout on a loaded machine is sent again, at most 3 times.
+				var n int64
+				var err error
+				for try := 0; try < 3; try++ {
+					if n, err = postBatch(ctx, client, url, body); err == nil || ctx.Err() != nil || errors.Is(err, errItems) {
+						break
+					}
+					fmt.Fprintf(os.Stderr, "  retrying a batch: %v\n", err)
+				}
 				mu.Lock()
 				added += n
 				if err != nil && firstErr == nil {
@@ -446,6 +468,8 @@ func (b *memBench) loadLikesd(ctx context.Context, url string, d dataset) (int64
 	}
 	return added, firstErr
 }
+
+var errItems = errors.New("POST /v1/likes: item errors")
 
 func postBatch(ctx context.Context, client *http.Client, url string, body []byte) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/likes", bytes.NewReader(body))
@@ -474,7 +498,7 @@ func postBatch(ctx context.Context, client *http.Client, url string, body []byte
 		return 0, fmt.Errorf("POST /v1/likes reply: %w: %.300s", err, raw)
 	}
 	if len(reply.Errors) > 0 {
-		return reply.Added, fmt.Errorf("POST /v1/likes: %d item errors, first %s", len(reply.Errors), reply.Errors[0])
+		return reply.Added, fmt.Errorf("%w: %d, first %s", errItems, len(reply.Errors), reply.Errors[0])
 	}
 	return reply.Added, nil
 }
