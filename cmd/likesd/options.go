@@ -30,6 +30,8 @@ type options struct {
 	store   store.Config
 
 	debugAddr       string
+	memoryLimit     int64 // bytes for debug.SetMemoryLimit; -1: leave the runtime's (GOMEMLIMIT)
+	gcPercent       int   // for debug.SetGCPercent; 0: leave the runtime's (GOGC)
 	logLevel        zerolog.Level
 	logFormat       string
 	shutdownDrain   time.Duration
@@ -95,6 +97,11 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.shutdownDrain, "shutdown-drain", 0, "on SIGTERM, report not-ready for this long before closing HTTP (let load balancers notice)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "bound on graceful shutdown: draining requests, hand-off and leave")
 	fs.StringVar(&o.debugAddr, "debug-addr", "", "host:port serving pprof (/debug/pprof/) for profiling; empty: off. Keep it private")
+	memLimit := "auto"
+	fs.StringVar(&memLimit, "memory-limit", memLimit, "soft memory limit for the Go runtime (GOMEMLIMIT): the GC works harder near it instead of growing past it. "+
+		"auto: 90% of the container's memory limit when there is one, else none (GOMEMLIMIT wins when set); off; or a size such as 512MiB")
+	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "GC target (GOGC): heap growth over the live heap before a collection. The replica is mostly pointer-free blocks, "+
+		"so a low value costs little CPU and keeps RSS near the live data; GOGC wins when set and this flag is not")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -121,6 +128,16 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	})
 	if envErr != nil {
 		return o, envErr
+	}
+	var err error
+	if o.memoryLimit, err = memoryLimit(memLimit, getenv, cgroupMemoryMax); err != nil {
+		return o, fmt.Errorf("--memory-limit %w", err)
+	}
+	if !set["gc-percent"] && getenv(envName("gc-percent")) == "" && getenv("GOGC") != "" {
+		o.gcPercent = 0
+	}
+	if o.gcPercent < 0 {
+		return o, fmt.Errorf("--gc-percent %d: want a positive percentage", o.gcPercent)
 	}
 	if o.showVersion {
 		return o, nil

@@ -32,7 +32,8 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		ln.Close()
 		return err
 	}
-	log.Info().Str("version", version).Str("node", node.Self()).Msg("likesd started")
+	limit, gcPercent := applyMemory(o)
+	log.Info().Str("version", version).Str("node", node.Self()).Int64("memory_limit", limit).Int("gc_percent", gcPercent).Msg("likesd started")
 	if len(o.cluster.SecretKey) == 0 {
 		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set LIKESD_GOSSIP_KEY or --gossip-key-file")
 	}
