@@ -49,6 +49,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	go test -run '^$$' -fuzz '^FuzzString$$' -fuzztime $(FUZZTIME) ./internal/wire
 	go test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./internal/cluster
 	go test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./internal/api
+	go test -run '^$$' -fuzz '^FuzzLikeBody$$' -fuzztime $(FUZZTIME) ./internal/api
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/vclock
 
 bench: build ## load benchmark: 3 local nodes beside the bare-handler and seed-design baselines; writes docs/bench-report.md (~6 min)
@@ -70,12 +71,7 @@ lint: staticcheck ## staticcheck and golangci-lint, installed from the Go module
 	go run $(GOLANGCI_LINT) run ./...
 
 cluster: build ## 3 local nodes on :8081-8083 (gossip 7946-7948); Ctrl-C stops all
-	@trap 'kill 0' INT TERM EXIT; \
-	$(BIN) --http-addr 127.0.0.1:8081 --gossip-addr 127.0.0.1:7946 --node-name n1 --log-format console & \
-	sleep 0.5; \
-	$(BIN) --http-addr 127.0.0.1:8082 --gossip-addr 127.0.0.1:7947 --node-name n2 --join 127.0.0.1:7946 --log-format console & \
-	$(BIN) --http-addr 127.0.0.1:8083 --gossip-addr 127.0.0.1:7948 --node-name n3 --join 127.0.0.1:7946 --log-format console & \
-	wait
+	@scripts/cluster.sh $(BIN)
 
 clean:
 	rm -rf bin

@@ -56,7 +56,7 @@ func cmdMemory(ctx context.Context, args []string) error {
 	fs.StringVar(&which, "datasets", "S1,S2,S3,S4", "comma-separated datasets to run")
 	fs.StringVar(&outFile, "out", "", "markdown file whose bench-memory section is replaced (appended if absent); default stdout only")
 	fs.StringVar(&extra, "likesd-flags", "", "extra flags for every likesd, space-separated")
-	fs.DurationVar(&b.settle, "settle", 90*time.Second, "longest wait for RSS to settle after a load (settled: under 1% change over 20 s)")
+	fs.DurationVar(&b.settle, "settle", 3*time.Minute, "longest wait for RSS to settle after a load (settled: at least 60 s, then under 1% change over 20 s)")
 	fs.IntVar(&b.workers, "workers", 2, "concurrent POST /v1/likes requests")
 	fs.StringVar(&b.profiles, "heap-profiles", "", "directory to save each settled likesd's heap profile in (empty: none)")
 	fs.BoolVar(&b.noRedis, "no-redis", false, "skip Redis (tuning runs: the Redis columns stay empty)")
@@ -554,7 +554,7 @@ func (b *memBench) waitSettled(ctx context.Context, pids ...int) time.Duration {
 			now = append(now, m.rss)
 		}
 		hist = append(hist, now)
-		if len(hist) > 10 {
+		if len(hist) > 10 && time.Since(start) >= time.Minute {
 			stable := true
 			for i := range pids {
 				lo, hi := int64(1<<62), int64(0)

@@ -18,12 +18,12 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
 // run is main without the process: it returns the exit code.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	opts, err := parseOptions(args, getenv, stdout)
+func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) int {
+	opts, err := parseOptions(args, environ, stdout)
 	switch {
 	case err == errHelp:
 		return 0

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -11,7 +12,7 @@ import (
 
 // defaultGCPercent is --gc-percent's default; see docs/benchmarks.md
 // (bench-memory) for the measurements behind it.
-const defaultGCPercent = 100
+const defaultGCPercent = 50
 
 // memoryLimit turns --memory-limit into bytes for debug.SetMemoryLimit:
 // "auto" is 90% of the cgroup's memory.max when there is one (a pod's
@@ -69,6 +70,27 @@ func cgroupMemoryMax() (int64, bool) {
 		return v, true
 	}
 	return 0, false
+}
+
+// memorySettings resolves --memory-limit, and leaves GOGC to the runtime
+// when it is set and --gc-percent (or LIKESD_GC_PERCENT) is not.
+func (o *options) memorySettings(f *flags, memLimit string, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	getenv := func(k string) string { return env[k] }
+	var err error
+	if o.memoryLimit, err = memoryLimit(memLimit, getenv, cgroupMemoryMax); err != nil {
+		return fmt.Errorf("--memory-limit %w", err)
+	}
+	set := false
+	f.fs.Visit(func(fl *flag.Flag) { set = set || fl.Name == "gc-percent" })
+	if !set && getenv("GOGC") != "" {
+		o.gcPercent = 0
+	}
+	return nil
 }
 
 // applyMemory sets the runtime's memory limit and GC target; it returns

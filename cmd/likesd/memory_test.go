@@ -40,7 +40,13 @@ func TestMemoryLimit(t *testing.T) {
 }
 
 func TestGCPercentFlagAndEnv(t *testing.T) {
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	env := func(m map[string]string) []string {
+		var out []string
+		for k, v := range m {
+			out = append(out, k+"="+v)
+		}
+		return out
+	}
 	o, err := parseOptions(nil, env(nil), nil)
 	require.NoError(t, err)
 	assert.Equal(t, defaultGCPercent, o.gcPercent)
@@ -50,6 +56,9 @@ func TestGCPercentFlagAndEnv(t *testing.T) {
 	o, err = parseOptions([]string{"--gc-percent", "30"}, env(map[string]string{"GOGC": "200"}), nil)
 	require.NoError(t, err)
 	assert.Equal(t, 30, o.gcPercent)
+	o, err = parseOptions(nil, env(map[string]string{"GOGC": "200", "LIKESD_GC_PERCENT": "40"}), nil)
+	require.NoError(t, err)
+	assert.Equal(t, 40, o.gcPercent)
 	_, err = parseOptions([]string{"--memory-limit", "nope"}, env(nil), nil)
 	assert.ErrorContains(t, err, "--memory-limit")
 }

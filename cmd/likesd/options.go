@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,11 @@ type options struct {
 	shutdownDrain   time.Duration
 	shutdownTimeout time.Duration
 	showVersion     bool
+
+	// warnings are logged once the logger exists (unknown LIKESD_ variables).
+	warnings []string
+	// noColor is set by NO_COLOR (https://no-color.org).
+	noColor bool
 }
 
 const usageHeader = `likesd: a clustered likes counter. Every node answers the HTTP API over its
@@ -55,89 +61,209 @@ the command line wins over the environment.
 Flags:
 `
 
+const envPrefix = "LIKESD_"
+
 // envName maps a flag to its environment variable.
 func envName(flagName string) string {
-	return "LIKESD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-func parseOptions(args []string, getenv func(string) string, out io.Writer) (options, error) {
+// flags registers likesd's flags with values that check themselves when
+// set, so a bad value is reported with the flag's (or variable's) name and
+// what is expected, not with a Go field name.
+type flags struct {
+	fs *flag.FlagSet
+	// failed is the last value a Set rejected: flag.FlagSet flattens the
+	// error into a string, and this keeps the parts.
+	failed *badValue
+}
+
+// badValue is a value one flag rejected.
+type badValue struct {
+	flag, value, want string
+}
+
+type checkedValue struct {
+	f    *flags
+	name string
+	kind string // shown in --help: duration, int, string...
+	get  func() string
+	set  func(string) error // returns what is expected on failure
+}
+
+func (v *checkedValue) String() string {
+	if v == nil || v.get == nil {
+		return ""
+	}
+	return v.get()
+}
+
+func (v *checkedValue) Set(s string) error {
+	if err := v.set(s); err != nil {
+		v.f.failed = &badValue{flag: v.name, value: s, want: err.Error()}
+		return err
+	}
+	return nil
+}
+
+func (f *flags) value(name, kind, usage string, get func() string, set func(string) error) {
+	f.fs.Var(&checkedValue{f: f, name: name, kind: kind, get: get, set: set}, name, usage)
+}
+
+func (f *flags) str(p *string, name, usage string) {
+	f.value(name, "string", usage, func() string { return *p }, func(s string) error { *p = s; return nil })
+}
+
+func (f *flags) oneOf(p *string, name, usage string, allowed ...string) {
+	f.value(name, "string", usage, func() string { return *p }, func(s string) error {
+		if !slices.Contains(allowed, s) {
+			return errors.New("want " + orList(allowed))
+		}
+		*p = s
+		return nil
+	})
+}
+
+// duration accepts d >= min (min 0: not negative; min 1ns: positive).
+func (f *flags) duration(p *time.Duration, name string, min time.Duration, usage string) {
+	f.value(name, "duration", usage, func() string { return p.String() }, func(s string) error {
+		d, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			return errors.New("want a duration like 10s, 500ms or 1m30s")
+		case min > 0 && d < min:
+			return errors.New("want a positive duration")
+		case d < 0:
+			return errors.New("want a duration of 0s or more")
+		}
+		*p = d
+		return nil
+	})
+}
+
+// integer accepts min <= n <= max.
+func (f *flags) integer(p *int, name string, min, max int, usage string) {
+	f.value(name, "int", usage, func() string { return strconv.Itoa(*p) }, func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < min || n > max {
+			if max == int(^uint(0)>>1) {
+				return fmt.Errorf("want an integer of at least %d", min)
+			}
+			return fmt.Errorf("want an integer from %d to %d", min, max)
+		}
+		*p = n
+		return nil
+	})
+}
+
+// hostPort accepts host:port (host may be empty: every interface).
+func (f *flags) hostPort(p *string, name, usage string) {
+	f.value(name, "host:port", usage, func() string { return *p }, func(s string) error {
+		if _, _, err := splitHostPort(s, true); err != nil {
+			return errors.New("want host:port, like :8080 or 127.0.0.1:8080")
+		}
+		*p = s
+		return nil
+	})
+}
+
+func orList(words []string) string {
+	if len(words) == 1 {
+		return words[0]
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+const maxInt = int(^uint(0) >> 1)
+
+func parseOptions(args []string, environ []string, out io.Writer) (options, error) {
 	o := options{api: api.DefaultConfig(), cluster: cluster.DefaultConfig(), store: store.DefaultConfig()}
+	o.logFormat, o.shutdownTimeout = "json", 20*time.Second
+	o.gcPercent = defaultGCPercent
 	fs := flag.NewFlagSet("likesd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported once, by run; usage only on --help
+	f := &flags{fs: fs}
 
 	gossipAddr := "0.0.0.0:7946"
-	var advertise, join, nodeName, logLevel, gossipKey, gossipKeyFile string
-	fs.StringVar(&o.api.Addr, "http-addr", o.api.Addr, "host:port the HTTP API listens on")
-	fs.StringVar(&gossipAddr, "gossip-addr", gossipAddr, "host:port memberlist binds to, TCP and UDP (port 0 picks a free one)")
-	fs.StringVar(&advertise, "advertise-addr", "", "host[:port] other nodes use to reach this one (default: memberlist's choice; set to the pod IP in k8s)")
-	fs.StringVar(&join, "join", "", "comma-separated seed host:port list to join (empty: start a new cluster)")
-	fs.StringVar(&nodeName, "node-name", "", "unique node name (default: hostname plus a random suffix, new at every start)")
-	fs.StringVar(&gossipKey, "gossip-key", "", "base64 AES key (16, 24 or 32 bytes) encrypting all gossip; every node needs the same one")
-	fs.StringVar(&gossipKeyFile, "gossip-key-file", "", "file holding the base64 gossip key (a mounted Secret); used when --gossip-key is empty")
-	fs.StringVar(&o.cluster.Label, "cluster-label", o.cluster.Label, "label on every gossip message; nodes with another label are ignored")
-	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
-	fs.DurationVar(&o.cluster.PushPullInterval, "push-pull-interval", o.cluster.PushPullInterval, "anti-entropy period: version vectors exchanged with one random peer, gaps repaired")
-	fs.DurationVar(&o.cluster.GossipInterval, "gossip-interval", o.cluster.GossipInterval, "how often queued likes are gossiped to peers")
-	fs.DurationVar(&o.cluster.ProbeInterval, "probe-interval", o.cluster.ProbeInterval, "failure detection: how often one peer is probed")
-	fs.DurationVar(&o.cluster.ProbeTimeout, "probe-timeout", o.cluster.ProbeTimeout, "failure detection: how long to wait for a probe's ack")
-	fs.DurationVar(&o.cluster.RejoinInterval, "rejoin-interval", o.cluster.RejoinInterval, "how often seeds that are not alive members are joined again")
-	fs.IntVar(&o.cluster.PacketSize, "packet-size", o.cluster.PacketSize, "largest gossip packet in bytes (raise only on jumbo-frame networks)")
-	fs.StringVar(&o.cluster.FastPath, "fast-path", o.cluster.FastPath, "how new likes travel: direct (batched straight to every peer over TCP) or gossip (memberlist broadcasts, forwarded once)")
-	fs.DurationVar(&o.cluster.FlushInterval, "flush-interval", o.cluster.FlushInterval, "longest a new like waits to be batched into a gossip frame")
-	fs.IntVar(&o.cluster.DirectBatchBytes, "direct-batch-bytes", o.cluster.DirectBatchBytes, "largest batch of likes sent to a peer at once (direct fast path)")
-	fs.IntVar(&o.cluster.PeerQueue, "peer-queue", o.cluster.PeerQueue, "batches waiting per peer before the oldest is dropped (left to repair)")
-	fs.IntVar(&o.cluster.LogSize, "log-size", o.cluster.LogSize, "recent local likes kept to frame and to serve repair ranges; older gaps heal by snapshot")
-	fs.DurationVar(&o.cluster.RepairDelay, "repair-delay", o.cluster.RepairDelay, "how long a gap may stay open before its range is requested (in-flight likes close most)")
-	fs.DurationVar(&o.cluster.RetireAfter, "retire-after", o.cluster.RetireAfter, "how long a gone origin (a past process start) stays in version vectors once everyone holds its likes")
-	fs.IntVar(&o.cluster.SnapshotChunkBytes, "snapshot-chunk-bytes", o.cluster.SnapshotChunkBytes, "target size of one snapshot message")
-	fs.IntVar(&o.cluster.InboxSize, "inbox-size", o.cluster.InboxSize, "received messages waiting to be applied before new ones are dropped (left to repair)")
-	fs.IntVar(&o.cluster.MaxQueuedFrames, "max-queued-frames", o.cluster.MaxQueuedFrames, "gossip broadcast queue bound (gossip fast path); the oldest frames are pruned")
-	fs.IntVar(&o.store.Shards, "store-shards", o.store.Shards, "lock shards of the in-memory store (power of two)")
-	fs.DurationVar(&o.shutdownDrain, "shutdown-drain", 0, "on SIGTERM, report not-ready for this long before closing HTTP (let load balancers notice)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "bound on graceful shutdown: draining requests, hand-off and leave")
-	fs.StringVar(&o.debugAddr, "debug-addr", "", "host:port serving pprof (/debug/pprof/) for profiling; empty: off. Keep it private")
+	logLevel := "info"
+	var advertise, join, nodeName, gossipKey, gossipKeyFile string
+	f.hostPort(&o.api.Addr, "http-addr", "host:port the HTTP API listens on")
+	f.str(&gossipAddr, "gossip-addr", "host:port memberlist binds to, TCP and UDP (port 0 picks a free one)")
+	f.str(&advertise, "advertise-addr", "host[:port] other nodes use to reach this one (default: memberlist's choice; set to the pod IP in k8s)")
+	f.str(&join, "join", "comma-separated seed host:port list to join (empty: start a new cluster)")
+	f.str(&nodeName, "node-name", "unique node name (default: hostname plus a random suffix, new at every start)")
+	f.str(&gossipKey, "gossip-key", "base64 AES key (16, 24 or 32 bytes) encrypting all gossip; every node needs the same one")
+	f.str(&gossipKeyFile, "gossip-key-file", "file holding the base64 gossip key (a mounted Secret); used when --gossip-key is empty")
+	f.value("cluster-label", "string", "label on every gossip message; nodes with another label are ignored",
+		func() string { return o.cluster.Label }, func(s string) error {
+			if len(s) > 255 {
+				return errors.New("want at most 255 bytes")
+			}
+			o.cluster.Label = s
+			return nil
+		})
+	f.oneOf(&logLevel, "log-level", "log level: debug, info, warn or error", "debug", "info", "warn", "error")
+	f.oneOf(&o.logFormat, "log-format", "log format: json or console (console is colored only on a terminal; NO_COLOR turns colors off)", "json", "console")
+	f.duration(&o.cluster.PushPullInterval, "push-pull-interval", 1, "anti-entropy period: version vectors exchanged with one random peer, gaps repaired")
+	f.duration(&o.cluster.GossipInterval, "gossip-interval", 1, "how often memberlist gossips (membership; likes in gossip mode)")
+	f.duration(&o.cluster.ProbeInterval, "probe-interval", 1, "failure detection: how often one peer is probed")
+	f.duration(&o.cluster.ProbeTimeout, "probe-timeout", 1, "failure detection: how long to wait for a probe's ack (shorter than --probe-interval)")
+	f.duration(&o.cluster.RejoinInterval, "rejoin-interval", 1, "how often seeds that are not alive members are joined again")
+	f.integer(&o.cluster.PacketSize, "packet-size", 512, 65000, "largest gossip packet in bytes (raise only on jumbo-frame networks)")
+	f.oneOf(&o.cluster.FastPath, "fast-path", "how new likes travel: direct (batched straight to every peer over TCP) or gossip (memberlist broadcasts, forwarded once)",
+		cluster.FastPathDirect, cluster.FastPathGossip)
+	f.duration(&o.cluster.FlushInterval, "flush-interval", 1, "longest a new like waits to be batched into a frame")
+	f.integer(&o.cluster.DirectBatchBytes, "direct-batch-bytes", 1024, maxInt, "largest batch of likes sent to a peer at once (direct fast path)")
+	f.integer(&o.cluster.PeerQueue, "peer-queue", 1, maxInt, "batches waiting per peer before the oldest is dropped (left to repair)")
+	f.integer(&o.cluster.LogSize, "log-size", 16, maxInt, "recent local likes kept to frame and to serve repair ranges; older gaps heal by snapshot")
+	f.duration(&o.cluster.RepairDelay, "repair-delay", 1, "how long a gap may stay open before its range is requested (in-flight likes close most)")
+	f.duration(&o.cluster.RetireAfter, "retire-after", 1, "how long a gone origin (a past process start) stays in version vectors once everyone holds its likes")
+	f.integer(&o.cluster.SnapshotChunkBytes, "snapshot-chunk-bytes", 1024, maxInt, "target size of one snapshot message")
+	f.integer(&o.cluster.InboxSize, "inbox-size", 1, maxInt, "received messages waiting to be applied before new ones are dropped (left to repair)")
+	f.integer(&o.cluster.MaxQueuedFrames, "max-queued-frames", 1, maxInt, "gossip broadcast queue bound (gossip fast path); the oldest frames are pruned")
+	f.value("store-shards", "int", "lock shards of the in-memory store (a power of two up to 65536)",
+		func() string { return strconv.Itoa(o.store.Shards) }, func(s string) error {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > 1<<16 || n&(n-1) != 0 {
+				return errors.New("want a power of two from 1 to 65536")
+			}
+			o.store.Shards = n
+			return nil
+		})
+	f.duration(&o.shutdownDrain, "shutdown-drain", 0, "on SIGTERM, report not-ready for this long before closing HTTP (let load balancers notice)")
+	f.duration(&o.shutdownTimeout, "shutdown-timeout", 1, "bound on graceful shutdown: draining requests, hand-off and leave")
+	f.str(&o.debugAddr, "debug-addr", "host:port serving pprof (/debug/pprof/) for profiling; empty: off. Keep it private")
 	memLimit := "auto"
-	fs.StringVar(&memLimit, "memory-limit", memLimit, "soft memory limit for the Go runtime (GOMEMLIMIT): the GC works harder near it instead of growing past it. "+
-		"auto: 90% of the container's memory limit when there is one, else none (GOMEMLIMIT wins when set); off; or a size such as 512MiB")
-	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "GC target (GOGC): heap growth over the live heap before a collection. The replica is mostly pointer-free blocks, "+
-		"so a low value costs little CPU and keeps RSS near the live data; GOGC wins when set and this flag is not")
+	f.value("memory-limit", "size", "soft memory limit of the Go runtime (as GOMEMLIMIT): near it the GC works harder rather than grow the heap. "+
+		"auto: 90% of the container's memory limit when there is one, else none (GOMEMLIMIT wins when set); off; or a size such as 512MiB or 2GiB",
+		func() string { return memLimit }, func(s string) error {
+			if _, err := memoryLimit(s, func(string) string { return "" }, func() (int64, bool) { return 0, false }); err != nil {
+				return errors.New("want auto, off, or a size such as 512MiB or 2GiB")
+			}
+			memLimit = s
+			return nil
+		})
+	f.integer(&o.gcPercent, "gc-percent", 1, maxInt, "GC target (as GOGC): heap growth over the live heap before a collection. The replica is mostly pointer-free blocks, "+
+		"so a low value costs little CPU and keeps RSS near the live data (GOGC wins when set and this is not)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		switch {
+		case errors.Is(err, flag.ErrHelp):
 			printUsage(fs, out)
 			return o, errHelp
+		case f.failed != nil:
+			return o, fmt.Errorf("--%s %q: %s", f.failed.flag, f.failed.value, f.failed.want)
 		}
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	// The environment fills what the command line did not set.
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		v := getenv(envName(f.Name))
-		if set[f.Name] || v == "" || envErr != nil || f.Name == "version" {
-			return
-		}
-		if err := fs.Set(f.Name, v); err != nil {
-			envErr = fmt.Errorf("%s=%q: %v", envName(f.Name), v, err)
-		}
-	})
-	if envErr != nil {
-		return o, envErr
+	if err := o.fromEnvironment(f, environ); err != nil {
+		return o, err
 	}
-	var err error
-	if o.memoryLimit, err = memoryLimit(memLimit, getenv, cgroupMemoryMax); err != nil {
-		return o, fmt.Errorf("--memory-limit %w", err)
-	}
-	if !set["gc-percent"] && getenv(envName("gc-percent")) == "" && getenv("GOGC") != "" {
-		o.gcPercent = 0
-	}
-	if o.gcPercent < 0 {
-		return o, fmt.Errorf("--gc-percent %d: want a positive percentage", o.gcPercent)
+	if err := o.memorySettings(f, memLimit, environ); err != nil {
+		return o, err
 	}
 	if o.showVersion {
 		return o, nil
@@ -146,6 +272,58 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 		return o, err
 	}
 	return o, o.finish(gossipAddr, advertise, join, nodeName, logLevel)
+}
+
+// fromEnvironment fills what the command line did not set from LIKESD_*
+// variables, and notes the LIKESD_ variables that are no setting.
+func (o *options) fromEnvironment(f *flags, environ []string) error {
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	byEnv := map[string]string{}
+	f.fs.VisitAll(func(fl *flag.Flag) {
+		if fl.Name != "version" {
+			byEnv[envName(fl.Name)] = fl.Name
+		}
+	})
+	var unknown []string
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "NO_COLOR" && v != "" {
+			o.noColor = true
+		}
+		if !strings.HasPrefix(k, envPrefix) {
+			continue
+		}
+		name, ok := byEnv[k]
+		switch {
+		case !ok:
+			if !kubernetesServiceVar(k) {
+				unknown = append(unknown, k)
+			}
+		case set[name] || v == "":
+		default:
+			f.failed = nil
+			if err := f.fs.Set(name, v); err != nil {
+				want := err.Error()
+				if f.failed != nil {
+					want = f.failed.want
+				}
+				return fmt.Errorf("%s=%q: %s", k, v, want)
+			}
+		}
+	}
+	slices.Sort(unknown)
+	for _, k := range unknown {
+		o.warnings = append(o.warnings, k+" is set but is not a likesd setting (misspelt?): ignored; likesd --help lists them")
+	}
+	return nil
+}
+
+// kubernetesServiceVar reports whether k looks like a variable Kubernetes
+// injects for a Service named likesd (LIKESD_SERVICE_HOST, LIKESD_PORT_...):
+// not a typo of ours, so no warning.
+func kubernetesServiceVar(k string) bool {
+	return strings.HasPrefix(k, envPrefix+"SERVICE_") || k == envPrefix+"PORT" || strings.HasPrefix(k, envPrefix+"PORT_")
 }
 
 // readKey decodes the gossip key from the flag or, failing that, the file.
@@ -176,6 +354,9 @@ func printUsage(fs *flag.FlagSet, out io.Writer) {
 	fmt.Fprint(out, usageHeader)
 	fs.VisitAll(func(f *flag.Flag) {
 		name, usage := flag.UnquoteUsage(f)
+		if v, ok := f.Value.(*checkedValue); ok {
+			name = v.kind
+		}
 		fmt.Fprintf(out, "  --%s %s\n    \t%s", f.Name, name, usage)
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" {
 			fmt.Fprintf(out, " (default %s)", f.DefValue)
@@ -190,13 +371,13 @@ func printUsage(fs *flag.FlagSet, out io.Writer) {
 // finish turns the raw strings into config fields and validates everything.
 func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string) error {
 	var err error
-	if o.cluster.BindAddr, o.cluster.BindPort, err = splitHostPort(gossipAddr, true); err != nil {
-		return fmt.Errorf("--gossip-addr: %w", err)
+	if o.cluster.BindAddr, o.cluster.BindPort, err = splitHostPort(gossipAddr, true); err != nil || net.ParseIP(o.cluster.BindAddr) == nil {
+		return fmt.Errorf("--gossip-addr %q: want an IP address and port, like 0.0.0.0:7946", gossipAddr)
 	}
 	if advertise != "" {
 		host, port, err := splitHostPort(advertise, false)
 		if err != nil {
-			return fmt.Errorf("--advertise-addr: %w", err)
+			return fmt.Errorf("--advertise-addr %q: want host or host:port: %w", advertise, err)
 		}
 		if net.ParseIP(host) == nil { // memberlist needs an IP: resolve names
 			addrs, err := net.LookupHost(host)
@@ -209,6 +390,9 @@ func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string)
 	}
 	for _, s := range strings.Split(join, ",") {
 		if s = strings.TrimSpace(s); s != "" {
+			if _, _, err := splitHostPort(s, true); err != nil {
+				return fmt.Errorf("--join: seed %q: want host:port, like 10.0.0.1:7946", s)
+			}
 			o.cluster.Seeds = append(o.cluster.Seeds, s)
 		}
 	}
@@ -216,15 +400,14 @@ func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string)
 		nodeName = defaultNodeName()
 	}
 	o.cluster.NodeName = nodeName
-	if o.logLevel, err = zerolog.ParseLevel(logLevel); err != nil || logLevel == "" {
+	if o.logLevel, err = zerolog.ParseLevel(logLevel); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 	}
-	if o.logFormat != "json" && o.logFormat != "console" {
-		return fmt.Errorf("--log-format %q: want json or console", o.logFormat)
+	if o.cluster.ProbeTimeout >= o.cluster.ProbeInterval {
+		return fmt.Errorf("--probe-timeout %v must be shorter than --probe-interval %v", o.cluster.ProbeTimeout, o.cluster.ProbeInterval)
 	}
-	if o.shutdownDrain < 0 || o.shutdownTimeout <= 0 {
-		return errors.New("--shutdown-drain must be >= 0 and --shutdown-timeout > 0")
-	}
+	// Each flag checked its own value; what is left are rules across fields
+	// that no flag sets (the packages' messages name their Config fields).
 	return errors.Join(o.api.Validate(), o.cluster.Validate(), o.store.Validate())
 }
 

@@ -14,8 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func env(kv map[string]string) func(string) string {
-	return func(k string) string { return kv[k] }
+// env is an environment as os.Environ returns it.
+func env(kv map[string]string) []string {
+	var out []string
+	for k, v := range kv {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 func TestFlagsAndEnvironment(t *testing.T) {
@@ -62,21 +67,52 @@ func TestBadOptions(t *testing.T) {
 	}{
 		{"unknown flag", []string{"--nope"}, nil, "not defined"},
 		{"stray argument", []string{"serve"}, nil, "unexpected arguments"},
-		{"bad env value", nil, map[string]string{"LIKESD_PACKET_SIZE": "big"}, "LIKESD_PACKET_SIZE"},
-		{"gossip addr without port", []string{"--gossip-addr", "0.0.0.0"}, nil, "--gossip-addr"},
-		{"bad log level", []string{"--log-level", "loud"}, nil, "--log-level"},
-		{"bad log format", []string{"--log-format", "xml"}, nil, "--log-format"},
-		{"bad seed", []string{"--join", "master"}, nil, "seed"},
-		{"bad shards", []string{"--store-shards", "3"}, nil, "Shards"},
-		{"probe timeout too long", []string{"--probe-timeout", "2s"}, nil, "ProbeTimeout"},
+		{"bad env value", nil, map[string]string{"LIKESD_PACKET_SIZE": "big"}, `LIKESD_PACKET_SIZE="big": want an integer from 512 to 65000`},
+		{"bad env duration", nil, map[string]string{"LIKESD_PUSH_PULL_INTERVAL": "banana"}, `LIKESD_PUSH_PULL_INTERVAL="banana": want a duration like 10s`},
+		{"bad env enum", nil, map[string]string{"LIKESD_FAST_PATH": "carrier-pigeon"}, `LIKESD_FAST_PATH="carrier-pigeon": want direct or gossip`},
+		{"bad fast path", []string{"--fast-path", "carrier-pigeon"}, nil, `--fast-path "carrier-pigeon": want direct or gossip`},
+		{"bad duration", []string{"--flush-interval", "soon"}, nil, `--flush-interval "soon": want a duration like 10s`},
+		{"interval zero", []string{"--push-pull-interval", "0s"}, nil, `--push-pull-interval "0s": want a positive duration`},
+		{"timeout negative", []string{"--probe-timeout=-1s"}, nil, `--probe-timeout "-1s": want a positive duration`},
+		{"drain negative", []string{"--shutdown-drain=-1s"}, nil, `--shutdown-drain "-1s": want a duration of 0s or more`},
+		{"http addr nonsense", []string{"--http-addr", "nonsense"}, nil, `--http-addr "nonsense": want host:port`},
+		{"gossip addr without port", []string{"--gossip-addr", "0.0.0.0"}, nil, `--gossip-addr "0.0.0.0": want an IP address and port`},
+		{"gossip addr a name", []string{"--gossip-addr", "localhost:7946"}, nil, `--gossip-addr "localhost:7946": want an IP address`},
+		{"bad log level", []string{"--log-level", "loud"}, nil, `--log-level "loud": want debug, info, warn or error`},
+		{"bad log format", []string{"--log-format", "xml"}, nil, `--log-format "xml": want json or console`},
+		{"bad seed", []string{"--join", "master"}, nil, `--join: seed "master": want host:port`},
+		{"bad shards", []string{"--store-shards", "3"}, nil, `--store-shards "3": want a power of two`},
+		{"packet too small", []string{"--packet-size", "100"}, nil, `--packet-size "100": want an integer from 512 to 65000`},
+		{"log too small", []string{"--log-size", "1"}, nil, `--log-size "1": want an integer of at least 16`},
+		{"chunk too small", []string{"--snapshot-chunk-bytes", "10"}, nil, `--snapshot-chunk-bytes "10": want an integer of at least 1024`},
+		{"label too long", []string{"--cluster-label", strings.Repeat("x", 256)}, nil, `--cluster-label`},
+		{"probe timeout too long", []string{"--probe-timeout", "2s"}, nil, "--probe-timeout 2s must be shorter than --probe-interval 1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseOptions(tt.args, env(tt.env), &bytes.Buffer{})
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
+			// Flags and variables are named, never the Go fields behind them.
+			assert.NotRegexp(t, `\b[A-Z][a-z]+[A-Z][A-Za-z]*\b|invalid config|parse error`, err.Error())
+
+			var out, errOut bytes.Buffer
+			assert.Equal(t, 2, run(context.Background(), tt.args, env(tt.env), &out, &errOut), "a bad setting exits 2")
 		})
 	}
+}
+
+func TestUnknownEnvironmentIsWarned(t *testing.T) {
+	o, err := parseOptions(nil, []string{
+		"LIKESD_PUSH_PULL_INTERVL=3s", // misspelt
+		"LIKESD_HTTP_ADDR=127.0.0.1:9000",
+		"LIKESD_SERVICE_HOST=10.0.0.1", "LIKESD_PORT=tcp://10.0.0.1:80", "LIKESD_PORT_80_TCP_ADDR=10.0.0.1", // Kubernetes, for a Service named likesd
+		"HOME=/root",
+	}, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Len(t, o.warnings, 1)
+	assert.Contains(t, o.warnings[0], "LIKESD_PUSH_PULL_INTERVL")
+	assert.Equal(t, "127.0.0.1:9000", o.api.Addr)
 }
 
 func TestGossipKey(t *testing.T) {

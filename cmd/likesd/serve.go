@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/api"
@@ -32,8 +34,14 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		ln.Close()
 		return err
 	}
+	// Every line from here on names the node: several run on one machine
+	// (make cluster) and their logs get mixed.
+	log = log.With().Str("node", node.Self()).Logger()
+	for _, w := range o.warnings {
+		log.Warn().Msg(w)
+	}
 	limit, gcPercent := applyMemory(o)
-	log.Info().Str("version", version).Str("node", node.Self()).Int64("memory_limit", limit).Int("gc_percent", gcPercent).Msg("likesd started")
+	log.Info().Str("version", version).Int64("memory_limit", limit).Int("gc_percent", gcPercent).Msg("likesd started")
 	if len(o.cluster.SecretKey) == 0 {
 		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set LIKESD_GOSSIP_KEY or --gossip-key-file")
 	}
@@ -82,7 +90,7 @@ func assemble(o options, log zerolog.Logger) (*cluster.Node, *api.Server, error)
 		return nil, nil, err
 	}
 	m := metrics.New(node)
-	srv, err := api.New(o.api, replica, membership{node}, log, api.Options{Observer: m, Metrics: m.Handler()})
+	srv, err := api.New(o.api, replica, membership{node}, log.With().Str("node", node.Self()).Logger(), api.Options{Observer: m, Metrics: m.Handler()})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -94,9 +102,17 @@ func assemble(o options, log zerolog.Logger) (*cluster.Node, *api.Server, error)
 
 func newLogger(o options, out io.Writer) zerolog.Logger {
 	if o.logFormat == "console" {
-		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+		// Colors only on a terminal: escape codes make files and pipes
+		// unreadable.
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly, NoColor: o.noColor || !isTerminal(out)}
 	}
 	return zerolog.New(out).Level(o.logLevel).With().Timestamp().Logger()
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
 // membership adapts the cluster node to the API's view of members.

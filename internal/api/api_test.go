@@ -62,6 +62,7 @@ func (f *fixture) do(t testing.TB, method, target, body string, header ...string
 	f.srv.Handler().ServeHTTP(rec, req)
 	out := reply{status: rec.Code, header: rec.Header(), raw: rec.Body.String()}
 	require.Equal(t, "application/json; charset=utf-8", rec.Header().Get("Content-Type"), "every reply is JSON: %s %s", method, target)
+	require.NotEmpty(t, rec.Header().Get("X-Request-Id"), "every reply has a request id: %s %s", method, target)
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out.body), "body %q", rec.Body.String())
 	return out
 }
@@ -180,6 +181,24 @@ func TestBadInputIsRejectedAndStoresNothing(t *testing.T) {
 		{"after too long", "GET", "/v1/posts/p/likers?after=" + long, ``, 400, codeInvalidID},
 		{"counts without posts", "GET", "/v1/counts", ``, 400, codeInvalidParam},
 		{"counts with a bad post", "GET", "/v1/counts?post=ok&post=", ``, 400, codeInvalidID},
+		{"field name in another case", "POST", "/v1/posts/p/likes", `{"User":"casey"}`, 400, codeUnknownField},
+		{"field name in capitals", "POST", "/v1/posts/p/likes", `{"USER":"x"}`, 400, codeUnknownField},
+		{"alias field name in another case", "POST", "/like", `{"Post":"p","user":"x"}`, 400, codeUnknownField},
+		{"lone high surrogate", "POST", "/v1/posts/p/likes", `{"user":"a\ud800b"}`, 400, codeInvalidID},
+		{"lone low surrogate", "POST", "/like", `{"post":"\udc00","user":"a"}`, 400, codeInvalidID},
+		{"duplicate field", "POST", "/v1/posts/p/likes", `{"user":"a","user":"b"}`, 400, codeBadJSON},
+		{"duplicate field, one null", "POST", "/like", `{"post":"p","user":null,"user":"b"}`, 400, codeBadJSON},
+		{"array body", "POST", "/v1/posts/p/likes", `["alice"]`, 400, codeBadJSON},
+		{"user an object", "POST", "/v1/posts/p/likes", `{"user":{"id":1}}`, 400, codeBadJSON},
+		{"unterminated object", "POST", "/v1/posts/p/likes", `{"user":"a"`, 400, codeBadJSON},
+		{"counts with a bad escape", "GET", "/v1/counts?post=%zz", ``, 400, codeInvalidParam},
+		{"likers with a bad escape", "GET", "/v1/posts/p/likers?after=%zz", ``, 400, codeInvalidParam},
+		{"alias with a bad escape", "GET", "/likes?post=%zz", ``, 400, codeInvalidParam},
+		{"alias empty detail", "GET", "/likes?post=p&detail=", ``, 400, codeInvalidParam},
+		{"alias two posts", "GET", "/likes?post=p1&post=p2", ``, 400, codeInvalidParam},
+		{"alias two details", "GET", "/likes?post=p1&detail=1&detail=0", ``, 400, codeInvalidParam},
+		{"likers two limits", "GET", "/v1/posts/p/likers?limit=1&limit=2", ``, 400, codeInvalidParam},
+		{"likers two afters", "GET", "/v1/posts/p/likers?after=a&after=b", ``, 400, codeInvalidParam},
 		{"unknown route", "GET", "/v2/nothing", ``, 404, codeNotFound},
 		{"unknown route under v1", "GET", "/v1/posts/p/dislikes", ``, 404, codeNotFound},
 	}
@@ -192,6 +211,7 @@ func TestBadInputIsRejectedAndStoresNothing(t *testing.T) {
 			require.True(t, ok, "error shape: %s", got.raw)
 			assert.Equal(t, tt.wantCode, errBody["code"])
 			assert.NotEmpty(t, errBody["message"])
+			assert.NotRegexp(t, `struct|\*string|json:|map\[|interface|api\.`, errBody["message"], "messages speak JSON, not Go")
 			assert.Zero(t, f.store.Stats().Likes, "nothing is stored")
 		})
 	}
@@ -210,11 +230,13 @@ func TestMethodNotAllowedListsAllowed(t *testing.T) {
 	tests := []struct {
 		method, target, wantAllow string
 	}{
-		{"DELETE", "/v1/posts/p1/likes", "GET, POST"},
-		{"PUT", "/v1/posts/a%2Fb/likes", "GET, POST"},
-		{"POST", "/v1/counts", "GET"},
+		{"DELETE", "/v1/posts/p1/likes", "GET, HEAD, POST"},
+		{"PUT", "/v1/posts/a%2Fb/likes", "GET, HEAD, POST"},
+		{"POST", "/v1/counts", "GET, HEAD"},
 		{"GET", "/like", "POST"},
-		{"POST", "/healthz", "GET"},
+		{"GET", "/v1/likes", "POST"},
+		{"POST", "/healthz", "GET, HEAD"},
+		{"OPTIONS", "/v1/cluster", "GET, HEAD"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
@@ -289,6 +311,12 @@ func FuzzHandler(f *testing.F) {
 	f.Add("GET", "/v1/counts?post=a&post=b", ``)
 	f.Add("POST", "/v1/posts/%ff/likes", "{\"user\":\"\\u0000\"}")
 	f.Add("DELETE", "/likes?post=p&detail=1", `[]`)
+	f.Add("POST", "/v1/posts/p/likes", `{"User":"a","user":"a\ud800"}`)
+	f.Add("POST", "/v1/likes", `{"likes":[{"post":"p1","user":"alice"},{"post":"p1","user":"bob"}]}`)
+	f.Add("POST", "/v1/likes", `{"likes":[{"post":"p","user":"a","user":"b"},"x",{"Post":"p"},{"post":"\udc00","user":7},[]]}`)
+	f.Add("POST", "/v1/likes", `{"likes":[{"post":"p","user":"a"}],"likes":[]}`)
+	f.Add("POST", "/v1/likes", `{"likes":[{"post":"p","user":"a"},{"post":`)
+	f.Add("HEAD", "/v1/counts?post=%zz&post=a", ``)
 	fx := newFixture(f)
 	f.Fuzz(func(t *testing.T, method, target, body string) {
 		if !strings.HasPrefix(target, "/") {
@@ -302,11 +330,16 @@ func FuzzHandler(f *testing.F) {
 		fx.srv.Handler().ServeHTTP(rec, req)
 		require.Less(t, rec.Code, 500, "%s %s %q -> %d %s", method, target, body, rec.Code, rec.Body)
 		require.True(t, json.Valid(rec.Body.Bytes()), "reply is JSON: %q", rec.Body)
+		if req.URL.Path == "/v1/likes" && rec.Code == http.StatusOK {
+			var got bulkReply
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+			require.LessOrEqual(t, got.Added+got.Existing+len(got.Errors), fx.srv.cfg.MaxBulkLikes)
+		}
 		if rec.Code == http.StatusCreated {
 			var got likeReply
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
-			_, e1 := fx.srv.validID("post", got.Post)
-			_, e2 := fx.srv.validID("user", got.User)
+			e1 := checkID("post", got.Post, fx.srv.cfg.MaxIDBytes)
+			e2 := checkID("user", got.User, fx.srv.cfg.MaxIDBytes)
 			require.Nil(t, e1, fmt.Sprint(got))
 			require.Nil(t, e2, fmt.Sprint(got))
 		}

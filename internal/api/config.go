@@ -24,6 +24,16 @@ type Config struct {
 	// MaxBatchPosts bounds the posts of one /v1/counts call. Default 1000.
 	MaxBatchPosts int
 
+	// MaxBulkLikes bounds the likes of one bulk import (POST /v1/likes);
+	// more get 413. Default 10,000: large enough that loading millions
+	// costs few round trips, small enough that one request holds a node's
+	// store for milliseconds, not seconds.
+	MaxBulkLikes int
+
+	// MaxBulkBodyBytes bounds a bulk import's body. Default 8 MiB: 10,000
+	// likes of 256-byte ids take about 5.3 MB.
+	MaxBulkBodyBytes int64
+
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout protect
 	// the server from slow or idle clients. Defaults 5s, 10s, 10s, 120s.
 	ReadHeaderTimeout time.Duration
@@ -41,6 +51,8 @@ func DefaultConfig() Config {
 		DefaultPageSize:   100,
 		MaxPageSize:       1000,
 		MaxBatchPosts:     1000,
+		MaxBulkLikes:      10000,
+		MaxBulkBodyBytes:  8 << 20,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -64,6 +76,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: need 1 <= DefaultPageSize <= MaxPageSize", ErrConfig)
 	case c.MaxBatchPosts < 1:
 		return fmt.Errorf("%w: MaxBatchPosts must be positive", ErrConfig)
+	case c.MaxBulkLikes < 1 || c.MaxBulkBodyBytes < 1:
+		return fmt.Errorf("%w: MaxBulkLikes and MaxBulkBodyBytes must be positive", ErrConfig)
 	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
 		return fmt.Errorf("%w: timeouts must be positive", ErrConfig)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/rs/zerolog/hlog"
 )
 
@@ -18,9 +19,15 @@ const (
 	codeInvalidID        = "invalid_id"
 	codeInvalidParam     = "invalid_param"
 	codeBodyTooLarge     = "body_too_large"
+	codeTooManyLikes     = "too_many_likes"
 	codeNotFound         = "not_found"
 	codeMethodNotAllowed = "method_not_allowed"
 	codeInternal         = "internal"
+	codeBadRequest       = "bad_request" // a request no route can take (a target of *)
+	// Requests net/http rejects before any handler runs get the code of
+	// their status (see netHTTPErrorReply): bad_request,
+	// request_header_fields_too_large, not_implemented,
+	// http_version_not_supported...
 )
 
 // apiError is a failure a handler reports; writeError turns it into the one
@@ -37,20 +44,30 @@ func badRequest(code, format string, args ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: code, message: fmt.Sprintf(format, args...)}
 }
 
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
 type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	Error errorDetail `json:"error"`
+}
+
+// handlerFunc is a handler that reports its failure instead of writing it,
+// so every error reply is written in one place.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) *apiError
+
+func (h handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e := h(w, r); e != nil {
+		writeError(w, r, e)
+	}
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, e *apiError) {
-	var body errorBody
-	body.Error.Code, body.Error.Message = e.code, e.message
 	if e.status >= 500 {
 		hlog.FromRequest(r).Error().Str("code", e.code).Msg(e.message)
 	}
-	writeJSON(w, e.status, body)
+	writeJSON(w, e.status, errorBody{errorDetail{e.code, e.message}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -59,24 +76,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v) // the client went away: nothing to do
 }
 
-// decodeError maps a JSON body decoding failure to the reply the client gets.
-func decodeError(err error, maxBytes int64) *apiError {
+// bodyError maps a failure to read a JSON body (the decoder's, or the size
+// limit's) to the reply the client gets. Messages name JSON, never Go types.
+func bodyError(err error, maxBytes int64) *apiError {
 	var tooBig *http.MaxBytesError
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
+	var syntax *jsontext.SyntacticError
 	switch {
 	case errors.As(err, &tooBig):
 		return &apiError{http.StatusRequestEntityTooLarge, codeBodyTooLarge,
 			fmt.Sprintf("request body is larger than %d bytes", maxBytes)}
 	case errors.Is(err, io.EOF):
 		return badRequest(codeBadJSON, "request body is empty: expected a JSON object")
-	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
-		return badRequest(codeBadJSON, "request body is not valid JSON: %v", err)
-	case errors.As(err, &typ):
-		return badRequest(codeBadJSON, "field %q must be a %s", typ.Field, typ.Type)
-	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		// encoding/json has no typed error for this one.
-		return badRequest(codeUnknownField, "%s", strings.TrimPrefix(err.Error(), "json: "))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest(codeBadJSON, "request body ends in the middle of a JSON value")
+	case errors.As(err, &syntax):
+		return badRequest(codeBadJSON, "request body is not valid JSON: %s", strings.TrimPrefix(err.Error(), "jsontext: "))
 	}
 	return badRequest(codeBadJSON, "request body could not be read: %v", err)
 }

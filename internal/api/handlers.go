@@ -1,17 +1,12 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 type likeReply struct {
@@ -44,101 +39,127 @@ type statusReply struct {
 }
 
 // POST /v1/posts/{post}/likes  {"user":"alice"}
-func (s *Server) postLike(w http.ResponseWriter, r *http.Request) {
+func (s *Server) postLike(w http.ResponseWriter, r *http.Request) *apiError {
 	post, e := s.pathID(r, "post")
 	if e != nil {
-		writeError(w, r, e)
-		return
+		return e
 	}
-	var body struct {
-		User *string `json:"user"`
+	_, user, e := s.readLikeBody(w, r, false)
+	if e != nil {
+		return e
 	}
-	if e := s.decodeBody(w, r, &body); e != nil {
-		writeError(w, r, e)
-		return
-	}
-	s.like(w, r, post, body.User)
+	s.like(w, post, user)
+	return nil
 }
 
 // POST /like  {"post":"p1","user":"alice"}: the article's route.
-func (s *Server) postLikeAlias(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Post *string `json:"post"`
-		User *string `json:"user"`
-	}
-	if e := s.decodeBody(w, r, &body); e != nil {
-		writeError(w, r, e)
-		return
-	}
-	post, e := s.validID("post", deref(body.Post))
+func (s *Server) postLikeAlias(w http.ResponseWriter, r *http.Request) *apiError {
+	post, user, e := s.readLikeBody(w, r, true)
 	if e != nil {
-		writeError(w, r, e)
-		return
+		return e
 	}
-	s.like(w, r, post, body.User)
+	s.like(w, post, user)
+	return nil
 }
 
-func (s *Server) like(w http.ResponseWriter, r *http.Request, post string, user *string) {
-	u, e := s.validID("user", deref(user))
-	if e != nil {
-		writeError(w, r, e)
-		return
+// readLikeBody reads the body of a single like: one JSON object, bounded in
+// size, strict (see decodeOptions). Any Content-Type is accepted: the
+// article's curl sent JSON as a form.
+func (s *Server) readLikeBody(w http.ResponseWriter, r *http.Request, withPost bool) (post, user string, _ *apiError) {
+	var buf [256]byte
+	lr := likeReader{
+		dec:   jsontext.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), decodeOptions...),
+		arena: buf[:0],
 	}
-	added, count := s.likes.Like(post, u)
+	got, bad, err := lr.readLike(withPost)
+	if err != nil {
+		return "", "", bodyError(err, s.cfg.MaxBodyBytes)
+	}
+	if e := lr.expectEnd(s.cfg.MaxBodyBytes); e != nil {
+		return "", "", e
+	}
+	if bad == nil {
+		bad = s.checkLike(&lr, got, withPost)
+	}
+	if bad != nil {
+		return "", "", bad
+	}
+	if withPost {
+		post = string(lr.arena[got.post.off:got.post.end])
+	}
+	return post, string(lr.arena[got.user.off:got.user.end]), nil
+}
+
+// checkLike validates the ids of a like read by lr: the one rule for single
+// likes and every item of a bulk import.
+func (s *Server) checkLike(lr *likeReader, got likeFields, withPost bool) *apiError {
+	if withPost {
+		if e := checkIDBytes("post", lr.arena[got.post.off:got.post.end], s.cfg.MaxIDBytes); e != nil {
+			return e
+		}
+	}
+	return checkIDBytes("user", lr.arena[got.user.off:got.user.end], s.cfg.MaxIDBytes)
+}
+
+func (s *Server) like(w http.ResponseWriter, post, user string) {
+	added, count := s.likes.Like(post, user)
 	s.observe.ObserveLike(added)
 	status := http.StatusOK
 	if added {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, likeReply{Post: post, User: u, Liked: true, Count: count})
+	writeJSON(w, status, likeReply{Post: post, User: user, Liked: true, Count: count})
 }
 
 // GET /v1/posts/{post}/likes
-func (s *Server) getCount(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getCount(w http.ResponseWriter, r *http.Request) *apiError {
 	post, e := s.pathID(r, "post")
 	if e != nil {
-		writeError(w, r, e)
-		return
+		return e
 	}
 	writeJSON(w, http.StatusOK, countReply{Post: post, Count: s.likes.Count(post)})
+	return nil
 }
 
 // GET /v1/posts/{post}/likes/{user}
-func (s *Server) getLiked(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getLiked(w http.ResponseWriter, r *http.Request) *apiError {
 	post, e := s.pathID(r, "post")
 	if e != nil {
-		writeError(w, r, e)
-		return
+		return e
 	}
 	user, e := s.pathID(r, "user")
 	if e != nil {
-		writeError(w, r, e)
-		return
+		return e
 	}
 	writeJSON(w, http.StatusOK, likedReply{Post: post, User: user, Liked: s.likes.Has(post, user)})
+	return nil
 }
 
 // GET /v1/posts/{post}/likers?limit=N&after=USER
-func (s *Server) getLikers(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getLikers(w http.ResponseWriter, r *http.Request) *apiError {
 	post, e := s.pathID(r, "post")
 	if e != nil {
-		writeError(w, r, e)
-		return
+		return e
 	}
-	q := r.URL.Query()
+	q, e := query(r)
+	if e != nil {
+		return e
+	}
 	limit, e := s.pageLimit(q)
 	if e != nil {
-		writeError(w, r, e)
-		return
+		return e
 	}
-	after := ""
-	if q.Has("after") && q.Get("after") != "" {
-		if after, e = s.validID("after", q.Get("after")); e != nil {
-			writeError(w, r, e)
-			return
+	after, e := single(q, "after")
+	if e != nil {
+		return e
+	}
+	if after != "" { // empty: from the first user
+		if e := checkID("after", after, s.cfg.MaxIDBytes); e != nil {
+			return e
 		}
 	}
 	writeJSON(w, http.StatusOK, s.likersPage(post, after, limit))
+	return nil
 }
 
 func (s *Server) likersPage(post, after string, limit int) likersReply {
@@ -151,53 +172,59 @@ func (s *Server) likersPage(post, after string, limit int) likersReply {
 }
 
 // GET /v1/counts?post=p1&post=p2
-func (s *Server) getCounts(w http.ResponseWriter, r *http.Request) {
-	posts := r.URL.Query()["post"]
+func (s *Server) getCounts(w http.ResponseWriter, r *http.Request) *apiError {
+	q, e := query(r)
+	if e != nil {
+		return e
+	}
+	posts := q["post"]
 	switch {
 	case len(posts) == 0:
-		writeError(w, r, badRequest(codeInvalidParam, "at least one post query parameter is required"))
-		return
+		return badRequest(codeInvalidParam, "at least one post query parameter is required")
 	case len(posts) > s.cfg.MaxBatchPosts:
-		writeError(w, r, badRequest(codeInvalidParam, "at most %d posts per call, got %d", s.cfg.MaxBatchPosts, len(posts)))
-		return
+		return badRequest(codeInvalidParam, "at most %d posts per call, got %d", s.cfg.MaxBatchPosts, len(posts))
 	}
 	for _, p := range posts {
-		if _, e := s.validID("post", p); e != nil {
-			writeError(w, r, e)
-			return
+		if e := checkID("post", p, s.cfg.MaxIDBytes); e != nil {
+			return e
 		}
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Counts map[string]int `json:"counts"`
 	}{s.likes.Counts(posts)})
+	return nil
 }
 
 // GET /likes?post=p1[&detail=1]: the article's route.
-func (s *Server) getLikesAlias(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	post, e := s.validID("post", q.Get("post"))
+func (s *Server) getLikesAlias(w http.ResponseWriter, r *http.Request) *apiError {
+	q, e := query(r)
 	if e != nil {
-		writeError(w, r, e)
-		return
+		return e
 	}
-	detail := false
-	switch q.Get("detail") {
-	case "", "0", "false":
-	case "1", "true":
-		detail = true
-	default:
-		writeError(w, r, badRequest(codeInvalidParam, "detail must be 1, true, 0 or false"))
-		return
+	post, e := single(q, "post")
+	if e != nil {
+		return e
 	}
-	if !detail {
+	if e := checkID("post", post, s.cfg.MaxIDBytes); e != nil {
+		return e
+	}
+	detail, e := single(q, "detail")
+	if e != nil {
+		return e
+	}
+	switch {
+	case !q.Has("detail"), detail == "0", detail == "false":
 		writeJSON(w, http.StatusOK, countReply{Post: post, Count: s.likes.Count(post)})
-		return
+	case detail == "1", detail == "true":
+		writeJSON(w, http.StatusOK, s.likersPage(post, "", s.cfg.MaxPageSize))
+	default:
+		return badRequest(codeInvalidParam, "detail must be 1, true, 0 or false, got %q", detail)
 	}
-	writeJSON(w, http.StatusOK, s.likersPage(post, "", s.cfg.MaxPageSize))
+	return nil
 }
 
 // GET /v1/cluster
-func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getCluster(w http.ResponseWriter, _ *http.Request) *apiError {
 	members := s.members.Members()
 	if members == nil {
 		members = []Member{}
@@ -206,15 +233,17 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
 		Self    string   `json:"self"`
 		Members []Member `json:"members"`
 	}{s.members.Self(), members})
+	return nil
 }
 
-func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) *apiError {
 	writeJSON(w, http.StatusOK, statusReply{"ok"})
+	return nil
 }
 
 // readyz is 200 once the node has joined (or started) its cluster and until
 // it starts draining.
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) *apiError {
 	switch {
 	case s.draining.Load():
 		writeJSON(w, http.StatusServiceUnavailable, statusReply{"draining"})
@@ -223,33 +252,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, statusReply{"ready"})
 	}
-}
-
-// decodeBody reads one JSON object into dst: bounded in size, valid UTF-8
-// (encoding/json would silently replace bad bytes), no unknown fields, nothing
-// after it. Any Content-Type is accepted: the article's curl sent JSON as a
-// form.
-func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, dst any) *apiError {
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		return decodeError(err, s.cfg.MaxBodyBytes)
-	}
-	if !utf8.Valid(raw) {
-		return badRequest(codeInvalidID, "request body is not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return decodeError(err, s.cfg.MaxBodyBytes)
-	}
-	switch err := dec.Decode(&struct{}{}); {
-	case errors.Is(err, io.EOF):
-		return nil
-	case err == nil:
-		return badRequest(codeBadJSON, "request body holds more than one JSON value")
-	default:
-		return badRequest(codeBadJSON, "unexpected data after the JSON object")
-	}
+	return nil
 }
 
 // pathID returns a path parameter unescaped (ids may hold any escaped byte,
@@ -265,41 +268,40 @@ func (s *Server) pathID(r *http.Request, name string) (string, *apiError) {
 		}
 		v = u
 	}
-	return s.validID(name, v)
+	return v, checkID(name, v, s.cfg.MaxIDBytes)
 }
 
-// validID enforces the rules every post and user id follows.
-func (s *Server) validID(name, v string) (string, *apiError) {
-	switch {
-	case v == "":
-		return "", badRequest(codeInvalidID, "%s is required and must not be empty", name)
-	case len(v) > s.cfg.MaxIDBytes:
-		return "", badRequest(codeInvalidID, "%s is %d bytes, longer than %d", name, len(v), s.cfg.MaxIDBytes)
-	case !utf8.ValidString(v):
-		return "", badRequest(codeInvalidID, "%s is not valid UTF-8", name)
+// query parses the query string strictly: url.URL.Query drops the pairs it
+// cannot parse ("post=%zz"), and the client should hear why.
+func query(r *http.Request) (url.Values, *apiError) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest(codeInvalidParam, "query string is not valid: %v (escape %% as %%25)", err)
 	}
-	for _, c := range v {
-		if unicode.IsControl(c) {
-			return "", badRequest(codeInvalidID, "%s contains a control character (%U)", name, c)
-		}
+	return q, nil
+}
+
+// single returns the value of a parameter that may be given at most once
+// ("" when absent): a second value would be silently ignored otherwise.
+func single(q url.Values, name string) (string, *apiError) {
+	switch vs := q[name]; len(vs) {
+	case 0:
+		return "", nil
+	case 1:
+		return vs[0], nil
+	default:
+		return "", badRequest(codeInvalidParam, "%s is given %d times; it takes one value", name, len(vs))
 	}
-	return v, nil
 }
 
 func (s *Server) pageLimit(q url.Values) (int, *apiError) {
-	if !q.Has("limit") {
-		return s.cfg.DefaultPageSize, nil
+	v, e := single(q, "limit")
+	if e != nil || !q.Has("limit") {
+		return s.cfg.DefaultPageSize, e
 	}
-	n, err := strconv.Atoi(q.Get("limit"))
+	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > s.cfg.MaxPageSize {
-		return 0, badRequest(codeInvalidParam, "limit must be an integer from 1 to %d, got %q", s.cfg.MaxPageSize, q.Get("limit"))
+		return 0, badRequest(codeInvalidParam, "limit must be an integer from 1 to %d, got %q", s.cfg.MaxPageSize, v)
 	}
 	return n, nil
-}
-
-func deref(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
 }

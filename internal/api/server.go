@@ -2,10 +2,13 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -71,6 +74,8 @@ type Server struct {
 	observe  Observer
 	metrics  http.Handler
 	draining atomic.Bool
+	idPrefix string        // random, per Server: ids from two processes differ
+	idSeq    atomic.Uint64 // the last request id's sequence number
 }
 
 // New returns a server for likes and members, logging to logger; opts may
@@ -86,6 +91,9 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		log:     logger.With().Str("component", "api").Logger(),
 		observe: nopObserver{},
 	}
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // never fails on supported platforms
+	s.idPrefix = hex.EncodeToString(b[:])
 	for _, o := range opts {
 		if o.Observer != nil {
 			s.observe = o.Observer
@@ -96,12 +104,14 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 	}
 	s.router = s.routes()
 	s.http = &http.Server{
-		Addr:              cfg.Addr,
-		Handler:           s.router,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
+		Addr:    cfg.Addr,
+		Handler: s.router,
+		// OPTIONS * reaches the router, which answers it in JSON.
+		DisableGeneralOptionsHandler: true,
+		ReadHeaderTimeout:            cfg.ReadHeaderTimeout,
+		ReadTimeout:                  cfg.ReadTimeout,
+		WriteTimeout:                 cfg.WriteTimeout,
+		IdleTimeout:                  cfg.IdleTimeout,
 		// net/http's own errors (bad TLS, handler panics it caught) into the
 		// structured log rather than bare stderr.
 		ErrorLog: log.New(logger.With().Str("component", "net/http").Logger(), "", 0),
@@ -111,34 +121,61 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 
 func (s *Server) routes() *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID)
+	r.Use(s.requestID)
 	r.Use(hlog.NewHandler(s.log))
 	r.Use(requestIDField)
 	r.Use(hlog.AccessHandler(s.logRequest))
 	r.Use(s.recoverJSON)
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, &apiError{http.StatusNotFound, codeNotFound, "no route for " + r.Method + " " + r.URL.Path})
-	})
+	r.Use(asteriskTarget)
+	r.NotFound(handlerFunc(func(_ http.ResponseWriter, r *http.Request) *apiError {
+		return &apiError{http.StatusNotFound, codeNotFound, "no route for " + r.Method + " " + r.URL.Path}
+	}).ServeHTTP)
 	r.MethodNotAllowed(s.methodNotAllowed)
 
+	// get serves HEAD wherever it serves GET: the same handler, whose body
+	// net/http drops.
+	get := func(r chi.Router, pattern string, h http.Handler) {
+		r.Method(http.MethodGet, pattern, h)
+		r.Method(http.MethodHead, pattern, h)
+	}
 	r.Route("/v1", func(r chi.Router) {
-		r.Post("/posts/{post}/likes", s.postLike)
-		r.Get("/posts/{post}/likes", s.getCount)
-		r.Get("/posts/{post}/likes/{user}", s.getLiked)
-		r.Get("/posts/{post}/likers", s.getLikers)
-		r.Get("/counts", s.getCounts)
-		r.Get("/cluster", s.getCluster)
+		r.Method(http.MethodPost, "/likes", handlerFunc(s.postLikes))
+		r.Method(http.MethodPost, "/posts/{post}/likes", handlerFunc(s.postLike))
+		get(r, "/posts/{post}/likes", handlerFunc(s.getCount))
+		get(r, "/posts/{post}/likes/{user}", handlerFunc(s.getLiked))
+		get(r, "/posts/{post}/likers", handlerFunc(s.getLikers))
+		get(r, "/counts", handlerFunc(s.getCounts))
+		get(r, "/cluster", handlerFunc(s.getCluster))
 	})
-	r.Get("/healthz", s.healthz)
-	r.Get("/readyz", s.readyz)
+	get(r, "/healthz", handlerFunc(s.healthz))
+	get(r, "/readyz", handlerFunc(s.readyz))
 	if s.metrics != nil {
-		r.Method(http.MethodGet, "/metrics", s.metrics)
+		get(r, "/metrics", s.metrics)
 	}
 
 	// Aliases for the original article's curl lines.
-	r.Post("/like", s.postLikeAlias)
-	r.Get("/likes", s.getLikesAlias)
+	r.Method(http.MethodPost, "/like", handlerFunc(s.postLikeAlias))
+	get(r, "/likes", handlerFunc(s.getLikesAlias))
 	return r
+}
+
+// asteriskTarget answers requests for "*" (OPTIONS *, which net/http would
+// otherwise answer itself with an empty 200): the API implements no
+// OPTIONS; the methods it serves are in the Allow header.
+func asteriskTarget(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.RequestURI != "*" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Method != http.MethodOptions {
+			writeError(w, r, badRequest(codeBadRequest, "the request target * is only for OPTIONS"))
+			return
+		}
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		writeError(w, r, &apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed,
+			"OPTIONS is not implemented; the API serves GET, HEAD and POST (see docs/api.md)"})
+	})
 }
 
 // Handler is the API's root handler (for tests and custom servers).
@@ -147,7 +184,7 @@ func (s *Server) Handler() http.Handler { return s.router }
 // Serve serves on ln until Shutdown; it returns nil after a Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("http listening")
-	if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := s.http.Serve(netHTTPErrorsAsJSON{ln, s}); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
@@ -164,8 +201,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.http.Shutdown(ctx)
 }
 
-// requestIDField puts chi's request id (taken from X-Request-Id when the
-// client sent one) on every log line and on the response.
+// requestID takes the request id from X-Request-Id when the client sent one
+// (up to 200 printable bytes) or makes one: this process's random prefix
+// and a sequence number.
+func (s *Server) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(middleware.RequestIDHeader)
+		if id == "" || len(id) > 200 || strings.ContainsFunc(id, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
+			id = s.nextRequestID()
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), middleware.RequestIDKey, id)))
+	})
+}
+
+func (s *Server) nextRequestID() string {
+	return s.idPrefix + "-" + strconv.FormatUint(s.idSeq.Add(1), 10)
+}
+
+// requestIDField puts the request id on every log line and on the response.
 func requestIDField(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := middleware.GetReqID(r.Context())
@@ -213,7 +266,7 @@ func (s *Server) recoverJSON(next http.Handler) http.Handler {
 // path does accept (chi drops that header when the handler is custom).
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	var allowed []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		if s.router.Match(chi.NewRouteContext(), m, r.URL.EscapedPath()) {
 			allowed = append(allowed, m)
 		}

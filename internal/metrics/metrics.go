@@ -57,13 +57,13 @@ func New(c Cluster) *Metrics {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(f(c.Stats())) }))
 	}
-	counter("likesd_gossip_frames_sent_total", "Frames of likes queued for gossip.", func(s cluster.Stats) uint64 { return s.FramesQueued })
-	counter("likesd_gossip_likes_sent_total", "Likes queued for gossip (local and forwarded).", func(s cluster.Stats) uint64 { return s.LikesQueued })
-	counter("likesd_gossip_bytes_sent_total", "Bytes of frames queued for gossip (once per frame, before retransmits).", func(s cluster.Stats) uint64 { return s.BytesQueued })
-	counter("likesd_gossip_frames_received_total", "Frames of likes received.", func(s cluster.Stats) uint64 { return s.FramesReceived })
-	counter("likesd_gossip_bytes_received_total", "Bytes of frames received.", func(s cluster.Stats) uint64 { return s.BytesReceived })
-	counter("likesd_gossip_likes_received_total", "Likes received by gossip.", func(s cluster.Stats) uint64 { return s.LikesReceived })
-	counter("likesd_gossip_likes_applied_total", "Likes received by gossip that were new here.", func(s cluster.Stats) uint64 { return s.LikesApplied })
+	counter("likesd_fastpath_frames_sent_total", "Frames of new likes the fast path built: sent to every peer (direct) or queued for broadcast (gossip).", func(s cluster.Stats) uint64 { return s.FramesQueued })
+	counter("likesd_fastpath_likes_sent_total", "Likes framed on the fast path (in gossip mode forwarded ones too).", func(s cluster.Stats) uint64 { return s.LikesQueued })
+	counter("likesd_fastpath_bytes_sent_total", "Bytes of fast-path frames, counted once per frame (not per peer or retransmit).", func(s cluster.Stats) uint64 { return s.BytesQueued })
+	counter("likesd_fastpath_frames_received_total", "Fast-path frames of likes received from peers.", func(s cluster.Stats) uint64 { return s.FramesReceived })
+	counter("likesd_fastpath_bytes_received_total", "Bytes of fast-path frames received.", func(s cluster.Stats) uint64 { return s.BytesReceived })
+	counter("likesd_fastpath_likes_received_total", "Likes received on the fast path.", func(s cluster.Stats) uint64 { return s.LikesReceived })
+	counter("likesd_fastpath_likes_applied_total", "Likes received on the fast path that were new here.", func(s cluster.Stats) uint64 { return s.LikesApplied })
 	counter("likesd_log_overrun_total", "Likes that left the log before the fast path framed them (healed by snapshot).", func(s cluster.Stats) uint64 { return s.LogOverrun })
 	counter("likesd_inbox_dropped_total", "Received messages dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped })
 	counter("likesd_repair_dropped_total", "Repair work dropped because its queue was full (asked again at the next push/pull).", func(s cluster.Stats) uint64 { return s.RepairDropped })
@@ -83,12 +83,12 @@ func New(c Cluster) *Metrics {
 	counter("likesd_snapshots_served_total", "Snapshots this node streamed to a peer.", func(s cluster.Stats) uint64 { return s.SnapshotsServed })
 	counter("likesd_snapshots_applied_total", "Snapshots received whole and applied.", func(s cluster.Stats) uint64 { return s.SnapshotsDone })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "likesd_gossip_queue_frames", Help: "Frames waiting in the broadcast queue.",
+		Name: "likesd_gossip_queue_frames", Help: "Frames waiting in memberlist's broadcast queue (gossip fast path; 0 with direct).",
 	}, func() float64 { return float64(c.QueuedFrames()) }))
 	reg.MustRegister(&membersCollector{c: c, desc: prometheus.NewDesc("likesd_members",
 		"Cluster members this node knows, by state.", []string{"state"}, nil)})
 	reg.MustRegister(&behindCollector{c: c, desc: prometheus.NewDesc("likesd_replication_behind_likes",
-		"Replication lag per origin: likes a peer's version vector shows that this node has not seen yet (0 when caught up).",
+		"Replication lag per origin: likes a peer's version vector shows that this node has not seen yet. Only origins this node is behind on have a series: none at all when caught up.",
 		[]string{"origin"}, nil)})
 	return m
 }

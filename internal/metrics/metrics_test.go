@@ -55,8 +55,8 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 		`likesd_likes_total{result="duplicate"} 1`,
 		`likesd_http_request_duration_seconds_count{code="2xx",method="POST",route="/v1/posts/{post}/likes"} 3`,
 		`likesd_http_request_duration_seconds_count{code="4xx",method="GET",route=""} 1`,
-		`likesd_gossip_frames_sent_total 7`,
-		`likesd_gossip_bytes_sent_total 9000`,
+		`likesd_fastpath_frames_sent_total 7`,
+		`likesd_fastpath_bytes_sent_total 9000`,
 		`likesd_inbox_dropped_total 2`,
 		`likesd_pushpull_total 3`,
 		`likesd_repair_bytes_received_total 0`,
@@ -69,4 +69,26 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 	} {
 		assert.Contains(t, out, want)
 	}
+}
+
+type caughtUp struct{ fakeCluster }
+
+func (caughtUp) Behind() map[uint64]uint64 { return nil }
+
+// The help texts say what the series do: no lag series when caught up, and
+// no gossip_ name for what the direct fast path counts.
+func TestHelpTextsMatchTheSeries(t *testing.T) {
+	rec := httptest.NewRecorder()
+	New(caughtUp{}).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	out := rec.Body.String()
+	assert.NotContains(t, out, "likesd_replication_behind_likes{", "caught up: no series")
+	rec = httptest.NewRecorder()
+	New(fakeCluster{}).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	assert.Regexp(t, `# HELP likesd_replication_behind_likes [^\n]*none at all when caught up`, rec.Body.String())
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "likesd_gossip_") {
+			assert.True(t, strings.HasPrefix(line, "likesd_gossip_queue_frames "), "only the gossip broadcast queue is named gossip: %s", line)
+		}
+	}
+	assert.Contains(t, out, "likesd_fastpath_frames_sent_total 7")
 }

@@ -1,0 +1,170 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// bulkReply is the reply of POST /v1/likes.
+type bulkReply struct {
+	// Added counts the likes that were new; Existing those already there.
+	Added    int `json:"added"`
+	Existing int `json:"existing"`
+	// Errors lists the likes that were rejected, by index in the request.
+	Errors []itemError `json:"errors"`
+}
+
+type itemError struct {
+	Index   int    `json:"index"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// bulkState is one bulk import's buffers, pooled: a 10,000-like body
+// then costs about one string per new like (the store keeps it) and little
+// else.
+type bulkState struct {
+	lr    likeReader
+	items []likeFields // the valid likes, in order
+	reply bulkReply
+}
+
+var bulkPool = sync.Pool{New: func() any { return new(bulkState) }}
+
+// maxPooledArena bounds the arena a pooled state keeps: a body of long ids
+// may grow it far beyond the usual.
+const maxPooledArena = 4 << 20
+
+// POST /v1/likes  {"likes":[{"post":"p1","user":"alice"}, ...]}
+//
+// The body is read whole before anything is stored, so a malformed body
+// stores nothing; then every valid like is stored through the same path as
+// a single like (and so replicated like one), and an invalid one is
+// reported by its index.
+func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
+	st := bulkPool.Get().(*bulkState)
+	defer func() {
+		st.lr.dec.Reset(strings.NewReader("")) // keep no request alive in the pool
+		if cap(st.lr.arena) > maxPooledArena {
+			st.lr.arena = nil
+		}
+		st.reply = bulkReply{}
+		bulkPool.Put(st)
+	}()
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBulkBodyBytes)
+	if st.lr.dec == nil {
+		st.lr.dec = jsontext.NewDecoder(body, decodeOptions...)
+	} else {
+		st.lr.dec.Reset(body, decodeOptions...)
+	}
+	st.lr.arena, st.items = st.lr.arena[:0], st.items[:0]
+	st.reply.Errors = []itemError{}
+	if e := s.readBulk(st); e != nil {
+		return e
+	}
+
+	// Consecutive likes of one post (the usual import order) share its
+	// string.
+	var post string
+	for _, it := range st.items {
+		if p := st.lr.arena[it.post.off:it.post.end]; post == "" || string(p) != post {
+			post = string(p)
+		}
+		added, _ := s.likes.Like(post, string(st.lr.arena[it.user.off:it.user.end]))
+		s.observe.ObserveLike(added)
+		if added {
+			st.reply.Added++
+		} else {
+			st.reply.Existing++
+		}
+	}
+	writeJSON(w, http.StatusOK, st.reply)
+	return nil
+}
+
+// readBulk reads the whole body into st: the valid likes into st.items, the
+// invalid ones into st.reply.Errors.
+func (s *Server) readBulk(st *bulkState) *apiError {
+	dec, max := st.lr.dec, s.cfg.MaxBulkBodyBytes
+	const shape = `{"likes":[{"post":"p1","user":"alice"}, ...]}`
+	if dec.PeekKind() != '{' {
+		if err := dec.SkipValue(); err != nil {
+			return bodyError(err, max)
+		}
+		return badRequest(codeBadJSON, "request body must be a JSON object: %s", shape)
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return bodyError(err, max)
+	}
+	seen := false
+	for dec.PeekKind() != '}' {
+		rawName, err := dec.ReadValue()
+		if err != nil {
+			return bodyError(err, max)
+		}
+		name, err := jsontext.AppendUnquote(st.lr.name[:0], rawName)
+		st.lr.name = name
+		switch {
+		case err != nil || string(name) != "likes":
+			return badRequest(codeUnknownField, "unknown field %q: the body has only \"likes\": %s", name, shape)
+		case seen:
+			return badRequest(codeBadJSON, "field \"likes\" appears more than once")
+		}
+		seen = true
+		if e := s.readBulkLikes(st); e != nil {
+			return e
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return bodyError(err, max)
+	}
+	if e := st.lr.expectEnd(max); e != nil {
+		return e
+	}
+	if !seen {
+		return badRequest(codeBadJSON, "field \"likes\" is required: %s", shape)
+	}
+	return nil
+}
+
+// readBulkLikes reads the array of likes.
+func (s *Server) readBulkLikes(st *bulkState) *apiError {
+	dec, max := st.lr.dec, s.cfg.MaxBulkBodyBytes
+	if dec.PeekKind() != '[' {
+		if err := dec.SkipValue(); err != nil {
+			return bodyError(err, max)
+		}
+		return badRequest(codeBadJSON, "field \"likes\" must be a JSON array of likes")
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return bodyError(err, max)
+	}
+	for i := 0; dec.PeekKind() != ']'; i++ {
+		if i == s.cfg.MaxBulkLikes {
+			return &apiError{http.StatusRequestEntityTooLarge, codeTooManyLikes,
+				fmt.Sprintf("at most %d likes per request: send the rest in another", s.cfg.MaxBulkLikes)}
+		}
+		mark := len(st.lr.arena)
+		got, bad, err := st.lr.readLike(true)
+		if err != nil {
+			return bodyError(err, max)
+		}
+		if bad == nil {
+			bad = s.checkLike(&st.lr, got, true)
+		}
+		if bad != nil {
+			st.lr.arena = st.lr.arena[:mark]
+			st.reply.Errors = append(st.reply.Errors, itemError{Index: i, Code: bad.code, Message: bad.message})
+			continue
+		}
+		st.items = append(st.items, got)
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return bodyError(err, max)
+	}
+	return nil
+}
