@@ -37,9 +37,20 @@ func (s Set) AppendBinary(b []byte) ([]byte, error) {
 	for _, leaf := range s.leaves {
 		for _, blk := range leaf {
 			for at := 0; at < len(blk); {
-				e := readEntry(blk, at)
-				key = e.appendRest(key[:e.p], blk)
-				at = e.end
+				if h := blk[at]; h < uuidBase { // short entry, inline
+					n := int(h & 15)
+					key = append(key[:h>>4], blk[at+1:at+1+n]...)
+					at += 1 + n
+				} else {
+					e := readEntry(blk, at)
+					key = e.appendRest(key[:e.p], blk)
+					at = e.end
+				}
+				if len(key) < 0x80 { // one-byte length, the usual case
+					b = append(b, byte(len(key)))
+					b = append(b, key...)
+					continue
+				}
 				b = binary.AppendUvarint(b, uint64(len(key)))
 				b = append(b, key...)
 			}

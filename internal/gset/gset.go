@@ -107,6 +107,10 @@ func seek(blk, m string) (sp spot, found bool) {
 	match := 0
 	var buf [uuidLen]byte
 	for at := 0; at < len(blk); {
+		if h := blk[at]; h < uuidBase && int(h>>4) > match { // the common case, without decoding the entry
+			at += 1 + int(h&15)
+			continue
+		}
 		e := readEntry(blk, at)
 		if e.p > match { // agrees with the previous member, still below m
 			at = e.end
@@ -280,9 +284,15 @@ func (s Set) scan(li, bi int, fn func(key []byte) bool) {
 		for ; bi < len(leaf); bi++ {
 			blk := leaf[bi]
 			for at := 0; at < len(blk); {
-				e := readEntry(blk, at)
-				key = e.appendRest(key[:e.p], blk)
-				at = e.end
+				if h := blk[at]; h < uuidBase { // short entry, inline
+					n := int(h & 15)
+					key = append(key[:h>>4], blk[at+1:at+1+n]...)
+					at += 1 + n
+				} else {
+					e := readEntry(blk, at)
+					key = e.appendRest(key[:e.p], blk)
+					at = e.end
+				}
 				if !fn(key) {
 					return
 				}
