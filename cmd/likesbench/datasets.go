@@ -71,7 +71,7 @@ func datasets() []dataset {
 		uniform("S1", "1M likes: 10,000 posts × 100, 8-byte ids", 10_000, 100, shortUser, 8),
 		uniform("S2", "10M likes: 100,000 posts × 100, 8-byte ids", 100_000, 100, shortUser, 8),
 		zipf("S3", "10M likes, zipf (s=1) over 10,000 posts, 8-byte ids", 10_000, 10_000_000, shortUser, 8),
-		uniform("S4", "1M likes: 10,000 posts × 100, 36-byte UUID ids", 10_000, 100, uuidUser, 36),
+		uniform("S4", "10M likes: 100,000 posts × 100, 36-byte UUID ids", 100_000, 100, uuidUser, 36),
 	}
 }
 
