@@ -15,7 +15,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: sim help build run-local test test-loaded check vet staticcheck bench bench-go k8s-check k8s-verify image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: sim help build run-local test test-loaded check vet staticcheck bench bench-memory bench-go k8s-check k8s-verify image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,7 @@ tidy-check: ## fail when go mod tidy would change go.mod or go.sum
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	go test -run '^$$' -fuzz '^FuzzUnmarshalBinary$$' -fuzztime $(FUZZTIME) ./internal/gset
+	go test -run '^$$' -fuzz '^FuzzOps$$' -fuzztime $(FUZZTIME) ./internal/gset
 	go test -run '^$$' -fuzz '^FuzzString$$' -fuzztime $(FUZZTIME) ./internal/wire
 	go test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./internal/cluster
 	go test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./internal/api
@@ -70,6 +71,11 @@ bench: build ## load benchmark: 3 local nodes beside the bare-handler and seed-d
 
 sim: ## anti-entropy under deterministic simulation: SCHEDULES seeded fault schedules (default 3000, ~5 min)
 	go test -count=1 -run '^TestSimulation$$' -timeout 60m ./internal/antientropy -sim.schedules=$(SCHEDULES) -v
+
+bench-memory: build ## memory per like: likesd beside redis-server on S1-S4 and a 3-node S2 sync; writes docs/benchmarks.md (~20 min)
+	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || (apt-get update && apt-get install -y redis-server)
+	go build -o bin/likesbench ./cmd/likesbench
+	bin/likesbench memory --likesd $(BIN) --out docs/benchmarks.md $(BENCH_MEMORY_FLAGS)
 
 bench-go: ## Go benchmarks: store hot path, codec, 1M-like sync, real processes converging
 	go test -run '^$$' -bench . -benchmem -count 1 ./...

@@ -31,6 +31,8 @@ type options struct {
 	store   store.Config
 
 	debugAddr       string
+	memoryLimit     int64 // bytes for debug.SetMemoryLimit; -1: leave the runtime's (GOMEMLIMIT)
+	gcPercent       int   // for debug.SetGCPercent; 0: leave the runtime's (GOGC)
 	logLevel        zerolog.Level
 	logFormat       string
 	shutdownDrain   time.Duration
@@ -179,6 +181,7 @@ const maxInt = int(^uint(0) >> 1)
 func parseOptions(args []string, environ []string, out io.Writer) (options, error) {
 	o := options{api: api.DefaultConfig(), cluster: cluster.DefaultConfig(), store: store.DefaultConfig()}
 	o.logFormat, o.shutdownTimeout = "json", 20*time.Second
+	o.gcPercent = defaultGCPercent
 	fs := flag.NewFlagSet("likesd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported once, by run; usage only on --help
 	f := &flags{fs: fs}
@@ -233,6 +236,18 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.duration(&o.shutdownDrain, "shutdown-drain", 0, "on SIGTERM, report not-ready for this long before closing HTTP (let load balancers notice)")
 	f.duration(&o.shutdownTimeout, "shutdown-timeout", 1, "bound on graceful shutdown: draining requests, hand-off and leave")
 	f.str(&o.debugAddr, "debug-addr", "host:port serving pprof (/debug/pprof/) for profiling; empty: off. Keep it private")
+	memLimit := "auto"
+	f.value("memory-limit", "size", "soft memory limit of the Go runtime (as GOMEMLIMIT): near it the GC works harder rather than grow the heap. "+
+		"auto: 90% of the container's memory limit when there is one, else none (GOMEMLIMIT wins when set); off; or a size such as 512MiB or 2GiB",
+		func() string { return memLimit }, func(s string) error {
+			if _, err := memoryLimit(s, func(string) string { return "" }, func() (int64, bool) { return 0, false }); err != nil {
+				return errors.New("want auto, off, or a size such as 512MiB or 2GiB")
+			}
+			memLimit = s
+			return nil
+		})
+	f.integer(&o.gcPercent, "gc-percent", 1, maxInt, "GC target (as GOGC): heap growth over the live heap before a collection. The replica is mostly pointer-free blocks, "+
+		"so a low value costs little CPU and keeps RSS near the live data (GOGC wins when set and this is not)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		switch {
@@ -248,6 +263,9 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	if err := o.fromEnvironment(f, environ); err != nil {
+		return o, err
+	}
+	if err := o.memorySettings(f, memLimit, environ); err != nil {
 		return o, err
 	}
 	if o.showVersion {

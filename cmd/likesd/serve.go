@@ -40,7 +40,8 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	for _, w := range o.warnings {
 		log.Warn().Msg(w)
 	}
-	log.Info().Str("version", version).Msg("likesd started")
+	limit, gcPercent := applyMemory(o)
+	log.Info().Str("version", version).Int64("memory_limit", limit).Int("gc_percent", gcPercent).Msg("likesd started")
 	if len(o.cluster.SecretKey) == 0 {
 		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set LIKESD_GOSSIP_KEY or --gossip-key-file")
 	}

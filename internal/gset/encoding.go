@@ -1,6 +1,7 @@
 package gset
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,10 +32,30 @@ var (
 func (s Set) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, encodingV1)
 	b = binary.AppendUvarint(b, uint64(s.Len()))
-	s.Walk(func(m string) bool {
-		b = wire.AppendString(b, m)
-		return true
-	})
+	var buf [64]byte
+	key := buf[:0]
+	for _, leaf := range s.leaves {
+		for _, blk := range leaf {
+			for at := 0; at < len(blk); {
+				if h := blk[at]; h < uuidBase { // short entry, inline
+					n := int(h & 15)
+					key = append(key[:h>>4], blk[at+1:at+1+n]...)
+					at += 1 + n
+				} else {
+					e := readEntry(blk, at)
+					key = e.appendRest(key[:e.p], blk)
+					at = e.end
+				}
+				if len(key) < 0x80 { // one-byte length, the usual case
+					b = append(b, byte(len(key)))
+					b = append(b, key...)
+					continue
+				}
+				b = binary.AppendUvarint(b, uint64(len(key)))
+				b = append(b, key...)
+			}
+		}
+	}
 	return b, nil
 }
 
@@ -73,22 +94,24 @@ func Decode(data []byte) (Set, []byte, error) {
 	if n > uint64(len(data)) {
 		return Set{}, nil, fmt.Errorf("%w: %d members in %d bytes", ErrTruncated, n, len(data))
 	}
-	var s Set
-	prev := ""
+	var b builder
 	for i := uint64(0); i < n; i++ {
-		var m string
-		m, data, err = wire.String(data, MaxMemberLen)
-		switch {
-		case errors.Is(err, wire.ErrTooLong):
-			return Set{}, nil, fmt.Errorf("%w: member %d: %w", ErrTooLong, i, err)
-		case err != nil:
+		var l uint64
+		if l, data, err = wire.Uvarint(data); err != nil {
 			return Set{}, nil, fmt.Errorf("%w: member %d: %w", ErrTruncated, i, err)
 		}
-		if i > 0 && m <= prev {
-			return Set{}, nil, fmt.Errorf("%w: %q after %q", ErrOrder, m, prev)
+		if l > MaxMemberLen {
+			return Set{}, nil, fmt.Errorf("%w: member %d: %d bytes, at most %d", ErrTooLong, i, l, MaxMemberLen)
 		}
-		s.Add(m)
-		prev = m
+		if l > uint64(len(data)) {
+			return Set{}, nil, fmt.Errorf("%w: member %d: %d bytes, %d left", ErrTruncated, i, l, len(data))
+		}
+		m := data[:l]
+		if i > 0 && bytes.Compare(m, b.prev) <= 0 {
+			return Set{}, nil, fmt.Errorf("%w: %q after %q", ErrOrder, m, b.prev)
+		}
+		add(&b, m)
+		data = data[l:]
 	}
-	return s, data, nil
+	return b.set(), data, nil
 }

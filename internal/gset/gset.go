@@ -1,22 +1,42 @@
 package gset
 
 import (
-	"github.com/google/btree"
+	"bytes"
+	"slices"
 )
 
-// degree of the B-tree: 32 keeps nodes within a few cache lines of string
-// headers while keeping the tree shallow for sets of millions of users.
-const degree = 32
+// Block and leaf sizes. A block is a run of front-coded members in byte
+// order; a leaf is a slice of blocks; a set is a slice of leaves. Lookups
+// binary-search the leaves, then the blocks, by each one's first member (the
+// first entry of a block is always stored whole), then scan one block.
+const (
+	// maxBlock bounds a block's bytes: scanning one is the linear part of
+	// has and add, and a change rewrites it. 512 B is ~70 short ids: a scan
+	// of a few hundred ns, and per-block overhead (a 16-byte string header
+	// and size-class rounding) under 1 B per member.
+	maxBlock = 512
+	// maxLeaf bounds a leaf's blocks, so a block split moves at most a few
+	// hundred bytes of headers, and a leaf split moves the leaves' headers
+	// (a 1M-member set has ~250 leaves).
+	maxLeaf = 64
+)
 
 // Set is a grow-only set of strings kept in byte order. The zero value is an
 // empty set ready to use. Copying a Set by assignment aliases it: use Clone
 // for an independent copy.
 type Set struct {
-	t      *btree.BTreeG[string]
-	digest uint64 // sum of MemberHash over members, kept by Add
+	// leaves hold the blocks. A block with spare capacity (cap > len) is
+	// this set's alone and an add may write into it; a block without may be
+	// shared with a Clone and is replaced, never written. The leaves slices
+	// are edited in place unless shared is set.
+	leaves [][][]byte
+	n      int
+	digest uint64 // sum of MemberHash over the members, kept by Add
+	// shared marks leaves as seen by a Clone: the next change copies the
+	// slices of block headers (not the blocks) first, clipping every block
+	// to its length so that neither copy writes into a shared one.
+	shared bool
 }
-
-func less(a, b string) bool { return a < b }
 
 // New returns a set holding members.
 func New(members ...string) Set {
@@ -27,68 +47,420 @@ func New(members ...string) Set {
 	return s
 }
 
-func (s *Set) init() {
-	if s.t == nil {
-		s.t = btree.NewG(degree, less)
+// firstAbove reports whether blk's first member is greater than m.
+func firstAbove(blk []byte, m string) bool {
+	e := readEntry(blk, 0)
+	if !e.packed {
+		return string(blk[e.off:e.end]) > m
 	}
+	var buf [uuidLen]byte
+	return string(e.appendRest(buf[:0], blk)) > m
+}
+
+func lcp[A, B string | []byte](a A, b B) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// locate returns the block m belongs in: the last one whose first member is
+// ≤ m, or the very first block. The set must not be empty.
+func (s *Set) locate(m string) (li, bi int) {
+	lo, hi := 1, len(s.leaves)
+	for lo < hi { // first leaf whose first key > m
+		mid := int(uint(lo+hi) >> 1)
+		if firstAbove(s.leaves[mid][0], m) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	li = lo - 1
+	leaf := s.leaves[li]
+	lo, hi = 1, len(leaf)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if firstAbove(leaf[mid], m) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return li, lo - 1
+}
+
+// spot is where a missing member goes in a block.
+type spot struct {
+	at    int // offset of the first entry greater than m, or len(blk)
+	match int // bytes m shares with the entry before at (0 if none)
+	next  entry
+	nlcp  int // bytes the entry at at (when there is one) shares with m
+}
+
+// seek looks m up in blk without rebuilding members: it tracks how many
+// bytes the last member below m shares with m, which with each entry's
+// shared-prefix length is enough to compare the next entry to m.
+func seek(blk []byte, m string) (sp spot, found bool) {
+	match := 0
+	var buf [uuidLen]byte
+	for at := 0; at < len(blk); {
+		if h := blk[at]; h < uuidBase && int(h>>4) > match { // the common case, without decoding the entry
+			at += 1 + int(h&15)
+			continue
+		}
+		e := readEntry(blk, at)
+		if e.p > match { // agrees with the previous member, still below m
+			at = e.end
+			continue
+		}
+		if e.p < match { // first difference is above the previous member's: above m
+			return spot{at: at, match: match, next: e, nlcp: e.p}, false
+		}
+		var k int
+		var below, equal bool
+		if e.packed {
+			k, below, equal = cmpRest(e.appendRest(buf[:0], blk), m[match:])
+		} else {
+			k, below, equal = cmpRest(blk[e.off:e.end], m[match:])
+		}
+		if equal {
+			return spot{}, true
+		}
+		if below {
+			match += k
+			at = e.end
+			continue
+		}
+		return spot{at: at, match: match, next: e, nlcp: match + k}, false
+	}
+	return spot{at: len(blk), match: match}, false
+}
+
+// cmpRest compares a member's rest with m's: the bytes they share, and
+// whether the member is below m or equal to it.
+func cmpRest[T string | []byte](rest T, mrest string) (k int, below, equal bool) {
+	k = lcp(rest, mrest)
+	if k == len(rest) && k == len(mrest) {
+		return k, false, true
+	}
+	return k, k == len(rest) || (k < len(mrest) && rest[k] < mrest[k]), false
+}
+
+// splice returns blk with m inserted at sp, the following entry re-coded
+// against m: in place when blk has spare capacity (then it is this set's
+// alone) and room enough, else in a new block with the spare capacity of its
+// size class.
+func splice(blk []byte, m string, sp spot) []byte {
+	var b1, b2, b3 [80]byte
+	newE := appendEntry(b1[:0], m, sp.match)
+	var nextE, tail []byte
+	if sp.at < len(blk) {
+		// the next member whole: what it shares with m, then its rest
+		next := append(b2[:0], m[:sp.nlcp]...)
+		rest := sp.next.appendRest(b3[:0], blk)
+		next = append(next, rest[sp.nlcp-sp.next.p:]...)
+		nextE = appendEntry(b3[:0], next, sp.nlcp)
+		tail = blk[sp.next.end:]
+	}
+	size := sp.at + len(newE) + len(nextE) + len(tail)
+	// cap == len marks a block that may be shared: never written.
+	if cap(blk) > len(blk) && max(size, len(blk)) <= cap(blk) {
+		old := len(blk)
+		blk = blk[:max(size, old)]
+		copy(blk[sp.at+len(newE)+len(nextE):], tail) // memmove: may overlap
+		copy(blk[sp.at:], newE)
+		copy(blk[sp.at+len(newE):], nextE)
+		return blk[:size]
+	}
+	nb := slices.Grow([]byte(nil), size) // capacity rounded up to the size class
+	nb = append(nb, blk[:sp.at]...)
+	nb = append(nb, newE...)
+	nb = append(nb, nextE...)
+	return append(nb, tail...)
+}
+
+// splitBlock cuts blk at the first entry at or past its middle (or its last
+// entry); that entry is re-coded whole to start the right half. blk has at
+// least two entries. Both halves are new blocks.
+func splitBlock(blk []byte) (left, right []byte) {
+	var buf [64]byte
+	key := buf[:0]
+	for at := 0; ; {
+		e := readEntry(blk, at)
+		key = e.appendRest(key[:e.p], blk)
+		if at > 0 && (at >= len(blk)/2 || e.end == len(blk)) {
+			var hb [80]byte
+			first := appendEntry(hb[:0], key, 0)
+			right = slices.Grow([]byte(nil), len(first)+len(blk)-e.end)
+			right = append(append(right, first...), blk[e.end:]...)
+			left = append(slices.Grow([]byte(nil), at), blk[:at]...)
+			return left, right
+		}
+		at = e.end
+	}
+}
+
+func singleBlock(m string) []byte {
+	var buf [80]byte
+	e := appendEntry(buf[:0], m, 0)
+	return append(slices.Grow([]byte(nil), len(e)), e...)
+}
+
+// clipped copies leaves, each block clipped to its length: the copy may
+// then be changed without writing into a block another set can see.
+func clipped(leaves [][][]byte) [][][]byte {
+	out := make([][][]byte, len(leaves))
+	for i, l := range leaves {
+		out[i] = make([][]byte, len(l))
+		for j, blk := range l {
+			out[i][j] = blk[:len(blk):len(blk)]
+		}
+	}
+	return out
+}
+
+// unshare gives s its own slices of block headers after a Clone. The blocks
+// stay shared, clipped so that they are replaced rather than written.
+func (s *Set) unshare() {
+	if !s.shared {
+		return
+	}
+	s.leaves, s.shared = clipped(s.leaves), false
 }
 
 // Add inserts m and reports whether it was new to the set.
 func (s *Set) Add(m string) bool {
-	s.init()
-	_, existed := s.t.ReplaceOrInsert(m)
-	if !existed {
-		s.digest += MemberHash(m)
+	if s.n == 0 {
+		*s = Set{leaves: [][][]byte{{singleBlock(m)}}, n: 1, digest: MemberHash(m)}
+		return true
 	}
-	return !existed
+	li, bi := s.locate(m)
+	blk := s.leaves[li][bi]
+	sp, found := seek(blk, m)
+	if found {
+		return false
+	}
+	if s.shared {
+		s.unshare()
+		blk = s.leaves[li][bi]
+	}
+	nb := splice(blk, m, sp)
+	if len(nb) <= maxBlock {
+		s.leaves[li][bi] = nb
+	} else {
+		s.replaceBlock(li, bi, nb)
+	}
+	s.n++
+	s.digest += MemberHash(m)
+	return true
+}
+
+// replaceBlock puts oversized nb (which has at least two entries: splice
+// made it) at leaves[li][bi], split in two, splitting the leaf too when it
+// grows past maxLeaf.
+func (s *Set) replaceBlock(li, bi int, nb []byte) {
+	left, right := splitBlock(nb)
+	leaf := s.leaves[li]
+	leaf[bi] = left
+	leaf = slices.Insert(leaf, bi+1, right)
+	if len(leaf) <= maxLeaf {
+		s.leaves[li] = leaf
+		return
+	}
+	half := len(leaf) / 2
+	s.leaves[li] = leaf[:half:half]
+	s.leaves = slices.Insert(s.leaves, li+1, slices.Clone(leaf[half:]))
 }
 
 // Has reports whether m is in the set.
 func (s Set) Has(m string) bool {
-	return s.t != nil && s.t.Has(m)
+	if s.n == 0 {
+		return false
+	}
+	li, bi := s.locate(m)
+	_, found := seek(s.leaves[li][bi], m)
+	return found
 }
 
 // Len is the number of members.
-func (s Set) Len() int {
-	if s.t == nil {
-		return 0
+func (s Set) Len() int { return s.n }
+
+// Digest is the sum, mod 2^64, of MemberHash over the members: equal sets
+// have equal digests whatever the order they were built in, and Add keeps
+// it in O(1).
+func (s Set) Digest() uint64 { return s.digest }
+
+// scan calls fn for each member from the start of block (li, bi) on, in byte
+// order, until fn returns false. key is only valid during the call.
+func (s Set) scan(li, bi int, fn func(key []byte) bool) {
+	var buf [64]byte
+	key := buf[:0]
+	for ; li < len(s.leaves); li, bi = li+1, 0 {
+		leaf := s.leaves[li]
+		for ; bi < len(leaf); bi++ {
+			blk := leaf[bi]
+			for at := 0; at < len(blk); {
+				if h := blk[at]; h < uuidBase { // short entry, inline
+					n := int(h & 15)
+					key = append(key[:h>>4], blk[at+1:at+1+n]...)
+					at += 1 + n
+				} else {
+					e := readEntry(blk, at)
+					key = e.appendRest(key[:e.p], blk)
+					at = e.end
+				}
+				if !fn(key) {
+					return
+				}
+			}
+		}
 	}
-	return s.t.Len()
+}
+
+// scanAfter is scan from the first member strictly greater than after.
+func (s Set) scanAfter(after string, fn func(key []byte) bool) {
+	if s.n == 0 {
+		return
+	}
+	li, bi := s.locate(after)
+	past := false
+	s.scan(li, bi, func(key []byte) bool {
+		if !past {
+			if string(key) <= after {
+				return true
+			}
+			past = true
+		}
+		return fn(key)
+	})
 }
 
 // Merge adds every member of o to s and returns, in byte order, the members
 // that were new to s. Merging o into s never changes o.
 func (s *Set) Merge(o Set) []string {
-	var added []string
-	o.Walk(func(m string) bool {
-		if s.Add(m) {
-			added = append(added, m)
+	if o.n == 0 {
+		return nil
+	}
+	if s.n == 0 { // copy o's blocks whole: o's owner may write into them later
+		leaves := make([][][]byte, len(o.leaves))
+		for i, l := range o.leaves {
+			leaves[i] = make([][]byte, len(l))
+			for j, blk := range l {
+				leaves[i][j] = append(slices.Grow([]byte(nil), len(blk)), blk...)
+			}
 		}
+		*s = Set{leaves: leaves, n: o.n, digest: o.digest}
+		return o.Members()
+	}
+	var added []string
+	if o.n < s.n/16 { // a few members into a large set: one add each
+		o.scan(0, 0, func(key []byte) bool {
+			if m := string(key); s.Add(m) {
+				added = append(added, m)
+			}
+			return true
+		})
+		return added
+	}
+	// Comparable sizes: one pass over both, building fresh blocks. o's
+	// members are laid out flat first, so only the new ones allocate.
+	var flat []byte
+	ends := make([]int, 0, o.n)
+	o.scan(0, 0, func(key []byte) bool {
+		flat = append(flat, key...)
+		ends = append(ends, len(flat))
 		return true
 	})
+	theirs := func(i int) []byte {
+		if i == 0 {
+			return flat[:ends[0]]
+		}
+		return flat[ends[i-1]:ends[i]]
+	}
+	var b builder
+	i := 0
+	s.scan(0, 0, func(key []byte) bool {
+		for ; i < len(ends); i++ {
+			t := theirs(i)
+			c := bytes.Compare(t, key)
+			if c > 0 {
+				break
+			}
+			if c < 0 {
+				add(&b, t)
+				added = append(added, string(t))
+			}
+		}
+		add(&b, key)
+		return true
+	})
+	for ; i < len(ends); i++ {
+		add(&b, theirs(i))
+		added = append(added, string(theirs(i)))
+	}
+	*s = b.set()
 	return added
+}
+
+// builder builds a set from members given in strictly increasing order,
+// filling blocks and leaves whole.
+type builder struct {
+	leaves [][][]byte
+	leaf   [][]byte
+	blk    []byte
+	prev   []byte
+	n      int
+	digest uint64
+}
+
+func add[T string | []byte](b *builder, m T) {
+	mark := len(b.blk)
+	if mark == 0 {
+		b.blk = appendEntry(b.blk, m, 0)
+	} else if b.blk = appendEntry(b.blk, m, lcp(b.prev, m)); len(b.blk) > maxBlock {
+		b.blk = b.blk[:mark]
+		b.flushBlock()
+		b.blk = appendEntry(b.blk, m, 0)
+	}
+	b.prev = append(b.prev[:0], m...)
+	b.n++
+	b.digest += memberHash(m)
+}
+
+func (b *builder) flushBlock() {
+	if len(b.blk) == 0 {
+		return
+	}
+	b.leaf = append(b.leaf, append(slices.Grow([]byte(nil), len(b.blk)), b.blk...))
+	b.blk = b.blk[:0]
+	if len(b.leaf) == maxLeaf {
+		b.leaves = append(b.leaves, b.leaf)
+		b.leaf = nil
+	}
+}
+
+func (b *builder) set() Set {
+	b.flushBlock()
+	if len(b.leaf) > 0 {
+		b.leaves = append(b.leaves, slices.Clip(b.leaf))
+	}
+	return Set{leaves: slices.Clip(b.leaves), n: b.n, digest: b.digest}
 }
 
 // Walk calls fn for every member in byte order until fn returns false.
 func (s Set) Walk(fn func(m string) bool) {
-	if s.t != nil {
-		s.t.Ascend(fn)
-	}
+	s.scan(0, 0, func(key []byte) bool { return fn(string(key)) })
 }
 
 // Ascend calls fn for each member strictly greater than after, in byte
 // order, until fn returns false. A cursor is always strictly exclusive, so
 // the empty string (which sorts first) is reached only through Walk.
 func (s Set) Ascend(after string, fn func(m string) bool) {
-	if s.t == nil {
-		return
-	}
-	s.t.AscendGreaterOrEqual(after, func(m string) bool {
-		if m == after {
-			return true
-		}
-		return fn(m)
-	})
+	s.scanAfter(after, func(key []byte) bool { return fn(string(key)) })
 }
 
 // Page returns up to limit members strictly greater than after, in byte order, and
@@ -97,53 +469,69 @@ func (s Set) Page(after string, limit int) (members []string, more bool) {
 	if limit <= 0 {
 		return nil, false
 	}
-	members = make([]string, 0, min(limit, s.Len()))
-	s.Ascend(after, func(m string) bool {
-		if len(members) == limit {
+	n := min(limit, s.n)
+	c := collector{flat: make([]byte, 0, 16*n), ends: make([]int, 0, n)}
+	s.scanAfter(after, func(key []byte) bool {
+		if len(c.ends) == limit {
 			more = true
 			return false
 		}
-		members = append(members, m)
+		c.add(key)
 		return true
 	})
-	return members, more
+	return c.strings(), more
+}
+
+// collector gathers members into one buffer, so a page of them costs two
+// allocations rather than one per member.
+type collector struct {
+	flat []byte
+	ends []int
+}
+
+func (c *collector) add(key []byte) {
+	c.flat = append(c.flat, key...)
+	c.ends = append(c.ends, len(c.flat))
+}
+
+func (c *collector) strings() []string {
+	all := string(c.flat)
+	out := make([]string, len(c.ends))
+	start := 0
+	for i, end := range c.ends {
+		out[i] = all[start:end]
+		start = end
+	}
+	return out
 }
 
 // Members returns every member in byte order.
 func (s Set) Members() []string {
-	out := make([]string, 0, s.Len())
-	s.Walk(func(m string) bool {
-		out = append(out, m)
+	c := collector{ends: make([]int, 0, s.n)}
+	s.scan(0, 0, func(key []byte) bool {
+		c.add(key)
 		return true
 	})
-	return out
+	return c.strings()
 }
 
-// Clone returns an independent copy. It is O(1): the copies share nodes
-// copy-on-write. Clone mutates s's internal bookkeeping, so it needs the
-// same exclusive access as Add.
+// Clone returns an independent copy. It is O(1): the copies share blocks,
+// and whichever changes first copies the block headers. Clone marks s as
+// shared, so it needs the same exclusive access as Add.
 func (s *Set) Clone() Set {
-	if s.t == nil {
+	if s.n == 0 {
 		return Set{}
 	}
-	return Set{t: s.t.Clone(), digest: s.digest}
+	s.shared = true
+	return *s
 }
 
 // Equal reports whether s and o hold the same members.
 func (s Set) Equal(o Set) bool {
-	if s.Len() != o.Len() {
+	if s.n != o.n || s.digest != o.digest {
 		return false
 	}
-	equal := true
-	var i int
-	theirs := o.Members()
-	s.Walk(func(m string) bool {
-		if theirs[i] != m {
-			equal = false
-			return false
-		}
-		i++
-		return true
-	})
-	return equal
+	a, _ := s.MarshalBinary()
+	b, _ := o.MarshalBinary()
+	return bytes.Equal(a, b)
 }

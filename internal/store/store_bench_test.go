@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+
+	"github.com/likesd/likesd/internal/gset"
 )
 
 type discard struct{}
@@ -19,13 +21,15 @@ func BenchmarkLikeNew(b *testing.B) {
 		posts[i] = "post-" + strconv.Itoa(i)
 	}
 	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		id := fmt.Sprintf("%p", &i)
-		for pb.Next() {
-			s.Like(posts[i%len(posts)], id+strconv.Itoa(i))
-			i++
-		}
+	reportCPU(b, func() {
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			id := fmt.Sprintf("%p", &i)
+			for pb.Next() {
+				s.Like(posts[i%len(posts)], id+strconv.Itoa(i))
+				i++
+			}
+		})
 	})
 }
 
@@ -34,13 +38,15 @@ func BenchmarkLikeNew(b *testing.B) {
 func BenchmarkLikeHotPost(b *testing.B) {
 	s, _ := New(DefaultConfig(), discard{})
 	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		id := fmt.Sprintf("%p", &i)
-		for pb.Next() {
-			s.Like("viral", id+strconv.Itoa(i))
-			i++
-		}
+	reportCPU(b, func() {
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			id := fmt.Sprintf("%p", &i)
+			for pb.Next() {
+				s.Like("viral", id+strconv.Itoa(i))
+				i++
+			}
+		})
 	})
 }
 
@@ -49,10 +55,12 @@ func BenchmarkLikeRepeat(b *testing.B) {
 	s, _ := New(DefaultConfig(), discard{})
 	s.Like("p", "alice")
 	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			s.Like("p", "alice")
-		}
+	reportCPU(b, func() {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s.Like("p", "alice")
+			}
+		})
 	})
 }
 
@@ -61,12 +69,14 @@ func BenchmarkMerge(b *testing.B) {
 	s, _ := New(DefaultConfig(), nil)
 	batch := make([]Like, 110)
 	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		for j := range batch {
-			batch[j] = Like{Post: "post-" + strconv.Itoa(j%50), User: strconv.Itoa(i*len(batch) + j)}
+	reportCPU(b, func() {
+		for i := 0; i < b.N; i++ {
+			for j := range batch {
+				batch[j] = Like{Post: "post-" + strconv.Itoa(j%50), User: strconv.Itoa(i*len(batch) + j)}
+			}
+			s.Merge(batch)
 		}
-		s.Merge(batch)
-	}
+	})
 }
 
 func BenchmarkCount(b *testing.B) {
@@ -74,9 +84,74 @@ func BenchmarkCount(b *testing.B) {
 	for i := 0; i < 1000; i++ {
 		s.Like("p", strconv.Itoa(i))
 	}
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			_ = s.Count("p")
+	reportCPU(b, func() {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_ = s.Count("p")
+			}
+		})
+	})
+}
+
+// millionLikers builds a store with one post of 1M likers ("u0000000".."u0999999").
+func millionLikers(b *testing.B) *Store {
+	b.Helper()
+	s, _ := New(DefaultConfig(), nil)
+	batch := make([]Like, 0, 10000)
+	for i := 0; i < 1_000_000; i++ {
+		batch = append(batch, Like{Post: "big", User: fmt.Sprintf("u%07d", i)})
+		if len(batch) == cap(batch) {
+			s.Merge(batch)
+			batch = batch[:0]
+		}
+	}
+	return s
+}
+
+// BenchmarkHas1M: has on a post of 1M likers.
+func BenchmarkHas1M(b *testing.B) {
+	s := millionLikers(b)
+	b.ReportAllocs()
+	reportCPU(b, func() {
+		for i := 0; i < b.N; i++ {
+			if !s.Has("big", fmt.Sprintf("u%07d", (i*7919)%1_000_000)) {
+				b.Fatal("missing")
+			}
+		}
+	})
+}
+
+// BenchmarkLikers1M: a page of 100 likers from a cursor on a post of 1M.
+func BenchmarkLikers1M(b *testing.B) {
+	s := millionLikers(b)
+	b.ReportAllocs()
+	reportCPU(b, func() {
+		for i := 0; i < b.N; i++ {
+			s.Likers("big", fmt.Sprintf("u%07d", (i*7919)%1_000_000), 100)
+		}
+	})
+}
+
+// BenchmarkSnapshot1M: walking a snapshot of 100 posts × 10,000 likers and
+// encoding every set, as a node serving a snapshot does.
+func BenchmarkSnapshot1M(b *testing.B) {
+	s, _ := New(DefaultConfig(), nil)
+	for p := 0; p < 100; p++ {
+		batch := make([]Like, 0, 10000)
+		for u := 0; u < 10000; u++ {
+			batch = append(batch, Like{Post: "p" + strconv.Itoa(p), User: fmt.Sprintf("u%07d", (u*7919+p)%10_000_000)})
+		}
+		s.Merge(batch)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var buf []byte
+	reportCPU(b, func() {
+		for i := 0; i < b.N; i++ {
+			s.Snapshot(func(post string, users gset.Set) bool {
+				buf, _ = users.AppendBinary(buf[:0])
+				return true
+			})
 		}
 	})
 }

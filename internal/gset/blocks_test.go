@@ -1,0 +1,297 @@
+package gset
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// checkInvariants walks the block structure: no empty leaf or block, every
+// block's first entry whole, members strictly increasing across blocks and
+// leaves, n and digest matching the members.
+func checkInvariants(t *testing.T, s Set) {
+	t.Helper()
+	if s.n == 0 {
+		require.Empty(t, s.leaves)
+		require.Zero(t, s.digest)
+		return
+	}
+	var prev string
+	n := 0
+	var digest uint64
+	for li, leaf := range s.leaves {
+		require.NotEmpty(t, leaf, "leaf %d", li)
+		require.LessOrEqual(t, len(leaf), maxLeaf, "leaf %d", li)
+		for bi, blk := range leaf {
+			require.NotEmpty(t, blk)
+			require.Zero(t, readEntry(blk, 0).p, "block %d/%d starts with a shared prefix", li, bi)
+			var key []byte
+			for at := 0; at < len(blk); {
+				e := readEntry(blk, at)
+				require.LessOrEqual(t, e.p, len(key))
+				require.LessOrEqual(t, e.end, len(blk))
+				key = e.appendRest(key[:e.p], blk)
+				at = e.end
+				if n > 0 {
+					require.Less(t, prev, string(key))
+				}
+				prev = string(key)
+				digest += MemberHash(prev)
+				n++
+			}
+		}
+	}
+	require.Equal(t, n, s.n)
+	require.Equal(t, digest, s.digest)
+}
+
+// genMembers draws n members of mixed shapes: short ids with long shared
+// prefixes, UUID-like strings, a few long ones past maxBlock, and bytes 0
+// and 0xff, so headers of both forms, splits and leaf splits all happen.
+func genMembers(r *rand.Rand, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		switch r.IntN(12) {
+		case 0:
+			out[i] = fmt.Sprintf("%x-%x", r.Uint64(), r.Uint64())
+		case 10:
+			out[i] = uuid(r)
+		case 11: // UUIDs sharing long prefixes, and near-UUIDs beside them
+			u := []byte(uuid(r))
+			copy(u, "0123abcd-ef")
+			if r.IntN(4) == 0 {
+				u[35] = 'G'
+			}
+			out[i] = string(u)
+		case 1:
+			out[i] = strings.Repeat("z", r.IntN(2*maxBlock))
+		case 2:
+			out[i] = string([]byte{byte(r.IntN(2)) * 0xff, byte(r.IntN(3))})
+		default:
+			out[i] = fmt.Sprintf("u%07d", r.IntN(3*n+1))
+		}
+	}
+	return out
+}
+
+func TestLargeSetsMatchReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{1, 10, 100, 1000, 30000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			ms := genMembers(r, n)
+			var s Set
+			ref := ref{}
+			for _, m := range ms {
+				require.Equal(t, !ref[m], s.Add(m), "add %q", m)
+				ref[m] = true
+			}
+			checkInvariants(t, s)
+			want := ref.sorted()
+			require.Equal(t, want, s.Members())
+			for _, m := range want {
+				require.True(t, s.Has(m), m)
+				require.False(t, s.Has(m+"\x00"), m)
+			}
+			require.False(t, s.Has("\xff\xff\xff"))
+			// pages of 7 from every 97th cursor
+			for i := 0; i < len(want); i += 97 {
+				got, more := s.Page(want[i], 7)
+				end := min(len(want), i+8)
+				require.Equal(t, want[i+1:end], got)
+				require.Equal(t, end < len(want), more)
+			}
+			// encoding round-trips and decodes to the same structure's members
+			b := mustMarshal(t, s)
+			var d Set
+			require.NoError(t, d.UnmarshalBinary(b))
+			checkInvariants(t, d)
+			require.True(t, d.Equal(s))
+			require.Equal(t, b, mustMarshal(t, d))
+			// a decoded (bulk-built) set keeps working under adds
+			extra := genMembers(r, n/2+1)
+			for _, m := range extra {
+				require.Equal(t, !ref[m], d.Add(m))
+				ref[m] = true
+			}
+			checkInvariants(t, d)
+			require.Equal(t, ref.sorted(), d.Members())
+		})
+	}
+}
+
+func TestMergeBothPathsMatchReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, sizes := range [][2]int{{0, 500}, {500, 0}, {5000, 20}, {20, 5000}, {3000, 3000}} {
+		t.Run(fmt.Sprint(sizes), func(t *testing.T) {
+			x, y := genMembers(r, sizes[0]), genMembers(r, sizes[1])
+			a, b := New(x...), New(y...)
+			bBefore := b.Members()
+			before := toRef(x)
+			var want []string
+			for _, m := range toRef(y).sorted() {
+				if !before[m] {
+					want = append(want, m)
+				}
+			}
+			got := a.Merge(b)
+			require.Equal(t, want, got)
+			checkInvariants(t, a)
+			all := toRef(append(slices.Clone(x), y...)).sorted()
+			require.Equal(t, all, a.Members())
+			require.Equal(t, bBefore, b.Members(), "merge never changes its argument")
+			a.Add("after-merge")
+			b.Add("after-merge-b")
+			require.Equal(t, bBefore, slices.DeleteFunc(b.Members(), func(m string) bool { return m == "after-merge-b" }))
+			checkInvariants(t, a)
+			checkInvariants(t, b)
+		})
+	}
+}
+
+// Clones share blocks: whichever side changes first, the other must not see
+// it, however many clones were taken and in whatever order they change.
+func TestCloneCopyOnWriteAtScale(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	base := New(genMembers(r, 20000)...)
+	want := base.Members()
+	c1 := base.Clone()
+	c2 := base.Clone()
+	c3 := c2.Clone()
+	for _, m := range genMembers(r, 3000) {
+		base.Add(m)
+	}
+	for _, m := range genMembers(r, 3000) {
+		c2.Add("c2" + m)
+	}
+	assert.Equal(t, want, c1.Members())
+	assert.Equal(t, want, c3.Members())
+	c1.Add("only-c1")
+	assert.False(t, base.Has("only-c1"))
+	assert.False(t, c3.Has("only-c1"))
+	for _, s := range []Set{base, c1, c2, c3} {
+		checkInvariants(t, s)
+	}
+}
+
+func TestEntryForms(t *testing.T) {
+	const id = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0ff"
+	for _, tt := range []struct {
+		key       string
+		p, header int
+		packed    bool
+	}{
+		{"u0001234", 0, 1, false},
+		{"u0001234", 7, 1, false},
+		{"u0001234", 8, 1, false},
+		{"abcdefghijklmnop", 0, 2, false}, // rest of 16: medium
+		{strings.Repeat("x", 40), 26, 2, false},
+		{strings.Repeat("x", 40), 27, 3, false}, // prefix 27: long
+		{strings.Repeat("x", 300), 0, 3, false},
+		{id, 0, 1, true},
+		{id, 9, 1, true},
+		{id, 35, 1, true},
+		{strings.ToUpper(id), 0, 2, false}, // upper-case hex stays raw
+		{id[:35] + "g", 0, 2, false},
+		{strings.Replace(id, "-", "x", 1), 0, 2, false},
+	} {
+		blk := appendEntry(nil, tt.key, tt.p)
+		e := readEntry(blk, 0)
+		assert.Equal(t, tt.p, e.p, tt.key)
+		assert.Equal(t, tt.packed, e.packed, tt.key)
+		assert.Equal(t, len(blk), e.end, tt.key)
+		assert.Equal(t, tt.header, e.off, "%s/%d header bytes", tt.key, tt.p)
+		assert.Equal(t, tt.key[tt.p:], string(e.appendRest(nil, blk)), tt.key)
+	}
+	assert.Equal(t, 17, len(appendEntry(nil, id, 0)), "a UUID packs into 16 bytes and a header")
+}
+
+// FuzzOps: any sequence of adds, clones and merges, with members cut from
+// the input (short ones, long ones, UUID-shaped ones), matches a map and
+// keeps the block invariants.
+func FuzzOps(f *testing.F) {
+	f.Add([]byte("\x00a\x01bb\x02ccc\x03\x00a"))
+	f.Add([]byte("\x040123abcd-ef01-4234-8567-89abcdef0123\x040123abcd-ef01-4234-8567-89abcdef0000"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var s, other Set
+		r := ref{}
+		var clone Set
+		var cloneRef []string
+		cloned := false
+		for len(data) > 0 {
+			op := data[0]
+			data = data[1:]
+			n := min(len(data), int(op>>3))
+			m := string(data[:n])
+			data = data[n:]
+			switch op & 7 {
+			case 0, 1, 2:
+				require.Equal(t, !r[m], s.Add(m))
+				r[m] = true
+			case 3:
+				other.Add(m)
+			case 4:
+				got := s.Merge(other)
+				for _, a := range got {
+					require.False(t, r[a])
+					r[a] = true
+				}
+			case 5:
+				clone, cloneRef, cloned = s.Clone(), r.sorted(), true
+			case 6:
+				for i := 0; i < 40; i++ { // enough to split blocks
+					m2 := fmt.Sprintf("%s%03d", m, i)
+					s.Add(m2)
+					r[m2] = true
+				}
+			case 7:
+				require.Equal(t, r[m], s.Has(m))
+			}
+		}
+		checkInvariants(t, s)
+		require.True(t, slices.Equal(r.sorted(), s.Members()))
+		if cloned {
+			require.True(t, slices.Equal(cloneRef, clone.Members()), "a clone never sees later changes")
+		}
+	})
+}
+
+// A set that took o's blocks by merging into an empty set must not see o's
+// later in-place adds, nor o see its adds.
+func TestMergeIntoEmptySharesNothingWritable(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	o := New(genMembers(r, 5000)...)
+	want := o.Members()
+	var s Set
+	s.Merge(o)
+	for i := 0; i < 3000; i++ {
+		o.Add(fmt.Sprintf("u%07d-o%d", r.IntN(10_000_000), i))
+	}
+	require.Equal(t, want, s.Members())
+	oWant := o.Members()
+	for i := 0; i < 3000; i++ {
+		s.Add(fmt.Sprintf("u%07d-s%d", r.IntN(10_000_000), i))
+	}
+	require.Equal(t, oWant, o.Members())
+	checkInvariants(t, s)
+	checkInvariants(t, o)
+}
+
+// Adds that fill a block's spare capacity write in place: no allocation.
+func TestAddInPlaceAllocatesRarely(t *testing.T) {
+	s, _ := build(100_000, shortID)
+	fresh := make([]string, 2001)
+	for i := range fresh {
+		fresh[i] = fmt.Sprintf("u%07d-x", (i*7919)%10_000_000)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(2000, func() {
+		s.Add(fresh[i])
+		i++
+	})
+	assert.Zero(t, allocs, "AllocsPerRun rounds down: under one allocation per add")
+}
