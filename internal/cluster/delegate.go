@@ -61,6 +61,7 @@ func (b *broadcast) UniqueBroadcast()                      {}
 type memberlistLog struct {
 	log     zerolog.Logger
 	suspect func(name string)
+	stray   func(addr string)
 }
 
 func (w memberlistLog) Write(p []byte) (int, error) {
@@ -78,6 +79,9 @@ func (w memberlistLog) Write(p []byte) (int, error) {
 	line = bytes.TrimPrefix(line, []byte("memberlist: "))
 	if name, ok := suspectOf(line); ok && w.suspect != nil {
 		w.suspect(name)
+	}
+	if addr, ok := strayPingFrom(line); ok && w.stray != nil {
+		w.stray(addr)
 	}
 	w.log.WithLevel(level).Msg(string(line))
 	return len(p), nil

@@ -369,6 +369,35 @@ func (p pings) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ []b
 // probeNode). TestMembersShowSuspectDeadAndLeft fails if it changes.
 var suspectPrefix, suspectSuffix = []byte("Suspect "), []byte(" has failed, no acks received")
 
+// strayPrefix starts memberlist's warning that a ping named another node:
+// a member of some cluster still probes a past process at this node's
+// address, so that cluster does not know this one.
+var strayPrefix, strayFrom = []byte("Got ping for unexpected node '"), []byte("' from=")
+
+// strayPingFrom returns the address of the member that sent such a ping.
+func strayPingFrom(line []byte) (string, bool) {
+	rest, ok := bytes.CutPrefix(line, strayPrefix)
+	if !ok {
+		return "", false
+	}
+	_, addr, ok := bytes.Cut(rest, strayFrom)
+	if !ok || len(addr) == 0 {
+		return "", false
+	}
+	return string(addr), true
+}
+
+// strayPing asks the join loop to join a member that probes a past process
+// at this node's address: the two clusters merge now, not when the other
+// side's failure detector and re-join tick get there. It never blocks (it
+// runs on memberlist's log writer).
+func (n *Node) strayPing(addr string) {
+	select {
+	case n.strays <- addr:
+	default:
+	}
+}
+
 // suspectOf returns the member named by memberlist's suspect line.
 func suspectOf(line []byte) (string, bool) {
 	rest, ok := bytes.CutPrefix(line, suspectPrefix)

@@ -103,6 +103,7 @@ type Node struct {
 	cancel  context.CancelFunc
 	flushCh chan struct{} // closed by Close: flush what is left, then stop
 	kick    chan struct{} // a full batch is waiting in the log
+	strays  chan string   // addresses of members that probed a past process here
 
 	// Owned by flushLoop.
 	framed uint64
@@ -147,6 +148,7 @@ func New(cfg Config) (*Node, error) {
 		ring:    make([]store.Like, cfg.LogSize),
 		flushCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
+		strays:  make(chan string, 16),
 		members: newMemberTable(cfg.NodeName, cfg.gossipToTheDeadTime()),
 	}
 	n.queue = &memberlist.TransmitLimitedQueue{
@@ -212,6 +214,7 @@ func (n *Node) start(replica Replica) error {
 	mlc.Logger = log.New(memberlistLog{
 		log:     n.cfg.Logger.With().Str("component", "memberlist").Str("node", n.cfg.NodeName).Logger(),
 		suspect: n.memberSuspected,
+		stray:   n.strayPing,
 	}, "", 0)
 
 	ml, err := memberlist.Create(mlc)
@@ -484,38 +487,30 @@ func (n *Node) joinLoop(ctx context.Context) {
 	if len(n.cfg.Seeds) == 0 {
 		n.joined.Store(true)
 		n.log.Info().Msg("no seeds: started a new cluster")
+	} else if !n.joinSeeds(ctx) {
 		return
-	}
-	backoff := n.cfg.JoinBackoffMin
-	for attempt := 1; ; attempt++ {
-		k, err := n.ml.Join(n.cfg.Seeds)
-		// A seed name may resolve to this node too (a Service over every
-		// pod): only another member counts as reached.
-		reached := k > 0 && n.ml.NumMembers() > 1
-		n.sync.joinAttempted(ctx, reached)
-		if reached {
-			n.joined.Store(true)
-			n.log.Info().Int("contacted", k).Int("members", n.ml.NumMembers()).Msg("joined cluster")
-			break
-		}
-		if attempt >= joinAttemptsBeforeAlone {
-			// The syncer now counts this node alone; the seeds are still
-			// re-joined on every RejoinInterval below.
-			n.log.Warn().Err(err).Int("attempts", attempt).Msg("no seed answered and no member was ever seen: starting alone; seeds are retried")
-			break
-		}
-		n.log.Warn().Err(err).Dur("retry_in", backoff).Msg("join failed")
-		if !sleep(ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, n.cfg.JoinBackoffMax)
 	}
 	tick := time.NewTicker(n.cfg.RejoinInterval)
 	defer tick.Stop()
+	lastStray := map[string]time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case addr := <-n.strays:
+			// A member still probes a past process at this address: its
+			// cluster does not know this one. Join it (once a rejoin
+			// interval per address), merging the two at once.
+			if time.Since(lastStray[addr]) < n.cfg.RejoinInterval {
+				continue
+			}
+			lastStray[addr] = time.Now()
+			if k, err := n.ml.Join([]string{addr}); k > 0 {
+				n.log.Info().Str("addr", addr).Int("members", n.ml.NumMembers()).Msg("joined a member that probed a past process at this address")
+			} else {
+				n.log.Warn().Err(err).Str("addr", addr).Msg("could not join a member that probed a past process at this address")
+			}
+			continue
 		case <-tick.C:
 		}
 		missing := n.missingSeeds(ctx)
@@ -528,6 +523,36 @@ func (n *Node) joinLoop(ctx context.Context) {
 		} else {
 			n.log.Warn().Err(err).Strs("seeds", missing).Msg("re-join failed")
 		}
+	}
+}
+
+// joinSeeds joins the seeds with backoff, reporting every attempt to
+// anti-entropy, until one reaches another member or JoinAttempts reached
+// nobody. It returns false when ctx ended.
+func (n *Node) joinSeeds(ctx context.Context) bool {
+	backoff := n.cfg.JoinBackoffMin
+	for attempt := 1; ; attempt++ {
+		k, err := n.ml.Join(n.cfg.Seeds)
+		// A seed name may resolve to this node too (a Service over every
+		// pod): only another member counts as reached.
+		reached := k > 0 && n.ml.NumMembers() > 1
+		n.sync.joinAttempted(ctx, reached)
+		if reached {
+			n.joined.Store(true)
+			n.log.Info().Int("contacted", k).Int("members", n.ml.NumMembers()).Msg("joined cluster")
+			return true
+		}
+		if attempt >= joinAttemptsBeforeAlone {
+			// The syncer now counts this node alone; the seeds are still
+			// re-joined on every RejoinInterval.
+			n.log.Warn().Err(err).Int("attempts", attempt).Msg("no seed answered and no member was ever seen: starting alone; seeds are retried")
+			return true
+		}
+		n.log.Warn().Err(err).Dur("retry_in", backoff).Msg("join failed")
+		if !sleep(ctx, backoff) {
+			return false
+		}
+		backoff = min(2*backoff, n.cfg.JoinBackoffMax)
 	}
 }
 

@@ -195,3 +195,37 @@ func TestAPostLargerThanAnyMessageReachesANewNode(t *testing.T) {
 	waitConverged(t, map[string]int{"viral": len(long), "other": 10}, b)
 	assert.Greater(t, b.Stats().SyncBytesIn, uint64(20<<20), "more than one message could carry")
 }
+
+// A seed killed and restarted at its address with no one to join (as the
+// master is) starts alone and takes likes. Its old peers still probe the
+// dead process there, so they do not re-join its address until their
+// failure detector gives up on it; the new process sees those probes and
+// joins the prober at once, so the island lasts a probe, not seconds. The
+// workers' re-join tick is off here: only the stray probe can merge them.
+func TestARestartedSeedJoinsThePeersThatStillProbeItsAddress(t *testing.T) {
+	noRejoin := func(c *Config) { c.RejoinInterval = time.Hour }
+	seed := startNode(t, "seed-1", nil, nil)
+	w1 := startNode(t, "w1", []string{seed.Addr()}, noRejoin)
+	w2 := startNode(t, "w2", []string{seed.Addr()}, noRejoin)
+	waitMembers(t, []string{"seed-1", "w1", "w2"}, seed, w1, w2)
+	waitReady(t, seed, w1, w2)
+	like(w1, "p", users("u", 30)...)
+	waitConverged(t, map[string]int{"p": 30}, seed, w1, w2)
+
+	crash(t, seed)
+	reborn := startNodeAt(t, seed.Addr(), "seed-2", nil, nil)
+	like(reborn, "q", users("v", 5)...) // it is ready alone: it takes likes
+	waitMembers(t, []string{"seed-2", "w1", "w2"}, reborn, w1, w2)
+	waitConverged(t, map[string]int{"p": 30, "q": 5}, reborn, w1, w2)
+	assert.Positive(t, reborn.logs.count(`"message":"joined a member that probed a past process at this address"`))
+}
+
+func TestStrayPingFromParsesMemberlistsWarning(t *testing.T) {
+	addr, ok := strayPingFrom([]byte("Got ping for unexpected node 'n1-0' from=10.213.202.12:7946"))
+	require.True(t, ok)
+	assert.Equal(t, "10.213.202.12:7946", addr)
+	_, ok = strayPingFrom([]byte("Got ping for unexpected node 'n1-0'"))
+	assert.False(t, ok)
+	_, ok = strayPingFrom([]byte("Suspect a has failed, no acks received"))
+	assert.False(t, ok)
+}
