@@ -58,6 +58,11 @@ type Config struct {
 	// between 1 and 1000.
 	JoinAttempts int
 
+	// FirstSession is the first session id this node uses. Give each
+	// process start a random one, so that an answer meant for a past
+	// process under the same name never matches a session of this one.
+	FirstSession uint64
+
 	// FoundAfter: when every member this node knows has answered that it is
 	// not synced for this long (a cluster that restarted empty), the member
 	// with the lowest name declares itself synced. Default 3s, between 10ms

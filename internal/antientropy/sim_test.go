@@ -159,6 +159,7 @@ func (s *sim) perform(from *simNode, actions []Action) {
 
 func (s *sim) deliver(from *simNode, to string, m *Message) {
 	data := m.Append(nil)
+	require.LessOrEqual(s.t, len(data), from.sy.cfg.MaxMessageBytes, "%s built a %s of %d bytes", from.name, m.Kind, len(data))
 	s.stats.msgs++
 	s.stats.bytes += len(data)
 	dst := s.nodes[to]
@@ -381,9 +382,6 @@ func schedule(t *testing.T, seed uint64) simResult {
 			s.run(hold)
 			s.dupRate, s.maxDelay = 0, 5*time.Millisecond
 		case faultRolling:
-			for _, n := range s.live() { // every node, the first one included, in a random order
-				_ = n
-			}
 			l := s.live()
 			s.rng.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] })
 			for _, n := range l {

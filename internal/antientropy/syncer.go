@@ -104,6 +104,7 @@ type Syncer struct {
 	peers       []string // current members but this node, sorted
 	info        map[string]*peerInfo
 	retry       map[string]time.Time // peers whose last session failed: try again then
+	failures    map[string]int       // consecutive failed sessions per peer
 	rr          int
 	nextID      uint64
 	sessions    map[string]*session
@@ -117,7 +118,7 @@ func New(cfg Config, r Replica) (*Syncer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Syncer{cfg: cfg, r: r, info: map[string]*peerInfo{}, sessions: map[string]*session{}, retry: map[string]time.Time{}}, nil
+	return &Syncer{cfg: cfg, r: r, info: map[string]*peerInfo{}, sessions: map[string]*session{}, retry: map[string]time.Time{}, failures: map[string]int{}, nextID: cfg.FirstSession}, nil
 }
 
 // Synced reports whether this node holds what the cluster held when it
@@ -166,6 +167,7 @@ func (s *Syncer) SetPeers(now time.Time, peers []string) []Action {
 	for p := range s.retry {
 		if !slices.Contains(s.peers, p) {
 			delete(s.retry, p)
+			delete(s.failures, p)
 		}
 	}
 	return out
@@ -190,9 +192,10 @@ func (s *Syncer) Leave(now time.Time) []Action {
 		return nil
 	}
 	s.leaving = true
-	if !s.everSawPeer {
-		// Never part of a cluster: there is no one to hand off to, nor
-		// anyone who could have expected this node's likes.
+	if !s.everSawPeer && summaryOf(s.r, root).Count == 0 {
+		// Never part of a cluster and holding nothing: nothing to hand off.
+		// One that holds likes waits for a peer like any other (its driver
+		// bounds the wait).
 		s.handedOff = true
 		return []Action{HandedOff{}}
 	}
@@ -207,6 +210,9 @@ func (s *Syncer) Urge(now time.Time, peer string) []Action {
 	s.now = now
 	if _, busy := s.sessions[peer]; busy || !slices.Contains(s.peers, peer) || !s.synced || s.leaving {
 		return nil
+	}
+	if i := s.info[peer]; i == nil || !i.synced {
+		return nil // a joining peer pulls everything itself; pushing to it too would send the state twice
 	}
 	return s.start(peer, ModeSync)
 }
@@ -313,9 +319,10 @@ func (s *Syncer) choose() (string, Mode, bool) {
 		if p, ok := next(syncedPeer); ok {
 			return p, ModeHandoff, true
 		}
-		// Learn who is synced: hand off to anyone not heard from yet; only a
-		// peer that turns out synced counts.
-		if p, ok := next(func(_ string, i *peerInfo) bool { return !i.heard }); ok {
+		// What this node last heard may be stale (a peer heard only while it
+		// was syncing): try anyone not known to be leaving. Only a session
+		// answered throughout by a synced peer counts.
+		if p, ok := next(func(_ string, i *peerInfo) bool { return !i.leaving }); ok {
 			return p, ModeHandoff, true
 		}
 		return "", 0, false
@@ -359,6 +366,9 @@ func (s *Syncer) Step(now time.Time, m *Message) []Action {
 	}
 	delete(ss.pending, m.Req)
 	ss.heard = now
+	if m.Flags&FlagSynced == 0 || m.Flags&FlagLeaving != 0 {
+		ss.peerNotReady = true // what it served may predate its own sync
+	}
 	s.handle(ss, req, m)
 	return s.flush(ss)
 }
@@ -397,7 +407,12 @@ func (s *Syncer) respond(m *Message) *Message {
 	case KindExchange:
 		var theirs []store.Like
 		for k, it := range m.Items {
-			mine, _, done := s.r.Scan(it.Node.storeRange(), store.Cursor{}, max(budget, 1))
+			theirs = append(theirs, it.Likes...)
+			if budget <= 0 { // full: the requester pulls the rest
+				out.Partial = append(out.Partial, uint32(k))
+				continue
+			}
+			mine, _, done := s.r.Scan(it.Node.storeRange(), store.Cursor{}, budget)
 			have := make(map[string]struct{}, len(it.Likes))
 			for _, l := range it.Likes {
 				have[l.Post+"\x00"+l.User] = struct{}{}
@@ -411,7 +426,6 @@ func (s *Syncer) respond(m *Message) *Message {
 			if !done {
 				out.Partial = append(out.Partial, uint32(k))
 			}
-			theirs = append(theirs, it.Likes...)
 		}
 		out.Added = uint64(len(s.r.Merge(theirs)))
 	case KindPull:
@@ -440,6 +454,9 @@ type session struct {
 	pulled    uint64
 	pushed    uint64
 	out       []Action // sends queued while handling a response
+	// peerNotReady: some answer came from the peer while it was not synced,
+	// or leaving; such a session proves nothing for readiness or hand-off.
+	peerNotReady bool
 }
 
 type request struct {
@@ -575,6 +592,8 @@ func (s *Syncer) decide(ss *session, n Node, mine, theirs gset.Summary) {
 			return
 		}
 		ss.exchanges = append(ss.exchanges, Item{Node: n, Likes: likes})
+	case theirs.Count == 0 && s.peerUnsynced(ss.peer):
+		// An unsynced peer is pulling everything in its own full sync.
 	case theirs.Count == 0:
 		ss.streams = append(ss.streams, &stream{push: true, node: n})
 	case mine.Count == 0:
@@ -582,6 +601,12 @@ func (s *Syncer) decide(ss *session, n Node, mine, theirs gset.Summary) {
 	default:
 		ss.expands = append(ss.expands, Probe{Node: n, Sum: mine, FromStart: true})
 	}
+}
+
+// peerUnsynced reports whether peer last said it is not synced.
+func (s *Syncer) peerUnsynced(peer string) bool {
+	i := s.info[peer]
+	return i != nil && i.heard && !i.synced
 }
 
 // bulkFactor: a node whose likes are all on one side is exchanged, not
@@ -658,7 +683,11 @@ func (s *Syncer) end(ss *session, err error) []Action {
 	if err != nil {
 		s.stats.SessionsFailed++
 		if err != ErrPeerGone {
-			s.retry[ss.peer] = s.now.Add(s.cfg.SyncInterval / 5)
+			// Soon after a first failure (the network may be back), then
+			// backing off to 4 sync intervals for a peer that stays away.
+			n := min(s.failures[ss.peer], 5)
+			s.failures[ss.peer]++
+			s.retry[ss.peer] = s.now.Add(min(s.cfg.SyncInterval/5<<n, 4*s.cfg.SyncInterval))
 		}
 		if urgent { // try another peer soon, not a whole interval later
 			s.nextStart = s.now.Add(s.cfg.SyncInterval / 5)
@@ -667,8 +696,9 @@ func (s *Syncer) end(ss *session, err error) []Action {
 	}
 	s.stats.SessionsOK++
 	delete(s.retry, ss.peer)
+	delete(s.failures, ss.peer)
 	peer := s.info[ss.peer]
-	peerSynced := peer != nil && peer.synced && !peer.leaving
+	peerSynced := peer != nil && peer.synced && !peer.leaving && !ss.peerNotReady
 	switch {
 	case ss.mode == ModeFull && peerSynced && !s.synced:
 		s.synced = true

@@ -223,8 +223,70 @@ func TestUrgeStartsASessionAtOnceEvenAtTheLimit(t *testing.T) {
 			idle = p
 		}
 	}
+	assert.Empty(t, a.Urge(t0.Add(4*time.Second), idle), "a peer not known synced (a joiner) pulls for itself")
+	a.info[idle] = &peerInfo{heard: true, synced: true}
 	got := sends(a.Urge(t0.Add(4*time.Second), idle))
 	require.Len(t, got, 1)
 	assert.Equal(t, idle, got[0].To)
 	assert.Empty(t, a.Urge(t0.Add(4*time.Second), idle), "one session per peer")
+}
+
+// H1 of the review: a full sync served partly while the peer was not yet
+// synced proves nothing, even if the peer is synced by its end.
+func TestAFullSyncCountsOnlyIfEveryAnswerCameFromASyncedPeer(t *testing.T) {
+	b, _ := newSyncer(t, "b", true)
+	c, sc := newSyncer(t, "c", true)
+	sc.Like("p", "u")
+	b.SetPeers(t0, []string{"c"})
+	c.SetPeers(t0, []string{"b"})
+	nodes := map[string]*Syncer{"b": b, "c": c}
+	out := b.Tick(t0) // a full sync from c, not synced yet
+	var first, rest []Action
+	for i, a := range out {
+		if i == 0 {
+			first = append(first, a)
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	pump(t, nodes, first) // one stream answered while c is unsynced
+	c.synced = true       // c becomes synced before the rest are answered
+	pump(t, nodes, rest)
+	assert.False(t, b.Synced(), "an answer from an unsynced c was part of it")
+}
+
+// C1 of the review: a node that never saw a peer but holds likes does not
+// count as handed off: it waits for a peer (its driver bounds the wait).
+func TestALoneNodeHoldingLikesWaitsToHandOff(t *testing.T) {
+	a, sa := newSyncer(t, "a", false)
+	a.Tick(t0)
+	sa.Like("p", "u")
+	assert.Empty(t, a.Leave(t0))
+	assert.False(t, a.HandedOff())
+
+	empty, _ := newSyncer(t, "e", false)
+	empty.Tick(t0)
+	assert.Equal(t, []Action{HandedOff{}}, empty.Leave(t0))
+}
+
+// A leaving node whose last news of its peers is stale (heard while they
+// were syncing) still hands off: it tries them, and their answers say they
+// are synced now.
+func TestHandOffTriesPeersLastHeardUnsynced(t *testing.T) {
+	a, sa := newSyncer(t, "a", false)
+	a.Tick(t0)
+	sa.Like("p", "u")
+	b, _ := newSyncer(t, "b", true)
+	a.SetPeers(t0, []string{"b"})
+	b.SetPeers(t0, []string{"a"})
+	a.info["b"] = &peerInfo{heard: true, synced: false} // heard during b's own sync
+	b.synced = true
+	nodes := map[string]*Syncer{"a": a, "b": b}
+	now := t0
+	for range 5 {
+		pump(t, nodes, a.Leave(now))
+		pump(t, nodes, a.Tick(now))
+		now = now.Add(time.Second)
+	}
+	assert.True(t, a.HandedOff())
 }

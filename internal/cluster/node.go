@@ -319,7 +319,7 @@ func (n *Node) Close(ctx context.Context) error {
 		close(n.flushCh)
 		n.flushWG.Wait() // the direct senders have drained too
 		start := time.Now()
-		if herr := n.sync.handOff(ctx); herr != nil {
+		if herr := n.sync.handOff(ctx, 2*n.cfg.RejoinInterval); herr != nil {
 			n.log.Error().Err(herr).Dur("waited", time.Since(start)).
 				Msg("hand-off cut short by the shutdown bound: likes only this node holds may be lost")
 		}

@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,6 +33,7 @@ type syncDriver struct {
 
 	synced    atomic.Bool
 	handedOff atomic.Bool
+	sawPeer   atomic.Bool // some other member was ever listed
 	stats     struct {
 		sessions, sessionsFailed, pulled, pushed, bytesOut, bytesIn, dropped atomic.Uint64
 		handoffTimeouts                                                      atomic.Uint64
@@ -54,6 +58,11 @@ func newSyncDriver(n *Node, replica antientropy.Replica) (*syncDriver, error) {
 	c.SessionTimeout = n.cfg.SyncTimeout
 	c.ChunkBytes = n.cfg.SyncChunkBytes
 	c.JoinAttempts = joinAttemptsBeforeAlone
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("cluster: session seed: %w", err)
+	}
+	c.FirstSession = binary.BigEndian.Uint64(seed[:]) >> 1 // room to count up
 	sy, err := antientropy.New(c, replica)
 	if err != nil {
 		return nil, err
@@ -150,6 +159,9 @@ func (d *syncDriver) refreshPeers(ctx context.Context) {
 		return
 	}
 	d.peers = peers
+	if len(peers) > 0 {
+		d.sawPeer.Store(true)
+	}
 	for name, s := range d.senders {
 		if !slices.Contains(peers, name) {
 			s.stop()
@@ -208,7 +220,9 @@ func (d *syncDriver) send(ctx context.Context, to string, m *antientropy.Message
 	case s.q <- msg:
 	default:
 		d.stats.dropped.Add(1)
-		d.do(ctx, d.sy.Unreachable(time.Now(), to))
+		if m.Kind.IsRequest() { // our own session cannot go on
+			d.do(ctx, d.sy.Unreachable(time.Now(), to))
+		} // a dropped answer times out the peer's session, not one of ours
 	}
 }
 
@@ -252,12 +266,19 @@ func (d *syncDriver) sendLoop(ctx context.Context, to string, q chan []byte) {
 }
 
 // handOff blocks until a synced peer holds every like this node holds, or
-// ctx ends.
-func (d *syncDriver) handOff(ctx context.Context) error {
+// ctx ends (counted). A node that was never part of a cluster waits at most
+// alone: long enough for a cluster that probes its address to find it.
+func (d *syncDriver) handOff(ctx context.Context, alone time.Duration) error {
+	if !d.sawPeer.Load() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, alone)
+		defer cancel()
+	}
 	done := make(chan error, 1)
 	select {
 	case d.leave <- done:
 	case <-ctx.Done():
+		d.stats.handoffTimeouts.Add(1)
 		return ctx.Err()
 	}
 	select {

@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -102,13 +104,15 @@ func TestAloneAfterSeedsNeverAnswer(t *testing.T) {
 
 // Finding 1: a rolling restart that begins with the seed (which has no one
 // to join: it founds a one-node island at once) loses nothing. Each node
-// hands off to a synced peer before it exits, and the others re-join the
-// seed's address, merging the island, within a rejoin interval.
+// hands off to a synced peer before it exits, and the island merges with
+// the others. To make the hand-off the only way out, every old node syncs
+// once a minute and takes likes no one else has just before it stops.
 func TestRollingRestartSeedFirstLosesNothing(t *testing.T) {
-	seed := startNode(t, "seed-1", nil, nil)
+	slow := func(c *Config) { c.SyncInterval = time.Minute }
+	seed := startNode(t, "seed-1", nil, slow)
 	seedAddr := seed.Addr()
-	w1 := startNode(t, "w1-1", []string{seedAddr}, nil)
-	w2 := startNode(t, "w2-1", []string{seedAddr}, nil)
+	w1 := startNode(t, "w1-1", []string{seedAddr}, slow)
+	w2 := startNode(t, "w2-1", []string{seedAddr}, slow)
 	waitMembers(t, []string{"seed-1", "w1-1", "w2-1"}, seed, w1, w2)
 	waitReady(t, seed, w1, w2)
 	want := map[string]int{}
@@ -117,16 +121,24 @@ func TestRollingRestartSeedFirstLosesNothing(t *testing.T) {
 		like(n, post, users("u", 200)...)
 		want[post] = 200
 	}
+	stop := func(n *testNode) {
+		t.Helper()
+		post := "only-" + n.Self()
+		n.store.Merge(likesOf(post, users("x", 50))) // the fast path never saw them
+		want[post] = 50
+		closeNode(t, n.Node)
+		assert.Zero(t, n.Stats().HandoffTimeouts, "%s handed off in time", n.Self())
+	}
 
 	// Seed first, then each worker, each replaced as soon as its
 	// successor is ready, as a rollout does.
-	closeNode(t, seed.Node)
+	stop(seed)
 	seed2 := startNodeAt(t, seedAddr, "seed-2", nil, nil) // its address, no one to join
 	waitReady(t, seed2)
-	closeNode(t, w1.Node)
+	stop(w1)
 	w1b := startNode(t, "w1-2", []string{seedAddr}, nil)
 	waitReady(t, w1b)
-	closeNode(t, w2.Node)
+	stop(w2)
 	w2b := startNode(t, "w2-2", []string{seedAddr}, nil)
 	waitReady(t, w2b)
 	waitConverged(t, want, seed2, w1b, w2b)
@@ -201,9 +213,11 @@ func TestAPostLargerThanAnyMessageReachesANewNode(t *testing.T) {
 // dead process there, so they do not re-join its address until their
 // failure detector gives up on it; the new process sees those probes and
 // joins the prober at once, so the island lasts a probe, not seconds. The
-// workers' re-join tick is off here: only the stray probe can merge them.
+// workers' re-join tick and push/pull (which would also reach the new
+// process at the old address) are off here: only the stray probe can merge
+// them.
 func TestARestartedSeedJoinsThePeersThatStillProbeItsAddress(t *testing.T) {
-	noRejoin := func(c *Config) { c.RejoinInterval = time.Hour }
+	noRejoin := func(c *Config) { c.RejoinInterval, c.PushPullInterval = time.Hour, time.Hour }
 	seed := startNode(t, "seed-1", nil, nil)
 	w1 := startNode(t, "w1", []string{seed.Addr()}, noRejoin)
 	w2 := startNode(t, "w2", []string{seed.Addr()}, noRejoin)
@@ -228,4 +242,60 @@ func TestStrayPingFromParsesMemberlistsWarning(t *testing.T) {
 	assert.False(t, ok)
 	_, ok = strayPingFrom([]byte("Suspect a has failed, no acks received"))
 	assert.False(t, ok)
+}
+
+// BenchmarkFreshNodeSync: a new node joins a node holding 1M likes and is
+// ready (its full sync ended: it holds them all). Real memberlists on
+// loopback, the default chunk size.
+func BenchmarkFreshNodeSync(b *testing.B) {
+	cfg := LocalConfig()
+	cfg.NodeName = "big"
+	cfg.Logger = zerolog.Nop()
+	big, err := New(cfg)
+	require.NoError(b, err)
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(b, err)
+	const likes = 1_000_000
+	batch := make([]store.Like, 0, 10_000)
+	for i := range likes {
+		batch = append(batch, store.Like{Post: "post-" + strconv.Itoa(i%10000), User: "user-" + strconv.Itoa(i)})
+		if len(batch) == cap(batch) {
+			st.Merge(batch)
+			batch = batch[:0]
+		}
+	}
+	require.NoError(b, big.Start(st))
+	defer big.Close(context.Background())
+	b.ResetTimer()
+	var total time.Duration
+	var bytesIn uint64
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		cfg := LocalConfig()
+		cfg.NodeName = fmt.Sprintf("fresh-%d", i)
+		cfg.Logger = zerolog.Nop()
+		cfg.Seeds = []string{big.Addr()}
+		fresh, err := New(cfg)
+		require.NoError(b, err)
+		fst, err := store.New(store.DefaultConfig(), fresh)
+		require.NoError(b, err)
+		require.NoError(b, fresh.Start(fst))
+		deadline := time.Now().Add(60 * time.Second)
+		for !fresh.Ready() {
+			if time.Now().After(deadline) {
+				b.Fatalf("fresh node not ready after 60s: holds %d of %d likes (stats %+v)", fst.Stats().Likes, likes, fresh.Stats())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		total += time.Since(start)
+		require.Equal(b, likes, fst.Stats().Likes)
+		bytesIn += fresh.Stats().SyncBytesIn
+		b.StopTimer()
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_ = fresh.Close(ctx)
+		cancel()
+		b.StartTimer()
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s-to-ready-1M")
+	b.ReportMetric(float64(bytesIn)/float64(b.N)/(1<<20), "MiB-received")
 }
