@@ -107,8 +107,13 @@ func seek(blk, m string) (sp spot, found bool) {
 	match := 0
 	var buf [uuidLen]byte
 	for at := 0; at < len(blk); {
-		if h := blk[at]; h < uuidBase && int(h>>4) > match { // the common case, without decoding the entry
+		// The common cases, without decoding the entry: a member that agrees
+		// with the previous one past match is still below m.
+		if h := blk[at]; h < uuidBase && int(h>>4) > match {
 			at += 1 + int(h&15)
+			continue
+		} else if h >= mediumBase && h < longHeader && int(h-mediumBase) > match && at+1 < len(blk) && blk[at+1] < 0x80 {
+			at += 2 + int(blk[at+1])
 			continue
 		}
 		e := readEntry(blk, at)
