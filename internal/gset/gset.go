@@ -3,6 +3,7 @@ package gset
 import (
 	"bytes"
 	"slices"
+	"strings"
 )
 
 // Block and leaf sizes. A block is a run of front-coded members in byte
@@ -25,16 +26,14 @@ const (
 // empty set ready to use. Copying a Set by assignment aliases it: use Clone
 // for an independent copy.
 type Set struct {
-	// leaves hold the blocks. A block with spare capacity (cap > len) is
-	// this set's alone and an add may write into it; a block without may be
-	// shared with a Clone and is replaced, never written. The leaves slices
-	// are edited in place unless shared is set.
-	leaves [][][]byte
+	// leaves hold immutable block strings: a change replaces a block, never
+	// edits one, so a Clone can share them for ever. The leaves slices are
+	// edited in place unless shared is set.
+	leaves [][]string
 	n      int
 	digest uint64 // sum of MemberHash over the members, kept by Add
 	// shared marks leaves as seen by a Clone: the next change copies the
-	// slices of block headers (not the blocks) first, clipping every block
-	// to its length so that neither copy writes into a shared one.
+	// slices of block headers (not the blocks) first.
 	shared bool
 }
 
@@ -48,10 +47,10 @@ func New(members ...string) Set {
 }
 
 // firstAbove reports whether blk's first member is greater than m.
-func firstAbove(blk []byte, m string) bool {
+func firstAbove(blk, m string) bool {
 	e := readEntry(blk, 0)
 	if !e.packed {
-		return string(blk[e.off:e.end]) > m
+		return blk[e.off:e.end] > m
 	}
 	var buf [uuidLen]byte
 	return string(e.appendRest(buf[:0], blk)) > m
@@ -104,12 +103,17 @@ type spot struct {
 // seek looks m up in blk without rebuilding members: it tracks how many
 // bytes the last member below m shares with m, which with each entry's
 // shared-prefix length is enough to compare the next entry to m.
-func seek(blk []byte, m string) (sp spot, found bool) {
+func seek(blk, m string) (sp spot, found bool) {
 	match := 0
 	var buf [uuidLen]byte
 	for at := 0; at < len(blk); {
-		if h := blk[at]; h < uuidBase && int(h>>4) > match { // the common case, without decoding the entry
+		// The common cases, without decoding the entry: a member that agrees
+		// with the previous one past match is still below m.
+		if h := blk[at]; h < uuidBase && int(h>>4) > match {
 			at += 1 + int(h&15)
+			continue
+		} else if h >= mediumBase && h < longHeader && int(h-mediumBase) > match && at+1 < len(blk) && blk[at+1] < 0x80 {
+			at += 2 + int(blk[at+1])
 			continue
 		}
 		e := readEntry(blk, at)
@@ -151,13 +155,13 @@ func cmpRest[T string | []byte](rest T, mrest string) (k int, below, equal bool)
 }
 
 // splice returns blk with m inserted at sp, the following entry re-coded
-// against m: in place when blk has spare capacity (then it is this set's
-// alone) and room enough, else in a new block with the spare capacity of its
-// size class.
-func splice(blk []byte, m string, sp spot) []byte {
+// against m.
+func splice(blk, m string, sp spot) string {
 	var b1, b2, b3 [80]byte
 	newE := appendEntry(b1[:0], m, sp.match)
-	var nextE, tail []byte
+	size := sp.at + len(newE)
+	var nextE []byte
+	tail := ""
 	if sp.at < len(blk) {
 		// the next member whole: what it shares with m, then its rest
 		next := append(b2[:0], m[:sp.nlcp]...)
@@ -165,28 +169,21 @@ func splice(blk []byte, m string, sp spot) []byte {
 		next = append(next, rest[sp.nlcp-sp.next.p:]...)
 		nextE = appendEntry(b3[:0], next, sp.nlcp)
 		tail = blk[sp.next.end:]
+		size += len(nextE) + len(tail)
 	}
-	size := sp.at + len(newE) + len(nextE) + len(tail)
-	// cap == len marks a block that may be shared: never written.
-	if cap(blk) > len(blk) && max(size, len(blk)) <= cap(blk) {
-		old := len(blk)
-		blk = blk[:max(size, old)]
-		copy(blk[sp.at+len(newE)+len(nextE):], tail) // memmove: may overlap
-		copy(blk[sp.at:], newE)
-		copy(blk[sp.at+len(newE):], nextE)
-		return blk[:size]
-	}
-	nb := slices.Grow([]byte(nil), size) // capacity rounded up to the size class
-	nb = append(nb, blk[:sp.at]...)
-	nb = append(nb, newE...)
-	nb = append(nb, nextE...)
-	return append(nb, tail...)
+	var b strings.Builder
+	b.Grow(size)
+	b.WriteString(blk[:sp.at])
+	b.Write(newE)
+	b.Write(nextE)
+	b.WriteString(tail)
+	return b.String()
 }
 
 // splitBlock cuts blk at the first entry at or past its middle (or its last
 // entry); that entry is re-coded whole to start the right half. blk has at
-// least two entries. Both halves are new blocks.
-func splitBlock(blk []byte) (left, right []byte) {
+// least two entries.
+func splitBlock(blk string) (left, right string) {
 	var buf [64]byte
 	key := buf[:0]
 	for at := 0; ; {
@@ -195,47 +192,38 @@ func splitBlock(blk []byte) (left, right []byte) {
 		if at > 0 && (at >= len(blk)/2 || e.end == len(blk)) {
 			var hb [80]byte
 			first := appendEntry(hb[:0], key, 0)
-			right = slices.Grow([]byte(nil), len(first)+len(blk)-e.end)
-			right = append(append(right, first...), blk[e.end:]...)
-			left = append(slices.Grow([]byte(nil), at), blk[:at]...)
-			return left, right
+			var b strings.Builder
+			b.Grow(len(first) + len(blk) - e.end)
+			b.Write(first)
+			b.WriteString(blk[e.end:])
+			return strings.Clone(blk[:at]), b.String()
 		}
 		at = e.end
 	}
 }
 
-func singleBlock(m string) []byte {
+func singleBlock(m string) string {
 	var buf [80]byte
-	e := appendEntry(buf[:0], m, 0)
-	return append(slices.Grow([]byte(nil), len(e)), e...)
-}
-
-// clipped copies leaves, each block clipped to its length: the copy may
-// then be changed without writing into a block another set can see.
-func clipped(leaves [][][]byte) [][][]byte {
-	out := make([][][]byte, len(leaves))
-	for i, l := range leaves {
-		out[i] = make([][]byte, len(l))
-		for j, blk := range l {
-			out[i][j] = blk[:len(blk):len(blk)]
-		}
-	}
-	return out
+	return string(appendEntry(buf[:0], m, 0))
 }
 
 // unshare gives s its own slices of block headers after a Clone. The blocks
-// stay shared, clipped so that they are replaced rather than written.
+// themselves are immutable and stay shared.
 func (s *Set) unshare() {
 	if !s.shared {
 		return
 	}
-	s.leaves, s.shared = clipped(s.leaves), false
+	leaves := make([][]string, len(s.leaves))
+	for i, l := range s.leaves {
+		leaves[i] = slices.Clone(l)
+	}
+	s.leaves, s.shared = leaves, false
 }
 
 // Add inserts m and reports whether it was new to the set.
 func (s *Set) Add(m string) bool {
 	if s.n == 0 {
-		*s = Set{leaves: [][][]byte{{singleBlock(m)}}, n: 1, digest: MemberHash(m)}
+		*s = Set{leaves: [][]string{{singleBlock(m)}}, n: 1, digest: MemberHash(m)}
 		return true
 	}
 	li, bi := s.locate(m)
@@ -244,10 +232,7 @@ func (s *Set) Add(m string) bool {
 	if found {
 		return false
 	}
-	if s.shared {
-		s.unshare()
-		blk = s.leaves[li][bi]
-	}
+	s.unshare()
 	nb := splice(blk, m, sp)
 	if len(nb) <= maxBlock {
 		s.leaves[li][bi] = nb
@@ -262,7 +247,7 @@ func (s *Set) Add(m string) bool {
 // replaceBlock puts oversized nb (which has at least two entries: splice
 // made it) at leaves[li][bi], split in two, splitting the leaf too when it
 // grows past maxLeaf.
-func (s *Set) replaceBlock(li, bi int, nb []byte) {
+func (s *Set) replaceBlock(li, bi int, nb string) {
 	left, right := splitBlock(nb)
 	leaf := s.leaves[li]
 	leaf[bi] = left
@@ -345,13 +330,10 @@ func (s *Set) Merge(o Set) []string {
 	if o.n == 0 {
 		return nil
 	}
-	if s.n == 0 { // copy o's blocks whole: o's owner may write into them later
-		leaves := make([][][]byte, len(o.leaves))
+	if s.n == 0 { // share o's immutable blocks
+		leaves := make([][]string, len(o.leaves))
 		for i, l := range o.leaves {
-			leaves[i] = make([][]byte, len(l))
-			for j, blk := range l {
-				leaves[i][j] = append(slices.Grow([]byte(nil), len(blk)), blk...)
-			}
+			leaves[i] = slices.Clone(l)
 		}
 		*s = Set{leaves: leaves, n: o.n, digest: o.digest}
 		return o.Members()
@@ -409,8 +391,8 @@ func (s *Set) Merge(o Set) []string {
 // builder builds a set from members given in strictly increasing order,
 // filling blocks and leaves whole.
 type builder struct {
-	leaves [][][]byte
-	leaf   [][]byte
+	leaves [][]string
+	leaf   []string
 	blk    []byte
 	prev   []byte
 	n      int
@@ -435,7 +417,7 @@ func (b *builder) flushBlock() {
 	if len(b.blk) == 0 {
 		return
 	}
-	b.leaf = append(b.leaf, append(slices.Grow([]byte(nil), len(b.blk)), b.blk...))
+	b.leaf = append(b.leaf, string(b.blk))
 	b.blk = b.blk[:0]
 	if len(b.leaf) == maxLeaf {
 		b.leaves = append(b.leaves, b.leaf)
