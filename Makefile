@@ -88,14 +88,9 @@ e2e: ## containers (builds the image itself): master + workers on a private dock
 	go test -race -count=1 -tags e2e -timeout 15m -v ./test/e2e/...
 
 # --- minikube, as in the original article -------------------------------
-run: ## deploy on minikube: image into minikube's docker, apply in order, wait, print the URL
+run: ## deploy on minikube: image into minikube's docker, deploy/k8s/deploy.sh (as k8s-e2e), print the URL
 	eval $$(minikube docker-env) && docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
-	$(KUBECTL) apply -f $(K8S)/00-config.yaml -f $(K8S)/01-secret.yaml
-	$(KUBECTL) apply -f $(K8S)/10-master.yaml -f $(K8S)/11-master-gossip-service.yaml
-	$(KUBECTL) rollout status deployment/likes-master --timeout=120s
-	$(KUBECTL) apply -f $(K8S)/20-worker.yaml -f $(K8S)/21-worker-pdb.yaml
-	$(KUBECTL) rollout status deployment/likes-worker --timeout=180s
-	$(KUBECTL) apply -f $(K8S)/30-loadbalancer.yaml
+	KUBECTL='$(KUBECTL)' $(K8S)/deploy.sh
 	minikube service distributed-likes-service-cluster --url
 
 scale: ## scale the workers: make scale WORKERS=5
