@@ -14,7 +14,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: help build run-local test check vet staticcheck bench bench-go k8s-check k8s-verify image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: help build run-local test check vet staticcheck bench bench-go k8s-check k8s-verify k8s-e2e image e2e run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ k8s-check: ## fast manifest checks: strict decoding into k8s.io/api types (neste
 
 k8s-verify: ## apply, scale to 5 and delete the manifests on a real kube-apiserver + etcd on 127.0.0.1
 	$(K8S)/verify/k8s-verify.sh
+
+k8s-e2e: ## deploy/k8s on a real one-node Kubernetes in a network namespace (root; cold build 15-25 min, cached after): Ready, DNS join, NodePort, scale, master restart, zero-loss rollout
+	deploy/k8s/e2e/k8s-e2e.sh
 
 image: build ## the container image from the host-built binary (no registry needed)
 	DOCKER_BUILDKIT=0 docker build --target prebuilt --build-arg VERSION=$(VERSION) -t $(IMAGE) .
