@@ -52,11 +52,17 @@ die() { log "$*"; exit 1; }
 
 kc() { "$WORK/bin/kubectl" --kubeconfig "$WORK/kubeconfig" "$@"; }
 
-# wait_for TIMEOUT_S WHAT CMD...: poll CMD every half second.
+# wait_for TIMEOUT_S WHAT CMD...: poll CMD every half second. When WHAT is
+# a daemon started here, its exit fails at once, with its log's tail.
 wait_for() {
   local timeout=$1 what=$2; shift 2
-  local deadline=$((SECONDS + timeout))
+  local deadline=$((SECONDS + timeout)) pid=
+  [[ -f $WORK/pids ]] && pid=$(awk -v n="$what" '$1 == n {print $2}' "$WORK/pids")
   until "$@" >/dev/null 2>&1; do
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$LOGS/$what.log" >&2
+      die "$what exited (log: $LOGS/$what.log)"
+    fi
     ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what"
     sleep 0.5
   done
@@ -93,7 +99,7 @@ down() {
   for _ in 1 2 3 4 5; do
     for d in /sys/fs/cgroup/*/"$CGROUP"; do
       [[ -d $d ]] || continue
-      find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | while read -r p; do
+      for p in $(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null); do
         kill -KILL "$p" 2>/dev/null || true
       done
     done
@@ -127,7 +133,10 @@ down() {
     find /var/log/containers -maxdepth 1 -xtype l -lname "$WORK/*" -delete 2>/dev/null || true
   fi
   # Mounts made outside the private mount namespace, if any.
-  grep -o " $WORK/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  local m
+  for m in $(awk -v w="$WORK/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
 
   if [[ -d $WORK ]]; then
     if [[ -d $LOGS ]]; then rm -rf "$KEEP_LOGS" && cp -r "$LOGS" "$KEEP_LOGS"; fi
@@ -180,7 +189,7 @@ up() {
   # One private mount namespace for every daemon, entered into $NS.
   unshare --mount --propagation slave -- nsenter --net="/run/netns/$NS" -- "$SELF" daemons
   log "waiting for node $NODE to be Ready"
-  wait_for 120 "node $NODE Ready" node_ready
+  wait_for 120 kubelet node_ready # fails at once if the kubelet exits
   wait_for 60 "the default ServiceAccount" kc get serviceaccount default
   log "up: kubectl --kubeconfig $WORK/kubeconfig (or: $0 kubectl ...)"
 }
@@ -345,7 +354,7 @@ daemons() {
     --root-dir "$WORK/kubelet/root" --hostname-override "$NODE" --node-ip "$NODE_IP"
   start kube-proxy "$b/kube-proxy" --config "$WORK/proxy/config.yaml"
   start coredns "$b/coredns" -conf "$WORK/Corefile"
-  wait_for 60 "CoreDNS ready" curl -fsS http://127.0.0.1:8181/ready
+  wait_for 60 coredns curl -fsS http://127.0.0.1:8181/ready
 }
 
 # start NAME CMD...: a daemon in its own session, logging to $LOGS/NAME.log;
