@@ -70,11 +70,12 @@ wait_for() {
 
 # ---------------------------------------------------------------- down
 down() {
-  # Pods first, while containerd still answers: stop their tasks.
+  # Pods first, while containerd still answers: delete their tasks, so the
+  # shims exit and remove their sockets from /run/containerd/s.
   if [[ -S $WORK/containerd/containerd.sock ]]; then
-    local ctr=(ctr --address "$WORK/containerd/containerd.sock" -n k8s.io)
+    local ctr=(timeout 10 ctr --address "$WORK/containerd/containerd.sock" -n k8s.io) t
     for t in $("${ctr[@]}" tasks ls -q 2>/dev/null); do
-      timeout 5 "${ctr[@]}" tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true
+      "${ctr[@]}" tasks delete --force "$t" >/dev/null 2>&1 || true
     done
   fi
   # The daemons this script started, newest first, by their recorded pids.
@@ -337,7 +338,8 @@ daemons() {
     --cert-dir "$WORK/pki/apiserver" --token-auth-file "$WORK/pki/tokens.csv" --authorization-mode RBAC \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$WORK/pki/sa.pub" --service-account-signing-key-file "$WORK/pki/sa.key" \
-    --service-cluster-ip-range "$SVC_CIDR" --service-node-port-range 30000-32767
+    --service-cluster-ip-range "$SVC_CIDR" --service-node-port-range 30000-32767 \
+    --kubelet-preferred-address-types InternalIP
   wait_for 120 kube-apiserver kc get --raw /readyz
 
   start kube-controller-manager "$b/kube-controller-manager" \

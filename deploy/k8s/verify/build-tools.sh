@@ -51,7 +51,20 @@ retry() {
   done
 }
 
-# Everything below runs niced: the build shares the machine with the tests.
+# build OUT_LOG go-build-args...: go build, niced (the machine is shared),
+# printing a line a minute with the number of packages compiled so far: a
+# cold build is quiet for a long time otherwise.
+build() {
+  local out=$1; shift
+  nice -n 15 go build -v "$@" 2>"$out" &
+  local pid=$! start=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null && sleep 1; done
+    kill -0 "$pid" 2>/dev/null && log "still building: $(grep -vc '^go: ' "$out") packages in $(((SECONDS - start) / 60)) min"
+  done
+  wait "$pid" || { grep -v '^[a-zA-Z0-9./_-]*$' "$out" | tail -n 30 >&2; return 1; }
+}
+
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 mkdir -p "$BIN"
 
@@ -93,7 +106,7 @@ if ((${#missing[@]})); then
   pkgs=(); for c in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   log "building ${missing[*]} $K8S_VERSION into $BIN (cold: 15-25 min for all six)"
   rm -rf "$CACHE/stage" && mkdir -p "$CACHE/stage"
-  retry nice -n 15 go build -trimpath -ldflags "$ldflags" -o "$CACHE/stage/" "${pkgs[@]}" >&2
+  retry build "$CACHE/build.log" -trimpath -ldflags "$ldflags" -o "$CACHE/stage/" "${pkgs[@]}"
   # Only whole binaries enter the cache.
   for c in "${missing[@]}"; do mv "$CACHE/stage/$c" "$BIN/$c"; done
   log "built ${missing[*]}"
@@ -137,7 +150,7 @@ func main() { coremain.Run() }
 GO
   log "building coredns $COREDNS_VERSION (kubernetes, cache, errors, health, ready, log, loadbalance plugins)"
   retry go mod tidy >&2
-  retry nice -n 15 go build -trimpath -ldflags "-s -w" -o "$coredns_bin.tmp" . >&2
+  retry build "$src/build.log" -trimpath -ldflags "-s -w" -o "$coredns_bin.tmp" .
   mv "$coredns_bin.tmp" "$coredns_bin"
   log "built coredns"
 fi

@@ -559,7 +559,7 @@ func (c *checker) rollout(max time.Duration) error {
 		fails = append(fails, fmt.Sprintf("%d× %s", v, k))
 	}
 	sort.Strings(fails)
-	fmt.Printf("     %d likes acknowledged during the rollout, %d not (%s)\n", len(acked), int(next.Load())-len(acked), strings.Join(fails, "; "))
+	fmt.Printf("     %d likes acknowledged during the rollout, %d not %v\n", len(acked), int(next.Load())-len(acked), fails)
 	if err := c.allReady(6, 120*time.Second); err != nil {
 		return err
 	}
@@ -650,7 +650,9 @@ func (c *checker) logsClean() error {
 		}
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		n := 0
 		for sc.Scan() {
+			n++
 			lines++
 			var entry struct {
 				Level string `json:"level"`
@@ -661,6 +663,12 @@ func (c *checker) logsClean() error {
 			}
 		}
 		f.Close()
+		if n == 0 {
+			// A check that read nothing proves nothing: every pod logs
+			// "likesd started".
+			stderr, _ := os.ReadFile(strings.TrimSuffix(name, ".log") + ".kubectl-stderr")
+			bad = append(bad, fmt.Sprintf("%s: no log read (%s)", filepath.Base(name), bytes.TrimSpace(stderr)))
+		}
 	}
 	fmt.Printf("     %d log lines from %d pods read\n", lines, len(files))
 	if len(bad) > 0 {
