@@ -99,7 +99,7 @@ timed "deploy, all Ready" $((SECONDS - s))
 $kubectl get pods -o wide
 
 phase "a client outside the node: the host reaches NodePort 31001"
-curl -fsS --max-time 5 "http://$node_ip:31001/readyz"; echo
+curl -fsS --max-time 5 --retry 20 --retry-delay 1 --retry-connrefused "http://$node_ip:31001/readyz"; echo
 
 phase "checks with real pods"
 mkdir -p "$work/logs/pods"

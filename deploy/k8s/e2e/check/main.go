@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -638,12 +639,15 @@ func (c *checker) follow(ctx context.Context, pod string) {
 	_ = cmd.Run()
 }
 
-// logsClean fails on any error-level or non-JSON line in the pods' logs.
+// logsClean fails on any error-level or non-JSON line in the pods' logs,
+// and on a pod whose log read empty. Failures are grouped by what they say,
+// with a count and the pods: one line per kind of error.
 func (c *checker) logsClean() error {
 	files, _ := filepath.Glob(filepath.Join(c.logDir, "*.log"))
-	var bad []string
+	kinds := map[string]map[string]int{} // kind -> pod -> lines
 	lines := 0
 	for _, name := range files {
+		pod := strings.TrimSuffix(filepath.Base(name), ".log")
 		f, err := os.Open(name)
 		if err != nil {
 			return err
@@ -654,12 +658,11 @@ func (c *checker) logsClean() error {
 		for sc.Scan() {
 			n++
 			lines++
-			var entry struct {
-				Level string `json:"level"`
-			}
-			line := sc.Text()
-			if err := json.Unmarshal([]byte(line), &entry); err != nil || entry.Level == "error" || entry.Level == "fatal" || entry.Level == "panic" {
-				bad = append(bad, filepath.Base(name)+": "+line)
+			if kind := badLine(sc.Text()); kind != "" {
+				if kinds[kind] == nil {
+					kinds[kind] = map[string]int{}
+				}
+				kinds[kind][pod]++
 			}
 		}
 		f.Close()
@@ -667,12 +670,47 @@ func (c *checker) logsClean() error {
 			// A check that read nothing proves nothing: every pod logs
 			// "likesd started".
 			stderr, _ := os.ReadFile(strings.TrimSuffix(name, ".log") + ".kubectl-stderr")
-			bad = append(bad, fmt.Sprintf("%s: no log read (%s)", filepath.Base(name), bytes.TrimSpace(stderr)))
+			kinds[fmt.Sprintf("no log read (%s)", bytes.TrimSpace(stderr))] = map[string]int{pod: 1}
 		}
 	}
 	fmt.Printf("     %d log lines from %d pods read\n", lines, len(files))
-	if len(bad) > 0 {
-		return fmt.Errorf("%d error lines in the pods' logs:\n  %s", len(bad), strings.Join(bad[:min(20, len(bad))], "\n  "))
+	if len(kinds) == 0 {
+		return nil
 	}
-	return nil
+	var out []string
+	for kind, pods := range kinds {
+		total := 0
+		for _, n := range pods {
+			total += n
+		}
+		out = append(out, fmt.Sprintf("%5d× %s  (%d pods)", total, kind, len(pods)))
+	}
+	sort.Strings(out)
+	return fmt.Errorf("error lines in the pods' logs (full logs: %s):\n%s", c.logDir, strings.Join(out, "\n"))
+}
+
+// badLine names the kind of an error-level or non-JSON log line, or
+// returns "" for a line that is fine.
+func badLine(line string) string {
+	var e struct {
+		Level     string `json:"level"`
+		Component string `json:"component"`
+		Message   string `json:"message"`
+		Method    string `json:"method"`
+		Route     string `json:"route"`
+		Status    int    `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(line), &e); err != nil {
+		return "not JSON: " + line[:min(len(line), 120)]
+	}
+	if e.Level != "error" && e.Level != "fatal" && e.Level != "panic" {
+		return ""
+	}
+	msg := e.Message
+	if e.Status != 0 {
+		msg = fmt.Sprintf("%s %s %s → %d", msg, e.Method, e.Route, e.Status)
+	}
+	// Addresses and ports differ from line to line; the kind does not.
+	msg = regexp.MustCompile(`\[?[0-9a-f.:]*\]?:[0-9]+`).ReplaceAllString(msg, "ADDR")
+	return fmt.Sprintf("%s [%s] %s", e.Level, e.Component, msg)
 }
