@@ -365,16 +365,23 @@ func (c *checker) likeThroughNodePort() error {
 		return err
 	}
 	c.ack("k8s-e2e", "alice")
-	var reply struct {
-		Count int `json:"count"`
-	}
-	if err := c.getJSON(c.nodeURL+"/v1/posts/k8s-e2e/likes", &reply); err != nil {
+	// Each request may reach another pod (no keep-alive): the read through
+	// the NodePort sees the like once it has reached the pod it lands on.
+	start := time.Now()
+	if err := eventually(10*time.Second, func() error {
+		var reply struct {
+			Count int `json:"count"`
+		}
+		if err := c.getJSON(c.nodeURL+"/v1/posts/k8s-e2e/likes", &reply); err != nil {
+			return err
+		}
+		if reply.Count < 1 {
+			return fmt.Errorf("count through the NodePort is %d after the like", reply.Count)
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
-	if reply.Count < 1 {
-		return fmt.Errorf("count through the NodePort is %d after the like", reply.Count)
-	}
-	start := time.Now()
 	if err := c.everyPodHolds(30 * time.Second); err != nil {
 		return err
 	}
