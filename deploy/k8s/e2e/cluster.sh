@@ -124,8 +124,29 @@ down() {
     done <"$WORK/paths.absent"
   fi
   # containerd-shim-runc-v2 puts its sockets in /run/containerd/s whatever
-  # the state dir; Docker's shims share that directory, so only what is
-  # empty goes, and only if this run created it.
+  # the state dir, and a killed shim leaves its socket behind. Docker's
+  # shims share that directory: only sockets that appeared during this run
+  # and that nothing listens on go, then the directories if this run made
+  # them and they are empty.
+  if [[ -f $WORK/shim-sockets.before && -d /run/containerd/s ]]; then
+    python3 - "$WORK/shim-sockets.before" <<'PY' || true
+import os, socket, sys
+before = set(open(sys.argv[1]).read().split())
+for name in os.listdir("/run/containerd/s"):
+    path = os.path.join("/run/containerd/s", name)
+    if path in before:
+        continue
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+    except ConnectionRefusedError:
+        os.remove(path)
+    except OSError:
+        pass
+    finally:
+        s.close()
+PY
+  fi
   if [[ -f $WORK/run-containerd.absent ]]; then
     find /run/containerd -depth -type d -empty -delete 2>/dev/null || true
   fi
@@ -162,6 +183,7 @@ up() {
   for d in "${HOST_PATHS[@]}"; do [[ -e $d ]] || echo "$d"; done >"$WORK/paths.absent"
   [[ -d /var/log/containers ]] && stat -c %a /var/log/containers >"$WORK/containers.mode"
   [[ -e /run/containerd ]] || touch "$WORK/run-containerd.absent"
+  find /run/containerd/s -type s 2>/dev/null >"$WORK/shim-sockets.before" || true
 
   log "network namespace $NS: node $NODE_IP, pods $POD_CIDR, services $SVC_CIDR"
   ip netns add "$NS"
