@@ -15,7 +15,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: sim help build run-local test test-loaded check vet staticcheck bench bench-memory bench-go k8s-check k8s-verify image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: sim help build run-local test test-loaded check vet staticcheck bench bench-memory bench-go k8s-check k8s-verify k8s-e2e image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ k8s-check: ## fast manifest checks: strict decoding into k8s.io/api types (neste
 k8s-verify: ## apply, scale to 5 and delete the manifests on a real kube-apiserver + etcd on 127.0.0.1
 	$(K8S)/verify/k8s-verify.sh
 
+k8s-e2e: ## deploy/k8s on a real one-node Kubernetes in a network namespace (root; cold build 15-25 min, cached after): Ready, DNS join, NodePort, scale, master restart, zero-loss rollout
+	deploy/k8s/e2e/k8s-e2e.sh
+
 image: build ## the container image from the host-built binary (no registry needed)
 	DOCKER_BUILDKIT=0 docker build --target prebuilt --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
@@ -110,14 +113,9 @@ faults: build ## root: 5 likesd in network namespaces under seeded faults, then 
 	FAULT_BIN=$(abspath $(BIN)) go test -count=1 -tags faults -timeout $(FAULT_TIMEOUT) -v ./test/faults/
 
 # --- minikube, as in the original article -------------------------------
-run: ## deploy on minikube: image into minikube's docker, apply in order, wait, print the URL
+run: ## deploy on minikube: image into minikube's docker, deploy/k8s/deploy.sh (as k8s-e2e), print the URL
 	eval $$(minikube docker-env) && docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
-	$(KUBECTL) apply -f $(K8S)/00-config.yaml -f $(K8S)/01-secret.yaml
-	$(KUBECTL) apply -f $(K8S)/10-master.yaml -f $(K8S)/11-master-gossip-service.yaml
-	$(KUBECTL) rollout status deployment/likes-master --timeout=120s
-	$(KUBECTL) apply -f $(K8S)/20-worker.yaml -f $(K8S)/21-worker-pdb.yaml
-	$(KUBECTL) rollout status deployment/likes-worker --timeout=180s
-	$(KUBECTL) apply -f $(K8S)/30-loadbalancer.yaml
+	KUBECTL='$(KUBECTL)' $(K8S)/deploy.sh
 	minikube service distributed-likes-service-cluster --url
 
 scale: ## scale the workers: make scale WORKERS=5

@@ -107,12 +107,15 @@ func TestTopology(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "%s: selector matches its template", d.Name)
 	}
-	for _, p := range m.pdbs {
-		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
-		require.NoError(t, err)
-		assert.True(t, sel.Matches(labels.Set(worker.Spec.Template.Labels)), "PDB %s selects workers", p.Name)
-		assert.False(t, sel.Matches(labels.Set(master.Spec.Template.Labels)), "PDB %s leaves the master alone", p.Name)
+	require.Len(t, m.pdbs, 1)
+	pdb := m.pdbs[0]
+	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+	require.NoError(t, err)
+	for _, d := range m.deployments {
+		assert.True(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "PDB %s selects %s: drains take one pod at a time", pdb.Name, d.Name)
 	}
+	require.NotNil(t, pdb.Spec.MaxUnavailable)
+	assert.Equal(t, intstr.FromInt32(1), *pdb.Spec.MaxUnavailable)
 
 	lb := m.service(t, "distributed-likes-service-cluster")
 	assert.Equal(t, corev1.ServiceTypeLoadBalancer, lb.Spec.Type)
@@ -122,18 +125,59 @@ func TestTopology(t *testing.T) {
 	assert.EqualValues(t, 31001, lb.Spec.Ports[0].NodePort)
 	assert.Equal(t, []string{"likes-master", "likes-worker"}, m.selected(lb))
 
-	gossip := m.service(t, "likes-master-gossip")
-	assert.Equal(t, []string{"likes-master"}, m.selected(gossip))
-	assert.Equal(t, corev1.ClusterIPNone, gossip.Spec.ClusterIP, "headless: DNS gives the pod IP")
-	protocols := map[corev1.Protocol]int32{}
-	for _, p := range gossip.Spec.Ports {
-		protocols[p.Protocol] = p.Port
-	}
-	assert.Equal(t, map[corev1.Protocol]int32{corev1.ProtocolTCP: 7946, corev1.ProtocolUDP: 7946}, protocols)
+	assert.Equal(t, []string{"likes-master"}, m.selected(m.service(t, "likes-master-gossip")))
+	assert.Equal(t, []string{"likes-master", "likes-worker"}, m.selected(m.service(t, "likes-gossip")), "likes-gossip reaches every pod")
 
-	join := envValue(t, worker, "LIKESD_JOIN")
-	assert.Equal(t, "likes-master-gossip:7946", join, "workers join through the gossip Service")
-	assert.Empty(t, envValue(t, master, "LIKESD_JOIN"), "the master is the seed: it joins no one")
+	assert.Equal(t, []string{"likes-gossip:7946"}, joinTargets(t, master), "a restarted master finds the cluster through any pod")
+	assert.Equal(t, []string{"likes-master-gossip:7946", "likes-gossip:7946"}, joinTargets(t, worker),
+		"workers join every pod and keep the master as the anchor that heals a split")
+}
+
+// Every join target is a headless Service with publishNotReadyAddresses on
+// the gossip port, TCP and UDP: DNS must answer with pod IPs (likesd checks
+// that a seed's address is an alive member; a ClusterIP never is), and
+// with pods that are not Ready yet (they are Ready only once joined).
+func TestJoinTargetsAreHeadlessGossipServices(t *testing.T) {
+	m := load(t)
+	for _, d := range m.deployments {
+		for _, target := range joinTargets(t, d) {
+			host, port, err := net.SplitHostPort(target)
+			require.NoError(t, err, "%s: %s", d.Name, target)
+			assert.Equal(t, "7946", port, "%s: %s", d.Name, target)
+			s := m.service(t, host)
+			assert.Equal(t, corev1.ClusterIPNone, s.Spec.ClusterIP, "%s is headless", host)
+			assert.True(t, s.Spec.PublishNotReadyAddresses, "%s publishes pods that are not Ready", host)
+			protocols := map[corev1.Protocol]int32{}
+			for _, p := range s.Spec.Ports {
+				protocols[p.Protocol] = p.Port
+			}
+			assert.Equal(t, map[corev1.Protocol]int32{corev1.ProtocolTCP: 7946, corev1.ProtocolUDP: 7946}, protocols, host)
+		}
+	}
+}
+
+// A rollout starts one new pod, waits until it is Ready (joined), and only
+// then stops an old one: never fewer serving pods than replicas.
+func TestRolloutsSurgeOneAndKeepEveryPod(t *testing.T) {
+	m := load(t)
+	for _, d := range m.deployments {
+		require.Equal(t, appsv1.RollingUpdateDeploymentStrategyType, d.Spec.Strategy.Type, d.Name)
+		ru := d.Spec.Strategy.RollingUpdate
+		require.NotNil(t, ru, d.Name)
+		require.NotNil(t, ru.MaxUnavailable, d.Name)
+		require.NotNil(t, ru.MaxSurge, d.Name)
+		assert.Equal(t, intstr.FromInt32(0), *ru.MaxUnavailable, d.Name)
+		assert.Equal(t, intstr.FromInt32(1), *ru.MaxSurge, d.Name)
+		require.NotNil(t, d.Spec.Template.Spec.Containers[0].ReadinessProbe, "%s: readiness gates the rollout", d.Name)
+	}
+}
+
+func joinTargets(t *testing.T, d appsv1.Deployment) []string {
+	v := envValue(t, d, "LIKESD_JOIN")
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
 }
 
 func (m manifests) service(t *testing.T, name string) corev1.Service {
@@ -295,8 +339,19 @@ func TestPodsAreHardenedAndShutDownInTime(t *testing.T) {
 	for _, d := range m.deployments {
 		spec := d.Spec.Template.Spec
 		require.NotNil(t, spec.TerminationGracePeriodSeconds)
-		assert.GreaterOrEqual(t, time.Duration(*spec.TerminationGracePeriodSeconds)*time.Second, drain+timeout,
-			"%s: the grace period covers drain plus shutdown", d.Name)
+		// A preStop hook runs before SIGTERM, inside the same grace period.
+		var preStop time.Duration
+		if lc := spec.Containers[0].Lifecycle; lc != nil && lc.PreStop != nil {
+			require.NotNil(t, lc.PreStop.Sleep, "%s: the image has no shell: only a sleep preStop can run", d.Name)
+			preStop = time.Duration(lc.PreStop.Sleep.Seconds) * time.Second
+		}
+		assert.GreaterOrEqual(t, time.Duration(*spec.TerminationGracePeriodSeconds)*time.Second, preStop+drain+timeout,
+			"%s: the grace period covers preStop, drain and shutdown (hand-off and leave)", d.Name)
+		require.NotNil(t, spec.AutomountServiceAccountToken, d.Name)
+		assert.False(t, *spec.AutomountServiceAccountToken, "%s: likesd needs no API token", d.Name)
+		require.NotNil(t, spec.EnableServiceLinks, d.Name)
+		assert.False(t, *spec.EnableServiceLinks, "%s: no injected Service variables", d.Name)
+		assert.NotEqual(t, corev1.PullAlways, spec.Containers[0].ImagePullPolicy, "%s: a local image (minikube, k8s-e2e) is used as is", d.Name)
 		require.NotNil(t, spec.SecurityContext)
 		require.NotNil(t, spec.SecurityContext.RunAsNonRoot)
 		assert.True(t, *spec.SecurityContext.RunAsNonRoot, d.Name)
@@ -357,5 +412,59 @@ func TestGossipKeyComesFromTheSecret(t *testing.T) {
 			}
 		}
 		assert.True(t, found, "%s: %s is not a key of a mounted Secret", d.Name, keyFile)
+	}
+}
+
+// The kubelet writes Secret files owned by root:root with the volume's mode,
+// or root:fsGroup (plus group read) when the pod sets fsGroup. A non-root
+// container reads a file without "other" read bits only through fsGroup: the
+// pods crashed on "open /etc/likesd/gossip.key: permission denied" without
+// it. Guarded here for every Secret volume a non-root container mounts.
+func TestSecretVolumesAreReadableByTheContainerUser(t *testing.T) {
+	m := load(t)
+	for _, d := range m.deployments {
+		spec := d.Spec.Template.Spec
+		psc := spec.SecurityContext
+		require.NotNil(t, psc, d.Name)
+		for _, c := range spec.Containers {
+			uid := psc.RunAsUser
+			if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+				uid = c.SecurityContext.RunAsUser
+			}
+			require.NotNil(t, uid, "%s/%s: runAsUser is set (the image's user is not checked here)", d.Name, c.Name)
+			for _, vm := range c.VolumeMounts {
+				for _, v := range spec.Volumes {
+					if v.Name != vm.Name || v.Secret == nil || *uid == 0 {
+						continue
+					}
+					mode := int32(0o644) // the API's default
+					if v.Secret.DefaultMode != nil {
+						mode = *v.Secret.DefaultMode
+					}
+					for _, item := range v.Secret.Items {
+						if item.Mode != nil && *item.Mode&0o004 == 0 {
+							mode = *item.Mode // an item's own mode overrides the default
+						}
+					}
+					if mode&0o004 != 0 {
+						continue // world-readable
+					}
+					require.NotNil(t, psc.FSGroup, "%s: secret volume %s (mode %#o) is unreadable by uid %d without fsGroup", d.Name, v.Name, mode, *uid)
+					assert.Equal(t, psc.RunAsGroup, psc.FSGroup, "%s: fsGroup is the group the container runs as", d.Name)
+				}
+			}
+		}
+	}
+}
+
+// deploy.sh (make run and make k8s-e2e) names its files one by one, in
+// order: a new manifest must be added there too.
+func TestDeployScriptAppliesEveryManifest(t *testing.T) {
+	script, err := os.ReadFile("deploy.sh")
+	require.NoError(t, err)
+	files, err := filepath.Glob("*.yaml")
+	require.NoError(t, err)
+	for _, f := range files {
+		assert.Contains(t, string(script), `"$dir/`+f+`"`, "deploy.sh does not apply %s", f)
 	}
 }

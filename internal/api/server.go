@@ -235,10 +235,12 @@ func (s *Server) logRequest(r *http.Request, status, size int, d time.Duration) 
 	s.observe.ObserveRequest(route, r.Method, status, d)
 	level := zerolog.InfoLevel
 	switch {
+	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics":
+		// Probes every few seconds would drown the log; a 503 from /readyz
+		// (starting, draining) is what it is for, not an error.
+		level = zerolog.DebugLevel
 	case status >= 500:
 		level = zerolog.ErrorLevel
-	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics":
-		level = zerolog.DebugLevel // probes every few seconds would drown the log
 	}
 	hlog.FromRequest(r).WithLevel(level).
 		Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).

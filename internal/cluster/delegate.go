@@ -83,6 +83,11 @@ func (w memberlistLog) Write(p []byte) (int, error) {
 	if addr, ok := strayPingFrom(line); ok && w.stray != nil {
 		w.stray(addr)
 	}
+	if bytes.Contains(line, []byte("use of closed network connection")) {
+		// memberlist's gossip and probe goroutines may still send after
+		// Shutdown closed the transport: expected at exit, not an error.
+		level = zerolog.DebugLevel
+	}
 	w.log.WithLevel(level).Msg(string(line))
 	return len(p), nil
 }

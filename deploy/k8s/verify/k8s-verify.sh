@@ -94,9 +94,10 @@ check() { local got; got=$(k get "$1" -o jsonpath="$2"); [[ $got == "$3" ]] || {
 check deployment/likes-master '{.spec.replicas}' 1
 check deployment/likes-master '{.spec.template.metadata.labels.workertype}' master
 check service/likes-master-gossip '{.spec.clusterIP}' None
+check service/likes-gossip '{.spec.clusterIP}' None
 check service/distributed-likes-service-cluster '{.spec.type}' LoadBalancer
 check service/distributed-likes-service-cluster '{.spec.ports[0].nodePort}' 31001
-check poddisruptionbudget/likes-worker '{.spec.maxUnavailable}' 1
+check poddisruptionbudget/likes-distributed '{.spec.maxUnavailable}' 1
 k get deployments,services,configmaps,secrets,poddisruptionbudgets -l application=likes-distributed
 
 echo "== tear down" >&2

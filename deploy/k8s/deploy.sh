@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Applies deploy/k8s in order, waiting for each tier to be Ready: what
+# `make run` does on minikube and `make k8s-e2e` does on its test cluster, so
+# CI proves what a minikube user runs. The image must already be on the node.
+#
+#   KUBECTL="kubectl --context minikube" deploy/k8s/deploy.sh
+set -euo pipefail
+KUBECTL=${KUBECTL:-kubectl}
+TIMEOUT=${TIMEOUT:-180s}
+dir=$(cd "$(dirname "$0")" && pwd)
+# KUBECTL may carry flags (--kubeconfig ...): split on spaces on purpose.
+read -r -a kubectl <<<"$KUBECTL"
+k() { "${kubectl[@]}" "$@"; }
+step() { echo "deploy: $*" >&2; }
+
+step "settings and the gossip key"
+k apply -f "$dir/00-config.yaml" -f "$dir/01-secret.yaml"
+step "the master (the seed) and the gossip Services"
+k apply -f "$dir/10-master.yaml" -f "$dir/11-master-gossip-service.yaml" -f "$dir/12-gossip-service.yaml"
+k rollout status deployment/likes-master --timeout="$TIMEOUT"
+step "the workers and the disruption budget"
+k apply -f "$dir/20-worker.yaml" -f "$dir/21-pdb.yaml"
+k rollout status deployment/likes-worker --timeout="$TIMEOUT"
+step "the client Service (NodePort 31001)"
+k apply -f "$dir/30-loadbalancer.yaml"
