@@ -98,7 +98,7 @@ type Config struct {
 	DirectBatchBytes int
 
 	// PeerQueue bounds the batches waiting for one peer; when full the
-	// oldest is dropped (counted) and left to push/pull. Default 256.
+	// oldest is dropped (counted) and left to anti-entropy. Default 256.
 	PeerQueue int
 
 	// PeerRetryInterval is how long a batch may be in flight to a peer
@@ -146,7 +146,7 @@ type Config struct {
 
 	// MaxQueuedFrames bounds memberlist's broadcast queue, which has no
 	// limit of its own; the oldest frames are pruned first and left to
-	// push/pull. Default 8192.
+	// anti-entropy. Default 8192.
 	MaxQueuedFrames int
 
 	// LeaveTimeout bounds waiting for the leave message to be gossiped.

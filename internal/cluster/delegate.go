@@ -13,8 +13,8 @@ type delegate struct{ n *Node }
 
 var _ memberlist.Delegate = (*delegate)(nil)
 
-// NodeMeta carries this node's origin, so peers know whom to ask for the
-// ranges of its likes, and whether it is leaving (see members.go).
+// NodeMeta carries this node's origin (the first part of its likes' dots)
+// and whether it is leaving (see members.go).
 func (d *delegate) NodeMeta(limit int) []byte {
 	return encodeMeta(d.n.origin, d.n.leaving.Load())
 }

@@ -73,7 +73,7 @@ func (n *Node) sendDirect(frame []byte) {
 }
 
 // enqueue never blocks: when the peer's queue is full the oldest batch is
-// dropped (counted) and left to push/pull.
+// dropped (counted) and left to anti-entropy.
 func (n *Node) enqueue(p *peerSender, frame []byte) {
 	n.directPending.Add(1)
 	for {

@@ -245,7 +245,7 @@ func (n *Node) start(replica Replica) error {
 // LikeAdded gives a like that is new to this node its dot and puts it in
 // the log, from which the fast path frames it. It never blocks on the
 // network: the log is a ring, and a like the fast path could not frame in
-// time is healed by snapshot.
+// time reaches peers by anti-entropy.
 func (n *Node) LikeAdded(l store.Like) {
 	n.logMu.Lock()
 	n.seq++
@@ -387,7 +387,7 @@ func (n *Node) flushLog() {
 	from := n.framed + 1
 	if size := uint64(len(n.ring)); last >= size && from <= last-size {
 		// The ring wrapped past likes never framed: they are stored and
-		// reach the others by snapshot.
+		// reach the others by anti-entropy.
 		n.stats.logOverrun.Add(last - size + 1 - from)
 		from = last - size + 1
 	}
