@@ -330,13 +330,21 @@ func (s *Syncer) choose() (string, Mode, bool) {
 		if p, ok := next(syncedPeer); ok {
 			return p, ModeFull, true
 		}
-		// A full pull from a peer not heard from yet counts only if it
-		// turns out synced; either way it repairs.
+		// A full pull from a peer not heard from yet, or last heard
+		// unsynced (news that may be stale), counts only if every answer
+		// says it is synced; either way it repairs.
 		if p, ok := next(func(_ string, i *peerInfo) bool { return !i.heard }); ok {
 			return p, ModeFull, true
 		}
+		if p, ok := next(func(_ string, i *peerInfo) bool { return !i.leaving }); ok {
+			return p, ModeFull, true
+		}
+		return "", 0, false
 	}
-	p, ok := next(func(string, *peerInfo) bool { return true })
+	// A peer known to be unsynced is pulling everything in its own full
+	// sync: a session with it now would only descend into what it has not
+	// pulled yet.
+	p, ok := next(func(_ string, i *peerInfo) bool { return !(i.heard && !i.synced) })
 	return p, ModeSync, ok
 }
 

@@ -113,7 +113,7 @@ func (s Set) RangeMembers(prefixBits uint8, prefix uint64, fromStart bool, after
 	}
 	var c collector
 	visit := func(m []byte) bool {
-		if !InRange(memberHash(m), prefixBits, prefix) {
+		if prefixBits > 0 && !InRange(memberHash(m), prefixBits, prefix) {
 			return true
 		}
 		if len(c.ends) == limit {
