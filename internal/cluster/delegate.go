@@ -83,10 +83,16 @@ func (w memberlistLog) Write(p []byte) (int, error) {
 	if addr, ok := strayPingFrom(line); ok && w.stray != nil {
 		w.stray(addr)
 	}
-	if bytes.Contains(line, []byte("use of closed network connection")) {
+	switch {
+	case bytes.Contains(line, []byte("use of closed network connection")):
 		// memberlist's gossip and probe goroutines may still send after
 		// Shutdown closed the transport: expected at exit, not an error.
 		level = zerolog.DebugLevel
+	case level == zerolog.ErrorLevel && (bytes.Contains(line, []byte("ping")) || bytes.HasPrefix(line, []byte("Failed to send"))):
+		// A probe or send to a peer that failed is the failure detector at
+		// work (a peer exiting in a rollout, a slow one): memberlist calls
+		// it an error, this node's health does not depend on it.
+		level = zerolog.WarnLevel
 	}
 	w.log.WithLevel(level).Msg(string(line))
 	return len(p), nil

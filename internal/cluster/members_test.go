@@ -1,11 +1,14 @@
 package cluster
 
 import (
+	"bytes"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -175,4 +178,25 @@ func TestRestartOnSameAddressMarksOldIdentityDeadAtOnce(t *testing.T) {
 	// Likes go to the new process, none are wasted on the old name.
 	like(a, "p", users("u", 10)...)
 	waitConverged(t, map[string]int{"p": 10}, a, b, reborn)
+}
+
+// memberlist logs a failed probe of a peer as an error; here it is a
+// warning (a peer exiting in a rollout is no error of this node), and a
+// send after shutdown is debug. Other errors stay errors.
+func TestMemberlistLogLevels(t *testing.T) {
+	var buf bytes.Buffer
+	w := memberlistLog{log: zerolog.New(&buf)}
+	for _, line := range []string{
+		"[ERR] memberlist: Failed fallback TCP ping: timeout 1s: read tcp 10.0.0.1:1->10.0.0.2:2: i/o timeout",
+		"[ERR] memberlist: Failed to send gossip to 10.0.0.2:7946: write udp: use of closed network connection",
+		"[ERR] memberlist: something else went wrong",
+	} {
+		_, err := w.Write([]byte(line))
+		require.NoError(t, err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 3)
+	assert.Contains(t, lines[0], `"level":"warn"`)
+	assert.Contains(t, lines[1], `"level":"debug"`)
+	assert.Contains(t, lines[2], `"level":"error"`)
 }
