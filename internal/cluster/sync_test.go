@@ -251,6 +251,7 @@ func BenchmarkFreshNodeSync(b *testing.B) {
 	cfg := LocalConfig()
 	cfg.NodeName = "big"
 	cfg.Logger = zerolog.Nop()
+	cfg.SyncTimeout = 30 * time.Second // measures speed, not a peer's silence
 	big, err := New(cfg)
 	require.NoError(b, err)
 	st, err := store.New(store.DefaultConfig(), nil)
@@ -274,6 +275,7 @@ func BenchmarkFreshNodeSync(b *testing.B) {
 		cfg := LocalConfig()
 		cfg.NodeName = fmt.Sprintf("fresh-%d", i)
 		cfg.Logger = zerolog.Nop()
+		cfg.SyncTimeout = 30 * time.Second
 		cfg.Seeds = []string{big.Addr()}
 		fresh, err := New(cfg)
 		require.NoError(b, err)
