@@ -379,19 +379,7 @@ func (b *memBench) start(ctx context.Context, name, bin string, args ...string) 
 
 // stopAll interrupts every child, then kills what is left after 10 s.
 func (b *memBench) stopAll() {
-	for _, p := range b.procs {
-		_ = p.Process.Signal(os.Interrupt)
-	}
-	for _, p := range b.procs {
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = p.Process.Kill()
-			<-done
-		}
-	}
+	stopProcs(b.procs)
 	b.procs = nil
 }
 

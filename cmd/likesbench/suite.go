@@ -198,10 +198,16 @@ func (s *suite) start(name string, args ...string) {
 }
 
 func (s *suite) stopAll() {
-	for _, p := range s.procs {
+	stopProcs(s.procs)
+	s.procs = nil
+}
+
+// stopProcs interrupts every child, then kills what is left after 10 s.
+func stopProcs(procs []*exec.Cmd) {
+	for _, p := range procs {
 		_ = p.Process.Signal(os.Interrupt)
 	}
-	for _, p := range s.procs {
+	for _, p := range procs {
 		done := make(chan struct{})
 		go func() { _ = p.Wait(); close(done) }()
 		select {
@@ -211,7 +217,6 @@ func (s *suite) stopAll() {
 			<-done
 		}
 	}
-	s.procs = nil
 }
 
 func (s *suite) startBare() []string {

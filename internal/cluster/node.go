@@ -51,15 +51,14 @@ type Stats struct {
 	DirectErrors   uint64 // batches a peer could not be sent
 	PeerDropped    uint64 // batches dropped from a full peer queue
 
-	SyncSessions       uint64 // anti-entropy sessions this node started and ended
-	SyncFailed         uint64 // of which ended by a timeout or an unreachable peer
-	SyncPulled         uint64 // likes new here that sessions brought
-	SyncPushed         uint64 // likes new to peers that sessions sent
-	SyncBytesIn        uint64
-	SyncBytesOut       uint64
-	SyncDropped        uint64 // sync messages dropped: a queue was full
-	HandoffTimeouts    uint64 // hand-offs cut short by the shutdown bound
-	SyncServedRequests uint64
+	SyncSessions    uint64 // anti-entropy sessions this node started and ended
+	SyncFailed      uint64 // of which ended by a timeout or an unreachable peer
+	SyncPulled      uint64 // likes new here that sessions brought
+	SyncPushed      uint64 // likes new to peers that sessions sent
+	SyncBytesIn     uint64
+	SyncBytesOut    uint64
+	SyncDropped     uint64 // sync messages dropped: a queue was full
+	HandoffTimeouts uint64 // hand-offs cut short by the shutdown bound
 }
 
 type counters struct {

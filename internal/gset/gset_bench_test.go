@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+
+	"github.com/likesd/likesd/internal/benchcpu"
 )
 
 // shortID is the 8-byte id of the memory datasets ("u0001234").
@@ -64,7 +66,7 @@ func BenchmarkAdd(b *testing.B) {
 				fresh[i] = fmt.Sprintf("u%07d-%d", (i*7919)%10_000_000, i) // new, spread among the members
 			}
 			b.ReportAllocs()
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for i := 0; i < b.N; i++ {
 					if !s.Add(fresh[i]) {
 						b.Fatal("not new")
@@ -80,7 +82,7 @@ func BenchmarkHas(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			s, ms := built(n, shortID)
 			b.ReportAllocs()
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for i := 0; i < b.N; i++ {
 					if !s.Has(ms[(i*7919)%len(ms)]) {
 						b.Fatal("missing")
@@ -96,7 +98,7 @@ func BenchmarkPage100(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			s, ms := built(n, shortID)
 			b.ReportAllocs()
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for i := 0; i < b.N; i++ {
 					s.Page(ms[(i*7919)%len(ms)], 100)
 				}
@@ -112,7 +114,7 @@ func BenchmarkEncode(b *testing.B) {
 			buf, _ := s.AppendBinary(nil)
 			b.SetBytes(int64(len(buf)))
 			b.ReportAllocs()
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for i := 0; i < b.N; i++ {
 					buf, _ = s.AppendBinary(buf[:0])
 				}
@@ -128,7 +130,7 @@ func BenchmarkDecode(b *testing.B) {
 			buf, _ := s.MarshalBinary()
 			b.SetBytes(int64(len(buf)))
 			b.ReportAllocs()
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for i := 0; i < b.N; i++ {
 					if _, _, err := Decode(buf); err != nil {
 						b.Fatal(err)
@@ -154,7 +156,7 @@ func BenchmarkMerge(b *testing.B) {
 				}
 			}
 			b.ReportAllocs()
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
 					c := s.Clone()
@@ -173,7 +175,7 @@ func BenchmarkCloneThenAdd(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			s, _ := built(n, shortID)
 			b.ReportAllocs()
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for i := 0; i < b.N; i++ {
 					_ = s.Clone()
 					s.Add(fmt.Sprintf("c%d", i))

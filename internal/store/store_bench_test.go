@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/likesd/likesd/internal/benchcpu"
 	"github.com/likesd/likesd/internal/gset"
 )
 
@@ -21,7 +22,7 @@ func BenchmarkLikeNew(b *testing.B) {
 		posts[i] = "post-" + strconv.Itoa(i)
 	}
 	b.ReportAllocs()
-	reportCPU(b, func() {
+	benchcpu.Report(b, func() {
 		b.RunParallel(func(pb *testing.PB) {
 			i := 0
 			id := fmt.Sprintf("%p", &i)
@@ -38,7 +39,7 @@ func BenchmarkLikeNew(b *testing.B) {
 func BenchmarkLikeHotPost(b *testing.B) {
 	s, _ := New(DefaultConfig(), discard{})
 	b.ReportAllocs()
-	reportCPU(b, func() {
+	benchcpu.Report(b, func() {
 		b.RunParallel(func(pb *testing.PB) {
 			i := 0
 			id := fmt.Sprintf("%p", &i)
@@ -55,7 +56,7 @@ func BenchmarkLikeRepeat(b *testing.B) {
 	s, _ := New(DefaultConfig(), discard{})
 	s.Like("p", "alice")
 	b.ReportAllocs()
-	reportCPU(b, func() {
+	benchcpu.Report(b, func() {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				s.Like("p", "alice")
@@ -69,7 +70,7 @@ func BenchmarkMerge(b *testing.B) {
 	s, _ := New(DefaultConfig(), nil)
 	batch := make([]Like, 110)
 	b.ReportAllocs()
-	reportCPU(b, func() {
+	benchcpu.Report(b, func() {
 		for i := 0; i < b.N; i++ {
 			for j := range batch {
 				batch[j] = Like{Post: "post-" + strconv.Itoa(j%50), User: strconv.Itoa(i*len(batch) + j)}
@@ -84,7 +85,7 @@ func BenchmarkCount(b *testing.B) {
 	for i := 0; i < 1000; i++ {
 		s.Like("p", strconv.Itoa(i))
 	}
-	reportCPU(b, func() {
+	benchcpu.Report(b, func() {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				_ = s.Count("p")
@@ -112,7 +113,7 @@ func millionLikers(b *testing.B) *Store {
 func BenchmarkHas1M(b *testing.B) {
 	s := millionLikers(b)
 	b.ReportAllocs()
-	reportCPU(b, func() {
+	benchcpu.Report(b, func() {
 		for i := 0; i < b.N; i++ {
 			if !s.Has("big", fmt.Sprintf("u%07d", (i*7919)%1_000_000)) {
 				b.Fatal("missing")
@@ -125,7 +126,7 @@ func BenchmarkHas1M(b *testing.B) {
 func BenchmarkLikers1M(b *testing.B) {
 	s := millionLikers(b)
 	b.ReportAllocs()
-	reportCPU(b, func() {
+	benchcpu.Report(b, func() {
 		for i := 0; i < b.N; i++ {
 			s.Likers("big", fmt.Sprintf("u%07d", (i*7919)%1_000_000), 100)
 		}
@@ -146,7 +147,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	var buf []byte
-	reportCPU(b, func() {
+	benchcpu.Report(b, func() {
 		for i := 0; i < b.N; i++ {
 			s.Snapshot(func(post string, users gset.Set) bool {
 				buf, _ = users.AppendBinary(buf[:0])
