@@ -143,6 +143,21 @@ func (f *flags) duration(p *time.Duration, name string, min time.Duration, usage
 	})
 }
 
+// durationUpTo accepts 0 <= d <= max.
+func (f *flags) durationUpTo(p *time.Duration, name string, max time.Duration, usage string) {
+	f.value(name, "duration", usage, func() string { return p.String() }, func(s string) error {
+		d, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			return errors.New("want a duration like 10s, 500ms or 1m30s")
+		case d < 0 || d > max:
+			return fmt.Errorf("want a duration from 0s to %s", max)
+		}
+		*p = d
+		return nil
+	})
+}
+
 // integer accepts min <= n <= max.
 func (f *flags) integer(p *int, name string, min, max int, usage string) {
 	f.value(name, "int", usage, func() string { return strconv.Itoa(*p) }, func(s string) error {
@@ -190,6 +205,8 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	logLevel := "info"
 	var advertise, join, nodeName, gossipKey, gossipKeyFile string
 	f.hostPort(&o.api.Addr, "http-addr", "host:port the HTTP API listens on")
+	f.durationUpTo(&o.api.ReadWait, "read-wait", time.Minute, "longest a read with ?version= waits for this node to hold the like it names before a 503 version_not_seen; "+
+		"0s: answer only if already held (0s to 1m)")
 	f.str(&gossipAddr, "gossip-addr", "host:port memberlist binds to, TCP and UDP (port 0 picks a free one)")
 	f.str(&advertise, "advertise-addr", "host[:port] other nodes use to reach this one (default: memberlist's choice; set to the pod IP in k8s)")
 	f.str(&join, "join", "comma-separated seed host:port list to join (empty: start a new cluster)")

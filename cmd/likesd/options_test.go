@@ -30,6 +30,7 @@ func TestFlagsAndEnvironment(t *testing.T) {
 			"LIKESD_GOSSIP_ADDR":        "127.0.0.1:7000",
 			"LIKESD_PUSH_PULL_INTERVAL": "3s",
 			"LIKESD_NODE_NAME":          "n1",
+			"LIKESD_READ_WAIT":          "250ms",
 			"LIKESD_ADVERTISE_ADDR":     "10.1.2.3",
 			"LIKESD_VERSION":            "true", // not a setting
 		}), &bytes.Buffer{})
@@ -42,6 +43,7 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	assert.Equal(t, []string{"a:7946", "b:7946"}, o.cluster.Seeds)
 	assert.Equal(t, 3*time.Second, o.cluster.PushPullInterval)
 	assert.Equal(t, "n1", o.cluster.NodeName)
+	assert.Equal(t, 250*time.Millisecond, o.api.ReadWait)
 	assert.False(t, o.showVersion)
 }
 
@@ -53,6 +55,7 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 7946, o.cluster.BindPort)
 	assert.Empty(t, o.cluster.Seeds)
 	assert.LessOrEqual(t, o.cluster.PushPullInterval, 10*time.Second)
+	assert.Equal(t, time.Second, o.api.ReadWait)
 	other, err := parseOptions(nil, env(nil), &bytes.Buffer{})
 	require.NoError(t, err)
 	assert.NotEqual(t, o.cluster.NodeName, other.cluster.NodeName, "a default name is new at every start")
@@ -87,6 +90,8 @@ func TestBadOptions(t *testing.T) {
 		{"chunk too small", []string{"--sync-chunk-bytes", "10"}, nil, `--sync-chunk-bytes "10": want an integer from 4096 to 2097152`},
 		{"sync interval too short", []string{"--sync-interval", "1ms"}, nil, `--sync-interval "1ms": want a duration of at least 10ms`},
 		{"label too long", []string{"--cluster-label", strings.Repeat("x", 256)}, nil, `--cluster-label`},
+		{"read wait negative", []string{"--read-wait=-1s"}, nil, `--read-wait "-1s": want a duration from 0s to 1m0s`},
+		{"read wait too long", nil, map[string]string{"LIKESD_READ_WAIT": "61s"}, `LIKESD_READ_WAIT="61s": want a duration from 0s to 1m0s`},
 		{"probe timeout too long", []string{"--probe-timeout", "2s"}, nil, "--probe-timeout 2s must be shorter than --probe-interval 1s"},
 	}
 	for _, tt := range tests {

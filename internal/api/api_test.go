@@ -9,12 +9,14 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/likesd/likesd/internal/store"
+	"github.com/likesd/likesd/internal/vclock"
 )
 
 type fakeMembers struct{ joined atomic.Bool }
@@ -31,12 +33,14 @@ type fixture struct {
 	members *fakeMembers
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { return newFixtureConfig(t, DefaultConfig()) }
+
+func newFixtureConfig(t testing.TB, cfg Config) *fixture {
 	st, err := store.New(store.DefaultConfig(), nil)
 	require.NoError(t, err)
 	m := &fakeMembers{}
 	m.joined.Store(true)
-	srv, err := New(DefaultConfig(), st, m, zerolog.Nop())
+	srv, err := New(cfg, st, m, zerolog.Nop())
 	require.NoError(t, err)
 	return &fixture{srv: srv, store: st, members: m}
 }
@@ -288,13 +292,20 @@ func TestRequestIDIsEchoed(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	require.NoError(t, DefaultConfig().Validate())
+	for _, d := range []time.Duration{0, time.Minute} {
+		c := DefaultConfig()
+		c.ReadWait = d
+		require.NoError(t, c.Validate(), "ReadWait %v", d)
+	}
 	for name, tweak := range map[string]func(*Config){
-		"addr":     func(c *Config) { c.Addr = "" },
-		"body":     func(c *Config) { c.MaxBodyBytes = 0 },
-		"id":       func(c *Config) { c.MaxIDBytes = 0 },
-		"page":     func(c *Config) { c.DefaultPageSize = 2000 },
-		"batch":    func(c *Config) { c.MaxBatchPosts = 0 },
-		"timeouts": func(c *Config) { c.WriteTimeout = 0 },
+		"addr":               func(c *Config) { c.Addr = "" },
+		"body":               func(c *Config) { c.MaxBodyBytes = 0 },
+		"id":                 func(c *Config) { c.MaxIDBytes = 0 },
+		"page":               func(c *Config) { c.DefaultPageSize = 2000 },
+		"batch":              func(c *Config) { c.MaxBatchPosts = 0 },
+		"timeouts":           func(c *Config) { c.WriteTimeout = 0 },
+		"read wait negative": func(c *Config) { c.ReadWait = -time.Millisecond },
+		"read wait too long": func(c *Config) { c.ReadWait = time.Minute + 1 },
 	} {
 		c := DefaultConfig()
 		tweak(&c)
@@ -317,7 +328,13 @@ func FuzzHandler(f *testing.F) {
 	f.Add("POST", "/v1/likes", `{"likes":[{"post":"p","user":"a"}],"likes":[]}`)
 	f.Add("POST", "/v1/likes", `{"likes":[{"post":"p","user":"a"},{"post":`)
 	f.Add("HEAD", "/v1/counts?post=%zz&post=a", ``)
-	fx := newFixture(f)
+	f.Add("GET", "/v1/posts/p1/likes/alice?version="+Version{Dot: vclock.Dot{Origin: 1, Seq: 2}, Post: "p1", User: "alice"}.String(), ``)
+	f.Add("GET", "/likes?post=p&version=AQAAAAAAAAAAAAFwAXU&version=x", ``)
+	// A version this node has not seen is a 503 after ReadWait: no wait
+	// here, so the fuzzer runs fast.
+	cfg := DefaultConfig()
+	cfg.ReadWait = 0
+	fx := newFixtureConfig(f, cfg)
 	f.Fuzz(func(t *testing.T, method, target, body string) {
 		if !strings.HasPrefix(target, "/") {
 			target = "/" + target
@@ -328,8 +345,15 @@ func FuzzHandler(f *testing.F) {
 		}
 		rec := httptest.NewRecorder()
 		fx.srv.Handler().ServeHTTP(rec, req)
-		require.Less(t, rec.Code, 500, "%s %s %q -> %d %s", method, target, body, rec.Code, rec.Body)
 		require.True(t, json.Valid(rec.Body.Bytes()), "reply is JSON: %q", rec.Body)
+		if rec.Code == http.StatusServiceUnavailable && req.URL.Query().Has("version") {
+			var got errorBody
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+			require.Equal(t, codeVersionNotSeen, got.Error.Code)
+			require.Equal(t, "1", rec.Header().Get("Retry-After"))
+			return
+		}
+		require.Less(t, rec.Code, 500, "%s %s %q -> %d %s", method, target, body, rec.Code, rec.Body)
 		if req.URL.Path == "/v1/likes" && rec.Code == http.StatusOK {
 			var got bulkReply
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))

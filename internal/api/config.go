@@ -34,6 +34,16 @@ type Config struct {
 	// likes of 256-byte ids take about 5.3 MB.
 	MaxBulkBodyBytes int64
 
+	// ReadWait bounds how long a read that carries a version token waits
+	// for this node to hold the like the token names before it answers 503
+	// version_not_seen. Longer rides out more replication lag (milliseconds
+	// normally; up to a sync interval when anti-entropy has to repair a
+	// dropped batch) but holds the client, and its connection, that long;
+	// 0 never waits: a read answers only if the like is already here.
+	// Default 1s, at most 1m. The server's write deadline is WriteTimeout
+	// after this wait, so a long ReadWait does not cut replies.
+	ReadWait time.Duration
+
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout protect
 	// the server from slow or idle clients. Defaults 5s, 10s, 10s, 120s.
 	ReadHeaderTimeout time.Duration
@@ -53,12 +63,17 @@ func DefaultConfig() Config {
 		MaxBatchPosts:     1000,
 		MaxBulkLikes:      10000,
 		MaxBulkBodyBytes:  8 << 20,
+		ReadWait:          time.Second,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
 }
+
+// maxReadWait bounds Config.ReadWait: a client that waits longer for one
+// like is better told to retry (or to read elsewhere).
+const maxReadWait = time.Minute
 
 // ErrConfig marks an invalid Config.
 var ErrConfig = errors.New("api: invalid config")
@@ -78,6 +93,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxBatchPosts must be positive", ErrConfig)
 	case c.MaxBulkLikes < 1 || c.MaxBulkBodyBytes < 1:
 		return fmt.Errorf("%w: MaxBulkLikes and MaxBulkBodyBytes must be positive", ErrConfig)
+	case c.ReadWait < 0 || c.ReadWait > maxReadWait:
+		return fmt.Errorf("%w: ReadWait must be from 0s to %v, got %v", ErrConfig, maxReadWait, c.ReadWait)
 	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
 		return fmt.Errorf("%w: timeouts must be positive", ErrConfig)
 	}

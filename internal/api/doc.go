@@ -6,6 +6,10 @@
 // client sent. Bulk imports (bulk.go) check each like as a single one and
 // store through the same Likes.Like.
 //
+// Reads that carry a version token (version.go) wait, through
+// Likes.WaitHas, until this node holds the like it names: read your writes
+// across nodes behind a load balancer, bounded by Config.ReadWait.
+//
 // It depends only on the small interfaces it declares (Likes, Membership), so
 // it can be tested against fakes and knows nothing of gossip or storage.
 package api

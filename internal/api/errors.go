@@ -24,6 +24,7 @@ const (
 	codeMethodNotAllowed = "method_not_allowed"
 	codeInternal         = "internal"
 	codeBadRequest       = "bad_request" // a request no route can take (a target of *)
+	codeVersionNotSeen   = "version_not_seen"
 	// Requests net/http rejects before any handler runs get the code of
 	// their status (see netHTTPErrorReply): bad_request,
 	// request_header_fields_too_large, not_implemented,
@@ -64,7 +65,9 @@ func (h handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, e *apiError) {
-	if e.status >= 500 {
+	// version_not_seen is replication lag the client retries, not a fault:
+	// the access log line is enough.
+	if e.status >= 500 && e.code != codeVersionNotSeen {
 		hlog.FromRequest(r).Error().Str("code", e.code).Msg(e.message)
 	}
 	writeJSON(w, e.status, errorBody{errorDetail{e.code, e.message}})

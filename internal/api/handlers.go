@@ -1,9 +1,12 @@
 package api
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-json-experiment/json/jsontext"
@@ -111,17 +114,20 @@ func (s *Server) like(w http.ResponseWriter, post, user string) {
 	writeJSON(w, status, likeReply{Post: post, User: user, Liked: true, Count: count})
 }
 
-// GET /v1/posts/{post}/likes
+// GET /v1/posts/{post}/likes[?version=V]
 func (s *Server) getCount(w http.ResponseWriter, r *http.Request) *apiError {
 	post, e := s.pathID(r, "post")
 	if e != nil {
+		return e
+	}
+	if e := s.awaitVersion(w, r, nil); e != nil {
 		return e
 	}
 	writeJSON(w, http.StatusOK, countReply{Post: post, Count: s.likes.Count(post)})
 	return nil
 }
 
-// GET /v1/posts/{post}/likes/{user}
+// GET /v1/posts/{post}/likes/{user}[?version=V]
 func (s *Server) getLiked(w http.ResponseWriter, r *http.Request) *apiError {
 	post, e := s.pathID(r, "post")
 	if e != nil {
@@ -131,11 +137,14 @@ func (s *Server) getLiked(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
+	if e := s.awaitVersion(w, r, nil); e != nil {
+		return e
+	}
 	writeJSON(w, http.StatusOK, likedReply{Post: post, User: user, Liked: s.likes.Has(post, user)})
 	return nil
 }
 
-// GET /v1/posts/{post}/likers?limit=N&after=USER
+// GET /v1/posts/{post}/likers?limit=N&after=USER[&version=V]
 func (s *Server) getLikers(w http.ResponseWriter, r *http.Request) *apiError {
 	post, e := s.pathID(r, "post")
 	if e != nil {
@@ -158,6 +167,9 @@ func (s *Server) getLikers(w http.ResponseWriter, r *http.Request) *apiError {
 			return e
 		}
 	}
+	if e := s.awaitVersion(w, r, q); e != nil {
+		return e
+	}
 	writeJSON(w, http.StatusOK, s.likersPage(post, after, limit))
 	return nil
 }
@@ -171,7 +183,7 @@ func (s *Server) likersPage(post, after string, limit int) likersReply {
 	return reply
 }
 
-// GET /v1/counts?post=p1&post=p2
+// GET /v1/counts?post=p1&post=p2[&version=V]
 func (s *Server) getCounts(w http.ResponseWriter, r *http.Request) *apiError {
 	q, e := query(r)
 	if e != nil {
@@ -189,13 +201,16 @@ func (s *Server) getCounts(w http.ResponseWriter, r *http.Request) *apiError {
 			return e
 		}
 	}
+	if e := s.awaitVersion(w, r, q); e != nil {
+		return e
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Counts map[string]int `json:"counts"`
 	}{s.likes.Counts(posts)})
 	return nil
 }
 
-// GET /likes?post=p1[&detail=1]: the article's route.
+// GET /likes?post=p1[&detail=1][&version=V]: the article's route.
 func (s *Server) getLikesAlias(w http.ResponseWriter, r *http.Request) *apiError {
 	q, e := query(r)
 	if e != nil {
@@ -212,13 +227,21 @@ func (s *Server) getLikesAlias(w http.ResponseWriter, r *http.Request) *apiError
 	if e != nil {
 		return e
 	}
+	var withUsers bool
 	switch {
 	case !q.Has("detail"), detail == "0", detail == "false":
-		writeJSON(w, http.StatusOK, countReply{Post: post, Count: s.likes.Count(post)})
 	case detail == "1", detail == "true":
-		writeJSON(w, http.StatusOK, s.likersPage(post, "", s.cfg.MaxPageSize))
+		withUsers = true
 	default:
 		return badRequest(codeInvalidParam, "detail must be 1, true, 0 or false, got %q", detail)
+	}
+	if e := s.awaitVersion(w, r, q); e != nil {
+		return e
+	}
+	if withUsers {
+		writeJSON(w, http.StatusOK, s.likersPage(post, "", s.cfg.MaxPageSize))
+	} else {
+		writeJSON(w, http.StatusOK, countReply{Post: post, Count: s.likes.Count(post)})
 	}
 	return nil
 }
@@ -253,6 +276,38 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) *apiError {
 		writeJSON(w, http.StatusOK, statusReply{"ready"})
 	}
 	return nil
+}
+
+// awaitVersion is read your writes: when the query has a version (the
+// token a like reply gave), it waits until this node holds the like the
+// token names, at most ReadWait and no longer than the client waits, so
+// the read that follows sees it. q is the request's parsed query, or nil
+// to parse it here. Every read calls it once its other input is checked:
+// a bad request is told so at once, not after a wait.
+func (s *Server) awaitVersion(w http.ResponseWriter, r *http.Request, q url.Values) *apiError {
+	if q == nil {
+		var e *apiError
+		if q, e = query(r); e != nil {
+			return e
+		}
+	}
+	token, e := single(q, "version")
+	if e != nil || !q.Has("version") {
+		return e
+	}
+	v, err := ParseVersion(token, s.cfg.MaxIDBytes)
+	if err != nil {
+		return badRequest(codeInvalidParam, "version is not a token a like reply gave (pass it as it came): %s",
+			strings.TrimPrefix(err.Error(), ErrBadVersion.Error()+": "))
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadWait)
+	defer cancel()
+	if s.likes.WaitHas(ctx, v.Post, v.User) {
+		return nil
+	}
+	w.Header().Set("Retry-After", "1")
+	return &apiError{http.StatusServiceUnavailable, codeVersionNotSeen, fmt.Sprintf(
+		"this node has not yet seen the like this version names (waited %v): retry, here or on another node", s.cfg.ReadWait)}
 }
 
 // pathID returns a path parameter unescaped (ids may hold any escaped byte,

@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/likesd/likesd/internal/store"
+	"github.com/likesd/likesd/internal/vclock"
 )
 
 // The API's contract: docs/openapi.yaml (OpenAPI 3.1), checked against the
@@ -52,7 +53,9 @@ func contractServer(t *testing.T, likes Likes, members *fakeMembers) *Server {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "likesd_test_total", Help: "A counter."}))
-	srv, err := New(DefaultConfig(), likes, members, zerolog.Nop(), Options{Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
+	cfg := DefaultConfig()
+	cfg.ReadWait = 0 // a version not seen is a 503 at once, not after a second
+	srv, err := New(cfg, likes, members, zerolog.Nop(), Options{Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
 	require.NoError(t, err)
 	return srv
 }
@@ -68,7 +71,7 @@ type contractCase struct {
 func contractCases() []contractCase {
 	long := strings.Repeat("x", 257)
 	good := `{"post":"p1","user":"alice"}`
-	return []contractCase{
+	cases := []contractCase{
 		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 201},
 		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 200, setup: liked("p1", "alice")},
 		{method: "POST", target: "/v1/posts/p1/likes", body: `{"User":"alice"}`, want: 400},
@@ -102,6 +105,27 @@ func contractCases() []contractCase {
 		{method: "GET", target: "/likes?post=p1&detail=1", want: 200, setup: liked("p1", "alice")},
 		{method: "GET", target: "/likes?post=p1&detail=", want: 400},
 	}
+	// Every read with a version: seen, not seen, not a token.
+	seen := Version{Dot: vclock.Dot{Origin: 1, Seq: 1}, Post: "p1", User: "alice"}.String()
+	unseen := Version{Dot: vclock.Dot{Origin: 1, Seq: 2}, Post: "p1", User: "bob"}.String()
+	for _, read := range []string{"/v1/posts/p1/likes?", "/v1/posts/p1/likes/alice?", "/v1/posts/p1/likers?limit=1&", "/v1/counts?post=p1&", "/likes?post=p1&", "/likes?post=p1&detail=1&"} {
+		cases = append(cases,
+			contractCase{method: "GET", target: read + "version=" + seen, want: 200, setup: liked("p1", "alice")},
+			contractCase{method: "GET", target: read + "version=" + unseen, want: 503, setup: liked("p1", "alice")},
+			contractCase{method: "GET", target: read + "version=x", want: 400})
+	}
+	return cases
+}
+
+// The document's bound on a version is the longest token for ids of the
+// documented 256 bytes.
+func TestOpenAPIVersionBound(t *testing.T) {
+	doc, _ := loadOpenAPI(t)
+	schema := doc.Components.Parameters["Version"].Value.Schema.Value
+	require.NotNil(t, schema.MaxLength)
+	assert.Equal(t, uint64(maxVersionLen(DefaultConfig().MaxIDBytes)), *schema.MaxLength)
+	longest := Version{Post: strings.Repeat("p", 256), User: strings.Repeat("u", 256), Dot: vclock.Dot{Origin: ^uint64(0), Seq: ^uint64(0)}}.String()
+	assert.NoError(t, schema.VisitJSON(longest), "the longest token is allowed")
 }
 
 func liked(post string, users ...string) func(*store.Store, *fakeMembers, *Server) {

@@ -28,6 +28,11 @@ type Likes interface {
 	Counts(posts []string) map[string]int
 	Has(post, user string) bool
 	Likers(post, after string, limit int) (users []string, count int, more bool)
+	// WaitHas reports whether the replica holds user's like of post,
+	// waiting for it until ctx ends: true as soon as it is there (at once
+	// when it already is, even if ctx has ended), false when ctx ended
+	// first. It must return promptly when ctx ends.
+	WaitHas(ctx context.Context, post, user string) bool
 }
 
 // Member is one cluster member as /v1/cluster shows it.
@@ -111,7 +116,7 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		DisableGeneralOptionsHandler: true,
 		ReadHeaderTimeout:            cfg.ReadHeaderTimeout,
 		ReadTimeout:                  cfg.ReadTimeout,
-		WriteTimeout:                 cfg.WriteTimeout,
+		WriteTimeout:                 cfg.WriteTimeout + cfg.ReadWait, // a read with a version may wait first
 		IdleTimeout:                  cfg.IdleTimeout,
 		// net/http's own errors (bad TLS, handler panics it caught) into the
 		// structured log rather than bare stderr.
@@ -239,6 +244,10 @@ func (s *Server) logRequest(r *http.Request, status, size int, d time.Duration) 
 		// Probes every few seconds would drown the log; a 503 from /readyz
 		// (starting, draining) is what it is for, not an error.
 		level = zerolog.DebugLevel
+	case status == http.StatusServiceUnavailable:
+		// A read whose version this node has not seen yet: lag the client
+		// retries. Many at once say replication is slow.
+		level = zerolog.WarnLevel
 	case status >= 500:
 		level = zerolog.ErrorLevel
 	}

@@ -8,5 +8,7 @@
 // The store knows nothing of the network. Whoever wires it passes a Sink
 // that is told of every like that was new to this replica through a local
 // Like; remote likes arrive through Merge, which returns what was new so the
-// caller can decide what to pass on.
+// caller can decide what to pass on. A reader that must see a given like
+// (read your writes) waits for it with WaitHas, which the add of that like
+// releases.
 package store

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"math/bits"
 	"slices"
 	"sync"
@@ -22,7 +23,7 @@ type Sink interface {
 }
 
 type shard struct {
-	// mu guards posts and buckets.
+	// mu guards posts, buckets and waiting.
 	mu    sync.RWMutex
 	posts map[string]*gset.Set
 	// buckets are the digests of this shard's run of Buckets: bucket b is
@@ -30,6 +31,16 @@ type shard struct {
 	buckets []gset.Summary
 	first   int
 	upper   *upperLevels // shared by every shard; see digest.go
+	// waiting holds the likes WaitHas calls wait for, nil when none. See
+	// WaitHas for why per like and under mu.
+	waiting map[Like]*waiter
+}
+
+// waiter is the WaitHas calls waiting for one like: they share ch, which
+// the add of that like closes.
+type waiter struct {
+	ch chan struct{}
+	n  int // calls still waiting; the entry goes when the last one gives up
 }
 
 // Store is the node's replica. The zero value is not usable: call New.
@@ -75,6 +86,9 @@ func (s *Store) Like(post, user string) (added bool, count int) {
 	sh := s.shardOf(post)
 	sh.mu.Lock()
 	added, count = sh.addLocked(post, user)
+	if added && len(sh.waiting) > 0 {
+		sh.wakeLocked(post, user)
+	}
 	sh.mu.Unlock()
 	if added && s.sink != nil {
 		s.sink.LikeAdded(Like{Post: post, User: user})
@@ -158,6 +172,9 @@ func (s *Store) Merge(likes []Like) []Like {
 		for _, i := range idx {
 			if ok, _ := sh.addLocked(likes[i].Post, likes[i].User); ok {
 				addedIdx = append(addedIdx, i)
+				if len(sh.waiting) > 0 {
+					sh.wakeLocked(likes[i].Post, likes[i].User)
+				}
 			}
 		}
 		sh.mu.Unlock()
@@ -188,7 +205,86 @@ func (s *Store) MergeSet(post string, users gset.Set) []string {
 	if len(added) > 0 {
 		sh.rebucketLocked(post, before, set.Summary())
 	}
+	if len(sh.waiting) > 0 {
+		for _, u := range added {
+			sh.wakeLocked(post, u)
+		}
+	}
 	return added
+}
+
+// WaitHas reports whether user liked post, waiting until this replica holds
+// that like or ctx ends: true as soon as it is here (at once when it already
+// is, even if ctx has ended), false when ctx ended first. The add that
+// stores the like (Like, Merge or MergeSet) releases the wait: no polling,
+// no goroutine, and nothing left behind when ctx ends.
+//
+// Waiters are kept per like, in the like's shard, under the lock the add
+// already holds: with nobody waiting an add pays one len of a nil map (no
+// atomic, no shared cache line), and a like wakes only its own waiters. A
+// single broadcast channel would be simpler but wake every waiter on every
+// like, and a busy node takes tens of thousands a second.
+func (s *Store) WaitHas(ctx context.Context, post, user string) bool {
+	if s.Has(post, user) {
+		return true
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	sh := s.shardOf(post)
+	key := Like{Post: post, User: user}
+	sh.mu.Lock()
+	if set, ok := sh.posts[post]; ok && set.Has(user) { // added since Has
+		sh.mu.Unlock()
+		return true
+	}
+	w := sh.waiting[key]
+	if w == nil {
+		if sh.waiting == nil {
+			sh.waiting = make(map[Like]*waiter)
+		}
+		w = &waiter{ch: make(chan struct{})}
+		sh.waiting[key] = w
+	}
+	w.n++
+	sh.mu.Unlock()
+
+	select {
+	case <-w.ch:
+		return true // wakeLocked removed the entry
+	case <-ctx.Done():
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	select {
+	case <-w.ch: // it arrived as ctx ended: the entry is gone already
+		return true
+	default:
+	}
+	if w.n--; w.n == 0 {
+		sh.forgetLocked(key)
+	}
+	return false
+}
+
+// wakeLocked releases the waiters of a like just added. sh.mu is held for
+// writing.
+func (sh *shard) wakeLocked(post, user string) {
+	key := Like{Post: post, User: user}
+	if w, ok := sh.waiting[key]; ok {
+		close(w.ch)
+		sh.forgetLocked(key)
+	}
+}
+
+// forgetLocked drops key's waiters; the map goes with the last of them, as
+// Go maps never shrink and a burst of waiters would otherwise stay
+// allocated.
+func (sh *shard) forgetLocked(key Like) {
+	delete(sh.waiting, key)
+	if len(sh.waiting) == 0 {
+		sh.waiting = nil
+	}
 }
 
 // Snapshot calls fn with a copy of every post's set, one shard at a time.

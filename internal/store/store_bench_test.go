@@ -1,8 +1,11 @@
 package store
 
 import (
+	"context"
 	"fmt"
+	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/likesd/likesd/internal/benchcpu"
@@ -31,6 +34,70 @@ func BenchmarkLikeNew(b *testing.B) {
 				i++
 			}
 		})
+	})
+}
+
+// likeBefore is Like as it was before WaitHas: the baseline of
+// BenchmarkLikeWaiters, measured in the same run.
+func (s *Store) likeBefore(post, user string) (added bool, count int) {
+	sh := s.shardOf(post)
+	sh.mu.Lock()
+	added, count = sh.addLocked(post, user)
+	sh.mu.Unlock()
+	if added && s.sink != nil {
+		s.sink.LikeAdded(Like{Post: post, User: user})
+	}
+	return added, count
+}
+
+// BenchmarkLikeWaiters: what WaitHas costs a first like. before is Like
+// without the waiter check, none is Like with nobody waiting (the common
+// case: it should match before), elsewhere is Like while 1024 reads wait on
+// likes that never come, spread over every shard (one map lookup per add).
+func BenchmarkLikeWaiters(b *testing.B) {
+	posts := make([]string, 10000)
+	for i := range posts {
+		posts[i] = "post-" + strconv.Itoa(i)
+	}
+	run := func(b *testing.B, s *Store, like func(post, user string) (bool, int)) {
+		b.ReportAllocs()
+		benchcpu.Report(b, func() {
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				id := fmt.Sprintf("%p", &i)
+				for pb.Next() {
+					like(posts[i%len(posts)], id+strconv.Itoa(i))
+					i++
+				}
+			})
+		})
+	}
+	b.Run("before", func(b *testing.B) {
+		s, _ := New(DefaultConfig(), discard{})
+		run(b, s, s.likeBefore)
+	})
+	b.Run("none", func(b *testing.B) {
+		s, _ := New(DefaultConfig(), discard{})
+		run(b, s, s.Like)
+	})
+	b.Run("elsewhere", func(b *testing.B) {
+		s, _ := New(DefaultConfig(), discard{})
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for i := 0; i < 1024; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.WaitHas(ctx, posts[i%len(posts)], "never")
+			}()
+		}
+		for s.waitingCalls() < 1024 {
+			runtime.Gosched()
+		}
+		run(b, s, s.Like)
+		b.StopTimer()
+		cancel()
+		wg.Wait()
 	})
 }
 
