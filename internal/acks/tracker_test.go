@@ -1,0 +1,370 @@
+package acks
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/breaker"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func newTracker(members ...string) *Tracker {
+	tr := New(DefaultConfig())
+	tr.SetMembers(members, t0)
+	return tr
+}
+
+func released(t *testing.T, tr *Tracker) map[uint64]Result {
+	t.Helper()
+	rs, _ := tr.Take()
+	out := map[uint64]Result{}
+	for _, r := range rs {
+		_, dup := out[r.ID]
+		require.False(t, dup, "waiter %d released twice", r.ID)
+		out[r.ID] = r.Result
+	}
+	return out
+}
+
+func TestParseLevel(t *testing.T) {
+	for in, want := range map[string]Level{"1": One, "2": Count(2), "64": Count(64), "quorum": Quorum, "all": All} {
+		got, err := ParseLevel(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got)
+		assert.Equal(t, in, got.String())
+	}
+	for _, in := range []string{"", "0", "65", "-1", "two", "QUORUM", "1.5", " 2"} {
+		_, err := ParseLevel(in)
+		assert.ErrorIs(t, err, ErrLevel, in)
+	}
+}
+
+func TestWantInSmallAndShrinkingClusters(t *testing.T) {
+	for _, tt := range []struct {
+		l         Level
+		size      int
+		clustered bool
+		want      int
+	}{
+		{One, 3, true, 1}, {Count(2), 1, true, 2}, {Count(3), 2, true, 3},
+		{Quorum, 1, false, 1}, {Quorum, 1, true, 2}, {Quorum, 2, true, 2}, {Quorum, 3, true, 2},
+		{Quorum, 4, true, 3}, {Quorum, 5, true, 3},
+		{All, 1, false, 1}, {All, 1, true, 2}, {All, 2, true, 2}, {All, 5, true, 5},
+	} {
+		assert.Equal(t, tt.want, tt.l.Want(tt.size, tt.clustered), "%s of %d (clustered %v)", tt.l, tt.size, tt.clustered)
+	}
+}
+
+func TestConfigValidateNamesFlags(t *testing.T) {
+	require.NoError(t, DefaultConfig().Validate())
+	c := DefaultConfig()
+	c.Timeout = 0
+	err := c.Validate()
+	assert.ErrorIs(t, err, ErrConfig)
+	assert.ErrorContains(t, err, "--write-timeout")
+	c = DefaultConfig()
+	c.Default = Level{}
+	assert.ErrorContains(t, c.Validate(), "--write-acks")
+	c = DefaultConfig()
+	c.Breaker.Failures = 0
+	assert.ErrorContains(t, c.Validate(), "--breaker-failures")
+}
+
+func TestLevelOneAndNoPeerAnswerAtOnce(t *testing.T) {
+	tr := newTracker("b", "c")
+	_, r, done := tr.Register([]uint64{1}, One, true, t0)
+	assert.True(t, done)
+	assert.Equal(t, Result{Replicas: 1, Want: 1}, r)
+	assert.True(t, r.Met())
+
+	alone := newTracker()
+	_, r, done = alone.Register([]uint64{1}, Count(2), true, t0)
+	assert.True(t, done, "no reachable peer: 202 at once, not after the timeout")
+	assert.Equal(t, Result{Replicas: 1, Want: 2}, r)
+	assert.False(t, r.Met())
+}
+
+func TestDefaultLevelIsOneOnAStandaloneNode(t *testing.T) {
+	tr := newTracker()
+	_, r, done := tr.Register([]uint64{1}, Level{}, false, t0)
+	assert.True(t, done)
+	assert.True(t, r.Met())
+	_, r, done = tr.Register([]uint64{2}, Level{}, true, t0)
+	assert.True(t, done)
+	assert.False(t, r.Met(), "a node of a cluster cut off from every peer answers 202")
+}
+
+func TestFirstAckReleasesW2(t *testing.T) {
+	tr := newTracker("b", "c")
+	id, _, done := tr.Register([]uint64{5}, Level{}, true, t0)
+	require.False(t, done)
+	tr.Acked("c", 5, 5, t0)
+	assert.Equal(t, map[uint64]Result{id: {Replicas: 2, Want: 2}}, released(t, tr))
+	tr.Acked("b", 5, 5, t0) // late: nothing more
+	assert.Empty(t, released(t, tr))
+	assert.Zero(t, tr.Waiting())
+}
+
+func TestDuplicateAndOutOfOrderAcksOfABulkWrite(t *testing.T) {
+	tr := newTracker("b", "c")
+	id, _, done := tr.Register([]uint64{10, 11, 12, 13}, All, true, t0)
+	require.False(t, done)
+	tr.Acked("b", 12, 13, t0)
+	tr.Acked("b", 12, 13, t0) // duplicate
+	tr.Acked("b", 12, 12, t0) // duplicate inside
+	tr.Acked("c", 10, 13, t0)
+	assert.Empty(t, released(t, tr), "b still lacks 10 and 11")
+	tr.Acked("b", 11, 11, t0)
+	tr.Acked("b", 9, 10, t0) // a run wider than the write
+	assert.Equal(t, map[uint64]Result{id: {Replicas: 3, Want: 3}}, released(t, tr))
+}
+
+func TestAPeerLeavingReleasesWithWhatItHas(t *testing.T) {
+	tr := newTracker("b", "c")
+	id, _, _ := tr.Register([]uint64{1}, All, true, t0)
+	tr.Acked("b", 1, 1, t0)
+	assert.Empty(t, released(t, tr))
+	tr.SetMembers([]string{"b"}, t0)
+	assert.Equal(t, map[uint64]Result{id: {Replicas: 2, Want: 3}}, released(t, tr))
+}
+
+func TestCancelReturnsHowFarItGot(t *testing.T) {
+	tr := newTracker("b", "c")
+	id, _, _ := tr.Register([]uint64{1}, All, true, t0)
+	tr.Acked("b", 1, 1, t0)
+	r, ok := tr.Cancel(id)
+	require.True(t, ok)
+	assert.Equal(t, Result{Replicas: 2, Want: 3}, r)
+	_, ok = tr.Cancel(id)
+	assert.False(t, ok)
+	tr.Acked("c", 1, 1, t0)
+	assert.Empty(t, released(t, tr))
+}
+
+// A peer that stops acknowledging trips its breaker; then it is not waited
+// for, gets no frames, and a probe after the cool-down brings it back.
+func TestAStoppedPeerTripsItsBreakerAndAProbeBringsItBack(t *testing.T) {
+	cfg := DefaultConfig()
+	tr := New(cfg)
+	tr.SetMembers([]string{"b", "c"}, t0)
+	now := t0
+	seq := uint64(0)
+	var opened bool
+	for i := 0; i < 40 && !opened; i++ {
+		seq++
+		require.True(t, tr.Allow("b", now))
+		tr.Sent("b", seq, seq, now)
+		tr.Sent("c", seq, seq, now)
+		tr.Acked("c", seq, seq, now)
+		now = now.Add(cfg.Timeout / 4)
+		tr.Tick(now)
+		opened = tr.State("b", now) == breaker.Open
+	}
+	require.True(t, opened, "b never acknowledged: its breaker opens")
+	_, trs := tr.Take()
+	require.NotEmpty(t, trs)
+	assert.Equal(t, PeerTransition{Peer: "b", Transition: breaker.Transition{From: breaker.Closed, To: breaker.Open, At: now}}, trs[len(trs)-1])
+	assert.False(t, tr.Allow("b", now), "no frames to an open peer")
+	assert.Equal(t, []string{"c"}, tr.Eligible(now))
+
+	id, r, done := tr.Register([]uint64{seq + 1}, All, true, now)
+	require.False(t, done)
+	assert.Equal(t, 2, r.Want, "all counts the members whose breaker is not open")
+	tr.Acked("c", seq+1, seq+1, now)
+	assert.Equal(t, map[uint64]Result{id: {Replicas: 2, Want: 2}}, released(t, tr))
+
+	now = now.Add(cfg.Breaker.Cooldown)
+	assert.True(t, tr.Allow("b", now), "half-open: a probe goes")
+	tr.Sent("b", seq+2, seq+2, now)
+	tr.Acked("b", seq+2, seq+2, now)
+	assert.Equal(t, breaker.Closed, tr.State("b", now))
+}
+
+func TestAnOpeningBreakerReleasesItsWaiters(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Breaker.Failures = 1
+	tr := New(cfg)
+	tr.SetMembers([]string{"b", "c"}, t0)
+	id, _, _ := tr.Register([]uint64{1}, All, true, t0)
+	tr.Acked("c", 1, 1, t0)
+	tr.SendFailed("b", t0)
+	assert.Equal(t, map[uint64]Result{id: {Replicas: 2, Want: 3}}, released(t, tr))
+}
+
+// TestSimulatedSchedules drives trackers with random events and checks,
+// against a naive reference, every waiter's outcome: a waiter is released
+// once, exactly when it has its replicas or nobody left to hope for, with
+// Replicas = 1 + the peers that acknowledged all its seqs while eligible.
+func TestSimulatedSchedules(t *testing.T) {
+	schedules := 2000
+	if testing.Short() {
+		schedules = 200
+	}
+	for seed := range schedules {
+		simulate(t, uint64(seed))
+	}
+}
+
+type refWaiter struct {
+	seqs     []uint64
+	want     int
+	eligible map[string]bool
+	acked    map[string]map[uint64]bool
+	gone     map[string]bool
+	result   *Result
+}
+
+func (w *refWaiter) full() int {
+	n := 0
+	for p := range w.eligible {
+		if len(w.acked[p]) == len(w.seqs) {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *refWaiter) hopeless() bool {
+	for p := range w.eligible {
+		if !w.gone[p] && len(w.acked[p]) < len(w.seqs) {
+			return false
+		}
+	}
+	return true
+}
+
+func simulate(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	cfg := DefaultConfig()
+	cfg.Breaker.Failures = 1 + rng.IntN(3)
+	tr := New(cfg)
+	all := []string{"a", "b", "c", "d"}
+	members := slices.Clone(all[:1+rng.IntN(4)])
+	now := t0
+	tr.SetMembers(members, now)
+	ref := map[uint64]*refWaiter{}
+	var seq uint64
+	fail := func(format string, args ...any) {
+		t.Helper()
+		require.FailNow(t, fmt.Sprintf("seed %d: ", seed)+fmt.Sprintf(format, args...))
+	}
+	collect := func() {
+		rs, _ := tr.Take()
+		for _, r := range rs {
+			w, ok := ref[r.ID]
+			if !ok || w.result != nil {
+				fail("waiter %d released twice or unknown", r.ID)
+			}
+			if got := 1 + w.full(); r.Result.Replicas != got || r.Result.Want != w.want {
+				fail("waiter %d released with %+v, reference %d of %d", r.ID, r.Result, got, w.want)
+			}
+			if 1+w.full() < w.want && !w.hopeless() {
+				fail("waiter %d released early", r.ID)
+			}
+			w.result = &r.Result
+		}
+		for id, w := range ref {
+			if w.result == nil && (1+w.full() >= w.want || w.hopeless()) {
+				fail("waiter %d not released: %d of %d, hopeless %v", id, 1+w.full(), w.want, w.hopeless())
+			}
+		}
+	}
+	for range 200 {
+		switch op := rng.IntN(10); {
+		case op < 3: // a write
+			k := 1 + rng.IntN(3)
+			seqs := make([]uint64, k)
+			for i := range seqs {
+				seq++
+				seqs[i] = seq
+			}
+			levels := []Level{One, Count(2), Count(3), Quorum, All, {}}
+			l := levels[rng.IntN(len(levels))]
+			eligible := tr.Eligible(now)
+			id, r, done := tr.Register(seqs, l, true, now)
+			if done {
+				if len(eligible) > 0 && r.Want > 1 {
+					fail("done at once with %d eligible peers and want %d", len(eligible), r.Want)
+				}
+				continue
+			}
+			w := &refWaiter{seqs: seqs, want: r.Want, eligible: map[string]bool{}, acked: map[string]map[uint64]bool{}, gone: map[string]bool{}}
+			for _, p := range eligible {
+				w.eligible[p] = true
+				w.acked[p] = map[uint64]bool{}
+			}
+			ref[id] = w
+		case op < 7: // an ack of a random run, maybe a duplicate, maybe from a non-member
+			if seq == 0 {
+				continue
+			}
+			p := all[rng.IntN(len(all))]
+			first := 1 + rng.Uint64N(seq)
+			last := min(first+rng.Uint64N(3), seq)
+			if !tr.Allow(p, now) {
+				continue // an open peer gets no frames, so sends no acks
+			}
+			tr.Acked(p, first, last, now)
+			for _, w := range ref {
+				if w.result != nil || !w.eligible[p] || w.gone[p] {
+					continue
+				}
+				for _, s := range w.seqs {
+					if s >= first && s <= last {
+						w.acked[p][s] = true
+					}
+				}
+			}
+		case op < 8: // a failed send
+			p := all[rng.IntN(len(all))]
+			before := tr.State(p, now)
+			tr.SendFailed(p, now)
+			if before != breaker.Open && tr.State(p, now) == breaker.Open {
+				for _, w := range ref {
+					if w.result == nil && w.eligible[p] && len(w.acked[p]) < len(w.seqs) {
+						w.gone[p] = true
+					}
+				}
+			}
+		case op < 9: // membership changes
+			members = nil
+			for _, p := range all {
+				if rng.IntN(3) > 0 {
+					members = append(members, p)
+				}
+			}
+			tr.SetMembers(members, now)
+			for _, w := range ref {
+				for p := range w.eligible {
+					if w.result == nil && !slices.Contains(members, p) {
+						w.gone[p] = true
+					}
+				}
+			}
+		default: // time passes
+			now = now.Add(time.Duration(rng.IntN(int(cfg.Breaker.Cooldown))))
+			tr.Tick(now)
+		}
+		collect()
+	}
+	// Whatever still waits is cancelled with what it has.
+	for id, w := range ref {
+		if w.result != nil {
+			continue
+		}
+		r, ok := tr.Cancel(id)
+		if !ok || r.Replicas != 1+w.full() {
+			fail("cancel of %d: %+v %v, reference %d", id, r, ok, 1+w.full())
+		}
+	}
+	if tr.Waiting() != 0 {
+		fail("%d waiters left", tr.Waiting())
+	}
+}

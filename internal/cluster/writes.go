@@ -1,0 +1,277 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/likesd/likesd/internal/acks"
+	"github.com/likesd/likesd/internal/breaker"
+	"github.com/likesd/likesd/internal/store"
+	"github.com/likesd/likesd/internal/vclock"
+)
+
+// writes carries out acks.Tracker: it logs the likes of a write and
+// registers its waiter atomically (an ack may come back before the writer
+// would otherwise have registered), releases waiters, feeds the breakers
+// with sends and acks, and ticks them. One mutex guards the tracker; no
+// network call is made under it.
+type writes struct {
+	n *Node
+	// mu guards tr and waiting.
+	mu      sync.Mutex
+	tr      *acks.Tracker
+	waiting map[uint64]chan acks.Result // by waiter id
+
+	stats struct {
+		met, accepted, acksSent, acksReceived, ackErrors, skipped, opened atomic.Uint64
+	}
+}
+
+func newWrites(n *Node) *writes {
+	return &writes{n: n, tr: acks.New(n.cfg.Writes), waiting: map[uint64]chan acks.Result{}}
+}
+
+// Replicate logs likes this node holds for the fast path and waits, within
+// ctx and the write timeout, until level is met. added[i] says whether
+// likes[i] was new here: at level 1 a like that was already here is not
+// sent again; at higher levels it is, and its acknowledgements count (a
+// retry of a like answered 202 waits for the same guarantee). The dot of
+// likes[0] is returned when it was logged (Seq 0 otherwise); likes logged
+// by one call have consecutive seqs.
+func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Like, added []bool) (acks.Result, vclock.Dot) {
+	w := n.writes
+	clustered := len(n.cfg.Seeds) > 0 || (n.sync != nil && n.sync.sawPeer.Load())
+	resolved := level
+	if resolved.IsDefault() {
+		resolved = n.cfg.Writes.Default
+		if !clustered {
+			resolved = acks.One
+		}
+	}
+	log := likes
+	if resolved == acks.One {
+		log = make([]store.Like, 0, len(likes))
+		for i, l := range likes {
+			if added[i] {
+				log = append(log, l)
+			}
+		}
+	}
+	now := time.Now()
+	w.mu.Lock()
+	var dot vclock.Dot
+	var seqs []uint64
+	if len(log) > 0 {
+		first := n.logLikes(log)
+		if len(log) == len(likes) || added[0] {
+			dot = vclock.Dot{Origin: n.origin, Seq: first}
+		}
+		seqs = make([]uint64, len(log))
+		for i := range seqs {
+			seqs[i] = first + uint64(i)
+		}
+	}
+	id, res, done := w.tr.Register(seqs, resolved, clustered, now)
+	var ch chan acks.Result
+	if !done {
+		ch = make(chan acks.Result, 1)
+		w.waiting[id] = ch
+	}
+	w.mu.Unlock()
+	if done {
+		w.count(res)
+		return res, dot
+	}
+	n.kickFlush()
+	timer := time.NewTimer(n.cfg.Writes.Timeout)
+	defer timer.Stop()
+	select {
+	case res = <-ch:
+	case <-timer.C:
+		res = w.cancel(id, ch)
+	case <-ctx.Done():
+		res = w.cancel(id, ch)
+	}
+	w.count(res)
+	return res, dot
+}
+
+func (w *writes) cancel(id uint64, ch chan acks.Result) acks.Result {
+	w.mu.Lock()
+	res, ok := w.tr.Cancel(id)
+	delete(w.waiting, id)
+	w.mu.Unlock()
+	if !ok { // released meanwhile
+		return <-ch
+	}
+	return res
+}
+
+func (w *writes) count(res acks.Result) {
+	if res.Met() {
+		w.stats.met.Add(1)
+	} else {
+		w.stats.accepted.Add(1)
+	}
+}
+
+// settleLocked hands released waiters their result and logs breaker
+// transitions; w.mu is held.
+func (w *writes) settleLocked() {
+	released, transitions := w.tr.Take()
+	for _, r := range released {
+		if ch, ok := w.waiting[r.ID]; ok {
+			ch <- r.Result
+			delete(w.waiting, r.ID)
+		}
+	}
+	for _, t := range transitions {
+		ev := w.n.log.Info()
+		switch t.To {
+		case breaker.Open:
+			w.stats.opened.Add(1)
+			ev = w.n.log.Warn()
+		case breaker.Closed:
+			// Likes it missed while open were not sent: repair them now.
+			w.n.sync.urge(t.Peer)
+		}
+		ev.Str("peer", t.Peer).Str("from", t.From.String()).Str("to", t.To.String()).Msg("peer breaker " + t.To.String())
+	}
+}
+
+// allow reports whether the fast path may queue a frame to peer, and
+// records it as sent when so.
+func (w *writes) allow(peer string, first, last uint64) bool {
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	defer w.settleLocked()
+	if !w.tr.Allow(peer, now) {
+		w.stats.skipped.Add(1)
+		return false
+	}
+	w.tr.Sent(peer, first, last, now)
+	return true
+}
+
+func (w *writes) sendFailed(peer string) {
+	w.mu.Lock()
+	w.tr.SendFailed(peer, time.Now())
+	w.settleLocked()
+	w.mu.Unlock()
+}
+
+func (w *writes) acked(peer string, runs []ackRun) {
+	now := time.Now()
+	w.mu.Lock()
+	for _, r := range runs {
+		if r.origin == w.n.origin {
+			w.tr.Acked(peer, r.first, r.last(), now)
+		}
+	}
+	w.settleLocked()
+	w.mu.Unlock()
+}
+
+// open reports whether peer's breaker is open.
+func (w *writes) state(peer string) breaker.State {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.tr.State(peer, time.Now())
+}
+
+// membersTick bounds how stale the tracker's member list may be.
+const membersTick = 20 * time.Millisecond
+
+// run ticks the tracker: membership, and frames left unacknowledged.
+func (w *writes) run(ctx context.Context) {
+	// Membership reaches the tracker within a tick; unacknowledged frames
+	// are noticed within a quarter of the timeout.
+	t := time.NewTicker(min(max(w.n.cfg.Writes.Timeout/4, time.Millisecond), membersTick))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		members := w.n.syncPeersAll()
+		now := time.Now()
+		w.mu.Lock()
+		w.tr.SetMembers(members, now)
+		w.tr.Tick(now)
+		w.settleLocked()
+		w.mu.Unlock()
+	}
+}
+
+// kickFlush has the flush loop frame the log now: a write is waiting.
+func (n *Node) kickFlush() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// acker sends acknowledgements of applied frames back to their origins:
+// per destination, what accumulates while one send is in flight goes in
+// the next, so acks are batched by the network's own pace and never wait
+// on the applying goroutine.
+type acker struct {
+	n *Node
+	// mu guards pending and sending.
+	mu      sync.Mutex
+	pending map[string][]ackRun
+	sending map[string]bool
+}
+
+// maxPendingRuns bounds the runs waiting for one destination; past it the
+// oldest are dropped (their writes time out as 202).
+const maxPendingRuns = 4096
+
+func (a *acker) add(to string, r ackRun) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending == nil {
+		a.pending, a.sending = map[string][]ackRun{}, map[string]bool{}
+	}
+	runs := a.pending[to]
+	if k := len(runs); k > 0 && runs[k-1].origin == r.origin && runs[k-1].first+runs[k-1].count == r.first {
+		runs[k-1].count += r.count
+	} else {
+		runs = append(runs, r)
+		if len(runs) > maxPendingRuns {
+			runs = runs[1:]
+			a.n.writes.stats.ackErrors.Add(1)
+		}
+	}
+	a.pending[to] = runs
+	if !a.sending[to] {
+		a.sending[to] = true
+		a.n.sends.Add(1)
+		go a.send(to)
+	}
+}
+
+func (a *acker) send(to string) {
+	defer a.n.sends.Done()
+	for {
+		a.mu.Lock()
+		runs := a.pending[to]
+		delete(a.pending, to)
+		if len(runs) == 0 {
+			delete(a.sending, to)
+			a.mu.Unlock()
+			return
+		}
+		a.mu.Unlock()
+		if err := a.n.sendTo(to, encodeAck(a.n.cfg.NodeName, runs)); err != nil {
+			a.n.writes.stats.ackErrors.Add(1)
+			a.n.log.Debug().Err(err).Str("peer", to).Msg("ack not sent")
+			continue
+		}
+		a.n.writes.stats.acksSent.Add(1)
+	}
+}
