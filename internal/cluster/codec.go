@@ -12,18 +12,28 @@ import (
 // Message types: the first byte of every message between nodes. This file
 // is the only place that knows their bytes.
 const (
-	msgLikes byte = 1 // fast path: origin, first seq, count, then the likes
-	// 2 to 6 carried version-vector repair; they are never reused, so a node
-	// of an older version is rejected, not misread.
+	// 1 carried fast-path frames without their origin's name, and 2 to 6
+	// version-vector repair; they are never reused, so a node of an older
+	// version is rejected, not misread.
 	msgSync byte = 7 // anti-entropy: an antientropy.Message follows
+	// msgLikes is the fast path: the origin's node name, origin, first seq,
+	// count, then the likes. Receivers acknowledge it to that name.
+	msgLikes byte = 8
+	// msgAck is the acknowledging node's name, a count, then runs of
+	// (origin, first seq, count) it holds.
+	msgAck byte = 9
 )
 
 // maxIDLen bounds a post or user id on decode. The API admits 256 bytes; the
 // margin lets that limit grow without a wire change.
 const maxIDLen = 4096
 
-// frameHeaderMax is the largest frame header: type, origin, first, count.
+// frameHeaderMax is the largest frame header but the name: type, origin,
+// first, count.
 const frameHeaderMax = 1 + 8 + binary.MaxVarintLen64*2
+
+// maxAckRuns bounds the runs of one ack message on decode.
+const maxAckRuns = 1 << 16
 
 // Decoding errors; test with errors.Is.
 var (
@@ -36,6 +46,7 @@ var (
 
 // frame is a run of likes from one origin with contiguous seqs.
 type frame struct {
+	from   string // the origin's node name
 	origin uint64
 	first  uint64
 	likes  []store.Like
@@ -46,14 +57,15 @@ type frame struct {
 type frameBuilder struct {
 	max    int
 	kind   byte
+	from   string
 	origin uint64
 	first  uint64
 	count  int
 	body   []byte
 }
 
-func newFrameBuilder(max int, kind byte, origin uint64) *frameBuilder {
-	return &frameBuilder{max: max, kind: kind, origin: origin}
+func newFrameBuilder(max int, kind byte, from string, origin uint64) *frameBuilder {
+	return &frameBuilder{max: max, kind: kind, from: from, origin: origin}
 }
 
 // likeSize is the encoded size of l in a frame.
@@ -61,7 +73,7 @@ func likeSize(l store.Like) int { return wire.StringLen(l.Post) + wire.StringLen
 
 // fits reports whether l can be added without passing max.
 func (f *frameBuilder) fits(l store.Like) bool {
-	return frameHeaderMax+len(f.body)+likeSize(l) <= f.max
+	return frameHeaderMax+wire.StringLen(f.from)+len(f.body)+likeSize(l) <= f.max
 }
 
 // add appends the like with seq; seqs must follow each other within a frame.
@@ -76,8 +88,9 @@ func (f *frameBuilder) add(seq uint64, l store.Like) {
 
 // take returns the frame and starts a new one.
 func (f *frameBuilder) take() (frame []byte, count int) {
-	b := make([]byte, 0, frameHeaderMax+len(f.body))
+	b := make([]byte, 0, frameHeaderMax+wire.StringLen(f.from)+len(f.body))
 	b = append(b, f.kind)
+	b = wire.AppendString(b, f.from)
 	b = binary.BigEndian.AppendUint64(b, f.origin)
 	b = binary.AppendUvarint(b, f.first)
 	b = binary.AppendUvarint(b, uint64(f.count))
@@ -96,7 +109,10 @@ func decodeFrame(b []byte) (frame, error) {
 		return frame{}, fmt.Errorf("%w: %d", errType, b[0])
 	}
 	var err error
-	if f.origin, b, err = readUint64(b[1:]); err != nil {
+	if f.from, b, err = readString(b[1:]); err != nil {
+		return frame{}, err
+	}
+	if f.origin, b, err = readUint64(b); err != nil {
 		return frame{}, err
 	}
 	var count uint64
@@ -151,4 +167,104 @@ func readString(b []byte) (string, []byte, error) {
 		return "", nil, fmt.Errorf("%w: %w", errTruncated, err)
 	}
 	return s, rest, nil
+}
+
+// ackRun says its sender holds origin's likes first..first+count-1.
+type ackRun struct {
+	origin, first, count uint64
+}
+
+func (r ackRun) last() uint64 { return r.first + r.count - 1 }
+
+// encodeAck builds an ack message from the node named from.
+func encodeAck(from string, runs []ackRun) []byte {
+	b := make([]byte, 0, 1+wire.StringLen(from)+binary.MaxVarintLen64+len(runs)*(8+2*binary.MaxVarintLen64))
+	b = append(b, msgAck)
+	b = wire.AppendString(b, from)
+	b = binary.AppendUvarint(b, uint64(len(runs)))
+	for _, r := range runs {
+		b = binary.BigEndian.AppendUint64(b, r.origin)
+		b = binary.AppendUvarint(b, r.first)
+		b = binary.AppendUvarint(b, r.count)
+	}
+	return b
+}
+
+func decodeAck(b []byte) (from string, runs []ackRun, err error) {
+	if len(b) == 0 {
+		return "", nil, errEmpty
+	}
+	if b[0] != msgAck {
+		return "", nil, fmt.Errorf("%w: %d", errType, b[0])
+	}
+	if from, b, err = readString(b[1:]); err != nil {
+		return "", nil, err
+	}
+	var n uint64
+	if n, b, err = readUvarint(b); err != nil {
+		return "", nil, err
+	}
+	if n == 0 || n > maxAckRuns || n > uint64(len(b))/10 {
+		return "", nil, fmt.Errorf("%w: %d ack runs in %d bytes", errFrame, n, len(b))
+	}
+	runs = make([]ackRun, 0, n)
+	for range n {
+		var r ackRun
+		if r.origin, b, err = readUint64(b); err != nil {
+			return "", nil, err
+		}
+		if r.first, b, err = readUvarint(b); err != nil {
+			return "", nil, err
+		}
+		if r.count, b, err = readUvarint(b); err != nil {
+			return "", nil, err
+		}
+		if r.first == 0 || r.count == 0 || r.last() < r.first {
+			return "", nil, fmt.Errorf("%w: ack run first %d count %d", errFrame, r.first, r.count)
+		}
+		runs = append(runs, r)
+	}
+	if len(b) > 0 {
+		return "", nil, fmt.Errorf("%w: %d bytes after the ack runs", errFrame, len(b))
+	}
+	return from, runs, nil
+}
+
+// frameHeader reads a frame's header: its origin, seqs and where its likes
+// start.
+func frameHeader(b []byte) (from string, origin, first, count uint64, body []byte, err error) {
+	if len(b) == 0 || b[0] != msgLikes {
+		return "", 0, 0, 0, nil, errType
+	}
+	if from, b, err = readString(b[1:]); err != nil {
+		return
+	}
+	if origin, b, err = readUint64(b); err != nil {
+		return
+	}
+	if first, b, err = readUvarint(b); err != nil {
+		return
+	}
+	count, body, err = readUvarint(b)
+	return
+}
+
+// joinFrames makes one frame of two built by the same node whose seqs
+// follow each other, if it fits in max bytes: a peer's sender sends what
+// queued up during a send as one.
+func joinFrames(a, b []byte, max int) ([]byte, bool) {
+	fromA, originA, firstA, countA, bodyA, errA := frameHeader(a)
+	fromB, originB, firstB, countB, bodyB, errB := frameHeader(b)
+	if errA != nil || errB != nil || fromA != fromB || originA != originB || firstA+countA != firstB ||
+		frameHeaderMax+wire.StringLen(fromA)+len(bodyA)+len(bodyB) > max {
+		return nil, false
+	}
+	out := make([]byte, 0, frameHeaderMax+wire.StringLen(fromA)+len(bodyA)+len(bodyB))
+	out = append(out, msgLikes)
+	out = wire.AppendString(out, fromA)
+	out = binary.BigEndian.AppendUint64(out, originA)
+	out = binary.AppendUvarint(out, firstA)
+	out = binary.AppendUvarint(out, countA+countB)
+	out = append(out, bodyA...)
+	return append(out, bodyB...), true
 }

@@ -18,7 +18,7 @@ func benchLikes(n int) []store.Like {
 // BenchmarkFrameEncode: packing likes into 64 KiB direct batches.
 func BenchmarkFrameEncode(b *testing.B) {
 	likes := benchLikes(1000)
-	fb := newFrameBuilder(64<<10, msgLikes, 1)
+	fb := newFrameBuilder(64<<10, msgLikes, "node-1", 1)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(likes)))
 	for i := 0; i < b.N; i++ {
@@ -34,7 +34,7 @@ func BenchmarkFrameEncode(b *testing.B) {
 
 // BenchmarkFrameDecode: one gossip-sized frame.
 func BenchmarkFrameDecode(b *testing.B) {
-	fb := newFrameBuilder(1400-frameOverhead, msgLikes, 1)
+	fb := newFrameBuilder(1400-frameOverhead, msgLikes, "node-1", 1)
 	n := 0
 	for _, l := range benchLikes(1000) {
 		if !fb.fits(l) {

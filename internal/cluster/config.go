@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/rs/zerolog"
+
+	"github.com/likesd/likesd/internal/acks"
 )
 
 // Config tunes one node. Start from DefaultConfig (a LAN or pod network) or
@@ -172,6 +174,10 @@ type Config struct {
 	// transport serves one node and is shut down by its Close.
 	Transport memberlist.Transport
 
+	// Writes sets write levels, the write timeout and the per-peer
+	// breakers (internal/acks; defaults there).
+	Writes acks.Config
+
 	// Logger receives cluster events (component=cluster) and memberlist's
 	// own log lines (component=memberlist).
 	Logger zerolog.Logger
@@ -207,6 +213,7 @@ func DefaultConfig() Config {
 		MaxQueuedFrames:   8192,
 		LeaveTimeout:      2 * time.Second,
 		Label:             "likesd",
+		Writes:            acks.DefaultConfig(),
 		Logger:            zerolog.Nop(),
 	}
 }
@@ -297,6 +304,9 @@ func (c Config) Validate() error {
 		return bad("PeerRetryInterval (--peer-retry-interval) %v outside [1ms, 1s]", c.PeerRetryInterval)
 	case len(c.Label) > 255:
 		return bad("Label is %d bytes; at most 255", len(c.Label))
+	}
+	if err := c.Writes.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	for _, s := range c.Seeds {
 		if _, port, err := net.SplitHostPort(s); err != nil {

@@ -48,7 +48,7 @@ type peerSender struct {
 // sendDirect queues frame for every peer the member table lists as a send
 // target. It runs on flushLoop, which owns n.peers: peers that appeared get
 // a sender, peers that went get theirs stopped.
-func (n *Node) sendDirect(frame []byte) {
+func (n *Node) sendDirect(frame []byte, first, last uint64) {
 	if n.peers == nil {
 		n.peers = map[string]*peerSender{}
 	}
@@ -63,7 +63,9 @@ func (n *Node) sendDirect(frame []byte) {
 			}
 			p = n.startPeer(t)
 		}
-		n.enqueue(p, frame)
+		if n.writes.allow(t.name, first, last) {
+			n.enqueue(p, frame)
+		}
 	}
 	for name := range n.peers {
 		if !live[name] {
@@ -111,28 +113,43 @@ func (n *Node) runPeer(p *peerSender) {
 			n.dropped()
 		}
 	}()
+	var carry []byte // taken from the queue, not joinable to the last send
+	closed := false
 	for {
 		var frame []byte
-		select {
-		case f, ok := <-p.queue:
-			if !ok {
-				return
-			}
-			frame = f
+		switch {
+		case carry != nil:
+			frame, carry = carry, nil
+		case closed:
+			return
 		default:
-			if k := len(backlog); k > 0 {
-				frame, backlog = backlog[k-1], backlog[:k-1]
-				break
+			select {
+			case f, ok := <-p.queue:
+				if !ok {
+					return
+				}
+				frame = f
+			default:
+				if k := len(backlog); k > 0 {
+					frame, backlog = backlog[k-1], backlog[:k-1]
+					break
+				}
+				f, ok := <-p.queue
+				if !ok {
+					return
+				}
+				frame = f
 			}
-			f, ok := <-p.queue
-			if !ok {
-				return
-			}
-			frame = f
+		}
+		if carry == nil && !closed {
+			frame, carry, closed = n.joinQueued(p, frame)
 		}
 		switch n.deliver(p, frame) {
 		case delivered:
 		case resumed:
+			if carry != nil {
+				backlog, carry = append(backlog, carry), nil
+			}
 			for drained := false; !drained; {
 				select {
 				case f, ok := <-p.queue:
@@ -149,6 +166,10 @@ func (n *Node) runPeer(p *peerSender) {
 				n.dropped()
 			}
 		case failed:
+			if carry != nil {
+				n.dropped()
+				carry = nil
+			}
 			for range backlog {
 				n.dropped()
 			}
@@ -156,6 +177,28 @@ func (n *Node) runPeer(p *peerSender) {
 			if !n.awaitPeer(p) {
 				return
 			}
+		}
+	}
+}
+
+// joinQueued joins to frame the frames waiting in p's queue while they
+// join (the usual case: what queued up during the last send); carry is
+// the first that did not, closed whether the queue was closed.
+func (n *Node) joinQueued(p *peerSender, frame []byte) (joined, carry []byte, closed bool) {
+	for {
+		select {
+		case f, ok := <-p.queue:
+			if !ok {
+				return frame, nil, true
+			}
+			j, ok := joinFrames(frame, f, n.cfg.DirectBatchBytes)
+			if !ok {
+				return frame, f, false
+			}
+			frame = j
+			n.directPending.Add(-1)
+		default:
+			return frame, nil, false
 		}
 	}
 }
@@ -223,6 +266,7 @@ func (n *Node) deliver(p *peerSender, frame []byte) outcome {
 func (n *Node) sent(p *peerSender, err error) bool {
 	n.directPending.Add(-1)
 	if err != nil {
+		n.writes.sendFailed(p.peer.name)
 		n.stats.directErrors.Add(1)
 		n.log.Info().Err(err).Str("peer", p.peer.name).Msg("direct send failed")
 		return false

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/antientropy"
+	"github.com/likesd/likesd/internal/breaker"
 	"github.com/likesd/likesd/internal/store"
 )
 
@@ -32,6 +33,9 @@ type Member struct {
 	Name  string
 	Addr  string // host:port of its gossip endpoint
 	State string // alive, suspect, dead or left
+	// Breaker is this node's circuit breaker for the member: closed, open
+	// or half-open; empty for this node itself.
+	Breaker string
 }
 
 // Stats are cumulative counters since Start.
@@ -59,6 +63,15 @@ type Stats struct {
 	SyncBytesOut    uint64
 	SyncDropped     uint64 // sync messages dropped: a queue was full
 	HandoffTimeouts uint64 // hand-offs cut short by the shutdown bound
+
+	WritesMet      uint64 // writes that reached their level (201/200)
+	WritesAccepted uint64 // writes answered before reaching it (202)
+	WritesWaiting  uint64 // writes waiting for acknowledgements now
+	AcksSent       uint64 // ack messages sent to origins
+	AcksReceived   uint64 // ack messages received from peers
+	AckErrors      uint64 // ack runs that could not be sent or were dropped
+	BreakerSkipped uint64 // fast-path frames not queued: the peer's breaker was open
+	BreakerOpened  uint64 // times a peer's breaker opened
 }
 
 type counters struct {
@@ -108,7 +121,9 @@ type Node struct {
 	framed uint64
 	peers  map[string]*peerSender
 
-	sync *syncDriver
+	sync   *syncDriver
+	writes *writes
+	acker  acker
 
 	mlReady  atomic.Pointer[memberlist.Memberlist] // for callbacks racing Start
 	selfAddr string                                // set once by Start
@@ -150,6 +165,8 @@ func New(cfg Config) (*Node, error) {
 		strays:  make(chan string, 16),
 		members: newMemberTable(cfg.NodeName, cfg.gossipToTheDeadTime()),
 	}
+	n.writes = newWrites(n)
+	n.acker = acker{n: n}
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {
 			if ml := n.mlReady.Load(); ml != nil {
@@ -234,7 +251,8 @@ func (n *Node) start(replica Replica) error {
 	n.cancel = cancel
 	n.flushWG.Add(1)
 	go func() { defer n.flushWG.Done(); n.flushLoop() }()
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go func() { defer n.wg.Done(); n.writes.run(ctx) }()
 	go func() { defer n.wg.Done(); n.applyLoop(ctx) }()
 	go func() { defer n.wg.Done(); n.joinLoop(ctx) }()
 	go func() { defer n.wg.Done(); n.sync.run(ctx) }()
@@ -245,18 +263,23 @@ func (n *Node) start(replica Replica) error {
 // the log, from which the fast path frames it. It never blocks on the
 // network: the log is a ring, and a like the fast path could not frame in
 // time reaches peers by anti-entropy.
-func (n *Node) LikeAdded(l store.Like) {
+func (n *Node) LikeAdded(l store.Like) { n.logLikes([]store.Like{l}) }
+
+// logLikes gives likes consecutive dots, puts them in the log and returns
+// the first seq.
+func (n *Node) logLikes(likes []store.Like) (first uint64) {
 	n.logMu.Lock()
-	n.seq++
-	seq := n.seq
-	n.ring[seq%uint64(len(n.ring))] = l
-	n.logMu.Unlock()
-	if seq%256 == 0 { // a batch is likely waiting: do not wait for the tick
-		select {
-		case n.kick <- struct{}{}:
-		default:
-		}
+	first = n.seq + 1
+	for _, l := range likes {
+		n.seq++
+		n.ring[n.seq%uint64(len(n.ring))] = l
 	}
+	last := n.seq
+	n.logMu.Unlock()
+	if last/256 != (first-1)/256 { // a batch is likely waiting: do not wait for the tick
+		n.kickFlush()
+	}
+	return first
 }
 
 // Joined reports whether the node has joined its seeds, or has no seeds and
@@ -278,7 +301,15 @@ func (n *Node) Addr() string { return n.selfAddr }
 // Members lists the members this node knows, itself included, sorted by
 // name: alive, suspect (this node's probes get no answer), and for a while
 // (memberlist's GossipToTheDeadTime) dead and left ones.
-func (n *Node) Members() []Member { return n.members.list(time.Now()) }
+func (n *Node) Members() []Member {
+	ms := n.members.list(time.Now())
+	for i := range ms {
+		if ms[i].Name != n.cfg.NodeName {
+			ms[i].Breaker = n.writes.state(ms[i].Name).String()
+		}
+	}
+	return ms
+}
 
 // Stats returns the counters since Start.
 func (n *Node) Stats() Stats {
@@ -296,6 +327,13 @@ func (n *Node) Stats() Stats {
 		st.SyncBytesIn, st.SyncBytesOut = d.stats.bytesIn.Load(), d.stats.bytesOut.Load()
 		st.SyncDropped, st.HandoffTimeouts = d.stats.dropped.Load(), d.stats.handoffTimeouts.Load()
 	}
+	w := &n.writes.stats
+	st.WritesMet, st.WritesAccepted = w.met.Load(), w.accepted.Load()
+	st.AcksSent, st.AcksReceived, st.AckErrors = w.acksSent.Load(), w.acksReceived.Load(), w.ackErrors.Load()
+	st.BreakerSkipped, st.BreakerOpened = w.skipped.Load(), w.opened.Load()
+	n.writes.mu.Lock()
+	st.WritesWaiting = uint64(n.writes.tr.Waiting())
+	n.writes.mu.Unlock()
 	return st
 }
 
@@ -340,9 +378,9 @@ func (n *Node) Close(ctx context.Context) error {
 	return err
 }
 
-// syncPeers are the names of the other members that are alive or suspect
-// in this node's member table, sorted.
-func (n *Node) syncPeers() []string {
+// syncPeersAll are the names of the other members that are alive or
+// suspect in this node's member table, sorted.
+func (n *Node) syncPeersAll() []string {
 	var out []string
 	for _, p := range n.members.peers(stateAlive, stateSuspect) {
 		out = append(out, p.name)
@@ -350,9 +388,23 @@ func (n *Node) syncPeers() []string {
 	return out
 }
 
-// sendSync sends an anti-entropy message to a member over memberlist's
-// reliable channel, to the address the member table copied.
-func (n *Node) sendSync(to string, msg []byte) error {
+// syncPeers are the members anti-entropy may start sessions with: alive or
+// suspect, and their breaker not open (an open peer is caught up by the
+// session urged when its breaker closes).
+func (n *Node) syncPeers() []string {
+	all := n.syncPeersAll()
+	out := all[:0]
+	for _, name := range all {
+		if n.writes.state(name) != breaker.Open {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// sendTo sends a message to a member over memberlist's reliable channel,
+// to the address the member table copied.
+func (n *Node) sendTo(to string, msg []byte) error {
 	p, ok := n.members.member(to)
 	if !ok {
 		return fmt.Errorf("cluster: %s is not a member", to)
@@ -403,21 +455,25 @@ func (n *Node) flushLog() {
 	if n.cfg.FastPath == FastPathDirect {
 		max = n.cfg.DirectBatchBytes
 	}
-	fb := newFrameBuilder(max, msgLikes, n.origin)
+	fb := newFrameBuilder(max, msgLikes, n.cfg.NodeName, n.origin)
 	for i, l := range likes {
 		if !fb.fits(l) && fb.count > 0 {
-			n.queueFrame(fb.take())
+			first := fb.first
+			frame, count := fb.take()
+			n.queueFrame(frame, first, count)
 		}
 		fb.add(from+uint64(i), l)
 	}
-	n.queueFrame(fb.take())
+	first := fb.first
+	frame, count := fb.take()
+	n.queueFrame(frame, first, count)
 }
 
 // queueFrame counts a frame once it is queued, so a reader that sees the
 // count also sees directPending include it.
-func (n *Node) queueFrame(frame []byte, count int) {
+func (n *Node) queueFrame(frame []byte, first uint64, count int) {
 	if n.cfg.FastPath == FastPathDirect {
-		n.sendDirect(frame)
+		n.sendDirect(frame, first, first+uint64(count)-1)
 	} else {
 		n.broadcast(frame)
 	}
@@ -457,6 +513,9 @@ func (n *Node) handle(msg []byte) error {
 			return err
 		}
 		added := len(n.replica.Merge(f.likes))
+		if f.from != n.cfg.NodeName {
+			n.acker.add(f.from, ackRun{origin: f.origin, first: f.first, count: uint64(len(f.likes))})
+		}
 		n.stats.framesReceived.Add(1)
 		n.stats.bytesReceived.Add(uint64(len(msg)))
 		n.stats.likesReceived.Add(uint64(len(f.likes)))
@@ -467,6 +526,14 @@ func (n *Node) handle(msg []byte) error {
 			n.stats.likesQueued.Add(uint64(len(f.likes)))
 			n.broadcast(msg)
 		}
+		return nil
+	case msgAck:
+		from, runs, err := decodeAck(msg)
+		if err != nil {
+			return err
+		}
+		n.writes.stats.acksReceived.Add(1)
+		n.writes.acked(from, runs)
 		return nil
 	case msgSync:
 		m, err := antientropy.Decode(msg[1:])

@@ -252,7 +252,7 @@ func (d *syncDriver) sendLoop(ctx context.Context, to string, q chan []byte) {
 		go func() {
 			defer inFlight.Done()
 			defer func() { <-slots }()
-			if err := d.n.sendSync(to, msg); err != nil {
+			if err := d.n.sendTo(to, msg); err != nil {
 				d.n.log.Debug().Err(err).Str("peer", to).Msg("sync message not sent")
 				select {
 				case d.fails <- to:
