@@ -75,11 +75,13 @@ func TestLikeFirstThenRepeat(t *testing.T) {
 	f := newFixture(t)
 	got := f.do(t, "POST", "/v1/posts/p1/likes", `{"user":"alice"}`, "Content-Type", "application/json")
 	assert.Equal(t, http.StatusCreated, got.status)
-	assert.Equal(t, map[string]any{"post": "p1", "user": "alice", "liked": true, "count": float64(1)}, got.body)
+	assert.Equal(t, map[string]any{"post": "p1", "user": "alice", "liked": true, "count": float64(1),
+		"replicas": float64(1), "version": Version{Post: "p1", User: "alice"}.String()}, got.body)
 
 	got = f.do(t, "POST", "/v1/posts/p1/likes", `{"user":"alice"}`)
 	assert.Equal(t, http.StatusOK, got.status, "a retried like changes nothing")
-	assert.Equal(t, map[string]any{"post": "p1", "user": "alice", "liked": true, "count": float64(1)}, got.body)
+	assert.Equal(t, map[string]any{"post": "p1", "user": "alice", "liked": true, "count": float64(1),
+		"replicas": float64(1), "version": Version{Post: "p1", User: "alice"}.String()}, got.body)
 
 	got = f.do(t, "POST", "/v1/posts/p1/likes", `{"user":"bob"}`)
 	assert.Equal(t, http.StatusCreated, got.status)
@@ -142,7 +144,8 @@ func TestArticleAliasLike(t *testing.T) {
 	// The article's curl sent JSON with curl's default form Content-Type.
 	got := f.do(t, "POST", "/like", `{"post":"p1","user":"alice"}`, "Content-Type", "application/x-www-form-urlencoded")
 	assert.Equal(t, http.StatusCreated, got.status)
-	assert.Equal(t, map[string]any{"post": "p1", "user": "alice", "liked": true, "count": float64(1)}, got.body)
+	assert.Equal(t, map[string]any{"post": "p1", "user": "alice", "liked": true, "count": float64(1),
+		"replicas": float64(1), "version": Version{Post: "p1", User: "alice"}.String()}, got.body)
 	got = f.do(t, "POST", "/like", `{"post":"p1","user":"alice"}`)
 	assert.Equal(t, http.StatusOK, got.status)
 	assert.Equal(t, 1, f.store.Count("p1"))

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/likesd/likesd/internal/store"
 )
 
 // bulkReply is the reply of POST /v1/likes.
@@ -16,6 +18,9 @@ type bulkReply struct {
 	Existing int `json:"existing"`
 	// Errors lists the likes that were rejected, by index in the request.
 	Errors []itemError `json:"errors"`
+	// Replicas held every stored like of the request when answered, this
+	// node included (0 when none was stored).
+	Replicas int `json:"replicas"`
 }
 
 type itemError struct {
@@ -30,6 +35,8 @@ type itemError struct {
 type bulkState struct {
 	lr    likeReader
 	items []likeFields // the valid likes, in order
+	likes []store.Like // the stored ones, for replication
+	added []bool
 	reply bulkReply
 }
 
@@ -55,6 +62,10 @@ func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 		st.reply = bulkReply{}
 		bulkPool.Put(st)
 	}()
+	level, e := s.writeQuery(r)
+	if e != nil {
+		return e
+	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBulkBodyBytes)
 	if st.lr.dec == nil {
 		st.lr.dec = jsontext.NewDecoder(body, decodeOptions...)
@@ -62,6 +73,7 @@ func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 		st.lr.dec.Reset(body, decodeOptions...)
 	}
 	st.lr.arena, st.items = st.lr.arena[:0], st.items[:0]
+	st.likes, st.added = st.likes[:0], st.added[:0]
 	st.reply.Errors = []itemError{}
 	if e := s.readBulk(st); e != nil {
 		return e
@@ -74,15 +86,26 @@ func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 		if p := st.lr.arena[it.post.off:it.post.end]; post == "" || string(p) != post {
 			post = string(p)
 		}
-		added, _ := s.likes.Like(post, string(st.lr.arena[it.user.off:it.user.end]))
+		user := string(st.lr.arena[it.user.off:it.user.end])
+		added, _ := s.likes.Like(post, user)
 		s.observe.ObserveLike(added)
+		st.likes, st.added = append(st.likes, store.Like{Post: post, User: user}), append(st.added, added)
 		if added {
 			st.reply.Added++
 		} else {
 			st.reply.Existing++
 		}
 	}
-	writeJSON(w, http.StatusOK, st.reply)
+	status := http.StatusOK
+	if len(st.likes) > 0 {
+		res, _ := s.replicas.Replicate(r.Context(), level, st.likes, st.added)
+		st.reply.Replicas = res.Replicas
+		if !res.Met() {
+			status = http.StatusAccepted
+		}
+	}
+	clear(st.likes) // keep no ids alive in the pool
+	writeJSON(w, status, st.reply)
 	return nil
 }
 

@@ -26,11 +26,11 @@ func TestBulkImport(t *testing.T) {
 		{"post":"p1","user":"alice"}
 	]}`)
 	require.Equal(t, http.StatusOK, got.status, got.raw)
-	assert.Equal(t, map[string]any{"added": float64(3), "existing": float64(2), "errors": []any{}}, got.body)
+	assert.Equal(t, map[string]any{"added": float64(3), "existing": float64(2), "errors": []any{}, "replicas": float64(1)}, got.body)
 	assert.Equal(t, map[string]int{"p1": 3, "p2": 1}, f.store.Counts([]string{"p1", "p2"}))
 
 	got = f.do(t, "POST", "/v1/likes", `{"likes":[]}`)
-	assert.Equal(t, map[string]any{"added": float64(0), "existing": float64(0), "errors": []any{}}, got.body)
+	assert.Equal(t, map[string]any{"added": float64(0), "existing": float64(0), "errors": []any{}, "replicas": float64(0)}, got.body)
 }
 
 // Each item is checked exactly as a single like is: the bad ones are
@@ -205,7 +205,7 @@ func TestBulkImportsInParallel(t *testing.T) {
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/likes", strings.NewReader(bulkBody((g*5+i)*500, 500, 50))))
 				assert.Equal(t, http.StatusOK, rec.Code)
-				assert.JSONEq(t, `{"added":500,"existing":0,"errors":[]}`, rec.Body.String())
+				assert.JSONEq(t, `{"added":500,"existing":0,"errors":[],"replicas":1}`, rec.Body.String())
 			}
 		})
 	}

@@ -10,6 +10,9 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/likesd/likesd/internal/acks"
+	"github.com/likesd/likesd/internal/store"
 )
 
 type likeReply struct {
@@ -17,6 +20,10 @@ type likeReply struct {
 	User  string `json:"user"`
 	Liked bool   `json:"liked"`
 	Count int    `json:"count"`
+	// Replicas held the like when answered, this node included.
+	Replicas int `json:"replicas"`
+	// Version names the like for read-your-writes (docs/api.md).
+	Version string `json:"version"`
 }
 
 type countReply struct {
@@ -47,21 +54,38 @@ func (s *Server) postLike(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
+	level, e := s.writeQuery(r)
+	if e != nil {
+		return e
+	}
 	_, user, e := s.readLikeBody(w, r, false)
 	if e != nil {
 		return e
 	}
-	s.like(w, post, user)
+	s.like(w, r, level, post, user)
 	return nil
+}
+
+// writeQuery reads a write's query string: w, the write level.
+func (s *Server) writeQuery(r *http.Request) (acks.Level, *apiError) {
+	q, e := query(r)
+	if e != nil {
+		return acks.Level{}, e
+	}
+	return writeLevel(q)
 }
 
 // POST /like  {"post":"p1","user":"alice"}: the article's route.
 func (s *Server) postLikeAlias(w http.ResponseWriter, r *http.Request) *apiError {
+	level, e := s.writeQuery(r)
+	if e != nil {
+		return e
+	}
 	post, user, e := s.readLikeBody(w, r, true)
 	if e != nil {
 		return e
 	}
-	s.like(w, post, user)
+	s.like(w, r, level, post, user)
 	return nil
 }
 
@@ -104,14 +128,14 @@ func (s *Server) checkLike(lr *likeReader, got likeFields, withPost bool) *apiEr
 	return checkIDBytes("user", lr.arena[got.user.off:got.user.end], s.cfg.MaxIDBytes)
 }
 
-func (s *Server) like(w http.ResponseWriter, post, user string) {
+func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, post, user string) {
 	added, count := s.likes.Like(post, user)
 	s.observe.ObserveLike(added)
-	status := http.StatusOK
-	if added {
-		status = http.StatusCreated
-	}
-	writeJSON(w, status, likeReply{Post: post, User: user, Liked: true, Count: count})
+	res, dot := s.replicas.Replicate(r.Context(), level, []store.Like{{Post: post, User: user}}, []bool{added})
+	writeJSON(w, writeStatus(res, added), likeReply{
+		Post: post, User: user, Liked: true, Count: count,
+		Replicas: res.Replicas, Version: Version{Dot: dot, Post: post, User: user}.String(),
+	})
 }
 
 // GET /v1/posts/{post}/likes[?version=V]

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/store"
 	"github.com/likesd/likesd/internal/vclock"
 )
@@ -74,6 +75,12 @@ func contractCases() []contractCase {
 	cases := []contractCase{
 		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 201},
 		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 200, setup: liked("p1", "alice")},
+		{method: "POST", target: "/v1/posts/p1/likes?w=all", body: `{"user":"alice"}`, want: 201},
+		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 202, setup: unreplicated},
+		{method: "POST", target: "/v1/posts/p1/likes?w=3", body: `{"user":"alice"}`, want: 202, setup: unreplicated},
+		{method: "POST", target: "/v1/posts/p1/likes?w=zero", body: `{"user":"alice"}`, want: 400},
+		{method: "POST", target: "/like?w=quorum", body: good, want: 202, setup: unreplicated},
+		{method: "POST", target: "/v1/likes?w=2", body: `{"likes":[{"post":"p1","user":"alice"}]}`, want: 202, setup: unreplicated},
 		{method: "POST", target: "/v1/posts/p1/likes", body: `{"User":"alice"}`, want: 400},
 		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"` + strings.Repeat("a", 70<<10) + `"}`, want: 413},
 		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 500, panics: true},
@@ -266,4 +273,13 @@ func TestOpenAPIErrorShapeOutsideOperations(t *testing.T) {
 		require.NoError(t, json.Unmarshal(b, &v))
 		assert.NoError(t, schema.VisitJSON(v, openapi3.EnableJSONSchema2020()), "%s", b)
 	}
+}
+
+// unreplicated makes every write miss its level: the 202 replies.
+func unreplicated(_ *store.Store, _ *fakeMembers, srv *Server) { srv.replicas = stuckReplicator{} }
+
+type stuckReplicator struct{}
+
+func (stuckReplicator) Replicate(_ context.Context, l acks.Level, _ []store.Like, _ []bool) (acks.Result, vclock.Dot) {
+	return acks.Result{Replicas: 1, Want: max(2, l.Want(3, true))}, vclock.Dot{Origin: 42, Seq: 7}
 }

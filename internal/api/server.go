@@ -40,6 +40,9 @@ type Member struct {
 	Name  string `json:"name"`
 	Addr  string `json:"addr"`
 	State string `json:"state"`
+	// Breaker is this node's circuit breaker for the member (closed, open
+	// or half-open); absent for the node itself.
+	Breaker string `json:"breaker,omitempty"`
 }
 
 // Membership is what the API needs from the cluster.
@@ -62,6 +65,9 @@ type Observer interface {
 type Options struct {
 	Observer Observer     // nil: nothing observed
 	Metrics  http.Handler // served at GET /metrics when set
+	// Replicator acknowledges writes at a level; nil: this node alone
+	// (every write has 1 replica and wants 1).
+	Replicator Replicator
 }
 
 type nopObserver struct{}
@@ -79,6 +85,7 @@ type Server struct {
 	http     *http.Server
 	observe  Observer
 	metrics  http.Handler
+	replicas Replicator
 	draining atomic.Bool
 	idPrefix string        // random, per Server: ids from two processes differ
 	idSeq    atomic.Uint64 // the last request id's sequence number
@@ -91,11 +98,12 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		likes:   likes,
-		members: members,
-		log:     logger.With().Str("component", "api").Logger(),
-		observe: nopObserver{},
+		cfg:      cfg,
+		likes:    likes,
+		members:  members,
+		log:      logger.With().Str("component", "api").Logger(),
+		observe:  nopObserver{},
+		replicas: localOnly{},
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:]) // never fails on supported platforms
@@ -106,6 +114,9 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		}
 		if o.Metrics != nil {
 			s.metrics = o.Metrics
+		}
+		if o.Replicator != nil {
+			s.replicas = o.Replicator
 		}
 	}
 	s.router = s.routes()
