@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
 	"github.com/likesd/likesd/internal/store"
@@ -239,6 +240,19 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.duration(&o.cluster.SyncInterval, "sync-interval", 10*time.Millisecond, "anti-entropy: how often content digests are compared with the next peer and differences repaired (10ms to 1m)")
 	f.duration(&o.cluster.SyncTimeout, "sync-timeout", 100*time.Millisecond, "anti-entropy: how long a session waits for a silent peer before giving up (100ms to 10m)")
 	f.integer(&o.cluster.SyncChunkBytes, "sync-chunk-bytes", 4096, 2<<20, "anti-entropy: bytes of likes in one pull or push message; a new node's full sync is many")
+	f.value("write-acks", "level", "replicas (this node included) that must hold a like before it is answered 201/200; fewer within --write-timeout: 202. "+
+		"1 to 64, quorum or all (of the reachable members); a request may ask for another with ?w=. A node with no --join that never saw a peer uses 1",
+		func() string { return o.cluster.Writes.Default.String() }, func(s string) error {
+			l, err := acks.ParseLevel(s)
+			if err != nil {
+				return fmt.Errorf("want 1 to %d, quorum or all", acks.MaxLevel)
+			}
+			o.cluster.Writes.Default = l
+			return nil
+		})
+	f.duration(&o.cluster.Writes.Timeout, "write-timeout", 1, "how long a write waits for its replicas before it is answered 202 (1ms to 10s); a frame a peer leaves unacknowledged this long is a failure of that peer")
+	f.integer(&o.cluster.Writes.Breaker.Failures, "breaker-failures", 1, 1000, "consecutive failures (failed sends, unacknowledged frames) that open a peer's circuit breaker: no batches, not waited for")
+	f.duration(&o.cluster.Writes.Breaker.Cooldown, "breaker-cooldown", 1, "how long an open breaker stays open before batches probe the peer again (half-open; 10ms to 5m)")
 	f.integer(&o.cluster.InboxSize, "inbox-size", 1, maxInt, "received messages waiting to be applied before new ones are dropped (left to repair)")
 	f.integer(&o.cluster.MaxQueuedFrames, "max-queued-frames", 1, maxInt, "gossip broadcast queue bound (gossip fast path); the oldest frames are pruned")
 	f.value("store-shards", "int", "lock shards of the in-memory store (a power of two up to 65536)",

@@ -85,12 +85,14 @@ func assemble(o options, log zerolog.Logger) (*cluster.Node, *api.Server, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	replica, err := store.New(o.store, node)
+	// The API hands every like to the node itself (Replicate), so the
+	// store reports to nobody.
+	replica, err := store.New(o.store, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	m := metrics.New(node)
-	srv, err := api.New(o.api, replica, membership{node}, log.With().Str("node", node.Self()).Logger(), api.Options{Observer: m, Metrics: m.Handler()})
+	srv, err := api.New(o.api, replica, membership{node}, log.With().Str("node", node.Self()).Logger(), api.Options{Observer: m, Metrics: m.Handler(), Replicator: node})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -122,7 +124,7 @@ func (m membership) Members() []api.Member {
 	ms := m.Node.Members()
 	out := make([]api.Member, len(ms))
 	for i, x := range ms {
-		out[i] = api.Member{Name: x.Name, Addr: x.Addr, State: x.State}
+		out[i] = api.Member{Name: x.Name, Addr: x.Addr, State: x.State, Breaker: x.Breaker}
 	}
 	return out
 }

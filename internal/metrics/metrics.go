@@ -77,11 +77,23 @@ func New(c Cluster) *Metrics {
 	counter("likesd_direct_batches_sent_total", "Batches sent straight to a peer (direct fast path).", func(s cluster.Stats) uint64 { return s.DirectSent })
 	counter("likesd_direct_errors_total", "Batches that could not be sent to a peer.", func(s cluster.Stats) uint64 { return s.DirectErrors })
 	counter("likesd_peer_queue_dropped_total", "Batches dropped from a full peer queue (left to repair).", func(s cluster.Stats) uint64 { return s.PeerDropped })
+	counter("likesd_writes_replicated_total", "Writes answered once their level was met (201/200).", func(s cluster.Stats) uint64 { return s.WritesMet })
+	counter("likesd_writes_accepted_total", "Writes answered 202: stored here, fewer replicas than asked within the write timeout (or no peer reachable).", func(s cluster.Stats) uint64 { return s.WritesAccepted })
+	counter("likesd_acks_sent_total", "Acknowledgement messages sent to the origins of applied frames.", func(s cluster.Stats) uint64 { return s.AcksSent })
+	counter("likesd_acks_received_total", "Acknowledgement messages received from peers.", func(s cluster.Stats) uint64 { return s.AcksReceived })
+	counter("likesd_ack_errors_total", "Acknowledgements that could not be sent or were dropped.", func(s cluster.Stats) uint64 { return s.AckErrors })
+	counter("likesd_breaker_skipped_total", "Fast-path frames not queued to a peer because its breaker was open (left to repair).", func(s cluster.Stats) uint64 { return s.BreakerSkipped })
+	counter("likesd_breaker_opened_total", "Times a peer's circuit breaker opened.", func(s cluster.Stats) uint64 { return s.BreakerOpened })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "likesd_writes_waiting", Help: "Writes waiting for acknowledgements now.",
+	}, func() float64 { return float64(c.Stats().WritesWaiting) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "likesd_gossip_queue_frames", Help: "Frames waiting in memberlist's broadcast queue (gossip fast path; 0 with direct).",
 	}, func() float64 { return float64(c.QueuedFrames()) }))
 	reg.MustRegister(&membersCollector{c: c, desc: prometheus.NewDesc("likesd_members",
-		"Cluster members this node knows, by state.", []string{"state"}, nil)})
+		"Cluster members this node knows, by state.", []string{"state"}, nil),
+		breaker: prometheus.NewDesc("likesd_peer_breaker",
+			"1 for the state each member's circuit breaker is in (closed, open, half-open), 0 for the others.", []string{"peer", "state"}, nil)})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "likesd_ready", Help: "1 once this node holds what the cluster held when it joined (a full sync, or proof it is alone).",
 	}, func() float64 {
@@ -117,16 +129,26 @@ func codeClass(status int) string {
 }
 
 type membersCollector struct {
-	c    Cluster
-	desc *prometheus.Desc
+	c             Cluster
+	desc, breaker *prometheus.Desc
 }
 
-func (m *membersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- m.desc }
+func (m *membersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- m.desc; ch <- m.breaker }
 
 func (m *membersCollector) Collect(ch chan<- prometheus.Metric) {
 	byState := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
 	for _, x := range m.c.Members() {
 		byState[x.State]++
+		if x.Breaker == "" {
+			continue // this node
+		}
+		for _, st := range []string{"closed", "open", "half-open"} {
+			v := 0.0
+			if st == x.Breaker {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(m.breaker, prometheus.GaugeValue, v, x.Name, st)
+		}
 	}
 	for state, n := range byState {
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, float64(n), state)

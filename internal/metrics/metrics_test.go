@@ -23,7 +23,8 @@ func (fakeCluster) Stats() cluster.Stats {
 func (fakeCluster) QueuedFrames() int { return 5 }
 func (fakeCluster) Ready() bool       { return true }
 func (fakeCluster) Members() []cluster.Member {
-	return []cluster.Member{{Name: "a", State: "alive"}, {Name: "b", State: "alive"}, {Name: "c", State: "suspect"}, {Name: "d", State: "dead"}}
+	return []cluster.Member{{Name: "a", State: "alive"}, {Name: "b", State: "alive", Breaker: "open"},
+		{Name: "c", State: "suspect", Breaker: "half-open"}, {Name: "d", State: "dead", Breaker: "closed"}}
 }
 
 type view struct{}
@@ -67,6 +68,11 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 		`likesd_members{state="dead"} 1`,
 		`likesd_members{state="left"} 0`,
 		`likesd_ready 1`,
+		`likesd_peer_breaker{peer="b",state="open"} 1`,
+		`likesd_peer_breaker{peer="b",state="closed"} 0`,
+		`likesd_peer_breaker{peer="c",state="half-open"} 1`,
+		`likesd_peer_breaker{peer="d",state="closed"} 1`,
+		`likesd_writes_accepted_total 0`,
 		`process_resident_memory_bytes`,
 		`go_memstats_heap_inuse_bytes`,
 	} {
