@@ -64,6 +64,7 @@ func loadFlags(fs *flag.FlagSet, cfg *loadgen.Config) {
 	fs.IntVar(&cfg.Posts, "posts", 10000, "number of posts")
 	fs.BoolVar(&cfg.Zipf, "zipf", false, "zipf-skewed post popularity (default uniform)")
 	fs.Float64Var(&cfg.LagSamples, "lag-samples", 20, "likes per second followed until visible on every node")
+	fs.StringVar(&cfg.WriteLevel, "w", "", "write level sent as ?w= (1 to 64, quorum or all); empty: each node's --write-acks")
 }
 
 func cmdLoad(ctx context.Context, args []string) error {

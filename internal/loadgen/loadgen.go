@@ -46,6 +46,9 @@ type Config struct {
 	LagTimeout time.Duration
 	// RunID keeps users unique across runs against the same cluster.
 	RunID string
+	// WriteLevel, when set, is sent as ?w= (1 to 64, quorum or all);
+	// empty uses each node's --write-acks.
+	WriteLevel string
 }
 
 func (c *Config) defaults() {
@@ -71,7 +74,8 @@ type Report struct {
 	Offered     float64       `json:"offered_per_s"` // 0: as fast as possible
 	Elapsed     time.Duration `json:"elapsed_ns"`
 	Ended       time.Time     `json:"ended"`  // when the last like was sent
-	Acked       int64         `json:"acked"`  // 201 or 200
+	Acked       int64         `json:"acked"`    // 201 or 200: the write level was met
+	Accepted    int64         `json:"accepted"` // 202: stored, not yet on as many replicas as asked
 	Errors      int64         `json:"errors"` // transport errors and other statuses
 	Missed      int64         `json:"missed"` // offered but no worker free to send
 	AckedPerSec float64       `json:"acked_per_s"`
@@ -162,7 +166,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	slices.Sort(lags)
 	rep := Report{
 		Offered: cfg.Rate, Elapsed: elapsed, Ended: ended,
-		Acked: r.acked.Load(), Errors: r.errors.Load(), Missed: r.missed.Load(),
+		Acked: r.acked.Load(), Accepted: r.accepted.Load(), Errors: r.errors.Load(), Missed: r.missed.Load(),
 		AckedPerSec: float64(r.acked.Load()) / elapsed.Seconds(),
 		AckP50:      quantile(all, 0.50), AckP99: quantile(all, 0.99), AckMax: quantile(all, 1),
 		LagSamples: len(lags), LagTimeouts: int(r.lagTimeouts.Load()),
@@ -181,7 +185,7 @@ type run struct {
 	posts []string
 	seq   atomic.Int64
 
-	acked, errors, missed atomic.Int64
+	acked, accepted, errors, missed atomic.Int64
 
 	lagWG       sync.WaitGroup
 	lagMu       sync.Mutex
@@ -262,7 +266,11 @@ func (r *run) worker(ctx context.Context, w int, tickets <-chan struct{}, sample
 }
 
 func (r *run) like(ctx context.Context, base, post, user string) bool {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/posts/"+url.PathEscape(post)+"/likes",
+	target := base + "/v1/posts/" + url.PathEscape(post) + "/likes"
+	if r.cfg.WriteLevel != "" {
+		target += "?w=" + url.QueryEscape(r.cfg.WriteLevel)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target,
 		strings.NewReader(`{"user":"`+user+`"}`))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := r.hc.Do(req)
@@ -274,12 +282,16 @@ func (r *run) like(ctx context.Context, base, post, user string) bool {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		r.errors.Add(1)
+	switch resp.StatusCode {
+	case http.StatusCreated, http.StatusOK:
+		r.acked.Add(1)
+		return true
+	case http.StatusAccepted:
+		r.accepted.Add(1)
 		return false
 	}
-	r.acked.Add(1)
-	return true
+	r.errors.Add(1)
+	return false
 }
 
 // followLag polls every other target until the like is visible there and
@@ -395,8 +407,8 @@ func (r Report) String() string {
 	if r.Offered > 0 {
 		offered = fmt.Sprintf("%.0f/s", r.Offered)
 	}
-	s := fmt.Sprintf("offered %s: acked %d in %v = %.0f/s, errors %d, missed %d; ack p50 %v p99 %v",
-		offered, r.Acked, r.Elapsed.Round(time.Millisecond), r.AckedPerSec, r.Errors, r.Missed,
+	s := fmt.Sprintf("offered %s: acked %d in %v = %.0f/s, accepted (202) %d, errors %d, missed %d; ack p50 %v p99 %v",
+		offered, r.Acked, r.Elapsed.Round(time.Millisecond), r.AckedPerSec, r.Accepted, r.Errors, r.Missed,
 		r.AckP50.Round(time.Microsecond), r.AckP99.Round(time.Microsecond))
 	if r.LagSamples > 0 || r.LagTimeouts > 0 {
 		s += fmt.Sprintf("; lag p50 %v p99 %v max %v (%d samples, %d timeouts)",

@@ -229,7 +229,10 @@ func (c *checker) getJSON(u string, v any) error {
 	return json.Unmarshal(body, v)
 }
 
-// like posts one like; it reports whether the like was acknowledged.
+// like posts one like; it reports whether the like was stored: 201 or 200
+// (replicated), or 202 (stored on the pod, not yet replicated). A rollout
+// is graceful (hand-off), so the checker holds every one of them to "never
+// lost".
 func (c *checker) like(base, post, user string) error {
 	body := strings.NewReader(fmt.Sprintf(`{"user":%q}`, user))
 	resp, err := c.http.Post(base+"/v1/posts/"+url.PathEscape(post)+"/likes", "application/json", body)
@@ -238,7 +241,7 @@ func (c *checker) like(base, post, user string) error {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
 		return fmt.Errorf("POST like: %d", resp.StatusCode)
 	}
 	return nil
