@@ -105,6 +105,12 @@ var fastFlags = []string{
 // in place), joining seeds.
 func startProc(t testing.TB, name string, gossipPort int, seeds ...string) *proc {
 	t.Helper()
+	return startProcFlags(t, name, nil, gossipPort, seeds...)
+}
+
+// startProcFlags is startProc with extra flags.
+func startProcFlags(t testing.TB, name string, extra []string, gossipPort int, seeds ...string) *proc {
+	t.Helper()
 	if gossipPort == 0 {
 		gossipPort = freePort(t)
 	}
@@ -116,6 +122,7 @@ func startProc(t testing.TB, name string, gossipPort int, seeds ...string) *proc
 		exited:     make(chan struct{}),
 	}
 	args := append([]string{"--http-addr", p.httpAddr, "--gossip-addr", p.gossipAddr}, fastFlags...)
+	args = append(args, extra...)
 	if len(seeds) > 0 {
 		args = append(args, "--join", strings.Join(seeds, ","))
 	}
@@ -293,4 +300,35 @@ func BenchmarkProcessCatchUp(b *testing.B) {
 		total += time.Since(start)
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-catch-up")
+}
+
+// A user likes through one node and reloads through another (a load
+// balancer's choice): with the like's version the read answers only once
+// that node has the like. n1 frames its likes every second and anti-entropy
+// runs once a minute, so without the version n2 would not have it yet.
+func TestReadYourWritesThroughAnotherNode(t *testing.T) {
+	slow := []string{"--flush-interval", "1s", "--sync-interval", "1m", "--read-wait", "10s"}
+	n1 := startProcFlags(t, "n1", slow, 0)
+	n2 := startProcFlags(t, "n2", slow, 0, n1.gossipAddr)
+	waitAlive(t, 2, n1, n2)
+	ctx := context.Background()
+	for i := range 5 {
+		user := fmt.Sprint("u", i)
+		r, err := n1.api().LikeAt(ctx, "p", user, "1")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusCreated, r.Status)
+		require.Equal(t, 1, r.Replicas)
+		liked, err := n2.api().HasLiked(ctx, "p", user, r.Version)
+		require.NoError(t, err)
+		assert.True(t, liked, "n2 answers with %s's like once it has it", user)
+	}
+
+	// At the default level (2) the like is on n2 before n1 answers 201.
+	r, err := n1.api().LikeAt(ctx, "p", "w2", "")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusCreated, r.Status)
+	assert.Equal(t, 2, r.Replicas)
+	liked, err := n2.api().HasLiked(ctx, "p", "w2", "")
+	require.NoError(t, err)
+	assert.True(t, liked, "acknowledged means n2 holds it")
 }

@@ -39,9 +39,10 @@ func (e *Error) Error() string { return fmt.Sprintf("likesd: %d %s: %s", e.Statu
 
 // Member is one entry of GET /v1/cluster.
 type Member struct {
-	Name  string `json:"name"`
-	Addr  string `json:"addr"`
-	State string `json:"state"`
+	Name    string `json:"name"`
+	Addr    string `json:"addr"`
+	State   string `json:"state"`
+	Breaker string `json:"breaker"` // this node's breaker for the member; empty for itself
 }
 
 // Cluster is GET /v1/cluster.
@@ -69,6 +70,42 @@ func (c *Client) Like(ctx context.Context, post, user string) (created bool, cou
 	}
 	status, err := c.do(ctx, http.MethodPost, "/v1/posts/"+url.PathEscape(post)+"/likes", body, &reply)
 	return status == http.StatusCreated, reply.Count, err
+}
+
+// LikeReply is a like's whole reply.
+type LikeReply struct {
+	Status   int    `json:"-"` // 201 new, 200 already there, 202 stored but not yet on w replicas
+	Count    int    `json:"count"`
+	Replicas int    `json:"replicas"`
+	Version  string `json:"version"` // pass to reads for read-your-writes
+}
+
+// LikeAt posts user's like of post at write level w (1 to 64, quorum or
+// all; empty: the node's default).
+func (c *Client) LikeAt(ctx context.Context, post, user, w string) (LikeReply, error) {
+	body := strings.NewReader(`{"user":` + quote(user) + `}`)
+	path := "/v1/posts/" + url.PathEscape(post) + "/likes"
+	if w != "" {
+		path += "?w=" + url.QueryEscape(w)
+	}
+	var reply LikeReply
+	status, err := c.do(ctx, http.MethodPost, path, body, &reply)
+	reply.Status = status
+	return reply, err
+}
+
+// HasLiked reports whether user likes post, as the node sees it once it
+// has seen the like version names (empty: now).
+func (c *Client) HasLiked(ctx context.Context, post, user, version string) (bool, error) {
+	path := "/v1/posts/" + url.PathEscape(post) + "/likes/" + url.PathEscape(user)
+	if version != "" {
+		path += "?version=" + url.QueryEscape(version)
+	}
+	var reply struct {
+		Liked bool `json:"liked"`
+	}
+	_, err := c.do(ctx, http.MethodGet, path, nil, &reply)
+	return reply.Liked, err
 }
 
 // Count returns post's count.
