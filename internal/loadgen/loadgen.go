@@ -73,11 +73,11 @@ func (c *Config) defaults() {
 type Report struct {
 	Offered     float64       `json:"offered_per_s"` // 0: as fast as possible
 	Elapsed     time.Duration `json:"elapsed_ns"`
-	Ended       time.Time     `json:"ended"`  // when the last like was sent
+	Ended       time.Time     `json:"ended"`    // when the last like was sent
 	Acked       int64         `json:"acked"`    // 201 or 200: the write level was met
 	Accepted    int64         `json:"accepted"` // 202: stored, not yet on as many replicas as asked
-	Errors      int64         `json:"errors"` // transport errors and other statuses
-	Missed      int64         `json:"missed"` // offered but no worker free to send
+	Errors      int64         `json:"errors"`   // transport errors and other statuses
+	Missed      int64         `json:"missed"`   // offered but no worker free to send
 	AckedPerSec float64       `json:"acked_per_s"`
 	AckP50      time.Duration `json:"ack_p50_ns"`
 	AckP99      time.Duration `json:"ack_p99_ns"`
