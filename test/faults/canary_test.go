@@ -58,7 +58,8 @@ func TestRigSeesLossAndDivergence(t *testing.T) {
 	assert.False(t, r.Converged)
 	assert.Positive(t, r.DivergedPosts)
 	assert.GreaterOrEqual(t, r.DivergedLikes, 30, "n3's likes are on n3 alone")
-	assert.Equal(t, 60, r.Acked)
+	assert.Equal(t, 30, r.Acked, "n1's likes, held by n1 and a peer (w=2)")
+	assert.Equal(t, 30, r.Accepted202, "n3, cut off from every peer, answers 202: stored, not replicated")
 	assert.Zero(t, r.Lost+r.Phantoms+r.Decreases+r.Crashes)
 
 	// A graceful stop while cut off cannot hand anything off: n3's likes
