@@ -2,7 +2,7 @@ package gset
 
 import (
 	"maps"
-	"math/rand/v2"
+	quickrand "math/rand"
 	"reflect"
 	"slices"
 	"testing"
@@ -98,13 +98,16 @@ func toRef(members []string) ref {
 // overlap, which is where merge laws can break.
 type smallStrings []string
 
-func (smallStrings) Generate(r *rand.Rand, size int) reflect.Value {
-	n := r.IntN(size + 1)
+// testing/quick calls Generate only with a math/rand (v1) source.
+var _ quick.Generator = smallStrings{}
+
+func (smallStrings) Generate(r *quickrand.Rand, size int) reflect.Value {
+	n := r.Intn(size + 1)
 	out := make(smallStrings, n)
 	for i := range out {
-		b := make([]byte, r.IntN(3))
+		b := make([]byte, r.Intn(3))
 		for j := range b {
-			b[j] = "abc\x00\xff"[r.IntN(5)]
+			b[j] = "abc\x00\xff"[r.Intn(5)]
 		}
 		out[i] = string(b)
 	}

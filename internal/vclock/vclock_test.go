@@ -3,6 +3,7 @@ package vclock
 import (
 	"errors"
 	"maps"
+	quickrand "math/rand"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -15,10 +16,13 @@ import (
 // small draws vectors over few origins and small seqs, so they overlap.
 type small VV
 
-func (small) Generate(r *rand.Rand, size int) reflect.Value {
+// testing/quick calls Generate only with a math/rand (v1) source.
+var _ quick.Generator = small{}
+
+func (small) Generate(r *quickrand.Rand, size int) reflect.Value {
 	v := small{}
-	for i := 0; i < r.IntN(5); i++ {
-		v[uint64(r.IntN(4))] = uint64(r.IntN(6))
+	for i := 0; i < r.Intn(5); i++ {
+		v[uint64(r.Intn(4))] = uint64(r.Intn(6))
 	}
 	return reflect.ValueOf(v)
 }
