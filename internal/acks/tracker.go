@@ -236,6 +236,14 @@ func (t *Tracker) Sent(peer string, first, last uint64, now time.Time) {
 // connection).
 func (t *Tracker) SendFailed(peer string, now time.Time) { t.failure(peer, now) }
 
+// Answered records that peer answered a probe (a ping after a failed
+// send): it is reachable again, which closes its breaker.
+func (t *Tracker) Answered(peer string, now time.Time) {
+	if tr, changed := t.peer(peer).br.Success(now); changed {
+		t.transitions = append(t.transitions, PeerTransition{Peer: peer, Transition: tr})
+	}
+}
+
 // Acked records that peer holds this node's likes first..last.
 func (t *Tracker) Acked(peer string, first, last uint64, now time.Time) {
 	if last < first {

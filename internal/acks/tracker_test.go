@@ -368,3 +368,17 @@ func simulate(t *testing.T, seed uint64) {
 		fail("%d waiters left", tr.Waiting())
 	}
 }
+
+func TestAnAnsweredProbeClosesTheBreaker(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Breaker.Failures = 1
+	tr := New(cfg)
+	tr.SetMembers([]string{"b"}, t0)
+	tr.SendFailed("b", t0)
+	require.Equal(t, breaker.Open, tr.State("b", t0))
+	tr.Answered("b", t0.Add(time.Millisecond))
+	assert.Equal(t, breaker.Closed, tr.State("b", t0.Add(time.Millisecond)))
+	_, trs := tr.Take()
+	require.Len(t, trs, 2)
+	assert.Equal(t, breaker.Closed, trs[1].To)
+}

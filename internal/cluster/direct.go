@@ -318,7 +318,9 @@ func (n *Node) awaitPeer(p *peerSender) bool {
 			pr.inflight--
 			if ok {
 				n.log.Info().Str("peer", p.peer.name).Msg("peer answers again: batches resume")
-				// What it missed meanwhile crosses by anti-entropy: now.
+				// Its breaker closes (what a failed send opened), and what
+				// it missed meanwhile crosses by anti-entropy: now.
+				n.writes.answered(p.peer.name)
 				n.sync.urge(p.peer.name)
 				return true
 			}

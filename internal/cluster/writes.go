@@ -163,6 +163,13 @@ func (w *writes) sendFailed(peer string) {
 	w.mu.Unlock()
 }
 
+func (w *writes) answered(peer string) {
+	w.mu.Lock()
+	w.tr.Answered(peer, time.Now())
+	w.settleLocked()
+	w.mu.Unlock()
+}
+
 func (w *writes) acked(peer string, runs []ackRun) {
 	now := time.Now()
 	w.mu.Lock()
