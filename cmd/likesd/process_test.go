@@ -307,7 +307,7 @@ func BenchmarkProcessCatchUp(b *testing.B) {
 // that node has the like. n1 frames its likes every second and anti-entropy
 // runs once a minute, so without the version n2 would not have it yet.
 func TestReadYourWritesThroughAnotherNode(t *testing.T) {
-	slow := []string{"--flush-interval", "1s", "--sync-interval", "1m", "--read-wait", "10s"}
+	slow := []string{"--flush-interval", "1s", "--sync-interval", "1m", "--read-wait", "10s", "--write-timeout", "5s"}
 	n1 := startProcFlags(t, "n1", slow, 0)
 	n2 := startProcFlags(t, "n2", slow, 0, n1.gossipAddr)
 	waitAlive(t, 2, n1, n2)

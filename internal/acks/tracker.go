@@ -25,7 +25,7 @@ type Config struct {
 	// 1–5 ms here, docs/benchmarks.md), and a busy one within tens of
 	// milliseconds; shorter answers 202 to a merely slow peer, longer makes
 	// every write to a dead peer that slow until its breaker opens.
-	// Bounds 1ms to 10s.
+	// Bounds 1ms to 5s (the HTTP server's write deadline is 10s).
 	Timeout time.Duration
 
 	// Breaker tunes each peer's circuit breaker.
@@ -45,8 +45,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Default.IsDefault():
 		return fmt.Errorf("%w: --write-acks is not set", ErrConfig)
-	case c.Timeout < time.Millisecond || c.Timeout > 10*time.Second:
-		return fmt.Errorf("%w: --write-timeout must be from 1ms to 10s, got %s", ErrConfig, c.Timeout)
+	case c.Timeout < time.Millisecond || c.Timeout > 5*time.Second:
+		return fmt.Errorf("%w: --write-timeout must be from 1ms to 5s, got %s", ErrConfig, c.Timeout)
 	}
 	return c.Breaker.Validate()
 }
@@ -78,12 +78,13 @@ type PeerTransition struct {
 // of its likes, whose write is released, and each peer's breaker. It is a
 // value fed with events and the time; it does no I/O and holds no lock.
 type Tracker struct {
-	cfg     Config
-	members map[string]bool // reachable by membership: alive or suspect
-	peers   map[string]*peerState
-	bySeq   map[uint64]*waiter
-	byID    map[uint64]*waiter
-	lastID  uint64
+	cfg      Config
+	members  map[string]bool // reachable by membership: alive or suspect
+	lastTick time.Time
+	peers    map[string]*peerState
+	bySeq    map[uint64]*waiter
+	byID     map[uint64]*waiter
+	lastID   uint64
 
 	released    []Released
 	transitions []PeerTransition
@@ -95,6 +96,8 @@ type peerState struct {
 	// first: the one signal that tells a stopped peer (its kernel still
 	// takes our TCP sends) from a live one.
 	unacked []span
+	// lastExpiry is when Tick last counted a failure for unacked frames.
+	lastExpiry time.Time
 }
 
 type span struct {
@@ -124,9 +127,6 @@ func New(cfg Config) *Tracker {
 	}
 }
 
-// Config returns the configuration the tracker was made with.
-func (t *Tracker) Config() Config { return t.cfg }
-
 func (t *Tracker) peer(name string) *peerState {
 	p, ok := t.peers[name]
 	if !ok {
@@ -136,16 +136,21 @@ func (t *Tracker) peer(name string) *peerState {
 	return p
 }
 
-// SetMembers says which peers are members (alive or suspect). A waiter
-// stops waiting for one that is not; what is known of a peer that left
-// and has nothing in flight is forgotten.
-func (t *Tracker) SetMembers(names []string, now time.Time) {
+// SetMembers says which peers are members (alive or suspect), and which
+// others the fast path still sends to (retain: members declared dead a
+// moment ago). A waiter stops waiting for a peer that is not a member; the
+// breaker of a peer in neither list is forgotten.
+func (t *Tracker) SetMembers(names, retain []string, now time.Time) {
 	clear(t.members)
 	for _, n := range names {
 		t.members[n] = true
 	}
-	for name, p := range t.peers {
-		if !t.members[name] && len(p.unacked) == 0 {
+	keep := make(map[string]bool, len(retain))
+	for _, n := range retain {
+		keep[n] = true
+	}
+	for name := range t.peers {
+		if !t.members[name] && !keep[name] {
 			delete(t.peers, name)
 		}
 	}
@@ -190,12 +195,14 @@ func (t *Tracker) Register(seqs []uint64, l Level, clustered bool, now time.Time
 	return w.id, Result{Replicas: 1, Want: want}, false
 }
 
-// Eligible lists the members whose breaker is not open, sorted: the
-// peers a write may wait for.
+// Eligible lists the members whose breaker is closed, sorted: the peers a
+// write may wait for. A half-open peer gets probe frames but is not waited
+// for until an ack closes its breaker, so a peer that is still dead costs
+// no write a timeout at every cool-down.
 func (t *Tracker) Eligible(now time.Time) []string {
 	var out []string
 	for name := range t.members {
-		if p, ok := t.peers[name]; ok && p.br.State(now) == breaker.Open {
+		if p, ok := t.peers[name]; ok && p.br.State(now) != breaker.Closed {
 			continue
 		}
 		out = append(out, name)
@@ -292,10 +299,15 @@ func (t *Tracker) Acked(peer string, first, last uint64, now time.Time) {
 	}
 }
 
-// Tick counts, once per peer and tick, a failure for a peer whose oldest
-// unacknowledged frame is older than Timeout, and forgets its expired
-// frames.
+// Tick counts a failure for a peer whose oldest unacknowledged frame is
+// older than Timeout, and forgets its expired frames: at most one failure
+// per peer per Timeout, so opening a breaker takes Failures timeouts of
+// silence, not a burst of frames lost to one stall. A tick that comes more
+// than Timeout/2 after the last one counts nothing: this node stalled (a
+// starved CPU, a GC pause), not necessarily the peer.
 func (t *Tracker) Tick(now time.Time) {
+	stalled := !t.lastTick.IsZero() && now.Sub(t.lastTick) > t.cfg.Timeout/2
+	t.lastTick = now
 	names := make([]string, 0, len(t.peers))
 	for name := range t.peers {
 		names = append(names, name)
@@ -307,6 +319,10 @@ func (t *Tracker) Tick(now time.Time) {
 			continue
 		}
 		p.unacked = slices.DeleteFunc(p.unacked, func(s span) bool { return now.Sub(s.at) >= t.cfg.Timeout })
+		if stalled || now.Sub(p.lastExpiry) < t.cfg.Timeout {
+			continue
+		}
+		p.lastExpiry = now
 		t.failure(name, now)
 	}
 }

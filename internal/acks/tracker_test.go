@@ -17,7 +17,7 @@ var t0 = time.Unix(1_700_000_000, 0)
 
 func newTracker(members ...string) *Tracker {
 	tr := New(DefaultConfig())
-	tr.SetMembers(members, t0)
+	tr.SetMembers(members, nil, t0)
 	return tr
 }
 
@@ -131,7 +131,7 @@ func TestAPeerLeavingReleasesWithWhatItHas(t *testing.T) {
 	id, _, _ := tr.Register([]uint64{1}, All, true, t0)
 	tr.Acked("b", 1, 1, t0)
 	assert.Empty(t, released(t, tr))
-	tr.SetMembers([]string{"b"}, t0)
+	tr.SetMembers([]string{"b"}, nil, t0)
 	assert.Equal(t, map[uint64]Result{id: {Replicas: 2, Want: 3}}, released(t, tr))
 }
 
@@ -153,7 +153,7 @@ func TestCancelReturnsHowFarItGot(t *testing.T) {
 func TestAStoppedPeerTripsItsBreakerAndAProbeBringsItBack(t *testing.T) {
 	cfg := DefaultConfig()
 	tr := New(cfg)
-	tr.SetMembers([]string{"b", "c"}, t0)
+	tr.SetMembers([]string{"b", "c"}, nil, t0)
 	now := t0
 	seq := uint64(0)
 	var opened bool
@@ -191,7 +191,7 @@ func TestAnOpeningBreakerReleasesItsWaiters(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Breaker.Failures = 1
 	tr := New(cfg)
-	tr.SetMembers([]string{"b", "c"}, t0)
+	tr.SetMembers([]string{"b", "c"}, nil, t0)
 	id, _, _ := tr.Register([]uint64{1}, All, true, t0)
 	tr.Acked("c", 1, 1, t0)
 	tr.SendFailed("b", t0)
@@ -248,7 +248,7 @@ func simulate(t *testing.T, seed uint64) {
 	all := []string{"a", "b", "c", "d"}
 	members := slices.Clone(all[:1+rng.IntN(4)])
 	now := t0
-	tr.SetMembers(members, now)
+	tr.SetMembers(members, nil, now)
 	ref := map[uint64]*refWaiter{}
 	var seq uint64
 	fail := func(format string, args ...any) {
@@ -276,8 +276,36 @@ func simulate(t *testing.T, seed uint64) {
 			}
 		}
 	}
-	for range 200 {
-		switch op := rng.IntN(10); {
+	// refWant is the level arithmetic written out again: default 2, quorum
+	// a majority and all everyone of the reachable, never below 2.
+	refWant := func(l Level, size int) int {
+		switch l {
+		case Level{}:
+			return 2
+		case Quorum:
+			return max(size/2+1, 2)
+		case All:
+			return max(size, 2)
+		}
+		return l.n
+	}
+	// markOpened: a peer whose breaker opened is no longer waited for.
+	states := map[string]breaker.State{}
+	markOpened := func() {
+		for _, p := range all {
+			st := tr.State(p, now)
+			if st == breaker.Open && states[p] != breaker.Open {
+				for _, w := range ref {
+					if w.result == nil && w.eligible[p] && len(w.acked[p]) < len(w.seqs) {
+						w.gone[p] = true
+					}
+				}
+			}
+			states[p] = st
+		}
+	}
+	for range 300 {
+		switch op := rng.IntN(12); {
 		case op < 3: // a write
 			k := 1 + rng.IntN(3)
 			seqs := make([]uint64, k)
@@ -287,12 +315,24 @@ func simulate(t *testing.T, seed uint64) {
 			}
 			levels := []Level{One, Count(2), Count(3), Quorum, All, {}}
 			l := levels[rng.IntN(len(levels))]
-			eligible := tr.Eligible(now)
-			id, r, done := tr.Register(seqs, l, true, now)
-			if done {
-				if len(eligible) > 0 && r.Want > 1 {
-					fail("done at once with %d eligible peers and want %d", len(eligible), r.Want)
+			var eligible []string
+			for _, p := range members {
+				if tr.State(p, now) == breaker.Closed {
+					eligible = append(eligible, p)
 				}
+			}
+			slices.Sort(eligible)
+			if got := tr.Eligible(now); !slices.Equal(got, eligible) {
+				fail("eligible %v, reference %v", got, eligible)
+			}
+			id, r, done := tr.Register(seqs, l, true, now)
+			if want := refWant(l, 1+len(eligible)); r.Want != want {
+				fail("%s of %d: want %d, reference %d", l, 1+len(eligible), r.Want, want)
+			}
+			if done != (len(eligible) == 0 || r.Want <= 1) {
+				fail("done %v with %d eligible peers and want %d", done, len(eligible), r.Want)
+			}
+			if done {
 				continue
 			}
 			w := &refWaiter{seqs: seqs, want: r.Want, eligible: map[string]bool{}, acked: map[string]map[uint64]bool{}, gone: map[string]bool{}}
@@ -323,15 +363,11 @@ func simulate(t *testing.T, seed uint64) {
 				}
 			}
 		case op < 8: // a failed send
-			p := all[rng.IntN(len(all))]
-			before := tr.State(p, now)
-			tr.SendFailed(p, now)
-			if before != breaker.Open && tr.State(p, now) == breaker.Open {
-				for _, w := range ref {
-					if w.result == nil && w.eligible[p] && len(w.acked[p]) < len(w.seqs) {
-						w.gone[p] = true
-					}
-				}
+			tr.SendFailed(all[rng.IntN(len(all))], now)
+		case op < 10: // a frame sent, maybe never acknowledged: its timeout counts
+			if p := all[rng.IntN(len(all))]; seq > 0 && tr.Allow(p, now) {
+				first := 1 + rng.Uint64N(seq)
+				tr.Sent(p, first, min(first+rng.Uint64N(3), seq), now)
 			}
 		case op < 9: // membership changes
 			members = nil
@@ -340,7 +376,7 @@ func simulate(t *testing.T, seed uint64) {
 					members = append(members, p)
 				}
 			}
-			tr.SetMembers(members, now)
+			tr.SetMembers(members, nil, now)
 			for _, w := range ref {
 				for p := range w.eligible {
 					if w.result == nil && !slices.Contains(members, p) {
@@ -348,10 +384,15 @@ func simulate(t *testing.T, seed uint64) {
 					}
 				}
 			}
-		default: // time passes
-			now = now.Add(time.Duration(rng.IntN(int(cfg.Breaker.Cooldown))))
+		default: // time passes: mostly ticks, sometimes a stall or a cool-down
+			d := time.Duration(rng.IntN(int(cfg.Timeout / 4)))
+			if rng.IntN(5) == 0 {
+				d = time.Duration(rng.IntN(int(cfg.Breaker.Cooldown)))
+			}
+			now = now.Add(d)
 			tr.Tick(now)
 		}
+		markOpened()
 		collect()
 	}
 	// Whatever still waits is cancelled with what it has.
@@ -373,7 +414,7 @@ func TestAnAnsweredProbeClosesTheBreaker(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Breaker.Failures = 1
 	tr := New(cfg)
-	tr.SetMembers([]string{"b"}, t0)
+	tr.SetMembers([]string{"b"}, nil, t0)
 	tr.SendFailed("b", t0)
 	require.Equal(t, breaker.Open, tr.State("b", t0))
 	tr.Answered("b", t0.Add(time.Millisecond))

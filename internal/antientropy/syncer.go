@@ -711,6 +711,14 @@ func (s *Syncer) end(ss *session, err error) []Action {
 	case ss.mode == ModeFull && peerSynced && !s.synced:
 		s.synced = true
 		out = append(out, BecameSynced{Reason: "full sync", From: ss.peer})
+		// The peer it pulled from may lack likes another peer holds (it
+		// was cut off from it a moment ago): compare with every other
+		// peer now, as slots free, rather than one per SyncInterval.
+		for _, p := range s.peers {
+			if p != ss.peer {
+				s.retry[p] = s.now
+			}
+		}
 	case ss.mode == ModeHandoff && peerSynced && ss.pushed == 0:
 		s.handedOff = true
 		out = append(out, HandedOff{Peer: ss.peer})

@@ -102,6 +102,7 @@ func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 		st.reply.Replicas = res.Replicas
 		if !res.Met() {
 			status = http.StatusAccepted
+			w.Header().Set("Retry-After", "1")
 		}
 	}
 	clear(st.likes) // keep no ids alive in the pool

@@ -132,6 +132,9 @@ func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, 
 	added, count := s.likes.Like(post, user)
 	s.observe.ObserveLike(added)
 	res, dot := s.replicas.Replicate(r.Context(), level, []store.Like{{Post: post, User: user}}, []bool{added})
+	if !res.Met() {
+		w.Header().Set("Retry-After", "1")
+	}
 	writeJSON(w, writeStatus(res, added), likeReply{
 		Post: post, User: user, Liked: true, Count: count,
 		Replicas: res.Replicas, Version: Version{Dot: dot, Post: post, User: user}.String(),

@@ -454,10 +454,11 @@ func TestCrashedOriginsLikesReachEveryone(t *testing.T) {
 		"the origin is gone: anti-entropy with b healed c (counted when the session ends)")
 }
 
-// A member that joins is synced with at once by every member, not a sync
+// A member that joins gets what every member holds at once, not a sync
 // interval later: with periodic sync slowed to a minute, d joins through a,
-// which lost b's likes, and still gets them, because b's session with d
-// was urged when d joined.
+// which lost b's likes, and still gets them: once synced from one peer, d
+// compares with every other peer at once (and b's push to a, urged when a
+// answers again, may come first).
 func TestJoinTriggersAnImmediateExchange(t *testing.T) {
 	a := startNode(t, "a", nil, noPushPull)
 	b := startNode(t, "b", []string{a.Addr()}, noPushPull)
@@ -465,6 +466,9 @@ func TestJoinTriggersAnImmediateExchange(t *testing.T) {
 	like(a, "warm", "x")
 	like(b, "warm", "y")
 	waitConverged(t, map[string]int{"warm": 2}, a, b)
+	// b's own full sync must be over before the cut: a session cut in
+	// flight waits out SyncTimeout, and an unsynced b is no one's source.
+	waitReady(t, a, b)
 
 	heal := cutOff(t, a, b)
 	like(b, "p", users("u", 100)...)

@@ -25,6 +25,13 @@ func (d *delegate) NotifyMsg(b []byte) {
 	if len(b) == 0 {
 		return
 	}
+	if b[0] == msgAck {
+		// Acks are applied here, not behind frames and sync chunks in the
+		// inbox: a full inbox must not read as every peer going silent.
+		// Applying one is a decode and a short critical section.
+		d.n.handleAck(b)
+		return
+	}
 	msg := bytes.Clone(b) // memberlist reuses b after we return
 	select {
 	case d.n.inbox <- msg:

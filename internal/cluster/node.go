@@ -17,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/antientropy"
-	"github.com/likesd/likesd/internal/breaker"
 	"github.com/likesd/likesd/internal/store"
 )
 
@@ -378,9 +377,12 @@ func (n *Node) Close(ctx context.Context) error {
 	return err
 }
 
-// syncPeersAll are the names of the other members that are alive or
-// suspect in this node's member table, sorted.
-func (n *Node) syncPeersAll() []string {
+// syncPeers are the names of the other members that are alive or suspect
+// in this node's member table, sorted. Anti-entropy is not gated by the
+// breakers: it backs off a failing peer on its own (antientropy's retry
+// backoff), a late ack must not end a joining node's full sync or delay a
+// hand-off, and a breaker that closes urges a session at once.
+func (n *Node) syncPeers() []string {
 	var out []string
 	for _, p := range n.members.peers(stateAlive, stateSuspect) {
 		out = append(out, p.name)
@@ -388,18 +390,16 @@ func (n *Node) syncPeersAll() []string {
 	return out
 }
 
-// syncPeers are the members anti-entropy may start sessions with: alive or
-// suspect, and their breaker not open (an open peer is caught up by the
-// session urged when its breaker closes).
-func (n *Node) syncPeers() []string {
-	all := n.syncPeersAll()
-	out := all[:0]
-	for _, name := range all {
-		if n.writes.state(name) != breaker.Open {
-			out = append(out, name)
+// sendAck sends an ack to a peer the fast path may send to: a member, or
+// one declared dead a moment ago, which still gets frames (and so must
+// get its acks back).
+func (n *Node) sendAck(to string, msg []byte) error {
+	for _, p := range n.members.sendTargets(time.Now(), n.cfg.gossipToTheDeadTime()) {
+		if p.name == to {
+			return n.ml.SendReliable(p.node(), msg)
 		}
 	}
-	return out
+	return fmt.Errorf("cluster: %s is not a peer", to)
 }
 
 // sendTo sends a message to a member over memberlist's reliable channel,
@@ -527,14 +527,6 @@ func (n *Node) handle(msg []byte) error {
 			n.broadcast(msg)
 		}
 		return nil
-	case msgAck:
-		from, runs, err := decodeAck(msg)
-		if err != nil {
-			return err
-		}
-		n.writes.stats.acksReceived.Add(1)
-		n.writes.acked(from, runs)
-		return nil
 	case msgSync:
 		m, err := antientropy.Decode(msg[1:])
 		if err != nil {
@@ -544,6 +536,18 @@ func (n *Node) handle(msg []byte) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %d", errType, msg[0])
+}
+
+// handleAck applies an ack message (see delegate.NotifyMsg).
+func (n *Node) handleAck(msg []byte) {
+	from, runs, err := decodeAck(msg)
+	if err != nil {
+		n.stats.decodeErrors.Add(1)
+		n.log.Warn().Err(err).Int("bytes", len(msg)).Msg("bad ack dropped")
+		return
+	}
+	n.writes.stats.acksReceived.Add(1)
+	n.writes.acked(from, runs)
 }
 
 // joinLoop joins the seeds with backoff, then keeps checking that every seed

@@ -24,6 +24,8 @@ type writes struct {
 	tr      *acks.Tracker
 	waiting map[uint64]chan acks.Result // by waiter id
 
+	lastKick atomic.Int64 // unix nanos of the last flush a write asked for
+
 	stats struct {
 		met, accepted, acksSent, acksReceived, ackErrors, skipped, opened atomic.Uint64
 	}
@@ -84,8 +86,14 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 		w.count(res)
 		return res, dot
 	}
-	n.kickFlush()
-	timer := time.NewTimer(n.cfg.Writes.Timeout)
+	// A waiting write has the log framed now rather than at the next
+	// flush tick, but at most once a kickEvery: under load the writes of
+	// that moment share a frame (and a TCP connection per peer).
+	if now := time.Now().UnixNano(); now-w.lastKick.Load() >= int64(kickEvery) {
+		w.lastKick.Store(now)
+		n.kickFlush()
+	}
+	timer := time.NewTimer(writeTimeout(n.cfg.Writes.Timeout, len(log)))
 	defer timer.Stop()
 	select {
 	case res = <-ch:
@@ -96,6 +104,17 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 	}
 	w.count(res)
 	return res, dot
+}
+
+// kickEvery bounds how often waiting writes have the log framed at once.
+const kickEvery = time.Millisecond
+
+// writeTimeout is how long a write of k likes waits: a bulk import's likes
+// span many frames, and each peer must acknowledge every one, so it gets
+// the timeout once more per 1,000 likes, up to 5s (or the timeout, if
+// longer): well within the HTTP server's write deadline.
+func writeTimeout(base time.Duration, k int) time.Duration {
+	return min(base*time.Duration(1+k/1000), max(base, 5*time.Second))
 }
 
 func (w *writes) cancel(id uint64, ch chan acks.Result) acks.Result {
@@ -117,9 +136,9 @@ func (w *writes) count(res acks.Result) {
 	}
 }
 
-// settleLocked hands released waiters their result and logs breaker
-// transitions; w.mu is held.
-func (w *writes) settleLocked() {
+// settleLocked hands released waiters their result (w.mu is held) and
+// returns the breaker transitions, for report after the unlock.
+func (w *writes) settleLocked() []acks.PeerTransition {
 	released, transitions := w.tr.Take()
 	for _, r := range released {
 		if ch, ok := w.waiting[r.ID]; ok {
@@ -127,6 +146,13 @@ func (w *writes) settleLocked() {
 			delete(w.waiting, r.ID)
 		}
 	}
+	return transitions
+}
+
+// report logs breaker transitions (once each) and urges repair with a peer
+// whose breaker closed; it runs without w.mu, so a slow log never stalls
+// writes.
+func (w *writes) report(transitions []acks.PeerTransition) {
 	for _, t := range transitions {
 		ev := w.n.log.Info()
 		switch t.To {
@@ -146,28 +172,33 @@ func (w *writes) settleLocked() {
 func (w *writes) allow(peer string, first, last uint64) bool {
 	now := time.Now()
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	defer w.settleLocked()
-	if !w.tr.Allow(peer, now) {
-		w.stats.skipped.Add(1)
-		return false
+	ok := w.tr.Allow(peer, now)
+	if ok {
+		w.tr.Sent(peer, first, last, now)
 	}
-	w.tr.Sent(peer, first, last, now)
-	return true
+	tr := w.settleLocked()
+	w.mu.Unlock()
+	w.report(tr)
+	if !ok {
+		w.stats.skipped.Add(1)
+	}
+	return ok
 }
 
 func (w *writes) sendFailed(peer string) {
 	w.mu.Lock()
 	w.tr.SendFailed(peer, time.Now())
-	w.settleLocked()
+	tr := w.settleLocked()
 	w.mu.Unlock()
+	w.report(tr)
 }
 
 func (w *writes) answered(peer string) {
 	w.mu.Lock()
 	w.tr.Answered(peer, time.Now())
-	w.settleLocked()
+	tr := w.settleLocked()
 	w.mu.Unlock()
+	w.report(tr)
 }
 
 func (w *writes) acked(peer string, runs []ackRun) {
@@ -178,8 +209,9 @@ func (w *writes) acked(peer string, runs []ackRun) {
 			w.tr.Acked(peer, r.first, r.last(), now)
 		}
 	}
-	w.settleLocked()
+	tr := w.settleLocked()
 	w.mu.Unlock()
+	w.report(tr)
 }
 
 // open reports whether peer's breaker is open.
@@ -204,13 +236,18 @@ func (w *writes) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		members := w.n.syncPeersAll()
+		members := w.n.syncPeers()
+		var targets []string
+		for _, p := range w.n.members.sendTargets(time.Now(), w.n.cfg.gossipToTheDeadTime()) {
+			targets = append(targets, p.name)
+		}
 		now := time.Now()
 		w.mu.Lock()
-		w.tr.SetMembers(members, now)
+		w.tr.SetMembers(members, targets, now)
 		w.tr.Tick(now)
-		w.settleLocked()
+		tr := w.settleLocked()
 		w.mu.Unlock()
+		w.report(tr)
 	}
 }
 
@@ -274,7 +311,7 @@ func (a *acker) send(to string) {
 			return
 		}
 		a.mu.Unlock()
-		if err := a.n.sendTo(to, encodeAck(a.n.cfg.NodeName, runs)); err != nil {
+		if err := a.n.sendAck(to, encodeAck(a.n.cfg.NodeName, runs)); err != nil {
 			a.n.writes.stats.ackErrors.Add(1)
 			a.n.log.Debug().Err(err).Str("peer", to).Msg("ack not sent")
 			continue
