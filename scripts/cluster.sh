@@ -21,7 +21,7 @@ stop() {
 trap stop INT TERM
 
 for i in 0 1 2; do
-	args=(--http-addr "127.0.0.1:${http[i]}" --gossip-addr "127.0.0.1:${gossip[i]}" --node-name "n$((i + 1))" --log-format console)
+	args=(--http-addr "127.0.0.1:${http[i]}" --gossip-addr "127.0.0.1:${gossip[i]}" --node-name "n$((i + 1))" --log-format console --write-acks 2)
 	if ((i > 0)); then
 		args+=(--join "127.0.0.1:${gossip[0]}")
 	fi

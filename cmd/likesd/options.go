@@ -241,13 +241,13 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.duration(&o.cluster.SyncTimeout, "sync-timeout", 100*time.Millisecond, "anti-entropy: how long a session waits for a silent peer before giving up (100ms to 10m)")
 	f.integer(&o.cluster.SyncChunkBytes, "sync-chunk-bytes", 4096, 2<<20, "anti-entropy: bytes of likes in one pull or push message; a new node's full sync is many")
 	f.value("write-acks", "level", "replicas (this node included) that must hold a like before it is answered 201/200; fewer within --write-timeout: 202. "+
-		"1 to 64, quorum or all (of the reachable members); a request may ask for another with ?w=. A node with no --join that never saw a peer uses 1",
+		"1 to 64, quorum or all (of the reachable members); a request may ask for another with ?w=. Not given: 2, but 1 on a node with no --join that never saw a peer (a laptop); give it to seeds started without --join",
 		func() string { return o.cluster.Writes.Default.String() }, func(s string) error {
 			l, err := acks.ParseLevel(s)
 			if err != nil {
 				return fmt.Errorf("want 1 to %d, quorum or all", acks.MaxLevel)
 			}
-			o.cluster.Writes.Default = l
+			o.cluster.Writes.Default, o.cluster.Writes.Explicit = l, true
 			return nil
 		})
 	f.duration(&o.cluster.Writes.Timeout, "write-timeout", 1, "how long a write waits for its replicas before it is answered 202 (1ms to 5s); a frame a peer leaves unacknowledged this long is a failure of that peer")

@@ -15,8 +15,15 @@ type Config struct {
 	// Default is the level of a write that names none (--write-acks).
 	// Default 2: a 201 survives the crash of any one node. A node with no
 	// seeds that never saw another member (one process on a laptop) has
-	// nobody to replicate to, and uses 1 for writes that name no level.
+	// nobody to replicate to, and uses 1 for writes that name no level,
+	// unless Explicit.
 	Default Level
+
+	// Explicit says Default was chosen (--write-acks given): it then holds
+	// on a node with no seeds that has not seen a peer yet, such as a seed
+	// restarted without --join, which must not acknowledge alone before
+	// its old peers find it again.
+	Explicit bool
 
 	// Timeout is how long a write waits for acknowledgements before it is
 	// answered 202, and how long a frame may stay unacknowledged before it

@@ -44,7 +44,7 @@ func newWrites(n *Node) *writes {
 // by one call have consecutive seqs.
 func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Like, added []bool) (acks.Result, vclock.Dot) {
 	w := n.writes
-	clustered := len(n.cfg.Seeds) > 0 || (n.sync != nil && n.sync.sawPeer.Load())
+	clustered := len(n.cfg.Seeds) > 0 || n.cfg.Writes.Explicit || (n.sync != nil && n.sync.sawPeer.Load())
 	resolved := level
 	if resolved.IsDefault() {
 		resolved = n.cfg.Writes.Default

@@ -138,4 +138,11 @@ func TestAStandaloneNodeDefaultsToOne(t *testing.T) {
 	waitReady(t, a)
 	assert.Equal(t, acks.Result{Replicas: 1, Want: 1}, write(a, acks.Level{}, "p", "u"))
 	assert.Equal(t, acks.Result{Replicas: 1, Want: 2}, write(a, acks.Count(2), "p", "v"))
+
+	// Given explicitly (a seed started without --join), the level holds
+	// before any peer is seen: a restarted seed does not acknowledge alone.
+	seed := startNode(t, "seed", nil, func(c *Config) { c.Writes.Explicit = true })
+	waitReady(t, seed)
+	assert.Equal(t, acks.Result{Replicas: 1, Want: 2}, write(seed, acks.Level{}, "p", "u"))
+	assert.Equal(t, acks.Result{Replicas: 1, Want: 2}, write(seed, acks.Quorum, "p", "q"))
 }

@@ -81,6 +81,9 @@ func (n *node) start() error {
 		"--gossip-addr", n.gossipAddr(),
 		"--node-name", fmt.Sprintf("%s-%d", n.name(), n.gen),
 		"--log-format", "json",
+		// Node 1 has no --join: explicit, so a restarted node 1 never
+		// acknowledges alone before its old peers find it again.
+		"--write-acks", "2",
 	}
 	if len(n.joinTo) > 0 {
 		args = append(args, "--join", strings.Join(n.joinTo, ","))
