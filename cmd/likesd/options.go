@@ -250,9 +250,9 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 			o.cluster.Writes.Default, o.cluster.Writes.Explicit = l, true
 			return nil
 		})
-	f.duration(&o.cluster.Writes.Timeout, "write-timeout", 1, "how long a write waits for its replicas before it is answered 202 (1ms to 5s); a frame a peer leaves unacknowledged this long is a failure of that peer")
+	f.duration(&o.cluster.Writes.Timeout, "write-timeout", time.Millisecond, "how long a write waits for its replicas before it is answered 202 (1ms to 5s); a frame a peer leaves unacknowledged this long is a failure of that peer")
 	f.integer(&o.cluster.Writes.Breaker.Failures, "breaker-failures", 1, 1000, "consecutive failures (failed sends, unacknowledged frames) that open a peer's circuit breaker: no batches, not waited for")
-	f.duration(&o.cluster.Writes.Breaker.Cooldown, "breaker-cooldown", 1, "how long an open breaker stays open before batches probe the peer again (half-open; 10ms to 5m)")
+	f.duration(&o.cluster.Writes.Breaker.Cooldown, "breaker-cooldown", 10*time.Millisecond, "how long an open breaker stays open before batches probe the peer again (half-open; 10ms to 5m)")
 	f.integer(&o.cluster.InboxSize, "inbox-size", 1, maxInt, "received messages waiting to be applied before new ones are dropped (left to repair)")
 	f.integer(&o.cluster.MaxQueuedFrames, "max-queued-frames", 1, maxInt, "gossip broadcast queue bound (gossip fast path); the oldest frames are pruned")
 	f.value("store-shards", "int", "lock shards of the in-memory store (a power of two up to 65536)",
