@@ -419,17 +419,37 @@ func (n *Node) flushLoop() {
 	defer n.stopPeers()
 	tick := time.NewTicker(n.cfg.FlushInterval)
 	defer tick.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-tick.C:
 		case <-n.kick:
+			// Kicks (a full batch, a waiting write) come at most every
+			// kickGap: the writes of that moment share a frame, and a TCP
+			// connection per peer, instead of one each.
+			if wait := kickGap - time.Since(last); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-n.flushCh:
+					t.Stop()
+					n.flushLog()
+					return
+				}
+			}
 		case <-n.flushCh:
 			n.flushLog()
 			return
 		}
+		last = time.Now()
 		n.flushLog()
 	}
 }
+
+// kickGap is the least time between two flushes a kick asks for: a
+// waiting write waits at most this long to be framed under load, and
+// frames carry what arrives in it.
+const kickGap = 2 * time.Millisecond
 
 // flushLog frames the likes logged since the last flush.
 func (n *Node) flushLog() {

@@ -24,7 +24,6 @@ type writes struct {
 	tr      *acks.Tracker
 	waiting map[uint64]chan acks.Result // by waiter id
 
-	lastKick atomic.Int64 // unix nanos of the last flush a write asked for
 
 	stats struct {
 		met, accepted, acksSent, acksReceived, ackErrors, skipped, opened atomic.Uint64
@@ -87,12 +86,8 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 		return res, dot
 	}
 	// A waiting write has the log framed now rather than at the next
-	// flush tick, but at most once a kickEvery: under load the writes of
-	// that moment share a frame (and a TCP connection per peer).
-	if now := time.Now().UnixNano(); now-w.lastKick.Load() >= int64(kickEvery) {
-		w.lastKick.Store(now)
-		n.kickFlush()
-	}
+	// flush tick (flushLoop spaces such flushes by kickGap).
+	n.kickFlush()
 	timer := time.NewTimer(writeTimeout(n.cfg.Writes.Timeout, len(log)))
 	defer timer.Stop()
 	select {
@@ -105,9 +100,6 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 	w.count(res)
 	return res, dot
 }
-
-// kickEvery bounds how often waiting writes have the log framed at once.
-const kickEvery = time.Millisecond
 
 // writeTimeout is how long a write of k likes waits: a bulk import's likes
 // span many frames, and each peer must acknowledge every one, so it gets
