@@ -3,7 +3,9 @@
 // nodes and posts, with a new user per like. It measures what a client sees
 // (acks and their latency) and what the cluster does with them (replication
 // lag, sampled by polling every other node until the like is visible there)
-// and each node's memory (from its /metrics, when it has one).
+// and each node's memory (from its /metrics, when it has one). When asked it
+// keeps every reply, so windows of one run can be compared (before and
+// after a node was stopped, say).
 package loadgen
 
 import (
@@ -49,6 +51,10 @@ type Config struct {
 	// WriteLevel, when set, is sent as ?w= (1 to 64, quorum or all);
 	// empty uses each node's --write-acks.
 	WriteLevel string
+	// KeepSamples keeps every reply (Report.Samples), so a caller that
+	// changed the cluster during the run can summarize windows of it
+	// (Report.Window). About 40 bytes a like.
+	KeepSamples bool
 }
 
 func (c *Config) defaults() {
@@ -92,6 +98,68 @@ type Report struct {
 	Memory []Memory `json:"memory,omitempty"`
 	// Posts lists every post liked, for convergence checks afterwards.
 	Posts []string `json:"-"`
+	// Samples holds every reply and error when Config.KeepSamples is set,
+	// in no particular order.
+	Samples []Sample `json:"-"`
+}
+
+// Sample is one like sent: when, to which target, how long until its reply
+// and what the reply was. Likes cut off by the end of the run are not kept.
+type Sample struct {
+	Sent    time.Time
+	Target  int           // index in Config.Targets
+	Latency time.Duration // until the reply, or the transport error
+	Status  int           // HTTP status; 0 for a transport error
+}
+
+// Window summarizes the samples of a run sent in [From, To).
+type Window struct {
+	From, To time.Time
+	Sent     int64 // likes sent (replies and errors)
+	Acked    int64 // 201 or 200
+	Accepted int64 // 202
+	Errors   int64
+	// AckP50, AckP99 and AckMax are over acked likes only; ReplyP99 over
+	// every reply (202s included): how long a client waited.
+	AckP50, AckP99, AckMax time.Duration
+	ReplyP99               time.Duration
+}
+
+// SentPerSec is the rate likes were sent at in the window.
+func (w Window) SentPerSec() float64 {
+	if d := w.To.Sub(w.From).Seconds(); d > 0 {
+		return float64(w.Sent) / d
+	}
+	return 0
+}
+
+// Window summarizes the samples sent in [from, to) that keep accepts (nil:
+// all of them).
+func (r Report) Window(from, to time.Time, keep func(Sample) bool) Window {
+	w := Window{From: from, To: to}
+	var acks, replies []time.Duration
+	for _, s := range r.Samples {
+		if s.Sent.Before(from) || !s.Sent.Before(to) || (keep != nil && !keep(s)) {
+			continue
+		}
+		w.Sent++
+		switch {
+		case s.Status == http.StatusCreated || s.Status == http.StatusOK:
+			w.Acked++
+			acks = append(acks, s.Latency)
+		case s.Status == http.StatusAccepted:
+			w.Accepted++
+		default:
+			w.Errors++
+			continue
+		}
+		replies = append(replies, s.Latency)
+	}
+	slices.Sort(acks)
+	slices.Sort(replies)
+	w.AckP50, w.AckP99, w.AckMax = quantile(acks, 0.5), quantile(acks, 0.99), quantile(acks, 1)
+	w.ReplyP99 = quantile(replies, 0.99)
+	return w
 }
 
 // Memory is one node's resident set over the run.
@@ -144,11 +212,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	lats := make([][]time.Duration, cfg.Concurrency)
+	samples := make([][]Sample, cfg.Concurrency)
 	for w := 0; w < cfg.Concurrency; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lats[w] = r.worker(ctx, w, tickets, sampleEvery)
+			lats[w], samples[w] = r.worker(ctx, w, tickets, sampleEvery)
 		}()
 	}
 	wg.Wait()
@@ -172,6 +241,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		LagSamples: len(lags), LagTimeouts: int(r.lagTimeouts.Load()),
 		LagP50: quantile(lags, 0.50), LagP99: quantile(lags, 0.99), LagMax: quantile(lags, 1),
 		Posts: r.posts,
+	}
+	if cfg.KeepSamples {
+		rep.Samples = slices.Concat(samples...)
 	}
 	if r.hasMetrics {
 		rep.Memory = r.mem
@@ -222,25 +294,24 @@ func (r *run) dispatch(ctx context.Context, tickets chan<- struct{}) {
 	}
 }
 
-func (r *run) worker(ctx context.Context, w int, tickets <-chan struct{}, sampleEvery int64) []time.Duration {
+func (r *run) worker(ctx context.Context, w int, tickets <-chan struct{}, sampleEvery int64) (lats []time.Duration, samples []Sample) {
 	rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
 	var zipf *rand.Zipf
 	if r.cfg.Zipf {
 		zipf = rand.NewZipf(rng, 1.1, 1, uint64(len(r.posts)-1))
 	}
-	var lats []time.Duration
 	for i := 0; ; i++ {
 		if tickets != nil {
 			select {
 			case _, ok := <-tickets:
 				if !ok {
-					return lats
+					return lats, samples
 				}
 			case <-ctx.Done():
-				return lats
+				return lats, samples
 			}
 		} else if ctx.Err() != nil {
-			return lats
+			return lats, samples
 		}
 		var post string
 		if zipf != nil {
@@ -252,8 +323,11 @@ func (r *run) worker(ctx context.Context, w int, tickets <-chan struct{}, sample
 		user := r.cfg.RunID + "-" + strconv.FormatInt(n, 36)
 		target := (w + i) % len(r.cfg.Targets)
 		t0 := time.Now()
-		ok := r.like(ctx, r.cfg.Targets[target], post, user)
+		status, ok := r.like(ctx, r.cfg.Targets[target], post, user)
 		acked := time.Now()
+		if r.cfg.KeepSamples && (status != 0 || ctx.Err() == nil) {
+			samples = append(samples, Sample{Sent: t0, Target: target, Latency: acked.Sub(t0), Status: status})
+		}
 		if !ok {
 			continue
 		}
@@ -265,7 +339,8 @@ func (r *run) worker(ctx context.Context, w int, tickets <-chan struct{}, sample
 	}
 }
 
-func (r *run) like(ctx context.Context, base, post, user string) bool {
+// like sends one like and counts its outcome; ok means acked (201/200).
+func (r *run) like(ctx context.Context, base, post, user string) (status int, ok bool) {
 	target := base + "/v1/posts/" + url.PathEscape(post) + "/likes"
 	if r.cfg.WriteLevel != "" {
 		target += "?w=" + url.QueryEscape(r.cfg.WriteLevel)
@@ -278,20 +353,20 @@ func (r *run) like(ctx context.Context, base, post, user string) bool {
 		if ctx.Err() == nil {
 			r.errors.Add(1)
 		}
-		return false
+		return 0, false
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusCreated, http.StatusOK:
 		r.acked.Add(1)
-		return true
+		return resp.StatusCode, true
 	case http.StatusAccepted:
 		r.accepted.Add(1)
-		return false
+		return resp.StatusCode, false
 	}
 	r.errors.Add(1)
-	return false
+	return resp.StatusCode, false
 }
 
 // followLag polls every other target until the like is visible there and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -67,4 +68,70 @@ func TestClosedLoopStopsByItselfAndCountsErrors(t *testing.T) {
 	assert.Zero(t, rep.Acked)
 	assert.Positive(t, rep.Errors)
 	assert.Empty(t, rep.Memory, "no /metrics: no memory figures")
+}
+
+// Samples are kept per reply with their target, and a window counts what
+// was sent in it: here one target acknowledges and the other answers 202
+// after a wait, as a node whose peers do not acknowledge in time.
+func TestSamplesAndWindowsTellTargetsApart(t *testing.T) {
+	acking := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer acking.Close()
+	late := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer late.Close()
+	rep, err := Run(context.Background(), Config{
+		Targets: []string{acking.URL, late.URL}, Rate: 200, Duration: 400 * time.Millisecond,
+		Concurrency: 8, Posts: 10, KeepSamples: true,
+	})
+	require.NoError(t, err)
+	require.Positive(t, rep.Acked)
+	require.Positive(t, rep.Accepted)
+	assert.Len(t, rep.Samples, int(rep.Acked+rep.Accepted+rep.Errors), "one sample per reply")
+
+	from, to := rep.Ended.Add(-time.Hour), rep.Ended.Add(time.Hour)
+	all := rep.Window(from, to, nil)
+	assert.Equal(t, rep.Acked, all.Acked)
+	assert.Equal(t, rep.Accepted, all.Accepted)
+	assert.Equal(t, all.Acked+all.Accepted+all.Errors, all.Sent)
+
+	got := rep.Window(from, to, func(s Sample) bool { return s.Target == 1 })
+	assert.Zero(t, got.Acked, "the late target never acknowledges")
+	assert.Equal(t, rep.Accepted, got.Accepted)
+	assert.Zero(t, got.AckP99, "no ack latency without acks")
+	assert.GreaterOrEqual(t, got.ReplyP99, 20*time.Millisecond, "202s count in the reply latency")
+
+	got = rep.Window(from, to, func(s Sample) bool { return s.Target == 0 })
+	assert.Equal(t, rep.Acked, got.Acked)
+	assert.Zero(t, got.Accepted)
+	assert.Positive(t, got.AckP99)
+
+	assert.Zero(t, rep.Window(rep.Ended, to, nil).Sent, "nothing is sent after the end")
+	first := slices.MinFunc(rep.Samples, func(a, b Sample) int { return a.Sent.Compare(b.Sent) })
+	assert.Equal(t, int64(1), rep.Window(first.Sent, first.Sent.Add(time.Nanosecond), nil).Sent, "from is inclusive, to exclusive")
+}
+
+// Window's quantiles are over acked likes; 202s and errors are counted
+// apart, and the rate is over the window's length.
+func TestWindowOnHandMadeSamples(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var rep Report
+	for i := 1; i <= 100; i++ {
+		rep.Samples = append(rep.Samples, Sample{Sent: t0.Add(time.Duration(i) * time.Millisecond), Latency: time.Duration(i) * time.Millisecond, Status: http.StatusCreated})
+	}
+	rep.Samples = append(rep.Samples,
+		Sample{Sent: t0, Latency: 200 * time.Millisecond, Status: http.StatusAccepted},
+		Sample{Sent: t0, Latency: time.Millisecond, Status: 0},
+		Sample{Sent: t0, Latency: time.Millisecond, Status: http.StatusServiceUnavailable},
+		Sample{Sent: t0.Add(time.Second), Latency: time.Hour, Status: http.StatusCreated}, // outside
+	)
+	got := rep.Window(t0, t0.Add(time.Second), nil)
+	want := Window{From: t0, To: t0.Add(time.Second), Sent: 103, Acked: 100, Accepted: 1, Errors: 2,
+		AckP50: 51 * time.Millisecond, AckP99: 100 * time.Millisecond, AckMax: 100 * time.Millisecond,
+		ReplyP99: 100 * time.Millisecond}
+	assert.Equal(t, want, got)
+	assert.InDelta(t, 103.0, got.SentPerSec(), 0.001)
 }
