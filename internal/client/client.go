@@ -39,10 +39,22 @@ func (e *Error) Error() string { return fmt.Sprintf("likesd: %d %s: %s", e.Statu
 
 // Member is one entry of GET /v1/cluster.
 type Member struct {
-	Name    string `json:"name"`
-	Addr    string `json:"addr"`
-	State   string `json:"state"`
-	Breaker string `json:"breaker"` // this node's breaker for the member; empty for itself
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	State string `json:"state"`
+	// Breaker is the answering node's circuit breaker for this member
+	// (closed, open, half-open); empty for the node itself.
+	Breaker string `json:"breaker,omitempty"`
+}
+
+// Member returns the member named name, if listed.
+func (c Cluster) Member(name string) (Member, bool) {
+	for _, m := range c.Members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
 }
 
 // Cluster is GET /v1/cluster.

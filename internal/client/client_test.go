@@ -17,7 +17,7 @@ type oneNode struct{}
 
 func (oneNode) Self() string { return "n1" }
 func (oneNode) Members() []api.Member {
-	return []api.Member{{Name: "n1", Addr: "127.0.0.1:7946", State: "alive"}, {Name: "n2", State: "suspect"}}
+	return []api.Member{{Name: "n1", Addr: "127.0.0.1:7946", State: "alive"}, {Name: "n2", State: "suspect", Breaker: "open"}}
 }
 func (oneNode) Ready() bool { return true }
 
@@ -69,6 +69,11 @@ func TestClientAgainstTheAPI(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "n1", cl.Self)
 	assert.Equal(t, []string{"n1"}, cl.Alive())
+	n2, ok := cl.Member("n2")
+	require.True(t, ok)
+	assert.Equal(t, "open", n2.Breaker, "the breaker state comes through")
+	_, ok = cl.Member("n9")
+	assert.False(t, ok)
 	assert.True(t, c.Ready(ctx))
 
 	_, _, err = c.Like(ctx, "p", "")
