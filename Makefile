@@ -66,7 +66,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/vclock
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/antientropy
 
-bench: build ## load benchmark: 3 local nodes beside the bare-handler and seed-design baselines; writes docs/bench-report.md (~6 min)
+bench: build ## load benchmark: 3 local nodes beside the bare-handler and seed-design baselines, then write levels (w=1/2/all, a node stopped); writes docs/bench-report.md (~8 min)
 	go build -o bin/likesbench ./cmd/likesbench
 	bin/likesbench suite --likesd $(BIN) --out docs/bench-report.md
 

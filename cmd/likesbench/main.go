@@ -1,7 +1,7 @@
 // Command likesbench measures likesd under load.
 //
 //	likesbench load  --targets URL[,URL...] [--rate N] [--duration D] ...   drive running nodes
-//	likesbench suite --likesd bin/likesd --out docs/bench-report.md         the whole comparison
+//	likesbench suite --likesd bin/likesd --out docs/bench-report.md         the whole comparison (--only writes: write levels)
 //	likesbench memory --likesd bin/likesd --out docs/benchmarks.md          memory per like beside Redis
 //	likesbench bare  --addr HOST:PORT                                       baseline: a handler that returns 200
 //	likesbench seed  --http-addr A --gossip-addr HOST:PORT [--join H:P]    baseline: the seed's design

@@ -11,7 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/likesd/likesd/internal/client"
@@ -21,16 +23,20 @@ import (
 // suite starts its own nodes on 127.0.0.1 and runs, in one go, the
 // baselines and likesd under the same generator, then writes a report.
 type suite struct {
-	likesd   string
-	self     string
-	dir      string
-	duration time.Duration
-	soak     time.Duration
-	conc     int
-	extra    []string
-	procs    []*exec.Cmd
-	out      bytes.Buffer
+	likesd     string
+	self       string
+	dir        string
+	duration   time.Duration
+	soak       time.Duration
+	conc       int
+	writesRate float64
+	extra      []string
+	procs      []*exec.Cmd
+	out        bytes.Buffer
 }
+
+// sections of the suite, in the order they run; --only picks some.
+var sections = []string{"throughput", "sustained", "soak", "writes"}
 
 func cmdSuite(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("suite", flag.ContinueOnError)
@@ -41,10 +47,27 @@ func cmdSuite(ctx context.Context, args []string) error {
 	fs.DurationVar(&s.duration, "duration", 10*time.Second, "length of each throughput run")
 	fs.DurationVar(&s.soak, "soak", 60*time.Second, "length of the sustained-rate run on 3 nodes")
 	fs.IntVar(&s.conc, "concurrency", 64, "generator workers")
-	var extra string
+	fs.Float64Var(&s.writesRate, "writes-rate", 0, "offered likes/s of the write-level section's fixed-rate runs (0: half of what w=1 acked as fast as possible)")
+	var extra, only string
 	fs.StringVar(&extra, "likesd-flags", "", "extra flags for every likesd node, space-separated (tuning experiments)")
+	fs.StringVar(&only, "only", "", "comma-separated sections to run (default all): "+strings.Join(sections, ", "))
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	run := map[string]bool{}
+	for _, name := range strings.Split(only, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		if !slices.Contains(sections, name) {
+			return fmt.Errorf("--only: unknown section %q (want %s)", name, strings.Join(sections, ", "))
+		}
+		run[name] = true
+	}
+	if len(run) == 0 {
+		for _, name := range sections {
+			run[name] = true
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -58,8 +81,31 @@ func cmdSuite(ctx context.Context, args []string) error {
 	defer s.stopAll()
 
 	s.printf("# likesd load benchmark\n\nRun %s on %s, %d cores (GOMAXPROCS %d); generator and nodes share the machine.\n"+
-		"Command: `likesbench suite --duration %v --soak %v --concurrency %d --likesd-flags '%s'`.\n\n",
-		time.Now().UTC().Format(time.RFC3339), hostCPU(), runtime.NumCPU(), runtime.GOMAXPROCS(0), s.duration, s.soak, s.conc, extra)
+		"Command: `likesbench suite --duration %v --soak %v --concurrency %d --writes-rate %.0f --likesd-flags '%s' --only '%s'`.\n\n",
+		time.Now().UTC().Format(time.RFC3339), hostCPU(), runtime.NumCPU(), runtime.GOMAXPROCS(0), s.duration, s.soak, s.conc, s.writesRate, extra, only)
+	if run["throughput"] {
+		s.throughput(ctx)
+	}
+	if run["sustained"] {
+		s.sustained(ctx)
+	}
+	if run["soak"] {
+		s.soakRun(ctx)
+	}
+	if run["writes"] {
+		s.writeLevels(ctx)
+	}
+	fmt.Print(s.out.String())
+	if outFile != "" {
+		return os.WriteFile(outFile, s.out.Bytes(), 0o644)
+	}
+	return nil
+}
+
+// throughput runs the bare handler, one node and three nodes as fast as
+// possible.
+func (s *suite) throughput(ctx context.Context) {
+	defer s.stopAll()
 
 	s.printf("## Throughput, as fast as possible (%v each)\n\n| system | acked/s | ack p50 | ack p99 | errors | ratio to bare |\n|---|---|---|---|---|---|\n", s.duration)
 	bare := s.run(ctx, "bare net/http handler (HTTP ceiling)", s.startBare(), 0, false)
@@ -73,6 +119,12 @@ func cmdSuite(ctx context.Context, args []string) error {
 	cluster := s.run(ctx, "likesd, 3 nodes", three, 0, true)
 	s.row("likesd, 3 nodes (likes spread over all)", cluster, ratio(cluster))
 	s.printf("\n")
+}
+
+// sustained raises the offered rate on the seed design and on likesd until
+// one is not sustained.
+func (s *suite) sustained(ctx context.Context) {
+	defer s.stopAll()
 
 	s.printf("## Sustained rates with replication lag (%v each; lag = ack on one node → visible on every other, sampled)\n\n"+
 		"| system | offered/s | acked/s | missed | lag p50 | lag p99 | lag max | lag timeouts | all nodes converged after |\n|---|---|---|---|---|---|---|---|---|\n", s.duration)
@@ -99,8 +151,11 @@ func cmdSuite(ctx context.Context, args []string) error {
 		s.printf(" (**%.0f×**)", likes/seed)
 	}
 	s.printf(".\n\n")
+}
 
-	s.stopAll()
+// soakRun holds 3 nodes at 20,000/s offered for --soak and reports memory.
+func (s *suite) soakRun(ctx context.Context) {
+	defer s.stopAll()
 	targets := s.startLikesd(3)
 	rate := 20000.0
 	s.printf("## Soak: 3 likesd nodes at %.0f/s offered for %v\n\n", rate, s.soak)
@@ -111,11 +166,7 @@ func cmdSuite(ctx context.Context, args []string) error {
 		s.printf("| %s | %s | %s | %s | %s | %s | %.0f |\n", m.Target, mib(m.Start), mib(m.End), mib(m.Peak), mib(m.HeapStart), mib(m.HeapEnd),
 			float64(m.HeapEnd-m.HeapStart)/float64(max(1, soak.Acked)))
 	}
-	fmt.Print(s.out.String())
-	if outFile != "" {
-		return os.WriteFile(outFile, s.out.Bytes(), 0o644)
-	}
-	return nil
+	s.printf("\n")
 }
 
 func (s *suite) printf(format string, args ...any) { fmt.Fprintf(&s.out, format, args...) }
@@ -133,10 +184,21 @@ func (s *suite) runFor(ctx context.Context, name string, targets []string, rate 
 }
 
 func (s *suite) runWith(ctx context.Context, name string, targets []string, rate float64, d time.Duration, lag bool) loadgen.Report {
+	return s.load(ctx, name, s.config(targets, rate, d, lag))
+}
+
+// config is the suite's generator setup: zipf over 10,000 posts, --concurrency
+// workers, 20 lag samples a second when lag is asked and there is another
+// node to see the likes.
+func (s *suite) config(targets []string, rate float64, d time.Duration, lag bool) loadgen.Config {
 	cfg := loadgen.Config{Targets: targets, Rate: rate, Duration: d, Concurrency: s.conc, Posts: 10000, Zipf: true}
 	if lag && len(targets) > 1 {
 		cfg.LagSamples = 20
 	}
+	return cfg
+}
+
+func (s *suite) load(ctx context.Context, name string, cfg loadgen.Config) loadgen.Report {
 	rep, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
@@ -190,6 +252,7 @@ func (s *suite) start(name string, args ...string) {
 	logf, _ := os.Create(filepath.Join(s.dir, name+".log"))
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a stopped node must not outlive the suite
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "start %s: %v\n", name, err)
 		return
@@ -202,10 +265,13 @@ func (s *suite) stopAll() {
 	s.procs = nil
 }
 
-// stopProcs interrupts every child, then kills what is left after 10 s.
+// stopProcs interrupts every child, then kills what is left after 10 s. A
+// child the write-level section stopped (SIGSTOP) is continued, so it
+// handles the interrupt.
 func stopProcs(procs []*exec.Cmd) {
 	for _, p := range procs {
 		_ = p.Process.Signal(os.Interrupt)
+		_ = p.Process.Signal(syscall.SIGCONT)
 	}
 	for _, p := range procs {
 		done := make(chan struct{})
