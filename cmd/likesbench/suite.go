@@ -47,7 +47,7 @@ func cmdSuite(ctx context.Context, args []string) error {
 	fs.DurationVar(&s.duration, "duration", 10*time.Second, "length of each throughput run")
 	fs.DurationVar(&s.soak, "soak", 60*time.Second, "length of the sustained-rate run on 3 nodes")
 	fs.IntVar(&s.conc, "concurrency", 64, "generator workers")
-	fs.Float64Var(&s.writesRate, "writes-rate", 0, "offered likes/s of the write-level section's fixed-rate runs (0: half of what w=1 acked as fast as possible)")
+	fs.Float64Var(&s.writesRate, "writes-rate", 0, "offered likes/s of the write-level section's fixed-rate and node-stopped runs (0: 35 % and 70 % of what w=1 acked as fast as possible, the stopped runs at 35 %)")
 	var extra, only string
 	fs.StringVar(&extra, "likesd-flags", "", "extra flags for every likesd node, space-separated (tuning experiments)")
 	fs.StringVar(&only, "only", "", "comma-separated sections to run (default all): "+strings.Join(sections, ", "))
