@@ -24,7 +24,6 @@ type writes struct {
 	tr      *acks.Tracker
 	waiting map[uint64]chan acks.Result // by waiter id
 
-
 	stats struct {
 		met, accepted, acksSent, acksReceived, ackErrors, skipped, opened atomic.Uint64
 	}
