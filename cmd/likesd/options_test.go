@@ -162,3 +162,27 @@ func TestHelpAndVersion(t *testing.T) {
 	assert.Equal(t, 2, run(context.Background(), []string{"--bogus"}, env(nil), &out, &errOut))
 	assert.True(t, strings.HasPrefix(errOut.String(), "likesd: flag provided but not defined"), errOut.String())
 }
+
+// --write-acks given, by flag or environment, is explicit: it then holds
+// on a seed with no --join (acks.Config.Explicit); not given, it is not.
+func TestWriteAcksExplicit(t *testing.T) {
+	for _, tt := range []struct {
+		args     []string
+		environ  map[string]string
+		level    string
+		explicit bool
+	}{
+		{nil, nil, "2", false},
+		{[]string{"--write-acks", "2"}, nil, "2", true},
+		{nil, map[string]string{"LIKESD_WRITE_ACKS": "quorum"}, "quorum", true},
+		{nil, map[string]string{"LIKESD_WRITE_ACKS": ""}, "2", false},
+		{[]string{"--write-acks", "all"}, map[string]string{"LIKESD_WRITE_ACKS": "1"}, "all", true},
+	} {
+		o, err := parseOptions(tt.args, env(tt.environ), &bytes.Buffer{})
+		require.NoError(t, err, "%v %v", tt.args, tt.environ)
+		assert.Equal(t, tt.level, o.cluster.Writes.Default.String(), "%v %v", tt.args, tt.environ)
+		assert.Equal(t, tt.explicit, o.cluster.Writes.Explicit, "%v %v", tt.args, tt.environ)
+	}
+	_, err := parseOptions([]string{"--write-acks", "0"}, env(nil), &bytes.Buffer{})
+	assert.ErrorContains(t, err, "--write-acks")
+}

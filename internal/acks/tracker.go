@@ -103,8 +103,9 @@ type peerState struct {
 	// first: the one signal that tells a stopped peer (its kernel still
 	// takes our TCP sends) from a live one.
 	unacked []span
-	// lastExpiry is when Tick last counted a failure for unacked frames.
-	lastExpiry time.Time
+	// lastExpiry is when Tick last counted a failure for unacked frames,
+	// lastAck when the peer last acknowledged anything.
+	lastExpiry, lastAck time.Time
 }
 
 type span struct {
@@ -264,6 +265,7 @@ func (t *Tracker) Acked(peer string, first, last uint64, now time.Time) {
 		return
 	}
 	p := t.peer(peer)
+	p.lastAck = now
 	if tr, changed := p.br.Success(now); changed {
 		t.transitions = append(t.transitions, PeerTransition{Peer: peer, Transition: tr})
 	}
@@ -307,13 +309,15 @@ func (t *Tracker) Acked(peer string, first, last uint64, now time.Time) {
 }
 
 // Tick counts a failure for a peer whose oldest unacknowledged frame is
-// older than Timeout, and forgets its expired frames: at most one failure
+// older than Timeout and that acknowledged nothing for as long, and
+// forgets its expired frames: at most one failure
 // per peer per Timeout, so opening a breaker takes Failures timeouts of
 // silence, not a burst of frames lost to one stall. A tick that comes more
-// than Timeout/2 after the last one counts nothing: this node stalled (a
+// than stallAfter after the last one counts nothing: this node stalled (a
 // starved CPU, a GC pause), not necessarily the peer.
 func (t *Tracker) Tick(now time.Time) {
-	stalled := !t.lastTick.IsZero() && now.Sub(t.lastTick) > t.cfg.Timeout/2
+	stallAfter := max(t.cfg.Timeout/2, 50*time.Millisecond)
+	stalled := !t.lastTick.IsZero() && now.Sub(t.lastTick) > stallAfter
 	t.lastTick = now
 	names := make([]string, 0, len(t.peers))
 	for name := range t.peers {
@@ -326,7 +330,9 @@ func (t *Tracker) Tick(now time.Time) {
 			continue
 		}
 		p.unacked = slices.DeleteFunc(p.unacked, func(s span) bool { return now.Sub(s.at) >= t.cfg.Timeout })
-		if stalled || now.Sub(p.lastExpiry) < t.cfg.Timeout {
+		// A peer that acknowledged something within the timeout is slow
+		// (its frames queue behind a bulk import), not silent.
+		if stalled || now.Sub(p.lastExpiry) < t.cfg.Timeout || now.Sub(p.lastAck) < t.cfg.Timeout {
 			continue
 		}
 		p.lastExpiry = now

@@ -364,25 +364,35 @@ func simulate(t *testing.T, seed uint64) {
 			}
 		case op < 8: // a failed send
 			tr.SendFailed(all[rng.IntN(len(all))], now)
-		case op < 10: // a frame sent, maybe never acknowledged: its timeout counts
-			if p := all[rng.IntN(len(all))]; seq > 0 && tr.Allow(p, now) {
-				first := 1 + rng.Uint64N(seq)
-				tr.Sent(p, first, min(first+rng.Uint64N(3), seq), now)
-			}
-		case op < 9: // membership changes
+		case op < 9: // membership changes; some non-members are still sent to
 			members = nil
+			var retain []string
 			for _, p := range all {
-				if rng.IntN(3) > 0 {
+				switch rng.IntN(4) {
+				case 0:
+				case 1:
+					retain = append(retain, p)
+				default:
 					members = append(members, p)
 				}
 			}
-			tr.SetMembers(members, nil, now)
+			tr.SetMembers(members, retain, now)
+			for _, p := range retain {
+				if slices.Contains(tr.Eligible(now), p) {
+					fail("%s is retained, not a member, yet eligible", p)
+				}
+			}
 			for _, w := range ref {
 				for p := range w.eligible {
 					if w.result == nil && !slices.Contains(members, p) {
 						w.gone[p] = true
 					}
 				}
+			}
+		case op < 10: // a frame sent, maybe never acknowledged: its timeout counts
+			if p := all[rng.IntN(len(all))]; seq > 0 && tr.Allow(p, now) {
+				first := 1 + rng.Uint64N(seq)
+				tr.Sent(p, first, min(first+rng.Uint64N(3), seq), now)
 			}
 		default: // time passes: mostly ticks, sometimes a stall or a cool-down
 			d := time.Duration(rng.IntN(int(cfg.Timeout / 4)))

@@ -714,8 +714,11 @@ func (s *Syncer) end(ss *session, err error) []Action {
 		// The peer it pulled from may lack likes another peer holds (it
 		// was cut off from it a moment ago): compare with every other
 		// peer now, as slots free, rather than one per SyncInterval.
+		// Not peers still joining (they pull everything themselves), not
+		// leaving ones, and a failing peer keeps its backoff.
 		for _, p := range s.peers {
-			if p != ss.peer {
+			i := s.info[p]
+			if _, backoff := s.retry[p]; p != ss.peer && !backoff && !s.peerUnsynced(p) && (i == nil || !i.leaving) {
 				s.retry[p] = s.now
 			}
 		}

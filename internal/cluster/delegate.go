@@ -20,7 +20,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 }
 
 // NotifyMsg runs on memberlist's packet loop or a stream's goroutine: copy
-// and hand off, never block.
+// and hand off, never block on I/O (an ack takes writes.mu for a moment).
 func (d *delegate) NotifyMsg(b []byte) {
 	if len(b) == 0 {
 		return

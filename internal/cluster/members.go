@@ -273,15 +273,27 @@ func (t *memberTable) sendTargets(now time.Time, window time.Duration) []peer {
 	defer t.mu.Unlock()
 	var out []peer
 	for name, e := range t.m {
-		if name == t.self || e.ip == nil {
-			continue
-		}
-		if e.state == stateAlive || e.state == stateSuspect ||
-			(e.state == stateDead && !e.taken && now.Sub(e.since) < window) {
+		if name != t.self && e.target(now, window) {
 			out = append(out, e.peer)
 		}
 	}
 	return out
+}
+
+// sendTarget is the peer called name if it is one of sendTargets.
+func (t *memberTable) sendTarget(name string, now time.Time, window time.Duration) (peer, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.m[name]; ok && name != t.self && e.target(now, window) {
+		return e.peer, true
+	}
+	return peer{}, false
+}
+
+// target reports whether the fast path sends to e (see sendTargets).
+func (e *memberEntry) target(now time.Time, window time.Duration) bool {
+	return e.ip != nil && (e.state == stateAlive || e.state == stateSuspect ||
+		(e.state == stateDead && !e.taken && now.Sub(e.since) < window))
 }
 
 // addrs is the set of addresses of alive and suspect members, this node's

@@ -394,12 +394,11 @@ func (n *Node) syncPeers() []string {
 // one declared dead a moment ago, which still gets frames (and so must
 // get its acks back).
 func (n *Node) sendAck(to string, msg []byte) error {
-	for _, p := range n.members.sendTargets(time.Now(), n.cfg.gossipToTheDeadTime()) {
-		if p.name == to {
-			return n.ml.SendReliable(p.node(), msg)
-		}
+	p, ok := n.members.sendTarget(to, time.Now(), n.cfg.gossipToTheDeadTime())
+	if !ok {
+		return fmt.Errorf("cluster: %s is not a peer", to)
 	}
-	return fmt.Errorf("cluster: %s is not a peer", to)
+	return n.ml.SendReliable(p.node(), msg)
 }
 
 // sendTo sends a message to a member over memberlist's reliable channel,

@@ -42,7 +42,8 @@ func newWrites(n *Node) *writes {
 // by one call have consecutive seqs.
 func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Like, added []bool) (acks.Result, vclock.Dot) {
 	w := n.writes
-	clustered := len(n.cfg.Seeds) > 0 || n.cfg.Writes.Explicit || (n.sync != nil && n.sync.sawPeer.Load())
+	explicit := n.cfg.Writes.Explicit && n.cfg.Writes.Default != acks.One
+	clustered := len(n.cfg.Seeds) > 0 || explicit || (n.sync != nil && n.sync.sawPeer.Load())
 	resolved := level
 	if resolved.IsDefault() {
 		resolved = n.cfg.Writes.Default
@@ -102,10 +103,10 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 
 // writeTimeout is how long a write of k likes waits: a bulk import's likes
 // span many frames, and each peer must acknowledge every one, so it gets
-// the timeout once more per 1,000 likes, up to 5s (or the timeout, if
-// longer): well within the HTTP server's write deadline.
+// the timeout once more per 1,000 likes, up to 5s (the bound of the
+// timeout itself): within the HTTP server's write deadline.
 func writeTimeout(base time.Duration, k int) time.Duration {
-	return min(base*time.Duration(1+k/1000), max(base, 5*time.Second))
+	return min(base*time.Duration(1+k/1000), 5*time.Second)
 }
 
 func (w *writes) cancel(id uint64, ch chan acks.Result) acks.Result {
