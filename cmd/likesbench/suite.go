@@ -191,7 +191,10 @@ func (s *suite) runWith(ctx context.Context, name string, targets []string, rate
 // workers, 20 lag samples a second when lag is asked and there is another
 // node to see the likes.
 func (s *suite) config(targets []string, rate float64, d time.Duration, lag bool) loadgen.Config {
-	cfg := loadgen.Config{Targets: targets, Rate: rate, Duration: d, Concurrency: s.conc, Posts: 10000, Zipf: true}
+	// The replication sections measure the fast path as they always did,
+	// at w=1 (the default before acknowledged writes); the write-level
+	// section sets its own level.
+	cfg := loadgen.Config{Targets: targets, Rate: rate, Duration: d, Concurrency: s.conc, Posts: 10000, Zipf: true, WriteLevel: "1"}
 	if lag && len(targets) > 1 {
 		cfg.LagSamples = 20
 	}
