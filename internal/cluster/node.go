@@ -63,14 +63,15 @@ type Stats struct {
 	SyncDropped     uint64 // sync messages dropped: a queue was full
 	HandoffTimeouts uint64 // hand-offs cut short by the shutdown bound
 
-	WritesMet      uint64 // writes that reached their level (201/200)
-	WritesAccepted uint64 // writes answered before reaching it (202)
-	WritesWaiting  uint64 // writes waiting for acknowledgements now
-	AcksSent       uint64 // ack messages sent to origins
-	AcksReceived   uint64 // ack messages received from peers
-	AckErrors      uint64 // ack runs that could not be sent or were dropped
-	BreakerSkipped uint64 // fast-path frames not queued: the peer's breaker was open
-	BreakerOpened  uint64 // times a peer's breaker opened
+	WritesMet       uint64 // writes that reached their level (201/200)
+	WritesAccepted  uint64 // writes answered before reaching it (202)
+	WritesAbandoned uint64 // writes whose client went away while they waited
+	WritesWaiting   uint64 // writes waiting for acknowledgements now
+	AcksSent        uint64 // ack messages sent to origins
+	AcksReceived    uint64 // ack messages received from peers
+	AckErrors       uint64 // ack runs that could not be sent or were dropped
+	BreakerSkipped  uint64 // fast-path frames not queued: the peer's breaker was open
+	BreakerOpened   uint64 // times a peer's breaker opened
 }
 
 type counters struct {
@@ -327,7 +328,7 @@ func (n *Node) Stats() Stats {
 		st.SyncDropped, st.HandoffTimeouts = d.stats.dropped.Load(), d.stats.handoffTimeouts.Load()
 	}
 	w := &n.writes.stats
-	st.WritesMet, st.WritesAccepted = w.met.Load(), w.accepted.Load()
+	st.WritesMet, st.WritesAccepted, st.WritesAbandoned = w.met.Load(), w.accepted.Load(), w.abandoned.Load()
 	st.AcksSent, st.AcksReceived, st.AckErrors = w.acksSent.Load(), w.acksReceived.Load(), w.ackErrors.Load()
 	st.BreakerSkipped, st.BreakerOpened = w.skipped.Load(), w.opened.Load()
 	n.writes.mu.Lock()

@@ -25,7 +25,7 @@ type writes struct {
 	waiting map[uint64]chan acks.Result // by waiter id
 
 	stats struct {
-		met, accepted, acksSent, acksReceived, ackErrors, skipped, opened atomic.Uint64
+		met, accepted, abandoned, acksSent, acksReceived, ackErrors, skipped, opened atomic.Uint64
 	}
 }
 
@@ -94,8 +94,10 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 	case res = <-ch:
 	case <-timer.C:
 		res = w.cancel(id, ch)
-	case <-ctx.Done():
+	case <-ctx.Done(): // the client went away: nobody hears this answer
 		res = w.cancel(id, ch)
+		w.stats.abandoned.Add(1)
+		return res, dot
 	}
 	w.count(res)
 	return res, dot

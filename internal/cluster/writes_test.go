@@ -146,3 +146,22 @@ func TestAStandaloneNodeDefaultsToOne(t *testing.T) {
 	assert.Equal(t, acks.Result{Replicas: 1, Want: 2}, write(seed, acks.Level{}, "p", "u"))
 	assert.Equal(t, acks.Result{Replicas: 1, Want: 2}, write(seed, acks.Quorum, "p", "q"))
 }
+
+// A write whose client went away is counted as abandoned, not as a 202
+// nobody received.
+func TestAWriteWhoseClientLeftIsAbandoned(t *testing.T) {
+	a := startNode(t, "a", nil, func(c *Config) { c.Writes.Timeout = 5 * time.Second })
+	b := startNode(t, "b", []string{a.Addr()}, nil)
+	waitReady(t, a, b)
+	require.Eventually(t, func() bool { return len(a.syncPeers()) == 1 }, waitLong, 10*time.Millisecond)
+	testNet(t).Cut(b.Addr(), a.Addr()) // b's acks never arrive
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l := store.Like{Post: "p", User: "gone"}
+	a.store.Merge([]store.Like{l})
+	res, _ := a.Replicate(ctx, acks.Level{}, []store.Like{l}, []bool{true})
+	assert.False(t, res.Met())
+	st := a.Stats()
+	assert.Equal(t, uint64(1), st.WritesAbandoned)
+	assert.Zero(t, st.WritesAccepted)
+}

@@ -79,6 +79,7 @@ func New(c Cluster) *Metrics {
 	counter("likesd_peer_queue_dropped_total", "Batches dropped from a full peer queue (left to repair).", func(s cluster.Stats) uint64 { return s.PeerDropped })
 	counter("likesd_writes_replicated_total", "Writes answered once their level was met (201/200).", func(s cluster.Stats) uint64 { return s.WritesMet })
 	counter("likesd_writes_accepted_total", "Writes answered 202: stored here, fewer replicas than asked within the write timeout (or no peer reachable).", func(s cluster.Stats) uint64 { return s.WritesAccepted })
+	counter("likesd_writes_abandoned_total", "Writes whose client went away while they waited for acknowledgements (stored here; no answer sent).", func(s cluster.Stats) uint64 { return s.WritesAbandoned })
 	counter("likesd_acks_sent_total", "Acknowledgement messages sent to the origins of applied frames.", func(s cluster.Stats) uint64 { return s.AcksSent })
 	counter("likesd_acks_received_total", "Acknowledgement messages received from peers.", func(s cluster.Stats) uint64 { return s.AcksReceived })
 	counter("likesd_ack_errors_total", "Acknowledgements that could not be sent or were dropped.", func(s cluster.Stats) uint64 { return s.AckErrors })
