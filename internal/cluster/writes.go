@@ -161,18 +161,26 @@ func (w *writes) report(transitions []acks.PeerTransition) {
 	}
 }
 
+// update runs op on the tracker under w.mu, hands released waiters their
+// result, and reports breaker transitions after the unlock.
+func (w *writes) update(op func(tr *acks.Tracker, now time.Time)) {
+	now := time.Now()
+	w.mu.Lock()
+	op(w.tr, now)
+	transitions := w.settleLocked()
+	w.mu.Unlock()
+	w.report(transitions)
+}
+
 // allow reports whether the fast path may queue a frame to peer, and
 // records it as sent when so.
 func (w *writes) allow(peer string, first, last uint64) bool {
-	now := time.Now()
-	w.mu.Lock()
-	ok := w.tr.Allow(peer, now)
-	if ok {
-		w.tr.Sent(peer, first, last, now)
-	}
-	tr := w.settleLocked()
-	w.mu.Unlock()
-	w.report(tr)
+	var ok bool
+	w.update(func(tr *acks.Tracker, now time.Time) {
+		if ok = tr.Allow(peer, now); ok {
+			tr.Sent(peer, first, last, now)
+		}
+	})
 	if !ok {
 		w.stats.skipped.Add(1)
 	}
@@ -180,35 +188,24 @@ func (w *writes) allow(peer string, first, last uint64) bool {
 }
 
 func (w *writes) sendFailed(peer string) {
-	w.mu.Lock()
-	w.tr.SendFailed(peer, time.Now())
-	tr := w.settleLocked()
-	w.mu.Unlock()
-	w.report(tr)
+	w.update(func(tr *acks.Tracker, now time.Time) { tr.SendFailed(peer, now) })
 }
 
 func (w *writes) answered(peer string) {
-	w.mu.Lock()
-	w.tr.Answered(peer, time.Now())
-	tr := w.settleLocked()
-	w.mu.Unlock()
-	w.report(tr)
+	w.update(func(tr *acks.Tracker, now time.Time) { tr.Answered(peer, now) })
 }
 
 func (w *writes) acked(peer string, runs []ackRun) {
-	now := time.Now()
-	w.mu.Lock()
-	for _, r := range runs {
-		if r.origin == w.n.origin {
-			w.tr.Acked(peer, r.first, r.last(), now)
+	w.update(func(tr *acks.Tracker, now time.Time) {
+		for _, r := range runs {
+			if r.origin == w.n.origin {
+				tr.Acked(peer, r.first, r.last(), now)
+			}
 		}
-	}
-	tr := w.settleLocked()
-	w.mu.Unlock()
-	w.report(tr)
+	})
 }
 
-// open reports whether peer's breaker is open.
+// state is peer's breaker state.
 func (w *writes) state(peer string) breaker.State {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -235,13 +232,10 @@ func (w *writes) run(ctx context.Context) {
 		for _, p := range w.n.members.sendTargets(time.Now(), w.n.cfg.gossipToTheDeadTime()) {
 			targets = append(targets, p.name)
 		}
-		now := time.Now()
-		w.mu.Lock()
-		w.tr.SetMembers(members, targets, now)
-		w.tr.Tick(now)
-		tr := w.settleLocked()
-		w.mu.Unlock()
-		w.report(tr)
+		w.update(func(tr *acks.Tracker, now time.Time) {
+			tr.SetMembers(members, targets, now)
+			tr.Tick(now)
+		})
 	}
 }
 

@@ -20,17 +20,28 @@ func (discard) LikeAdded(Like) {}
 // with a sink that returns at once (the cluster's appends to its log).
 func BenchmarkLikeNew(b *testing.B) {
 	s, _ := New(DefaultConfig(), discard{})
+	likeNewUsers(b, benchPosts(), s.Like)
+}
+
+// benchPosts are the 10,000 posts the like benchmarks spread over.
+func benchPosts() []string {
 	posts := make([]string, 10000)
 	for i := range posts {
 		posts[i] = "post-" + strconv.Itoa(i)
 	}
+	return posts
+}
+
+// likeNewUsers has every goroutine like posts in turn as users never seen
+// before, reporting allocations and CPU time per like.
+func likeNewUsers(b *testing.B, posts []string, like func(post, user string) (bool, int)) {
 	b.ReportAllocs()
 	benchcpu.Report(b, func() {
 		b.RunParallel(func(pb *testing.PB) {
 			i := 0
 			id := fmt.Sprintf("%p", &i)
 			for pb.Next() {
-				s.Like(posts[i%len(posts)], id+strconv.Itoa(i))
+				like(posts[i%len(posts)], id+strconv.Itoa(i))
 				i++
 			}
 		})
@@ -55,30 +66,14 @@ func (s *Store) likeBefore(post, user string) (added bool, count int) {
 // case: it should match before), elsewhere is Like while 1024 reads wait on
 // likes that never come, spread over every shard (one map lookup per add).
 func BenchmarkLikeWaiters(b *testing.B) {
-	posts := make([]string, 10000)
-	for i := range posts {
-		posts[i] = "post-" + strconv.Itoa(i)
-	}
-	run := func(b *testing.B, s *Store, like func(post, user string) (bool, int)) {
-		b.ReportAllocs()
-		benchcpu.Report(b, func() {
-			b.RunParallel(func(pb *testing.PB) {
-				i := 0
-				id := fmt.Sprintf("%p", &i)
-				for pb.Next() {
-					like(posts[i%len(posts)], id+strconv.Itoa(i))
-					i++
-				}
-			})
-		})
-	}
+	posts := benchPosts()
 	b.Run("before", func(b *testing.B) {
 		s, _ := New(DefaultConfig(), discard{})
-		run(b, s, s.likeBefore)
+		likeNewUsers(b, posts, s.likeBefore)
 	})
 	b.Run("none", func(b *testing.B) {
 		s, _ := New(DefaultConfig(), discard{})
-		run(b, s, s.Like)
+		likeNewUsers(b, posts, s.Like)
 	})
 	b.Run("elsewhere", func(b *testing.B) {
 		s, _ := New(DefaultConfig(), discard{})
@@ -94,7 +89,7 @@ func BenchmarkLikeWaiters(b *testing.B) {
 		for s.waitingCalls() < 1024 {
 			runtime.Gosched()
 		}
-		run(b, s, s.Like)
+		likeNewUsers(b, posts, s.Like)
 		b.StopTimer()
 		cancel()
 		wg.Wait()
