@@ -35,7 +35,7 @@ func (s *suite) writeLevels(ctx context.Context) {
 		"Acked = 201/200: the level was met; accepted = 202: stored on the node asked, not on as many replicas within the write timeout. "+
 		"Ack latencies are over acked likes only.\n\n"+
 		"The last columns are from the nodes' /metrics over the run, summed over the three: CPU per like stored, "+
-		"likes per fast-path batch (each batch, and each acknowledgement, is one TCP connection through memberlist), "+
+		"likes per fast-path batch and per acknowledgement (both travel on one stream per peer), "+
 		"and breakers opened (none should, with every node up).\n\n"+
 		"### As fast as possible (%d workers, %v each, one after the other)\n\n"+
 		"| w | acked/s | accepted (202) | errors | ack p50 | ack p99 | lag p50 | lag p99 | ratio to w=1 | node CPU per like | likes per batch | likes per ack | breakers opened |\n"+

@@ -22,21 +22,29 @@ func (d *delegate) NodeMeta(limit int) []byte {
 // NotifyMsg runs on memberlist's packet loop or a stream's goroutine: copy
 // and hand off, never block on I/O (an ack takes writes.mu for a moment).
 func (d *delegate) NotifyMsg(b []byte) {
-	if len(b) == 0 {
+	if len(b) > 0 && b[0] != msgAck {
+		b = bytes.Clone(b) // memberlist reuses b after we return
+	}
+	d.n.receive(b)
+}
+
+// receive takes a message from a peer (memberlist's, or a stream's, which
+// hands over its buffer).
+func (n *Node) receive(msg []byte) {
+	if len(msg) == 0 {
 		return
 	}
-	if b[0] == msgAck {
+	if msg[0] == msgAck {
 		// Acks are applied here, not behind frames and sync chunks in the
 		// inbox: a full inbox must not read as every peer going silent.
 		// Applying one is a decode and a short critical section.
-		d.n.handleAck(b)
+		n.handleAck(msg)
 		return
 	}
-	msg := bytes.Clone(b) // memberlist reuses b after we return
 	select {
-	case d.n.inbox <- msg:
+	case n.inbox <- msg:
 	default:
-		d.n.stats.inboxDropped.Add(1)
+		n.stats.inboxDropped.Add(1)
 	}
 }
 

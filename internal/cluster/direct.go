@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync/atomic"
 	"time"
@@ -9,8 +10,8 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// The direct fast path: one sender per peer sends its batches over
-// memberlist's reliable channel (a TCP connection per batch).
+// The direct fast path: one sender per peer sends its batches on the
+// node's stream to that peer (stream.go), one TCP connection it keeps open.
 //
 // A peer that stops answering must not cost a TCP timeout per batch, nor
 // keep getting nothing once it answers again. So a sender watches each send:
@@ -21,8 +22,9 @@ import (
 // batch goes; if pings went unanswered before that one was, what is queued
 // was queued while the peer was away: it becomes a backlog, sent newest
 // first and only when no fresh batch waits, so new likes reach the peer at
-// once. A send that fails (a refused or timed-out dial) means the peer is
-// gone: what is queued is dropped (counted; the repair path heals it), and
+// once; the stream the send hangs on is reset, and the next batch dials a
+// new one. A send that fails (a refused or timed-out dial, a connection the
+// peer reset, a write that timed out) means the peer is gone: what is queued is dropped (counted; the repair path heals it), and
 // so is every batch until the peer answers one of the pings sent every
 // PeerRetryInterval. Unanswered pings alone never drop anything: on a
 // starved machine pings time out while sends still succeed. A peer that
@@ -43,6 +45,8 @@ type peerSender struct {
 	queue     chan []byte
 	done      chan struct{}
 	abandoned atomic.Int32 // sends left in flight
+
+	out atomic.Pointer[stream] // the open stream to the peer, if any
 }
 
 // sendDirect queues frame for every peer the member table lists as a send
@@ -96,6 +100,12 @@ func (n *Node) enqueue(p *peerSender, frame []byte) {
 func (n *Node) startPeer(t peer) *peerSender {
 	p := n.newPeer(t)
 	n.peers[t.name] = p
+	n.sendersMu.Lock()
+	if n.senders == nil {
+		n.senders = map[string]*peerSender{}
+	}
+	n.senders[t.name] = p
+	n.sendersMu.Unlock()
 	go n.runPeer(p)
 	return p
 }
@@ -107,6 +117,7 @@ func (n *Node) newPeer(t peer) *peerSender {
 // runPeer sends p's batches until its queue is closed (see above).
 func (n *Node) runPeer(p *peerSender) {
 	defer close(p.done)
+	defer p.resetStream(errStreamReset)
 	var backlog [][]byte // queued while p did not answer; newest last
 	defer func() {
 		for range backlog {
@@ -218,7 +229,7 @@ func (n *Node) deliver(p *peerSender, frame []byte) outcome {
 	n.sends.Add(1)
 	go func() {
 		defer n.sends.Done()
-		res <- n.ml.SendReliable(p.node, frame)
+		res <- n.sendFrame(p, frame)
 	}()
 	result := func(err error) outcome {
 		if n.sent(p, err) {
@@ -262,9 +273,28 @@ func (n *Node) deliver(p *peerSender, frame []byte) outcome {
 	}
 }
 
+// sendFrame sends one batch to p: on its stream, or, without streams,
+// through memberlist (a connection per batch).
+func (n *Node) sendFrame(p *peerSender, frame []byte) error {
+	if n.mux == nil {
+		return n.ml.SendReliable(p.node, frame)
+	}
+	s, err := n.peerStream(p)
+	if err != nil {
+		return err
+	}
+	return s.write(frame, n.cfg.TCPTimeout)
+}
+
 // sent counts a send's outcome; it may run after the sender moved on.
 func (n *Node) sent(p *peerSender, err error) bool {
 	n.directPending.Add(-1)
+	if errors.Is(err, errStreamReset) {
+		// This node reset the stream (a stall, a breaker opening): the
+		// batch is dropped, left to repair, and the peer is not to blame.
+		n.stats.peerDropped.Add(1)
+		return true
+	}
 	if err != nil {
 		n.writes.sendFailed(p.peer.name)
 		n.stats.directErrors.Add(1)
@@ -276,8 +306,12 @@ func (n *Node) sent(p *peerSender, err error) bool {
 }
 
 // abandon leaves a send in flight to finish on its own (a dial on a lost
-// link ends within TCPTimeout); Close waits for it.
+// link ends within TCPTimeout; a write on a stream ends when the stream is
+// reset, here); Close waits for it.
 func (n *Node) abandon(p *peerSender, res <-chan error) {
+	if p.resetStream(errStreamReset) {
+		n.stats.streamResets.Add(1)
+	}
 	p.abandoned.Add(1)
 	n.sends.Add(1)
 	go func() {
@@ -383,6 +417,24 @@ func (n *Node) stopPeer(name string) {
 	if p, ok := n.peers[name]; ok {
 		close(p.queue)
 		delete(n.peers, name)
+		n.sendersMu.Lock()
+		if n.senders[name] == p {
+			delete(n.senders, name)
+		}
+		n.sendersMu.Unlock()
+	}
+}
+
+// resetPeerStream resets the stream to the named peer, if one is open: its
+// breaker opened, so whatever the stream holds is not reaching it. A send
+// hanging on it fails (the sender then waits for the peer to answer a
+// ping, direct.go); an idle stream is just closed.
+func (n *Node) resetPeerStream(name string) {
+	n.sendersMu.Lock()
+	p := n.senders[name]
+	n.sendersMu.Unlock()
+	if p != nil && p.resetStream(errBreakerReset) {
+		n.stats.streamResets.Add(1)
 	}
 }
 

@@ -9,9 +9,10 @@
 // Two paths carry likes:
 //
 //   - The fast path frames the log's new likes and either sends them
-//     straight to every alive peer over memberlist's reliable channel
-//     (direct, the default) or queues them as memberlist broadcasts that
-//     receivers forward once (gossip). It is best effort.
+//     straight to every alive peer (direct, the default: one TCP stream per
+//     peer on memberlist's port, stream.go, on which the peer's acks come
+//     back) or queues them as memberlist broadcasts that receivers forward
+//     once (gossip). It is best effort; acks (writes.go) say what arrived.
 //   - Anti-entropy (sync.go) drives internal/antientropy, the pure state
 //     machine that compares content digests with one peer at a time and
 //     repairs exactly what differs. It is what makes replicas converge,

@@ -39,20 +39,23 @@ type Member struct {
 
 // Stats are cumulative counters since Start.
 type Stats struct {
-	LikesQueued    uint64 // likes framed on the fast path (and forwarded, in gossip mode)
-	FramesQueued   uint64
-	BytesQueued    uint64
-	FramesReceived uint64 // fast-path frames
-	BytesReceived  uint64
-	LikesReceived  uint64
-	LikesApplied   uint64 // received on the fast path and new here
-	LogOverrun     uint64 // likes that left the log before being framed (healed by anti-entropy)
-	InboxDropped   uint64 // messages dropped: inbox full
-	FramesPruned   uint64 // frames pruned from the broadcast queue
-	DecodeErrors   uint64
-	DirectSent     uint64 // batches sent straight to a peer
-	DirectErrors   uint64 // batches a peer could not be sent
-	PeerDropped    uint64 // batches dropped from a full peer queue
+	LikesQueued     uint64 // likes framed on the fast path (and forwarded, in gossip mode)
+	FramesQueued    uint64
+	BytesQueued     uint64
+	FramesReceived  uint64 // fast-path frames
+	BytesReceived   uint64
+	LikesReceived   uint64
+	LikesApplied    uint64 // received on the fast path and new here
+	LogOverrun      uint64 // likes that left the log before being framed (healed by anti-entropy)
+	InboxDropped    uint64 // messages dropped: inbox full
+	FramesPruned    uint64 // frames pruned from the broadcast queue
+	DecodeErrors    uint64
+	DirectSent      uint64 // batches sent straight to a peer
+	DirectErrors    uint64 // batches a peer could not be sent
+	PeerDropped     uint64 // batches dropped from a full peer queue
+	StreamsDialed   uint64 // streams this node opened to peers (stream.go)
+	StreamsAccepted uint64 // streams peers opened to this node
+	StreamResets    uint64 // streams this node reset: a stall, a breaker opening
 
 	SyncSessions    uint64 // anti-entropy sessions this node started and ended
 	SyncFailed      uint64 // of which ended by a timeout or an unreachable peer
@@ -68,6 +71,7 @@ type Stats struct {
 	WritesAbandoned uint64 // writes whose client went away while they waited
 	WritesWaiting   uint64 // writes waiting for acknowledgements now
 	AcksSent        uint64 // ack messages sent to origins
+	AcksStreamed    uint64 // of which on the origin's stream (the rest through memberlist)
 	AcksReceived    uint64 // ack messages received from peers
 	AckErrors       uint64 // ack runs that could not be sent or were dropped
 	BreakerSkipped  uint64 // fast-path frames not queued: the peer's breaker was open
@@ -78,6 +82,7 @@ type counters struct {
 	likesQueued, framesQueued, bytesQueued, framesReceived, bytesReceived atomic.Uint64
 	likesReceived, likesApplied, logOverrun, inboxDropped, framesPruned   atomic.Uint64
 	decodeErrors, directSent, directErrors, peerDropped                   atomic.Uint64
+	streamsDialed, streamsAccepted, streamResets                          atomic.Uint64
 }
 
 // frameOverhead is what memberlist may add around one of our frames in a
@@ -120,6 +125,16 @@ type Node struct {
 	// Owned by flushLoop.
 	framed uint64
 	peers  map[string]*peerSender
+	// senders is peers for other goroutines: a breaker that opens resets
+	// the peer's stream.
+	sendersMu sync.Mutex
+	senders   map[string]*peerSender
+
+	// The streams (stream.go): mux is nil when the transport cannot dial
+	// by address, and the fast path then uses SendReliable.
+	mux     *muxTransport
+	seal    *sealer
+	inbound inbound
 
 	sync   *syncDriver
 	writes *writes
@@ -226,15 +241,20 @@ func (n *Node) start(replica Replica) error {
 	mlc.Delegate = &delegate{n: n}
 	mlc.Events = &events{n: n}
 	mlc.Ping = pings{n: n}
-	mlc.Transport = n.cfg.Transport // nil: memberlist's NetTransport
 	mlc.Logger = log.New(memberlistLog{
 		log:     n.cfg.Logger.With().Str("component", "memberlist").Str("node", n.cfg.NodeName).Logger(),
 		suspect: n.memberSuspected,
 		stray:   n.strayPing,
 	}, "", 0)
 
+	if err := n.wrapTransport(mlc); err != nil {
+		return err
+	}
 	ml, err := memberlist.Create(mlc)
 	if err != nil {
+		if mlc.Transport != nil && n.cfg.Transport == nil { // made here: not memberlist's to shut
+			_ = mlc.Transport.Shutdown()
+		}
 		return fmt.Errorf("cluster: start memberlist on %s:%d: %w", n.cfg.BindAddr, n.cfg.BindPort, err)
 	}
 	n.ml = ml
@@ -320,6 +340,7 @@ func (n *Node) Stats() Stats {
 		LikesReceived: c.likesReceived.Load(), LikesApplied: c.likesApplied.Load(), LogOverrun: c.logOverrun.Load(),
 		InboxDropped: c.inboxDropped.Load(), FramesPruned: c.framesPruned.Load(), DecodeErrors: c.decodeErrors.Load(),
 		DirectSent: c.directSent.Load(), DirectErrors: c.directErrors.Load(), PeerDropped: c.peerDropped.Load(),
+		StreamsDialed: c.streamsDialed.Load(), StreamsAccepted: c.streamsAccepted.Load(), StreamResets: c.streamResets.Load(),
 	}
 	if d := n.sync; d != nil {
 		st.SyncSessions, st.SyncFailed = d.stats.sessions.Load(), d.stats.sessionsFailed.Load()
@@ -330,6 +351,7 @@ func (n *Node) Stats() Stats {
 	w := &n.writes.stats
 	st.WritesMet, st.WritesAccepted, st.WritesAbandoned = w.met.Load(), w.accepted.Load(), w.abandoned.Load()
 	st.AcksSent, st.AcksReceived, st.AckErrors = w.acksSent.Load(), w.acksReceived.Load(), w.ackErrors.Load()
+	st.AcksStreamed = w.acksStreamed.Load()
 	st.BreakerSkipped, st.BreakerOpened = w.skipped.Load(), w.opened.Load()
 	n.writes.mu.Lock()
 	st.WritesWaiting = uint64(n.writes.tr.Waiting())
@@ -391,10 +413,16 @@ func (n *Node) syncPeers() []string {
 	return out
 }
 
-// sendAck sends an ack to a peer the fast path may send to: a member, or
-// one declared dead a moment ago, which still gets frames (and so must
-// get its acks back).
+// sendAck sends an ack back on the stream the peer sends its frames on;
+// without one (gossip mode, a stream that just ended), through memberlist
+// to a peer the fast path may send to: a member, or one declared dead a
+// moment ago, which still gets frames (and so must get its acks back).
 func (n *Node) sendAck(to string, msg []byte) error {
+	// On the stream the peer sends its frames on, when there is one.
+	if s := n.inbound.get(to); s != nil && s.write(msg, n.cfg.TCPTimeout) == nil {
+		n.writes.stats.acksStreamed.Add(1)
+		return nil
+	}
 	p, ok := n.members.sendTarget(to, time.Now(), n.cfg.gossipToTheDeadTime())
 	if !ok {
 		return fmt.Errorf("cluster: %s is not a peer", to)

@@ -25,7 +25,7 @@ type writes struct {
 	waiting map[uint64]chan acks.Result // by waiter id
 
 	stats struct {
-		met, accepted, abandoned, acksSent, acksReceived, ackErrors, skipped, opened atomic.Uint64
+		met, accepted, abandoned, acksSent, acksStreamed, acksReceived, ackErrors, skipped, opened atomic.Uint64
 	}
 }
 
@@ -153,6 +153,9 @@ func (w *writes) report(transitions []acks.PeerTransition) {
 		case breaker.Open:
 			w.stats.opened.Add(1)
 			ev = w.n.log.Warn()
+			// What its stream holds is not reaching it: a half-open probe
+			// dials anew instead of queueing behind a dead connection.
+			w.n.resetPeerStream(t.Peer)
 		case breaker.Closed:
 			// Likes it missed while open were not sent: repair them now.
 			w.n.sync.urge(t.Peer)

@@ -18,8 +18,11 @@
 //     either is cut the dial is black-holed (it waits out its timeout and
 //     fails, as a dial whose SYNs are dropped; unlike real TCP it does not
 //     connect on a retransmitted SYN after the cut heals); with the loss
-//     probability a dial fails at once (a reset). Streams already open are
-//     left alone.
+//     probability a dial fails at once (a reset);
+//   - a stream already open stalls while either direction is cut: a write
+//     waits (as TCP retransmits) until the cut heals or the write's
+//     deadline passes; it is reset when either end goes Down or its
+//     transport shuts down (a crash).
 //
 // A host whose memberlist shut down (a crash) keeps its sockets, owned by
 // the Network: packets to it are dropped and streams to it refused, like a
@@ -34,6 +37,7 @@ import (
 	"log"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -59,6 +63,8 @@ type Network struct {
 	loss     float64
 	rng      *rand.Rand
 	closed   bool
+	conns    map[*conn]struct{}
+	dialers  map[string]string // a dialed stream's local address → its host
 }
 
 type link struct{ from, to string }
@@ -67,6 +73,7 @@ type link struct{ from, to string }
 func New(seed uint64) *Network {
 	return &Network{
 		hosts: map[string]*host{}, cut: map[link]bool{}, isolated: map[string]bool{}, down: map[string]bool{},
+		conns: map[*conn]struct{}{}, dialers: map[string]string{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
 }
@@ -159,12 +166,13 @@ func (h *host) pump() {
 				case <-h.stop:
 				}
 			}
-		case c := <-h.nt.StreamCh():
+		case raw := <-h.nt.StreamCh():
 			t := h.attached()
 			if t == nil {
-				_ = c.Close()
+				_ = raw.Close()
 				continue
 			}
+			c := h.n.track(raw, h.addr, "")
 			select {
 			case t.streamCh <- c:
 			case <-t.shutdown:
@@ -215,8 +223,9 @@ func (n *Network) Isolate(addr string) {
 // out a dial. Heal undoes it.
 func (n *Network) Down(addr string) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.down[addr] = true
+	n.mu.Unlock()
+	n.resetStreams(addr)
 }
 
 // Cut loses everything sent from one address to another (one direction:
@@ -341,7 +350,11 @@ func (t *Transport) DialAddressTimeout(a memberlist.Address, timeout time.Durati
 	if dest != nil && dest.attached() == nil {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: ErrRefused}
 	}
-	return t.h.nt.DialAddressTimeout(a, timeout)
+	c, err := t.h.nt.DialAddressTimeout(a, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return t.h.n.track(c, t.h.addr, a.Addr), nil
 }
 
 // StreamCh is what streams this host accepts.
@@ -357,6 +370,7 @@ func (t *Transport) Shutdown() error {
 			t.h.cur = nil
 		}
 		t.h.mu.Unlock()
+		t.h.n.resetStreams(t.h.addr)
 	})
 	return nil
 }
@@ -371,3 +385,119 @@ func (t *Transport) closed() bool {
 }
 
 func nopLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// conn is a stream through the network (see the package doc).
+type conn struct {
+	net.Conn
+	n      *Network
+	local  string // this end's host
+	remote string // the other end's host; "" on an accepted stream: looked up
+	closed chan struct{}
+	once   sync.Once
+
+	mu        sync.Mutex
+	wdeadline time.Time
+}
+
+// track wraps a stream between the hosts local and remote.
+func (n *Network) track(c net.Conn, local, remote string) *conn {
+	fc := &conn{Conn: c, n: n, local: local, remote: remote, closed: make(chan struct{})}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.conns[fc] = struct{}{}
+	if remote != "" {
+		n.dialers[c.LocalAddr().String()] = local
+	}
+	return fc
+}
+
+// resetStreams resets every open stream to or from addr.
+func (n *Network) resetStreams(addr string) {
+	n.mu.Lock()
+	var reset []*conn
+	for c := range n.conns {
+		if c.local == addr || c.remoteLocked() == addr {
+			reset = append(reset, c)
+		}
+	}
+	n.mu.Unlock()
+	for _, c := range reset {
+		_ = c.Close()
+	}
+}
+
+// remoteLocked is the other end's host, if known; n.mu held.
+func (c *conn) remoteLocked() string {
+	if c.remote != "" {
+		return c.remote
+	}
+	return c.n.dialers[c.Conn.RemoteAddr().String()]
+}
+
+// stalled reports whether the stream's link is cut either way, and
+// whether it is down (reset).
+func (c *conn) stalled() (cut, down bool) {
+	c.n.mu.Lock()
+	defer c.n.mu.Unlock()
+	remote := c.remoteLocked()
+	if remote == "" {
+		return false, false
+	}
+	if c.n.down[c.local] || c.n.down[remote] {
+		return false, true
+	}
+	return c.n.blockedLocked(c.local, remote) || c.n.blockedLocked(remote, c.local), false
+}
+
+// Write waits while the link is cut, until it heals or the write deadline
+// passes.
+func (c *conn) Write(b []byte) (int, error) {
+	for {
+		cut, down := c.stalled()
+		if down {
+			_ = c.Close()
+			return 0, &net.OpError{Op: "write", Net: "tcp", Err: ErrRefused}
+		}
+		if !cut {
+			return c.Conn.Write(b)
+		}
+		c.mu.Lock()
+		deadline := c.wdeadline
+		c.mu.Unlock()
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return 0, &net.OpError{Op: "write", Net: "tcp", Err: os.ErrDeadlineExceeded}
+		}
+		select {
+		case <-c.closed:
+			return 0, net.ErrClosed
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+func (c *conn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.wdeadline = t
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.wdeadline = t
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *conn) Close() error {
+	c.once.Do(func() {
+		close(c.closed)
+		c.n.mu.Lock()
+		delete(c.n.conns, c)
+		if c.remote != "" {
+			delete(c.n.dialers, c.Conn.LocalAddr().String())
+		}
+		c.n.mu.Unlock()
+	})
+	return c.Conn.Close()
+}

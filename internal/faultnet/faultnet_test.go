@@ -2,6 +2,8 @@ package faultnet
 
 import (
 	"errors"
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -77,4 +79,46 @@ func TestCutsAndCrashes(t *testing.T) {
 	assert.ErrorIs(t, err, ErrDropped)
 	require.NoError(t, a.Shutdown())
 	require.NoError(t, b2.Shutdown())
+}
+
+// An open stream stalls while its link is cut (a write waits out its
+// deadline, then passes once healed) and is reset when a host goes down.
+func TestOpenStreamsStallOnCutsAndResetOnDown(t *testing.T) {
+	n := New(1)
+	defer n.Close()
+	a, err := n.NewTransport()
+	require.NoError(t, err)
+	b, err := n.NewTransport()
+	require.NoError(t, err)
+	accepted := make(chan net.Conn, 1)
+	go func() { accepted <- <-b.StreamCh() }()
+	c, err := a.DialAddressTimeout(memberlist.Address{Addr: b.Addr()}, time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	bc := <-accepted
+	defer bc.Close()
+
+	n.Cut(b.Addr(), a.Addr()) // either direction stalls a stream
+	for _, w := range []net.Conn{c, bc} {
+		require.NoError(t, w.SetWriteDeadline(time.Now().Add(50*time.Millisecond)))
+		_, err = w.Write([]byte("x"))
+		var ne net.Error
+		require.ErrorAs(t, err, &ne)
+		assert.True(t, ne.Timeout(), "a write on a cut link waits out its deadline")
+	}
+
+	n.Heal()
+	require.NoError(t, c.SetWriteDeadline(time.Now().Add(time.Second)))
+	_, err = c.Write([]byte("y"))
+	require.NoError(t, err)
+	buf := make([]byte, 1)
+	_, err = io.ReadFull(bc, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "y", string(buf))
+
+	n.Down(b.Addr())
+	_, err = io.ReadFull(bc, buf)
+	assert.Error(t, err, "b's end is reset")
+	_, err = c.Write([]byte("z"))
+	assert.Error(t, err, "and a's")
 }

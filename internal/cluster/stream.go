@@ -1,0 +1,594 @@
+package cluster
+
+import (
+	"bufio"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Streams: the direct fast path keeps one TCP connection open to each peer,
+// on memberlist's own port, for its frames; the peer sends its acks back on
+// the same connection. memberlist's SendReliable dials a connection per
+// message: at w=2 that was one per batch and one per ack, and the dials
+// were 29% of a node's CPU (docs/benchmarks.md, "Write levels").
+//
+// The dialer owns a stream's life: it resets the stream when a send stalls
+// or the peer's breaker opens, and a reset ends both directions, so acks
+// never sit in a connection nobody watches. Anything unsent is left to
+// anti-entropy, as a batch dropped from a queue is.
+//
+// On the wire a stream opens with streamMagic, a byte no memberlist stream
+// begins with (its message types are below 20; a label is 244), so the
+// listener tells the two apart by the first byte (muxTransport). Then come
+// messages both ways, each a uvarint length and the message: the first,
+// from the dialer, a hello (version, label, the dialer's node name); then
+// the bytes of a memberlist user message (msgLikes one way, msgAck the
+// other). With a secret key each message is sealed with AES-GCM under a
+// random nonce, the label as additional data, as memberlist seals its own.
+
+const (
+	streamMagic   byte = 0xC5
+	streamVersion byte = 1
+	// maxStreamName bounds the node name in a hello.
+	maxStreamName = 1024
+	// minStreamMessage is the least bound on one message; a node's bound is
+	// this or its DirectBatchBytes and some, whichever is larger.
+	minStreamMessage = 8 << 20
+)
+
+var (
+	errStreamMessage = errors.New("cluster: stream message length out of bounds")
+	errStreamHello   = errors.New("cluster: bad stream hello")
+	errStreamOpen    = errors.New("cluster: stream message fails authentication")
+	// errStreamReset is what a write returns when this node reset the
+	// stream under it (a stall, a breaker opening, shutdown): the peer is
+	// not to blame.
+	errStreamReset = errors.New("cluster: stream reset")
+	// errBreakerReset is what a write returns when the peer's breaker
+	// opened under it: the write hung, which is the peer's (or the
+	// network's) failure.
+	errBreakerReset = errors.New("cluster: stream reset: the peer's breaker opened")
+	errMuxClosed    = errors.New("cluster: transport shut down")
+)
+
+// readStreamMessage reads one message of at most max bytes. Past 64 KiB
+// the buffer grows as bytes arrive, so a length alone allocates little.
+func readStreamMessage(r *bufio.Reader, max int) ([]byte, error) {
+	size, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if size == 0 || size > uint64(max) {
+		return nil, fmt.Errorf("%w: %d", errStreamMessage, size)
+	}
+	if size <= 64<<10 {
+		b := make([]byte, size)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, int64(size)))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != int(size) {
+		return nil, io.ErrUnexpectedEOF
+	}
+	return b, nil
+}
+
+// appendStreamMessage appends msg with its length.
+func appendStreamMessage(dst, msg []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(msg)))
+	return append(dst, msg...)
+}
+
+// encodeHello is the hello's body: version, label, name.
+func encodeHello(label, name string) []byte {
+	b := []byte{streamVersion}
+	b = binary.AppendUvarint(b, uint64(len(label)))
+	b = append(b, label...)
+	b = binary.AppendUvarint(b, uint64(len(name)))
+	return append(b, name...)
+}
+
+// decodeHello returns the label and the dialer's name of a hello's body.
+func decodeHello(b []byte) (label, name string, err error) {
+	if len(b) < 1 || b[0] != streamVersion {
+		return "", "", fmt.Errorf("%w: version", errStreamHello)
+	}
+	b = b[1:]
+	str := func(limit int) (string, bool) {
+		k, n := binary.Uvarint(b)
+		if n <= 0 || k > uint64(limit) || uint64(len(b)-n) < k {
+			return "", false
+		}
+		s := string(b[n : n+int(k)])
+		b = b[n+int(k):]
+		return s, true
+	}
+	var ok bool
+	if label, ok = str(255); !ok {
+		return "", "", fmt.Errorf("%w: label", errStreamHello)
+	}
+	if name, ok = str(maxStreamName); !ok || name == "" || len(b) != 0 {
+		return "", "", fmt.Errorf("%w: name", errStreamHello)
+	}
+	return label, name, nil
+}
+
+// sealer seals and opens stream messages under the cluster's secret key;
+// a nil sealer leaves them plain.
+type sealer struct {
+	aead cipher.AEAD
+	aad  []byte // the label
+}
+
+func newSealer(key []byte, label string) (*sealer, error) {
+	if len(key) == 0 {
+		return nil, nil
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &sealer{aead: aead, aad: []byte(label)}, nil
+}
+
+func (s *sealer) seal(msg []byte) ([]byte, error) {
+	if s == nil {
+		return msg, nil
+	}
+	out := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(msg)+s.aead.Overhead())
+	if _, err := rand.Read(out); err != nil {
+		return nil, err
+	}
+	return s.aead.Seal(out, out, msg, s.aad), nil
+}
+
+func (s *sealer) open(b []byte) ([]byte, error) {
+	if s == nil {
+		return b, nil
+	}
+	k := s.aead.NonceSize()
+	if len(b) < k+s.aead.Overhead() {
+		return nil, errStreamOpen
+	}
+	msg, err := s.aead.Open(nil, b[:k], b[k:], s.aad)
+	if err != nil {
+		return nil, errStreamOpen
+	}
+	return msg, nil
+}
+
+// stream is one open connection: writes are serialized and bounded by a
+// deadline; one goroutine reads.
+type stream struct {
+	conn net.Conn
+	seal *sealer
+	max  int
+	peer string // the other end's node name
+
+	wmu    sync.Mutex
+	wbuf   []byte
+	closed atomic.Bool
+	reason atomic.Pointer[error] // why this node reset it, if it did
+}
+
+func newStream(conn net.Conn, seal *sealer, max int, peer string) *stream {
+	return &stream{conn: conn, seal: seal, max: max, peer: peer}
+}
+
+// write sends msg within timeout. A failed write closes the stream.
+func (s *stream) write(msg []byte, timeout time.Duration) error {
+	body, err := s.seal.seal(msg)
+	if err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed.Load() {
+		return errStreamReset
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
+	s.wbuf = appendStreamMessage(s.wbuf[:0], body)
+	if _, err := s.conn.Write(s.wbuf); err != nil {
+		if !s.closed.CompareAndSwap(false, true) {
+			if r := s.reason.Load(); r != nil {
+				return *r
+			}
+			return errStreamReset
+		}
+		_ = s.conn.Close()
+		return err
+	}
+	if cap(s.wbuf) > 64<<10 { // a bulk frame's buffer is not kept
+		s.wbuf = nil
+	}
+	return nil
+}
+
+// read returns the next message, opened.
+func (s *stream) read(r *bufio.Reader) ([]byte, error) {
+	b, err := readStreamMessage(r, s.max)
+	if err != nil {
+		return nil, err
+	}
+	return s.seal.open(b)
+}
+
+// close resets the stream: a write in progress returns errStreamReset.
+func (s *stream) close() { s.reset(errStreamReset) }
+
+// reset closes the stream; a write in progress returns reason.
+func (s *stream) reset(reason error) bool {
+	s.reason.CompareAndSwap(nil, &reason)
+	if s.closed.CompareAndSwap(false, true) {
+		_ = s.conn.Close()
+		return true
+	}
+	return false
+}
+
+// muxTransport is memberlist's transport with likesd's streams taken out
+// of its listener: a stream that begins with streamMagic goes to accept,
+// every other to memberlist, unchanged. It owns every stream it accepted
+// or dialed and the goroutines that read them: its Shutdown (memberlist's,
+// on Close or a crash in tests) closes them all and waits.
+type muxTransport struct {
+	memberlist.NodeAwareTransport
+	streams     chan net.Conn
+	accept      func(net.Conn)
+	sortTimeout time.Duration
+	stop        chan struct{}
+	stopOnce    sync.Once
+
+	mu    sync.Mutex // guards conns and down
+	conns map[net.Conn]struct{}
+	down  bool
+	wg    sync.WaitGroup
+}
+
+func newMuxTransport(inner memberlist.NodeAwareTransport, sortTimeout time.Duration, accept func(net.Conn)) *muxTransport {
+	t := &muxTransport{
+		NodeAwareTransport: inner, streams: make(chan net.Conn), accept: accept,
+		sortTimeout: sortTimeout, stop: make(chan struct{}), conns: map[net.Conn]struct{}{},
+	}
+	t.wg.Add(1)
+	go t.run()
+	return t
+}
+
+// StreamCh is the streams that are memberlist's.
+func (t *muxTransport) StreamCh() <-chan net.Conn { return t.streams }
+
+func (t *muxTransport) run() {
+	defer t.wg.Done()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case c := <-t.NodeAwareTransport.StreamCh():
+			if !t.track(c) {
+				_ = c.Close()
+				continue
+			}
+			t.wg.Add(1)
+			go t.sort(c)
+		}
+	}
+}
+
+// sort reads a stream's first byte and hands it on; a likesd stream is
+// then served on this goroutine until it closes.
+func (t *muxTransport) sort(c net.Conn) {
+	defer t.wg.Done()
+	var first [1]byte
+	_ = c.SetReadDeadline(time.Now().Add(t.sortTimeout))
+	if _, err := io.ReadFull(c, first[:]); err != nil {
+		t.release(c)
+		_ = c.Close()
+		return
+	}
+	if first[0] == streamMagic {
+		defer func() { t.release(c); _ = c.Close() }()
+		_ = c.SetReadDeadline(time.Time{})
+		t.accept(c)
+		return
+	}
+	t.release(c) // memberlist closes its own
+	select {
+	case t.streams <- &prefixedConn{Conn: c, first: first[0]}:
+	case <-t.stop:
+		_ = c.Close()
+	}
+}
+
+// dial opens a likesd stream to addr (its magic byte already written).
+func (t *muxTransport) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	c, err := t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if !t.track(c) {
+		_ = c.Close()
+		return nil, errMuxClosed
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte{streamMagic}); err != nil {
+		t.release(c)
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// serve runs fn on a goroutine the transport waits for; c is closed and
+// forgotten when fn returns.
+func (t *muxTransport) serve(c net.Conn, fn func()) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.down {
+		return false
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer func() { t.release(c); _ = c.Close() }()
+		fn()
+	}()
+	return true
+}
+
+func (t *muxTransport) track(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.down {
+		return false
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+func (t *muxTransport) release(c net.Conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
+
+// Shutdown closes every likesd stream, waits for their readers, and shuts
+// the transport under it.
+func (t *muxTransport) Shutdown() error {
+	t.stopOnce.Do(func() { close(t.stop) })
+	t.mu.Lock()
+	t.down = true
+	for c := range t.conns {
+		_ = c.Close()
+	}
+	t.mu.Unlock()
+	err := t.NodeAwareTransport.Shutdown()
+	t.wg.Wait()
+	return err
+}
+
+// prefixedConn gives back the byte the mux read to sort it.
+type prefixedConn struct {
+	net.Conn
+	first byte
+	read  bool
+}
+
+func (c *prefixedConn) Read(p []byte) (int, error) {
+	if !c.read && len(p) > 0 {
+		c.read = true
+		p[0] = c.first
+		return 1, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// newNetTransport is what memberlist.Create makes when given no transport,
+// made here so that it can be wrapped: a NetTransport on the bind address,
+// with a free port when the port is 0.
+func newNetTransport(bindAddr string, bindPort int, logger *log.Logger) (*memberlist.NetTransport, error) {
+	var err error
+	for range 10 { // a free port may be taken between its TCP and UDP binds
+		var nt *memberlist.NetTransport
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{bindAddr}, BindPort: bindPort, Logger: logger,
+		})
+		if err == nil {
+			return nt, nil
+		}
+		if bindPort != 0 {
+			break
+		}
+	}
+	return nil, err
+}
+
+// inbound is the streams peers opened to this node, by the peer's name:
+// acks to a peer go back on its newest stream.
+type inbound struct {
+	mu     sync.Mutex
+	byName map[string]*stream
+}
+
+func (in *inbound) add(s *stream) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.byName == nil {
+		in.byName = map[string]*stream{}
+	}
+	in.byName[s.peer] = s
+}
+
+func (in *inbound) remove(s *stream) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.byName[s.peer] == s {
+		delete(in.byName, s.peer)
+	}
+}
+
+func (in *inbound) get(name string) *stream {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.byName[name]
+}
+
+// acceptStream serves a stream a peer opened: its hello, then its frames
+// into the inbox, as memberlist's NotifyMsg would; the node's acks to that
+// peer go back on it. It returns when the stream closes.
+func (n *Node) acceptStream(c net.Conn) {
+	r := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(n.cfg.TCPTimeout))
+	s := newStream(c, n.seal, n.streamMax(), "")
+	hello, err := s.read(r)
+	if err == nil {
+		var label string
+		label, s.peer, err = decodeHello(hello)
+		if err == nil && label != n.cfg.Label {
+			err = fmt.Errorf("%w: label %q", errStreamHello, label)
+		}
+	}
+	if err != nil {
+		n.stats.decodeErrors.Add(1)
+		n.log.Warn().Err(err).Str("remote", c.RemoteAddr().String()).Msg("stream refused")
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	n.stats.streamsAccepted.Add(1)
+	n.inbound.add(s)
+	defer n.inbound.remove(s)
+	for {
+		msg, err := s.read(r)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !s.closed.Load() {
+				n.log.Debug().Err(err).Str("peer", s.peer).Msg("stream from peer ended")
+			}
+			if errors.Is(err, errStreamMessage) || errors.Is(err, errStreamOpen) {
+				n.stats.decodeErrors.Add(1)
+			}
+			return
+		}
+		n.receive(msg)
+	}
+}
+
+// streamMax bounds one stream message: a frame of DirectBatchBytes, an
+// ack of many runs.
+func (n *Node) streamMax() int { return max(minStreamMessage, 2*n.cfg.DirectBatchBytes) }
+
+// peerStream returns p's open stream, dialing one if there is none.
+func (n *Node) peerStream(p *peerSender) (*stream, error) {
+	if s := p.out.Load(); s != nil {
+		return s, nil
+	}
+	// No lock across the dial: a send left in flight on a dial that hangs
+	// must not hold up the next one (direct.go). Two dials that race keep
+	// the first stream.
+	c, err := n.mux.dial(p.peer.addr(), n.cfg.TCPTimeout)
+	if err != nil {
+		return nil, err
+	}
+	s := newStream(c, n.seal, n.streamMax(), p.peer.name)
+	hello := encodeHello(n.cfg.Label, n.cfg.NodeName)
+	if err := s.write(hello, n.cfg.TCPTimeout); err != nil {
+		n.mux.release(c)
+		s.close()
+		return nil, err
+	}
+	// Its acks come back on it, read here until it closes.
+	if !n.mux.serve(c, func() { n.readAcks(p, s) }) {
+		s.close()
+		return nil, errMuxClosed
+	}
+	n.stats.streamsDialed.Add(1)
+	if !p.out.CompareAndSwap(nil, s) {
+		s.close()
+		return n.peerStream(p)
+	}
+	return s, nil
+}
+
+// readAcks applies the acks that come back on p's stream s. When the peer
+// ends the stream, the next send dials again.
+func (n *Node) readAcks(p *peerSender, s *stream) {
+	defer p.out.CompareAndSwap(s, nil)
+	r := bufio.NewReader(s.conn)
+	for {
+		msg, err := s.read(r)
+		if err != nil {
+			if errors.Is(err, errStreamMessage) || errors.Is(err, errStreamOpen) {
+				n.stats.decodeErrors.Add(1)
+				n.log.Warn().Err(err).Str("peer", p.peer.name).Msg("bad message on stream: reset")
+			}
+			s.close()
+			return
+		}
+		if msg[0] != msgAck {
+			n.stats.decodeErrors.Add(1)
+			continue
+		}
+		n.handleAck(msg)
+	}
+}
+
+// resetStream closes p's stream, if open: the next send dials a new one,
+// and a send in progress returns reason.
+func (p *peerSender) resetStream(reason error) bool {
+	if s := p.out.Swap(nil); s != nil {
+		return s.reset(reason)
+	}
+	return false
+}
+
+// wrapTransport gives memberlist a transport whose listener hands likesd's
+// streams to acceptStream: Config.Transport, or the NetTransport memberlist
+// would have made itself. A transport that cannot dial by address (none of
+// likesd's) is left as it is, and the fast path uses SendReliable.
+func (n *Node) wrapTransport(mlc *memberlist.Config) error {
+	seal, err := newSealer(n.cfg.SecretKey, n.cfg.Label)
+	if err != nil {
+		return fmt.Errorf("cluster: secret key: %w", err)
+	}
+	n.seal = seal
+	inner := n.cfg.Transport
+	if inner == nil {
+		nt, err := newNetTransport(mlc.BindAddr, mlc.BindPort, mlc.Logger)
+		if err != nil {
+			return fmt.Errorf("cluster: listen on %s:%d: %w", mlc.BindAddr, mlc.BindPort, err)
+		}
+		if mlc.BindPort == 0 {
+			mlc.BindPort = nt.GetAutoBindPort()
+			mlc.AdvertisePort = mlc.BindPort
+		}
+		inner = nt
+	}
+	aware, ok := inner.(memberlist.NodeAwareTransport)
+	if !ok {
+		mlc.Transport = inner
+		return nil
+	}
+	n.mux = newMuxTransport(aware, n.cfg.TCPTimeout, n.acceptStream)
+	mlc.Transport = n.mux
+	return nil
+}

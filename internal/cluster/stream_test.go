@@ -1,0 +1,162 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/acks"
+	"github.com/likesd/likesd/internal/store"
+)
+
+func TestStreamMessagesRoundTripPlainAndSealed(t *testing.T) {
+	sealed, err := newSealer(key(7), "lbl")
+	require.NoError(t, err)
+	for name, s := range map[string]*sealer{"plain": nil, "sealed": sealed} {
+		t.Run(name, func(t *testing.T) {
+			var wire []byte
+			msgs := [][]byte{encodeHello("lbl", "node-a"), {msgAck, 1, 2}, bytes.Repeat([]byte{msgLikes}, 70_000)}
+			for _, m := range msgs {
+				body, err := s.seal(m)
+				require.NoError(t, err)
+				wire = appendStreamMessage(wire, body)
+			}
+			r := bufio.NewReader(bytes.NewReader(wire))
+			for _, want := range msgs {
+				b, err := readStreamMessage(r, minStreamMessage)
+				require.NoError(t, err)
+				got, err := s.open(b)
+				require.NoError(t, err)
+				assert.Equal(t, want, got)
+			}
+			_, err := readStreamMessage(r, minStreamMessage)
+			assert.Error(t, err, "end of stream")
+		})
+	}
+	label, name, err := decodeHello(encodeHello("lbl", "node-a"))
+	require.NoError(t, err)
+	assert.Equal(t, "lbl", label)
+	assert.Equal(t, "node-a", name)
+}
+
+func TestSealedMessagesNeedTheKeyAndTheLabel(t *testing.T) {
+	s, err := newSealer(key(1), "l")
+	require.NoError(t, err)
+	b, err := s.seal([]byte("hello"))
+	require.NoError(t, err)
+	otherKey, _ := newSealer(key(2), "l")
+	otherLabel, _ := newSealer(key(1), "m")
+	_, err = otherKey.open(b)
+	assert.ErrorIs(t, err, errStreamOpen)
+	_, err = otherLabel.open(b)
+	assert.ErrorIs(t, err, errStreamOpen)
+	_, err = s.open(b[:10])
+	assert.ErrorIs(t, err, errStreamOpen)
+	got, err := s.open(b)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(got))
+}
+
+func TestStreamMessageLengthsAreBounded(t *testing.T) {
+	for name, in := range map[string][]byte{
+		"zero":      {0},
+		"over max":  appendStreamMessage(nil, make([]byte, 101)),
+		"huge":      {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+		"truncated": appendStreamMessage(nil, make([]byte, 50))[:20],
+	} {
+		_, err := readStreamMessage(bufio.NewReader(bytes.NewReader(in)), 100)
+		assert.Error(t, err, name)
+	}
+	for name, in := range map[string][]byte{
+		"empty":         nil,
+		"version":       {2, 0, 1, 'a'},
+		"no name":       {streamVersion, 0, 0},
+		"trailing":      append(encodeHello("", "a"), 0),
+		"label too big": append([]byte{streamVersion, 0xff, 0x01}, make([]byte, 300)...),
+	} {
+		_, _, err := decodeHello(in)
+		assert.ErrorIs(t, err, errStreamHello, name)
+	}
+}
+
+// Everything a stream reads comes from outside: no input panics, and no
+// message exceeds the bound.
+func FuzzStreamMessages(f *testing.F) {
+	f.Add(appendStreamMessage(nil, encodeHello("likesd", "a")))
+	f.Add(appendStreamMessage(appendStreamMessage(nil, []byte{msgAck, 1}), []byte{msgLikes}))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	s, _ := newSealer(key(1), "likesd")
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := bufio.NewReader(bytes.NewReader(in))
+		for {
+			b, err := readStreamMessage(r, 1<<10)
+			if err != nil {
+				return
+			}
+			require.LessOrEqual(t, len(b), 1<<10)
+			_, _, _ = decodeHello(b)
+			_, _ = s.open(b)
+		}
+	})
+}
+
+// At w=2 frames and acks share one connection: the writes are
+// acknowledged, a dialed one stream to b and b accepted one, and b sent
+// every ack back on it.
+func TestFramesAndAcksShareOneStreamPerPeer(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	b := startNode(t, "b", []string{a.Addr()}, nil)
+	waitReady(t, a, b)
+	require.Eventually(t, func() bool { return len(a.syncPeers()) == 1 }, waitLong, 10*time.Millisecond)
+	for i := range 200 {
+		require.Equal(t, acks.Result{Replicas: 2, Want: 2}, write(a, acks.Count(2), "p", fmt.Sprint("u", i)))
+	}
+	sa, sb := a.Stats(), b.Stats()
+	assert.Equal(t, uint64(1), sa.StreamsDialed, "one stream from a to b")
+	assert.Equal(t, uint64(1), sb.StreamsAccepted)
+	assert.Zero(t, sa.StreamResets)
+	assert.Positive(t, sb.AcksSent)
+	assert.Equal(t, sb.AcksSent, sb.AcksStreamed, "every ack went back on a's stream")
+	assert.Equal(t, 200, b.store.Count("p"))
+}
+
+// A stream's hello and frames are checked like memberlist's own traffic:
+// without the key, with another key or another label, nothing is applied.
+// The control (the right key and label, the same bytes) is applied.
+func TestStreamsFromIntrudersAreRefused(t *testing.T) {
+	a := startNode(t, "a", nil, func(c *Config) { c.SecretKey = key(1) })
+	waitReady(t, a)
+	label := a.cfg.Label
+	inject := func(k []byte, lbl, user string) {
+		s, err := newSealer(k, lbl)
+		require.NoError(t, err)
+		c, err := net.Dial("tcp", a.Addr())
+		require.NoError(t, err)
+		defer c.Close()
+		fb := newFrameBuilder(4096, msgLikes, "x", 99)
+		fb.add(1, store.Like{Post: "p", User: user})
+		frame, _ := fb.take()
+		out := []byte{streamMagic}
+		for _, m := range [][]byte{encodeHello(lbl, "x"), frame} {
+			body, err := s.seal(m)
+			require.NoError(t, err)
+			out = appendStreamMessage(out, body)
+		}
+		_, err = c.Write(out)
+		require.NoError(t, err)
+	}
+	inject(nil, label, "no-key")
+	inject(key(2), label, "wrong-key")
+	inject(key(1), "other", "other-label")
+	inject(key(1), label, "friend")
+	require.Eventually(t, func() bool {
+		return a.store.Has("p", "friend") && a.logs.count("stream refused") >= 3
+	}, waitLong, 10*time.Millisecond)
+	assert.Equal(t, 1, a.store.Count("p"), "only the friend's like")
+}
