@@ -251,10 +251,11 @@ func (t *Tracker) Sent(peer string, first, last uint64, now time.Time) {
 // connection).
 func (t *Tracker) SendFailed(peer string, now time.Time) { t.failure(peer, now) }
 
-// Answered records that peer answered a probe (a ping after a failed
-// send): it is reachable again, which closes its breaker.
+// Answered records that peer answered a ping after a failed send: it is
+// reachable again, so an open breaker turns half-open at once and the next
+// frame probes it; its ack closes the breaker.
 func (t *Tracker) Answered(peer string, now time.Time) {
-	if tr, changed := t.peer(peer).br.Success(now); changed {
+	if tr, changed := t.peer(peer).br.Probe(now); changed {
 		t.transitions = append(t.transitions, PeerTransition{Peer: peer, Transition: tr})
 	}
 }

@@ -420,16 +420,24 @@ func simulate(t *testing.T, seed uint64) {
 	}
 }
 
-func TestAnAnsweredProbeClosesTheBreaker(t *testing.T) {
+// A ping answered after a failed send lets a probe through at once (no
+// cooldown); only the probe's ack closes the breaker.
+func TestAnAnsweredPingLetsAProbeThroughAndItsAckCloses(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Breaker.Failures = 1
 	tr := New(cfg)
 	tr.SetMembers([]string{"b"}, nil, t0)
 	tr.SendFailed("b", t0)
 	require.Equal(t, breaker.Open, tr.State("b", t0))
-	tr.Answered("b", t0.Add(time.Millisecond))
-	assert.Equal(t, breaker.Closed, tr.State("b", t0.Add(time.Millisecond)))
+	at := t0.Add(time.Millisecond)
+	tr.Answered("b", at)
+	assert.Equal(t, breaker.HalfOpen, tr.State("b", at))
+	assert.True(t, tr.Allow("b", at), "the probe goes before the cooldown")
+	tr.Sent("b", 1, 1, at)
+	assert.Empty(t, tr.Eligible(at), "a half-open peer is not waited for")
+	tr.Acked("b", 1, 1, at.Add(time.Millisecond))
+	assert.Equal(t, breaker.Closed, tr.State("b", at.Add(time.Millisecond)))
 	_, trs := tr.Take()
-	require.Len(t, trs, 2)
-	assert.Equal(t, breaker.Closed, trs[1].To)
+	require.Len(t, trs, 3)
+	assert.Equal(t, []breaker.State{breaker.Open, breaker.HalfOpen, breaker.Closed}, []breaker.State{trs[0].To, trs[1].To, trs[2].To})
 }

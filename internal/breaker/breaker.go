@@ -90,6 +90,17 @@ func (b *Breaker) Success(now time.Time) (Transition, bool) {
 	return b.move(Closed, now)
 }
 
+// Probe records that the peer answered a ping after a failed send: an Open
+// breaker turns HalfOpen at once, so the next send probes the peer without
+// waiting out the cooldown. Only an ack (Success) closes it: a peer that
+// answers pings but acknowledges nothing must keep costing no waits.
+func (b *Breaker) Probe(now time.Time) (Transition, bool) {
+	if b.state != Open {
+		return Transition{}, false
+	}
+	return b.move(HalfOpen, now)
+}
+
 // Failure records a failed send or a frame not acknowledged in time.
 // Closed: the Failures-th consecutive failure opens the breaker. HalfOpen,
 // or Open whose cooldown has passed: the probe failed, so the breaker

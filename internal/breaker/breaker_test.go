@@ -431,3 +431,23 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// Probe turns an Open breaker HalfOpen before its cooldown; it changes no
+// other state, and only a Success closes the breaker after it.
+func TestProbeTurnsOpenHalfOpenAtOnce(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := New(Config{Failures: 1, Cooldown: time.Hour})
+	_, changed := b.Probe(now)
+	assert.False(t, changed, "closed stays closed")
+	b.Failure(now)
+	require.Equal(t, Open, b.State(now))
+	tr, changed := b.Probe(now.Add(time.Second))
+	require.True(t, changed)
+	assert.Equal(t, Transition{From: Open, To: HalfOpen, At: now.Add(time.Second)}, tr)
+	ok, _, _ := b.Allow(now.Add(time.Second))
+	assert.True(t, ok)
+	_, changed = b.Probe(now.Add(2 * time.Second))
+	assert.False(t, changed, "half-open stays half-open")
+	b.Success(now.Add(2 * time.Second))
+	assert.Equal(t, Closed, b.State(now.Add(2*time.Second)))
+}

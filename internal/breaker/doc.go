@@ -28,7 +28,8 @@
 //     opens the breaker. Success resets the count.
 //   - Open: Allow says no until Cooldown has passed since it opened; then
 //     the breaker turns HalfOpen and Allow says yes. A Failure while
-//     cooling down changes nothing but the count.
+//     cooling down changes nothing but the count. Probe (the peer answered
+//     a ping) turns it HalfOpen at once, without waiting out the cooldown.
 //   - HalfOpen: Allow says yes to every caller; the first result decides.
 //     A Failure reopens it and restarts the cooldown; a Success closes it.
 //   - A Success closes the breaker from any state, even Open and cooling

@@ -46,7 +46,8 @@ type peerSender struct {
 	done      chan struct{}
 	abandoned atomic.Int32 // sends left in flight
 
-	out atomic.Pointer[stream] // the open stream to the peer, if any
+	out     atomic.Pointer[stream] // the open stream to the peer, if any
+	stopped atomic.Bool            // runPeer returned: no new stream
 }
 
 // sendDirect queues frame for every peer the member table lists as a send
@@ -61,7 +62,7 @@ func (n *Node) sendDirect(frame []byte, first, last uint64) {
 	for _, t := range targets {
 		live[t.name] = true
 		p, ok := n.peers[t.name]
-		if !ok || p.peer.addr() != t.addr() {
+		if !ok || p.peer.addr() != t.addr() || p.peer.streams != t.streams {
 			if ok {
 				n.stopPeer(t.name)
 			}
@@ -117,7 +118,10 @@ func (n *Node) newPeer(t peer) *peerSender {
 // runPeer sends p's batches until its queue is closed (see above).
 func (n *Node) runPeer(p *peerSender) {
 	defer close(p.done)
-	defer p.resetStream(errStreamReset)
+	defer func() {
+		p.stopped.Store(true)
+		p.resetStream(errStreamReset)
+	}()
 	var backlog [][]byte // queued while p did not answer; newest last
 	defer func() {
 		for range backlog {
@@ -273,10 +277,10 @@ func (n *Node) deliver(p *peerSender, frame []byte) outcome {
 	}
 }
 
-// sendFrame sends one batch to p: on its stream, or, without streams,
-// through memberlist (a connection per batch).
+// sendFrame sends one batch to p: on its stream, or, when either end takes
+// no streams, through memberlist (a connection per batch).
 func (n *Node) sendFrame(p *peerSender, frame []byte) error {
-	if n.mux == nil {
+	if n.mux == nil || !p.peer.streams {
 		return n.ml.SendReliable(p.node, frame)
 	}
 	s, err := n.peerStream(p)
@@ -290,8 +294,10 @@ func (n *Node) sendFrame(p *peerSender, frame []byte) error {
 func (n *Node) sent(p *peerSender, err error) bool {
 	n.directPending.Add(-1)
 	if errors.Is(err, errStreamReset) {
-		// This node reset the stream (a stall, a breaker opening): the
-		// batch is dropped, left to repair, and the peer is not to blame.
+		// This node reset the stream under the send (it hung while the
+		// peer answered pings, or the sender stopped): the batch is
+		// dropped, left to repair, and the peer is not to blame. A reset
+		// because the peer's breaker opened is a failure (errBreakerReset).
 		n.stats.peerDropped.Add(1)
 		return true
 	}

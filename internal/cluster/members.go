@@ -72,6 +72,7 @@ type peer struct {
 	port      uint16
 	origin    uint64
 	hasOrigin bool
+	streams   bool // it takes the fast path's streams (metaStreams)
 }
 
 func (p peer) addr() string { return net.JoinHostPort(p.ip.String(), strconv.Itoa(int(p.port))) }
@@ -87,14 +88,26 @@ func (p peer) node() *memberlist.Node {
 }
 
 // Node meta: this process's origin (8 bytes, big endian), then an optional
-// flags byte. Nodes that knew only the 8 bytes ignore a 9-byte meta, which
-// only a leaving node sends.
-const metaLeaving = 1
+// flags byte. Nodes that knew only the 8 bytes ignore a 9-byte meta.
+const (
+	metaLeaving = 1
+	// metaStreams says the node takes the fast path's streams (stream.go);
+	// a peer that does not say so (an older version, during a rolling
+	// upgrade) gets its frames through memberlist, a connection each.
+	metaStreams = 2
+)
 
-func encodeMeta(origin uint64, leaving bool) []byte {
+func encodeMeta(origin uint64, leaving, streams bool) []byte {
 	b := binary.BigEndian.AppendUint64(nil, origin)
+	var flags byte
 	if leaving {
-		b = append(b, metaLeaving)
+		flags |= metaLeaving
+	}
+	if streams {
+		flags |= metaStreams
+	}
+	if flags != 0 {
+		b = append(b, flags)
 	}
 	return b
 }
@@ -106,6 +119,7 @@ func peerOf(m *memberlist.Node) (p peer, leaving bool) {
 	if len(m.Meta) >= 8 {
 		p.origin, p.hasOrigin = binary.BigEndian.Uint64(m.Meta), true
 		leaving = len(m.Meta) > 8 && m.Meta[8]&metaLeaving != 0
+		p.streams = len(m.Meta) > 8 && m.Meta[8]&metaStreams != 0
 	}
 	return p, leaving
 }

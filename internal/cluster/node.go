@@ -252,8 +252,11 @@ func (n *Node) start(replica Replica) error {
 	}
 	ml, err := memberlist.Create(mlc)
 	if err != nil {
-		if mlc.Transport != nil && n.cfg.Transport == nil { // made here: not memberlist's to shut
+		switch {
+		case n.cfg.Transport == nil && mlc.Transport != nil: // made here: ours to shut
 			_ = mlc.Transport.Shutdown()
+		case n.mux != nil: // the caller's transport stays the caller's
+			n.mux.detach()
 		}
 		return fmt.Errorf("cluster: start memberlist on %s:%d: %w", n.cfg.BindAddr, n.cfg.BindPort, err)
 	}

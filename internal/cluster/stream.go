@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,7 +64,19 @@ var (
 	// network's) failure.
 	errBreakerReset = errors.New("cluster: stream reset: the peer's breaker opened")
 	errMuxClosed    = errors.New("cluster: transport shut down")
+	// errPeerClosed is what a write returns when the peer ended the
+	// stream under it: a failure, as a refused connection is.
+	errPeerClosed = errors.New("cluster: stream closed by the peer")
 )
+
+// maxHello bounds the first message, read before anything is known of the
+// dialer: a name, a label and the seal.
+const maxHello = 2048
+
+// streamIdle is how long an accepted stream may stay silent before it is
+// closed (its dialer opens another when it has frames again): a peer that
+// went away without a FIN or RST holds no goroutine for long.
+const streamIdle = 2 * time.Minute
 
 // readStreamMessage reads one message of at most max bytes. Past 64 KiB
 // the buffer grows as bytes arrive, so a length alone allocates little.
@@ -140,6 +155,12 @@ type sealer struct {
 func newSealer(key []byte, label string) (*sealer, error) {
 	if len(key) == 0 {
 		return nil, nil
+	}
+	// The stream's key is derived from the cluster's, so that a sealed
+	// stream message is never also a valid memberlist message.
+	key, err := hkdf.Key(sha256.New, key, nil, "likesd stream v1", len(key))
+	if err != nil {
+		return nil, err
 	}
 	block, err := aes.NewCipher(key)
 	if err != nil {
@@ -376,16 +397,31 @@ func (t *muxTransport) release(c net.Conn) {
 // Shutdown closes every likesd stream, waits for their readers, and shuts
 // the transport under it.
 func (t *muxTransport) Shutdown() error {
-	t.stopOnce.Do(func() { close(t.stop) })
 	t.mu.Lock()
 	t.down = true
 	for c := range t.conns {
 		_ = c.Close()
 	}
 	t.mu.Unlock()
+	// run keeps draining the listener (closing what arrives) until the
+	// transport under it has shut: its listener blocks handing over a
+	// stream, and its Shutdown waits for the listener.
 	err := t.NodeAwareTransport.Shutdown()
-	t.wg.Wait()
+	t.detach()
 	return err
+}
+
+// detach stops the mux's goroutines, leaving the transport under it to its
+// owner (a failed start with a caller's transport).
+func (t *muxTransport) detach() {
+	t.mu.Lock()
+	t.down = true
+	for c := range t.conns {
+		_ = c.Close()
+	}
+	t.mu.Unlock()
+	t.stopOnce.Do(func() { close(t.stop) })
+	t.wg.Wait()
 }
 
 // prefixedConn gives back the byte the mux read to sort it.
@@ -425,33 +461,44 @@ func newNetTransport(bindAddr string, bindPort int, logger *log.Logger) (*member
 }
 
 // inbound is the streams peers opened to this node, by the peer's name:
-// acks to a peer go back on its newest stream.
+// acks to a peer go back on its newest open stream. A peer has one, but
+// two may overlap a moment (a reset and a new dial, or two dials racing),
+// so all are kept until they end.
 type inbound struct {
 	mu     sync.Mutex
-	byName map[string]*stream
+	byName map[string][]*stream // oldest first
 }
 
 func (in *inbound) add(s *stream) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.byName == nil {
-		in.byName = map[string]*stream{}
+		in.byName = map[string][]*stream{}
 	}
-	in.byName[s.peer] = s
+	in.byName[s.peer] = append(in.byName[s.peer], s)
 }
 
 func (in *inbound) remove(s *stream) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.byName[s.peer] == s {
+	list := slices.DeleteFunc(in.byName[s.peer], func(x *stream) bool { return x == s })
+	if len(list) == 0 {
 		delete(in.byName, s.peer)
+		return
 	}
+	in.byName[s.peer] = list
 }
 
 func (in *inbound) get(name string) *stream {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.byName[name]
+	list := in.byName[name]
+	for i := len(list) - 1; i >= 0; i-- {
+		if !list[i].closed.Load() {
+			return list[i]
+		}
+	}
+	return nil
 }
 
 // acceptStream serves a stream a peer opened: its hello, then its frames
@@ -460,8 +507,9 @@ func (in *inbound) get(name string) *stream {
 func (n *Node) acceptStream(c net.Conn) {
 	r := bufio.NewReader(c)
 	_ = c.SetReadDeadline(time.Now().Add(n.cfg.TCPTimeout))
-	s := newStream(c, n.seal, n.streamMax(), "")
+	s := newStream(c, n.seal, maxHello, "")
 	hello, err := s.read(r)
+	s.max = n.streamMax()
 	if err == nil {
 		var label string
 		label, s.peer, err = decodeHello(hello)
@@ -474,11 +522,16 @@ func (n *Node) acceptStream(c net.Conn) {
 		n.log.Warn().Err(err).Str("remote", c.RemoteAddr().String()).Msg("stream refused")
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
 	n.stats.streamsAccepted.Add(1)
 	n.inbound.add(s)
 	defer n.inbound.remove(s)
+	defer s.close()
+	var renewed time.Time
 	for {
+		if now := time.Now(); now.Sub(renewed) > time.Second { // a deadline per message costs
+			_ = c.SetReadDeadline(now.Add(streamIdle))
+			renewed = now
+		}
 		msg, err := s.read(r)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !s.closed.Load() {
@@ -526,6 +579,10 @@ func (n *Node) peerStream(p *peerSender) (*stream, error) {
 		s.close()
 		return n.peerStream(p)
 	}
+	if p.stopped.Load() { // the sender ended during the dial
+		p.resetStream(errStreamReset)
+		return nil, errStreamReset
+	}
 	return s, nil
 }
 
@@ -536,17 +593,16 @@ func (n *Node) readAcks(p *peerSender, s *stream) {
 	r := bufio.NewReader(s.conn)
 	for {
 		msg, err := s.read(r)
+		if err == nil && (len(msg) == 0 || msg[0] != msgAck) {
+			err = fmt.Errorf("%w: not an ack", errStreamMessage)
+		}
 		if err != nil {
 			if errors.Is(err, errStreamMessage) || errors.Is(err, errStreamOpen) {
 				n.stats.decodeErrors.Add(1)
 				n.log.Warn().Err(err).Str("peer", p.peer.name).Msg("bad message on stream: reset")
 			}
-			s.close()
+			s.reset(errPeerClosed) // unless this node reset it first
 			return
-		}
-		if msg[0] != msgAck {
-			n.stats.decodeErrors.Add(1)
-			continue
 		}
 		n.handleAck(msg)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -159,4 +160,27 @@ func TestStreamsFromIntrudersAreRefused(t *testing.T) {
 		return a.store.Has("p", "friend") && a.logs.count("stream refused") >= 3
 	}, waitLong, 10*time.Millisecond)
 	assert.Equal(t, 1, a.store.Count("p"), "only the friend's like")
+}
+
+// plainTransport hides everything but memberlist.Transport: a node on it
+// takes no streams, as a node of an older version.
+type plainTransport struct{ memberlist.Transport }
+
+// A peer that does not advertise streams (an older version during a
+// rolling upgrade) gets its frames through memberlist and acknowledges
+// them the same way: w=2 is met both ways, and no stream is dialed.
+func TestAPeerWithoutStreamsGetsFramesThroughMemberlist(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	old := startNode(t, "old", []string{a.Addr()}, func(c *Config) { c.Transport = plainTransport{c.Transport} })
+	waitReady(t, a, old)
+	require.Eventually(t, func() bool { return len(a.syncPeers()) == 1 && len(old.syncPeers()) == 1 },
+		waitLong, 10*time.Millisecond)
+	for i := range 20 {
+		require.Equal(t, acks.Result{Replicas: 2, Want: 2}, write(a, acks.Count(2), "p", fmt.Sprint("a", i)))
+		require.Equal(t, acks.Result{Replicas: 2, Want: 2}, write(old, acks.Count(2), "p", fmt.Sprint("old", i)))
+	}
+	assert.Zero(t, a.Stats().StreamsDialed+old.Stats().StreamsDialed)
+	assert.Zero(t, a.Stats().StreamsAccepted+old.Stats().StreamsAccepted)
+	assert.Positive(t, a.Stats().DirectSent)
+	assert.Positive(t, old.Stats().DirectSent)
 }

@@ -76,7 +76,7 @@ func New(c Cluster) *Metrics {
 	counter("likesd_handoff_timeouts_total", "Hand-offs cut short by the shutdown bound.", func(s cluster.Stats) uint64 { return s.HandoffTimeouts })
 	counter("likesd_direct_batches_sent_total", "Batches sent straight to a peer (direct fast path).", func(s cluster.Stats) uint64 { return s.DirectSent })
 	counter("likesd_direct_errors_total", "Batches that could not be sent to a peer.", func(s cluster.Stats) uint64 { return s.DirectErrors })
-	counter("likesd_peer_queue_dropped_total", "Batches dropped from a full peer queue (left to repair).", func(s cluster.Stats) uint64 { return s.PeerDropped })
+	counter("likesd_peer_queue_dropped_total", "Batches dropped (left to repair): a full peer queue, a peer that stopped answering, or a stream reset under them.", func(s cluster.Stats) uint64 { return s.PeerDropped })
 	counter("likesd_streams_dialed_total", "Streams this node opened to peers for the direct fast path (one per peer while it answers).", func(s cluster.Stats) uint64 { return s.StreamsDialed })
 	counter("likesd_streams_accepted_total", "Streams peers opened to this node.", func(s cluster.Stats) uint64 { return s.StreamsAccepted })
 	counter("likesd_stream_resets_total", "Streams this node reset: a send hung while the peer answered pings, or the peer's breaker opened (what they held is left to repair).", func(s cluster.Stats) uint64 { return s.StreamResets })
