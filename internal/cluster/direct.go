@@ -118,9 +118,11 @@ func (n *Node) newPeer(t peer) *peerSender {
 // runPeer sends p's batches until its queue is closed (see above).
 func (n *Node) runPeer(p *peerSender) {
 	defer close(p.done)
-	defer func() {
+	defer func() { // the last batches, flushed at Close, still go
 		p.stopped.Store(true)
-		p.resetStream(errStreamReset)
+		if s := p.out.Swap(nil); s != nil {
+			s.finish()
+		}
 	}()
 	var backlog [][]byte // queued while p did not answer; newest last
 	defer func() {
@@ -269,7 +271,13 @@ func (n *Node) deliver(p *peerSender, frame []byte) outcome {
 				n.log.Info().Str("peer", p.peer.name).Msg("peer answers again: fresh batches first")
 				n.abandon(p, res)
 				return resumed
-			default: // the peer answers: the send is slow or stuck, not the peer
+			case n.streaming(p):
+				// The peer answers and the write is slow (a full socket
+				// buffer, a long round trip): it is moving, so it is
+				// waited for (its deadline bounds it); resetting it would
+				// lose what it carries and start the next on a cold
+				// connection, slower still.
+			default: // the peer answers: the dial is slow or stuck, not the peer
 				n.abandon(p, res)
 				return delivered
 			}
@@ -277,10 +285,13 @@ func (n *Node) deliver(p *peerSender, frame []byte) outcome {
 	}
 }
 
+// streaming reports whether p's batches go on a stream.
+func (n *Node) streaming(p *peerSender) bool { return n.mux != nil && p.peer.streams }
+
 // sendFrame sends one batch to p: on its stream, or, when either end takes
 // no streams, through memberlist (a connection per batch).
 func (n *Node) sendFrame(p *peerSender, frame []byte) error {
-	if n.mux == nil || !p.peer.streams {
+	if !n.streaming(p) {
 		return n.ml.SendReliable(p.node, frame)
 	}
 	s, err := n.peerStream(p)

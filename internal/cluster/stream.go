@@ -78,7 +78,7 @@ const maxHello = 2048
 // went away without a FIN or RST holds no goroutine for long.
 const streamIdle = 2 * time.Minute
 
-// readStreamMessage reads one message of at most max bytes. Past 64 KiB
+// readStreamMessage reads one message of at most max bytes. Past 256 KiB
 // the buffer grows as bytes arrive, so a length alone allocates little.
 func readStreamMessage(r *bufio.Reader, max int) ([]byte, error) {
 	size, err := binary.ReadUvarint(r)
@@ -88,7 +88,7 @@ func readStreamMessage(r *bufio.Reader, max int) ([]byte, error) {
 	if size == 0 || size > uint64(max) {
 		return nil, fmt.Errorf("%w: %d", errStreamMessage, size)
 	}
-	if size <= 64<<10 {
+	if size <= 256<<10 { // a full frame, sealed, in one allocation
 		b := make([]byte, size)
 		if _, err := io.ReadFull(r, b); err != nil {
 			return nil, err
@@ -226,16 +226,13 @@ func (s *stream) write(msg []byte, timeout time.Duration) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.closed.Load() {
-		return errStreamReset
+		return s.resetReason()
 	}
 	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
 	s.wbuf = appendStreamMessage(s.wbuf[:0], body)
 	if _, err := s.conn.Write(s.wbuf); err != nil {
 		if !s.closed.CompareAndSwap(false, true) {
-			if r := s.reason.Load(); r != nil {
-				return *r
-			}
-			return errStreamReset
+			return s.resetReason()
 		}
 		_ = s.conn.Close()
 		return err
@@ -258,14 +255,35 @@ func (s *stream) read(r *bufio.Reader) ([]byte, error) {
 // close resets the stream: a write in progress returns errStreamReset.
 func (s *stream) close() { s.reset(errStreamReset) }
 
-// reset closes the stream; a write in progress returns reason.
+// reset closes the stream; a write in progress returns reason. What the
+// stream still buffers is discarded (a TCP reset, not a FIN): it is left
+// to repair, and must not reach a peer that comes back long after.
 func (s *stream) reset(reason error) bool {
 	s.reason.CompareAndSwap(nil, &reason)
 	if s.closed.CompareAndSwap(false, true) {
+		if tc, ok := s.conn.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
 		_ = s.conn.Close()
 		return true
 	}
 	return false
+}
+
+// finish closes the stream gracefully (a FIN): what it buffers still goes.
+func (s *stream) finish() {
+	s.reason.CompareAndSwap(nil, &errStreamReset)
+	if s.closed.CompareAndSwap(false, true) {
+		_ = s.conn.Close()
+	}
+}
+
+// resetReason is why the stream was closed under a write.
+func (s *stream) resetReason() error {
+	if r := s.reason.Load(); r != nil {
+		return *r
+	}
+	return errStreamReset
 }
 
 // muxTransport is memberlist's transport with likesd's streams taken out
@@ -589,7 +607,6 @@ func (n *Node) peerStream(p *peerSender) (*stream, error) {
 // readAcks applies the acks that come back on p's stream s. When the peer
 // ends the stream, the next send dials again.
 func (n *Node) readAcks(p *peerSender, s *stream) {
-	defer p.out.CompareAndSwap(s, nil)
 	r := bufio.NewReader(s.conn)
 	for {
 		msg, err := s.read(r)
@@ -601,7 +618,8 @@ func (n *Node) readAcks(p *peerSender, s *stream) {
 				n.stats.decodeErrors.Add(1)
 				n.log.Warn().Err(err).Str("peer", p.peer.name).Msg("bad message on stream: reset")
 			}
-			s.reset(errPeerClosed) // unless this node reset it first
+			p.out.CompareAndSwap(s, nil) // the next send dials anew
+			s.reset(errPeerClosed)       // unless this node reset it first
 			return
 		}
 		n.handleAck(msg)

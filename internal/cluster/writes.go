@@ -154,8 +154,11 @@ func (w *writes) report(transitions []acks.PeerTransition) {
 			w.stats.opened.Add(1)
 			ev = w.n.log.Warn()
 			// What its stream holds is not reaching it: a half-open probe
-			// dials anew instead of queueing behind a dead connection.
-			w.n.resetPeerStream(t.Peer)
+			// dials anew instead of queueing behind a dead connection
+			// (unless it already turned half-open: this report is late).
+			if w.state(t.Peer) == breaker.Open {
+				w.n.resetPeerStream(t.Peer)
+			}
 		case breaker.Closed:
 			// Likes it missed while open were not sent: repair them now.
 			w.n.sync.urge(t.Peer)
