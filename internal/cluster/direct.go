@@ -17,19 +17,23 @@ import (
 // keep getting nothing once it answers again. So a sender watches each send:
 // a send still in flight after PeerRetryInterval has the peer pinged (UDP,
 // bounded by ProbeTimeout) every PeerRetryInterval until the send ends. If
-// a ping is answered while the send hangs (a dial whose packets were lost
-// waits out TCPTimeout), the send is left to finish on its own and the next
-// batch goes; if pings went unanswered before that one was, what is queued
-// was queued while the peer was away: it becomes a backlog, sent newest
-// first and only when no fresh batch waits, so new likes reach the peer at
-// once; the stream the send hangs on is reset, and the next batch dials a
-// new one. A send that fails (a refused or timed-out dial, a connection the
-// peer reset, a write that timed out) means the peer is gone: what is queued is dropped (counted; the repair path heals it), and
-// so is every batch until the peer answers one of the pings sent every
-// PeerRetryInterval. Unanswered pings alone never drop anything: on a
-// starved machine pings time out while sends still succeed. A peer that
-// answers again thus gets batches within about PeerRetryInterval, a round
-// trip and a FlushInterval, whatever memberlist thinks of it meanwhile.
+// a ping is answered while a dial hangs (a dial whose packets were lost
+// waits out TCPTimeout), the dial is left to finish on its own and the
+// next batch goes; a write on an open stream is waited for while the peer
+// answers (it is slow, not stuck; its deadline bounds it). If pings went
+// unanswered before one was, what is queued was queued while the peer was
+// away: it becomes a backlog, sent newest first and only when no fresh
+// batch waits, so new likes reach the peer at once, and the stream the send
+// hung on is reset (the next batch dials a new one). A send that fails (a
+// refused or timed-out dial, a connection the peer reset or closed, a write
+// that timed out, a stream reset because the peer's breaker opened) means
+// the peer is gone: what is queued is dropped (counted; the repair path
+// heals it), and so is every batch until the peer answers one of the pings
+// sent every PeerRetryInterval. Unanswered pings alone never drop anything:
+// on a starved machine pings time out while sends still succeed. A peer
+// that answers again thus gets batches within about PeerRetryInterval, a
+// round trip and a FlushInterval, whatever memberlist thinks of it
+// meanwhile.
 
 // maxAbandoned bounds the sends to one peer left in flight at once; past it
 // a slow send is waited for.
@@ -271,7 +275,7 @@ func (n *Node) deliver(p *peerSender, frame []byte) outcome {
 				n.log.Info().Str("peer", p.peer.name).Msg("peer answers again: fresh batches first")
 				n.abandon(p, res)
 				return resumed
-			case n.streaming(p):
+			case n.streaming(p) && p.out.Load() != nil:
 				// The peer answers and the write is slow (a full socket
 				// buffer, a long round trip): it is moving, so it is
 				// waited for (its deadline bounds it); resetting it would

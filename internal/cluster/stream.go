@@ -27,10 +27,16 @@ import (
 // message: at w=2 that was one per batch and one per ack, and the dials
 // were 29% of a node's CPU (docs/benchmarks.md, "Write levels").
 //
-// The dialer owns a stream's life: it resets the stream when a send stalls
-// or the peer's breaker opens, and a reset ends both directions, so acks
-// never sit in a connection nobody watches. Anything unsent is left to
-// anti-entropy, as a batch dropped from a queue is.
+// The dialer owns a stream's life: it resets the stream when a send hung
+// through an outage or the peer's breaker opens (on real TCP writes go
+// into the socket's buffer while a partitioned or stopped peer reads
+// nothing: missing acks are what tell), and a reset ends both directions,
+// so acks never sit in a connection nobody watches. Anything unsent is
+// left to anti-entropy, as a batch dropped from a queue is.
+//
+// A peer says in its member meta whether it takes streams (metaStreams);
+// one that does not (an older version) gets its batches through
+// memberlist, a connection each, as before.
 //
 // On the wire a stream opens with streamMagic, a byte no memberlist stream
 // begins with (its message types are below 20; a label is 244), so the
@@ -39,7 +45,10 @@ import (
 // from the dialer, a hello (version, label, the dialer's node name); then
 // the bytes of a memberlist user message (msgLikes one way, msgAck the
 // other). With a secret key each message is sealed with AES-GCM under a
-// random nonce, the label as additional data, as memberlist seals its own.
+// random nonce and a key derived from the cluster's, the label as
+// additional data. A sealed hello carries no per-connection challenge: one
+// replayed by someone who captured cluster traffic could draw a node's
+// acks (its writes would answer 202; nothing is lost).
 
 const (
 	streamMagic   byte = 0xC5
