@@ -309,8 +309,8 @@ func (n *Node) sendFrame(p *peerSender, frame []byte) error {
 func (n *Node) sent(p *peerSender, err error) bool {
 	n.directPending.Add(-1)
 	if errors.Is(err, errStreamReset) {
-		// This node reset the stream under the send (it hung while the
-		// peer answered pings, or the sender stopped): the batch is
+		// This node reset the stream under the send (it hung through an
+		// outage the peer is back from, or the sender stopped): the batch is
 		// dropped, left to repair, and the peer is not to blame. A reset
 		// because the peer's breaker opened is a failure (errBreakerReset).
 		n.stats.peerDropped.Add(1)

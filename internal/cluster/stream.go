@@ -424,12 +424,7 @@ func (t *muxTransport) release(c net.Conn) {
 // Shutdown closes every likesd stream, waits for their readers, and shuts
 // the transport under it.
 func (t *muxTransport) Shutdown() error {
-	t.mu.Lock()
-	t.down = true
-	for c := range t.conns {
-		_ = c.Close()
-	}
-	t.mu.Unlock()
+	t.closeAll()
 	// run keeps draining the listener (closing what arrives) until the
 	// transport under it has shut: its listener blocks handing over a
 	// stream, and its Shutdown waits for the listener.
@@ -441,14 +436,19 @@ func (t *muxTransport) Shutdown() error {
 // detach stops the mux's goroutines, leaving the transport under it to its
 // owner (a failed start with a caller's transport).
 func (t *muxTransport) detach() {
+	t.closeAll()
+	t.stopOnce.Do(func() { close(t.stop) })
+	t.wg.Wait()
+}
+
+// closeAll closes every stream and refuses new ones.
+func (t *muxTransport) closeAll() {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.down = true
 	for c := range t.conns {
 		_ = c.Close()
 	}
-	t.mu.Unlock()
-	t.stopOnce.Do(func() { close(t.stop) })
-	t.wg.Wait()
 }
 
 // prefixedConn gives back the byte the mux read to sort it.
