@@ -192,3 +192,36 @@ func TestAPeerWithoutStreamsGetsFramesThroughMemberlist(t *testing.T) {
 	assert.Positive(t, a.Stats().DirectSent)
 	assert.Positive(t, old.Stats().DirectSent)
 }
+
+// A peer cut off long enough for its breaker to open has its stream reset
+// (whatever the stream held was not reaching it); after the heal a fresh
+// stream carries the probe, its ack closes the breaker, and w=2 is met on
+// it again.
+func TestAnOpenedBreakerResetsTheStreamAndAFreshOneCarriesOn(t *testing.T) {
+	tweak := func(c *Config) {
+		c.Writes.Timeout = 300 * time.Millisecond
+		c.Writes.Breaker.Cooldown = 2 * time.Second
+	}
+	a := startNode(t, "a", nil, tweak)
+	b := startNode(t, "b", []string{a.Addr()}, tweak)
+	waitReady(t, a, b)
+	require.Eventually(t, func() bool { return write(a, acks.Count(2), "p", "warm").Replicas == 2 },
+		waitLong, 10*time.Millisecond)
+	require.Equal(t, uint64(1), a.Stats().StreamsDialed)
+
+	testNet(t).Isolate(b.Addr())
+	i := 0
+	require.Eventually(t, func() bool {
+		i++
+		write(a, acks.Level{}, "p", fmt.Sprint("cut", i)) // keeps frames going to b
+		return breakerOf(a, "b") == "open" && a.Stats().StreamResets > 0
+	}, waitLong, 10*time.Millisecond, "b's breaker opens and its stream is reset")
+
+	testNet(t).Heal()
+	require.Eventually(t, func() bool {
+		i++
+		return write(a, acks.Count(2), "p", fmt.Sprint("healed", i)).Replicas == 2
+	}, waitLong, 20*time.Millisecond, "w=2 is met again after the heal")
+	assert.GreaterOrEqual(t, a.Stats().StreamsDialed, uint64(2), "on a fresh stream")
+	assert.Equal(t, "closed", breakerOf(a, "b"))
+}
