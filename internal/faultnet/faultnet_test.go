@@ -22,16 +22,24 @@ func received(t *Transport, d time.Duration) bool {
 	}
 }
 
-func TestCutsAndCrashes(t *testing.T) {
-	n := New(1)
-	defer n.Close()
+// twoHosts is a network of two hosts with transports attached; the
+// network closes at the end of the test.
+func twoHosts(t *testing.T) (n *Network, a, b *Transport) {
+	t.Helper()
+	n = New(1)
+	t.Cleanup(n.Close)
 	a, err := n.NewTransport()
 	require.NoError(t, err)
-	b, err := n.NewTransport()
+	b, err = n.NewTransport()
 	require.NoError(t, err)
+	return n, a, b
+}
+
+func TestCutsAndCrashes(t *testing.T) {
+	n, a, b := twoHosts(t)
 	to := func(x *Transport) memberlist.Address { return memberlist.Address{Addr: x.Addr()} }
 
-	_, err = a.WriteToAddress([]byte("hi"), to(b))
+	_, err := a.WriteToAddress([]byte("hi"), to(b))
 	require.NoError(t, err)
 	assert.True(t, received(b, 5*time.Second), "a→b open")
 
@@ -84,12 +92,7 @@ func TestCutsAndCrashes(t *testing.T) {
 // An open stream stalls while its link is cut (a write waits out its
 // deadline, then passes once healed) and is reset when a host goes down.
 func TestOpenStreamsStallOnCutsAndResetOnDown(t *testing.T) {
-	n := New(1)
-	defer n.Close()
-	a, err := n.NewTransport()
-	require.NoError(t, err)
-	b, err := n.NewTransport()
-	require.NoError(t, err)
+	n, a, b := twoHosts(t)
 	accepted := make(chan net.Conn, 1)
 	go func() { accepted <- <-b.StreamCh() }()
 	c, err := a.DialAddressTimeout(memberlist.Address{Addr: b.Addr()}, time.Second)
