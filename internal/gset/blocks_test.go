@@ -199,8 +199,7 @@ func TestEntryForms(t *testing.T) {
 		{id[:35] + "g", 0, 2, false},
 		{strings.Replace(id, "-", "x", 1), 0, 2, false},
 	} {
-		b := appendEntry(nil, tt.key, tt.p)
-		blk := string(b)
+		blk := appendEntry(nil, tt.key, tt.p)
 		e := readEntry(blk, 0)
 		assert.Equal(t, tt.p, e.p, tt.key)
 		assert.Equal(t, tt.packed, e.packed, tt.key)
@@ -259,4 +258,40 @@ func FuzzOps(f *testing.F) {
 			require.True(t, slices.Equal(cloneRef, clone.Members()), "a clone never sees later changes")
 		}
 	})
+}
+
+// A set that took o's blocks by merging into an empty set must not see o's
+// later in-place adds, nor o see its adds.
+func TestMergeIntoEmptySharesNothingWritable(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	o := New(genMembers(r, 5000)...)
+	want := o.Members()
+	var s Set
+	s.Merge(o)
+	for i := 0; i < 3000; i++ {
+		o.Add(fmt.Sprintf("u%07d-o%d", r.IntN(10_000_000), i))
+	}
+	require.Equal(t, want, s.Members())
+	oWant := o.Members()
+	for i := 0; i < 3000; i++ {
+		s.Add(fmt.Sprintf("u%07d-s%d", r.IntN(10_000_000), i))
+	}
+	require.Equal(t, oWant, o.Members())
+	checkInvariants(t, s)
+	checkInvariants(t, o)
+}
+
+// Adds that fill a block's spare capacity write in place: no allocation.
+func TestAddInPlaceAllocatesRarely(t *testing.T) {
+	s, _ := build(100_000, shortID)
+	fresh := make([]string, 2001)
+	for i := range fresh {
+		fresh[i] = fmt.Sprintf("u%07d-x", (i*7919)%10_000_000)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(2000, func() {
+		s.Add(fresh[i])
+		i++
+	})
+	assert.Zero(t, allocs, "AllocsPerRun rounds down: under one allocation per add")
 }

@@ -24,13 +24,15 @@
 // front coding: each member stores only what it does not share with the
 // member before it, behind a one-byte header for ids under 16 bytes;
 // lower-case text UUIDs store their hex digits packed, 16 bytes. A block is
-// an immutable string; blocks sit in leaves of at most 64, leaves in one
-// slice. has and add binary-search the leaves, then the blocks, on each
-// block's first member (stored whole), then scan one block comparing
-// without rebuilding members; add rewrites that block (splitting it past
-// 512 bytes, and the leaf past 64 blocks). Count is a field. A page from a
-// cursor is a search plus a scan. Decoding and merges of sets of similar
-// size build blocks in one pass.
+// a byte slice; blocks sit in leaves of at most 64, leaves in one slice.
+// has and add binary-search the leaves, then the blocks, on each block's
+// first member (stored whole), then scan one block comparing without
+// rebuilding members; add splices the new entry into that block in place
+// when the block's spare capacity (its allocation's size class) holds it,
+// else into a new block (splitting it past 512 bytes, and the leaf past 64
+// blocks). So most adds allocate nothing and leave no garbage. Count is a
+// field. A page from a cursor is a search plus a scan. Decoding and merges
+// of sets of similar size build blocks in one pass.
 //
 // Measured (BenchmarkMemory, live heap per member; docs/benchmarks.md):
 // 10,000 sets × 100 random 8-byte ids "u0001234": 45 B with the B-tree of
@@ -49,9 +51,12 @@
 // cursor costs milliseconds. So: front coding, plus the UUID packing that
 // takes the common long id to 16 bytes without shared state.
 //
-// Clone is O(1): the clone shares the blocks for ever (they are immutable)
-// and shares the slices of block headers until either side changes, which
-// then copies the headers (16 B per block, ~1/70 of the set) once.
+// Clone is O(1): the clone shares the blocks and the slices of block
+// headers until either side changes, which then copies the headers (24 B
+// per block, ~1/70 of the set) once, each clipped to its length: a block
+// without spare capacity is never written, only replaced, so neither side
+// ever writes into a block the other can see. Merging into an empty set
+// copies the other's blocks for the same reason.
 //
 // Removal (a later observed-remove set) fits: an entry is spliced out of a
 // block the way add splices one in, re-coding the entry that follows

@@ -31,7 +31,7 @@ type entry struct {
 	packed bool // the rest is packed UUID hex
 }
 
-func readEntry(blk string, at int) entry {
+func readEntry(blk []byte, at int) entry {
 	h := blk[at]
 	switch {
 	case h < uuidBase:
@@ -50,7 +50,7 @@ func readEntry(blk string, at int) entry {
 	}
 }
 
-func uvarint(s string, at int) (int, int) {
+func uvarint(s []byte, at int) (int, int) {
 	var v uint64
 	var shift uint
 	for {
@@ -65,7 +65,7 @@ func uvarint(s string, at int) (int, int) {
 }
 
 // appendRest appends the member's bytes after its prefix, unpacked.
-func (e entry) appendRest(dst []byte, blk string) []byte {
+func (e entry) appendRest(dst []byte, blk []byte) []byte {
 	if !e.packed {
 		return append(dst, blk[e.off:e.end]...)
 	}
@@ -154,7 +154,7 @@ func packUUID[T string | []byte](b []byte, key T, p int) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-func unpackUUID(dst []byte, packed string, p int) []byte {
+func unpackUUID(dst []byte, packed []byte, p int) []byte {
 	k := 0
 	for i := p; i < uuidLen; i++ {
 		if isDash(i) {

@@ -3,7 +3,6 @@ package gset
 import (
 	"bytes"
 	"slices"
-	"strings"
 )
 
 // Block and leaf sizes. A block is a run of front-coded members in byte
@@ -26,14 +25,16 @@ const (
 // empty set ready to use. Copying a Set by assignment aliases it: use Clone
 // for an independent copy.
 type Set struct {
-	// leaves hold immutable block strings: a change replaces a block, never
-	// edits one, so a Clone can share them for ever. The leaves slices are
-	// edited in place unless shared is set.
-	leaves [][]string
+	// leaves hold the blocks. A block with spare capacity (cap > len) is
+	// this set's alone and an add may write into it; a block without may be
+	// shared with a Clone and is replaced, never written. The leaves slices
+	// are edited in place unless shared is set.
+	leaves [][][]byte
 	n      int
 	digest uint64 // sum of MemberHash over the members, kept by Add
 	// shared marks leaves as seen by a Clone: the next change copies the
-	// slices of block headers (not the blocks) first.
+	// slices of block headers (not the blocks) first, clipping every block
+	// to its length so that neither copy writes into a shared one.
 	shared bool
 }
 
@@ -47,10 +48,17 @@ func New(members ...string) Set {
 }
 
 // firstAbove reports whether blk's first member is greater than m.
-func firstAbove(blk, m string) bool {
+func firstAbove(blk []byte, m string) bool {
+	// A block's first entry shares nothing: for short and medium headers its
+	// bytes follow the header and compare as they are.
+	if h := blk[0]; h < uuidBase {
+		return string(blk[1:1+int(h&15)]) > m
+	} else if h == mediumBase && blk[1] < 0x80 {
+		return string(blk[2:2+int(blk[1])]) > m
+	}
 	e := readEntry(blk, 0)
 	if !e.packed {
-		return blk[e.off:e.end] > m
+		return string(blk[e.off:e.end]) > m
 	}
 	var buf [uuidLen]byte
 	return string(e.appendRest(buf[:0], blk)) > m
@@ -103,43 +111,44 @@ type spot struct {
 // seek looks m up in blk without rebuilding members: it tracks how many
 // bytes the last member below m shares with m, which with each entry's
 // shared-prefix length is enough to compare the next entry to m.
-func seek(blk, m string) (sp spot, found bool) {
+func seek(blk []byte, m string) (sp spot, found bool) {
 	match := 0
 	var buf [uuidLen]byte
 	for at := 0; at < len(blk); {
-		// The common cases, without decoding the entry: a member that agrees
-		// with the previous one past match is still below m.
-		if h := blk[at]; h < uuidBase && int(h>>4) > match {
-			at += 1 + int(h&15)
-			continue
-		} else if h >= mediumBase && h < longHeader && int(h-mediumBase) > match && at+1 < len(blk) && blk[at+1] < 0x80 {
-			at += 2 + int(blk[at+1])
-			continue
-		}
-		e := readEntry(blk, at)
-		if e.p > match { // agrees with the previous member, still below m
-			at = e.end
-			continue
-		}
-		if e.p < match { // first difference is above the previous member's: above m
-			return spot{at: at, match: match, next: e, nlcp: e.p}, false
-		}
-		var k int
-		var below, equal bool
-		if e.packed {
-			k, below, equal = cmpRest(e.appendRest(buf[:0], blk), m[match:])
+		// Short and medium headers are decoded inline: they are nearly every
+		// entry, and this loop is most of what an add costs.
+		var p, end int
+		var rest []byte
+		if h := blk[at]; h < uuidBase {
+			p, end = int(h>>4), at+1+int(h&15)
+			rest = blk[at+1 : end]
+		} else if h >= mediumBase && h < longHeader && blk[at+1] < 0x80 {
+			p, end = int(h-mediumBase), at+2+int(blk[at+1])
+			rest = blk[at+2 : end]
 		} else {
-			k, below, equal = cmpRest(blk[e.off:e.end], m[match:])
+			e := readEntry(blk, at)
+			p, end = e.p, e.end
+			if p == match {
+				rest = e.appendRest(buf[:0], blk)
+			}
 		}
+		if p > match { // agrees with the previous member past match: below m
+			at = end
+			continue
+		}
+		if p < match { // first difference is above the previous member's: above m
+			return spot{at: at, match: match, next: readEntry(blk, at), nlcp: p}, false
+		}
+		k, below, equal := cmpRest(rest, m[match:])
 		if equal {
 			return spot{}, true
 		}
 		if below {
 			match += k
-			at = e.end
+			at = end
 			continue
 		}
-		return spot{at: at, match: match, next: e, nlcp: match + k}, false
+		return spot{at: at, match: match, next: readEntry(blk, at), nlcp: match + k}, false
 	}
 	return spot{at: len(blk), match: match}, false
 }
@@ -155,13 +164,13 @@ func cmpRest[T string | []byte](rest T, mrest string) (k int, below, equal bool)
 }
 
 // splice returns blk with m inserted at sp, the following entry re-coded
-// against m.
-func splice(blk, m string, sp spot) string {
+// against m: in place when blk has spare capacity (then it is this set's
+// alone) and room enough, else in a new block with the spare capacity of its
+// size class.
+func splice(blk []byte, m string, sp spot) []byte {
 	var b1, b2, b3 [80]byte
 	newE := appendEntry(b1[:0], m, sp.match)
-	size := sp.at + len(newE)
-	var nextE []byte
-	tail := ""
+	var nextE, tail []byte
 	if sp.at < len(blk) {
 		// the next member whole: what it shares with m, then its rest
 		next := append(b2[:0], m[:sp.nlcp]...)
@@ -169,21 +178,28 @@ func splice(blk, m string, sp spot) string {
 		next = append(next, rest[sp.nlcp-sp.next.p:]...)
 		nextE = appendEntry(b3[:0], next, sp.nlcp)
 		tail = blk[sp.next.end:]
-		size += len(nextE) + len(tail)
 	}
-	var b strings.Builder
-	b.Grow(size)
-	b.WriteString(blk[:sp.at])
-	b.Write(newE)
-	b.Write(nextE)
-	b.WriteString(tail)
-	return b.String()
+	size := sp.at + len(newE) + len(nextE) + len(tail)
+	// cap == len marks a block that may be shared: never written.
+	if cap(blk) > len(blk) && max(size, len(blk)) <= cap(blk) {
+		old := len(blk)
+		blk = blk[:max(size, old)]
+		copy(blk[sp.at+len(newE)+len(nextE):], tail) // memmove: may overlap
+		copy(blk[sp.at:], newE)
+		copy(blk[sp.at+len(newE):], nextE)
+		return blk[:size]
+	}
+	nb := slices.Grow([]byte(nil), size) // capacity rounded up to the size class
+	nb = append(nb, blk[:sp.at]...)
+	nb = append(nb, newE...)
+	nb = append(nb, nextE...)
+	return append(nb, tail...)
 }
 
 // splitBlock cuts blk at the first entry at or past its middle (or its last
 // entry); that entry is re-coded whole to start the right half. blk has at
-// least two entries.
-func splitBlock(blk string) (left, right string) {
+// least two entries. Both halves are new blocks.
+func splitBlock(blk []byte) (left, right []byte) {
 	var buf [64]byte
 	key := buf[:0]
 	for at := 0; ; {
@@ -192,38 +208,47 @@ func splitBlock(blk string) (left, right string) {
 		if at > 0 && (at >= len(blk)/2 || e.end == len(blk)) {
 			var hb [80]byte
 			first := appendEntry(hb[:0], key, 0)
-			var b strings.Builder
-			b.Grow(len(first) + len(blk) - e.end)
-			b.Write(first)
-			b.WriteString(blk[e.end:])
-			return strings.Clone(blk[:at]), b.String()
+			right = slices.Grow([]byte(nil), len(first)+len(blk)-e.end)
+			right = append(append(right, first...), blk[e.end:]...)
+			left = append(slices.Grow([]byte(nil), at), blk[:at]...)
+			return left, right
 		}
 		at = e.end
 	}
 }
 
-func singleBlock(m string) string {
+func singleBlock(m string) []byte {
 	var buf [80]byte
-	return string(appendEntry(buf[:0], m, 0))
+	e := appendEntry(buf[:0], m, 0)
+	return append(slices.Grow([]byte(nil), len(e)), e...)
+}
+
+// clipped copies leaves, each block clipped to its length: the copy may
+// then be changed without writing into a block another set can see.
+func clipped(leaves [][][]byte) [][][]byte {
+	out := make([][][]byte, len(leaves))
+	for i, l := range leaves {
+		out[i] = make([][]byte, len(l))
+		for j, blk := range l {
+			out[i][j] = blk[:len(blk):len(blk)]
+		}
+	}
+	return out
 }
 
 // unshare gives s its own slices of block headers after a Clone. The blocks
-// themselves are immutable and stay shared.
+// stay shared, clipped so that they are replaced rather than written.
 func (s *Set) unshare() {
 	if !s.shared {
 		return
 	}
-	leaves := make([][]string, len(s.leaves))
-	for i, l := range s.leaves {
-		leaves[i] = slices.Clone(l)
-	}
-	s.leaves, s.shared = leaves, false
+	s.leaves, s.shared = clipped(s.leaves), false
 }
 
 // Add inserts m and reports whether it was new to the set.
 func (s *Set) Add(m string) bool {
 	if s.n == 0 {
-		*s = Set{leaves: [][]string{{singleBlock(m)}}, n: 1, digest: MemberHash(m)}
+		*s = Set{leaves: [][][]byte{{singleBlock(m)}}, n: 1, digest: MemberHash(m)}
 		return true
 	}
 	li, bi := s.locate(m)
@@ -232,7 +257,10 @@ func (s *Set) Add(m string) bool {
 	if found {
 		return false
 	}
-	s.unshare()
+	if s.shared {
+		s.unshare()
+		blk = s.leaves[li][bi]
+	}
 	nb := splice(blk, m, sp)
 	if len(nb) <= maxBlock {
 		s.leaves[li][bi] = nb
@@ -247,7 +275,7 @@ func (s *Set) Add(m string) bool {
 // replaceBlock puts oversized nb (which has at least two entries: splice
 // made it) at leaves[li][bi], split in two, splitting the leaf too when it
 // grows past maxLeaf.
-func (s *Set) replaceBlock(li, bi int, nb string) {
+func (s *Set) replaceBlock(li, bi int, nb []byte) {
 	left, right := splitBlock(nb)
 	leaf := s.leaves[li]
 	leaf[bi] = left
@@ -330,10 +358,13 @@ func (s *Set) Merge(o Set) []string {
 	if o.n == 0 {
 		return nil
 	}
-	if s.n == 0 { // share o's immutable blocks
-		leaves := make([][]string, len(o.leaves))
+	if s.n == 0 { // copy o's blocks whole: o's owner may write into them later
+		leaves := make([][][]byte, len(o.leaves))
 		for i, l := range o.leaves {
-			leaves[i] = slices.Clone(l)
+			leaves[i] = make([][]byte, len(l))
+			for j, blk := range l {
+				leaves[i][j] = append(slices.Grow([]byte(nil), len(blk)), blk...)
+			}
 		}
 		*s = Set{leaves: leaves, n: o.n, digest: o.digest}
 		return o.Members()
@@ -391,8 +422,8 @@ func (s *Set) Merge(o Set) []string {
 // builder builds a set from members given in strictly increasing order,
 // filling blocks and leaves whole.
 type builder struct {
-	leaves [][]string
-	leaf   []string
+	leaves [][][]byte
+	leaf   [][]byte
 	blk    []byte
 	prev   []byte
 	n      int
@@ -417,7 +448,7 @@ func (b *builder) flushBlock() {
 	if len(b.blk) == 0 {
 		return
 	}
-	b.leaf = append(b.leaf, string(b.blk))
+	b.leaf = append(b.leaf, append(slices.Grow([]byte(nil), len(b.blk)), b.blk...))
 	b.blk = b.blk[:0]
 	if len(b.leaf) == maxLeaf {
 		b.leaves = append(b.leaves, b.leaf)
