@@ -329,6 +329,40 @@ func TestLogNeverBlocksAndCountsOverrun(t *testing.T) {
 	assert.ErrorIs(t, n.Start(nil), ErrClosed)
 }
 
+// The log starts small and doubles only while likes wait unframed, keeping
+// every one of them across each doubling; framing clears the slots, so no
+// ids stay alive in it.
+func TestLogGrowsOnlyWhenLikesWaitAndForgetsFramedOnes(t *testing.T) {
+	cfg := LocalConfig()
+	cfg.NodeName = "x"
+	cfg.LogSize = 4096
+	cfg.FastPath = FastPathGossip
+	n, err := New(cfg)
+	require.NoError(t, err)
+	require.Len(t, n.ring, initialLogRing)
+	for i := 0; i < 3000; i++ {
+		n.LikeAdded(store.Like{Post: "p", User: fmt.Sprint(i)})
+	}
+	require.Len(t, n.ring, 4096, "1024, 2048, then 4096 as likes waited")
+	for s := uint64(1); s <= 3000; s++ {
+		require.Equal(t, fmt.Sprint(s-1), n.ring[s%4096].User, "every waiting like kept across the doublings")
+	}
+	n.flushLog()
+	assert.Equal(t, uint64(3000), n.Stats().LikesQueued)
+	assert.Zero(t, n.Stats().LogOverrun)
+	for i, l := range n.ring {
+		require.Equal(t, store.Like{}, l, "slot %d still holds a framed like", i)
+	}
+	for i := 0; i < 5000; i++ {
+		n.LikeAdded(store.Like{Post: "p", User: fmt.Sprint(i)})
+	}
+	require.Len(t, n.ring, 4096, "never past LogSize")
+	n.flushLog()
+	assert.Equal(t, uint64(5000-4096), n.Stats().LogOverrun)
+	assert.Equal(t, uint64(3000+4096), n.Stats().LikesQueued)
+	require.NoError(t, n.Close(context.Background()))
+}
+
 func TestConfigValidate(t *testing.T) {
 	valid := LocalConfig()
 	valid.NodeName = "n"

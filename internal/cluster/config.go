@@ -118,8 +118,10 @@ type Config struct {
 
 	// LogSize is how many of this node's recent likes (with their dots) are
 	// kept to be framed: the bound of the outbound buffer. A like that
-	// leaves it unframed is counted and reaches peers by anti-entropy. ~50
-	// bytes a like plus ids. Default 65536 (about 3 s at 20k likes/s).
+	// leaves it unframed is counted and reaches peers by anti-entropy. The
+	// log holds only likes not framed yet and grows to this bound only while
+	// they pile up (32 bytes a like plus ids). Default 65536 (about 3 s at
+	// 20k likes/s).
 	LogSize int
 
 	// SyncInterval is how often this node starts an anti-entropy session

@@ -106,12 +106,16 @@ type Node struct {
 	inbox  chan []byte
 	stats  counters
 
-	// logMu guards the ring of this node's recent likes: seq is the last
-	// dot assigned, and like s lives at ring[s % len(ring)] while
-	// s > seq-len(ring).
-	logMu sync.Mutex
-	ring  []store.Like
-	seq   uint64
+	// logMu guards the log of this node's recent likes: seq is the last
+	// dot assigned, framed the last one framed, and like s lives at
+	// ring[s % len(ring)] while s > seq-len(ring). The ring starts small
+	// and doubles, up to LogSize, only when likes wait unframed; framed
+	// slots are cleared. So a node that keeps up holds a few KiB here, not
+	// LogSize likes and their ids (2 MiB and more at the default).
+	logMu  sync.Mutex
+	ring   []store.Like
+	seq    uint64
+	framed uint64
 
 	// Set once by Start, read-only after.
 	replica Replica
@@ -123,8 +127,7 @@ type Node struct {
 	strays  chan string   // addresses of members that probed a past process here
 
 	// Owned by flushLoop.
-	framed uint64
-	peers  map[string]*peerSender
+	peers map[string]*peerSender
 	// senders is peers for other goroutines: a breaker that opens resets
 	// the peer's stream.
 	sendersMu sync.Mutex
@@ -174,7 +177,7 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger.With().Str("component", "cluster").Str("node", cfg.NodeName).Logger(),
 		origin:  binary.BigEndian.Uint64(b[:]) | 1, // never 0
 		inbox:   make(chan []byte, cfg.InboxSize),
-		ring:    make([]store.Like, cfg.LogSize),
+		ring:    make([]store.Like, min(cfg.LogSize, initialLogRing)),
 		flushCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		strays:  make(chan string, 16),
@@ -295,6 +298,9 @@ func (n *Node) logLikes(likes []store.Like) (first uint64) {
 	first = n.seq + 1
 	for _, l := range likes {
 		n.seq++
+		if n.seq-n.framed > uint64(len(n.ring)) && len(n.ring) < n.cfg.LogSize {
+			n.growRingLocked()
+		}
 		n.ring[n.seq%uint64(len(n.ring))] = l
 	}
 	last := n.seq
@@ -303,6 +309,23 @@ func (n *Node) logLikes(likes []store.Like) (first uint64) {
 		n.kickFlush()
 	}
 	return first
+}
+
+// initialLogRing is the log's first size: a few flushes' worth of likes.
+const initialLogRing = 1024
+
+// growRingLocked doubles the ring (at most to LogSize), moving the likes
+// not framed yet to their slots in the new one.
+func (n *Node) growRingLocked() {
+	ring := make([]store.Like, min(2*len(n.ring), n.cfg.LogSize))
+	from := n.framed + 1
+	if size := uint64(len(n.ring)); n.seq > size && from < n.seq-size {
+		from = n.seq - size // older ones were overwritten
+	}
+	for s := from; s < n.seq; s++ {
+		ring[s%uint64(len(ring))] = n.ring[s%uint64(len(n.ring))]
+	}
+	n.ring = ring
 }
 
 // Joined reports whether the node has joined its seeds, or has no seeds and
@@ -495,10 +518,12 @@ func (n *Node) flushLog() {
 	}
 	likes := make([]store.Like, 0, last+1-from)
 	for s := from; s <= last; s++ {
-		likes = append(likes, n.ring[s%uint64(len(n.ring))])
+		slot := &n.ring[s%uint64(len(n.ring))]
+		likes = append(likes, *slot)
+		*slot = store.Like{} // keep no ids alive once framed
 	}
-	n.logMu.Unlock()
 	n.framed = last
+	n.logMu.Unlock()
 	if len(likes) == 0 {
 		return
 	}
