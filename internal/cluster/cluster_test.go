@@ -331,7 +331,7 @@ func TestLogNeverBlocksAndCountsOverrun(t *testing.T) {
 
 // The log starts small and doubles only while likes wait unframed, keeping
 // every one of them across each doubling; framing clears the slots, so no
-// ids stay alive in it.
+// ids stay alive in it, and a burst over, it shrinks back.
 func TestLogGrowsOnlyWhenLikesWaitAndForgetsFramedOnes(t *testing.T) {
 	cfg := LocalConfig()
 	cfg.NodeName = "x"
@@ -360,6 +360,14 @@ func TestLogGrowsOnlyWhenLikesWaitAndForgetsFramedOnes(t *testing.T) {
 	n.flushLog()
 	assert.Equal(t, uint64(5000-4096), n.Stats().LogOverrun)
 	assert.Equal(t, uint64(3000+4096), n.Stats().LikesQueued)
+	n.flushLog()
+	require.Len(t, n.ring, 4096, "kept through a burst")
+	n.ringGrown = n.ringGrown.Add(-ringShrinkAfter - time.Second)
+	n.flushLog()
+	require.Len(t, n.ring, initialLogRing, "back to its first size once the burst is over")
+	n.LikeAdded(store.Like{Post: "p", User: "after"})
+	n.flushLog()
+	assert.Equal(t, uint64(3000+4096+1), n.Stats().LikesQueued)
 	require.NoError(t, n.Close(context.Background()))
 }
 

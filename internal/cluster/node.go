@@ -112,10 +112,11 @@ type Node struct {
 	// and doubles, up to LogSize, only when likes wait unframed; framed
 	// slots are cleared. So a node that keeps up holds a few KiB here, not
 	// LogSize likes and their ids (2 MiB and more at the default).
-	logMu  sync.Mutex
-	ring   []store.Like
-	seq    uint64
-	framed uint64
+	logMu     sync.Mutex
+	ring      []store.Like
+	seq       uint64
+	framed    uint64
+	ringGrown time.Time // when the ring last doubled
 
 	// Set once by Start, read-only after.
 	replica Replica
@@ -312,7 +313,12 @@ func (n *Node) logLikes(likes []store.Like) (first uint64) {
 }
 
 // initialLogRing is the log's first size: a few flushes' worth of likes.
-const initialLogRing = 1024
+// ringShrinkAfter is how long a grown ring stays grown after its last
+// doubling: through a burst of bulk imports, not for ever.
+const (
+	initialLogRing  = 1024
+	ringShrinkAfter = 10 * time.Second
+)
 
 // growRingLocked doubles the ring (at most to LogSize), moving the likes
 // not framed yet to their slots in the new one.
@@ -326,6 +332,7 @@ func (n *Node) growRingLocked() {
 		ring[s%uint64(len(ring))] = n.ring[s%uint64(len(n.ring))]
 	}
 	n.ring = ring
+	n.ringGrown = time.Now()
 }
 
 // Joined reports whether the node has joined its seeds, or has no seeds and
@@ -523,6 +530,9 @@ func (n *Node) flushLog() {
 		*slot = store.Like{} // keep no ids alive once framed
 	}
 	n.framed = last
+	if len(n.ring) > initialLogRing && time.Since(n.ringGrown) > ringShrinkAfter {
+		n.ring = make([]store.Like, initialLogRing) // every like is framed: nothing to move
+	}
 	n.logMu.Unlock()
 	if len(likes) == 0 {
 		return
