@@ -168,6 +168,12 @@ func (b *memBench) runDataset(ctx context.Context, d dataset) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if m, err := node.metrics(ctx); err == nil { // where the settled RSS is, before the forced GC
+		fmt.Fprintf(os.Stderr, "  likesd settled: heap in use %s (allocated %s), idle not returned %s, GC metadata %s, stacks %s, %0.f GCs\n",
+			mib(int64(m["go_memstats_heap_inuse_bytes"])), mib(int64(m["go_memstats_heap_alloc_bytes"])),
+			mib(int64(m["go_memstats_heap_idle_bytes"]-m["go_memstats_heap_released_bytes"])),
+			mib(int64(m["go_memstats_gc_sys_bytes"])), mib(int64(m["go_memstats_stack_sys_bytes"])), m["go_gc_duration_seconds_count"])
+	}
 	heap, err := node.heapAfterGC(ctx)
 	if err != nil {
 		return "", err
