@@ -32,27 +32,27 @@ var (
 func (s Set) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, encodingV1)
 	b = binary.AppendUvarint(b, uint64(s.Len()))
-	var buf [64]byte
-	key := buf[:0]
+	// Each member is written straight into b: its shared prefix is copied
+	// from the member before it, already in b, then its rest from the block.
+	prev := 0 // where the member before starts in b
 	for _, leaf := range s.leaves {
 		for _, blk := range leaf {
 			for at := 0; at < len(blk); {
-				if h := blk[at]; h < uuidBase { // short entry, inline
-					n := int(h & 15)
-					key = append(key[:h>>4], blk[at+1:at+1+n]...)
-					at += 1 + n
-				} else {
-					e := readEntry(blk, at)
-					key = e.appendRest(key[:e.p], blk)
-					at = e.end
-				}
-				if len(key) < 0x80 { // one-byte length, the usual case
-					b = append(b, byte(len(key)))
-					b = append(b, key...)
+				if h := blk[at]; h < uuidBase { // short entry (≤ 26 bytes), inline
+					p, n := int(h>>4), int(h&15)
+					b = append(b, byte(p+n))
+					start := len(b)
+					b = append(b, b[prev:prev+p]...)
+					b = append(b, blk[at+1:at+1+n]...)
+					prev, at = start, at+1+n
 					continue
 				}
-				b = binary.AppendUvarint(b, uint64(len(key)))
-				b = append(b, key...)
+				e := readEntry(blk, at)
+				b = binary.AppendUvarint(b, uint64(e.p+e.n))
+				start := len(b)
+				b = append(b, b[prev:prev+e.p]...)
+				b = e.appendRest(b, blk)
+				prev, at = start, e.end
 			}
 		}
 	}
