@@ -363,11 +363,17 @@ func TestLogGrowsOnlyWhenLikesWaitAndForgetsFramedOnes(t *testing.T) {
 	n.flushLog()
 	require.Len(t, n.ring, 4096, "kept through a burst")
 	n.ringGrown = n.ringGrown.Add(-ringShrinkAfter - time.Second)
+	for i := 0; i < 2000; i++ {
+		n.LikeAdded(store.Like{Post: "p", User: fmt.Sprint(i)})
+	}
+	n.flushLog()
+	require.Len(t, n.ring, 4096, "a flush that needed more than the first size: the burst goes on")
+	n.ringGrown = n.ringGrown.Add(-ringShrinkAfter - time.Second)
 	n.flushLog()
 	require.Len(t, n.ring, initialLogRing, "back to its first size once the burst is over")
 	n.LikeAdded(store.Like{Post: "p", User: "after"})
 	n.flushLog()
-	assert.Equal(t, uint64(3000+4096+1), n.Stats().LikesQueued)
+	assert.Equal(t, uint64(3000+4096+2000+1), n.Stats().LikesQueued)
 	require.NoError(t, n.Close(context.Background()))
 }
 

@@ -108,15 +108,17 @@ type Node struct {
 
 	// logMu guards the log of this node's recent likes: seq is the last
 	// dot assigned, framed the last one framed, and like s lives at
-	// ring[s % len(ring)] while s > seq-len(ring). The ring starts small
-	// and doubles, up to LogSize, only when likes wait unframed; framed
-	// slots are cleared. So a node that keeps up holds a few KiB here, not
-	// LogSize likes and their ids (2 MiB and more at the default).
+	// ring[s % len(ring)] while s > framed and s > seq-len(ring). The ring
+	// starts small and doubles, up to LogSize, only when likes wait
+	// unframed (a bulk import logs 10,000 at once); framed slots are
+	// cleared, and a ring no flush has needed whole for ringShrinkAfter
+	// goes back to its first size. So a node that keeps up holds a few KiB
+	// here, not LogSize likes and their ids (2 MiB and more at the default).
 	logMu     sync.Mutex
 	ring      []store.Like
 	seq       uint64
 	framed    uint64
-	ringGrown time.Time // when the ring last doubled
+	ringGrown time.Time // when the ring last doubled, or a flush needed more than its first size
 
 	// Set once by Start, read-only after.
 	replica Replica
@@ -313,8 +315,9 @@ func (n *Node) logLikes(likes []store.Like) (first uint64) {
 }
 
 // initialLogRing is the log's first size: a few flushes' worth of likes.
-// ringShrinkAfter is how long a grown ring stays grown after its last
-// doubling: through a burst of bulk imports, not for ever.
+// ringShrinkAfter is how long a grown ring stays grown after it was last
+// needed (a doubling, or a flush of more than its first size): through a
+// burst of bulk imports, not for ever.
 const (
 	initialLogRing  = 1024
 	ringShrinkAfter = 10 * time.Second
@@ -530,6 +533,9 @@ func (n *Node) flushLog() {
 		*slot = store.Like{} // keep no ids alive once framed
 	}
 	n.framed = last
+	if last+1-from > initialLogRing { // a burst still going: keep the room
+		n.ringGrown = time.Now()
+	}
 	if len(n.ring) > initialLogRing && time.Since(n.ringGrown) > ringShrinkAfter {
 		n.ring = make([]store.Like, initialLogRing) // every like is framed: nothing to move
 	}

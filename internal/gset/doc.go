@@ -30,7 +30,8 @@
 // rebuilding members; add splices the new entry into that block in place
 // when the block's spare capacity (its allocation's size class) holds it,
 // else into a new block (splitting it past 512 bytes, and the leaf past 64
-// blocks). So most adds allocate nothing and leave no garbage. Count is a
+// blocks). So most adds of short ids allocate nothing and leave no garbage
+// (a UUID entry, ~17 B, outgrows the spare capacity more often). Count is a
 // field. A page from a cursor is a search plus a scan. Decoding and merges
 // of sets of similar size build blocks in one pass.
 //

@@ -11,9 +11,9 @@ import (
 // first entry of a block is always stored whole), then scan one block.
 const (
 	// maxBlock bounds a block's bytes: scanning one is the linear part of
-	// has and add, and a change rewrites it. 512 B is ~70 short ids: a scan
-	// of a few hundred ns, and per-block overhead (a 16-byte string header
-	// and size-class rounding) under 1 B per member.
+	// has and add, and an add moves its tail. 512 B is ~70 short ids: a
+	// scan of a few hundred ns, and per-block overhead (a 24-byte slice
+	// header and size-class rounding) under 1 B per member.
 	maxBlock = 512
 	// maxLeaf bounds a leaf's blocks, so a block split moves at most a few
 	// hundred bytes of headers, and a leaf split moves the leaves' headers
@@ -25,10 +25,12 @@ const (
 // empty set ready to use. Copying a Set by assignment aliases it: use Clone
 // for an independent copy.
 type Set struct {
-	// leaves hold the blocks. A block with spare capacity (cap > len) is
-	// this set's alone and an add may write into it; a block without may be
-	// shared with a Clone and is replaced, never written. The leaves slices
-	// are edited in place unless shared is set.
+	// leaves hold the blocks. While shared is false, a block with spare
+	// capacity (cap > len) is this set's alone and an add may write into
+	// it; a block without may be seen by a Clone and is replaced, never
+	// written. While shared is true, no block is written: unshare first
+	// clips every block to its length. The leaves slices are edited in
+	// place unless shared is set.
 	leaves [][][]byte
 	n      int
 	digest uint64 // sum of MemberHash over the members, kept by Add
@@ -164,9 +166,9 @@ func cmpRest[T string | []byte](rest T, mrest string) (k int, below, equal bool)
 }
 
 // splice returns blk with m inserted at sp, the following entry re-coded
-// against m: in place when blk has spare capacity (then it is this set's
-// alone) and room enough, else in a new block with the spare capacity of its
-// size class.
+// against m: in place when blk has spare capacity and room enough, else in
+// a new block with the spare capacity of its size class. The caller must
+// have unshared the set: only then is a block with spare capacity its own.
 func splice(blk []byte, m string, sp spot) []byte {
 	var b1, b2, b3 [80]byte
 	newE := appendEntry(b1[:0], m, sp.match)
