@@ -256,11 +256,16 @@ func (b *memBench) runSync(ctx context.Context, d dataset) error {
 	if err != nil {
 		return err
 	}
-	repairIn := m["likesd_repair_bytes_received_total"]
-	other := m["likesd_gossip_bytes_received_total"] + m["likesd_pushpull_bytes_total"]
+	for _, name := range []string{"likesd_sync_bytes_received_total", "likesd_fastpath_bytes_received_total"} {
+		if _, ok := m[name]; !ok { // a renamed metric must not read as 0 bytes
+			return fmt.Errorf("fresh node: no %s in /metrics", name)
+		}
+	}
+	repairIn := m["likesd_sync_bytes_received_total"]
+	other := m["likesd_fastpath_bytes_received_total"]
 	b.printf("3 nodes, %s: loaded into n1 in %.1f s, all on n2 %.1f s after the load began. "+
 		"A fresh n3 joining n1 held all %d likes **%.1f s** after its process started (ready included), "+
-		"having received **%s** of snapshot and range frames (%.2f B per like) plus %s of other replication frames; "+
+		"having received **%s** of anti-entropy messages (%.2f B per like) plus %s of fast-path frames; "+
 		"the process read %s in all (rchar, sockets and files).\n\n",
 		d.name, load.Seconds(), replicated.Seconds(), d.total, syncTime.Seconds(), mib(int64(repairIn)), repairIn/float64(d.total),
 		mib(int64(other)), mib(io3))
