@@ -20,6 +20,7 @@ import (
 	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/memtrim"
 	"github.com/likesd/likesd/internal/store"
 )
 
@@ -30,6 +31,7 @@ type options struct {
 	api     api.Config
 	cluster cluster.Config
 	store   store.Config
+	trim    memtrim.Config
 
 	debugAddr       string
 	memoryLimit     int64 // bytes for debug.SetMemoryLimit; -1: leave the runtime's (GOMEMLIMIT)
@@ -195,7 +197,7 @@ func orList(words []string) string {
 const maxInt = int(^uint(0) >> 1)
 
 func parseOptions(args []string, environ []string, out io.Writer) (options, error) {
-	o := options{api: api.DefaultConfig(), cluster: cluster.DefaultConfig(), store: store.DefaultConfig()}
+	o := options{api: api.DefaultConfig(), cluster: cluster.DefaultConfig(), store: store.DefaultConfig(), trim: memtrim.DefaultConfig()}
 	o.logFormat, o.shutdownTimeout = "json", 20*time.Second
 	o.gcPercent = defaultGCPercent
 	fs := flag.NewFlagSet("likesd", flag.ContinueOnError)
@@ -279,6 +281,16 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 		})
 	f.integer(&o.gcPercent, "gc-percent", 1, maxInt, "GC target (as GOGC): heap growth over the live heap before a collection. The replica is mostly pointer-free blocks, "+
 		"so a low value costs little CPU and keeps RSS near the live data (GOGC wins when set and this is not)")
+	f.value("memory-trim-after", "duration", "after a burst of writes (64 MiB allocated), once allocation has stayed low this long, collect the heap and return free memory to the OS "+
+		"rather than keep the burst's peak (1s to 1h; 0: never)",
+		func() string { return o.trim.QuietFor.String() }, func(s string) error {
+			d, err := time.ParseDuration(s)
+			if err != nil || d != 0 && (d < time.Second || d > time.Hour) {
+				return errors.New("want 0 (never) or a duration from 1s to 1h")
+			}
+			o.trim.QuietFor = d
+			return nil
+		})
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		switch {
@@ -442,7 +454,7 @@ func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string)
 	}
 	// Each flag checked its own value; what is left are rules across fields
 	// that no flag sets (the packages' messages name their Config fields).
-	return errors.Join(o.api.Validate(), o.cluster.Validate(), o.store.Validate())
+	return errors.Join(o.api.Validate(), o.cluster.Validate(), o.store.Validate(), o.trim.Validate())
 }
 
 // splitHostPort parses host:port; with portRequired false a bare host is

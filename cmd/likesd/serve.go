@@ -15,6 +15,7 @@ import (
 
 	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/memtrim"
 	"github.com/likesd/likesd/internal/metrics"
 	"github.com/likesd/likesd/internal/store"
 )
@@ -49,6 +50,10 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if o.debugAddr != "" {
 		go serveDebug(o.debugAddr, log) // dies with the process: a profiling aid only
 	}
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	trimDone := make(chan struct{})
+	go func() { defer close(trimDone); memtrim.Run(trimCtx, o.trim, log, nil) }()
+	defer func() { stopTrim(); <-trimDone }()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 

@@ -1,0 +1,15 @@
+// Package memtrim owns handing memory back to the operating system once a
+// burst of writes is over.
+//
+// The Go runtime keeps the heap it grew during a burst (a bulk import, a
+// fresh node's full sync) until its background scavenger slowly returns
+// the free pages, and the garbage of the burst's last moments until the
+// next collection, which an idle node may not run for two minutes. So a
+// node's RSS stays near its peak long after the load: on 10M likes loaded
+// in 10 s, 20 MiB idle and 8 MiB of garbage (docs/benchmarks.md). A
+// Decider watches the runtime's count of bytes allocated; once at least
+// MinBurst has been allocated since the last trim and allocation has then
+// stayed under QuietRate for QuietFor, it says trim, and Run collects and
+// returns every free page (debug.FreeOSMemory). A busy node never trims: a
+// collection it would run anyway is cheaper than a forced one.
+package memtrim

@@ -1,0 +1,80 @@
+package memtrim
+
+import (
+	"context"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Decider decides when to trim from samples of the runtime's cumulative
+// count of bytes allocated. It is a plain value: no clock, no I/O.
+type Decider struct {
+	cfg       Config
+	started   bool
+	lastAt    time.Time // the previous sample
+	lastAlloc uint64
+	busyAt    time.Time // the last sample that found allocation above QuietRate
+	trimmedAt uint64    // the count at the last trim (or the first sample)
+}
+
+// NewDecider returns a Decider for a valid cfg.
+func NewDecider(cfg Config) *Decider { return &Decider{cfg: cfg} }
+
+// Observe feeds the count of bytes allocated so far, read at now, and
+// reports whether to trim now.
+func (d *Decider) Observe(now time.Time, allocated uint64) bool {
+	if !d.started || allocated < d.lastAlloc {
+		d.started, d.lastAt, d.busyAt, d.lastAlloc, d.trimmedAt = true, now, now, allocated, allocated
+		return false
+	}
+	if dt := now.Sub(d.lastAt).Seconds(); float64(allocated-d.lastAlloc) > float64(d.cfg.QuietRate)*max(dt, 0) {
+		d.busyAt = now
+	}
+	d.lastAt, d.lastAlloc = now, allocated
+	if d.cfg.QuietFor == 0 || allocated-d.trimmedAt < d.cfg.MinBurst || now.Sub(d.busyAt) < d.cfg.QuietFor {
+		return false
+	}
+	d.trimmedAt = allocated
+	return true
+}
+
+const (
+	allocsMetric   = "/gc/heap/allocs:bytes"
+	releasedMetric = "/memory/classes/heap/released:bytes"
+)
+
+// Run samples the runtime every cfg.Interval and trims when the Decider
+// says so, logging what was returned, until ctx ends. It returns at once
+// when trimming is off (QuietFor 0). trimmed, when not nil, is called after
+// each trim (a metric or a test).
+func Run(ctx context.Context, cfg Config, log zerolog.Logger, trimmed func()) {
+	if cfg.QuietFor == 0 {
+		return
+	}
+	d := NewDecider(cfg)
+	samples := []metrics.Sample{{Name: allocsMetric}, {Name: releasedMetric}}
+	tick := time.NewTicker(cfg.Interval)
+	defer tick.Stop()
+	for {
+		metrics.Read(samples)
+		if d.Observe(time.Now(), samples[0].Value.Uint64()) {
+			before := samples[1].Value.Uint64()
+			start := time.Now()
+			debug.FreeOSMemory()
+			metrics.Read(samples)
+			log.Info().Uint64("returned_bytes", samples[1].Value.Uint64()-min(before, samples[1].Value.Uint64())).
+				Dur("took", time.Since(start)).Msg("write burst over: heap collected and free memory returned to the OS")
+			if trimmed != nil {
+				trimmed()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

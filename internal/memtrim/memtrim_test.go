@@ -1,0 +1,181 @@
+package memtrim
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const mib = 1 << 20
+
+var t0 = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+
+// feed samples the decider once a second from t0, allocating per[i] bytes
+// in second i, and returns the seconds at which it said trim.
+func feed(d *Decider, per []uint64) []int {
+	var trims []int
+	var total uint64
+	for i, b := range per {
+		total += b
+		if d.Observe(t0.Add(time.Duration(i)*time.Second), total) {
+			trims = append(trims, i)
+		}
+	}
+	return trims
+}
+
+func seconds(n int, b uint64) []uint64 {
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = b
+	}
+	return out
+}
+
+func TestTrimsOnceWhenABurstHasBeenQuietLongEnough(t *testing.T) {
+	d := NewDecider(DefaultConfig()) // 10 s quiet, 64 MiB burst, 4 MiB/s
+	per := append(append(seconds(1, 0), seconds(5, 100*mib)...), seconds(30, mib)...)
+	// The burst's last second is 5; quiet from 6 on, so 10 s quiet at 15.
+	assert.Equal(t, []int{15}, feed(d, per))
+}
+
+func TestABusyNodeNeverTrims(t *testing.T) {
+	d := NewDecider(DefaultConfig())
+	assert.Empty(t, feed(d, seconds(120, 5*mib)), "5 MiB/s all along: never quiet")
+}
+
+func TestASmallBurstIsNotWorthATrim(t *testing.T) {
+	d := NewDecider(DefaultConfig())
+	per := append(seconds(1, 0), 60*mib)
+	assert.Empty(t, feed(d, append(per, seconds(60, 0)...)), "60 MiB < MinBurst")
+}
+
+func TestAfterATrimAnotherBurstIsNeeded(t *testing.T) {
+	d := NewDecider(DefaultConfig())
+	per := append(append(seconds(1, 0), 100*mib), seconds(40, mib)...)
+	per = append(append(per, 100*mib), seconds(40, 0)...)
+	// The first burst is second 1 (trim at 11), the second is second 42
+	// (trim at 52).
+	assert.Equal(t, []int{11, 52}, feed(d, per))
+}
+
+func TestQuietForZeroNeverTrims(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.QuietFor = 0
+	d := NewDecider(cfg)
+	assert.Empty(t, feed(d, append(append(seconds(1, 0), 500*mib), seconds(100, 0)...)))
+}
+
+func TestACounterThatGoesBackStartsOver(t *testing.T) {
+	d := NewDecider(DefaultConfig())
+	require.False(t, d.Observe(t0, 500*mib))
+	require.False(t, d.Observe(t0.Add(time.Second), 10), "no underflow into a huge burst")
+	for i := 2; i < 60; i++ {
+		require.False(t, d.Observe(t0.Add(time.Duration(i)*time.Second), 10))
+	}
+}
+
+// On random schedules the decider trims exactly when a reference says:
+// MinBurst allocated since the last trim, and every sample of the last
+// QuietFor under QuietRate.
+func TestTrimsMatchAReferenceOnRandomSchedules(t *testing.T) {
+	cfg := DefaultConfig()
+	for seed := uint64(0); seed < 2000; seed++ {
+		r := rand.New(rand.NewPCG(seed, 7))
+		d := NewDecider(cfg)
+		var total, sinceTrim uint64
+		busyAt := 0
+		now := 0
+		d.Observe(t0, 0)
+		for step := 0; step < 200; step++ {
+			dt := 1 + r.IntN(3) // seconds between samples
+			var b uint64
+			switch r.IntN(4) {
+			case 0:
+				b = uint64(r.IntN(200)) * mib // a burst
+			case 1:
+				b = uint64(r.IntN(8*dt)) * mib / 2 // around the quiet rate
+			default:
+				b = uint64(r.IntN(1024)) // idle
+			}
+			now += dt
+			total += b
+			sinceTrim += b
+			if b > cfg.QuietRate*uint64(dt) {
+				busyAt = now
+			}
+			want := sinceTrim >= cfg.MinBurst && time.Duration(now-busyAt)*time.Second >= cfg.QuietFor
+			got := d.Observe(t0.Add(time.Duration(now)*time.Second), total)
+			require.Equal(t, want, got, "seed %d step %d", seed, step)
+			if got {
+				sinceTrim = 0
+			}
+		}
+	}
+}
+
+func TestConfigValidateNamesTheFlag(t *testing.T) {
+	require.NoError(t, DefaultConfig().Validate())
+	off := DefaultConfig()
+	off.QuietFor = 0
+	require.NoError(t, off.Validate(), "0 turns trimming off")
+	for _, tc := range []struct {
+		name  string
+		tweak func(*Config)
+		want  string
+	}{
+		{"too short", func(c *Config) { c.QuietFor = 500 * time.Millisecond }, "--memory-trim-after"},
+		{"too long", func(c *Config) { c.QuietFor = 2 * time.Hour }, "--memory-trim-after"},
+		{"tiny burst", func(c *Config) { c.MinBurst = 1 }, "MinBurst"},
+		{"tiny rate", func(c *Config) { c.QuietRate = 1 }, "QuietRate"},
+		{"interval past quiet", func(c *Config) { c.Interval = time.Minute }, "Interval"},
+	} {
+		c := DefaultConfig()
+		tc.tweak(&c)
+		err := c.Validate()
+		require.ErrorIs(t, err, ErrConfig, tc.name)
+		assert.Contains(t, err.Error(), tc.want, tc.name)
+	}
+}
+
+var sink [][]byte
+
+// The driver trims after a real burst of allocation, and returns when its
+// context ends.
+func TestRunTrimsAfterARealBurstAndStopsOnCancel(t *testing.T) {
+	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
+	require.NoError(t, cfg.Validate())
+	ctx, cancel := context.WithCancel(context.Background())
+	var trims atomic.Int32
+	done := make(chan struct{})
+	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), func() { trims.Add(1) }) }()
+	for i := 0; i < 64; i++ { // 32 MiB, then let it go
+		sink = append(sink, make([]byte, 512<<10))
+	}
+	sink = nil
+	require.Eventually(t, func() bool { return trims.Load() >= 1 }, 30*time.Second, 20*time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+func TestRunReturnsAtOnceWhenOff(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.QuietFor = 0
+	done := make(chan struct{})
+	go func() { defer close(done); Run(context.Background(), cfg, zerolog.Nop(), nil) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run with trimming off did not return")
+	}
+}
