@@ -281,12 +281,13 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 		})
 	f.integer(&o.gcPercent, "gc-percent", 1, maxInt, "GC target (as GOGC): heap growth over the live heap before a collection. The replica is mostly pointer-free blocks, "+
 		"so a low value costs little CPU and keeps RSS near the live data (GOGC wins when set and this is not)")
-	f.value("memory-trim-after", "duration", "after a burst of writes (64 MiB allocated), once allocation has stayed low this long, collect the heap and return free memory to the OS "+
-		"rather than keep the burst's peak (1s to 1h; 0: never)",
+	trimBounds := fmt.Sprintf("0 (never) or a duration from %s to %s", memtrim.MinQuietFor, memtrim.MaxQuietFor)
+	f.value("memory-trim-after", "duration", fmt.Sprintf("after a burst of allocation (a bulk import, a full sync: %d MiB at over %d MiB/s), once allocation has stayed under that rate this long, "+
+		"collect the heap and return free memory to the OS rather than keep the burst's peak (%s)", o.trim.MinBurst>>20, o.trim.QuietRate>>20, trimBounds),
 		func() string { return o.trim.QuietFor.String() }, func(s string) error {
 			d, err := time.ParseDuration(s)
-			if err != nil || d != 0 && (d < time.Second || d > time.Hour) {
-				return errors.New("want 0 (never) or a duration from 1s to 1h")
+			if err != nil || d != 0 && (d < memtrim.MinQuietFor || d > memtrim.MaxQuietFor) {
+				return errors.New("want " + trimBounds)
 			}
 			o.trim.QuietFor = d
 			return nil

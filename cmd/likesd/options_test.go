@@ -93,8 +93,8 @@ func TestBadOptions(t *testing.T) {
 		{"read wait negative", []string{"--read-wait=-1s"}, nil, `--read-wait "-1s": want a duration from 0s to 1m0s`},
 		{"read wait too long", nil, map[string]string{"LIKESD_READ_WAIT": "61s"}, `LIKESD_READ_WAIT="61s": want a duration from 0s to 1m0s`},
 		{"probe timeout too long", []string{"--probe-timeout", "2s"}, nil, "--probe-timeout 2s must be shorter than --probe-interval 1s"},
-		{"trim too soon", []string{"--memory-trim-after", "500ms"}, nil, `--memory-trim-after "500ms": want 0 (never) or a duration from 1s to 1h`},
-		{"trim negative", nil, map[string]string{"LIKESD_MEMORY_TRIM_AFTER": "-1s"}, `LIKESD_MEMORY_TRIM_AFTER="-1s": want 0 (never) or a duration from 1s to 1h`},
+		{"trim too soon", []string{"--memory-trim-after", "500ms"}, nil, `--memory-trim-after "500ms": want 0 (never) or a duration from 1s to 1h0m0s`},
+		{"trim negative", nil, map[string]string{"LIKESD_MEMORY_TRIM_AFTER": "-1s"}, `LIKESD_MEMORY_TRIM_AFTER="-1s": want 0 (never) or a duration from 1s to 1h0m0s`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -39,8 +39,8 @@ var ErrConfig = errors.New("memtrim: invalid config")
 
 // Bounds of Config's fields, shared by Validate and its tests.
 const (
-	minQuietFor  = time.Second
-	maxQuietFor  = time.Hour
+	MinQuietFor  = time.Second // --memory-trim-after's bounds, besides 0
+	MaxQuietFor  = time.Hour
 	minBurst     = 1 << 20
 	minQuietRate = 1 << 10
 	minInterval  = 10 * time.Millisecond
@@ -48,9 +48,9 @@ const (
 
 // Validate reports the first invalid field, by the flag that sets it.
 func (c Config) Validate() error {
-	if c.QuietFor != 0 && (c.QuietFor < minQuietFor || c.QuietFor > maxQuietFor) {
+	if c.QuietFor != 0 && (c.QuietFor < MinQuietFor || c.QuietFor > MaxQuietFor) {
 		return fmt.Errorf("%w: --memory-trim-after must be 0 (never) or from %s to %s, got %s",
-			ErrConfig, minQuietFor, maxQuietFor, c.QuietFor)
+			ErrConfig, MinQuietFor, MaxQuietFor, c.QuietFor)
 	}
 	if c.MinBurst < minBurst || c.QuietRate < minQuietRate {
 		return fmt.Errorf("%w: MinBurst must be at least %d bytes and QuietRate at least %d bytes a second", ErrConfig, minBurst, minQuietRate)

@@ -8,8 +8,9 @@
 // node's RSS stays near its peak long after the load: on 10M likes loaded
 // in 10 s, 20 MiB idle and 8 MiB of garbage (docs/benchmarks.md). A
 // Decider watches the runtime's count of bytes allocated; once at least
-// MinBurst has been allocated since the last trim and allocation has then
-// stayed under QuietRate for QuietFor, it says trim, and Run collects and
-// returns every free page (debug.FreeOSMemory). A busy node never trims: a
-// collection it would run anyway is cheaper than a forced one.
+// MinBurst has been allocated above QuietRate since the last trim and
+// allocation has then stayed under QuietRate for QuietFor, it says trim,
+// and Run collects and returns every free page (debug.FreeOSMemory). A
+// busy node never trims, nor one serving steady light traffic: only
+// allocation above the rate counts toward a burst.
 package memtrim

@@ -16,28 +16,33 @@ type Decider struct {
 	started   bool
 	lastAt    time.Time // the previous sample
 	lastAlloc uint64
-	busyAt    time.Time // the last sample that found allocation above QuietRate
-	trimmedAt uint64    // the count at the last trim (or the first sample)
+	busyAt    time.Time // the last busy sample
+	burst     uint64    // bytes allocated in busy samples since the last trim
 }
 
 // NewDecider returns a Decider for a valid cfg.
 func NewDecider(cfg Config) *Decider { return &Decider{cfg: cfg} }
 
 // Observe feeds the count of bytes allocated so far, read at now, and
-// reports whether to trim now.
+// reports whether to trim now. A sample is busy when allocation since the
+// one before ran above QuietRate, or when the gap since it is over twice
+// Interval (a stalled process cannot tell a burst from quiet); only busy
+// samples add to the burst, so steady light traffic never adds up to one.
 func (d *Decider) Observe(now time.Time, allocated uint64) bool {
 	if !d.started || allocated < d.lastAlloc {
-		d.started, d.lastAt, d.busyAt, d.lastAlloc, d.trimmedAt = true, now, now, allocated, allocated
+		d.started, d.lastAt, d.busyAt, d.lastAlloc, d.burst = true, now, now, allocated, 0
 		return false
 	}
-	if dt := now.Sub(d.lastAt).Seconds(); float64(allocated-d.lastAlloc) > float64(d.cfg.QuietRate)*max(dt, 0) {
+	gap, delta := now.Sub(d.lastAt), allocated-d.lastAlloc
+	if gap > 2*d.cfg.Interval || float64(delta) > float64(d.cfg.QuietRate)*max(gap.Seconds(), 0) {
 		d.busyAt = now
+		d.burst += delta
 	}
 	d.lastAt, d.lastAlloc = now, allocated
-	if d.cfg.QuietFor == 0 || allocated-d.trimmedAt < d.cfg.MinBurst || now.Sub(d.busyAt) < d.cfg.QuietFor {
+	if d.cfg.QuietFor == 0 || d.burst < d.cfg.MinBurst || now.Sub(d.busyAt) < d.cfg.QuietFor {
 		return false
 	}
-	d.trimmedAt = allocated
+	d.burst = 0
 	return true
 }
 
@@ -58,7 +63,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, trimmed func()) {
 	samples := []metrics.Sample{{Name: allocsMetric}, {Name: releasedMetric}}
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
-	for {
+	for ctx.Err() == nil {
 		metrics.Read(samples)
 		if d.Observe(time.Now(), samples[0].Value.Uint64()) {
 			before := samples[1].Value.Uint64()
@@ -73,7 +78,6 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, trimmed func()) {
 		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-tick.C:
 		}
 	}

@@ -81,43 +81,87 @@ func TestACounterThatGoesBackStartsOver(t *testing.T) {
 	}
 }
 
-// On random schedules the decider trims exactly when a reference says:
-// MinBurst allocated since the last trim, and every sample of the last
-// QuietFor under QuietRate.
+func TestSteadyLightTrafficNeverTrims(t *testing.T) {
+	d := NewDecider(DefaultConfig())
+	assert.Empty(t, feed(d, seconds(600, 4*mib-1)), "just under 4 MiB/s for 10 min: 2.3 GiB, but never a burst")
+}
+
+func TestAStalledSampleCountsAsBusy(t *testing.T) {
+	d := NewDecider(DefaultConfig())
+	require.False(t, d.Observe(t0, 0))
+	// 100 MiB over a 30 s gap is 3.3 MiB/s on average, but the process was
+	// stalled: it may have been a burst.
+	require.False(t, d.Observe(t0.Add(30*time.Second), 100*mib))
+	var trims []int
+	for i := 31; i < 60; i++ {
+		if d.Observe(t0.Add(time.Duration(i)*time.Second), 100*mib) {
+			trims = append(trims, i)
+		}
+	}
+	assert.Equal(t, []int{40}, trims)
+}
+
+// sample is one reading of the allocation counter, for the reference.
+type sample struct {
+	at    time.Duration
+	delta uint64 // bytes since the sample before
+	gap   time.Duration
+}
+
+// referenceTrim decides from the whole history since the last trim:
+// busy samples are those above the rate or after a stall; trim when they
+// add up to MinBurst and the last of them is QuietFor old.
+func referenceTrim(cfg Config, since []sample, now time.Duration) bool {
+	var burst uint64
+	lastBusy := time.Duration(-1)
+	for _, s := range since {
+		if s.gap > 2*cfg.Interval || float64(s.delta) > float64(cfg.QuietRate)*s.gap.Seconds() {
+			burst += s.delta
+			lastBusy = s.at
+		}
+	}
+	return burst >= cfg.MinBurst && lastBusy >= 0 && now-lastBusy >= cfg.QuietFor
+}
+
+// On random schedules (uneven gaps, stalls, allocation around the rate)
+// the decider trims exactly when the reference says.
 func TestTrimsMatchAReferenceOnRandomSchedules(t *testing.T) {
 	cfg := DefaultConfig()
+	trims := 0
 	for seed := uint64(0); seed < 2000; seed++ {
 		r := rand.New(rand.NewPCG(seed, 7))
 		d := NewDecider(cfg)
-		var total, sinceTrim uint64
-		busyAt := 0
-		now := 0
+		var total uint64
+		var now time.Duration
+		var since []sample
 		d.Observe(t0, 0)
-		for step := 0; step < 200; step++ {
-			dt := 1 + r.IntN(3) // seconds between samples
+		for step := 0; step < 300; step++ {
+			gap := time.Duration(500+r.IntN(1000)) * time.Millisecond // 0.5 s to 1.5 s
+			if r.IntN(30) == 0 {
+				gap = time.Duration(1+r.IntN(30)) * time.Second // a stall, or not quite
+			}
 			var b uint64
-			switch r.IntN(4) {
+			switch r.IntN(12) {
 			case 0:
-				b = uint64(r.IntN(200)) * mib // a burst
-			case 1:
-				b = uint64(r.IntN(8*dt)) * mib / 2 // around the quiet rate
+				b = uint64(r.IntN(100)) * mib // a burst
+			case 1, 2, 3:
+				b = uint64(r.Int64N(int64(2 * float64(cfg.QuietRate) * gap.Seconds()))) // either side of the rate
 			default:
-				b = uint64(r.IntN(1024)) // idle
+				b = uint64(r.IntN(4096)) // idle
 			}
-			now += dt
+			now += gap
 			total += b
-			sinceTrim += b
-			if b > cfg.QuietRate*uint64(dt) {
-				busyAt = now
-			}
-			want := sinceTrim >= cfg.MinBurst && time.Duration(now-busyAt)*time.Second >= cfg.QuietFor
-			got := d.Observe(t0.Add(time.Duration(now)*time.Second), total)
+			since = append(since, sample{at: now, delta: b, gap: gap})
+			want := referenceTrim(cfg, since, now)
+			got := d.Observe(t0.Add(now), total)
 			require.Equal(t, want, got, "seed %d step %d", seed, step)
 			if got {
-				sinceTrim = 0
+				since = nil
+				trims++
 			}
 		}
 	}
+	assert.Greater(t, trims, 2000, "the schedules trim often enough to test something")
 }
 
 func TestConfigValidateNamesTheFlag(t *testing.T) {
@@ -155,11 +199,21 @@ func TestRunTrimsAfterARealBurstAndStopsOnCancel(t *testing.T) {
 	var trims atomic.Int32
 	done := make(chan struct{})
 	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), func() { trims.Add(1) }) }()
-	for i := 0; i < 64; i++ { // 32 MiB, then let it go
-		sink = append(sink, make([]byte, 512<<10))
-	}
-	sink = nil
-	require.Eventually(t, func() bool { return trims.Load() >= 1 }, 30*time.Second, 20*time.Millisecond)
+	// A burst of 32 MiB, again every 3 s until a trim follows one (the
+	// first may come before Run's first sample, which counts from there).
+	var burstAt time.Time
+	require.Eventually(t, func() bool {
+		if trims.Load() >= 1 {
+			return true
+		}
+		if time.Since(burstAt) > 3*time.Second {
+			for i := 0; i < 64; i++ {
+				sink = append(sink, make([]byte, 512<<10))
+			}
+			sink, burstAt = nil, time.Now()
+		}
+		return false
+	}, 60*time.Second, 20*time.Millisecond)
 	cancel()
 	select {
 	case <-done:
