@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, trimmed func()) {
 			debug.FreeOSMemory()
 			metrics.Read(samples)
 			log.Info().Uint64("returned_bytes", samples[1].Value.Uint64()-min(before, samples[1].Value.Uint64())).
-				Dur("took", time.Since(start)).Msg("write burst over: heap collected and free memory returned to the OS")
+				Dur("took", time.Since(start)).Msg("allocation burst over: heap collected and free memory returned to the OS")
 			if trimmed != nil {
 				trimmed()
 			}
