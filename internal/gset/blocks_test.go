@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -241,7 +242,15 @@ func FuzzOps(f *testing.F) {
 					r[a] = true
 				}
 			case 5:
-				clone, cloneRef, cloned = s.Clone(), r.sorted(), true
+				if n%2 == 0 {
+					clone, cloneRef, cloned = s.Clone(), r.sorted(), true
+					break
+				}
+				// The compacted copy goes on; the old set must not see
+				// its changes.
+				clone, cloneRef, cloned = s, r.sorted(), true
+				s = s.Compacted()
+				require.Equal(t, clone.Bytes(), s.Bytes())
 			case 6:
 				for i := 0; i < 40; i++ { // enough to split blocks
 					m2 := fmt.Sprintf("%s%03d", m, i)
@@ -279,6 +288,62 @@ func TestMergeIntoEmptySharesNothingWritable(t *testing.T) {
 	require.Equal(t, oWant, o.Members())
 	checkInvariants(t, s)
 	checkInvariants(t, o)
+}
+
+// A compacted copy holds the same members, digest and bytes, each leaf's
+// blocks side by side in one allocation, and neither it nor the original
+// sees the other's later adds.
+func TestCompactedSharesNothingAndPacksEachLeaf(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, size := range []int{1, 70, 5000, 100_000} {
+		s := New(genMembers(r, size)...)
+		c := s.Compacted()
+		require.True(t, s.Equal(c), "size %d", size)
+		require.Equal(t, s.Len(), c.Len())
+		require.Equal(t, s.Digest(), c.Digest())
+		require.Equal(t, s.Bytes(), c.Bytes())
+		want, err := s.MarshalBinary()
+		require.NoError(t, err)
+		got, err := c.MarshalBinary()
+		require.NoError(t, err)
+		require.Equal(t, want, got, "the encoding does not depend on the layout")
+		checkInvariants(t, c)
+		for _, leaf := range c.leaves {
+			for bi, blk := range leaf {
+				require.Equal(t, len(blk), cap(blk), "a packed block is clipped: replaced, never written")
+				if bi > 0 {
+					prev := leaf[bi-1]
+					require.Equal(t, unsafe.Add(unsafe.Pointer(unsafe.SliceData(prev)), len(prev)), unsafe.Pointer(unsafe.SliceData(blk)),
+						"a leaf's blocks are packed side by side")
+				}
+			}
+		}
+		sWant, cWant := s.Members(), c.Members()
+		for i := 0; i < 3000; i++ {
+			s.Add(fmt.Sprintf("u%07d-s%d", r.IntN(10_000_000), i))
+		}
+		require.Equal(t, cWant, c.Members(), "the copy does not see the original's adds")
+		var cAdded []string
+		for i := 0; i < 3000; i++ {
+			m := fmt.Sprintf("u%07d-c%d", r.IntN(10_000_000), i)
+			c.Add(m)
+			cAdded = append(cAdded, m)
+		}
+		checkInvariants(t, s)
+		checkInvariants(t, c)
+		require.Equal(t, len(sWant)+3000, s.Len())
+		for _, m := range sWant {
+			require.True(t, s.Has(m))
+		}
+		for _, m := range cAdded {
+			require.False(t, s.Has(m), "the original does not see the copy's adds")
+			require.True(t, c.Has(m))
+		}
+	}
+	var empty Set
+	require.Zero(t, empty.Bytes())
+	require.Zero(t, empty.Compacted().Len())
+	checkInvariants(t, empty.Compacted())
 }
 
 // Adds that fill a block's spare capacity write in place: no allocation.

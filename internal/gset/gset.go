@@ -238,6 +238,44 @@ func clipped(leaves [][][]byte) [][][]byte {
 	return out
 }
 
+// Compacted returns a copy of s that shares no memory with it, each leaf's
+// blocks packed into one fresh allocation. A set grown one add at a time
+// leaves the size classes its blocks grew through with part-used spans
+// that the heap cannot return; copies in the same classes would only fill
+// those holes. Packed leaves go to larger classes and fresh spans, so once
+// the old blocks are collected their spans are wholly free (see
+// internal/memtrim). Packed blocks are clipped: an add replaces the block
+// it changes, and a leaf's allocation lives while any of its blocks does.
+func (s Set) Compacted() Set {
+	leaves := make([][][]byte, len(s.leaves))
+	for i, l := range s.leaves {
+		size := 0
+		for _, blk := range l {
+			size += len(blk)
+		}
+		packed := make([]byte, 0, size)
+		leaves[i] = make([][]byte, len(l))
+		for j, blk := range l {
+			start := len(packed)
+			packed = append(packed, blk...)
+			leaves[i][j] = packed[start:len(packed):len(packed)]
+		}
+	}
+	return Set{leaves: leaves, n: s.n, digest: s.digest}
+}
+
+// Bytes is the length of s's blocks together: what a Compacted copy
+// allocates for them.
+func (s Set) Bytes() int {
+	n := 0
+	for _, l := range s.leaves {
+		for _, blk := range l {
+			n += len(blk)
+		}
+	}
+	return n
+}
+
 // unshare gives s its own slices of block headers after a Clone. The blocks
 // stay shared, clipped so that they are replaced rather than written.
 func (s *Set) unshare() {
@@ -361,14 +399,7 @@ func (s *Set) Merge(o Set) []string {
 		return nil
 	}
 	if s.n == 0 { // copy o's blocks whole: o's owner may write into them later
-		leaves := make([][][]byte, len(o.leaves))
-		for i, l := range o.leaves {
-			leaves[i] = make([][]byte, len(l))
-			for j, blk := range l {
-				leaves[i][j] = append(slices.Grow([]byte(nil), len(blk)), blk...)
-			}
-		}
-		*s = Set{leaves: leaves, n: o.n, digest: o.digest}
+		*s = o.Compacted()
 		return o.Members()
 	}
 	var added []string
