@@ -287,6 +287,59 @@ func (sh *shard) forgetLocked(key Like) {
 	}
 }
 
+// compactChunk is how many bytes of blocks Compact copies per hold of a
+// shard's lock: tens of microseconds, so writes barely wait. A set larger
+// than that is copied in one hold (a 1M-member set: a few ms).
+// compactPause is how many it copies between calls of pause.
+const (
+	compactChunk = 256 << 10
+	compactPause = 8 << 20
+)
+
+// Compact rewrites every set into memory of its own (gset.Set.Compacted)
+// and returns how many it rewrote. After a burst of adds the heap holds the
+// live blocks scattered over part-used spans of every size class they grew
+// through; once the old copies are collected, the new ones fill few spans
+// and the rest can go back to the OS. It takes each shard's lock for a
+// chunk of sets at a time, calls pause (when not nil) after every few MiB
+// copied, so the caller can collect the old copies before the next ones
+// are made and the replica is never held twice, and stops early when ctx
+// ends.
+func (s *Store) Compact(ctx context.Context, pause func()) int {
+	done, sincePause := 0, 0
+	var posts []string
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		posts = posts[:0]
+		for p := range sh.posts {
+			posts = append(posts, p)
+		}
+		sh.mu.RUnlock()
+		for len(posts) > 0 {
+			if ctx.Err() != nil {
+				return done
+			}
+			sh.mu.Lock()
+			for copied := 0; len(posts) > 0 && copied < compactChunk; posts = posts[1:] {
+				if set, ok := sh.posts[posts[0]]; ok {
+					*set = set.Compacted()
+					copied += set.Bytes()
+					sincePause += set.Bytes()
+					done++
+				}
+			}
+			sh.mu.Unlock()
+			if pause != nil && sincePause >= compactPause {
+				pause()
+				sincePause = 0
+			}
+		}
+	}
+	clear(posts) // keep no post ids alive
+	return done
+}
+
 // Snapshot calls fn with a copy of every post's set, one shard at a time.
 // The copies are O(1) (copy-on-write) and taken under the shard lock, so fn
 // runs without holding any lock and may be slow. It stops early when fn

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -167,4 +168,53 @@ func TestConcurrentLikesAreExact(t *testing.T) {
 	// hot likes that arrived by Merge first are not local adds, so the sink
 	// saw at most users of them.
 	assert.LessOrEqual(t, len(sink.likes), users+workers*users)
+}
+
+// Compact keeps every like, count and digest, also while writers go on,
+// pauses every few MiB copied, and stops when its context ends.
+func TestCompactKeepsEverythingWhileWritesGoOn(t *testing.T) {
+	s := newStore(t, nil)
+	id := func(p, u int) (string, string) { // ~45-byte ids: hard to compress
+		return fmt.Sprintf("p%d", p), fmt.Sprintf("user-%08d-%016x%016x", u, uint64(u)*0x9e3779b97f4a7c15, uint64(u)*0xbf58476d1ce4e5b9)
+	}
+	const posts, per = 2000, 150 // 300k likes, ~12 MiB of blocks: at least one pause
+	for u := 0; u < per; u++ {
+		for p := 0; p < posts; p++ {
+			s.Like(id(p, u))
+		}
+	}
+	before := s.BucketsSummary(0, Buckets)
+	pauses := 0
+	require.Equal(t, posts, s.Compact(context.Background(), func() { pauses++ }))
+	require.GreaterOrEqual(t, pauses, 1)
+	require.Equal(t, before, s.BucketsSummary(0, Buckets), "the digests do not change")
+	for p := 0; p < posts; p++ {
+		for u := 0; u < per; u++ {
+			require.True(t, s.Has(id(p, u)))
+		}
+	}
+
+	// Again, with a writer adding to the sets being rewritten.
+	ctx, cancel := context.WithCancel(context.Background())
+	var later []Like
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for i := 0; ctx.Err() == nil || i < 1000; i++ {
+			p, u := id(i%posts, per+i)
+			s.Like(p, u)
+			later = append(later, Like{p, u})
+		}
+	}()
+	require.Equal(t, posts, s.Compact(context.Background(), nil))
+	cancel()
+	<-wrote
+	for _, l := range later {
+		require.True(t, s.Has(l.Post, l.User))
+	}
+	require.Equal(t, posts*per+len(later), s.Stats().Likes)
+
+	ended, end := context.WithCancel(context.Background())
+	end()
+	require.Zero(t, s.Compact(ended, nil), "an ended context stops it before the first set")
 }
