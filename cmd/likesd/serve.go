@@ -30,7 +30,7 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	node, srv, err := assemble(o, log)
+	node, srv, replica, err := assemble(o, log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -52,7 +52,7 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	}
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	trimDone := make(chan struct{})
-	go func() { defer close(trimDone); memtrim.Run(trimCtx, o.trim, log, nil) }()
+	go func() { defer close(trimDone); memtrim.Run(trimCtx, o.trim, log, replica, nil) }()
 	defer func() { stopTrim(); <-trimDone }()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -85,26 +85,26 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 
 // assemble builds the pieces and starts the cluster node; on error nothing
 // is left running.
-func assemble(o options, log zerolog.Logger) (*cluster.Node, *api.Server, error) {
+func assemble(o options, log zerolog.Logger) (*cluster.Node, *api.Server, *store.Store, error) {
 	node, err := cluster.New(o.cluster)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// The API hands every like to the node itself (Replicate), so the
 	// store reports to nobody.
 	replica, err := store.New(o.store, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	m := metrics.New(node)
 	srv, err := api.New(o.api, replica, membership{node}, log.With().Str("node", node.Self()).Logger(), api.Options{Observer: m, Metrics: m.Handler(), Replicator: node})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := node.Start(replica); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return node, srv, nil
+	return node, srv, replica, nil
 }
 
 func newLogger(o options, out io.Writer) zerolog.Logger {

@@ -9,8 +9,11 @@
 // in 10 s, 20 MiB idle and 8 MiB of garbage (docs/benchmarks.md). A
 // Decider watches the runtime's count of bytes allocated; once at least
 // MinBurst has been allocated above QuietRate since the last trim and
-// allocation has then stayed under QuietRate for QuietFor, it says trim,
-// and Run collects and returns every free page (debug.FreeOSMemory). A
-// busy node never trims, nor one serving steady light traffic: only
-// allocation above the rate counts toward a burst.
+// allocation has then stayed under QuietRate for QuietFor, it says trim.
+// Run then collects, has the replica compact itself (store.Store.Compact:
+// every set copied into packed fresh memory, collecting every few MiB, so
+// the spans the burst left part-used become free), and returns every free
+// page (debug.FreeOSMemory). What the compaction allocates is not counted
+// as a burst. A busy node never trims, nor one serving steady light
+// traffic: only allocation above the rate counts toward a burst.
 package memtrim

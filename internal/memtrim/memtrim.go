@@ -2,6 +2,7 @@ package memtrim
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -46,16 +47,33 @@ func (d *Decider) Observe(now time.Time, allocated uint64) bool {
 	return true
 }
 
+// Trimmed tells d that a trim ended at now with allocated bytes allocated
+// so far: what the trim itself allocated (a compaction copies the replica)
+// does not start another burst.
+func (d *Decider) Trimmed(now time.Time, allocated uint64) {
+	d.lastAt, d.lastAlloc = now, allocated
+}
+
+// Compactor rewrites long-lived data into fresh memory, so that a trim
+// frees the spans the old copies leave (the replica: store.Store.Compact).
+// It calls pause every few MiB copied (Run collects there, so the old
+// copies go before more new ones are made) and returns how many items it
+// rewrote, for the log.
+type Compactor interface {
+	Compact(ctx context.Context, pause func()) int
+}
+
 const (
 	allocsMetric   = "/gc/heap/allocs:bytes"
 	releasedMetric = "/memory/classes/heap/released:bytes"
 )
 
 // Run samples the runtime every cfg.Interval and trims when the Decider
-// says so, logging what was returned, until ctx ends. It returns at once
+// says so, until ctx ends: it has c (when not nil) compact, then collects
+// and returns free memory, and logs what was returned. It returns at once
 // when trimming is off (QuietFor 0). trimmed, when not nil, is called after
 // each trim (a metric or a test).
-func Run(ctx context.Context, cfg Config, log zerolog.Logger, trimmed func()) {
+func Run(ctx context.Context, cfg Config, log zerolog.Logger, c Compactor, trimmed func()) {
 	if cfg.QuietFor == 0 {
 		return
 	}
@@ -68,10 +86,20 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, trimmed func()) {
 		if d.Observe(time.Now(), samples[0].Value.Uint64()) {
 			before := samples[1].Value.Uint64()
 			start := time.Now()
+			compacted := 0
+			if c != nil {
+				// Collect first: the burst's garbage leaves free spans,
+				// still resident, for the copies to reuse.
+				runtime.GC()
+				compacted = c.Compact(ctx, runtime.GC)
+			}
+			compactTook := time.Since(start)
 			debug.FreeOSMemory()
 			metrics.Read(samples)
+			d.Trimmed(time.Now(), samples[0].Value.Uint64())
 			log.Info().Uint64("returned_bytes", samples[1].Value.Uint64()-min(before, samples[1].Value.Uint64())).
-				Dur("took", time.Since(start)).Msg("allocation burst over: heap collected and free memory returned to the OS")
+				Int("compacted", compacted).Dur("compact_took", compactTook).Dur("took", time.Since(start)).
+				Msg("allocation burst over: replica compacted, heap collected and free memory returned to the OS")
 			if trimmed != nil {
 				trimmed()
 			}

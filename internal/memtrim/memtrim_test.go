@@ -65,6 +65,34 @@ func TestAfterATrimAnotherBurstIsNeeded(t *testing.T) {
 	assert.Equal(t, []int{11, 52}, feed(d, per))
 }
 
+// What a trim allocates (a compaction copies the replica) is not a burst:
+// reported through Trimmed, it is never counted; observed as allocation,
+// it would have started another trim.
+func TestATrimsOwnAllocationIsNotABurst(t *testing.T) {
+	for _, reported := range []bool{true, false} {
+		d := NewDecider(DefaultConfig())
+		var total uint64
+		var trims []int
+		for i := 0; i < 60; i++ {
+			if i == 1 {
+				total += 100 * mib
+			}
+			if d.Observe(t0.Add(time.Duration(i)*time.Second), total) {
+				trims = append(trims, i)
+				total += 200 * mib // the compaction, within the same second
+				if reported {
+					d.Trimmed(t0.Add(time.Duration(i)*time.Second+500*time.Millisecond), total)
+				}
+			}
+		}
+		if reported {
+			assert.Equal(t, []int{11}, trims)
+		} else {
+			assert.Equal(t, []int{11, 22, 33, 44, 55}, trims, "the check itself: unreported, each copy is a burst and trims again")
+		}
+	}
+}
+
 func TestQuietForZeroNeverTrims(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.QuietFor = 0
@@ -198,7 +226,7 @@ func TestRunTrimsAfterARealBurstAndStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var trims atomic.Int32
 	done := make(chan struct{})
-	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), func() { trims.Add(1) }) }()
+	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), nil, func() { trims.Add(1) }) }()
 	// A burst of 32 MiB, again every 3 s until a trim follows one (the
 	// first may come before Run's first sample, which counts from there).
 	var burstAt time.Time
@@ -222,11 +250,69 @@ func TestRunTrimsAfterARealBurstAndStopsOnCancel(t *testing.T) {
 	}
 }
 
+// compactor allocates like a compaction of a replica of n bytes would,
+// calling pause as store.Compact does.
+type compactor struct {
+	n      int
+	calls  atomic.Int32
+	paused atomic.Int32
+	ended  atomic.Bool
+}
+
+func (c *compactor) Compact(ctx context.Context, pause func()) int {
+	c.calls.Add(1)
+	for i := 0; i < c.n; i += 8 * mib {
+		sink = append(sink, make([]byte, 8*mib))
+		pause()
+		c.paused.Add(1)
+	}
+	sink = nil
+	c.ended.Store(ctx.Err() != nil)
+	return 1
+}
+
+// The driver compacts before it trims, lets the compaction pause to
+// collect, and does not take the compaction's own allocation (over
+// MinBurst) for another burst.
+func TestRunCompactsOnceBeforeATrim(t *testing.T) {
+	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &compactor{n: 64 * mib}
+	var trims atomic.Int32
+	var compactedFirst atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Run(ctx, cfg, zerolog.Nop(), c, func() { compactedFirst.Store(c.calls.Load() == trims.Add(1)) })
+	}()
+	var burstAt time.Time
+	require.Eventually(t, func() bool {
+		if trims.Load() >= 1 {
+			return true
+		}
+		if time.Since(burstAt) > 3*time.Second {
+			for i := 0; i < 64; i++ {
+				sink = append(sink, make([]byte, 512<<10))
+			}
+			sink, burstAt = nil, time.Now()
+		}
+		return false
+	}, 60*time.Second, 20*time.Millisecond)
+	require.True(t, compactedFirst.Load(), "each trim compacts first")
+	require.Equal(t, int32(8), c.paused.Load(), "the compaction paused every 8 MiB")
+	require.Never(t, func() bool { return trims.Load() > 1 }, 4*cfg.QuietFor, 50*time.Millisecond,
+		"the compaction's 64 MiB is not another burst")
+	cancel()
+	<-done
+	require.False(t, c.ended.Load())
+}
+
 func TestRunReturnsAtOnceWhenOff(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.QuietFor = 0
 	done := make(chan struct{})
-	go func() { defer close(done); Run(context.Background(), cfg, zerolog.Nop(), nil) }()
+	go func() { defer close(done); Run(context.Background(), cfg, zerolog.Nop(), nil, nil) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
