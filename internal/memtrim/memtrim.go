@@ -63,9 +63,21 @@ type Compactor interface {
 	Compact(ctx context.Context, pause func()) int
 }
 
+// RoomToCompact reports whether a compaction fits under the runtime's
+// memory limit (limit, as debug.SetMemoryLimit reports it): while it runs,
+// its copies (at most the live heap) sit beside the old blocks, whose spans
+// are freed only once every block in them has moved. Without that room the
+// GC would thrash against the limit and a container could be killed, so
+// the trim only collects and returns memory.
+func RoomToCompact(total, live uint64, limit int64) bool {
+	return limit > 0 && total <= uint64(limit) && live <= uint64(limit)-total
+}
+
 const (
 	allocsMetric   = "/gc/heap/allocs:bytes"
 	releasedMetric = "/memory/classes/heap/released:bytes"
+	totalMetric    = "/memory/classes/total:bytes"
+	liveMetric     = "/gc/heap/live:bytes"
 )
 
 // Run samples the runtime every cfg.Interval and trims when the Decider
@@ -91,7 +103,14 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, c Compactor, trimm
 				// Collect first: the burst's garbage leaves free spans,
 				// still resident, for the copies to reuse.
 				runtime.GC()
-				compacted = c.Compact(ctx, runtime.GC)
+				room := []metrics.Sample{{Name: totalMetric}, {Name: liveMetric}}
+				metrics.Read(room)
+				if RoomToCompact(room[0].Value.Uint64(), room[1].Value.Uint64(), debug.SetMemoryLimit(-1)) {
+					compacted = c.Compact(ctx, runtime.GC)
+				} else {
+					log.Warn().Uint64("total_bytes", room[0].Value.Uint64()).Uint64("live_bytes", room[1].Value.Uint64()).
+						Int64("memory_limit", debug.SetMemoryLimit(-1)).Msg("no room under the memory limit to compact the replica: only collecting")
+				}
 			}
 			compactTook := time.Since(start)
 			debug.FreeOSMemory()

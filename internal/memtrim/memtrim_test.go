@@ -2,6 +2,7 @@ package memtrim
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
@@ -91,6 +92,16 @@ func TestATrimsOwnAllocationIsNotABurst(t *testing.T) {
 			assert.Equal(t, []int{11, 22, 33, 44, 55}, trims, "the check itself: unreported, each copy is a burst and trims again")
 		}
 	}
+}
+
+func TestRoomToCompactIsTheLiveHeapUnderTheLimit(t *testing.T) {
+	assert.True(t, RoomToCompact(100*mib, 80*mib, math.MaxInt64), "no limit")
+	assert.True(t, RoomToCompact(100*mib, 80*mib, 180*mib))
+	assert.False(t, RoomToCompact(100*mib, 81*mib, 180*mib))
+	assert.False(t, RoomToCompact(200*mib, 10*mib, 180*mib), "already over")
+	assert.False(t, RoomToCompact(1, 1, 0))
+	assert.True(t, RoomToCompact(math.MaxInt64-10, 10, math.MaxInt64), "no overflow at the top")
+	assert.False(t, RoomToCompact(math.MaxUint64, math.MaxUint64, math.MaxInt64), "no wrap-around")
 }
 
 func TestQuietForZeroNeverTrims(t *testing.T) {
