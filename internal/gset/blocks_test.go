@@ -310,10 +310,10 @@ func TestCompactedSharesNothingAndPacksEachLeaf(t *testing.T) {
 		checkInvariants(t, c)
 		for _, leaf := range c.leaves {
 			for bi, blk := range leaf {
-				require.Equal(t, len(blk), cap(blk), "a packed block is clipped: replaced, never written")
+				require.Equal(t, len(blk)+packSlack, cap(blk), "a packed block's room ends before the next block")
 				if bi > 0 {
 					prev := leaf[bi-1]
-					require.Equal(t, unsafe.Add(unsafe.Pointer(unsafe.SliceData(prev)), len(prev)), unsafe.Pointer(unsafe.SliceData(blk)),
+					require.Equal(t, unsafe.Add(unsafe.Pointer(unsafe.SliceData(prev)), cap(prev)), unsafe.Pointer(unsafe.SliceData(blk)),
 						"a leaf's blocks are packed side by side")
 				}
 			}
@@ -344,6 +344,34 @@ func TestCompactedSharesNothingAndPacksEachLeaf(t *testing.T) {
 	require.Zero(t, empty.Bytes())
 	require.Zero(t, empty.Compacted().Len())
 	checkInvariants(t, empty.Compacted())
+}
+
+// After a compaction, the first adds to a block write into its room in the
+// packed leaf: spread over every block, they allocate nothing.
+func TestAddsAfterCompactedWriteInPlace(t *testing.T) {
+	s, _ := build(100_000, shortID)
+	s = s.Compacted()
+	blocks := 0
+	for _, l := range s.leaves {
+		blocks += len(l)
+	}
+	// One new member in each block, in order: "u…-x" sorts right after a
+	// block's first member, so each lands in a different block.
+	var fresh []string
+	for _, l := range s.leaves {
+		for _, blk := range l {
+			fresh = append(fresh, string(readEntry(blk, 0).appendRest(nil, blk))+"-x")
+		}
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(len(fresh)-1, func() {
+		require.True(t, s.Add(fresh[i]))
+		i++
+	})
+	assert.Zero(t, allocs, "AllocsPerRun rounds down: under one allocation per add")
+	checkInvariants(t, s)
+	require.Equal(t, 100_000+len(fresh), s.Len())
+	require.Greater(t, blocks, 1000)
 }
 
 // Adds that fill a block's spare capacity write in place: no allocation.

@@ -60,15 +60,18 @@
 // copies the other's blocks for the same reason.
 //
 // Compacted copies a set with each leaf's blocks packed side by side in one
-// allocation, every block clipped. Blocks that grew one add at a time leave
-// part-used spans in each size class they passed through, which the Go heap
-// cannot return (10M likes loaded: 131 MiB of spans for 79 MiB of blocks);
-// packed leaves land in other size classes, in fresh spans, so once the old
-// blocks are collected their spans are wholly free. The store compacts after
-// a burst (internal/memtrim). The price: the first add to a packed block
-// replaces it, and a packed leaf stays allocated while any of its blocks
-// does, until the next compaction.
-//
+// allocation, each followed by 16 bytes of room. Blocks that grew one add at
+// a time leave part-used spans in each size class they passed through, which
+// the Go heap cannot return (S2 of docs/benchmarks.md, 10M likes loaded: 131
+// MiB of spans in use for 79 MiB of heap allocated); packed leaves land in
+// other size classes, in fresh spans, so once the old blocks are collected
+// their spans are wholly free. The store compacts after a burst
+// (internal/memtrim), in the order of each set's LowestBlock address so the
+// old spans empty from the bottom up. The price: an add that outgrows a
+// packed block's room replaces the block, and a packed leaf stays allocated
+// while any of its blocks does, so a set written to long after a compaction
+// drifts back toward its uncompacted size until a burst compacts again.
+
 // Removal (a later observed-remove set) fits: an entry is spliced out of a
 // block the way add splices one in, re-coding the entry that follows
 // against its new predecessor; under-full blocks merge with a neighbour.

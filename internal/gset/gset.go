@@ -3,6 +3,7 @@ package gset
 import (
 	"bytes"
 	"slices"
+	"unsafe"
 )
 
 // Block and leaf sizes. A block is a run of front-coded members in byte
@@ -238,34 +239,42 @@ func clipped(leaves [][][]byte) [][][]byte {
 	return out
 }
 
+// packSlack is the room Compacted leaves after each block inside its
+// leaf's allocation: the first few adds to a block after a compaction (two
+// or three short ids, one UUID) write in place instead of replacing it and
+// leaving its old bytes in the leaf's allocation.
+const packSlack = 16
+
 // Compacted returns a copy of s that shares no memory with it, each leaf's
-// blocks packed into one fresh allocation. A set grown one add at a time
-// leaves the size classes its blocks grew through with part-used spans
-// that the heap cannot return; copies in the same classes would only fill
-// those holes. Packed leaves go to larger classes and fresh spans, so once
-// the old blocks are collected their spans are wholly free (see
-// internal/memtrim). Packed blocks are clipped: an add replaces the block
-// it changes, and a leaf's allocation lives while any of its blocks does.
+// blocks packed into one fresh allocation, each followed by packSlack bytes
+// of room. A set grown one add at a time leaves the size classes its blocks
+// grew through with part-used spans that the heap cannot return; copies in
+// the same classes would only fill those holes. Packed leaves go to larger
+// classes and fresh spans, so once the old blocks are collected their spans
+// are wholly free (see internal/memtrim). A packed block's capacity ends at
+// its room, so an add that outgrows it replaces the block; the leaf's
+// allocation lives while any of its blocks does.
 func (s Set) Compacted() Set {
 	leaves := make([][][]byte, len(s.leaves))
 	for i, l := range s.leaves {
 		size := 0
 		for _, blk := range l {
-			size += len(blk)
+			size += len(blk) + packSlack
 		}
-		packed := make([]byte, 0, size)
+		packed := make([]byte, size)
 		leaves[i] = make([][]byte, len(l))
+		at := 0
 		for j, blk := range l {
-			start := len(packed)
-			packed = append(packed, blk...)
-			leaves[i][j] = packed[start:len(packed):len(packed)]
+			copy(packed[at:], blk)
+			leaves[i][j] = packed[at : at+len(blk) : at+len(blk)+packSlack]
+			at += len(blk) + packSlack
 		}
 	}
 	return Set{leaves: leaves, n: s.n, digest: s.digest}
 }
 
-// Bytes is the length of s's blocks together: what a Compacted copy
-// allocates for them.
+// Bytes is the length of s's blocks together (not counting size-class
+// rounding, room to grow, or the slices that hold them).
 func (s Set) Bytes() int {
 	n := 0
 	for _, l := range s.leaves {
@@ -274,6 +283,23 @@ func (s Set) Bytes() int {
 		}
 	}
 	return n
+}
+
+// LowestBlock is the address of s's lowest block in memory, 0 for an empty
+// set: store.Compact rewrites sets in this order, so that the heap's spans
+// empty from the bottom up, each wholly once the sets holding a block in it
+// have moved, and are reused for the copies that follow. Only an order: the
+// Go heap does not move objects, and nothing is read through it.
+func (s Set) LowestBlock() uintptr {
+	var low uintptr
+	for _, l := range s.leaves {
+		for _, blk := range l {
+			if at := uintptr(unsafe.Pointer(unsafe.SliceData(blk))); low == 0 || at < low {
+				low = at
+			}
+		}
+	}
+	return low
 }
 
 // unshare gives s its own slices of block headers after a Clone. The blocks
