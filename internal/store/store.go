@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"math/bits"
 	"slices"
@@ -287,57 +288,93 @@ func (sh *shard) forgetLocked(key Like) {
 	}
 }
 
-// compactChunk is how many bytes of blocks Compact copies per hold of a
-// shard's lock: tens of microseconds, so writes barely wait. A set larger
-// than that is copied in one hold (a 1M-member set: a few ms).
-// compactPause is how many it copies between calls of pause.
+// compactPause is the least Compact copies between two calls of pause;
+// it copies at most a sixteenth of the replica between two, so a large
+// replica is not collected hundreds of times. compactUnderRead is the set
+// size (bytes of blocks) from which a set is copied under the read lock
+// and swapped in under the write lock, so a huge post's copy does not stop
+// its shard's writers.
 const (
-	compactChunk = 256 << 10
-	compactPause = 8 << 20
+	compactPause     = 8 << 20
+	compactUnderRead = 256 << 10
 )
 
 // Compact rewrites every set into memory of its own (gset.Set.Compacted)
-// and returns how many it rewrote. After a burst of adds the heap holds the
-// live blocks scattered over part-used spans of every size class they grew
-// through; once the old copies are collected, the new ones fill few spans
-// and the rest can go back to the OS. It takes each shard's lock for a
-// chunk of sets at a time, calls pause (when not nil) after every few MiB
-// copied, so the caller can collect the old copies before the next ones
-// are made and the replica is never held twice, and stops early when ctx
-// ends.
-func (s *Store) Compact(ctx context.Context, pause func()) int {
-	done, sincePause := 0, 0
-	var posts []string
+// and returns how many sets it rewrote and the bytes of blocks it copied.
+// After a burst of adds the heap holds the live blocks scattered over
+// part-used spans of every size class they grew through; once the old
+// copies are collected, the new ones fill few spans and the rest can go
+// back to the OS.
+//
+// A span is freed only once every block in it has moved, so the sets are
+// rewritten in the order of their lowest block's address: the spans empty
+// from the bottom up, and pause (when not nil), called every few MiB
+// copied, lets the caller collect them for the copies that follow to
+// reuse. Rewriting in map order would hold nearly the whole replica twice
+// before the first span emptied. Writers wait for at most one set's copy,
+// usually none for a large set (see compact). Compact stops early when
+// ctx ends; posts added meanwhile are left as they are.
+func (s *Store) Compact(ctx context.Context, pause func()) (sets int, copied uint64) {
+	type entry struct {
+		post  string
+		shard int
+		low   uintptr
+	}
+	var order []entry
+	var total uint64
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
-		posts = posts[:0]
-		for p := range sh.posts {
-			posts = append(posts, p)
+		for p, set := range sh.posts {
+			order = append(order, entry{p, i, set.LowestBlock()})
+			total += uint64(set.Bytes())
 		}
 		sh.mu.RUnlock()
-		for len(posts) > 0 {
-			if ctx.Err() != nil {
-				return done
-			}
-			sh.mu.Lock()
-			for copied := 0; len(posts) > 0 && copied < compactChunk; posts = posts[1:] {
-				if set, ok := sh.posts[posts[0]]; ok {
-					*set = set.Compacted()
-					copied += set.Bytes()
-					sincePause += set.Bytes()
-					done++
-				}
-			}
-			sh.mu.Unlock()
-			if pause != nil && sincePause >= compactPause {
-				pause()
-				sincePause = 0
-			}
+	}
+	slices.SortFunc(order, func(a, b entry) int { return cmp.Compare(a.low, b.low) })
+	every := max(compactPause, total/16)
+	var sincePause uint64
+	for _, e := range order {
+		if ctx.Err() != nil {
+			break
+		}
+		n := s.shards[e.shard].compact(e.post)
+		sets, copied, sincePause = sets+min(n, 1), copied+uint64(n), sincePause+uint64(n)
+		if pause != nil && sincePause >= every {
+			pause()
+			sincePause = 0
 		}
 	}
-	clear(posts) // keep no post ids alive
-	return done
+	return sets, copied
+}
+
+// compact rewrites post's set and returns the bytes of blocks it copied
+// (0 for a post it does not hold). A large set is copied under the read
+// lock and swapped in if no add came meanwhile, else copied again under the
+// write lock: a post that is always being written is still compacted.
+func (sh *shard) compact(post string) int {
+	sh.mu.RLock()
+	set, ok := sh.posts[post]
+	size := 0
+	if ok {
+		size = set.Bytes()
+	}
+	var c gset.Set
+	if ok && size >= compactUnderRead {
+		c = set.Compacted()
+	}
+	sh.mu.RUnlock()
+	if !ok || size == 0 {
+		return 0
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if size < compactUnderRead || set.Len() != c.Len() { // small, or changed meanwhile: copy now
+		*set = set.Compacted()
+		return set.Bytes()
+	}
+	*set = c
+	return size
 }
 
 // Snapshot calls fn with a copy of every post's set, one shard at a time.
