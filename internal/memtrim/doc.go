@@ -11,9 +11,11 @@
 // MinBurst has been allocated above QuietRate since the last trim and
 // allocation has then stayed under QuietRate for QuietFor, it says trim.
 // Run then collects, has the replica compact itself (store.Store.Compact:
-// every set copied into packed fresh memory, collecting every few MiB, so
-// the spans the burst left part-used become free), and returns every free
-// page (debug.FreeOSMemory). What the compaction allocates is not counted
-// as a burst. A busy node never trims, nor one serving steady light
-// traffic: only allocation above the rate counts toward a burst.
+// every set copied into packed fresh memory, lowest address first,
+// collecting every few MiB so that emptied spans are reused for the next
+// copies), and returns every free page (debug.FreeOSMemory). It skips the
+// compaction when the copies would not fit under the memory limit, and
+// does not count what the compaction allocated as a burst. A busy node
+// never trims, nor one serving steady light traffic: only allocation above
+// the rate counts toward a burst.
 package memtrim

@@ -47,30 +47,34 @@ func (d *Decider) Observe(now time.Time, allocated uint64) bool {
 	return true
 }
 
-// Trimmed tells d that a trim ended at now with allocated bytes allocated
-// so far: what the trim itself allocated (a compaction copies the replica)
-// does not start another burst.
-func (d *Decider) Trimmed(now time.Time, allocated uint64) {
-	d.lastAt, d.lastAlloc = now, allocated
+// Trimmed tells d that a trim ended with allocated bytes allocated so far, own of them by the trim itself (a compaction copies the
+// replica): those do not start another burst. What others allocated
+// during the rest of the trim counts as usual at the next Observe.
+func (d *Decider) Trimmed(allocated, own uint64) {
+	if allocated < d.lastAlloc {
+		return // the counter went back: the next Observe starts over
+	}
+	d.lastAlloc += min(own, allocated-d.lastAlloc)
 }
 
 // Compactor rewrites long-lived data into fresh memory, so that a trim
 // frees the spans the old copies leave (the replica: store.Store.Compact).
-// It calls pause every few MiB copied (Run collects there, so the old
-// copies go before more new ones are made) and returns how many items it
-// rewrote, for the log.
+// It calls pause every few MiB copied (Run collects there, so emptied
+// spans are reused for the copies that follow) and returns how many items
+// it rewrote and the bytes it copied.
 type Compactor interface {
-	Compact(ctx context.Context, pause func()) int
+	Compact(ctx context.Context, pause func()) (items int, copied uint64)
 }
 
 // RoomToCompact reports whether a compaction fits under the runtime's
-// memory limit (limit, as debug.SetMemoryLimit reports it): while it runs,
-// its copies (at most the live heap) sit beside the old blocks, whose spans
-// are freed only once every block in them has moved. Without that room the
-// GC would thrash against the limit and a container could be killed, so
-// the trim only collects and returns memory.
-func RoomToCompact(total, live uint64, limit int64) bool {
-	return limit > 0 && total <= uint64(limit) && live <= uint64(limit)-total
+// memory limit (limit, as debug.SetMemoryLimit reports it), given the
+// memory the limit counts (mapped, not released to the OS) and the live
+// heap: while it runs, its copies (at most the live heap) may sit beside
+// the old blocks, whose spans are freed only once every block in them has
+// moved. Without that room the GC would thrash against the limit and a
+// container could be killed, so the trim only collects and returns memory.
+func RoomToCompact(used, live uint64, limit int64) bool {
+	return limit > 0 && used <= uint64(limit) && live <= uint64(limit)-used
 }
 
 const (
@@ -80,11 +84,50 @@ const (
 	liveMetric     = "/gc/heap/live:bytes"
 )
 
+// trim collects, has c compact when there is room, returns free memory to
+// the OS, tells d what the trim allocated, and logs it. samples are Run's
+// (allocated, released).
+func trim(ctx context.Context, d *Decider, c Compactor, samples []metrics.Sample, log zerolog.Logger) {
+	before := samples[1].Value.Uint64()
+	start := time.Now()
+	ev := log.Info()
+	var own uint64
+	if c != nil {
+		// Collect first: the burst's garbage leaves free spans, still
+		// resident, for the copies to reuse.
+		runtime.GC()
+		room := []metrics.Sample{{Name: totalMetric}, {Name: releasedMetric}, {Name: liveMetric}}
+		metrics.Read(room)
+		used, live, limit := room[0].Value.Uint64()-room[1].Value.Uint64(), room[2].Value.Uint64(), debug.SetMemoryLimit(-1)
+		if RoomToCompact(used, live, limit) {
+			metrics.Read(samples)
+			allocatedBefore := samples[0].Value.Uint64()
+			items, copied := c.Compact(ctx, runtime.GC)
+			metrics.Read(samples)
+			// What the compaction allocated, headers and rounding included
+			// (and anything else allocated in that second or so).
+			own = samples[0].Value.Uint64() - min(allocatedBefore, samples[0].Value.Uint64())
+			ev = ev.Int("compacted_sets", items).Uint64("compacted_bytes", copied).Dur("compact_took", time.Since(start))
+		} else {
+			log.Warn().Uint64("used_bytes", used).Uint64("live_bytes", live).Int64("memory_limit", limit).
+				Msg("no room under the memory limit to compact the replica: only collecting")
+		}
+	}
+	if ctx.Err() != nil {
+		ev.Discard()
+		return // shutting down: the process is about to give it all back
+	}
+	debug.FreeOSMemory()
+	metrics.Read(samples)
+	d.Trimmed(samples[0].Value.Uint64(), own)
+	ev.Uint64("returned_bytes", samples[1].Value.Uint64()-min(before, samples[1].Value.Uint64())).
+		Dur("took", time.Since(start)).Msg("allocation burst over: heap collected and free memory returned to the OS")
+}
+
 // Run samples the runtime every cfg.Interval and trims when the Decider
-// says so, until ctx ends: it has c (when not nil) compact, then collects
-// and returns free memory, and logs what was returned. It returns at once
-// when trimming is off (QuietFor 0). trimmed, when not nil, is called after
-// each trim (a metric or a test).
+// says so, until ctx ends (see trim; c may be nil: no compaction). It
+// returns at once when trimming is off (QuietFor 0). trimmed, when not nil,
+// is called after each trim (a metric or a test).
 func Run(ctx context.Context, cfg Config, log zerolog.Logger, c Compactor, trimmed func()) {
 	if cfg.QuietFor == 0 {
 		return
@@ -95,30 +138,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, c Compactor, trimm
 	defer tick.Stop()
 	for ctx.Err() == nil {
 		metrics.Read(samples)
-		if d.Observe(time.Now(), samples[0].Value.Uint64()) {
-			before := samples[1].Value.Uint64()
-			start := time.Now()
-			compacted := 0
-			if c != nil {
-				// Collect first: the burst's garbage leaves free spans,
-				// still resident, for the copies to reuse.
-				runtime.GC()
-				room := []metrics.Sample{{Name: totalMetric}, {Name: liveMetric}}
-				metrics.Read(room)
-				if RoomToCompact(room[0].Value.Uint64(), room[1].Value.Uint64(), debug.SetMemoryLimit(-1)) {
-					compacted = c.Compact(ctx, runtime.GC)
-				} else {
-					log.Warn().Uint64("total_bytes", room[0].Value.Uint64()).Uint64("live_bytes", room[1].Value.Uint64()).
-						Int64("memory_limit", debug.SetMemoryLimit(-1)).Msg("no room under the memory limit to compact the replica: only collecting")
-				}
-			}
-			compactTook := time.Since(start)
-			debug.FreeOSMemory()
-			metrics.Read(samples)
-			d.Trimmed(time.Now(), samples[0].Value.Uint64())
-			log.Info().Uint64("returned_bytes", samples[1].Value.Uint64()-min(before, samples[1].Value.Uint64())).
-				Int("compacted", compacted).Dur("compact_took", compactTook).Dur("took", time.Since(start)).
-				Msg("allocation burst over: replica compacted, heap collected and free memory returned to the OS")
+		if d.Observe(time.Now(), samples[0].Value.Uint64()) && ctx.Err() == nil {
+			trim(ctx, d, c, samples, log)
 			if trimmed != nil {
 				trimmed()
 			}

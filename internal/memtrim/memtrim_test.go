@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"runtime/metrics"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,9 +69,19 @@ func TestAfterATrimAnotherBurstIsNeeded(t *testing.T) {
 
 // What a trim allocates (a compaction copies the replica) is not a burst:
 // reported through Trimmed, it is never counted; observed as allocation,
-// it would have started another trim.
+// it would have started another trim. Others' allocation during the trim
+// still counts.
 func TestATrimsOwnAllocationIsNotABurst(t *testing.T) {
-	for _, reported := range []bool{true, false} {
+	for _, tc := range []struct {
+		name   string
+		report bool
+		others uint64 // allocated by others during each trim
+		want   []int
+	}{
+		{"reported", true, 0, []int{11}},
+		{"unreported: each copy is a burst and trims again", false, 0, []int{11, 22, 33, 44, 55}},
+		{"others' burst during the trim counts", true, 100 * mib, []int{11, 22, 33, 44, 55}},
+	} {
 		d := NewDecider(DefaultConfig())
 		var total uint64
 		var trims []int
@@ -80,18 +91,18 @@ func TestATrimsOwnAllocationIsNotABurst(t *testing.T) {
 			}
 			if d.Observe(t0.Add(time.Duration(i)*time.Second), total) {
 				trims = append(trims, i)
-				total += 200 * mib // the compaction, within the same second
-				if reported {
-					d.Trimmed(t0.Add(time.Duration(i)*time.Second+500*time.Millisecond), total)
+				total += 200*mib + tc.others // the compaction, within the same second
+				if tc.report {
+					d.Trimmed(total, 200*mib)
 				}
 			}
 		}
-		if reported {
-			assert.Equal(t, []int{11}, trims)
-		} else {
-			assert.Equal(t, []int{11, 22, 33, 44, 55}, trims, "the check itself: unreported, each copy is a burst and trims again")
-		}
+		assert.Equal(t, tc.want, trims, tc.name)
 	}
+	d := NewDecider(DefaultConfig())
+	require.False(t, d.Observe(t0, 500*mib))
+	d.Trimmed(10, 200*mib) // a counter that went back: left to Observe
+	require.False(t, d.Observe(t0.Add(time.Second), 10))
 }
 
 func TestRoomToCompactIsTheLiveHeapUnderTheLimit(t *testing.T) {
@@ -265,21 +276,31 @@ func TestRunTrimsAfterARealBurstAndStopsOnCancel(t *testing.T) {
 // calling pause as store.Compact does.
 type compactor struct {
 	n      int
+	keep   [][]byte
 	calls  atomic.Int32
 	paused atomic.Int32
 	ended  atomic.Bool
 }
 
-func (c *compactor) Compact(ctx context.Context, pause func()) int {
+func forcedGCs() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+func (c *compactor) Compact(ctx context.Context, pause func()) (int, uint64) {
 	c.calls.Add(1)
 	for i := 0; i < c.n; i += 8 * mib {
-		sink = append(sink, make([]byte, 8*mib))
+		c.keep = append(c.keep, make([]byte, 8*mib))
+		before := forcedGCs()
 		pause()
-		c.paused.Add(1)
+		if forcedGCs() > before { // the pause collected
+			c.paused.Add(1)
+		}
 	}
-	sink = nil
+	c.keep = nil
 	c.ended.Store(ctx.Err() != nil)
-	return 1
+	return 1, uint64(c.n)
 }
 
 // The driver compacts before it trims, lets the compaction pause to
@@ -311,7 +332,7 @@ func TestRunCompactsOnceBeforeATrim(t *testing.T) {
 		return false
 	}, 60*time.Second, 20*time.Millisecond)
 	require.True(t, compactedFirst.Load(), "each trim compacts first")
-	require.Equal(t, int32(8), c.paused.Load(), "the compaction paused every 8 MiB")
+	require.Equal(t, int32(8), c.paused.Load(), "the compaction paused, and collected, every 8 MiB")
 	require.Never(t, func() bool { return trims.Load() > 1 }, 4*cfg.QuietFor, 50*time.Millisecond,
 		"the compaction's 64 MiB is not another burst")
 	cancel()
