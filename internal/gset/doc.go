@@ -28,7 +28,8 @@
 // has and add binary-search the leaves, then the blocks, on each block's
 // first member (stored whole), then scan one block comparing without
 // rebuilding members; add splices the new entry into that block in place
-// when the block's spare capacity (its allocation's size class) holds it,
+// when the block's spare capacity (its size class, or its room in a packed
+// leaf) holds it,
 // else into a new block (splitting it past 512 bytes, and the leaf past 64
 // blocks). So most adds of short ids allocate nothing and leave no garbage
 // (a UUID entry, ~17 B, outgrows the spare capacity more often). Count is a
@@ -63,15 +64,16 @@
 // allocation, each followed by 16 bytes of room. Blocks that grew one add at
 // a time leave part-used spans in each size class they passed through, which
 // the Go heap cannot return (S2 of docs/benchmarks.md, 10M likes loaded: 131
-// MiB of spans in use for 79 MiB of heap allocated); packed leaves land in
-// other size classes, in fresh spans, so once the old blocks are collected
-// their spans are wholly free. The store compacts after a burst
+// MiB of spans in use for 79 MiB of heap allocated); a leaf of several
+// blocks packed lands in a larger size class, in fresh spans, so once the
+// old blocks are collected their spans are wholly free (a one-block set is
+// copied into its own class, filling holes there). The store compacts after a burst
 // (internal/memtrim), in the order of each set's LowestBlock address so the
 // old spans empty from the bottom up. The price: an add that outgrows a
 // packed block's room replaces the block, and a packed leaf stays allocated
 // while any of its blocks does, so a set written to long after a compaction
 // drifts back toward its uncompacted size until a burst compacts again.
-
+//
 // Removal (a later observed-remove set) fits: an entry is spliced out of a
 // block the way add splices one in, re-coding the entry that follows
 // against its new predecessor; under-full blocks merge with a neighbour.

@@ -241,17 +241,17 @@ func clipped(leaves [][][]byte) [][][]byte {
 
 // packSlack is the room Compacted leaves after each block inside its
 // leaf's allocation: the first few adds to a block after a compaction (two
-// or three short ids, one UUID) write in place instead of replacing it and
-// leaving its old bytes in the leaf's allocation.
+// or three short ids, often one UUID) write in place instead of replacing
+// it and leaving its old bytes in the leaf's allocation.
 const packSlack = 16
 
 // Compacted returns a copy of s that shares no memory with it, each leaf's
 // blocks packed into one fresh allocation, each followed by packSlack bytes
 // of room. A set grown one add at a time leaves the size classes its blocks
 // grew through with part-used spans that the heap cannot return; copies in
-// the same classes would only fill those holes. Packed leaves go to larger
-// classes and fresh spans, so once the old blocks are collected their spans
-// are wholly free (see internal/memtrim). A packed block's capacity ends at
+// the same classes would only fill those holes. A packed leaf of several
+// blocks goes to a larger class and fresh spans, so once the old blocks are
+// collected their spans are wholly free (see internal/memtrim). A packed block's capacity ends at
 // its room, so an add that outgrows it replaces the block; the leaf's
 // allocation lives while any of its blocks does.
 func (s Set) Compacted() Set {

@@ -47,9 +47,10 @@ func (d *Decider) Observe(now time.Time, allocated uint64) bool {
 	return true
 }
 
-// Trimmed tells d that a trim ended with allocated bytes allocated so far, own of them by the trim itself (a compaction copies the
-// replica): those do not start another burst. What others allocated
-// during the rest of the trim counts as usual at the next Observe.
+// Trimmed tells d that a trim ended with allocated bytes allocated so far,
+// of which own were allocated by the trim itself (a compaction copies the
+// replica): those do not start another burst. The rest, what others
+// allocated meanwhile, counts as usual at the next Observe.
 func (d *Decider) Trimmed(allocated, own uint64) {
 	if allocated < d.lastAlloc {
 		return // the counter went back: the next Observe starts over
@@ -77,17 +78,37 @@ func RoomToCompact(used, live uint64, limit int64) bool {
 	return limit > 0 && used <= uint64(limit) && live <= uint64(limit)-used
 }
 
+// WorthCompacting reports whether the free slots in part-used spans after
+// a collection (unused) are enough of the live heap to pay for copying the
+// replica: a quarter. So a node whose replica barely changed, or was
+// compacted since, does not copy it again for a burst of reads (a peer's
+// full sync from it) or of writes into room the last compaction left.
+func WorthCompacting(unused, live uint64) bool {
+	return unused > 0 && unused >= live/4
+}
+
+// forgiven is how much of the allocation during a compaction that copied
+// copied bytes of blocks into items sets is taken for the compaction's own:
+// the blocks, a quarter more (room, slice headers, size classes), and
+// 256 B a set (its leaf slices and its place in the order). Anything
+// beyond, others allocated meanwhile, and it counts toward a burst.
+func forgiven(copied uint64, items int) uint64 {
+	return copied + copied/4 + 256*uint64(items)
+}
+
 const (
 	allocsMetric   = "/gc/heap/allocs:bytes"
 	releasedMetric = "/memory/classes/heap/released:bytes"
 	totalMetric    = "/memory/classes/total:bytes"
 	liveMetric     = "/gc/heap/live:bytes"
+	unusedMetric   = "/memory/classes/heap/unused:bytes"
 )
 
-// trim collects, has c compact when there is room, returns free memory to
-// the OS, tells d what the trim allocated, and logs it. samples are Run's
-// (allocated, released).
-func trim(ctx context.Context, d *Decider, c Compactor, samples []metrics.Sample, log zerolog.Logger) {
+// trim collects, has c compact when that pays and there is room, returns
+// free memory to the OS, tells d what the trim allocated, and logs it. It
+// reports false when ctx ended first. samples are Run's (allocated,
+// released).
+func trim(ctx context.Context, d *Decider, c Compactor, samples []metrics.Sample, log zerolog.Logger) bool {
 	before := samples[1].Value.Uint64()
 	start := time.Now()
 	ev := log.Info()
@@ -96,32 +117,36 @@ func trim(ctx context.Context, d *Decider, c Compactor, samples []metrics.Sample
 		// Collect first: the burst's garbage leaves free spans, still
 		// resident, for the copies to reuse.
 		runtime.GC()
-		room := []metrics.Sample{{Name: totalMetric}, {Name: releasedMetric}, {Name: liveMetric}}
+		room := []metrics.Sample{{Name: totalMetric}, {Name: releasedMetric}, {Name: liveMetric}, {Name: unusedMetric}}
 		metrics.Read(room)
-		used, live, limit := room[0].Value.Uint64()-room[1].Value.Uint64(), room[2].Value.Uint64(), debug.SetMemoryLimit(-1)
-		if RoomToCompact(used, live, limit) {
+		used, live, unused := room[0].Value.Uint64()-room[1].Value.Uint64(), room[2].Value.Uint64(), room[3].Value.Uint64()
+		limit := debug.SetMemoryLimit(-1)
+		switch {
+		case !WorthCompacting(unused, live):
+			ev = ev.Uint64("unused_bytes", unused).Str("compaction", "not worth it")
+		case !RoomToCompact(used, live, limit):
+			log.Warn().Uint64("used_bytes", used).Uint64("live_bytes", live).Int64("memory_limit", limit).
+				Msg("no room under the memory limit to compact the replica: only collecting")
+		default:
 			metrics.Read(samples)
 			allocatedBefore := samples[0].Value.Uint64()
 			items, copied := c.Compact(ctx, runtime.GC)
 			metrics.Read(samples)
-			// What the compaction allocated, headers and rounding included
-			// (and anything else allocated in that second or so).
-			own = samples[0].Value.Uint64() - min(allocatedBefore, samples[0].Value.Uint64())
-			ev = ev.Int("compacted_sets", items).Uint64("compacted_bytes", copied).Dur("compact_took", time.Since(start))
-		} else {
-			log.Warn().Uint64("used_bytes", used).Uint64("live_bytes", live).Int64("memory_limit", limit).
-				Msg("no room under the memory limit to compact the replica: only collecting")
+			own = min(samples[0].Value.Uint64()-min(allocatedBefore, samples[0].Value.Uint64()), forgiven(copied, items))
+			ev = ev.Uint64("unused_bytes", unused).Int("compacted_sets", items).Uint64("compacted_bytes", copied).
+				Dur("compact_took", time.Since(start))
 		}
 	}
 	if ctx.Err() != nil {
 		ev.Discard()
-		return // shutting down: the process is about to give it all back
+		return false // shutting down: the process is about to give it all back
 	}
 	debug.FreeOSMemory()
 	metrics.Read(samples)
 	d.Trimmed(samples[0].Value.Uint64(), own)
 	ev.Uint64("returned_bytes", samples[1].Value.Uint64()-min(before, samples[1].Value.Uint64())).
 		Dur("took", time.Since(start)).Msg("allocation burst over: heap collected and free memory returned to the OS")
+	return true
 }
 
 // Run samples the runtime every cfg.Interval and trims when the Decider
@@ -139,8 +164,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, c Compactor, trimm
 	for ctx.Err() == nil {
 		metrics.Read(samples)
 		if d.Observe(time.Now(), samples[0].Value.Uint64()) && ctx.Err() == nil {
-			trim(ctx, d, c, samples, log)
-			if trimmed != nil {
+			if trim(ctx, d, c, samples, log) && trimmed != nil {
 				trimmed()
 			}
 		}

@@ -288,15 +288,14 @@ func (sh *shard) forgetLocked(key Like) {
 	}
 }
 
-// compactPause is the least Compact copies between two calls of pause;
-// it copies at most a sixteenth of the replica between two, so a large
-// replica is not collected hundreds of times. compactUnderRead is the set
-// size (bytes of blocks) from which a set is copied under the read lock
-// and swapped in under the write lock, so a huge post's copy does not stop
-// its shard's writers.
+// compactPause is the least Compact copies between two calls of pause; on
+// a replica over 128 MiB it copies a sixteenth of it between two, so a large
+// replica is not collected hundreds of times. compactUnlocked is the set size
+// (bytes of blocks) from which a set is copied with no lock held, from an
+// O(1) Clone, so a huge post's copy does not stop its shard's writers.
 const (
-	compactPause     = 8 << 20
-	compactUnderRead = 256 << 10
+	compactPause    = 8 << 20
+	compactUnlocked = 256 << 10
 )
 
 // Compact rewrites every set into memory of its own (gset.Set.Compacted)
@@ -308,12 +307,12 @@ const (
 //
 // A span is freed only once every block in it has moved, so the sets are
 // rewritten in the order of their lowest block's address: the spans empty
-// from the bottom up, and pause (when not nil), called every few MiB
-// copied, lets the caller collect them for the copies that follow to
-// reuse. Rewriting in map order would hold nearly the whole replica twice
-// before the first span emptied. Writers wait for at most one set's copy,
-// usually none for a large set (see compact). Compact stops early when
-// ctx ends; posts added meanwhile are left as they are.
+// from the bottom up, and pause (when not nil), called after every
+// max(8 MiB, 1/16 of the replica) copied, lets the caller collect them for
+// the copies that follow to reuse. In map order nearly the whole replica
+// would be held twice before the first span emptied. A writer waits for at
+// most one small set's copy (see compact). Compact stops early when ctx
+// ends; posts added meanwhile are left as they are.
 func (s *Store) Compact(ctx context.Context, pause func()) (sets int, copied uint64) {
 	type entry struct {
 		post  string
@@ -323,6 +322,9 @@ func (s *Store) Compact(ctx context.Context, pause func()) (sets int, copied uin
 	var order []entry
 	var total uint64
 	for i := range s.shards {
+		if ctx.Err() != nil {
+			return 0, 0
+		}
 		sh := &s.shards[i]
 		sh.mu.RLock()
 		for p, set := range sh.posts {
@@ -348,33 +350,34 @@ func (s *Store) Compact(ctx context.Context, pause func()) (sets int, copied uin
 	return sets, copied
 }
 
-// compact rewrites post's set and returns the bytes of blocks it copied
-// (0 for a post it does not hold). A large set is copied under the read
-// lock and swapped in if no add came meanwhile, else copied again under the
-// write lock: a post that is always being written is still compacted.
+// compact rewrites post's set and returns the bytes of blocks it copied (0
+// for a post it does not hold). A small set is copied under the write lock.
+// A large one is cloned (O(1)) under it, copied with no lock held, and
+// swapped in if no add came meanwhile (the copy then holds every member:
+// the set only grows, and posts are never removed), else copied again
+// under the write lock: a post always being written is still compacted.
 func (sh *shard) compact(post string) int {
-	sh.mu.RLock()
+	sh.mu.Lock()
 	set, ok := sh.posts[post]
-	size := 0
-	if ok {
-		size = set.Bytes()
-	}
-	var c gset.Set
-	if ok && size >= compactUnderRead {
-		c = set.Compacted()
-	}
-	sh.mu.RUnlock()
-	if !ok || size == 0 {
+	if !ok {
+		sh.mu.Unlock()
 		return 0
 	}
+	if size := set.Bytes(); size < compactUnlocked {
+		*set = set.Compacted()
+		sh.mu.Unlock()
+		return size
+	}
+	snap := set.Clone()
+	sh.mu.Unlock()
+	c := snap.Compacted()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if size < compactUnderRead || set.Len() != c.Len() { // small, or changed meanwhile: copy now
-		*set = set.Compacted()
-		return set.Bytes()
+	if set.Len() != c.Len() {
+		c = set.Compacted()
 	}
 	*set = c
-	return size
+	return c.Bytes()
 }
 
 // Snapshot calls fn with a copy of every post's set, one shard at a time.

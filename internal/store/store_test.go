@@ -242,23 +242,23 @@ func TestCompactKeepsEverythingWhileWritesGoOn(t *testing.T) {
 	require.Zero(t, copied)
 }
 
-// A set large enough to be copied under the read lock is swapped in only
-// if no add came meanwhile, else copied again under the write lock: adds
+// A set large enough to be copied with no lock held is swapped in only if
+// no add came meanwhile, else copied again under the write lock: adds
 // racing its compactions are all kept, and it is compacted all the same.
 func TestCompactOfALargeSetKeepsAddsThatRaceIt(t *testing.T) {
 	s := newStore(t, nil)
 	user := func(u int) string { return fmt.Sprintf("user-%08d-%016x", u, uint64(u)*0x9e3779b97f4a7c15) }
-	for u := 0; u < 60_000; u++ { // ~500 KiB of blocks: over compactUnderRead
+	for u := 0; u < 60_000; u++ { // ~500 KiB of blocks: over compactUnlocked
 		s.Like("big", user(u))
 	}
 	sh := s.shardOf("big")
-	require.GreaterOrEqual(t, sh.posts["big"].Bytes(), compactUnderRead)
+	require.GreaterOrEqual(t, sh.posts["big"].Bytes(), compactUnlocked)
 	done := make(chan struct{})
 	swapped := 0
 	go func() {
 		defer close(done)
 		for i := 0; i < 20; i++ {
-			if sh.compact("big") >= compactUnderRead {
+			if sh.compact("big") >= compactUnlocked {
 				swapped++
 			}
 		}
