@@ -251,9 +251,9 @@ const packSlack = 16
 // grew through with part-used spans that the heap cannot return; copies in
 // the same classes would only fill those holes. A packed leaf of several
 // blocks goes to a larger class and fresh spans, so once the old blocks are
-// collected their spans are wholly free (see internal/memtrim). A packed block's capacity ends at
-// its room, so an add that outgrows it replaces the block; the leaf's
-// allocation lives while any of its blocks does.
+// collected their spans are wholly free (see internal/memtrim). A packed
+// block's capacity ends at its room, so an add that outgrows it replaces
+// the block; the leaf's allocation lives while any of its blocks does.
 func (s Set) Compacted() Set {
 	leaves := make([][][]byte, len(s.leaves))
 	for i, l := range s.leaves {

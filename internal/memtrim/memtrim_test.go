@@ -254,17 +254,11 @@ func TestConfigValidateNamesTheFlag(t *testing.T) {
 
 var sink [][]byte
 
-// The driver trims after a real burst of allocation, and returns when its
-// context ends.
-func TestRunTrimsAfterARealBurstAndStopsOnCancel(t *testing.T) {
-	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
-	require.NoError(t, cfg.Validate())
-	ctx, cancel := context.WithCancel(context.Background())
-	var trims atomic.Int32
-	done := make(chan struct{})
-	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), nil, func() { trims.Add(1) }) }()
-	// A burst of 32 MiB, again every 3 s until a trim follows one (the
-	// first may come before Run's first sample, which counts from there).
+// burstUntilTrimmed allocates 32 MiB, again every 3 s until trims shows a
+// trim followed one (the first may come before Run's first sample, which
+// counts from there).
+func burstUntilTrimmed(t *testing.T, trims *atomic.Int32) {
+	t.Helper()
 	var burstAt time.Time
 	require.Eventually(t, func() bool {
 		if trims.Load() >= 1 {
@@ -278,6 +272,18 @@ func TestRunTrimsAfterARealBurstAndStopsOnCancel(t *testing.T) {
 		}
 		return false
 	}, 60*time.Second, 20*time.Millisecond)
+}
+
+// The driver trims after a real burst of allocation, and returns when its
+// context ends.
+func TestRunTrimsAfterARealBurstAndStopsOnCancel(t *testing.T) {
+	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
+	require.NoError(t, cfg.Validate())
+	ctx, cancel := context.WithCancel(context.Background())
+	var trims atomic.Int32
+	done := make(chan struct{})
+	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), nil, func() { trims.Add(1) }) }()
+	burstUntilTrimmed(t, &trims)
 	cancel()
 	select {
 	case <-done:
@@ -341,19 +347,7 @@ func TestRunCompactsOnceBeforeATrim(t *testing.T) {
 		defer close(done)
 		Run(ctx, cfg, zerolog.Nop(), c, func() { compactedFirst.Store(c.calls.Load() == trims.Add(1)) })
 	}()
-	var burstAt time.Time
-	require.Eventually(t, func() bool {
-		if trims.Load() >= 1 {
-			return true
-		}
-		if time.Since(burstAt) > 3*time.Second {
-			for i := 0; i < 64; i++ {
-				sink = append(sink, make([]byte, 512<<10))
-			}
-			sink, burstAt = nil, time.Now()
-		}
-		return false
-	}, 60*time.Second, 20*time.Millisecond)
+	burstUntilTrimmed(t, &trims)
 	require.True(t, compactedFirst.Load(), "each trim compacts first")
 	require.Equal(t, int32(8), c.paused.Load(), "the compaction paused, and collected, every 8 MiB")
 	require.Never(t, func() bool { return trims.Load() > 1 }, 4*cfg.QuietFor, 50*time.Millisecond,
