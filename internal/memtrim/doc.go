@@ -12,10 +12,11 @@
 // allocation has then stayed under QuietRate for QuietFor, it says trim.
 // Run then collects, has the replica compact itself (store.Store.Compact:
 // every set copied into packed fresh memory, lowest address first,
-// collecting every few MiB so that emptied spans are reused for the next
-// copies), and returns every free page (debug.FreeOSMemory). It skips the
-// compaction when the copies would not fit under the memory limit, and
-// does not count what the compaction allocated as a burst. A busy node
+// collecting after every max(8 MiB, 1/16 of the replica) so that emptied
+// spans are reused for the next copies), and returns every free page
+// (debug.FreeOSMemory). It compacts only when the holes in part-used spans
+// are a quarter of the live heap and the copies fit under the memory
+// limit, and does not count what the compaction allocated as a burst. A busy node
 // never trims, nor one serving steady light traffic: only allocation above
 // the rate counts toward a burst.
 package memtrim

@@ -60,7 +60,7 @@ func (d *Decider) Trimmed(allocated, own uint64) {
 
 // Compactor rewrites long-lived data into fresh memory, so that a trim
 // frees the spans the old copies leave (the replica: store.Store.Compact).
-// It calls pause every few MiB copied (Run collects there, so emptied
+// It calls pause now and then as it copies (Run collects there, so emptied
 // spans are reused for the copies that follow) and returns how many items
 // it rewrote and the bytes it copied.
 type Compactor interface {
