@@ -59,7 +59,10 @@ func (s *Store) Compact(ctx context.Context, pause func()) (sets int, copied uin
 			break
 		}
 		n := s.shards[e.shard].compact(e.post)
-		sets, copied, sincePause = sets+min(n, 1), copied+uint64(n), sincePause+uint64(n)
+		if n == 0 { // not held: nothing copied
+			continue
+		}
+		sets, copied, sincePause = sets+1, copied+uint64(n), sincePause+uint64(n)
 		if pause != nil && sincePause >= every {
 			pause()
 			sincePause = 0

@@ -11,4 +11,8 @@
 // caller can decide what to pass on. A reader that must see a given like
 // (read your writes) waits for it with WaitHas, which the add of that like
 // releases.
+//
+// The store also owns how the replica sits in memory: after a burst,
+// Compact (compact.go) rewrites every set into packed fresh memory so the
+// heap can return what the burst left part-used (run by internal/memtrim).
 package store
