@@ -546,3 +546,31 @@ func TestUnreachablePeerCostsOneFailedSend(t *testing.T) {
 	assert.Equal(t, uint64(9), st.PeerDropped)
 	assert.Zero(t, a.directPending.Load())
 }
+
+// A node with no peer to send to holds no log and builds no frames: likes
+// count as framed at once. Once a peer is there, the next flush sees it and
+// likes take the fast path again.
+func TestALoneNodeLogsNothingUntilAPeerComes(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	isAlone := func() bool {
+		a.logMu.Lock()
+		defer a.logMu.Unlock()
+		return a.alone
+	}
+	require.Eventually(t, isAlone, waitLong, 10*time.Millisecond, "a flush found no peer")
+	like(a, "p1", users("u", 5000)...)
+	a.logMu.Lock()
+	assert.Equal(t, initialLogRing, len(a.ring), "the log never grew")
+	assert.Equal(t, a.seq, a.framed, "every like counted framed")
+	assert.GreaterOrEqual(t, a.seq, uint64(5000), "dots are still given")
+	a.logMu.Unlock()
+	assert.Zero(t, a.Stats().LikesQueued, "no frame built for nobody")
+
+	b := startNode(t, "b", []string{a.Addr()}, nil)
+	waitMembers(t, []string{"a", "b"}, a, b)
+	require.Eventually(t, func() bool { return !isAlone() }, waitLong, 10*time.Millisecond, "a flush saw b")
+	like(a, "p2", users("v", 300)...)
+	waitConverged(t, map[string]int{"p1": 5000, "p2": 300}, a, b)
+	require.Eventually(t, func() bool { return a.Stats().LikesQueued >= 300 && b.Stats().LikesApplied >= 300 },
+		waitLong, 10*time.Millisecond, "p2's likes took the fast path")
+}

@@ -294,6 +294,18 @@ func (t *memberTable) sendTargets(now time.Time, window time.Duration) []peer {
 	return out
 }
 
+// anyTarget reports whether sendTargets would list any peer.
+func (t *memberTable) anyTarget(now time.Time, window time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for name, e := range t.m {
+		if name != t.self && e.target(now, window) {
+			return true
+		}
+	}
+	return false
+}
+
 // sendTarget is the peer called name if it is one of sendTargets.
 func (t *memberTable) sendTarget(name string, now time.Time, window time.Duration) (peer, bool) {
 	t.mu.Lock()

@@ -119,6 +119,13 @@ type Node struct {
 	seq       uint64
 	framed    uint64
 	ringGrown time.Time // when the ring last doubled, or a flush needed more than its first size
+	// alone is set by each flush: the fast path had no peer to send to.
+	// Likes logged while alone and nothing waits unframed are counted
+	// framed at once, sent to no one: a peer that joins later gets them by
+	// its full sync, or by anti-entropy if they came in the moment between
+	// its join and the next flush. A bulk import into a single node then
+	// holds no ring of likes nor builds frames for nobody.
+	alone bool
 
 	// Set once by Start, read-only after.
 	replica Replica
@@ -299,6 +306,12 @@ func (n *Node) LikeAdded(l store.Like) { n.logLikes([]store.Like{l}) }
 func (n *Node) logLikes(likes []store.Like) (first uint64) {
 	n.logMu.Lock()
 	first = n.seq + 1
+	if n.alone && n.framed == n.seq {
+		n.seq += uint64(len(likes))
+		n.framed = n.seq
+		n.logMu.Unlock()
+		return first
+	}
 	for _, l := range likes {
 		n.seq++
 		if n.seq-n.framed > uint64(len(n.ring)) && len(n.ring) < n.cfg.LogSize {
@@ -517,7 +530,9 @@ const kickGap = 2 * time.Millisecond
 
 // flushLog frames the likes logged since the last flush.
 func (n *Node) flushLog() {
+	alone := !n.anyPeer()
 	n.logMu.Lock()
+	n.alone = alone
 	last := n.seq
 	from := n.framed + 1
 	if size := uint64(len(n.ring)); last >= size && from <= last-size {
@@ -559,6 +574,15 @@ func (n *Node) flushLog() {
 	first := fb.first
 	frame, count := fb.take()
 	n.queueFrame(frame, first, count)
+}
+
+// anyPeer reports whether the fast path has a peer to send to.
+func (n *Node) anyPeer() bool {
+	if n.cfg.FastPath == FastPathDirect {
+		return n.members.anyTarget(time.Now(), n.cfg.gossipToTheDeadTime())
+	}
+	ml := n.mlReady.Load()
+	return ml == nil || ml.NumMembers() > 1 // before Start: not known to be alone
 }
 
 // queueFrame counts a frame once it is queued, so a reader that sees the
