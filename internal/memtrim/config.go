@@ -24,14 +24,15 @@ type Config struct {
 	// under it. Default 4 MiB/s, at least 1 KiB/s.
 	QuietRate uint64
 
-	// Interval is how often Run samples the allocation count. Default 1s,
-	// from 10ms to QuietFor.
+	// Interval is how often Run samples the allocation count, and so how
+	// soon it holds the memory limit near the heap once a burst starts (see
+	// BurstLimit). Default 250ms, from 10ms to QuietFor.
 	Interval time.Duration
 }
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
-	return Config{QuietFor: 10 * time.Second, MinBurst: 64 << 20, QuietRate: 4 << 20, Interval: time.Second}
+	return Config{QuietFor: 10 * time.Second, MinBurst: 64 << 20, QuietRate: 4 << 20, Interval: 250 * time.Millisecond}
 }
 
 // ErrConfig marks an invalid Config.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"sync/atomic"
 	"testing"
@@ -33,6 +34,13 @@ func feed(d *Decider, per []uint64) []int {
 	return trims
 }
 
+// everySecond is the default Config sampled once a second, as feed does.
+func everySecond() Config {
+	c := DefaultConfig()
+	c.Interval = time.Second
+	return c
+}
+
 func seconds(n int, b uint64) []uint64 {
 	out := make([]uint64, n)
 	for i := range out {
@@ -42,25 +50,25 @@ func seconds(n int, b uint64) []uint64 {
 }
 
 func TestTrimsOnceWhenABurstHasBeenQuietLongEnough(t *testing.T) {
-	d := NewDecider(DefaultConfig()) // 10 s quiet, 64 MiB burst, 4 MiB/s
+	d := NewDecider(everySecond()) // 10 s quiet, 64 MiB burst, 4 MiB/s
 	per := append(append(seconds(1, 0), seconds(5, 100*mib)...), seconds(30, mib)...)
 	// The burst's last second is 5; quiet from 6 on, so 10 s quiet at 15.
 	assert.Equal(t, []int{15}, feed(d, per))
 }
 
 func TestABusyNodeNeverTrims(t *testing.T) {
-	d := NewDecider(DefaultConfig())
+	d := NewDecider(everySecond())
 	assert.Empty(t, feed(d, seconds(120, 5*mib)), "5 MiB/s all along: never quiet")
 }
 
 func TestASmallBurstIsNotWorthATrim(t *testing.T) {
-	d := NewDecider(DefaultConfig())
+	d := NewDecider(everySecond())
 	per := append(seconds(1, 0), 60*mib)
 	assert.Empty(t, feed(d, append(per, seconds(60, 0)...)), "60 MiB < MinBurst")
 }
 
 func TestAfterATrimAnotherBurstIsNeeded(t *testing.T) {
-	d := NewDecider(DefaultConfig())
+	d := NewDecider(everySecond())
 	per := append(append(seconds(1, 0), 100*mib), seconds(40, mib)...)
 	per = append(append(per, 100*mib), seconds(40, 0)...)
 	// The first burst is second 1 (trim at 11), the second is second 42
@@ -83,7 +91,7 @@ func TestATrimsOwnAllocationIsNotABurst(t *testing.T) {
 		{"unreported: each copy is a burst and trims again", false, 0, []int{11, 22, 33, 44, 55}},
 		{"others' burst during the trim counts", true, 100 * mib, []int{11, 22, 33, 44, 55}},
 	} {
-		d := NewDecider(DefaultConfig())
+		d := NewDecider(everySecond())
 		var total uint64
 		var trims []int
 		for i := 0; i < 60; i++ {
@@ -100,7 +108,7 @@ func TestATrimsOwnAllocationIsNotABurst(t *testing.T) {
 		}
 		assert.Equal(t, tc.want, trims, tc.name)
 	}
-	d := NewDecider(DefaultConfig())
+	d := NewDecider(everySecond())
 	require.False(t, d.Observe(t0, 500*mib))
 	d.Trimmed(10, 200*mib) // a counter that went back: left to Observe
 	require.False(t, d.Observe(t0.Add(time.Second), 10))
@@ -130,14 +138,14 @@ func TestForgivenCoversTheCopyAndItsOverheadsOnly(t *testing.T) {
 }
 
 func TestQuietForZeroNeverTrims(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := everySecond()
 	cfg.QuietFor = 0
 	d := NewDecider(cfg)
 	assert.Empty(t, feed(d, append(append(seconds(1, 0), 500*mib), seconds(100, 0)...)))
 }
 
 func TestACounterThatGoesBackStartsOver(t *testing.T) {
-	d := NewDecider(DefaultConfig())
+	d := NewDecider(everySecond())
 	require.False(t, d.Observe(t0, 500*mib))
 	require.False(t, d.Observe(t0.Add(time.Second), 10), "no underflow into a huge burst")
 	for i := 2; i < 60; i++ {
@@ -146,12 +154,12 @@ func TestACounterThatGoesBackStartsOver(t *testing.T) {
 }
 
 func TestSteadyLightTrafficNeverTrims(t *testing.T) {
-	d := NewDecider(DefaultConfig())
+	d := NewDecider(everySecond())
 	assert.Empty(t, feed(d, seconds(600, 4*mib-1)), "just under 4 MiB/s for 10 min: 2.3 GiB, but never a burst")
 }
 
 func TestAStalledSampleCountsAsBusy(t *testing.T) {
-	d := NewDecider(DefaultConfig())
+	d := NewDecider(everySecond())
 	require.False(t, d.Observe(t0, 0))
 	// 100 MiB over a 30 s gap is 3.3 MiB/s on average, but the process was
 	// stalled: it may have been a burst.
@@ -190,7 +198,7 @@ func referenceTrim(cfg Config, since []sample, now time.Duration) bool {
 // On random schedules (uneven gaps, stalls, allocation around the rate)
 // the decider trims exactly when the reference says.
 func TestTrimsMatchAReferenceOnRandomSchedules(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := everySecond()
 	trims := 0
 	for seed := uint64(0); seed < 2000; seed++ {
 		r := rand.New(rand.NewPCG(seed, 7))
@@ -366,4 +374,60 @@ func TestRunReturnsAtOnceWhenOff(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run with trimming off did not return")
 	}
+}
+
+// Busy is the last sample's: allocation above QuietRate, or a stall.
+func TestBusyIsTheLastSamples(t *testing.T) {
+	d := NewDecider(DefaultConfig())
+	d.Observe(t0, 0)
+	assert.False(t, d.Busy(), "the first sample only starts the count")
+	d.Observe(t0.Add(100*time.Millisecond), 1*mib)
+	assert.True(t, d.Busy(), "1 MiB in 100 ms is over 4 MiB/s")
+	d.Observe(t0.Add(200*time.Millisecond), 1*mib+100<<10)
+	assert.False(t, d.Busy(), "100 KiB in 100 ms is under")
+	d.Observe(t0.Add(2*time.Second), 1*mib+100<<10)
+	assert.True(t, d.Busy(), "a stalled sample cannot tell")
+}
+
+func TestBurstLimitIsWhatTheHeapNeedsUnderTheConfiguredLimit(t *testing.T) {
+	const none = math.MaxInt64
+	m := Memory{Live: 160 * mib, InUse: 170 * mib, NonHeap: 10 * mib}
+	assert.Equal(t, int64(200+10+10)*mib, BurstLimit(m, 25, none), "the GOGC goal, the runtime's own, a sixteenth")
+	m.InUse = 260 * mib
+	assert.Equal(t, int64(260+10+10)*mib, BurstLimit(m, 25, none), "spans in use over the goal: holes the GC cannot return")
+	assert.Equal(t, int64(250)*mib, BurstLimit(m, 25, 250*mib), "never above the configured limit")
+	assert.Equal(t, int64(320+10+10)*mib, BurstLimit(Memory{Live: 160 * mib, InUse: 170 * mib, NonHeap: 10 * mib}, -1, none),
+		"GOGC off: the runtime's default goal")
+	assert.Equal(t, int64(5+5+2)*mib, BurstLimit(Memory{Live: 4 * mib, InUse: 5 * mib, NonHeap: 5 * mib}, 25, none),
+		"a small heap gets the least slack")
+}
+
+// Run holds the memory limit under the configured one while a burst runs,
+// at least at what the heap holds, and puts the configured limit back once
+// the burst is over and when it returns.
+func TestRunHoldsTheLimitNearTheHeapDuringABurst(t *testing.T) {
+	const base = 1 << 40
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(base))
+	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var trims atomic.Int32
+	done := make(chan struct{})
+	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), nil, func() { trims.Add(1) }) }()
+	var held atomic.Int64
+	require.Eventually(t, func() bool {
+		for i := 0; i < 16; i++ { // 8 MiB per wait: well over 4 MiB/s
+			sink = append(sink, make([]byte, 512<<10))
+		}
+		sink = nil
+		held.Store(debug.SetMemoryLimit(-1))
+		return held.Load() < base
+	}, 30*time.Second, 10*time.Millisecond, "a burst tightens the limit")
+	m, _ := readMemory()
+	assert.Greater(t, uint64(held.Load()), m.Live, "never under the live heap")
+	require.Eventually(t, func() bool { return trims.Load() >= 1 && debug.SetMemoryLimit(-1) == base },
+		30*time.Second, 20*time.Millisecond, "quiet, then a trim, with the configured limit back")
+	cancel()
+	<-done
+	assert.Equal(t, int64(base), debug.SetMemoryLimit(-1))
 }
