@@ -12,7 +12,7 @@ import (
 
 // defaultGCPercent is --gc-percent's default; see docs/benchmarks.md
 // (bench-memory) for the measurements behind it.
-const defaultGCPercent = 50
+const defaultGCPercent = 25
 
 // memoryLimit turns --memory-limit into bytes for debug.SetMemoryLimit:
 // "auto" is 90% of the cgroup's memory.max when there is one (a pod's
