@@ -20,7 +20,7 @@
 // # Representation
 //
 // Every node holds every like, so bytes per member decide what a node
-// costs. Members are kept in byte order in blocks of at most 512 bytes of
+// costs. Members are kept in byte order in blocks of at most 768 bytes of
 // front coding: each member stores only what it does not share with the
 // member before it, behind a one-byte header for ids under 16 bytes;
 // lower-case text UUIDs store their hex digits packed, 16 bytes. A block is
@@ -30,7 +30,7 @@
 // rebuilding members; add splices the new entry into that block in place
 // when the block's spare capacity (its size class, or its room in a packed
 // leaf) holds it,
-// else into a new block (splitting it past 512 bytes, and the leaf past 64
+// else into a new block (splitting it past 768 bytes, and the leaf past 64
 // blocks). So most adds of short ids allocate nothing and leave no garbage
 // (a UUID entry, ~17 B, outgrows the spare capacity more often). Count is a
 // field. A page from a cursor is a search plus a scan. Decoding and merges
@@ -38,8 +38,8 @@
 //
 // Measured (BenchmarkMemory, live heap per member; docs/benchmarks.md):
 // 10,000 sets × 100 random 8-byte ids "u0001234": 45 B with the B-tree of
-// strings this replaced, 8.2 B now; one set of 1M: 44 → 3.3 B; 10,000 ×
-// 100 random UUIDs: 77 → 19.7 B.
+// strings this replaced, 8.0 B now; one set of 1M: 44 → 3.3 B; 10,000 ×
+// 100 random UUIDs: 77 → 19.3 B.
 //
 // Alternatives weighed. A store-wide interned dictionary (user id → uint32,
 // sets of sorted uint32) costs 4 B per like plus the dictionary entry
@@ -55,7 +55,7 @@
 //
 // Clone is O(1): the clone shares the blocks and the slices of block
 // headers until either side changes, which then copies the headers (24 B
-// per block, ~1/70 of the set) once, each clipped to its length: a block
+// per block, ~1/100 of the set) once, each clipped to its length: a block
 // without spare capacity is never written, only replaced, so neither side
 // ever writes into a block the other can see. Merging into an empty set
 // copies the other's blocks for the same reason.

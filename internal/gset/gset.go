@@ -12,10 +12,16 @@ import (
 // first entry of a block is always stored whole), then scan one block.
 const (
 	// maxBlock bounds a block's bytes: scanning one is the linear part of
-	// has and add, and an add moves its tail. 512 B is ~70 short ids: a
+	// has and add, and an add moves its tail. 768 B is ~100 short ids: a
 	// scan of a few hundred ns, and per-block overhead (a 24-byte slice
-	// header and size-class rounding) under 1 B per member.
-	maxBlock = 512
+	// header and size-class rounding) under 1 B per member. At 512, a load
+	// of ~100 short ids per post, every post growing at once, ended with
+	// every set splitting: the size classes the sets left held part-used
+	// spans no set came back to (53 of 126 MiB of spans in use at the end
+	// of 10M likes, against 5 at 1024), and the load's peak was 1.67× the
+	// settled RSS against 1.38× at 768 (docs/benchmarks.md). Larger blocks
+	// cost has and add a longer scan (LikeHotPost +23 % at 768).
+	maxBlock = 768
 	// maxLeaf bounds a leaf's blocks, so a block split moves at most a few
 	// hundred bytes of headers, and a leaf split moves the leaves' headers
 	// (a 1M-member set has ~250 leaves).
