@@ -10,13 +10,16 @@
 // Decider watches the runtime's count of bytes allocated; once at least
 // MinBurst has been allocated above QuietRate since the last trim and
 // allocation has then stayed under QuietRate for QuietFor, it says trim.
-// Run then collects, has the replica compact itself (store.Store.Compact:
-// every set copied into packed fresh memory, lowest address first,
-// collecting after every max(8 MiB, 1/16 of the replica) so that emptied
-// spans are reused for the next copies), and returns every free page
-// (debug.FreeOSMemory). It compacts only when the holes in part-used spans
-// are a quarter of the live heap and the copies fit under the memory
-// limit, and does not count what the compaction allocated as a burst. A busy node
+// Run then collects and returns free pages, has the replica compact itself
+// (store.Store.Compact: every set copied into packed fresh memory, lowest
+// address first, collecting and returning free pages after every max(8
+// MiB, 1/32 of the replica) so that emptied spans are reused for the next
+// copies), and returns every free page (debug.FreeOSMemory). It compacts
+// only when the holes in part-used spans are a quarter of the live heap
+// and the copies fit under the memory limit, stops compacting at the first
+// pause that finds the process over the most it used during the burst (a
+// trim never raises the burst's peak by more than one pause's copies), and
+// does not count what the compaction allocated as a burst. A busy node
 // never trims, nor one serving steady light traffic: only allocation above
 // the rate counts toward a burst.
 //

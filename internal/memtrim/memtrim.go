@@ -2,7 +2,6 @@ package memtrim
 
 import (
 	"context"
-	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -97,6 +96,7 @@ func WorthCompacting(unused, live uint64) bool {
 
 // Memory is what BurstLimit needs of the runtime's memory, in bytes.
 type Memory struct {
+	Used    uint64 // mapped and not returned to the OS: what the process holds
 	Live    uint64 // the heap the last collection marked live
 	InUse   uint64 // the heap's spans in use: objects, and the free slots among them
 	NonHeap uint64 // the runtime's own: stacks, GC metadata, the rest
@@ -159,22 +159,31 @@ func readMemory() (Memory, int) {
 	total, released, live, unused := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64(), s[3].Value.Uint64()
 	inUse := unused + s[4].Value.Uint64()
 	heap := released + inUse + s[5].Value.Uint64()
-	return Memory{Live: live, InUse: inUse, NonHeap: total - min(heap, total)}, int(int64(s[6].Value.Uint64()))
+	return Memory{Used: total - min(released, total), Live: live, InUse: inUse, NonHeap: total - min(heap, total)}, int(int64(s[6].Value.Uint64()))
 }
 
 // trim collects, has c compact when that pays and there is room, returns
 // free memory to the OS, tells d what the trim allocated, and logs it. It
 // reports false when ctx ended first. samples are Run's (allocated,
-// released).
-func trim(ctx context.Context, d *Decider, c Compactor, samples []metrics.Sample, log zerolog.Logger) bool {
+// released); peak is the most the process used at a busy sample of the
+// burst.
+//
+// A compaction never takes the process past that peak by more than one
+// pause's copies: it starts only under it, and stops at the first pause
+// that finds the process over it. Its copies go to other size classes than
+// the blocks they replace, whose spans free only once every block in them
+// has moved, so the process grows while it runs (a 10M-UUID replica's went
+// 48 MiB past the load's peak); a set copied stays compacted, so stopping
+// early keeps what was done.
+func trim(ctx context.Context, d *Decider, c Compactor, samples []metrics.Sample, peak uint64, log zerolog.Logger) bool {
 	before := samples[1].Value.Uint64()
 	start := time.Now()
 	ev := log.Info()
 	var own uint64
 	if c != nil {
-		// Collect first: the burst's garbage leaves free spans, still
-		// resident, for the copies to reuse.
-		runtime.GC()
+		// Collect and return what is free first, so that what the process
+		// uses here is what it holds, to compare with the burst's peak.
+		debug.FreeOSMemory()
 		room := []metrics.Sample{{Name: totalMetric}, {Name: releasedMetric}, {Name: liveMetric}, {Name: unusedMetric}}
 		metrics.Read(room)
 		used, live, unused := room[0].Value.Uint64()-room[1].Value.Uint64(), room[2].Value.Uint64(), room[3].Value.Uint64()
@@ -185,14 +194,25 @@ func trim(ctx context.Context, d *Decider, c Compactor, samples []metrics.Sample
 		case !RoomToCompact(used, live, limit):
 			log.Warn().Uint64("used_bytes", used).Uint64("live_bytes", live).Int64("memory_limit", limit).
 				Msg("no room under the memory limit to compact the replica: only collecting")
+		case used >= peak:
+			ev = ev.Uint64("used_bytes", used).Uint64("burst_peak_bytes", peak).Str("compaction", "no room under the burst's peak")
 		default:
 			metrics.Read(samples)
 			allocatedBefore := samples[0].Value.Uint64()
-			items, copied := c.Compact(ctx, debug.FreeOSMemory)
+			cctx, stop := context.WithCancel(ctx)
+			atPeak := false
+			items, copied := c.Compact(cctx, func() {
+				debug.FreeOSMemory()
+				if m, _ := readMemory(); m.Used > peak {
+					atPeak = true
+					stop()
+				}
+			})
+			stop()
 			metrics.Read(samples)
 			own = min(samples[0].Value.Uint64()-min(allocatedBefore, samples[0].Value.Uint64()), forgiven(copied, items))
 			ev = ev.Uint64("unused_bytes", unused).Int("compacted_sets", items).Uint64("compacted_bytes", copied).
-				Dur("compact_took", time.Since(start))
+				Bool("stopped_at_burst_peak", atPeak).Dur("compact_took", time.Since(start))
 		}
 	}
 	if ctx.Err() != nil {
@@ -227,6 +247,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, c Compactor, trimm
 		}
 	}
 	defer hold(base)
+	var peak uint64 // the most the process used at a busy sample since the last trim
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	for ctx.Err() == nil {
@@ -234,12 +255,15 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, c Compactor, trimm
 		trimNow := d.Observe(time.Now(), samples[0].Value.Uint64())
 		if d.Busy() && !trimNow {
 			m, gogc := readMemory()
+			peak = max(peak, m.Used)
 			hold(BurstLimit(m, gogc, base))
 		} else {
 			hold(base) // a compaction needs the room the configured limit gives
 		}
 		if trimNow && ctx.Err() == nil {
-			if trim(ctx, d, c, samples, log) && trimmed != nil {
+			ok := trim(ctx, d, c, samples, peak, log)
+			peak = 0
+			if ok && trimmed != nil {
 				trimmed()
 			}
 		}

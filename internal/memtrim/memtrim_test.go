@@ -272,11 +272,14 @@ func burstUntilTrimmed(t *testing.T, trims *atomic.Int32) {
 		if trims.Load() >= 1 {
 			return true
 		}
-		if time.Since(burstAt) > 3*time.Second {
+		switch since := time.Since(burstAt); {
+		case since > 3*time.Second:
 			for i := 0; i < 64; i++ {
 				sink = append(sink, make([]byte, 512<<10))
 			}
-			sink, burstAt = nil, time.Now()
+			burstAt = time.Now()
+		case since > 200*time.Millisecond:
+			sink = nil // held across samples: the burst's peak is over what is left
 		}
 		return false
 	}, 60*time.Second, 20*time.Millisecond)
@@ -301,12 +304,15 @@ func TestRunTrimsAfterARealBurstAndStopsOnCancel(t *testing.T) {
 }
 
 // compactor allocates like a compaction of a replica of n bytes would,
-// calling pause as store.Compact does.
+// calling pause as store.Compact does: its copies are garbage at the next
+// pause, or, with hold, kept until it ends (copies that free nothing).
 type compactor struct {
-	n      int
-	keep   [][]byte
-	calls  atomic.Int32
-	paused atomic.Int32
+	n       int
+	hold    bool
+	keep    [][]byte
+	calls   atomic.Int32
+	paused  atomic.Int32
+	stopped atomic.Bool
 }
 
 func forcedGCs() uint64 {
@@ -317,8 +323,20 @@ func forcedGCs() uint64 {
 
 func (c *compactor) Compact(ctx context.Context, pause func()) (int, uint64) {
 	c.calls.Add(1)
-	for i := 0; i < c.n; i += 8 * mib {
-		c.keep = append(c.keep, make([]byte, 8*mib))
+	copied := 0
+	for ; copied < c.n; copied += 8 * mib {
+		if ctx.Err() != nil {
+			c.stopped.Store(true)
+			break
+		}
+		chunk := make([]byte, 8*mib)
+		for i := range chunk { // touched, as a copy is
+			chunk[i] = 1
+		}
+		if !c.hold {
+			c.keep = c.keep[:0] // the copy before is garbage
+		}
+		c.keep = append(c.keep, chunk)
 		before := forcedGCs()
 		pause()
 		if forcedGCs() > before { // the pause collected
@@ -326,7 +344,7 @@ func (c *compactor) Compact(ctx context.Context, pause func()) (int, uint64) {
 		}
 	}
 	c.keep = nil
-	return 1, uint64(c.n)
+	return 1, uint64(copied)
 }
 
 // The driver compacts before it trims, lets the compaction pause to
@@ -430,4 +448,32 @@ func TestRunHoldsTheLimitNearTheHeapDuringABurst(t *testing.T) {
 	cancel()
 	<-done
 	assert.Equal(t, int64(base), debug.SetMemoryLimit(-1))
+}
+
+// A compaction whose copies free nothing stops at the first pause that
+// finds the process past the burst's peak.
+func TestRunStopsACompactionAtTheBurstsPeak(t *testing.T) {
+	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &compactor{n: 1 << 30, hold: true}
+	holes := make([]*[64]byte, 1<<20) // worth compacting, as in TestRunCompactsOnceBeforeATrim
+	for i := range holes {
+		holes[i] = new([64]byte)
+	}
+	for i := range holes {
+		if i%4 != 0 {
+			holes[i] = nil
+		}
+	}
+	defer runtime.KeepAlive(holes)
+	var trims atomic.Int32
+	done := make(chan struct{})
+	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), c, func() { trims.Add(1) }) }()
+	burstUntilTrimmed(t, &trims)
+	require.Equal(t, int32(1), c.calls.Load())
+	require.True(t, c.stopped.Load(), "1 GiB of copies held: stopped before the end")
+	assert.Less(t, c.paused.Load(), int32(64), "stopped within a few pauses of the burst's peak, not at 1 GiB")
+	cancel()
+	<-done
 }

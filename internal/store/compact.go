@@ -7,7 +7,7 @@ import (
 )
 
 // compactPause is the least Compact copies between two calls of pause; on
-// a replica over 128 MiB it copies a sixteenth of it between two, so a large
+// a replica over 256 MiB it copies a 32nd of it between two, so a large
 // replica is not collected hundreds of times. compactUnlocked is the set size
 // (bytes of blocks) from which a set is copied with no lock held, from an
 // O(1) Clone, so a huge post's copy does not stop its shard's writers.
@@ -26,7 +26,7 @@ const (
 // A span is freed only once every block in it has moved, so the sets are
 // rewritten in the order of their lowest block's address: the spans empty
 // from the bottom up, and pause (when not nil), called after every
-// max(8 MiB, 1/16 of the replica) copied, lets the caller collect them for
+// max(8 MiB, 1/32 of the replica) copied, lets the caller collect them for
 // the copies that follow to reuse. In map order nearly the whole replica
 // would be held twice before the first span emptied. A writer waits for at
 // most one small set's copy (see compact). Compact stops early when ctx
@@ -52,7 +52,7 @@ func (s *Store) Compact(ctx context.Context, pause func()) (sets int, copied uin
 		sh.mu.RUnlock()
 	}
 	slices.SortFunc(order, func(a, b entry) int { return cmp.Compare(a.low, b.low) })
-	every := max(compactPause, total/16)
+	every := max(compactPause, total/32)
 	var sincePause uint64
 	for _, e := range order {
 		if ctx.Err() != nil {
