@@ -547,8 +547,8 @@ func TestUnreachablePeerCostsOneFailedSend(t *testing.T) {
 	assert.Zero(t, a.directPending.Load())
 }
 
-// A node with no peer to send to holds no log and builds no frames: likes
-// count as framed at once. Once a peer is there, the next flush sees it and
+// A node with no peer to send to holds no log and builds no frames for
+// likes no write waits on: they count as framed at once. Once a peer is there, the next flush sees it and
 // likes take the fast path again.
 func TestALoneNodeLogsNothingUntilAPeerComes(t *testing.T) {
 	a := startNode(t, "a", nil, nil)
@@ -565,6 +565,9 @@ func TestALoneNodeLogsNothingUntilAPeerComes(t *testing.T) {
 	assert.GreaterOrEqual(t, a.seq, uint64(5000), "dots are still given")
 	a.logMu.Unlock()
 	assert.Zero(t, a.Stats().LikesQueued, "no frame built for nobody")
+	a.logLikes([]store.Like{{Post: "p0", User: "w"}}, false)
+	require.Eventually(t, func() bool { return a.Stats().LikesQueued == 1 }, waitLong, 10*time.Millisecond,
+		"a like a write waits on is logged and framed, even alone")
 
 	b := startNode(t, "b", []string{a.Addr()}, nil)
 	waitMembers(t, []string{"a", "b"}, a, b)

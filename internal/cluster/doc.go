@@ -4,7 +4,8 @@
 //
 // Every like a node accepts gets a dot (origin, seq): the origin is drawn
 // at random at each process start, so a restarted node never reuses an old
-// sequence. Likes with their dots wait in a bounded log.
+// sequence. Likes with their dots wait in a bounded log (skipped by a
+// node with no peer to send to, for likes no write waits on).
 //
 // Two paths carry likes:
 //

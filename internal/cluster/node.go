@@ -120,11 +120,12 @@ type Node struct {
 	framed    uint64
 	ringGrown time.Time // when the ring last doubled, or a flush needed more than its first size
 	// alone is set by each flush: the fast path had no peer to send to.
-	// Likes logged while alone and nothing waits unframed are counted
-	// framed at once, sent to no one: a peer that joins later gets them by
-	// its full sync, or by anti-entropy if they came in the moment between
-	// its join and the next flush. A bulk import into a single node then
-	// holds no ring of likes nor builds frames for nobody.
+	// Likes of writes at level one logged while alone and nothing waits
+	// unframed are counted framed at once, sent to no one: a peer that
+	// joins later gets them by its full sync, or by anti-entropy if they
+	// came in the moment between its join and the next flush. A bulk
+	// import into a single node then holds no ring of likes nor builds
+	// frames for nobody.
 	alone bool
 
 	// Set once by Start, read-only after.
@@ -296,17 +297,21 @@ func (n *Node) start(replica Replica) error {
 }
 
 // LikeAdded gives a like that is new to this node its dot and puts it in
-// the log, from which the fast path frames it. It never blocks on the
+// the log, from which the fast path frames it (unless the node is alone:
+// see Node.alone). It never blocks on the
 // network: the log is a ring, and a like the fast path could not frame in
 // time reaches peers by anti-entropy.
-func (n *Node) LikeAdded(l store.Like) { n.logLikes([]store.Like{l}) }
+func (n *Node) LikeAdded(l store.Like) { n.logLikes([]store.Like{l}, true) }
 
 // logLikes gives likes consecutive dots, puts them in the log and returns
-// the first seq.
-func (n *Node) logLikes(likes []store.Like) (first uint64) {
+// the first seq. unwaited says no write waits for their acknowledgements
+// (level one): only those may skip the log while the node is alone, for a
+// write waiting on a peer that joined since the last flush must have its
+// likes framed for it.
+func (n *Node) logLikes(likes []store.Like, unwaited bool) (first uint64) {
 	n.logMu.Lock()
 	first = n.seq + 1
-	if n.alone && n.framed == n.seq {
+	if unwaited && n.alone && n.framed == n.seq {
 		n.seq += uint64(len(likes))
 		n.framed = n.seq
 		n.logMu.Unlock()
@@ -576,13 +581,11 @@ func (n *Node) flushLog() {
 	n.queueFrame(frame, first, count)
 }
 
-// anyPeer reports whether the fast path has a peer to send to.
+// anyPeer reports whether the fast path has a peer to send to (either
+// path: a peer declared dead within GossipToTheDeadTime counts, as it may
+// come back); before Start it does not know, and says yes.
 func (n *Node) anyPeer() bool {
-	if n.cfg.FastPath == FastPathDirect {
-		return n.members.anyTarget(time.Now(), n.cfg.gossipToTheDeadTime())
-	}
-	ml := n.mlReady.Load()
-	return ml == nil || ml.NumMembers() > 1 // before Start: not known to be alone
+	return n.mlReady.Load() == nil || n.members.anyTarget(time.Now(), n.cfg.gossipToTheDeadTime())
 }
 
 // queueFrame counts a frame once it is queued, so a reader that sees the

@@ -65,7 +65,7 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 	var dot vclock.Dot
 	var seqs []uint64
 	if len(log) > 0 {
-		first := n.logLikes(log)
+		first := n.logLikes(log, resolved == acks.One)
 		if len(log) == len(likes) || added[0] {
 			dot = vclock.Dot{Origin: n.origin, Seq: first}
 		}
