@@ -18,7 +18,7 @@ type Decider struct {
 	lastAlloc uint64
 	busyAt    time.Time // the last busy sample
 	burst     uint64    // bytes allocated in busy samples since the last trim
-	busy      bool      // the last sample was busy
+	busy      bool      // the last sample allocated above QuietRate
 }
 
 // NewDecider returns a Decider for a valid cfg.
@@ -31,12 +31,12 @@ func NewDecider(cfg Config) *Decider { return &Decider{cfg: cfg} }
 // samples add to the burst, so steady light traffic never adds up to one.
 func (d *Decider) Observe(now time.Time, allocated uint64) bool {
 	if !d.started || allocated < d.lastAlloc {
-		d.started, d.lastAt, d.busyAt, d.lastAlloc, d.burst = true, now, now, allocated, 0
+		d.started, d.lastAt, d.busyAt, d.lastAlloc, d.burst, d.busy = true, now, now, allocated, 0, false
 		return false
 	}
 	gap, delta := now.Sub(d.lastAt), allocated-d.lastAlloc
-	d.busy = gap > 2*d.cfg.Interval || float64(delta) > float64(d.cfg.QuietRate)*max(gap.Seconds(), 0)
-	if d.busy {
+	d.busy = float64(delta) > float64(d.cfg.QuietRate)*max(gap.Seconds(), 0)
+	if d.busy || gap > 2*d.cfg.Interval {
 		d.busyAt = now
 		d.burst += delta
 	}
@@ -48,9 +48,10 @@ func (d *Decider) Observe(now time.Time, allocated uint64) bool {
 	return true
 }
 
-// Busy reports whether the last sample Observe was fed was busy: allocation
-// ran above QuietRate (Run then holds the memory limit near the live heap;
-// see BurstLimit).
+// Busy reports whether allocation ran above QuietRate at the last sample
+// Observe was fed (Run then holds the memory limit near what the heap
+// needs; see BurstLimit). A stalled sample adds to the burst but is not
+// busy: a node starved by the GC must not hold the limit for that.
 func (d *Decider) Busy() bool { return d.busy }
 
 // Trimmed tells d that a trim ended with allocated bytes allocated so far,
@@ -104,21 +105,26 @@ type Memory struct {
 
 // BurstLimit is the soft memory limit (debug.SetMemoryLimit) Run holds
 // while allocation runs above QuietRate: the heap's spans in use or its
-// GOGC goal (gogc, in percent; the runtime's default 100 when negative:
-// off), whichever is larger, the runtime's own memory, and a slack of a
-// sixteenth of the live heap, at least 2 MiB, for the heap's growth between
-// two samples. Never above base, the limit configured (--memory-limit).
+// GOGC goal (gogc, in percent), whichever is larger, the runtime's own
+// memory, and a slack of a sixteenth of the live heap, at least 2 MiB, for
+// the heap's growth between two samples. Never above base, the limit
+// configured (--memory-limit); base itself when GOGC is off (gogc < 0),
+// which asks for no collections.
 //
 // Without it, spans the heap freed during a burst stay resident until the
 // background scavenger, paced to 1% of a CPU, returns them (a few MiB a
 // second): 33 to 46 MiB of free pages were still resident at the end of
 // loading 10M likes (docs/benchmarks.md). Near the limit the runtime
-// returns free pages as it allocates instead. The allocation up to the
-// goal mostly fills the free slots among the spans in use, so the limit
-// rarely asks the collector to run before its goal.
+// returns free pages as it allocates instead, and collects sooner: the
+// runtime counts the free slots among spans in use as its own overhead, so
+// when they are many (the spans in use over the GOGC goal) its goal under
+// this limit is the heap plus about the slack, and it collects nearly
+// back to back, within its cap of half the CPU. That is the price: S4's
+// import of 10M UUID likes took 32-35 s with it against 24-30 s without,
+// for a peak 40 MiB lower.
 func BurstLimit(m Memory, gogc int, base int64) int64 {
 	if gogc < 0 {
-		gogc = 100
+		return base
 	}
 	limit := max(m.InUse, m.Live+m.Live*uint64(gogc)/100) + m.NonHeap + max(m.Live/16, burstSlack)
 	if base >= 0 && limit >= uint64(base) {
@@ -231,6 +237,11 @@ func trim(ctx context.Context, d *Decider, c Compactor, samples []metrics.Sample
 // says so, until ctx ends (see trim; c may be nil: no compaction). It
 // returns at once when trimming is off (QuietFor 0). trimmed, when not nil,
 // is called after each trim (a metric or a test).
+//
+// Run owns the process's soft memory limit while it runs (one Run per
+// process): it holds BurstLimit during bursts and the configured limit
+// otherwise; a limit someone else sets meanwhile becomes the configured
+// one.
 func Run(ctx context.Context, cfg Config, log zerolog.Logger, c Compactor, trimmed func()) {
 	if cfg.QuietFor == 0 {
 		return
@@ -246,12 +257,15 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, c Compactor, trimm
 			held = limit
 		}
 	}
-	defer hold(base)
-	var peak uint64 // the most the process used at a busy sample since the last trim
+	defer func() { hold(base) }() // the base of the end: one set meanwhile is adopted
+	var peak uint64               // the most the process used at a busy sample since the last trim
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	for ctx.Err() == nil {
 		metrics.Read(samples)
+		if now := int64(samples[2].Value.Uint64()); now != held {
+			base, held = now, now // set by someone else: the new configured limit
+		}
 		trimNow := d.Observe(time.Now(), samples[0].Value.Uint64())
 		if d.Busy() && !trimNow {
 			m, gogc := readMemory()
