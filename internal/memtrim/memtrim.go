@@ -109,7 +109,7 @@ type Memory struct {
 // memory, and a slack of a sixteenth of the live heap, at least 2 MiB, for
 // the heap's growth between two samples. Never above base, the limit
 // configured (--memory-limit); base itself when GOGC is off (gogc < 0),
-// which asks for no collections.
+// which asks for no collections, or over maxHeldGOGC.
 //
 // Without it, spans the heap freed during a burst stay resident until the
 // background scavenger, paced to 1% of a CPU, returns them (a few MiB a
@@ -123,7 +123,7 @@ type Memory struct {
 // import of 10M UUID likes took 32-35 s with it against 24-30 s without,
 // for a peak 40 MiB lower.
 func BurstLimit(m Memory, gogc int, base int64) int64 {
-	if gogc < 0 {
+	if gogc < 0 || gogc > maxHeldGOGC {
 		return base
 	}
 	limit := max(m.InUse, m.Live+m.Live*uint64(gogc)/100) + m.NonHeap + max(m.Live/16, burstSlack)
@@ -132,6 +132,10 @@ func BurstLimit(m Memory, gogc int, base int64) int64 {
 	}
 	return int64(limit)
 }
+
+// maxHeldGOGC is the largest GOGC BurstLimit holds a limit for: past it
+// the goal is far beyond any heap (and Live×GOGC could overflow).
+const maxHeldGOGC = 10_000
 
 // burstSlack is BurstLimit's least slack.
 const burstSlack = 2 << 20

@@ -425,6 +425,7 @@ func TestBurstLimitIsWhatTheHeapNeedsUnderTheConfiguredLimit(t *testing.T) {
 	assert.Equal(t, int64(250)*mib, BurstLimit(m, 25, 250*mib), "never above the configured limit")
 	assert.Equal(t, int64(none), BurstLimit(Memory{Live: 160 * mib, InUse: 170 * mib, NonHeap: 10 * mib}, -1, none),
 		"GOGC off: no limit held, which would ask for collections")
+	assert.Equal(t, int64(none), BurstLimit(Memory{Live: 1 << 40, InUse: 1 << 40}, math.MaxInt32, none), "a huge GOGC: none, and no overflow")
 	assert.Equal(t, int64(5+5+2)*mib, BurstLimit(Memory{Live: 4 * mib, InUse: 5 * mib, NonHeap: 5 * mib}, 25, none),
 		"a small heap gets the least slack")
 }
