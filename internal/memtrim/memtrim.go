@@ -67,10 +67,11 @@ func (d *Decider) Trimmed(allocated, own uint64) {
 
 // Compactor rewrites long-lived data into fresh memory, so that a trim
 // frees the spans the old copies leave (the replica: store.Store.Compact).
-// It calls pause now and then as it copies (Run collects and returns free
-// pages there, so emptied spans are reused for the copies that follow and
-// the copies' peak stays near the load's) and returns how many items
-// it rewrote and the bytes it copied.
+// It calls pause now and then as it copies, on the goroutine that called
+// Compact (Run collects and returns free pages there, so emptied spans are
+// reused for the copies that follow, and cancels ctx once the process is
+// over the burst's peak), and returns how many items it rewrote and the
+// bytes it copied.
 type Compactor interface {
 	Compact(ctx context.Context, pause func()) (items int, copied uint64)
 }
