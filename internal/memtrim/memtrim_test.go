@@ -312,6 +312,21 @@ func TestRunTrimsAfterARealBurstAndStopsOnCancel(t *testing.T) {
 	}
 }
 
+// makeHoles leaves holes worth compacting: 64 MiB of small objects, three
+// in four let go. Keep the result alive.
+func makeHoles() []*[64]byte {
+	holes := make([]*[64]byte, 1<<20)
+	for i := range holes {
+		holes[i] = new([64]byte)
+	}
+	for i := range holes {
+		if i%4 != 0 {
+			holes[i] = nil
+		}
+	}
+	return holes
+}
+
 // compactor allocates like a compaction of a replica of n bytes would,
 // calling pause as store.Compact does: its copies are garbage at the next
 // pause, or, with hold, kept until it ends (copies that free nothing).
@@ -364,17 +379,7 @@ func TestRunCompactsOnceBeforeATrim(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := &compactor{n: 64 * mib}
-	// Holes worth compacting: 64 MiB of small objects, three in four let go.
-	holes := make([]*[64]byte, 1<<20)
-	for i := range holes {
-		holes[i] = new([64]byte)
-	}
-	for i := range holes {
-		if i%4 != 0 {
-			holes[i] = nil
-		}
-	}
-	defer runtime.KeepAlive(holes)
+	defer runtime.KeepAlive(makeHoles())
 	var trims atomic.Int32
 	var compactedFirst atomic.Bool
 	done := make(chan struct{})
@@ -488,16 +493,7 @@ func TestRunStopsACompactionAtTheBurstsPeak(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := &compactor{n: 256 * mib, hold: true}
-	holes := make([]*[64]byte, 1<<20) // worth compacting, as in TestRunCompactsOnceBeforeATrim
-	for i := range holes {
-		holes[i] = new([64]byte)
-	}
-	for i := range holes {
-		if i%4 != 0 {
-			holes[i] = nil
-		}
-	}
-	defer runtime.KeepAlive(holes)
+	defer runtime.KeepAlive(makeHoles())
 	var trims atomic.Int32
 	done := make(chan struct{})
 	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), c, func() { trims.Add(1) }) }()
