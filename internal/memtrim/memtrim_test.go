@@ -435,19 +435,26 @@ func TestBurstLimitIsWhatTheHeapNeedsUnderTheConfiguredLimit(t *testing.T) {
 		"a small heap gets the least slack")
 }
 
+// runUnderLimit sets the process's memory limit to base and starts Run
+// with no compactor; the test's cleanups stop Run, then put the limit back
+// (cleanups run last first).
+func runUnderLimit(t *testing.T, base int64) (trims *atomic.Int32, cancel context.CancelFunc, done chan struct{}) {
+	old := debug.SetMemoryLimit(base)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	trims, done = new(atomic.Int32), make(chan struct{})
+	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), nil, func() { trims.Add(1) }) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return trims, cancel, done
+}
+
 // Run holds the memory limit under the configured one while a burst runs,
 // at least at what the heap holds, and puts the configured limit back once
 // the burst is over and when it returns.
 func TestRunHoldsTheLimitNearTheHeapDuringABurst(t *testing.T) {
 	const base = 1 << 40
-	old := debug.SetMemoryLimit(base)
-	t.Cleanup(func() { debug.SetMemoryLimit(old) }) // after Run has stopped: cleanups run last first
-	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
-	ctx, cancel := context.WithCancel(context.Background())
-	var trims atomic.Int32
-	done := make(chan struct{})
-	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), nil, func() { trims.Add(1) }) }()
-	t.Cleanup(func() { cancel(); <-done })
+	trims, cancel, done := runUnderLimit(t, base)
 	var held atomic.Int64
 	require.Eventually(t, func() bool {
 		for i := 0; i < 16; i++ { // 8 MiB per wait: well over 4 MiB/s
@@ -468,17 +475,10 @@ func TestRunHoldsTheLimitNearTheHeapDuringABurst(t *testing.T) {
 
 // A limit set by someone else while Run runs becomes the configured one.
 func TestRunAdoptsALimitSetMeanwhile(t *testing.T) {
-	old := debug.SetMemoryLimit(1 << 40)
-	t.Cleanup(func() { debug.SetMemoryLimit(old) })
-	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
-	ctx, cancel := context.WithCancel(context.Background())
-	var trims atomic.Int32
-	done := make(chan struct{})
-	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), nil, func() { trims.Add(1) }) }()
-	t.Cleanup(func() { cancel(); <-done })
+	trims, cancel, done := runUnderLimit(t, 1<<40)
 	time.Sleep(100 * time.Millisecond) // let Run read the first limit; the check below waits for a condition
 	debug.SetMemoryLimit(1 << 39)
-	burstUntilTrimmed(t, &trims)
+	burstUntilTrimmed(t, trims)
 	require.Eventually(t, func() bool { return debug.SetMemoryLimit(-1) == 1<<39 }, 30*time.Second, 20*time.Millisecond,
 		"after the burst, the limit set meanwhile is back, not the one Run first read")
 	cancel()
