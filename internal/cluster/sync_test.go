@@ -203,7 +203,9 @@ func TestAPostLargerThanAnyMessageReachesANewNode(t *testing.T) {
 	a.store.Merge(likesOf("viral", long))
 	a.store.Merge(likesOf("other", users("u", 10))) // shares the sync with it
 	b := startNode(t, "b", []string{a.Addr()}, nil)
-	waitReady(t, a, b)
+	// 22 MB to sync: 8 s under -race on a quiet box, over 60 s once beside
+	// CI's busy loops (b0f98ad), so this wait gets three times waitLong.
+	require.Eventually(t, b.Ready, 3*waitLong, 10*time.Millisecond, "b never became ready")
 	waitConverged(t, map[string]int{"viral": len(long), "other": 10}, b)
 	assert.Greater(t, b.Stats().SyncBytesIn, uint64(20<<20), "more than one message could carry")
 }
