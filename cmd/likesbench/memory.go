@@ -76,13 +76,14 @@ func cmdMemory(ctx context.Context, args []string) error {
 	defer b.stopAll()
 
 	redisVersion, _ := exec.Command(b.redisServer, "--version").Output()
+	likesdVersion, _ := exec.Command(b.likesd, "--version").Output()
 	b.printf("%s\n## Memory per like: likesd beside Redis (`make bench-memory`)\n\n"+
-		"Run %s on %s, %d cores shared with other work; likesd `%s` %s; %s.\n"+
+		"Run %s on %s, %d cores shared with other work; likesd `%s` (%s) %s; %s.\n"+
 		"Command: `likesbench memory --datasets %s --settle %v --workers %d --likesd-flags '%s'`.\n"+
 		"Each dataset is loaded into a fresh likesd (POST /v1/likes, %d likes per request, %d requests in flight) and then into a fresh redis-server (`redis-cli --pipe`, one SADD per like), one after the other, both processes running side by side on 127.0.0.1.\n"+
 		"Bytes per like are the growth over the idle process: (RSS after settling − RSS before loading) / likes. "+
 		"Heap is Go's heap_alloc after a forced GC (/debug/pprof/heap?gc=1). Peak is VmHWM once settled: the highest RSS of the load and of the trim after it. Redis's `used_memory` growth in brackets.\n\n",
-		memStart, time.Now().UTC().Format(time.RFC3339), hostCPU(), runtime.NumCPU(), b.likesd, strings.Join(b.extra, " "),
+		memStart, time.Now().UTC().Format(time.RFC3339), hostCPU(), runtime.NumCPU(), b.likesd, strings.TrimSpace(string(likesdVersion)), strings.Join(b.extra, " "),
 		strings.TrimSpace(string(redisVersion)), which, b.settle, b.workers, extra, batchMax, b.workers)
 	b.printf("| data | likes | likesd load | likesd RSS B/like (settled) | heap B/like | peak ÷ settled | Redis load | Redis RSS B/like [used_memory] | likesd ÷ Redis | target RSS ≤ min(id+8, 16) and ≤ ¼ Redis (½ for UUIDs) |\n|---|---|---|---|---|---|---|---|---|---|\n")
 
