@@ -283,7 +283,7 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 		"so a low value costs little CPU and keeps RSS near the live data (GOGC wins when set and this is not)")
 	trimBounds := fmt.Sprintf("0 (never) or a duration from %s to %s", memtrim.MinQuietFor, memtrim.MaxQuietFor)
 	f.value("memory-trim-after", "duration", fmt.Sprintf("after a burst of allocation (a bulk import, a full sync: %d MiB at over %d MiB/s), once allocation has stayed under that rate this long, "+
-		"compact the replica into fresh memory, collect the heap and return free memory to the OS rather than keep the burst's peak; during the burst, hold the memory limit near what the heap needs so freed pages go back as it runs (%s)", o.trim.MinBurst>>20, o.trim.QuietRate>>20, trimBounds),
+		"compact the replica into fresh memory, collect the heap and return free memory to the OS rather than keep the burst's peak; during the burst's first %s, hold the memory limit near what the heap needs so freed pages go back as it runs (%s)", o.trim.MinBurst>>20, o.trim.QuietRate>>20, memtrim.MaxBurstHold, trimBounds),
 		func() string { return o.trim.QuietFor.String() }, func(s string) error {
 			d, err := time.ParseDuration(s)
 			if err != nil || d != 0 && (d < memtrim.MinQuietFor || d > memtrim.MaxQuietFor) {

@@ -23,11 +23,13 @@
 // never trims, nor one serving steady light traffic: only allocation above
 // the rate counts toward a burst.
 //
-// While a burst runs, Run holds the runtime's soft memory limit near what
-// the heap needs (BurstLimit: its spans in use or its GOGC goal, the
-// runtime's own memory, a little slack; never above --memory-limit), so
-// the runtime returns the spans the burst frees as it goes instead of
-// keeping them for the background scavenger: the peak of a bulk import
-// stays near its settled size. It puts the configured limit back once a
-// sample is quiet, before it compacts.
+// For the first MaxBurstHold of a burst, Run holds the runtime's soft
+// memory limit near what the heap needs (BurstLimit: its spans in use or
+// its GOGC goal, the runtime's own memory, a little slack; never above
+// --memory-limit), so the runtime returns the spans the burst frees as it
+// goes instead of keeping them for the background scavenger: the peak of
+// a bulk import stays near its settled size. It puts the configured limit
+// back once a sample is quiet, before it compacts, and after MaxBurstHold:
+// the limit makes the collector run more, which a node under steady load
+// must not pay for longer.
 package memtrim

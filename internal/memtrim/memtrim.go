@@ -19,7 +19,14 @@ type Decider struct {
 	busyAt    time.Time // the last busy sample
 	burst     uint64    // bytes allocated in busy samples since the last trim
 	busy      bool      // the last sample allocated above QuietRate
+	burstAt   time.Time // the first busy sample after QuietFor without one
 }
+
+// MaxBurstHold is how long into a burst HoldLimit stays true: a bulk
+// import or a full sync of 10M likes takes well under it, and a node under
+// steady load above QuietRate, which never trims, does not run its
+// collector hot under BurstLimit for longer.
+const MaxBurstHold = time.Minute
 
 // NewDecider returns a Decider for a valid cfg.
 func NewDecider(cfg Config) *Decider { return &Decider{cfg: cfg} }
@@ -31,12 +38,15 @@ func NewDecider(cfg Config) *Decider { return &Decider{cfg: cfg} }
 // samples add to the burst, so steady light traffic never adds up to one.
 func (d *Decider) Observe(now time.Time, allocated uint64) bool {
 	if !d.started || allocated < d.lastAlloc {
-		d.started, d.lastAt, d.busyAt, d.lastAlloc, d.burst, d.busy = true, now, now, allocated, 0, false
+		d.started, d.lastAt, d.busyAt, d.burstAt, d.lastAlloc, d.burst, d.busy = true, now, now, now, allocated, 0, false
 		return false
 	}
 	gap, delta := now.Sub(d.lastAt), allocated-d.lastAlloc
 	d.busy = float64(delta) > float64(d.cfg.QuietRate)*max(gap.Seconds(), 0)
 	if d.busy || gap > 2*d.cfg.Interval {
+		if now.Sub(d.busyAt) >= d.cfg.QuietFor {
+			d.burstAt = now
+		}
 		d.busyAt = now
 		d.burst += delta
 	}
@@ -53,6 +63,13 @@ func (d *Decider) Observe(now time.Time, allocated uint64) bool {
 // needs; see BurstLimit). A stalled sample adds to the burst but is not
 // busy: a node starved by the GC must not hold the limit for that.
 func (d *Decider) Busy() bool { return d.busy }
+
+// HoldLimit reports whether Run should hold BurstLimit: the last sample was
+// busy, less than MaxBurstHold into its burst. A burst starts at a busy
+// sample after QuietFor without one (or at the first sample), so a steady
+// load holds the limit once, for MaxBurstHold, and not again until it has
+// been quiet for QuietFor.
+func (d *Decider) HoldLimit() bool { return d.busy && d.lastAt.Sub(d.burstAt) < MaxBurstHold }
 
 // Trimmed tells d that a trim ended with allocated bytes allocated so far,
 // of which own were allocated by the trim itself (a compaction copies the
@@ -105,7 +122,8 @@ type Memory struct {
 }
 
 // BurstLimit is the soft memory limit (debug.SetMemoryLimit) Run holds
-// while allocation runs above QuietRate: the heap's spans in use or its
+// while allocation runs above QuietRate, for at most MaxBurstHold of a
+// burst (Decider.HoldLimit): the heap's spans in use or its
 // GOGC goal (gogc, in percent), whichever is larger, the runtime's own
 // memory, and a slack of a sixteenth of the live heap, at least 2 MiB, for
 // the heap's growth between two samples. Never above base, the limit
@@ -272,11 +290,16 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, c Compactor, trimm
 			base, held = now, now // set by someone else: the new configured limit
 		}
 		trimNow := d.Observe(time.Now(), samples[0].Value.Uint64())
-		if d.Busy() && !trimNow {
+		switch {
+		case d.Busy() && !trimNow:
 			m, gogc := readMemory()
 			peak = max(peak, m.Used)
-			hold(BurstLimit(m, gogc, base))
-		} else {
+			if d.HoldLimit() {
+				hold(BurstLimit(m, gogc, base))
+			} else {
+				hold(base) // held long enough: a steady load, not a burst
+			}
+		default:
 			hold(base) // a compaction needs the room the configured limit gives
 		}
 		if trimNow && ctx.Err() == nil {

@@ -114,6 +114,51 @@ func TestATrimsOwnAllocationIsNotABurst(t *testing.T) {
 	require.False(t, d.Observe(t0.Add(time.Second), 10))
 }
 
+// The limit is held for the first MaxBurstHold of a burst only: a steady
+// load above QuietRate holds it once, a dip shorter than QuietFor does not
+// start a new burst, and a burst after QuietFor of quiet holds it again.
+func TestHoldLimitForTheFirstMaxBurstHoldOfABurst(t *testing.T) {
+	cfg := everySecond()
+	d := NewDecider(cfg)
+	hold := func(per []uint64) []bool { // HoldLimit after each second of per
+		var total uint64
+		out := make([]bool, len(per))
+		for i, b := range per {
+			total += b
+			d.Observe(t0.Add(time.Duration(i)*time.Second), total)
+			out[i] = d.HoldLimit()
+		}
+		return out
+	}
+	busy := uint64(8 * mib) // a second over QuietRate
+	secs := int(MaxBurstHold / time.Second)
+	var per []uint64
+	per = append(per, 0)
+	per = append(per, seconds(secs/2, busy)...)
+	per = append(per, seconds(int(cfg.QuietFor/time.Second)-2, 0)...) // a dip, shorter than QuietFor
+	per = append(per, seconds(secs, busy)...)                         // the same burst: past MaxBurstHold in its middle
+	per = append(per, seconds(int(cfg.QuietFor/time.Second)+1, 0)...) // quiet: the burst is over
+	per = append(per, seconds(3, busy)...)                            // a new burst
+	got := hold(per)
+	var want []bool
+	at := 0
+	add := func(n int, v func(i int) bool) {
+		for i := 0; i < n; i++ {
+			want = append(want, v(at))
+			at++
+		}
+	}
+	burstStart := 0 // the first sample starts a burst: a node may start busy
+	add(1, func(int) bool { return false })
+	add(secs/2, func(int) bool { return true })
+	add(int(cfg.QuietFor/time.Second)-2, func(int) bool { return false })
+	add(secs, func(i int) bool { return i-burstStart < secs })
+	add(int(cfg.QuietFor/time.Second)+1, func(int) bool { return false })
+	add(3, func(int) bool { return true })
+	require.Equal(t, want, got)
+	require.Contains(t, got[:len(got)-3], false, "a steady load stops holding")
+}
+
 func TestRoomToCompactIsTheLiveHeapUnderTheLimit(t *testing.T) {
 	assert.True(t, RoomToCompact(100*mib, 80*mib, math.MaxInt64), "no limit")
 	assert.True(t, RoomToCompact(100*mib, 80*mib, 180*mib))
