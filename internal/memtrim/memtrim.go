@@ -118,6 +118,7 @@ type Memory struct {
 	Used    uint64 // mapped and not returned to the OS: what the process holds
 	Live    uint64 // the heap the last collection marked live
 	InUse   uint64 // the heap's spans in use: objects, and the free slots among them
+	Unused  uint64 // the free slots among spans in use: the holes a compaction frees
 	NonHeap uint64 // the runtime's own: stacks, GC metadata, the rest
 }
 
@@ -188,7 +189,7 @@ func readMemory() (Memory, int) {
 	total, released, live, unused := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64(), s[3].Value.Uint64()
 	inUse := unused + s[4].Value.Uint64()
 	heap := released + inUse + s[5].Value.Uint64()
-	return Memory{Used: total - min(released, total), Live: live, InUse: inUse, NonHeap: total - min(heap, total)}, int(int64(s[6].Value.Uint64()))
+	return Memory{Used: total - min(released, total), Live: live, InUse: inUse, Unused: unused, NonHeap: total - min(heap, total)}, int(int64(s[6].Value.Uint64()))
 }
 
 // trim collects, has c compact when that pays and there is room, returns
@@ -213,9 +214,8 @@ func trim(ctx context.Context, d *Decider, c Compactor, samples []metrics.Sample
 		// Collect and return what is free first, so that what the process
 		// uses here is what it holds, to compare with the burst's peak.
 		debug.FreeOSMemory()
-		room := []metrics.Sample{{Name: totalMetric}, {Name: releasedMetric}, {Name: liveMetric}, {Name: unusedMetric}}
-		metrics.Read(room)
-		used, live, unused := room[0].Value.Uint64()-room[1].Value.Uint64(), room[2].Value.Uint64(), room[3].Value.Uint64()
+		m, _ := readMemory()
+		used, live, unused := m.Used, m.Live, m.Unused
 		limit := debug.SetMemoryLimit(-1)
 		switch {
 		case !WorthCompacting(unused, live):
