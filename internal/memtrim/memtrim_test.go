@@ -342,12 +342,9 @@ func burstUntil(t *testing.T, trims *atomic.Int32, started func() bool) {
 // The driver trims after a real burst of allocation, and returns when its
 // context ends.
 func TestRunTrimsAfterARealBurstAndStopsOnCancel(t *testing.T) {
-	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
-	require.NoError(t, cfg.Validate())
-	ctx, cancel := context.WithCancel(context.Background())
+	require.NoError(t, runConfig.Validate())
 	var trims atomic.Int32
-	done := make(chan struct{})
-	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), nil, func() { trims.Add(1) }) }()
+	cancel, done := startRun(t, nil, func() { trims.Add(1) })
 	burstUntilTrimmed(t, &trims)
 	cancel()
 	select {
@@ -420,22 +417,15 @@ func (c *compactor) Compact(ctx context.Context, pause func()) (int, uint64) {
 // collect, and does not take the compaction's own allocation (over
 // MinBurst) for another burst.
 func TestRunCompactsOnceBeforeATrim(t *testing.T) {
-	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	c := &compactor{n: 64 * mib}
 	defer runtime.KeepAlive(makeHoles())
 	var trims atomic.Int32
 	var compactedFirst atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		Run(ctx, cfg, zerolog.Nop(), c, func() { compactedFirst.Store(c.calls.Load() == trims.Add(1)) })
-	}()
+	cancel, done := startRun(t, c, func() { compactedFirst.Store(c.calls.Load() == trims.Add(1)) })
 	burstUntil(t, &trims, func() bool { return c.calls.Load() > 0 })
 	require.True(t, compactedFirst.Load(), "each trim compacts first")
 	require.Equal(t, int32(8), c.paused.Load(), "the compaction paused, and collected, every 8 MiB")
-	require.Never(t, func() bool { return trims.Load() > 1 }, 4*cfg.QuietFor, 50*time.Millisecond,
+	require.Never(t, func() bool { return trims.Load() > 1 }, 4*runConfig.QuietFor, 50*time.Millisecond,
 		"the compaction's 64 MiB is not another burst")
 	cancel()
 	<-done
@@ -486,12 +476,22 @@ func TestBurstLimitIsWhatTheHeapNeedsUnderTheConfiguredLimit(t *testing.T) {
 func runUnderLimit(t *testing.T, base int64) (trims *atomic.Int32, cancel context.CancelFunc, done chan struct{}) {
 	old := debug.SetMemoryLimit(base)
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
-	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
-	ctx, cancel := context.WithCancel(context.Background())
-	trims, done = new(atomic.Int32), make(chan struct{})
-	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), nil, func() { trims.Add(1) }) }()
-	t.Cleanup(func() { cancel(); <-done })
+	trims = new(atomic.Int32)
+	cancel, done = startRun(t, nil, func() { trims.Add(1) })
 	return trims, cancel, done
+}
+
+// runConfig trims 1 s after a burst of 8 MiB, sampling every 20 ms.
+var runConfig = Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
+
+// startRun runs Run with runConfig until cancel, or the test's end: Run
+// owns the process's memory limit, so none may outlive its test.
+func startRun(t *testing.T, c Compactor, trimmed func()) (cancel context.CancelFunc, done chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done = make(chan struct{})
+	go func() { defer close(done); Run(ctx, runConfig, zerolog.Nop(), c, trimmed) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return cancel, done
 }
 
 // Run holds the memory limit under the configured one while a burst runs,
@@ -518,12 +518,22 @@ func TestRunHoldsTheLimitNearTheHeapDuringABurst(t *testing.T) {
 	assert.Equal(t, int64(base), debug.SetMemoryLimit(-1))
 }
 
-// A limit set by someone else while Run runs becomes the configured one.
+// A limit set by someone else while Run runs becomes the configured one:
+// set while Run holds a burst's limit, it is the one put back after.
 func TestRunAdoptsALimitSetMeanwhile(t *testing.T) {
 	trims, cancel, done := runUnderLimit(t, 1<<40)
-	time.Sleep(100 * time.Millisecond) // let Run read the first limit; the check below waits for a condition
-	debug.SetMemoryLimit(1 << 39)
-	burstUntilTrimmed(t, trims)
+	burstUntilTrimmed(t, trims) // Run has read 1<<40, held a burst's limit and put 1<<40 back
+	require.Equal(t, int64(1<<40), debug.SetMemoryLimit(-1))
+	trims.Store(0)
+	set := false
+	burstUntil(t, trims, func() bool {
+		if !set && debug.SetMemoryLimit(-1) < 1<<39 { // a burst's limit held: set one meanwhile
+			debug.SetMemoryLimit(1 << 39)
+			set = true
+		}
+		return false
+	})
+	require.True(t, set, "a burst's limit was held")
 	require.Eventually(t, func() bool { return debug.SetMemoryLimit(-1) == 1<<39 }, 30*time.Second, 20*time.Millisecond,
 		"after the burst, the limit set meanwhile is back, not the one Run first read")
 	cancel()
@@ -534,14 +544,10 @@ func TestRunAdoptsALimitSetMeanwhile(t *testing.T) {
 // A compaction whose copies free nothing stops at the first pause that
 // finds the process past the burst's peak.
 func TestRunStopsACompactionAtTheBurstsPeak(t *testing.T) {
-	cfg := Config{QuietFor: time.Second, MinBurst: 8 * mib, QuietRate: 4 * mib, Interval: 20 * time.Millisecond}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	c := &compactor{n: 256 * mib, hold: true}
 	defer runtime.KeepAlive(makeHoles())
 	var trims atomic.Int32
-	done := make(chan struct{})
-	go func() { defer close(done); Run(ctx, cfg, zerolog.Nop(), c, func() { trims.Add(1) }) }()
+	cancel, done := startRun(t, c, func() { trims.Add(1) })
 	burstUntil(t, &trims, func() bool { return c.calls.Load() > 0 })
 	require.Equal(t, int32(1), c.calls.Load())
 	require.True(t, c.stopped.Load(), "256 MiB of copies held: stopped before the end")
