@@ -563,8 +563,10 @@ func TestALoneNodeLogsNothingUntilAPeerComes(t *testing.T) {
 	assert.Equal(t, initialLogRing, len(a.ring), "the log never grew")
 	assert.Equal(t, a.seq, a.framed, "every like counted framed")
 	assert.GreaterOrEqual(t, a.seq, uint64(5000), "dots are still given")
+	seq := a.seq
 	a.logMu.Unlock()
 	assert.Zero(t, a.Stats().LikesQueued, "no frame built for nobody")
+	assert.Equal(t, seq, a.Stats().LoggedAlone, "each counted as logged alone")
 	a.logLikes([]store.Like{{Post: "p0", User: "w"}}, false)
 	require.Eventually(t, func() bool { return a.Stats().LikesQueued == 1 }, waitLong, 10*time.Millisecond,
 		"a like a write waits on is logged and framed, even alone")

@@ -225,13 +225,15 @@ func cutOff(t *testing.T, victim *testNode, senders ...*testNode) (heal func()) 
 	}
 }
 
-// allSentOrDropped reports whether n framed every like it logged and every
-// batch it queued was sent or given up (queueFrame counts a frame after
-// queueing it, so the order of these reads makes the answer exact).
+// allSentOrDropped reports whether n framed every like it logged (or, alone,
+// counted it sent to no one) and every batch it queued was sent or given
+// up (queueFrame counts a frame after queueing it, and logLikes counts a
+// like logged alone after its seq, so the order of these reads makes the
+// answer exact).
 func allSentOrDropped(n *testNode) bool {
 	st := n.Stats()
 	n.logMu.Lock()
 	seq := n.seq
 	n.logMu.Unlock()
-	return st.LikesQueued+st.LogOverrun >= seq && n.directPending.Load() == 0
+	return st.LikesQueued+st.LogOverrun+st.LoggedAlone >= seq && n.directPending.Load() == 0
 }

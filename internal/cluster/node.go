@@ -47,6 +47,7 @@ type Stats struct {
 	LikesReceived   uint64
 	LikesApplied    uint64 // received on the fast path and new here
 	LogOverrun      uint64 // likes that left the log before being framed (healed by anti-entropy)
+	LoggedAlone     uint64 // likes a lone node counted framed and sent to no one (see Node.alone)
 	InboxDropped    uint64 // messages dropped: inbox full
 	FramesPruned    uint64 // frames pruned from the broadcast queue
 	DecodeErrors    uint64
@@ -81,6 +82,7 @@ type Stats struct {
 type counters struct {
 	likesQueued, framesQueued, bytesQueued, framesReceived, bytesReceived atomic.Uint64
 	likesReceived, likesApplied, logOverrun, inboxDropped, framesPruned   atomic.Uint64
+	loggedAlone                                                           atomic.Uint64
 	decodeErrors, directSent, directErrors, peerDropped                   atomic.Uint64
 	streamsDialed, streamsAccepted, streamResets                          atomic.Uint64
 }
@@ -315,6 +317,7 @@ func (n *Node) logLikes(likes []store.Like, unwaited bool) (first uint64) {
 		n.seq += uint64(len(likes))
 		n.framed = n.seq
 		n.logMu.Unlock()
+		n.stats.loggedAlone.Add(uint64(len(likes)))
 		return first
 	}
 	for _, l := range likes {
@@ -392,6 +395,7 @@ func (n *Node) Stats() Stats {
 		LikesQueued: c.likesQueued.Load(), FramesQueued: c.framesQueued.Load(), BytesQueued: c.bytesQueued.Load(),
 		FramesReceived: c.framesReceived.Load(), BytesReceived: c.bytesReceived.Load(),
 		LikesReceived: c.likesReceived.Load(), LikesApplied: c.likesApplied.Load(), LogOverrun: c.logOverrun.Load(),
+		LoggedAlone:  c.loggedAlone.Load(),
 		InboxDropped: c.inboxDropped.Load(), FramesPruned: c.framesPruned.Load(), DecodeErrors: c.decodeErrors.Load(),
 		DirectSent: c.directSent.Load(), DirectErrors: c.directErrors.Load(), PeerDropped: c.peerDropped.Load(),
 		StreamsDialed: c.streamsDialed.Load(), StreamsAccepted: c.streamsAccepted.Load(), StreamResets: c.streamResets.Load(),

@@ -63,6 +63,7 @@ func New(c Cluster) *Metrics {
 	counter("likesd_fastpath_likes_received_total", "Likes received on the fast path.", func(s cluster.Stats) uint64 { return s.LikesReceived })
 	counter("likesd_fastpath_likes_applied_total", "Likes received on the fast path that were new here.", func(s cluster.Stats) uint64 { return s.LikesApplied })
 	counter("likesd_log_overrun_total", "Likes that left the log before the fast path framed them (healed by anti-entropy).", func(s cluster.Stats) uint64 { return s.LogOverrun })
+	counter("likesd_log_alone_total", "Likes logged while this node had no peer to send to: counted sent, to no one (a peer that joins gets them by sync).", func(s cluster.Stats) uint64 { return s.LoggedAlone })
 	counter("likesd_inbox_dropped_total", "Received messages dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped })
 	counter("likesd_queue_pruned_total", "Frames pruned from the broadcast queue at its limit.", func(s cluster.Stats) uint64 { return s.FramesPruned })
 	counter("likesd_decode_errors_total", "Frames or states that failed to decode.", func(s cluster.Stats) uint64 { return s.DecodeErrors })
