@@ -524,16 +524,21 @@ func TestRunAdoptsALimitSetMeanwhile(t *testing.T) {
 	trims, cancel, done := runUnderLimit(t, 1<<40)
 	burstUntilTrimmed(t, trims) // Run has read 1<<40, held a burst's limit and put 1<<40 back
 	require.Equal(t, int64(1<<40), debug.SetMemoryLimit(-1))
-	trims.Store(0)
-	set := false
-	burstUntil(t, trims, func() bool {
-		if !set && debug.SetMemoryLimit(-1) < 1<<39 { // a burst's limit held: set one meanwhile
-			debug.SetMemoryLimit(1 << 39)
-			set = true
+	// Allocate until a burst's limit is held, then set one meanwhile. (A
+	// starved Run may take a burst for a stall and hold nothing: keep on.)
+	require.Eventually(t, func() bool {
+		for i := 0; i < 16; i++ { // 8 MiB per wait: well over 4 MiB/s
+			sink = append(sink, make([]byte, 512<<10))
 		}
-		return false
-	})
-	require.True(t, set, "a burst's limit was held")
+		sink = nil
+		if debug.SetMemoryLimit(-1) >= 1<<39 {
+			return false
+		}
+		debug.SetMemoryLimit(1 << 39)
+		return true
+	}, 30*time.Second, 10*time.Millisecond, "a burst tightens the limit")
+	trims.Store(0)
+	burstUntilTrimmed(t, trims)
 	require.Eventually(t, func() bool { return debug.SetMemoryLimit(-1) == 1<<39 }, 30*time.Second, 20*time.Millisecond,
 		"after the burst, the limit set meanwhile is back, not the one Run first read")
 	cancel()
