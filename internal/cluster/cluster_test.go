@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -525,6 +526,24 @@ func TestJoinTriggersAnImmediateExchange(t *testing.T) {
 
 	d := startNode(t, "d", []string{a.Addr()}, noPushPull)
 	waitConverged(t, map[string]int{"p": 100, "warm": 2}, b, d)
+}
+
+// A join clears a lone node's alone at once: likes logged between the join
+// and the next flush are logged for the new peer, not counted sent to no
+// one. (Called here as memberlist calls it; z is never reached.)
+func TestAJoinEndsALoneNodesSkippingAtOnce(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	isAlone := func() bool {
+		a.logMu.Lock()
+		defer a.logMu.Unlock()
+		return a.alone
+	}
+	require.Eventually(t, isAlone, waitLong, 10*time.Millisecond, "a flush found no peer")
+	(&events{n: a.Node}).NotifyJoin(&memberlist.Node{Name: "z", Addr: net.ParseIP("127.0.0.1"), Port: 1})
+	require.False(t, isAlone(), "the join cleared it, before any flush")
+	before := a.Stats().LoggedAlone
+	a.LikeAdded(store.Like{Post: "p", User: "u"})
+	assert.Equal(t, before, a.Stats().LoggedAlone, "logged for z, not counted sent to no one")
 }
 
 // A peer that cannot be reached costs one failed send, not one per queued

@@ -359,7 +359,15 @@ func (e *events) NotifyJoin(m *memberlist.Node) {
 			Msg("member failed: a new member took its address")
 	}
 	n.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member joined")
-	if p.name != n.cfg.NodeName && n.sync != nil {
+	if p.name == n.cfg.NodeName {
+		return
+	}
+	// Likes logged from now on are framed for it, not only from the next
+	// flush. (logMu is never held while calling memberlist.)
+	n.logMu.Lock()
+	n.alone = false
+	n.logMu.Unlock()
+	if n.sync != nil {
 		n.sync.urge(p.name)
 	}
 }

@@ -121,11 +121,10 @@ type Node struct {
 	seq       uint64
 	framed    uint64
 	ringGrown time.Time // when the ring last doubled, or a flush needed more than its first size
-	// alone is set by each flush: the fast path had no peer to send to.
-	// Likes of writes at level one logged while alone and nothing waits
-	// unframed are counted framed at once, sent to no one: a peer that
-	// joins later gets them by its full sync, or by anti-entropy if they
-	// came in the moment between its join and the next flush. A bulk
+	// alone is set by each flush: the fast path had no peer to send to;
+	// a join clears it at once. Likes of writes at level one logged while
+	// alone and nothing waits unframed are counted framed at once, sent to
+	// no one: a peer that joins later gets them by its full sync. A bulk
 	// import into a single node then holds no ring of likes nor builds
 	// frames for nobody.
 	alone bool
@@ -539,9 +538,8 @@ const kickGap = 2 * time.Millisecond
 
 // flushLog frames the likes logged since the last flush.
 func (n *Node) flushLog() {
-	alone := !n.anyPeer()
 	n.logMu.Lock()
-	n.alone = alone
+	n.alone = !n.anyPeer() // under logMu: a join's clear (events.NotifyJoin) is never overwritten by an older answer
 	last := n.seq
 	from := n.framed + 1
 	if size := uint64(len(n.ring)); last >= size && from <= last-size {
