@@ -532,13 +532,7 @@ func TestJoinTriggersAnImmediateExchange(t *testing.T) {
 // and the next flush are logged for the new peer, not counted sent to no
 // one. (Called here as memberlist calls it; z is never reached.)
 func TestAJoinEndsALoneNodesSkippingAtOnce(t *testing.T) {
-	a := startNode(t, "a", nil, nil)
-	isAlone := func() bool {
-		a.logMu.Lock()
-		defer a.logMu.Unlock()
-		return a.alone
-	}
-	require.Eventually(t, isAlone, waitLong, 10*time.Millisecond, "a flush found no peer")
+	a, isAlone := startAlone(t)
 	(&events{n: a.Node}).NotifyJoin(&memberlist.Node{Name: "z", Addr: net.ParseIP("127.0.0.1"), Port: 1})
 	require.False(t, isAlone(), "the join cleared it, before any flush")
 	before := a.Stats().LoggedAlone
@@ -570,13 +564,7 @@ func TestUnreachablePeerCostsOneFailedSend(t *testing.T) {
 // likes no write waits on: they count as framed at once. Once a peer is there, the next flush sees it and
 // likes take the fast path again.
 func TestALoneNodeLogsNothingUntilAPeerComes(t *testing.T) {
-	a := startNode(t, "a", nil, nil)
-	isAlone := func() bool {
-		a.logMu.Lock()
-		defer a.logMu.Unlock()
-		return a.alone
-	}
-	require.Eventually(t, isAlone, waitLong, 10*time.Millisecond, "a flush found no peer")
+	a, isAlone := startAlone(t)
 	like(a, "p1", users("u", 5000)...)
 	a.logMu.Lock()
 	assert.Equal(t, initialLogRing, len(a.ring), "the log never grew")

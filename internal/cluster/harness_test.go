@@ -225,6 +225,20 @@ func cutOff(t *testing.T, victim *testNode, senders ...*testNode) (heal func()) 
 	}
 }
 
+// startAlone starts a node with no peer and waits until a flush has found
+// none; isAlone reads its alone flag.
+func startAlone(t *testing.T) (a *testNode, isAlone func() bool) {
+	t.Helper()
+	a = startNode(t, "a", nil, nil)
+	isAlone = func() bool {
+		a.logMu.Lock()
+		defer a.logMu.Unlock()
+		return a.alone
+	}
+	require.Eventually(t, isAlone, waitLong, 10*time.Millisecond, "a flush found no peer")
+	return a, isAlone
+}
+
 // allSentOrDropped reports whether n framed every like it logged (or, alone,
 // counted it sent to no one) and every batch it queued was sent or given
 // up (queueFrame counts a frame after queueing it, and logLikes counts a
