@@ -533,7 +533,11 @@ func TestJoinTriggersAnImmediateExchange(t *testing.T) {
 // one. (Called here as memberlist calls it; z is never reached.)
 func TestAJoinEndsALoneNodesSkippingAtOnce(t *testing.T) {
 	a, isAlone := startAlone(t)
-	(&events{n: a.Node}).NotifyJoin(&memberlist.Node{Name: "z", Addr: net.ParseIP("127.0.0.1"), Port: 1})
+	zAddr, err := testNet(t).Reserve() // nothing attached: dials are refused
+	require.NoError(t, err)
+	host, port, _ := net.SplitHostPort(zAddr)
+	zPort, _ := strconv.Atoi(port)
+	(&events{n: a.Node}).NotifyJoin(&memberlist.Node{Name: "z", Addr: net.ParseIP(host), Port: uint16(zPort)})
 	require.False(t, isAlone(), "the join cleared it, before any flush")
 	before := a.Stats().LoggedAlone
 	a.LikeAdded(store.Like{Post: "p", User: "u"})

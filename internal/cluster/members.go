@@ -338,7 +338,8 @@ func (t *memberTable) addrs() map[string]bool {
 
 // events feeds the member table and logs membership changes. memberlist
 // calls it with its node lock held: it copies, records, logs and queues
-// work without blocking, and never calls memberlist.
+// work, waits only on short locks (lock order: memberlist's node lock,
+// then Node.logMu, then the member table's), and never calls memberlist.
 type events struct{ n *Node }
 
 var _ memberlist.EventDelegate = (*events)(nil)

@@ -124,7 +124,8 @@ type Node struct {
 	// alone is set by each flush: the fast path had no peer to send to;
 	// a join clears it at once. Likes of writes at level one logged while
 	// alone and nothing waits unframed are counted framed at once, sent to
-	// no one: a peer that joins later gets them by its full sync. A bulk
+	// no one: a peer that joins later gets them by its full sync or by
+	// anti-entropy (a peer back from dead does no full sync). A bulk
 	// import into a single node then holds no ring of likes nor builds
 	// frames for nobody.
 	alone bool

@@ -264,7 +264,7 @@ func trim(ctx context.Context, d *Decider, c Compactor, samples []metrics.Sample
 // Run owns the process's soft memory limit while it runs (one Run per
 // process): it holds BurstLimit during bursts and the configured limit
 // otherwise; a limit someone else sets meanwhile becomes the configured
-// one.
+// one (best effort: one set between Run's read and its own set is lost).
 func Run(ctx context.Context, cfg Config, log zerolog.Logger, c Compactor, trimmed func()) {
 	if cfg.QuietFor == 0 {
 		return
