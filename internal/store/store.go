@@ -43,12 +43,28 @@ type waiter struct {
 	n  int // calls still waiting; the entry goes when the last one gives up
 }
 
+// Journal logs every like that is new to the replica (internal/wal).
+// Append is called under the like's shard lock, so a like anyone can see
+// here is already in the journal: it must only buffer, never block.
+type Journal interface {
+	Append(post, user string)
+	// WaitDurable waits until everything appended before the call is
+	// durable, the journal fails, or ctx ends.
+	WaitDurable(ctx context.Context) error
+	// AfterDurable calls fn once everything appended before the call is
+	// durable (fn must not block).
+	AfterDurable(fn func())
+	// Err is nil while the journal takes writes.
+	Err() error
+}
+
 // Store is the node's replica. The zero value is not usable: call New.
 type Store struct {
 	upper      *upperLevels
 	shardShift uint // bucket >> shardShift is the shard
 	shards     []shard
 	sink       Sink
+	journal    Journal // nil: in memory only; set once, before use
 }
 
 // New returns an empty store that reports local new likes to sink (nil for
@@ -86,8 +102,11 @@ func (s *Store) Like(post, user string) (added bool, count int) {
 	sh := s.shardOf(post)
 	sh.mu.Lock()
 	added, count = sh.addLocked(post, user)
-	if added && len(sh.waiting) > 0 {
-		sh.wakeLocked(post, user)
+	if added {
+		s.journalLocked(post, user)
+		if len(sh.waiting) > 0 {
+			sh.wakeLocked(post, user)
+		}
 	}
 	sh.mu.Unlock()
 	if added && s.sink != nil {
@@ -171,6 +190,7 @@ func (s *Store) Merge(likes []Like) []Like {
 		sh.mu.Lock()
 		for _, i := range idx {
 			if ok, _ := sh.addLocked(likes[i].Post, likes[i].User); ok {
+				s.journalLocked(likes[i].Post, likes[i].User)
 				addedIdx = append(addedIdx, i)
 				if len(sh.waiting) > 0 {
 					sh.wakeLocked(likes[i].Post, likes[i].User)
@@ -205,12 +225,83 @@ func (s *Store) MergeSet(post string, users gset.Set) []string {
 	if len(added) > 0 {
 		sh.rebucketLocked(post, before, set.Summary())
 	}
+	for _, u := range added {
+		s.journalLocked(post, u)
+	}
 	if len(sh.waiting) > 0 {
 		for _, u := range added {
 			sh.wakeLocked(post, u)
 		}
 	}
 	return added
+}
+
+// SetJournal makes every like new to the replica from now on go to j.
+// Call it once, after recovery and before the store is shared.
+func (s *Store) SetJournal(j Journal) { s.journal = j }
+
+// journalLocked logs a like just added; its shard's lock is held.
+func (s *Store) journalLocked(post, user string) {
+	if s.journal != nil {
+		s.journal.Append(post, user)
+	}
+}
+
+// WaitDurable waits until every like this replica held when it was called
+// is durable (at once without a journal): see Journal.
+func (s *Store) WaitDurable(ctx context.Context) error {
+	if s.journal == nil {
+		return nil
+	}
+	return s.journal.WaitDurable(ctx)
+}
+
+// AfterDurable calls fn once every like this replica holds now is durable
+// (at once without a journal).
+func (s *Store) AfterDurable(fn func()) {
+	if s.journal == nil {
+		fn()
+		return
+	}
+	s.journal.AfterDurable(fn)
+}
+
+// Writable is nil while new likes can be made durable (always without a
+// journal), else why not.
+func (s *Store) Writable() error {
+	if s.journal == nil {
+		return nil
+	}
+	return s.journal.Err()
+}
+
+// RestoreSet merges a recovered set of post's likers without journaling
+// it; the set is adopted as it is when the post is new here.
+func (s *Store) RestoreSet(post string, users gset.Set) {
+	if users.Len() == 0 {
+		return
+	}
+	sh := s.shardOf(post)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	set, ok := sh.posts[post]
+	if !ok {
+		sh.posts[post] = &users
+		sh.rebucketLocked(post, gset.Summary{}, users.Summary())
+		return
+	}
+	before := set.Summary()
+	if len(set.Merge(users)) > 0 {
+		sh.rebucketLocked(post, before, set.Summary())
+	}
+}
+
+// RestoreLike adds a recovered like without journaling it.
+func (s *Store) RestoreLike(post, user string) {
+	sh := s.shardOf(post)
+	sh.mu.Lock()
+	sh.addLocked(post, user)
+	sh.mu.Unlock()
 }
 
 // WaitHas reports whether user liked post, waiting until this replica holds

@@ -1,0 +1,242 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/stretchr/testify/require"
+)
+
+var crashSchedules = flag.Int("crash.schedules", 600, "crash schedules TestCrashAtEveryBoundary runs (make crash runs thousands)")
+
+var errCrash = errors.New("crashfs: the machine is down")
+
+// crashFS is a strict in-memory file system that crashes at its at-th
+// write, sync, create, rename or remove: from then on every operation
+// fails and nothing more becomes durable, and ResetToSyncedState then
+// forgets all that was not synced, as a power cut would. With torn, a
+// crash during a write first makes a random prefix of it durable (pages
+// that reached the disk), leaving a torn record behind.
+type crashFS struct {
+	*vfs.MemFS
+	mu      sync.Mutex
+	n, at   int
+	torn    bool
+	rng     *rand.Rand
+	crashed string // the kind of boundary it crashed at
+}
+
+func newCrashFS(mem *vfs.MemFS, at int, torn bool, seed uint64) *crashFS {
+	return &crashFS{MemFS: mem, at: at, torn: torn, rng: rand.New(rand.NewPCG(seed, 7))}
+}
+
+// step counts one boundary; crash reports that this is the one to crash
+// at (the caller then crashes), err that the machine is down already.
+func (c *crashFS) step(kind string) (crash bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.crashed != "" {
+		return false, errCrash
+	}
+	c.n++
+	if c.n == c.at {
+		c.crashed = kind
+		return true, nil
+	}
+	return false, nil
+}
+
+func (c *crashFS) down() { c.MemFS.SetIgnoreSyncs(true) }
+
+func (c *crashFS) do(kind string, fn func() error) error {
+	crash, err := c.step(kind)
+	if err != nil {
+		return err
+	}
+	if crash {
+		c.down()
+		return errCrash
+	}
+	return fn()
+}
+
+func (c *crashFS) Create(name string) (vfs.File, error) {
+	var f vfs.File
+	err := c.do("create", func() (err error) { f, err = c.MemFS.Create(name); return err })
+	if err != nil {
+		return nil, err
+	}
+	return &crashFile{File: f, fs: c}, nil
+}
+
+func (c *crashFS) OpenDir(name string) (vfs.File, error) {
+	f, err := c.MemFS.OpenDir(name)
+	if err != nil {
+		return nil, err
+	}
+	return &crashFile{File: f, fs: c}, nil
+}
+
+func (c *crashFS) Rename(from, to string) error {
+	return c.do("rename", func() error { return c.MemFS.Rename(from, to) })
+}
+
+func (c *crashFS) Remove(name string) error {
+	return c.do("remove", func() error { return c.MemFS.Remove(name) })
+}
+
+type crashFile struct {
+	vfs.File
+	fs *crashFS
+}
+
+func (f *crashFile) Write(b []byte) (int, error) {
+	crash, err := f.fs.step("write")
+	if err != nil {
+		return 0, err
+	}
+	if crash {
+		if f.fs.torn && len(b) > 1 {
+			k := 1 + f.fs.rng.IntN(len(b)-1)
+			_, _ = f.File.Write(b[:k])
+			_ = f.File.Sync()
+		}
+		f.fs.down()
+		return 0, errCrash
+	}
+	return f.File.Write(b)
+}
+
+func (f *crashFile) Sync() error {
+	return f.fs.do("sync", f.File.Sync)
+}
+
+func (f *crashFile) SyncData() error { return f.Sync() }
+
+// crashRun is one schedule: likes with a wait for durability every few,
+// until the machine goes down or the workload ends.
+type crashRun struct {
+	acked, sent map[string]bool
+	crashedAt   string
+	ops         int
+}
+
+func runUntilCrash(t *testing.T, fs *crashFS, seed uint64, likes int) crashRun {
+	cfg := testConfig(fs)
+	cfg.SegmentBytes, cfg.SnapshotBytes = 4<<10, 8<<10
+	r := crashRun{acked: map[string]bool{}, sent: map[string]bool{}}
+	st, err := newStore()
+	require.NoError(t, err)
+	l, _, err := Open(cfg, st)
+	if err != nil { // crashed while opening
+		require.ErrorIs(t, err, errCrash)
+		r.crashedAt, r.ops = fs.crashed, fs.n
+		return r
+	}
+	st.SetJournal(l)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var pending []string
+	var ackMu sync.Mutex
+	for i := 0; i < likes; i++ {
+		post, user := fmt.Sprintf("p%d", rng.IntN(10)), fmt.Sprintf("u%d-%d", seed, i)
+		st.Like(post, user)
+		r.sent[post+"/"+user] = true
+		pending = append(pending, post+"/"+user)
+		if rng.IntN(3) == 0 {
+			// The peers' path: an ack sent from a callback once durable.
+			batch := append([]string(nil), pending...)
+			l.AfterDurable(func() {
+				ackMu.Lock()
+				for _, k := range batch {
+					r.acked[k] = true
+				}
+				ackMu.Unlock()
+			})
+		}
+		if rng.IntN(4) == 0 || i == likes-1 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := st.WaitDurable(ctx)
+			cancel()
+			if err != nil {
+				require.NotErrorIs(t, err, context.DeadlineExceeded, "a wait must end with the crash, not hang")
+				break
+			}
+			ackMu.Lock()
+			for _, k := range pending {
+				r.acked[k] = true
+			}
+			ackMu.Unlock()
+			pending = pending[:0]
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = l.Close(ctx) // may fail: the machine is down
+	require.NoError(t, ctx.Err(), "Close must return")
+	ackMu.Lock() // no callback runs after Close
+	defer ackMu.Unlock()
+	fs.mu.Lock()
+	r.crashedAt, r.ops = fs.crashed, fs.n
+	fs.mu.Unlock()
+	return r
+}
+
+// TestCrashAtEveryBoundary crashes the log at every write, sync, create,
+// rename and remove of a workload that rotates segments and writes
+// snapshots, on a file system that forgets what was not synced (torn
+// writes included), then crashes recovery itself at a random boundary, and
+// recovers once more: recovery always succeeds, every acknowledged like is
+// back, and nothing appears that was never written.
+func TestCrashAtEveryBoundary(t *testing.T) {
+	const likes = 300
+	// How many boundaries a whole run has: crash points are drawn up to it.
+	full := runUntilCrash(t, newCrashFS(vfs.NewStrictMem(), -1, false, 0), 0, likes)
+	require.Len(t, full.acked, likes)
+	total := full.ops
+	require.Greater(t, total, 100)
+	kinds := map[string]int{}
+	for s := 0; s < *crashSchedules; s++ {
+		seed := uint64(s)
+		at := 1 + s%total // every boundary, again and again with new seeds
+		mem := vfs.NewStrictMem()
+		fs := newCrashFS(mem, at, s%2 == 1, seed)
+		r := runUntilCrash(t, fs, seed, likes)
+		kinds[r.crashedAt]++
+		mem.ResetToSyncedState()
+		mem.SetIgnoreSyncs(false)
+
+		// Recovery crashes too, sometimes.
+		if s%3 == 0 {
+			rfs := newCrashFS(mem, 1+int(seed%40), false, seed)
+			st, err := newStore()
+			require.NoError(t, err)
+			if l, _, err := Open(testConfig(rfs), st); err == nil {
+				_ = l.Close(context.Background())
+			}
+			if rfs.crashed != "" {
+				kinds["recovery "+rfs.crashed]++
+			}
+			mem.ResetToSyncedState()
+			mem.SetIgnoreSyncs(false)
+		}
+
+		l, st, rec := open(t, testConfig(mem))
+		got := likesOf(st)
+		closeLog(t, l)
+		require.False(t, rec.Incomplete, "schedule %d (crash at %d, %s): a crash must not look like damage: %+v", s, at, r.crashedAt, rec)
+		for k := range r.acked {
+			require.True(t, got[k], "schedule %d (crash at %d, %s): acknowledged like %s lost", s, at, r.crashedAt, k)
+		}
+		for k := range got {
+			require.True(t, r.sent[k], "schedule %d: %s was never written", s, k)
+		}
+	}
+	t.Logf("%d schedules, %d boundaries in a whole run, crashes by kind: %v", *crashSchedules, total, kinds)
+}
