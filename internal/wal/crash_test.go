@@ -37,31 +37,20 @@ func newCrashFS(mem *vfs.MemFS, at int, torn bool, seed uint64) *crashFS {
 	return &crashFS{MemFS: mem, at: at, torn: torn, rng: rand.New(rand.NewPCG(seed, 7))}
 }
 
-// step counts one boundary; crash reports that this is the one to crash
-// at (the caller then crashes), err that the machine is down already.
-func (c *crashFS) step(kind string) (crash bool, err error) {
+// do runs one boundary's operation, or crashes there. The lock is held
+// through the operation, so a crash never lands between another
+// goroutine's check and its sync (which a down machine would ignore while
+// reporting success).
+func (c *crashFS) do(kind string, fn func() error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.crashed != "" {
-		return false, errCrash
+		return errCrash
 	}
 	c.n++
 	if c.n == c.at {
 		c.crashed = kind
-		return true, nil
-	}
-	return false, nil
-}
-
-func (c *crashFS) down() { c.MemFS.SetIgnoreSyncs(true) }
-
-func (c *crashFS) do(kind string, fn func() error) error {
-	crash, err := c.step(kind)
-	if err != nil {
-		return err
-	}
-	if crash {
-		c.down()
+		c.MemFS.SetIgnoreSyncs(true)
 		return errCrash
 	}
 	return fn()
@@ -97,18 +86,21 @@ type crashFile struct {
 	fs *crashFS
 }
 
-func (f *crashFile) Write(b []byte) (int, error) {
-	crash, err := f.fs.step("write")
-	if err != nil {
-		return 0, err
+func (f *crashFile) Write(b []byte) (n int, err error) {
+	c := f.fs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.crashed != "" {
+		return 0, errCrash
 	}
-	if crash {
-		if f.fs.torn && len(b) > 1 {
-			k := 1 + f.fs.rng.IntN(len(b)-1)
-			_, _ = f.File.Write(b[:k])
+	c.n++
+	if c.n == c.at {
+		c.crashed = "write"
+		if c.torn && len(b) > 1 { // part of it reached the disk
+			_, _ = f.File.Write(b[:1+c.rng.IntN(len(b)-1)])
 			_ = f.File.Sync()
 		}
-		f.fs.down()
+		c.MemFS.SetIgnoreSyncs(true)
 		return 0, errCrash
 	}
 	return f.File.Write(b)
@@ -130,7 +122,7 @@ type crashRun struct {
 
 func runUntilCrash(t *testing.T, fs *crashFS, seed uint64, likes int) crashRun {
 	cfg := testConfig(fs)
-	cfg.SegmentBytes, cfg.SnapshotBytes = 4<<10, 8<<10
+	cfg.SegmentBytes, cfg.SnapshotBytes = 4<<10, 4<<10
 	r := crashRun{acked: map[string]bool{}, sent: map[string]bool{}}
 	st, err := newStore()
 	require.NoError(t, err)
@@ -195,7 +187,7 @@ func runUntilCrash(t *testing.T, fs *crashFS, seed uint64, likes int) crashRun {
 // recovers once more: recovery always succeeds, every acknowledged like is
 // back, and nothing appears that was never written.
 func TestCrashAtEveryBoundary(t *testing.T) {
-	const likes = 300
+	const likes = 500
 	// How many boundaries a whole run has: crash points are drawn up to it.
 	full := runUntilCrash(t, newCrashFS(vfs.NewStrictMem(), -1, false, 0), 0, likes)
 	require.Len(t, full.acked, likes)
@@ -209,10 +201,14 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 		fs := newCrashFS(mem, at, s%2 == 1, seed)
 		r := runUntilCrash(t, fs, seed, likes)
 		kinds[r.crashedAt]++
+		beforeReset, _ := mem.List(dir)
 		mem.ResetToSyncedState()
 		mem.SetIgnoreSyncs(false)
 
 		// Recovery crashes too, sometimes.
+		afterReset, _ := mem.List(dir)
+		var recoveryCrash string
+		var afterRecovery []string
 		if s%3 == 0 {
 			rfs := newCrashFS(mem, 1+int(seed%40), false, seed)
 			st, err := newStore()
@@ -223,8 +219,10 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 			if rfs.crashed != "" {
 				kinds["recovery "+rfs.crashed]++
 			}
+			recoveryCrash = fmt.Sprintf("%s at %d", rfs.crashed, rfs.at)
 			mem.ResetToSyncedState()
 			mem.SetIgnoreSyncs(false)
+			afterRecovery, _ = mem.List(dir)
 		}
 
 		l, st, rec := open(t, testConfig(mem))
@@ -232,11 +230,13 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 		closeLog(t, l)
 		require.False(t, rec.Incomplete, "schedule %d (crash at %d, %s): a crash must not look like damage: %+v", s, at, r.crashedAt, rec)
 		for k := range r.acked {
-			require.True(t, got[k], "schedule %d (crash at %d, %s): acknowledged like %s lost", s, at, r.crashedAt, k)
+			require.True(t, got[k], "schedule %d (crash at %d, %s): acknowledged like %s lost; files at the crash %v, after it %v, recovery crashed %s, after that %v; %+v", s, at, r.crashedAt, k, beforeReset, afterReset, recoveryCrash, afterRecovery, rec)
 		}
 		for k := range got {
 			require.True(t, r.sent[k], "schedule %d: %s was never written", s, k)
 		}
 	}
+	require.Greater(t, kinds["rename"], *crashSchedules/total, "crashes during snapshots")
+	require.Greater(t, kinds["remove"], *crashSchedules/total, "crashes while the log is cut")
 	t.Logf("%d schedules, %d boundaries in a whole run, crashes by kind: %v", *crashSchedules, total, kinds)
 }
