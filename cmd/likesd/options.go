@@ -22,6 +22,7 @@ import (
 	"github.com/likesd/likesd/internal/cluster"
 	"github.com/likesd/likesd/internal/memtrim"
 	"github.com/likesd/likesd/internal/store"
+	"github.com/likesd/likesd/internal/wal"
 )
 
 var errHelp = errors.New("help requested")
@@ -32,6 +33,7 @@ type options struct {
 	cluster cluster.Config
 	store   store.Config
 	trim    memtrim.Config
+	wal     wal.Config // Dir empty: in memory only
 
 	debugAddr       string
 	memoryLimit     int64 // bytes for debug.SetMemoryLimit; -1: leave the runtime's (GOMEMLIMIT)
@@ -49,9 +51,10 @@ type options struct {
 }
 
 const usageHeader = `likesd: a clustered likes counter. Every node answers the HTTP API over its
-in-memory replica, spreads each like to the others by gossip (memberlist), and
-repairs divergence by anti-entropy, so all nodes converge to the same exact
-counts: one user's like counts once, however often it is retried.
+in-memory replica (logged to --data-dir when given), spreads each like to the
+others by gossip (memberlist), and repairs divergence by anti-entropy, so all
+nodes converge to the same exact counts: one user's like counts once, however
+often it is retried.
 
 Usage:
   likesd [flags]                       start a node (a new cluster, or --join one)
@@ -197,7 +200,7 @@ func orList(words []string) string {
 const maxInt = int(^uint(0) >> 1)
 
 func parseOptions(args []string, environ []string, out io.Writer) (options, error) {
-	o := options{api: api.DefaultConfig(), cluster: cluster.DefaultConfig(), store: store.DefaultConfig(), trim: memtrim.DefaultConfig()}
+	o := options{api: api.DefaultConfig(), cluster: cluster.DefaultConfig(), store: store.DefaultConfig(), trim: memtrim.DefaultConfig(), wal: wal.DefaultConfig("")}
 	o.logFormat, o.shutdownTimeout = "json", 20*time.Second
 	o.gcPercent = defaultGCPercent
 	fs := flag.NewFlagSet("likesd", flag.ContinueOnError)
@@ -266,6 +269,14 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 			o.store.Shards = n
 			return nil
 		})
+	f.str(&o.wal.Dir, "data-dir", "directory for this node's log and snapshots: every like it acknowledges is on its disk first, and a restart (of this node or of every node) "+
+		"recovers them. Empty: in memory only, and a like is lost when every node holding it stops at once. One likesd per directory")
+	f.oneOf(&o.wal.Fsync, "fsync", "with --data-dir: always (a like counts as held by this node only once an fdatasync covers it; one sync covers every like "+
+		"that arrived while the previous ran) or interval (held once written; synced every --fsync-interval, so a power cut of every node holding a like loses up to that much)",
+		wal.FsyncAlways, wal.FsyncInterval)
+	f.duration(&o.wal.Interval, "fsync-interval", time.Millisecond, "with --fsync interval: how often the log is synced, the most a power cut loses (1ms to 10s)")
+	f.durationUpTo(&o.cluster.HandoffTimeout, "handoff-timeout", 10*time.Minute, "on shutdown, how long to wait for a synced peer to hold every like this node holds; "+
+		"0s: as long as --shutdown-timeout allows. Default 0s in memory, 1s with --data-dir (the disk keeps the likes, so when every node stops at once none waits for a peer)")
 	f.duration(&o.shutdownDrain, "shutdown-drain", 0, "on SIGTERM, report not-ready for this long before closing HTTP (let load balancers notice)")
 	f.duration(&o.shutdownTimeout, "shutdown-timeout", 1, "bound on graceful shutdown: draining requests, hand-off and leave")
 	f.str(&o.debugAddr, "debug-addr", "host:port serving pprof (/debug/pprof/) for profiling; empty: off. Keep it private")
@@ -318,7 +329,9 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	if err := o.readKey(gossipKey, gossipKeyFile); err != nil {
 		return o, err
 	}
-	return o, o.finish(gossipAddr, advertise, join, nodeName, logLevel)
+	handoffSet := false
+	fs.Visit(func(fl *flag.Flag) { handoffSet = handoffSet || fl.Name == "handoff-timeout" })
+	return o, o.finish(gossipAddr, advertise, join, nodeName, logLevel, handoffSet)
 }
 
 // fromEnvironment fills what the command line did not set from LIKESD_*
@@ -416,7 +429,7 @@ func printUsage(fs *flag.FlagSet, out io.Writer) {
 }
 
 // finish turns the raw strings into config fields and validates everything.
-func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string) error {
+func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string, handoffSet bool) error {
 	var err error
 	if o.cluster.BindAddr, o.cluster.BindPort, err = splitHostPort(gossipAddr, true); err != nil || net.ParseIP(o.cluster.BindAddr) == nil {
 		return fmt.Errorf("--gossip-addr %q: want an IP address and port, like 0.0.0.0:7946", gossipAddr)
@@ -452,6 +465,14 @@ func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string)
 	}
 	if o.cluster.ProbeTimeout >= o.cluster.ProbeInterval {
 		return fmt.Errorf("--probe-timeout %v must be shorter than --probe-interval %v", o.cluster.ProbeTimeout, o.cluster.ProbeInterval)
+	}
+	if o.wal.Dir != "" {
+		if err := o.wal.Validate(); err != nil {
+			return err
+		}
+		if !handoffSet {
+			o.cluster.HandoffTimeout = time.Second
+		}
 	}
 	// Each flag checked its own value; what is left are rules across fields
 	// that no flag sets (the packages' messages name their Config fields).

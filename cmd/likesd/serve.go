@@ -18,6 +18,7 @@ import (
 	"github.com/likesd/likesd/internal/memtrim"
 	"github.com/likesd/likesd/internal/metrics"
 	"github.com/likesd/likesd/internal/store"
+	"github.com/likesd/likesd/internal/wal"
 )
 
 // serve runs one node until ctx is cancelled, then shuts down in order:
@@ -30,7 +31,7 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	node, srv, replica, err := assemble(o, log)
+	node, srv, replica, disk, err := assemble(o, log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -62,7 +63,10 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		log.Info().Msg("shutting down: draining")
 	case err := <-serveErr:
 		log.Error().Err(err).Msg("http server failed: shutting down")
-		_ = node.Close(context.Background())
+		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		defer cancel()
+		_ = node.Close(sctx)
+		closeDisk(sctx, disk, log)
 		return err
 	}
 
@@ -79,32 +83,61 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if err := node.Close(sctx); err != nil {
 		log.Warn().Err(err).Msg("cluster shutdown")
 	}
+	closeDisk(sctx, disk, log)
 	log.Info().Msg("stopped")
 	return nil
 }
 
-// assemble builds the pieces and starts the cluster node; on error nothing
-// is left running.
-func assemble(o options, log zerolog.Logger) (*cluster.Node, *api.Server, *store.Store, error) {
-	node, err := cluster.New(o.cluster)
-	if err != nil {
-		return nil, nil, nil, err
+// closeDisk syncs and closes the log, if there is one: after the node, so
+// that what peers sent during the hand-off is on disk too.
+func closeDisk(ctx context.Context, disk *wal.Log, log zerolog.Logger) {
+	if disk == nil {
+		return
 	}
+	if err := disk.Close(ctx); err != nil {
+		log.Error().Err(err).Msg("closing the data dir's log failed: likes not yet synced may be lost")
+	}
+}
+
+// assemble builds the pieces, recovers the data dir and starts the cluster
+// node; on error nothing is left running.
+func assemble(o options, log zerolog.Logger) (_ *cluster.Node, _ *api.Server, _ *store.Store, disk *wal.Log, err error) {
 	// The API hands every like to the node itself (Replicate), so the
 	// store reports to nobody.
 	replica, err := store.New(o.store, nil)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
+	}
+	if o.wal.Dir != "" {
+		o.wal.Logger = log.With().Str("node", o.cluster.NodeName).Logger()
+		var rec wal.Recovery
+		if disk, rec, err = wal.Open(o.wal, replica); err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("--data-dir %s: %w", o.wal.Dir, err)
+		}
+		replica.SetJournal(disk)
+		o.cluster.Holds = !rec.Empty() && !rec.Incomplete
+		defer func() {
+			if err != nil {
+				closeDisk(context.Background(), disk, log)
+			}
+		}()
+	}
+	node, err := cluster.New(o.cluster)
+	if err != nil {
+		return nil, nil, nil, nil, err
 	}
 	m := metrics.New(node)
+	if disk != nil {
+		m.WatchDisk(disk)
+	}
 	srv, err := api.New(o.api, replica, membership{node}, log.With().Str("node", node.Self()).Logger(), api.Options{Observer: m, Metrics: m.Handler(), Replicator: node})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	if err := node.Start(replica); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return node, srv, replica, nil
+	return node, srv, replica, disk, nil
 }
 
 func newLogger(o options, out io.Writer) zerolog.Logger {

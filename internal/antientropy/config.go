@@ -63,6 +63,13 @@ type Config struct {
 	// process under the same name never matches a session of this one.
 	FirstSession uint64
 
+	// Holds says this node recovered likes from its own disk, intact. When a
+	// whole cluster restarts, only a node that holds likes may found it
+	// while any does, so the cluster never starts empty while a member
+	// holds what it acknowledged. A node whose disk was empty or damaged
+	// leaves it false and syncs from a peer before it is ready.
+	Holds bool
+
 	// FoundAfter: when every member this node knows has answered that it is
 	// not synced for this long (a cluster that restarted empty), the member
 	// with the lowest name declares itself synced. Default 3s, between 10ms

@@ -44,7 +44,12 @@ type Flags uint8
 const (
 	FlagSynced  Flags = 1 << iota // the sender holds what the cluster held when it joined
 	FlagLeaving                   // the sender is handing off before it exits
-	flagsAll    = FlagSynced | FlagLeaving
+	// FlagHolds: the sender is not synced, sees no synced peer, and
+	// recovered likes from its disk: a founder candidate. Sent only then,
+	// so peers of the version before it (which refuse unknown flags) never
+	// see it in a rolling upgrade, where some peer is synced.
+	FlagHolds
+	flagsAll = FlagSynced | FlagLeaving | FlagHolds
 )
 
 // Probe is one node of an expand request: the sender's summary of it and,

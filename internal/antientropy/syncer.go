@@ -87,6 +87,7 @@ type peerInfo struct {
 	heard   bool
 	synced  bool
 	leaving bool
+	holds   bool // it recovered likes from its disk (FlagHolds)
 }
 
 // Syncer is one node's anti-entropy state machine. It is not safe for
@@ -139,6 +140,9 @@ func (s *Syncer) flags() Flags {
 	}
 	if s.leaving {
 		f |= FlagLeaving
+	}
+	if s.cfg.Holds && !s.synced && !s.allUnsyncedSince.IsZero() {
+		f |= FlagHolds
 	}
 	return f
 }
@@ -285,10 +289,31 @@ func (s *Syncer) syncedWithoutPeers() (Action, bool) {
 	if s.allUnsyncedSince.IsZero() {
 		s.allUnsyncedSince = s.now
 	}
-	if s.now.Sub(s.allUnsyncedSince) >= s.cfg.FoundAfter && s.cfg.Name < s.peers[0] {
+	if s.now.Sub(s.allUnsyncedSince) >= s.cfg.FoundAfter && s.founds() {
 		return BecameSynced{Reason: "founder"}, true
 	}
 	return nil, false
+}
+
+// founds decides who founds a cluster whose every member is unsynced: the
+// lowest name among the members that recovered likes from their disks, or,
+// when none did, the lowest name of all. So a cluster restarted whole
+// starts from what its members recovered, never empty while one holds
+// likes; the others then sync from the founder and repair the rest.
+func (s *Syncer) founds() bool {
+	anyHolds := s.cfg.Holds
+	for _, p := range s.peers {
+		anyHolds = anyHolds || s.info[p].holds
+	}
+	if anyHolds && !s.cfg.Holds {
+		return false
+	}
+	for _, p := range s.peers {
+		if p < s.cfg.Name && (!anyHolds || s.info[p].holds) {
+			return false
+		}
+	}
+	return true
 }
 
 // choose picks the next session's peer and mode.
@@ -359,7 +384,7 @@ func (s *Syncer) Step(now time.Time, m *Message) []Action {
 		i = &peerInfo{}
 		s.info[m.From] = i
 	}
-	*i = peerInfo{heard: true, synced: m.Flags&FlagSynced != 0, leaving: m.Flags&FlagLeaving != 0}
+	*i = peerInfo{heard: true, synced: m.Flags&FlagSynced != 0, leaving: m.Flags&FlagLeaving != 0, holds: m.Flags&FlagHolds != 0}
 	if m.Kind.IsRequest() {
 		s.stats.Served++
 		return []Action{Send{To: m.From, Msg: s.respond(m)}}

@@ -78,6 +78,9 @@ func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := s.readBulk(st); e != nil {
 		return e
 	}
+	if e := s.writable(w); e != nil {
+		return e
+	}
 
 	// Consecutive likes of one post (the usual import order) share its
 	// string.

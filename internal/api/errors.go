@@ -25,6 +25,7 @@ const (
 	codeInternal         = "internal"
 	codeBadRequest       = "bad_request" // a request no route can take (a target of *)
 	codeVersionNotSeen   = "version_not_seen"
+	codeDiskUnwritable   = "disk_unwritable"
 	// Requests net/http rejects before any handler runs get the code of
 	// their status (see netHTTPErrorReply): bad_request,
 	// request_header_fields_too_large, not_implemented,

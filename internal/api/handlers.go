@@ -62,8 +62,7 @@ func (s *Server) postLike(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	s.like(w, r, level, post, user)
-	return nil
+	return s.like(w, r, level, post, user)
 }
 
 // writeQuery reads a write's query string: w, the write level.
@@ -85,8 +84,7 @@ func (s *Server) postLikeAlias(w http.ResponseWriter, r *http.Request) *apiError
 	if e != nil {
 		return e
 	}
-	s.like(w, r, level, post, user)
-	return nil
+	return s.like(w, r, level, post, user)
 }
 
 // readLikeBody reads the body of a single like: one JSON object, bounded in
@@ -128,7 +126,10 @@ func (s *Server) checkLike(lr *likeReader, got likeFields, withPost bool) *apiEr
 	return checkIDBytes("user", lr.arena[got.user.off:got.user.end], s.cfg.MaxIDBytes)
 }
 
-func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, post, user string) {
+func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, post, user string) *apiError {
+	if e := s.writable(w); e != nil {
+		return e
+	}
 	added, count := s.likes.Like(post, user)
 	s.observe.ObserveLike(added)
 	res, dot := s.replicas.Replicate(r.Context(), level, []store.Like{{Post: post, User: user}}, []bool{added})
@@ -139,6 +140,20 @@ func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, 
 		Post: post, User: user, Liked: true, Count: count,
 		Replicas: res.Replicas, Version: Version{Dot: dot, Post: post, User: user}.String(),
 	})
+	return nil
+}
+
+// writable refuses a write while this node cannot make likes durable (its
+// disk is full or failing): 507, and the client retries later or
+// elsewhere. Reads go on.
+func (s *Server) writable(w http.ResponseWriter) *apiError {
+	err := s.likes.Writable()
+	if err == nil {
+		return nil
+	}
+	w.Header().Set("Retry-After", "1")
+	return &apiError{status: http.StatusInsufficientStorage, code: codeDiskUnwritable,
+		message: "this node cannot write likes to its disk now; retry later or through another node: " + err.Error()}
 }
 
 // GET /v1/posts/{post}/likes[?version=V]

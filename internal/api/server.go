@@ -28,6 +28,9 @@ type Likes interface {
 	Counts(posts []string) map[string]int
 	Has(post, user string) bool
 	Likers(post, after string, limit int) (users []string, count int, more bool)
+	// Writable is nil while new likes can be made durable, else why not
+	// (a full or failing disk). It must be cheap: every write asks.
+	Writable() error
 	// WaitHas reports whether the replica holds user's like of post,
 	// waiting for it until ctx ends: true as soon as it is there (at once
 	// when it already is, even if ctx has ended), false when ctx ended

@@ -157,6 +157,17 @@ type Config struct {
 	// Default 2s.
 	LeaveTimeout time.Duration
 
+	// HandoffTimeout bounds the hand-off of a stopping node; 0 (default)
+	// leaves it bounded only by Close's context. A node whose likes are on
+	// its own disk (--data-dir) sets it short: it loses nothing by
+	// stopping without a peer, so when every node stops at once (none is
+	// left to hand off to) each exits in about this long.
+	HandoffTimeout time.Duration
+
+	// Holds says the node recovered likes from its disk, intact: a
+	// founder candidate when the whole cluster restarts (see antientropy).
+	Holds bool
+
 	// SecretKey encrypts and authenticates every gossip packet and stream
 	// (memberlist keyring, AES-GCM): 16, 24 or 32 bytes for AES-128/192/256.
 	// A node without the same key can neither join nor inject likes. Empty
@@ -294,8 +305,8 @@ func (c Config) Validate() error {
 		return bad("--sync-timeout must be between 100ms and 10m, got %v", c.SyncTimeout)
 	case c.SyncChunkBytes < 4<<10 || c.SyncChunkBytes > 2<<20:
 		return bad("--sync-chunk-bytes must be between 4096 and 2097152, got %d", c.SyncChunkBytes)
-	case c.LeaveTimeout < 0:
-		return bad("LeaveTimeout must not be negative")
+	case c.LeaveTimeout < 0 || c.HandoffTimeout < 0:
+		return bad("LeaveTimeout and HandoffTimeout must not be negative")
 	case len(c.SecretKey) != 0 && len(c.SecretKey) != 16 && len(c.SecretKey) != 24 && len(c.SecretKey) != 32:
 		return bad("SecretKey is %d bytes; want 16, 24 or 32", len(c.SecretKey))
 	case c.FastPath != FastPathDirect && c.FastPath != FastPathGossip:

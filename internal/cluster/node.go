@@ -21,10 +21,17 @@ import (
 )
 
 // Replica is what the cluster needs from the local store: merging likes
-// from peers, and the digests, listings and scans anti-entropy compares and
-// serves. internal/store satisfies it.
+// from peers, the digests, listings and scans anti-entropy compares and
+// serves, and when what it holds is durable. internal/store satisfies it.
 type Replica interface {
 	antientropy.Replica
+	// WaitDurable waits until every like the replica held when it was
+	// called is durable (at once in memory), or ctx ends; it checks
+	// before it looks at ctx.
+	WaitDurable(ctx context.Context) error
+	// AfterDurable calls fn once every like the replica holds now is
+	// durable; fn must not block.
+	AfterDurable(fn func())
 }
 
 // Member is one node as this node sees it.
@@ -71,6 +78,7 @@ type Stats struct {
 	WritesAccepted  uint64 // writes answered before reaching it (202)
 	WritesAbandoned uint64 // writes whose client went away while they waited
 	WritesWaiting   uint64 // writes waiting for acknowledgements now
+	WritesUnsynced  uint64 // writes this node did not count itself for: its disk did not sync them in time
 	AcksSent        uint64 // ack messages sent to origins
 	AcksStreamed    uint64 // of which on the origin's stream (the rest through memberlist)
 	AcksReceived    uint64 // ack messages received from peers
@@ -408,6 +416,7 @@ func (n *Node) Stats() Stats {
 	}
 	w := &n.writes.stats
 	st.WritesMet, st.WritesAccepted, st.WritesAbandoned = w.met.Load(), w.accepted.Load(), w.abandoned.Load()
+	st.WritesUnsynced = w.notDurable.Load()
 	st.AcksSent, st.AcksReceived, st.AckErrors = w.acksSent.Load(), w.acksReceived.Load(), w.ackErrors.Load()
 	st.AcksStreamed = w.acksStreamed.Load()
 	st.BreakerSkipped, st.BreakerOpened = w.skipped.Load(), w.opened.Load()
@@ -436,7 +445,18 @@ func (n *Node) Close(ctx context.Context) error {
 		close(n.flushCh)
 		n.flushWG.Wait() // the direct senders have drained too
 		start := time.Now()
-		if herr := n.sync.handOff(ctx, 2*n.cfg.RejoinInterval); herr != nil {
+		hctx, cancel := ctx, context.CancelFunc(func() {})
+		if n.cfg.HandoffTimeout > 0 {
+			hctx, cancel = context.WithTimeout(ctx, n.cfg.HandoffTimeout)
+		}
+		herr := n.sync.handOff(hctx, 2*n.cfg.RejoinInterval)
+		cancel()
+		switch {
+		case herr == nil:
+		case n.cfg.HandoffTimeout > 0 && ctx.Err() == nil:
+			n.log.Info().Dur("waited", time.Since(start)).
+				Msg("hand-off not finished in --handoff-timeout: every like this node holds is on its disk, which it reads at its next start")
+		default:
 			n.log.Error().Err(herr).Dur("waited", time.Since(start)).
 				Msg("hand-off cut short by the shutdown bound: likes only this node holds may be lost")
 		}
@@ -636,7 +656,10 @@ func (n *Node) handle(msg []byte) error {
 		}
 		added := len(n.replica.Merge(f.likes))
 		if f.from != n.cfg.NodeName {
-			n.acker.add(f.from, ackRun{origin: f.origin, first: f.first, count: uint64(len(f.likes))})
+			// A replica counts toward a write's level only once its disk
+			// holds the likes: the ack waits for the sync that covers them.
+			run := ackRun{origin: f.origin, first: f.first, count: uint64(len(f.likes))}
+			n.replica.AfterDurable(func() { n.acker.add(f.from, run) })
 		}
 		n.stats.framesReceived.Add(1)
 		n.stats.bytesReceived.Add(uint64(len(msg)))

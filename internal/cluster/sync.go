@@ -58,6 +58,7 @@ func newSyncDriver(n *Node, replica antientropy.Replica) (*syncDriver, error) {
 	c.SessionTimeout = n.cfg.SyncTimeout
 	c.ChunkBytes = n.cfg.SyncChunkBytes
 	c.JoinAttempts = joinAttemptsBeforeAlone
+	c.Holds = n.cfg.Holds
 	var seed [8]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("cluster: session seed: %w", err)

@@ -26,6 +26,7 @@ type writes struct {
 
 	stats struct {
 		met, accepted, abandoned, acksSent, acksStreamed, acksReceived, ackErrors, skipped, opened atomic.Uint64
+		notDurable                                                                                 atomic.Uint64
 	}
 }
 
@@ -34,7 +35,9 @@ func newWrites(n *Node) *writes {
 }
 
 // Replicate logs likes this node holds for the fast path and waits, within
-// ctx and the write timeout, until level is met. added[i] says whether
+// ctx and the write timeout, until level is met: this node counts once
+// its replica's likes are durable, each peer once it acknowledged (after
+// its own sync). added[i] says whether
 // likes[i] was new here: at level 1 a like that was already here is not
 // sent again; at higher levels it is, and its acknowledgements count (a
 // retry of a like answered 202 waits for the same guarantee). The dot of
@@ -81,26 +84,49 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 		w.waiting[id] = ch
 	}
 	w.mu.Unlock()
-	if done {
-		w.count(res)
-		return res, dot
+	deadline := now.Add(writeTimeout(n.cfg.Writes.Timeout, len(log)))
+	if !done {
+		// A waiting write has the log framed now rather than at the next
+		// flush tick (flushLoop spaces such flushes by kickGap).
+		n.kickFlush()
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
+		select {
+		case res = <-ch:
+		case <-timer.C:
+			res = w.cancel(id, ch)
+		case <-ctx.Done(): // the client went away: nobody hears this answer
+			res = w.cancel(id, ch)
+			w.stats.abandoned.Add(1)
+			return res, dot
+		}
 	}
-	// A waiting write has the log framed now rather than at the next
-	// flush tick (flushLoop spaces such flushes by kickGap).
-	n.kickFlush()
-	timer := time.NewTimer(writeTimeout(n.cfg.Writes.Timeout, len(log)))
-	defer timer.Stop()
-	select {
-	case res = <-ch:
-	case <-timer.C:
-		res = w.cancel(id, ch)
-	case <-ctx.Done(): // the client went away: nobody hears this answer
-		res = w.cancel(id, ch)
-		w.stats.abandoned.Add(1)
-		return res, dot
+	// This node counts as a replica only once its disk holds the likes (at
+	// once in memory); its sync ran while the peers were asked.
+	if !n.localDurable(ctx, deadline) {
+		res.Replicas--
+		w.stats.notDurable.Add(1)
 	}
 	w.count(res)
 	return res, dot
+}
+
+// expired is a context that has ended: WaitDurable with it only checks.
+var expired = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// localDurable reports whether every like this node holds is durable by
+// deadline: at once without a wait (or a context) when it already is.
+func (n *Node) localDurable(ctx context.Context, deadline time.Time) bool {
+	if n.replica.WaitDurable(expired) == nil {
+		return true
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return n.replica.WaitDurable(ctx) == nil
 }
 
 // writeTimeout is how long a write of k likes waits: a bulk import's likes

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/wal"
 )
 
 // Cluster is what the metrics read from the cluster at scrape time.
@@ -159,4 +160,32 @@ func (m *membersCollector) Collect(ch chan<- prometheus.Metric) {
 	for state, n := range byState {
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, float64(n), state)
 	}
+}
+
+// Disk is what the metrics read from the data dir's log at scrape time.
+type Disk interface {
+	Stats() wal.Stats
+}
+
+// WatchDisk registers the log's metrics.
+func (m *Metrics) WatchDisk(d Disk) {
+	counter := func(name, help string, f func(wal.Stats) uint64) {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(d.Stats())) }))
+	}
+	counter("likesd_wal_records_total", "Likes appended to the data dir's log.", func(s wal.Stats) uint64 { return s.Appended })
+	counter("likesd_wal_syncs_total", "fdatasyncs of the log (one covers every like appended while the previous ran).", func(s wal.Stats) uint64 { return s.Syncs })
+	counter("likesd_wal_sync_errors_total", "Failed writes or syncs of the log: writes were refused (507) until the replica was written anew.", func(s wal.Stats) uint64 { return s.SyncErrors })
+	counter("likesd_wal_bytes_total", "Bytes written to log segments.", func(s wal.Stats) uint64 { return s.BytesWritten })
+	counter("likesd_wal_snapshots_total", "Snapshots written (after a failure too).", func(s wal.Stats) uint64 { return s.Snapshots })
+	counter("likesd_wal_snapshot_errors_total", "Snapshots that failed; the log is kept until one succeeds.", func(s wal.Stats) uint64 { return s.SnapshotErrors })
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "likesd_wal_unwritable",
+		Help: "1 while the data dir cannot take writes (disk full or failing, or a newer process owns it): writes answer 507.",
+	}, func() float64 {
+		if d.Stats().Unwritable {
+			return 1
+		}
+		return 0
+	}))
 }

@@ -1,0 +1,76 @@
+package antientropy
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/store"
+)
+
+// restartedCluster starts nodes that all have seeds (a whole cluster
+// restarting at once), with the likes each recovered from its disk.
+func restartedCluster(t *testing.T, seed uint64, recovered map[string][]store.Like) *sim {
+	s := newSim(t, seed)
+	for i := range len(recovered) {
+		name := fmt.Sprintf("n%02d", i+1)
+		st, err := store.New(store.Config{Shards: 4}, nil)
+		require.NoError(t, err)
+		st.Merge(recovered[name])
+		c := s.cfg(name, true)
+		c.Holds = len(recovered[name]) > 0
+		sy, err := New(c, st)
+		require.NoError(t, err)
+		s.nodes[name] = &simNode{name: name, st: st, sy: sy, alive: true}
+		s.order = append(s.order, name)
+	}
+	s.membership()
+	return s
+}
+
+// A cluster restarted whole is founded by the lowest-named member that
+// recovered likes, never by an empty one, whatever its name; every member
+// then holds every recovered like.
+func TestAWholeClusterRestartIsFoundedByAMemberThatHoldsLikes(t *testing.T) {
+	for seed := range uint64(50) {
+		l1 := store.Like{Post: "p", User: "on-n02"}
+		l2 := store.Like{Post: "q", User: "on-n03"}
+		s := restartedCluster(t, seed, map[string][]store.Like{
+			"n01": nil, // its disk was empty or set aside
+			"n02": {l1},
+			"n03": {l2},
+		})
+		var founder string
+		for range 500 {
+			for _, n := range s.live() {
+				if founder == "" && n.sy.Synced() {
+					founder = n.name
+				}
+			}
+			s.run(10 * time.Millisecond)
+		}
+		require.Equal(t, "n02", founder, "seed %d", seed)
+		for _, n := range s.live() {
+			require.True(t, n.sy.Synced(), "seed %d: %s", seed, n.name)
+			got := content(n)
+			require.True(t, got[l1] && got[l2], "seed %d: %s holds %v", seed, n.name, got)
+		}
+	}
+}
+
+// With no member holding anything, the lowest name founds, as before.
+func TestAnEmptyClusterIsFoundedByTheLowestName(t *testing.T) {
+	s := restartedCluster(t, 1, map[string][]store.Like{"n01": nil, "n02": nil, "n03": nil})
+	var founder string
+	for range 300 {
+		for _, n := range s.live() {
+			if founder == "" && n.sy.Synced() {
+				founder = n.name
+			}
+		}
+		s.run(10 * time.Millisecond)
+	}
+	require.Equal(t, "n01", founder)
+}
