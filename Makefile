@@ -15,7 +15,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: sim help build run-local test test-loaded check vet staticcheck bench bench-memory bench-gset bench-go k8s-check k8s-verify k8s-e2e image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: crash sim help build run-local test test-loaded check vet staticcheck bench bench-memory bench-gset bench-go k8s-check k8s-verify k8s-e2e image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -66,10 +66,15 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	go test -run '^$$' -fuzz '^FuzzParseVersion$$' -fuzztime $(FUZZTIME) ./internal/api
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/vclock
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/antientropy
+	go test -run '^$$' -fuzz '^FuzzRecovery$$' -fuzztime $(FUZZTIME) ./internal/wal
 
 bench: build ## load benchmark: 3 local nodes beside the bare-handler and seed-design baselines, then write levels (w=1/2/all, a node stopped); writes docs/bench-report.md (~8 min)
 	go build -o bin/likesbench ./cmd/likesbench
 	bin/likesbench suite --likesd $(BIN) --out docs/bench-report.md
+
+CRASH_SCHEDULES ?= 5000
+crash: ## the data dir's log crashed at every write, sync, create, rename and remove boundary: CRASH_SCHEDULES seeded schedules (default 5000, ~1 min)
+	go test -count=1 -run '^TestCrashAtEveryBoundary$$' -timeout 30m ./internal/wal -crash.schedules=$(CRASH_SCHEDULES) -v
 
 sim: ## anti-entropy under deterministic simulation: SCHEDULES seeded fault schedules (default 3000, ~5 min)
 	go test -count=1 -run '^TestSimulation$$' -timeout 60m ./internal/antientropy -sim.schedules=$(SCHEDULES) -v

@@ -43,6 +43,7 @@ type config struct {
 	converge time.Duration // heal → identical replicas, at most
 	logRoot  string
 	keepLogs bool
+	memory   bool // FAULT_MEMORY=1: no --data-dir, as likesd ran before it had one
 }
 
 func configFromEnv(t *testing.T) config {
@@ -54,6 +55,7 @@ func configFromEnv(t *testing.T) config {
 		check:    faultcheck.DefaultConfig(),
 		converge: envDuration(t, "FAULT_CONVERGE_TIMEOUT", 30*time.Second),
 		keepLogs: os.Getenv("FAULT_KEEP_LOGS") == "1",
+		memory:   os.Getenv("FAULT_MEMORY") == "1",
 	}
 	c.check.AsyncWindow = envDuration(t, "FAULT_ASYNC_WINDOW", c.check.AsyncWindow)
 	require.GreaterOrEqual(t, c.nodes, 3, "FAULT_NODES")
@@ -137,8 +139,9 @@ func TestFaults(t *testing.T) {
 	require.NoError(t, rig.up())
 	t.Cleanup(rig.teardown)
 	t.Cleanup(teardownOnSignal(rig))
-	t.Logf("binary %s, %d nodes, join=%s, %d likes/s, seeds %v, logs in %s",
-		cfg.bin, cfg.nodes, map[bool]string{false: "seed", true: "all"}[cfg.joinAll], cfg.rate, cfg.seeds, cfg.logRoot)
+	t.Logf("binary %s, %d nodes, join=%s, %d likes/s, data=%s, seeds %v, logs in %s",
+		cfg.bin, cfg.nodes, map[bool]string{false: "seed", true: "all"}[cfg.joinAll], cfg.rate,
+		map[bool]string{false: "--data-dir", true: "memory"}[cfg.memory], cfg.seeds, cfg.logRoot)
 
 	summary := faultcheck.Summary{Strict: cfg.strict}
 	deadline, hasDeadline := t.Deadline()
@@ -326,6 +329,9 @@ func newCluster(t *testing.T, cfg config, rig *netRig, name string) *cluster {
 	for i := 1; i <= rig.nodes; i++ {
 		n := &node{id: i, ns: rig.ns(i), ip: rig.ip(i), url: fmt.Sprintf("http://%s:%d", rig.ip(i), httpPort),
 			bin: cfg.bin, logDir: logDir, onEnd: rec.end, onCrash: c.crashed, readyHC: readyHC}
+		if !cfg.memory {
+			n.dataDir = filepath.Join(logDir, fmt.Sprintf("data-n%d", i))
+		}
 		c.nodes = append(c.nodes, n)
 	}
 	for _, n := range c.nodes {
@@ -425,6 +431,23 @@ func (c *cluster) restart(n *node, down time.Duration) error {
 	return err
 }
 
+// restartAll starts every node again after down, at once, and waits until
+// every one is ready.
+func (c *cluster) restartAll(down time.Duration) error {
+	time.Sleep(down) // the fault's downtime: not an assertion
+	var err error
+	for _, n := range c.nodes {
+		err = errors.Join(err, n.start())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	for _, n := range c.nodes {
+		err = errors.Join(err, n.waitReady(ctx))
+	}
+	c.lastHeal = time.Now()
+	return err
+}
+
 // hold keeps a network fault for d, then heals it.
 func (c *cluster) hold(d time.Duration, err error) error {
 	if err != nil {
@@ -481,6 +504,25 @@ func (c *cluster) inject(f fault) error {
 			return err
 		}
 		return c.restart(n, f.down)
+	case stopAll, killAll:
+		// Every node at once, as a node-pool upgrade or a power cut does:
+		// only what their disks hold survives.
+		var wg sync.WaitGroup
+		errs := make([]error, len(c.nodes))
+		for i, x := range c.nodes {
+			wg.Go(func() {
+				if f.kind == killAll {
+					errs[i] = x.kill9()
+				} else {
+					errs[i] = x.term()
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		return c.restartAll(f.down)
 	case rollSeedFirst, rollSeedLast, rollRandom:
 		// Like a Kubernetes rollout: the next pod only once the new one
 		// is ready.

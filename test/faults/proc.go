@@ -28,13 +28,14 @@ const (
 // node is one likesd host: a namespace with a fixed IP, so its ports are
 // fixed too, and the process lives run in it one after another.
 type node struct {
-	id     int
-	ns, ip string
-	url    string // http://ip:8080
-	bin    string
-	joinTo []string // gossip addresses for --join; empty for a founding seed
-	logDir string
-	onEnd  func(faultcheck.End)
+	id      int
+	ns, ip  string
+	url     string // http://ip:8080
+	bin     string
+	joinTo  []string // gossip addresses for --join; empty for a founding seed
+	logDir  string
+	dataDir string // --data-dir, kept across lives; empty: in memory
+	onEnd   func(faultcheck.End)
 	// onCrash hears of a life that ended by itself; it must not block.
 	onCrash func(faultcheck.End, error)
 	readyHC *http.Client
@@ -87,6 +88,9 @@ func (n *node) start() error {
 	}
 	if len(n.joinTo) > 0 {
 		args = append(args, "--join", strings.Join(n.joinTo, ","))
+	}
+	if n.dataDir != "" {
+		args = append(args, "--data-dir", n.dataDir)
 	}
 	logf, err := os.OpenFile(filepath.Join(n.logDir, n.name()+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

@@ -26,11 +26,14 @@ const (
 	rollRandom                // rolling restart by SIGTERM, in a random order
 	cutKill                   // a node cut off from every other, then killed -9
 	cutHealKill               // a node cut off from every other, healed, killed -9 1–2 s later
+	stopAll                   // every node SIGTERMed at once, all started again
+	killAll                   // every node killed -9 at once, all started again
 	numKinds
 )
 
 var kindNames = [numKinds]string{"kill9", "pause", "halves", "oneway", "loss", "isolate-seed",
-	"kill-seed", "roll-seed-first", "roll-seed-last", "roll-random", "cut-kill", "cut-heal-kill"}
+	"kill-seed", "roll-seed-first", "roll-seed-last", "roll-random", "cut-kill", "cut-heal-kill",
+	"stop-all", "kill-all"}
 
 func (k kind) String() string {
 	if k < numKinds {
@@ -65,6 +68,8 @@ func (f fault) String() string {
 		fmt.Fprintf(&b, "%v", f.nodes)
 	case kill9, killSeed:
 		fmt.Fprintf(&b, "n%d down %s", f.nodes[0], f.down)
+	case stopAll, killAll:
+		fmt.Fprintf(&b, "down %s", f.down)
 	case cutKill:
 		fmt.Fprintf(&b, "n%d cut %s down %s", f.nodes[0], f.hold, f.down)
 	case cutHealKill:
@@ -151,6 +156,8 @@ func newFault(rng *rand.Rand, k kind, nodes int) fault {
 	case cutKill:
 		f.nodes = all[:1]
 		f.hold, f.down = between(2*time.Second, 5*time.Second), between(1500*time.Millisecond, 3*time.Second)
+	case stopAll, killAll:
+		f.nodes, f.down = sorted(all), between(1500*time.Millisecond, 3*time.Second)
 	case cutHealKill:
 		// Once its peers answer again, a node must deliver what it
 		// acknowledged while cut off well within a second (issue 7 asks
