@@ -73,6 +73,12 @@ func startNode(t *testing.T, name string, seeds []string, tweak func(*Config)) *
 // crashed node.
 func startNodeAt(t *testing.T, addr, name string, seeds []string, tweak func(*Config)) *testNode {
 	t.Helper()
+	return startNodeJournal(t, addr, name, seeds, tweak, nil)
+}
+
+// startNodeJournal starts a node at addr whose store logs to j (nil: none).
+func startNodeJournal(t *testing.T, addr, name string, seeds []string, tweak func(*Config), j store.Journal) *testNode {
+	t.Helper()
 	tr, err := testNet(t).Attach(addr)
 	require.NoError(t, err)
 	cfg := testConfig()
@@ -88,6 +94,9 @@ func startNodeAt(t *testing.T, addr, name string, seeds []string, tweak func(*Co
 	require.NoError(t, err)
 	st, err := store.New(store.DefaultConfig(), n)
 	require.NoError(t, err)
+	if j != nil {
+		st.SetJournal(j)
+	}
 	require.NoError(t, n.Start(st))
 	t.Cleanup(func() { cleanupClose(t, n) })
 	return &testNode{Node: n, store: st, logs: logs}
