@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -79,6 +80,9 @@ func contractCases() []contractCase {
 		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 202, setup: unreplicated},
 		{method: "POST", target: "/v1/posts/p1/likes?w=3", body: `{"user":"alice"}`, want: 202, setup: unreplicated},
 		{method: "POST", target: "/v1/posts/p1/likes?w=zero", body: `{"user":"alice"}`, want: 400},
+		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 507, setup: diskFull},
+		{method: "POST", target: "/like", body: good, want: 507, setup: diskFull},
+		{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `]}`, want: 507, setup: diskFull},
 		{method: "POST", target: "/like?w=quorum", body: good, want: 202, setup: unreplicated},
 		{method: "POST", target: "/v1/likes?w=2", body: `{"likes":[{"post":"p1","user":"alice"}]}`, want: 202, setup: unreplicated},
 		{method: "POST", target: "/v1/posts/p1/likes", body: `{"User":"alice"}`, want: 400},
@@ -134,6 +138,18 @@ func TestOpenAPIVersionBound(t *testing.T) {
 	longest := Version{Post: strings.Repeat("p", 256), User: strings.Repeat("u", 256), Dot: vclock.Dot{Origin: ^uint64(0), Seq: ^uint64(0)}}.String()
 	assert.NoError(t, schema.VisitJSON(longest), "the longest token is allowed")
 }
+
+// fullDisk is a journal that takes no writes.
+type fullDisk struct{}
+
+func (fullDisk) Append(string, string)             {}
+func (fullDisk) WaitDurable(context.Context) error { return errDiskFull }
+func (fullDisk) AfterDurable(func())               {}
+func (fullDisk) Err() error                        { return errDiskFull }
+
+var errDiskFull = errors.New("wal: disk write failed: no space left on device")
+
+func diskFull(st *store.Store, _ *fakeMembers, _ *Server) { st.SetJournal(fullDisk{}) }
 
 func liked(post string, users ...string) func(*store.Store, *fakeMembers, *Server) {
 	return func(st *store.Store, _ *fakeMembers, _ *Server) {
