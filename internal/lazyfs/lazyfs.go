@@ -150,8 +150,7 @@ func Mount(backing, mountpoint string, opts Options) (*FS, error) {
 		server.Serve()
 	}()
 	if err := server.WaitMount(); err != nil {
-		_ = l.detach()
-		<-l.served
+		_ = l.detach() // the server stops once the kernel lets go
 		return nil, fmt.Errorf("lazyfs: mount %s: %w", mountpoint, err)
 	}
 	if err := syscall.Stat(mountpoint, &mst); err != nil {
@@ -221,6 +220,15 @@ func (l *FS) unmount() error {
 			errs = append(errs, err)
 		}
 	}
+	select {
+	case <-l.served:
+	default:
+		// A copy of the mount in another mount namespace (ip netns exec
+		// makes one) keeps the connection, and the server, alive.
+		if err := abortConn(l.dev); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	<-l.served
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -240,22 +248,23 @@ func (l *FS) unmount() error {
 	return errors.Join(errs...)
 }
 
-// detach lazily unmounts, then aborts the FUSE connection so the server
-// stops even while processes hold files open.
+// detach lazily unmounts a mount still in use; Unmount then aborts its
+// connection, so that the server stops.
 func (l *FS) detach() error {
 	err := unix.Unmount(l.mountpoint, unix.MNT_DETACH)
 	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: not mounted
 		return fmt.Errorf("lazyfs: detach %s: %w", l.mountpoint, err)
 	}
-	if l.dev == 0 {
-		return nil // never mounted: the server stops by itself
-	}
-	return abortConn(l.dev)
+	return nil
 }
 
 // abortConn aborts the FUSE connection of device dev through fusectl,
-// mounting fusectl for the moment if it is not.
+// mounting fusectl for the moment if it is not. A connection gone already
+// is not an error.
 func abortConn(dev uint64) error {
+	if dev == 0 {
+		return nil // never mounted
+	}
 	// fusectl names a connection by the kernel's dev_t.
 	name := strconv.FormatUint(uint64(unix.Major(dev))<<20|uint64(unix.Minor(dev)), 10)
 	ctl := "/sys/fs/fuse/connections"

@@ -31,6 +31,8 @@ func TestMain(m *testing.M) {
 	case "logger":
 		k, _ := strconv.Atoi(os.Getenv("LAZYFS_K"))
 		loggerMain(os.Getenv("LAZYFS_FILE"), k)
+	case "holder":
+		holderMain(os.Getenv("LAZYFS_FILE"))
 	case "mounter":
 		mounterMain(os.Getenv("LAZYFS_BACKING"), os.Getenv("LAZYFS_MNT"))
 	}
@@ -81,6 +83,19 @@ func loggerMain(path string, k int) {
 	}
 }
 
+// holderMain opens a file, says "ready", and at each line on stdin writes
+// to the file and says what the write returned.
+func holderMain(path string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	check(err)
+	fmt.Println("ready")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		_, err := f.WriteString("x")
+		fmt.Println(err)
+	}
+}
+
 // mounterMain mounts and waits to be killed, leaving a dead mount.
 func mounterMain(backing, mnt string) {
 	_, err := Mount(backing, mnt, Options{})
@@ -106,10 +121,17 @@ func check(err error) {
 // helper starts the test binary as the named helper program.
 func helper(t *testing.T, name string, env ...string) (cmd *exec.Cmd, stdin io.WriteCloser, stdout *bufio.Scanner) {
 	t.Helper()
-	cmd = exec.Command(os.Args[0], "-test.run=^$")
+	return helperCmd(t, exec.Command(os.Args[0], "-test.run=^$"), name, env...)
+}
+
+func helperCmd(t *testing.T, cmd *exec.Cmd, name string, env ...string) (_ *exec.Cmd, stdin io.WriteCloser, stdout *bufio.Scanner) {
+	t.Helper()
 	cmd.Env = append(os.Environ(), append(env, helperEnv+"="+name)...)
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	out, err := cmd.StdoutPipe()
@@ -252,4 +274,26 @@ func TestNoGoroutineLeak(t *testing.T) {
 			t.Fatalf("%d goroutines, %d before the mount:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 	}
+}
+
+// TestUnmountWithCopyInOtherNamespace: a process in a mount namespace of
+// its own (as ip netns exec runs likesd) holds a copy of the mount; Unmount
+// still stops the server, and the process's next write fails.
+func TestUnmountWithCopyInOtherNamespace(t *testing.T) {
+	r := newRig(t, Options{})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS} // Go makes its mounts private
+	_, in, out := helperCmd(t, cmd, "holder", "LAZYFS_FILE="+r.path("f"))
+	require.True(t, out.Scan())
+	require.Equal(t, "ready", out.Text())
+	ask := func() string {
+		_, err := fmt.Fprintln(in)
+		require.NoError(t, err)
+		require.True(t, out.Scan(), "the holder died")
+		return out.Text()
+	}
+	require.Equal(t, "<nil>", ask())
+	require.NoError(t, r.fs.Unmount())
+	r.fs = nil
+	require.NotEqual(t, "<nil>", ask(), "a write after Unmount")
 }
