@@ -26,27 +26,34 @@
 // if its caller, killed with the power, never saw it return.
 //
 // Directory entries (the default, Options.DurableDirOps false). Create,
-// mkdir, unlink, rmdir and rename change the backing at once, but each is
-// recorded; an fsync of any directory on the mount commits every recorded
-// operation so far, and a power cut undoes, newest first, those not yet
-// committed: a file created and fsync'd but whose directory was not
-// fsync'd is gone, a rename not followed by a directory fsync is undone
-// (the old name is back, with its durable content), an unlinked file is
-// back. The journal is one ordered log for the whole mount, as on a file
-// system that journals metadata in order: fsync of one directory also
-// commits what was done in another. An unlinked file, or one replaced by a
+// mkdir, unlink, rmdir and rename change the backing at once, and each is
+// appended to one journal for the whole mount. An fsync of a directory
+// commits the journal up to the last operation that changed that
+// directory (known by inode, so also after the directory was renamed):
+// the journal is ordered, as a journaling file system's is, so operations
+// before that one, in any directory, are committed with it, and later
+// ones, even in that directory, are not. A power cut undoes, newest first,
+// every operation not committed: a file created and fsync'd whose
+// directory was not fsync'd afterwards is gone; a rename not followed by
+// an fsync of its directories is undone, and the file it replaced is back
+// with its durable content; an unlinked file is back. A rename counts as
+// a change of both directories. An unlinked file, or one replaced by a
 // rename, waits in a hidden directory of the backing (.lazyfs-pending,
-// invisible through the mount) until the commit removes it.
+// invisible through the mount) until its removal is committed; a Mount
+// removes what a killed process left there.
 //
 // With Options.DurableDirOps, directory operations are durable as soon as
 // they return, as on a file system that commits metadata synchronously;
 // only file content is lost.
 //
-// Not modelled: attributes (chmod, chown, utimes) and anything else reach
-// the backing at once and are never undone; symbolic links, hard links,
-// device nodes, extended attributes and mmap of a file written through
-// the mount are not supported; reads a process makes after a power cut may
-// still be served from the kernel's page cache (every other call fails).
+// Not modelled: attributes (chmod, chown, utimes) reach the backing at
+// once and are never undone; sync(2) and syncfs(2) make nothing durable
+// (only fsync and fdatasync do, and writes through an O_SYNC or O_DSYNC
+// descriptor, which the kernel follows with an fsync); symbolic links,
+// hard links, device nodes and extended attributes are not supported, and
+// mmap is untested. Reads a process makes after a power cut may still be
+// served from the kernel's page cache; every other call fails. The backing
+// must be one file system (files are known by inode number).
 //
 // Unmount without a power cut is a clean shutdown: it fsyncs every file
 // and commits every directory operation first.

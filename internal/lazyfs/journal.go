@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -15,9 +16,12 @@ import (
 // committed, in the terms needed to undo it.
 type dirOp struct {
 	kind     opKind
-	from, to string // backing paths; created uses from only
-	ino      uint64 // moves into pendingDir: the inode, to forget at commit
+	from, to string    // backing paths; created uses from only
+	dirs     [2]uint64 // the directories it changed, by backing inode
+	ino      uint64    // moves into pendingDir: the inode, to forget at commit
 }
+
+func (op dirOp) changed(dir uint64) bool { return op.dirs[0] == dir || op.dirs[1] == dir }
 
 type opKind uint8
 
@@ -33,22 +37,23 @@ func (k opKind) String() string {
 
 // The strict model's directory operations. Each runs under dirMu, changes
 // the backing and appends what undoes it to the journal. With
-// DurableDirOps they change the backing only.
+// DurableDirOps they change the backing only. dir, from and to are the
+// parent directories' backing inode numbers.
 
-func (l *FS) create(path string, do func() error) error {
+func (l *FS) create(dir uint64, path string, do func() error) error {
 	l.dirMu.Lock()
 	defer l.dirMu.Unlock()
 	if err := do(); err != nil {
 		return err
 	}
 	if !l.opts.DurableDirOps {
-		l.journal = append(l.journal, dirOp{kind: opCreated, from: path})
+		l.journal = append(l.journal, dirOp{kind: opCreated, from: path, dirs: [2]uint64{dir, dir}})
 	}
 	return nil
 }
 
 // remove unlinks a file (dir false) or removes an empty directory.
-func (l *FS) remove(path string, dir bool) error {
+func (l *FS) remove(parent uint64, path string, dir bool) error {
 	l.dirMu.Lock()
 	defer l.dirMu.Unlock()
 	var st syscall.Stat_t
@@ -79,12 +84,12 @@ func (l *FS) remove(path string, dir bool) error {
 			return err
 		}
 	}
-	_, err := l.moveAsideLocked(path, st.Ino)
+	_, err := l.moveAsideLocked(parent, path, st.Ino)
 	return err
 }
 
 // rename renames from to to, with renameat2's flags.
-func (l *FS) rename(from, to string, flags uint32) error {
+func (l *FS) rename(fromDir, toDir uint64, from, to string, flags uint32) error {
 	l.dirMu.Lock()
 	defer l.dirMu.Unlock()
 	if flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 {
@@ -109,7 +114,7 @@ func (l *FS) rename(from, to string, flags uint32) error {
 		if flags&unix.RENAME_EXCHANGE != 0 {
 			kind = opExchanged
 		}
-		l.journal = append(l.journal, dirOp{kind: kind, from: from, to: to})
+		l.journal = append(l.journal, dirOp{kind: kind, from: from, to: to, dirs: [2]uint64{fromDir, toDir}})
 		return nil
 	}
 	// to is replaced: keep it aside, so that an undo can bring it back.
@@ -130,7 +135,7 @@ func (l *FS) rename(from, to string, flags uint32) error {
 			return err
 		}
 	}
-	aside, err := l.moveAsideLocked(to, replaced.Ino)
+	aside, err := l.moveAsideLocked(toDir, to, replaced.Ino)
 	if err != nil {
 		return err
 	}
@@ -142,12 +147,13 @@ func (l *FS) rename(from, to string, flags uint32) error {
 		l.journal = l.journal[:len(l.journal)-1]
 		return err
 	}
-	l.journal = append(l.journal, dirOp{kind: opMoved, from: from, to: to})
+	l.journal = append(l.journal, dirOp{kind: opMoved, from: from, to: to, dirs: [2]uint64{fromDir, toDir}})
 	return nil
 }
 
-// moveAsideLocked renames path into pendingDir and journals it.
-func (l *FS) moveAsideLocked(path string, ino uint64) (string, error) {
+// moveAsideLocked renames path, in directory parent, into pendingDir and
+// journals it.
+func (l *FS) moveAsideLocked(parent uint64, path string, ino uint64) (string, error) {
 	dir := filepath.Join(l.backing, pendingDir)
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", err
@@ -157,7 +163,7 @@ func (l *FS) moveAsideLocked(path string, ino uint64) (string, error) {
 	if err := syscall.Rename(path, aside); err != nil {
 		return "", err
 	}
-	l.journal = append(l.journal, dirOp{kind: opMoved, from: path, to: aside, ino: ino})
+	l.journal = append(l.journal, dirOp{kind: opMoved, from: path, to: aside, dirs: [2]uint64{parent, parent}, ino: ino})
 	return aside, nil
 }
 
@@ -173,13 +179,34 @@ func emptyDir(path string) error {
 	return nil
 }
 
-// commitJournal makes every journaled operation durable: what waits in
-// pendingDir goes.
+// commitDir is an fsync of directory dir: it commits the journal up to
+// the last operation that changed dir. The journal is ordered, as a
+// journaling file system's is: what came before that operation, in any
+// directory, is committed with it; what came after, even in dir, is not.
+func (l *FS) commitDir(dir uint64) error {
+	l.dirMu.Lock()
+	defer l.dirMu.Unlock()
+	n := 0
+	for i, op := range l.journal {
+		if op.changed(dir) {
+			n = i + 1
+		}
+	}
+	return l.commitLocked(n)
+}
+
+// commitJournal commits every journaled operation.
 func (l *FS) commitJournal() error {
 	l.dirMu.Lock()
 	defer l.dirMu.Unlock()
+	return l.commitLocked(len(l.journal))
+}
+
+// commitLocked makes the first n journaled operations durable: what they
+// put in pendingDir goes.
+func (l *FS) commitLocked(n int) error {
 	var errs []error
-	for _, op := range l.journal {
+	for _, op := range l.journal[:n] {
 		if op.ino == 0 {
 			continue
 		}
@@ -188,7 +215,7 @@ func (l *FS) commitJournal() error {
 		}
 		l.forget(op.ino)
 	}
-	l.journal = l.journal[:0]
+	l.journal = slices.Delete(l.journal, 0, n)
 	return errors.Join(errs...)
 }
 

@@ -257,7 +257,7 @@ func TestDirOpsUndone(t *testing.T) {
 	y := r.create("y")
 	write(t, y, "y")
 	require.NoError(t, y.Sync())
-	r.syncDir("d") // commits the root's operations too: one ordered journal
+	r.syncDir(".") // commits d's operations too: they came before
 
 	require.NoError(t, os.Remove(r.path("d/keep")))
 	require.NoError(t, os.Remove(r.path("gone")))
@@ -284,6 +284,36 @@ func TestDirOpsUndone(t *testing.T) {
 	require.ElementsMatch(t, []string{"d", "gone", "x", "y"}, names)
 	_, err = os.Stat(filepath.Join(r.backing, pendingDir))
 	require.ErrorIs(t, err, os.ErrNotExist, "nothing left pending in the backing")
+}
+
+// TestDirFsyncCommitsItsDirectory: an fsync of a directory commits up to
+// its own last change, with everything before it (the journal is ordered),
+// and nothing after; a directory is known by its inode, also after a
+// rename.
+func TestDirFsyncCommitsItsDirectory(t *testing.T) {
+	r := newRig(t, Options{})
+	for _, d := range []string{"a", "b", "c"} {
+		require.NoError(t, os.Mkdir(r.path(d), 0o755))
+	}
+	r.syncDir(".")
+	create := func(name string) {
+		f := r.create(name)
+		write(t, f, name)
+		require.NoError(t, f.Sync())
+	}
+	create("b/before")
+	create("a/x")
+	create("c/f")
+	require.NoError(t, os.Rename(r.path("c"), r.path("renamed")))
+	create("b/after")
+	r.syncDir("a")
+	r.syncDir("renamed")
+	require.Equal(t, Cut{DirOps: 2}, r.cut(), "the rename of c and b/after are left")
+	require.Equal(t, "a/x", string(r.read("a/x")))
+	require.Equal(t, "b/before", string(r.read("b/before")), "committed with a/x, which came after it")
+	require.False(t, r.exists("b/after"), "b was not fsync'd after it")
+	require.False(t, r.exists("renamed"))
+	require.Equal(t, "c/f", string(r.read("c/f")), "fsync of c under its new name committed c/f")
 }
 
 // TestUnlinkCommitted: an unlink followed by a directory fsync stays, also
@@ -494,4 +524,32 @@ func TestMountRefusesNesting(t *testing.T) {
 	require.ErrorIs(t, err, ErrNested)
 	_, err = Mount(r.backing, filepath.Join(r.backing, "sub"), Options{})
 	require.ErrorIs(t, err, ErrNested)
+}
+
+// TestOSyncAndFallocate: writes through O_SYNC and O_DSYNC descriptors are
+// durable when they return (the kernel fsyncs after each); fallocate
+// grows the file like a truncate, KEEP_SIZE changes nothing visible.
+func TestOSyncAndFallocate(t *testing.T) {
+	r := newRig(t, Options{})
+	for _, name := range []string{"sync", "dsync", "falloc"} {
+		r.create(name)
+	}
+	r.syncDir(".")
+	for name, flag := range map[string]int{"sync": os.O_SYNC, "dsync": syscall.O_DSYNC} {
+		f, err := os.OpenFile(r.path(name), os.O_WRONLY|flag, 0)
+		require.NoError(t, err)
+		write(t, f, name)
+		require.NoError(t, f.Close())
+	}
+	f, err := os.OpenFile(r.path("falloc"), os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, 4096))
+	require.Equal(t, []byte{}, r.read("falloc"))
+	require.NoError(t, unix.Fallocate(int(f.Fd()), 0, 0, 3))
+	require.Equal(t, []byte{0, 0, 0}, r.read("falloc"))
+	require.Equal(t, Cut{Files: 1}, r.cut())
+	require.Equal(t, "sync", string(r.read("sync")))
+	require.Equal(t, "dsync", string(r.read("dsync")))
+	require.Equal(t, []byte{}, r.read("falloc"))
 }

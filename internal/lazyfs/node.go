@@ -236,7 +236,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	p := n.child(name)
 	var fd *os.File
 	existed := false
-	err := n.lfs.create(p, func() error {
+	err := n.lfs.create(n.StableAttr().Ino, p, func() error {
 		var err error
 		fd, err = os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, os.FileMode(mode&0o777))
 		if err != nil {
@@ -281,7 +281,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		return nil, syscall.EPERM
 	}
 	p := n.child(name)
-	err := n.lfs.create(p, func() error {
+	err := n.lfs.create(n.StableAttr().Ino, p, func() error {
 		if err := syscall.Mkdir(p, mode&0o7777); err != nil {
 			return err
 		}
@@ -307,7 +307,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if n.hidden(name) {
 		return syscall.ENOENT
 	}
-	return errno(n.lfs.remove(n.child(name), false))
+	return errno(n.lfs.remove(n.StableAttr().Ino, n.child(name), false))
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
@@ -318,7 +318,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if n.hidden(name) {
 		return syscall.ENOENT
 	}
-	return errno(n.lfs.remove(n.child(name), true))
+	return errno(n.lfs.remove(n.StableAttr().Ino, n.child(name), true))
 }
 
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
@@ -333,7 +333,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if n.hidden(name) || np.hidden(newName) {
 		return syscall.EPERM
 	}
-	return errno(n.lfs.rename(n.child(name), np.child(newName), flags))
+	return errno(n.lfs.rename(n.StableAttr().Ino, np.StableAttr().Ino, n.child(name), np.child(newName), flags))
 }
 
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
@@ -367,14 +367,14 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 }
 
 // Fsync of a file makes its overlay durable; of a directory, commits the
-// journal.
+// journal up to the directory's last change.
 func (n *node) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
 	if e := n.lfs.enter(); e != 0 {
 		return e
 	}
 	defer n.lfs.leave()
 	if n.IsDir() {
-		return errno(n.lfs.commitJournal())
+		return errno(n.lfs.commitDir(n.StableAttr().Ino))
 	}
 	h, ok := fh.(*handle)
 	if !ok {
