@@ -60,7 +60,6 @@ type FS struct {
 	opts       Options
 	server     *fuse.Server
 	served     chan struct{} // closed when the server has stopped
-	dev        uint64        // the mount's device, to abort its connection
 
 	// mu is held shared by every FUSE operation and exclusively by
 	// PowerCut and Unmount: a cut never sees an operation half done.
@@ -153,11 +152,6 @@ func Mount(backing, mountpoint string, opts Options) (*FS, error) {
 		_ = l.detach() // the server stops once the kernel lets go
 		return nil, fmt.Errorf("lazyfs: mount %s: %w", mountpoint, err)
 	}
-	if err := syscall.Stat(mountpoint, &mst); err != nil {
-		_ = l.Unmount()
-		return nil, fmt.Errorf("lazyfs: mount %s: %w", mountpoint, err)
-	}
-	l.dev = mst.Dev
 	return l, nil
 }
 
@@ -213,19 +207,13 @@ func (l *FS) Unmount() error {
 
 func (l *FS) unmount() error {
 	var errs []error
-	// Not server.Unmount: it retries a busy mount for 300 ms, and a
-	// busy mount is what a test that cut the power usually has.
-	if err := unix.Unmount(l.mountpoint, 0); err != nil {
+	// Not server.Unmount: it retries a busy mount for 300 ms, and a busy
+	// mount is what a test that cut the power usually has. MNT_FORCE
+	// aborts the FUSE connection first, also for copies of the mount in
+	// other mount namespaces (ip netns exec makes one): the server stops
+	// whoever still holds a file. A mount still busy here is detached.
+	if err := unix.Unmount(l.mountpoint, unix.MNT_FORCE); err != nil {
 		if err := l.detach(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	select {
-	case <-l.served:
-	default:
-		// A copy of the mount in another mount namespace (ip netns exec
-		// makes one) keeps the connection, and the server, alive.
-		if err := abortConn(l.dev); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -248,43 +236,11 @@ func (l *FS) unmount() error {
 	return errors.Join(errs...)
 }
 
-// detach lazily unmounts a mount still in use; Unmount then aborts its
-// connection, so that the server stops.
+// detach lazily unmounts a mount still in use.
 func (l *FS) detach() error {
 	err := unix.Unmount(l.mountpoint, unix.MNT_DETACH)
 	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: not mounted
 		return fmt.Errorf("lazyfs: detach %s: %w", l.mountpoint, err)
-	}
-	return nil
-}
-
-// abortConn aborts the FUSE connection of device dev through fusectl,
-// mounting fusectl for the moment if it is not. A connection gone already
-// is not an error.
-func abortConn(dev uint64) error {
-	if dev == 0 {
-		return nil // never mounted
-	}
-	// fusectl names a connection by the kernel's dev_t.
-	name := strconv.FormatUint(uint64(unix.Major(dev))<<20|uint64(unix.Minor(dev)), 10)
-	ctl := "/sys/fs/fuse/connections"
-	if _, err := os.Stat(filepath.Join(ctl, name)); err != nil {
-		tmp, err := os.MkdirTemp("", "lazyfs-fusectl-")
-		if err != nil {
-			return fmt.Errorf("lazyfs: abort connection: %w", err)
-		}
-		defer os.Remove(tmp)
-		if err := unix.Mount("fusectl", tmp, "fusectl", 0, ""); err != nil {
-			return fmt.Errorf("lazyfs: abort connection: mount fusectl: %w", err)
-		}
-		defer unix.Unmount(tmp, unix.MNT_DETACH)
-		ctl = tmp
-	}
-	if err := os.WriteFile(filepath.Join(ctl, name, "abort"), []byte("1"), 0); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil // the connection is gone already
-		}
-		return fmt.Errorf("lazyfs: abort connection: %w", err)
 	}
 	return nil
 }
