@@ -47,7 +47,8 @@
 // only file content is lost.
 //
 // Not modelled: attributes (chmod, chown, utimes) reach the backing at
-// once and are never undone; sync(2) and syncfs(2) make nothing durable
+// once and are never undone; mtime and ctime change when content reaches
+// the backing, not at each write; sync(2) and syncfs(2) make nothing durable
 // (only fsync and fdatasync do, and writes through an O_SYNC or O_DSYNC
 // descriptor, which the kernel follows with an fsync); symbolic links,
 // hard links, device nodes and extended attributes are not supported, and

@@ -553,3 +553,73 @@ func TestOSyncAndFallocate(t *testing.T) {
 	require.Equal(t, "dsync", string(r.read("dsync")))
 	require.Equal(t, []byte{}, r.read("falloc"))
 }
+
+// TestChosenOrders: orders picked to break the journal and the overlay,
+// next to the random ones.
+func TestChosenOrders(t *testing.T) {
+	durable := func(t *testing.T, r *rig, name, content string) *os.File {
+		f := r.create(name)
+		write(t, f, content)
+		require.NoError(t, f.Sync())
+		r.syncDir(".")
+		return f
+	}
+	t.Run("replaced file with unsynced writes comes back durable", func(t *testing.T) {
+		r := newRig(t, Options{})
+		old := durable(t, r, "f", "old")
+		write(t, old, "+unsynced")
+		durable(t, r, "g", "new")
+		require.NoError(t, os.Rename(r.path("g"), r.path("f")))
+		require.Equal(t, "new", string(r.read("f")))
+		r.cut()
+		require.Equal(t, "old", string(r.read("f")))
+		require.Equal(t, "new", string(r.read("g")))
+	})
+	t.Run("a name unlinked then created again", func(t *testing.T) {
+		r := newRig(t, Options{})
+		durable(t, r, "f", "first")
+		require.NoError(t, os.Remove(r.path("f")))
+		second := r.create("f")
+		write(t, second, "second")
+		require.NoError(t, second.Sync())
+		r.cut() // undoes the create, then the unlink
+		require.Equal(t, "first", string(r.read("f")))
+
+		require.NoError(t, os.Remove(r.path("f")))
+		durable(t, r, "f", "third")
+		r.cut()
+		require.Equal(t, "third", string(r.read("f")))
+	})
+	t.Run("truncate, write and fsync through three handles", func(t *testing.T) {
+		r := newRig(t, Options{})
+		durable(t, r, "f", "0123456789")
+		open := func() *os.File {
+			f, err := os.OpenFile(r.path("f"), os.O_RDWR, 0)
+			require.NoError(t, err)
+			t.Cleanup(func() { f.Close() })
+			return f
+		}
+		a, b, c := open(), open(), open()
+		require.NoError(t, a.Truncate(4))
+		_, err := b.WriteAt([]byte("xy"), 6)
+		require.NoError(t, err)
+		require.NoError(t, c.Sync())
+		r.cut()
+		require.Equal(t, "0123\x00\x00xy", string(r.read("f")))
+	})
+	t.Run("the pending directory is out of reach", func(t *testing.T) {
+		r := newRig(t, Options{})
+		durable(t, r, "f", "x")
+		require.NoError(t, os.Remove(r.path("f")))
+		_, err := os.Stat(filepath.Join(r.backing, pendingDir))
+		require.NoError(t, err, "the unlinked file waits in the backing")
+		_, err = os.Stat(r.path(pendingDir))
+		require.ErrorIs(t, err, os.ErrNotExist)
+		require.ErrorIs(t, os.Mkdir(r.path(pendingDir), 0o755), os.ErrPermission)
+		require.ErrorIs(t, os.WriteFile(r.path(pendingDir), nil, 0o644), os.ErrPermission)
+		require.NoError(t, os.WriteFile(r.path("g"), nil, 0o644))
+		require.ErrorIs(t, os.Rename(r.path("g"), r.path(pendingDir)), os.ErrPermission)
+		r.cut()
+		require.Equal(t, "x", string(r.read("f")))
+	})
+}
