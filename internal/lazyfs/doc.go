@@ -18,7 +18,8 @@
 // through any handle, writes the overlay into the backing file and fsyncs
 // it: then, and only then, is that content durable. A power cut drops every
 // overlay: each file is left with the content, and the size, it had at its
-// last fsync. A file created and never fsync'd is left empty; bytes
+// last fsync. A file created and never fsync'd is left empty (in the
+// default model, gone unless its directory was fsync'd since); bytes
 // appended after the last fsync are gone, and so are truncates. Nothing is
 // torn: an fsync is all or nothing, and a write is never partly durable
 // (a real disk may keep any subset of unsynced pages; lazyfs keeps none).
