@@ -623,3 +623,66 @@ func TestChosenOrders(t *testing.T) {
 		require.Equal(t, "x", string(r.read("f")))
 	})
 }
+
+// TestCutDuringWriters: a power cut in the middle of goroutines appending
+// and fsyncing: each file keeps a prefix of whole fsync'd batches, at
+// least what its writer saw fsync'd, and every call after the cut fails.
+func TestCutDuringWriters(t *testing.T) {
+	r := newRig(t, Options{})
+	const writers, batch = 4, 3
+	files := make([]*os.File, writers)
+	for i := range files {
+		files[i] = r.create(fmt.Sprint("log", i))
+	}
+	r.syncDir(".")
+	acked := make([]int, writers) // records each writer saw fsync'd
+	var wg sync.WaitGroup
+	started := make(chan struct{}, writers)
+	for i := range writers {
+		wg.Go(func() {
+			for n := 1; ; n++ {
+				if _, err := files[i].WriteString(record(n - 1)); err != nil {
+					return
+				}
+				if n%batch == 0 {
+					if files[i].Sync() != nil {
+						return
+					}
+					acked[i] = n
+					if n == batch {
+						started <- struct{}{}
+					}
+				}
+			}
+		})
+	}
+	for range writers {
+		<-started // every writer has fsync'd once
+	}
+	_, err := r.fs.PowerCut()
+	require.NoError(t, err)
+	wg.Wait() // each writer stops at its first failed call
+	require.NoError(t, r.fs.Unmount())
+	r.mount()
+	for i := range writers {
+		got := r.read(fmt.Sprint("log", i))
+		n := len(got) / recLen
+		require.Equal(t, records(n), string(got), "log%d: a prefix of whole records", i)
+		require.GreaterOrEqual(t, n, acked[i], "log%d", i)
+		require.Zero(t, n%batch, "log%d: whole batches", i)
+	}
+}
+
+// TestFlock: flock works on the mount (the kernel keeps the locks), as a
+// WAL that locks its files needs.
+func TestFlock(t *testing.T) {
+	r := newRig(t, Options{})
+	a := r.create("f")
+	b, err := os.Open(r.path("f"))
+	require.NoError(t, err)
+	defer b.Close()
+	require.NoError(t, unix.Flock(int(a.Fd()), unix.LOCK_EX|unix.LOCK_NB))
+	require.ErrorIs(t, unix.Flock(int(b.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
+	require.NoError(t, unix.Flock(int(a.Fd()), unix.LOCK_UN))
+	require.NoError(t, unix.Flock(int(b.Fd()), unix.LOCK_EX|unix.LOCK_NB))
+}
