@@ -504,17 +504,20 @@ func (c *cluster) inject(f fault) error {
 			return err
 		}
 		return c.restart(n, f.down)
-	case stopAll, killAll:
+	case stopAll, killAll, powerCut:
 		// Every node at once, as a node-pool upgrade or a power cut does:
 		// only what their disks hold survives.
 		var wg sync.WaitGroup
 		errs := make([]error, len(c.nodes))
 		for i, x := range c.nodes {
 			wg.Go(func() {
-				if f.kind == killAll {
-					errs[i] = x.kill9()
-				} else {
+				switch f.kind {
+				case stopAll:
 					errs[i] = x.term()
+				case killAll:
+					errs[i] = x.kill9()
+				case powerCut:
+					errs[i] = x.powerCut(c.t)
 				}
 			})
 		}

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/likesd/likesd/internal/lazyfs"
 )
 
 // The network: a bridge in a hub namespace this test owns (never in the
@@ -199,7 +201,27 @@ func sweepStale() []string {
 		}
 	}
 	removeNamespaces(nss, links)
-	return append(nss, links...)
+	return append(append(nss, links...), sweepMounts()...)
+}
+
+// sweepMounts detaches the node disks (lazyfs) that runs killed before
+// their cleanup left mounted.
+func sweepMounts() []string {
+	raw, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return nil
+	}
+	var swept []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || !strings.HasPrefix(f[2], "fuse") || !strings.Contains(f[1], "/likesd-faults-") {
+			continue
+		}
+		if lazyfs.CleanupStale(f[1]) == nil {
+			swept = append(swept, f[1])
+		}
+	}
+	return swept
 }
 
 // block makes node at drop every packet from each of from.

@@ -4,6 +4,7 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/likesd/likesd/internal/faultcheck"
+	"github.com/likesd/likesd/internal/lazyfs"
 )
 
 const (
@@ -35,7 +37,10 @@ type node struct {
 	joinTo  []string // gossip addresses for --join; empty for a founding seed
 	logDir  string
 	dataDir string // --data-dir, kept across lives; empty: in memory
-	onEnd   func(faultcheck.End)
+	// disk is the lazyfs mount at dataDir (what a power cut hits), its
+	// durable content in dataDir+".disk"; mounted before every start.
+	disk  *lazyfs.FS
+	onEnd func(faultcheck.End)
 	// onCrash hears of a life that ended by itself; it must not block.
 	onCrash func(faultcheck.End, error)
 	readyHC *http.Client
@@ -91,6 +96,9 @@ func (n *node) start() error {
 	}
 	if n.dataDir != "" {
 		args = append(args, "--data-dir", n.dataDir)
+		if err := n.mountLocked(); err != nil {
+			return err
+		}
 	}
 	logf, err := os.OpenFile(filepath.Join(n.logDir, n.name()+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -127,6 +135,45 @@ func (n *node) start() error {
 	}()
 	n.cmd, n.exited, n.stopped = cmd, exited, false
 	return nil
+}
+
+// mountLocked mounts the node's disk if it is not: before a start, since
+// the namespace likesd runs in takes its copy of the mounts then.
+func (n *node) mountLocked() error {
+	if n.disk != nil {
+		return nil
+	}
+	backing := n.dataDir + ".disk"
+	if err := os.MkdirAll(backing, 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(n.dataDir, 0o755); err != nil {
+		return err
+	}
+	fs, err := lazyfs.Mount(backing, n.dataDir, lazyfs.Options{})
+	if err != nil {
+		return fmt.Errorf("%s: mount its disk: %w", n.name(), err)
+	}
+	n.disk = fs
+	return nil
+}
+
+// powerCut kills the life with SIGKILL, then its disk forgets everything
+// that was not fsync'd, as the machine's power going would.
+func (n *node) powerCut(t interface{ Logf(string, ...any) }) error {
+	if err := n.kill9(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.disk == nil {
+		return fmt.Errorf("%s: no disk to cut (FAULT_MEMORY?)", n.name())
+	}
+	cut, err := n.disk.PowerCut()
+	uerr := n.disk.Unmount()
+	n.disk = nil
+	t.Logf("%s power cut: %d unsynced bytes in %d files and %d directory operations dropped", n.name(), cut.Bytes, cut.Files, cut.DirOps)
+	return errors.Join(err, uerr)
 }
 
 // kill9 ends the life with SIGKILL and waits for the exit.
@@ -235,12 +282,17 @@ func (n *node) shutdown() {
 	cmd, exited := n.cmd, n.exited
 	n.ending = true
 	n.mu.Unlock()
-	if cmd == nil {
-		return
+	if cmd != nil {
+		_ = cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+		}
 	}
-	_ = cmd.Process.Kill()
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.disk != nil {
+		_ = n.disk.Unmount()
+		n.disk = nil
 	}
 }

@@ -28,12 +28,13 @@ const (
 	cutHealKill               // a node cut off from every other, healed, killed -9 1–2 s later
 	stopAll                   // every node SIGTERMed at once, all started again
 	killAll                   // every node killed -9 at once, all started again
+	powerCut                  // every node killed -9 at once and its disk loses what was not fsync'd
 	numKinds
 )
 
 var kindNames = [numKinds]string{"kill9", "pause", "halves", "oneway", "loss", "isolate-seed",
 	"kill-seed", "roll-seed-first", "roll-seed-last", "roll-random", "cut-kill", "cut-heal-kill",
-	"stop-all", "kill-all"}
+	"stop-all", "kill-all", "power-cut"}
 
 func (k kind) String() string {
 	if k < numKinds {
@@ -68,7 +69,7 @@ func (f fault) String() string {
 		fmt.Fprintf(&b, "%v", f.nodes)
 	case kill9, killSeed:
 		fmt.Fprintf(&b, "n%d down %s", f.nodes[0], f.down)
-	case stopAll, killAll:
+	case stopAll, killAll, powerCut:
 		fmt.Fprintf(&b, "down %s", f.down)
 	case cutKill:
 		fmt.Fprintf(&b, "n%d cut %s down %s", f.nodes[0], f.hold, f.down)
@@ -156,7 +157,7 @@ func newFault(rng *rand.Rand, k kind, nodes int) fault {
 	case cutKill:
 		f.nodes = all[:1]
 		f.hold, f.down = between(2*time.Second, 5*time.Second), between(1500*time.Millisecond, 3*time.Second)
-	case stopAll, killAll:
+	case stopAll, killAll, powerCut:
 		f.nodes, f.down = sorted(all), between(1500*time.Millisecond, 3*time.Second)
 	case cutHealKill:
 		// Once its peers answer again, a node must deliver what it
