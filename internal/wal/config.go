@@ -43,8 +43,10 @@ type Config struct {
 	// SnapshotBytes: once this much log was written since the last
 	// snapshot, a new one is written in the background and the log before
 	// it deleted. Lower means faster recovery (less log to replay) and
-	// more snapshot writing. Default 256 MiB (about 8M likes), between
-	// 4 KiB and 64 GiB.
+	// more snapshot writing. A restart also copies the log after the
+	// newest snapshot (to fence out a stale process), so this bounds that
+	// too. Default 64 MiB (about 2M likes of short ids), between 4 KiB and
+	// 64 GiB.
 	SnapshotBytes int64
 
 	// RetryAfter is how long the log waits before it tries again to write
@@ -62,7 +64,7 @@ func DefaultConfig(dir string) Config {
 		Fsync:         FsyncAlways,
 		Interval:      100 * time.Millisecond,
 		SegmentBytes:  64 << 20,
-		SnapshotBytes: 256 << 20,
+		SnapshotBytes: 64 << 20,
 		RetryAfter:    time.Second,
 		Logger:        zerolog.Nop(),
 	}
