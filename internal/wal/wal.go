@@ -167,11 +167,9 @@ func (l *Log) Append(post, user string) {
 		sealFrame(l.buf[at:], recordSeed)
 	}
 	l.mu.Unlock()
-	if l.always {
-		select {
-		case l.kick <- struct{}{}:
-		default:
-		}
+	select {
+	case l.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -264,20 +262,22 @@ func (l *Log) run() {
 	var retry *time.Timer
 	var retryC <-chan time.Time
 	for {
+		sync := l.always
 		select {
 		case <-l.stop:
 			if !l.failing.Load() {
-				l.flush()
+				l.flush(true)
 			}
 			return
-		case <-l.kick:
+		case <-l.kick: // in interval mode: written now, synced at the tick
 		case <-tick:
+			sync = true
 		case <-retryC:
 			retryC = nil
 			l.rewrite()
 		}
 		if !l.failing.Load() {
-			l.flush()
+			l.flush(sync)
 		}
 		if l.failing.Load() && retryC == nil && !l.fenced() {
 			if retry == nil {
@@ -297,11 +297,14 @@ func (l *Log) fenced() bool {
 	return errors.Is(l.err, ErrFenced)
 }
 
-// flush writes and syncs what was appended, then acknowledges it.
-func (l *Log) flush() {
+// flush writes what was appended and, with sync, syncs it and
+// acknowledges it. Without sync (interval mode, between ticks) the records
+// reach the page cache at once, so a crash of the process alone loses
+// none; only a power cut loses what the next tick would have synced.
+func (l *Log) flush(sync bool) {
 	l.mu.Lock()
 	buf, upto := l.buf, l.appended
-	if upto == l.synced && len(buf) == 0 {
+	if len(buf) == 0 && (upto == l.synced || !sync) {
 		l.mu.Unlock()
 		return
 	}
@@ -312,13 +315,12 @@ func (l *Log) flush() {
 	if len(buf) > 0 {
 		_, err = l.seg.Write(buf)
 	}
-	if err == nil {
-		err = l.seg.SyncData()
+	if err == nil && sync {
+		if err = l.seg.SyncData(); err == nil {
+			err = l.checkFence()
+		}
+		l.stats.syncs.Add(1)
 	}
-	if err == nil {
-		err = l.checkFence()
-	}
-	l.stats.syncs.Add(1)
 	if err != nil {
 		l.fail(err)
 		return
@@ -329,6 +331,9 @@ func (l *Log) flush() {
 	l.mu.Lock()
 	l.spare = buf[:0]
 	l.mu.Unlock()
+	if !sync {
+		return
+	}
 	l.advance(upto)
 
 	if l.segBytes >= l.cfg.SegmentBytes || (since >= l.cfg.SnapshotBytes && !l.snapping.Load()) {

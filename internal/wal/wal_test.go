@@ -395,3 +395,28 @@ func FuzzRecovery(f *testing.F) {
 		}
 	})
 }
+
+// With --fsync interval a like counts at once, reaches the file at once (a
+// crash of the process alone loses nothing) and is synced at the tick (a
+// power cut before it loses it).
+func TestIntervalModeWritesAtOnceAndSyncsAtTheTick(t *testing.T) {
+	fs := vfs.NewStrictMem()
+	cfg := testConfig(fs)
+	cfg.Fsync, cfg.Interval = FsyncInterval, 10*time.Second
+	l, st, _ := open(t, cfg)
+	st.Like("p", "u")
+	require.NoError(t, st.WaitDurable(context.Background()), "counts at once")
+	seg := segmentName(l.segSeq, l.gen)
+	require.Eventually(t, func() bool {
+		frames, ok := readHeader(readFile(t, fs, seg), segmentMagic, l.gen, l.segSeq)
+		return ok && len(frames) > 0
+	}, 10*time.Second, time.Millisecond, "written without waiting for the tick")
+	require.Zero(t, l.Stats().Syncs, "not synced before the tick")
+
+	fs.SetIgnoreSyncs(true) // the power goes before the tick
+	_ = l.Close(context.Background())
+	fs.ResetToSyncedState()
+	fs.SetIgnoreSyncs(false)
+	_, st2, _ := open(t, cfg)
+	require.False(t, st2.Has("p", "u"), "the interval's loss window, as documented")
+}

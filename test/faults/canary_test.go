@@ -75,3 +75,45 @@ func TestRigSeesLossAndDivergence(t *testing.T) {
 	assert.Zero(t, r.LostAsync+r.LostCutoff+r.Phantoms+r.DivergedPosts)
 	assert.NotEmpty(t, r.Failures(false))
 }
+
+// TestRigSeesAForgottenFsync cuts the power of nodes that acknowledge likes
+// before syncing them (--fsync interval, a sync every 10 s): the power cut
+// must lose them, and the checker must say so. If this fails, the power-cut
+// fault cannot find a missing fsync.
+func TestRigSeesAForgottenFsync(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the fault test needs root: network namespaces, nftables, FUSE")
+	}
+	cfg := configFromEnv(t)
+	cfg.joinAll, cfg.memory = false, false
+	sweepStale()
+	rig := newNetRig(3)
+	require.NoError(t, rig.up())
+	t.Cleanup(rig.teardown)
+	t.Cleanup(teardownOnSignal(rig))
+	c := newCluster(t, cfg, rig, "self-test-fsync")
+	for _, n := range c.nodes {
+		n.extra = []string{"--fsync", "interval", "--fsync-interval", "10s"}
+	}
+	require.NoError(t, c.startAll(3, false))
+	c.rec.start(time.Now())
+
+	posts := []string{"fsync-p0", "fsync-p1"}
+	l := &load{cfg: loadConfig{tag: "fsync", posts: posts}, nodes: []*node{c.node(1)}, hc: c.hc, rec: c.rec}
+	for range 30 {
+		l.like(context.Background())
+	}
+	for _, n := range c.nodes {
+		require.NoError(t, n.powerCut(t))
+	}
+	require.NoError(t, c.restartAll(0))
+	healed := time.Now()
+	final, converged := c.converge(posts, 20*time.Second)
+	h := c.rec.history()
+	h.Final, h.Healed, h.Converged = final, healed, converged
+	r := faultcheck.Check(h, cfg.check)
+	t.Log(r.Line())
+	assert.Equal(t, 30, r.Acked, "acknowledged at w=2 by nodes that had not synced them")
+	assert.Equal(t, 30, r.Lost+r.LostAsync, "the power cut took every one")
+	assert.NotEmpty(t, r.Failures(true))
+}

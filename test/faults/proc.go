@@ -39,7 +39,9 @@ type node struct {
 	dataDir string // --data-dir, kept across lives; empty: in memory
 	// disk is the lazyfs mount at dataDir (what a power cut hits), its
 	// durable content in dataDir+".disk"; mounted before every start.
-	disk  *lazyfs.FS
+	disk *lazyfs.FS
+	// extra are flags added to every start (the canaries' misconfigurations).
+	extra []string
 	onEnd func(faultcheck.End)
 	// onCrash hears of a life that ended by itself; it must not block.
 	onCrash func(faultcheck.End, error)
@@ -94,6 +96,7 @@ func (n *node) start() error {
 	if len(n.joinTo) > 0 {
 		args = append(args, "--join", strings.Join(n.joinTo, ","))
 	}
+	args = append(args, n.extra...)
 	if n.dataDir != "" {
 		args = append(args, "--data-dir", n.dataDir)
 		if err := n.mountLocked(); err != nil {
