@@ -54,7 +54,8 @@ func (l *Log) startSnapshot(seq uint64) {
 // writeSnapshot writes every like of the replica to snapshot seq: to a
 // temporary file, synced, then renamed and the directory synced. The sets
 // are copy-on-write clones taken one shard at a time, so writes go on and
-// memory is not doubled; each set is encoded into one reused buffer.
+// memory is not doubled; each set is written in its block form (front-coded,
+// as in memory) through one reused buffer, and recovery adopts the blocks.
 func (l *Log) writeSnapshot(seq uint64) (err error) {
 	name := snapshotName(seq, l.gen)
 	tmp := l.path(name + tmpExt)
@@ -78,8 +79,7 @@ func (l *Log) writeSnapshot(seq uint64) (err error) {
 		buf = appendFrame(buf[:0], recordSeed, func(b []byte) []byte {
 			b = append(b, entryPost)
 			b = wire.AppendString(b, post)
-			b, _ = users.AppendBinary(b) // never fails
-			return b
+			return users.AppendBlocks(b)
 		})
 		if _, werr = w.Write(buf); werr != nil {
 			return false
@@ -245,8 +245,11 @@ func (l *Log) loadSnapshot(f file) (likes uint64, err error) {
 	}
 }
 
+// decodeSet adopts a set's blocks as the snapshot holds them.
 func decodeSet(b []byte) (gset.Set, error) {
-	var s gset.Set
-	err := s.UnmarshalBinary(b)
+	s, rest, err := gset.DecodeBlocks(b)
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%d bytes after a set", len(rest))
+	}
 	return s, err
 }
