@@ -51,6 +51,11 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if o.debugAddr != "" {
 		go serveDebug(o.debugAddr, log) // dies with the process: a profiling aid only
 	}
+	rctx, stopRebuilt := context.WithCancel(ctx)
+	rebuilt := make(chan struct{})
+	go func() { defer close(rebuilt); markRebuilt(rctx, node, disk, log) }()
+	stopMarking := func() { stopRebuilt(); <-rebuilt } // before the disk closes
+	defer stopMarking()
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	trimDone := make(chan struct{})
 	go func() { defer close(trimDone); memtrim.Run(trimCtx, o.trim, log, replica, nil) }()
@@ -66,6 +71,7 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 		defer cancel()
 		_ = node.Close(sctx)
+		stopMarking()
 		closeDisk(sctx, disk, log)
 		return err
 	}
@@ -83,9 +89,31 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if err := node.Close(sctx); err != nil {
 		log.Warn().Err(err).Msg("cluster shutdown")
 	}
+	stopMarking()
 	closeDisk(sctx, disk, log)
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// markRebuilt tells the data dir, once the node is ready (synced from a
+// peer, or alone), that its data is whole again: a recovery that found
+// damage keeps saying so across restarts until then.
+func markRebuilt(ctx context.Context, node *cluster.Node, disk *wal.Log, log zerolog.Logger) {
+	if disk == nil {
+		return
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for !node.Ready() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	if err := disk.Rebuilt(); err != nil {
+		log.Warn().Err(err).Msg("could not mark the data dir rebuilt: the next start will sync from peers again")
+	}
 }
 
 // closeDisk syncs and closes the log, if there is one: after the node, so
@@ -116,6 +144,7 @@ func assemble(o options, log zerolog.Logger) (_ *cluster.Node, _ *api.Server, _ 
 		}
 		replica.SetJournal(disk)
 		o.cluster.Holds = !rec.Empty() && !rec.Incomplete
+		o.cluster.Partial = !rec.Empty() && rec.Incomplete
 		defer func() {
 			if err != nil {
 				closeDisk(context.Background(), disk, log)

@@ -70,6 +70,11 @@ type Config struct {
 	// leaves it false and syncs from a peer before it is ready.
 	Holds bool
 
+	// Partial says this node recovered some likes but its disk was
+	// damaged: a founder only when no member holds likes intact, so a
+	// cluster still never starts empty while a member holds likes.
+	Partial bool
+
 	// FoundAfter: when every member this node knows has answered that it is
 	// not synced for this long (a cluster that restarted empty), the member
 	// with the lowest name declares itself synced. Default 3s, between 10ms

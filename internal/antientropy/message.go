@@ -49,7 +49,9 @@ const (
 	// so peers of the version before it (which refuse unknown flags) never
 	// see it in a rolling upgrade, where some peer is synced.
 	FlagHolds
-	flagsAll = FlagSynced | FlagLeaving | FlagHolds
+	// FlagPartial: as FlagHolds, for a sender whose disk was damaged.
+	FlagPartial
+	flagsAll = FlagSynced | FlagLeaving | FlagHolds | FlagPartial
 )
 
 // Probe is one node of an expand request: the sender's summary of it and,

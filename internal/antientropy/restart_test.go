@@ -2,6 +2,7 @@ package antientropy
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 
 // restartedCluster starts nodes that all have seeds (a whole cluster
 // restarting at once), with the likes each recovered from its disk.
-func restartedCluster(t *testing.T, seed uint64, recovered map[string][]store.Like) *sim {
+func restartedCluster(t *testing.T, seed uint64, recovered map[string][]store.Like, partial ...string) *sim {
 	s := newSim(t, seed)
 	for i := range len(recovered) {
 		name := fmt.Sprintf("n%02d", i+1)
@@ -20,7 +21,8 @@ func restartedCluster(t *testing.T, seed uint64, recovered map[string][]store.Li
 		require.NoError(t, err)
 		st.Merge(recovered[name])
 		c := s.cfg(name, true)
-		c.Holds = len(recovered[name]) > 0
+		c.Partial = slices.Contains(partial, name)
+		c.Holds = len(recovered[name]) > 0 && !c.Partial
 		sy, err := New(c, st)
 		require.NoError(t, err)
 		s.nodes[name] = &simNode{name: name, st: st, sy: sy, alive: true}
@@ -73,4 +75,30 @@ func TestAnEmptyClusterIsFoundedByTheLowestName(t *testing.T) {
 		s.run(10 * time.Millisecond)
 	}
 	require.Equal(t, "n01", founder)
+}
+
+// A member whose disk was damaged but held some likes founds before an
+// empty one, and after an intact one.
+func TestADamagedMemberFoundsOnlyWhenNoneIsIntact(t *testing.T) {
+	l := store.Like{Post: "p", User: "u"}
+	for _, tc := range []struct {
+		recovered map[string][]store.Like
+		partial   []string
+		want      string
+	}{
+		{map[string][]store.Like{"n01": nil, "n02": {l}, "n03": nil}, []string{"n02"}, "n02"},
+		{map[string][]store.Like{"n01": {l}, "n02": {l}, "n03": nil}, []string{"n01"}, "n02"},
+	} {
+		s := restartedCluster(t, 7, tc.recovered, tc.partial...)
+		var founder string
+		for range 300 {
+			for _, n := range s.live() {
+				if founder == "" && n.sy.Synced() {
+					founder = n.name
+				}
+			}
+			s.run(10 * time.Millisecond)
+		}
+		require.Equal(t, tc.want, founder, "%v partial %v", tc.recovered, tc.partial)
+	}
 }

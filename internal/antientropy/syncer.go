@@ -87,7 +87,7 @@ type peerInfo struct {
 	heard   bool
 	synced  bool
 	leaving bool
-	holds   bool // it recovered likes from its disk (FlagHolds)
+	holds   int // what it recovered from its disk: see founderRank
 }
 
 // Syncer is one node's anti-entropy state machine. It is not safe for
@@ -141,8 +141,13 @@ func (s *Syncer) flags() Flags {
 	if s.leaving {
 		f |= FlagLeaving
 	}
-	if s.cfg.Holds && !s.synced && !s.allUnsyncedSince.IsZero() {
-		f |= FlagHolds
+	if !s.synced && !s.allUnsyncedSince.IsZero() {
+		switch {
+		case s.cfg.Holds:
+			f |= FlagHolds
+		case s.cfg.Partial:
+			f |= FlagPartial
+		}
 	}
 	return f
 }
@@ -295,21 +300,35 @@ func (s *Syncer) syncedWithoutPeers() (Action, bool) {
 	return nil, false
 }
 
-// founds decides who founds a cluster whose every member is unsynced: the
-// lowest name among the members that recovered likes from their disks, or,
-// when none did, the lowest name of all. So a cluster restarted whole
-// starts from what its members recovered, never empty while one holds
-// likes; the others then sync from the founder and repair the rest.
-func (s *Syncer) founds() bool {
-	anyHolds := s.cfg.Holds
-	for _, p := range s.peers {
-		anyHolds = anyHolds || s.info[p].holds
+// founderRank orders founder candidates: a member that recovered likes
+// intact (2), one that recovered some from a damaged disk (1), an empty one
+// (0).
+func founderRank(holds, partial bool) int {
+	switch {
+	case holds:
+		return 2
+	case partial:
+		return 1
 	}
-	if anyHolds && !s.cfg.Holds {
+	return 0
+}
+
+// founds decides who founds a cluster whose every member is unsynced: the
+// lowest name among the members of the best rank. So a cluster restarted
+// whole starts from what its members recovered, intact if any member's is,
+// never empty while one holds likes; the others then sync from the founder
+// and anti-entropy repairs the rest.
+func (s *Syncer) founds() bool {
+	mine := founderRank(s.cfg.Holds, s.cfg.Partial)
+	best := mine
+	for _, p := range s.peers {
+		best = max(best, s.info[p].holds)
+	}
+	if mine < best {
 		return false
 	}
 	for _, p := range s.peers {
-		if p < s.cfg.Name && (!anyHolds || s.info[p].holds) {
+		if p < s.cfg.Name && s.info[p].holds == best {
 			return false
 		}
 	}
@@ -384,7 +403,7 @@ func (s *Syncer) Step(now time.Time, m *Message) []Action {
 		i = &peerInfo{}
 		s.info[m.From] = i
 	}
-	*i = peerInfo{heard: true, synced: m.Flags&FlagSynced != 0, leaving: m.Flags&FlagLeaving != 0, holds: m.Flags&FlagHolds != 0}
+	*i = peerInfo{heard: true, synced: m.Flags&FlagSynced != 0, leaving: m.Flags&FlagLeaving != 0, holds: founderRank(m.Flags&FlagHolds != 0, m.Flags&FlagPartial != 0)}
 	if m.Kind.IsRequest() {
 		s.stats.Served++
 		return []Action{Send{To: m.From, Msg: s.respond(m)}}

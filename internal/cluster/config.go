@@ -164,9 +164,10 @@ type Config struct {
 	// left to hand off to) each exits in about this long.
 	HandoffTimeout time.Duration
 
-	// Holds says the node recovered likes from its disk, intact: a
-	// founder candidate when the whole cluster restarts (see antientropy).
-	Holds bool
+	// Holds says the node recovered likes from its disk, intact, and
+	// Partial that it recovered some from a damaged one: founder
+	// candidates when the whole cluster restarts (see antientropy).
+	Holds, Partial bool
 
 	// SecretKey encrypts and authenticates every gossip packet and stream
 	// (memberlist keyring, AES-GCM): 16, 24 or 32 bytes for AES-128/192/256.

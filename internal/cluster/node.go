@@ -472,6 +472,7 @@ func (n *Node) Close(ctx context.Context) error {
 		err = n.ml.Shutdown()
 		n.cancel()
 		n.wg.Wait()
+		n.acker.stop()
 		n.waitSends(ctx)
 		n.log.Info().Msg("left the cluster")
 	})

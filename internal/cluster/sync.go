@@ -58,7 +58,7 @@ func newSyncDriver(n *Node, replica antientropy.Replica) (*syncDriver, error) {
 	c.SessionTimeout = n.cfg.SyncTimeout
 	c.ChunkBytes = n.cfg.SyncChunkBytes
 	c.JoinAttempts = joinAttemptsBeforeAlone
-	c.Holds = n.cfg.Holds
+	c.Holds, c.Partial = n.cfg.Holds, n.cfg.Partial
 	var seed [8]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("cluster: session seed: %w", err)

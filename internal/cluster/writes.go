@@ -285,10 +285,18 @@ func (n *Node) kickFlush() {
 // on the applying goroutine.
 type acker struct {
 	n *Node
-	// mu guards pending and sending.
+	// mu guards pending, sending and stopped.
 	mu      sync.Mutex
 	pending map[string][]ackRun
 	sending map[string]bool
+	stopped bool // Close: no new sends (an ack from a late sync goes nowhere)
+}
+
+// stop makes add a no-op, so no send starts once Close waits for them.
+func (a *acker) stop() {
+	a.mu.Lock()
+	a.stopped = true
+	a.mu.Unlock()
 }
 
 // maxPendingRuns bounds the runs waiting for one destination; past it the
@@ -298,6 +306,9 @@ const maxPendingRuns = 4096
 func (a *acker) add(to string, r ackRun) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.stopped {
+		return
+	}
 	if a.pending == nil {
 		a.pending, a.sending = map[string][]ackRun{}, map[string]bool{}
 	}

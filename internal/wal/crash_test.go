@@ -31,10 +31,23 @@ type crashFS struct {
 	torn    bool
 	rng     *rand.Rand
 	crashed string // the kind of boundary it crashed at
+	// atKind, if set, crashes at the at-th boundary of that kind instead.
+	atKind string
+	kinds  map[string]int
 }
 
 func newCrashFS(mem *vfs.MemFS, at int, torn bool, seed uint64) *crashFS {
-	return &crashFS{MemFS: mem, at: at, torn: torn, rng: rand.New(rand.NewPCG(seed, 7))}
+	return &crashFS{MemFS: mem, at: at, torn: torn, rng: rand.New(rand.NewPCG(seed, 7)), kinds: map[string]int{}}
+}
+
+// now counts a boundary of kind and reports whether to crash there.
+func (c *crashFS) now(kind string) bool {
+	c.n++
+	c.kinds[kind]++
+	if c.atKind != "" {
+		return kind == c.atKind && c.kinds[kind] == c.at
+	}
+	return c.n == c.at
 }
 
 // do runs one boundary's operation, or crashes there. The lock is held
@@ -47,8 +60,7 @@ func (c *crashFS) do(kind string, fn func() error) error {
 	if c.crashed != "" {
 		return errCrash
 	}
-	c.n++
-	if c.n == c.at {
+	if c.now(kind) {
 		c.crashed = kind
 		c.MemFS.SetIgnoreSyncs(true)
 		return errCrash
@@ -93,8 +105,7 @@ func (f *crashFile) Write(b []byte) (n int, err error) {
 	if c.crashed != "" {
 		return 0, errCrash
 	}
-	c.n++
-	if c.n == c.at {
+	if c.now("write") {
 		c.crashed = "write"
 		if c.torn && len(b) > 1 { // part of it reached the disk
 			_, _ = f.File.Write(b[:1+c.rng.IntN(len(b)-1)])
@@ -189,27 +200,22 @@ func runUntilCrash(t *testing.T, fs *crashFS, seed uint64, likes int) crashRun {
 func TestCrashAtEveryBoundary(t *testing.T) {
 	const likes = 500
 	// How many boundaries a whole run has: crash points are drawn up to it.
-	full := runUntilCrash(t, newCrashFS(vfs.NewStrictMem(), -1, false, 0), 0, likes)
+	fullFS := newCrashFS(vfs.NewStrictMem(), -1, false, 0)
+	full := runUntilCrash(t, fullFS, 0, likes)
 	require.Len(t, full.acked, likes)
 	total := full.ops
 	require.Greater(t, total, 100)
+	require.Positive(t, fullFS.kinds["rename"], "a whole run writes snapshots")
 	kinds := map[string]int{}
-	for s := 0; s < *crashSchedules; s++ {
+	schedule := func(s int, fs *crashFS) {
 		seed := uint64(s)
-		at := 1 + s%total // every boundary, again and again with new seeds
-		mem := vfs.NewStrictMem()
-		fs := newCrashFS(mem, at, s%2 == 1, seed)
+		mem := fs.MemFS
 		r := runUntilCrash(t, fs, seed, likes)
 		kinds[r.crashedAt]++
-		beforeReset, _ := mem.List(dir)
+		where := fmt.Sprintf("schedule %d (crash at %s #%d, %s)", s, fs.atKind, fs.at, r.crashedAt)
 		mem.ResetToSyncedState()
 		mem.SetIgnoreSyncs(false)
-
-		// Recovery crashes too, sometimes.
-		afterReset, _ := mem.List(dir)
-		var recoveryCrash string
-		var afterRecovery []string
-		if s%3 == 0 {
+		if s%3 == 0 { // recovery crashes too, sometimes
 			rfs := newCrashFS(mem, 1+int(seed%40), false, seed)
 			st, err := newStore()
 			require.NoError(t, err)
@@ -218,27 +224,37 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 			}
 			if rfs.crashed != "" {
 				kinds["recovery "+rfs.crashed]++
+				where += ", recovery crashed at " + rfs.crashed
 			}
-			recoveryCrash = fmt.Sprintf("%s at %d", rfs.crashed, rfs.at)
 			mem.ResetToSyncedState()
 			mem.SetIgnoreSyncs(false)
-			afterRecovery, _ = mem.List(dir)
 		}
-
 		l, st, rec := open(t, testConfig(mem))
 		got := likesOf(st)
 		closeLog(t, l)
-		require.False(t, rec.Incomplete, "schedule %d (crash at %d, %s): a crash must not look like damage: %+v", s, at, r.crashedAt, rec)
+		require.False(t, rec.Incomplete, "%s: a crash must not look like damage: %+v", where, rec)
 		for k := range r.acked {
-			require.True(t, got[k], "schedule %d (crash at %d, %s): acknowledged like %s lost; files at the crash %v, after it %v, recovery crashed %s, after that %v; %+v", s, at, r.crashedAt, k, beforeReset, afterReset, recoveryCrash, afterRecovery, rec)
+			require.True(t, got[k], "%s: acknowledged like %s lost; %+v", where, k, rec)
 		}
 		for k := range got {
-			require.True(t, r.sent[k], "schedule %d: %s was never written", s, k)
+			require.True(t, r.sent[k], "%s: %s was never written", where, k)
 		}
 	}
-	// Which boundary an index lands on varies with the goroutines' order;
-	// over hundreds of schedules each kind comes up several times.
-	require.Positive(t, kinds["rename"], "crashes during snapshots")
-	require.Positive(t, kinds["remove"], "crashes while the log is cut")
-	t.Logf("%d schedules, %d boundaries in a whole run, crashes by kind: %v", *crashSchedules, total, kinds)
+	for s := 0; s < *crashSchedules; s++ {
+		// Every boundary, again and again with new seeds; torn writes in
+		// every other schedule.
+		schedule(s, newCrashFS(vfs.NewStrictMem(), 1+s%total, s%2 == 1, uint64(s)))
+	}
+	// Which boundary an index lands on varies with the goroutines' order:
+	// crash at each snapshot's and each cut's boundaries by name too.
+	s := *crashSchedules
+	for _, kind := range []string{"create", "rename", "remove"} {
+		for n := 1; n <= fullFS.kinds[kind]; n++ {
+			fs := newCrashFS(vfs.NewStrictMem(), n, false, uint64(s))
+			fs.atKind = kind
+			schedule(s, fs)
+			s++
+		}
+	}
+	t.Logf("%d schedules, %d boundaries in a whole run (%v), crashes by kind: %v", s, total, fullFS.kinds, kinds)
 }

@@ -13,8 +13,11 @@ const (
 	snapshotExt = ".snap"
 	tmpExt      = ".tmp"
 	lockName    = "LOCK"
-	markerPfx   = "gen-"
-	corruptTag  = ".corrupt-"
+	// incompleteName marks a data dir whose recovery found damage, until
+	// the node has rebuilt from its peers.
+	incompleteName = "INCOMPLETE"
+	markerPfx      = "gen-"
+	corruptTag     = ".corrupt-"
 )
 
 // file is a segment or snapshot found in the directory.
@@ -34,12 +37,15 @@ type listing struct {
 	markers             []uint64
 	temps               []string // unfinished snapshots and cuts: removed at open
 	maxGen, maxSeq      uint64
+	incomplete          bool // INCOMPLETE is there
 }
 
 func parseListing(names []string) listing {
 	var l listing
 	for _, n := range names {
 		switch {
+		case n == incompleteName:
+			l.incomplete = true
 		case strings.Contains(n, corruptTag):
 			// Set aside: kept for the operator, never read again.
 		case strings.HasSuffix(n, tmpExt):

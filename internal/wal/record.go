@@ -17,8 +17,7 @@ const (
 	frameHeader = 8
 	// maxBody bounds one frame: a corrupt length cannot make the reader
 	// allocate or scan without limit. A snapshot entry holds one post's
-	// set; a post with more than this many bytes of likers is split over
-	// several entries.
+	// set, split over several entries past snapshotEntryBytes.
 	maxBody = 16 << 20
 )
 
@@ -55,19 +54,17 @@ func readFrame(data []byte, seed uint32) (body []byte, n int, ok bool) {
 }
 
 // scan calls fn with each valid frame's body from the front of data and
-// returns where the valid run ends. At a bad frame it looks for a valid
-// frame further on: found means damage in the middle (at is where the bad
-// frame starts), none means a torn tail. fn's error stops the scan.
+// returns where the valid run ends. At a bad frame it looks at what
+// follows: if two commit frames do (the batch after the next sync was
+// written, so the bad bytes had been synced), the damage is in the middle;
+// otherwise the bad bytes are in the last batch, which no completed sync
+// covers, whatever holes a power cut left in it: a torn tail. fn's error
+// stops the scan.
 func scan(data []byte, seed uint32, fn func(body []byte) error) (end int, middle bool, err error) {
 	for end < len(data) {
 		body, n, ok := readFrame(data[end:], seed)
 		if !ok {
-			for k := end + 1; k+frameHeader < len(data); k++ {
-				if _, _, ok := readFrame(data[k:], seed); ok {
-					return end, true, nil
-				}
-			}
-			return end, false, nil
+			return end, commitsAfter(data[end+1:], seed) >= 2, nil
 		}
 		if err := fn(body); err != nil {
 			return end, false, err
@@ -76,6 +73,43 @@ func scan(data []byte, seed uint32, fn func(body []byte) error) (end int, middle
 	}
 	return end, false, nil
 }
+
+// maxResyncWork bounds the bytes checksummed while looking for frames after
+// a bad one, so that crafted bytes cannot make recovery quadratic; past it
+// the damage counts as in the middle (the node then rebuilds from peers).
+const maxResyncWork = 256 << 20
+
+// commitsAfter counts the valid commit frames in data, up to two, finding
+// frames at any offset.
+func commitsAfter(data []byte, seed uint32) int {
+	commits, work := 0, 0
+	for k := 0; k+frameHeader < len(data) && commits < 2; {
+		l := binary.LittleEndian.Uint32(data[k:])
+		if l == 0 || l > maxBody || int(l) > len(data)-k-frameHeader {
+			k++
+			continue
+		}
+		if work += int(l); work > maxResyncWork {
+			return 2
+		}
+		body, n, ok := readFrame(data[k:], seed)
+		if !ok {
+			k++
+			continue
+		}
+		if isCommit(body) {
+			commits++
+		}
+		k += n
+	}
+	return commits
+}
+
+// commitFrame ends every batch a sync covers: recovery tells a torn tail
+// from damage in the middle by them.
+var commitFrame = appendFrame(nil, recordSeed, func(b []byte) []byte { return append(b, byte(KindCommit)) })
+
+func isCommit(body []byte) bool { return len(body) == 1 && body[0] == byte(KindCommit) }
 
 // Kind is what a log record says.
 type Kind uint8
@@ -86,6 +120,8 @@ type Kind uint8
 const (
 	KindLike   Kind = 1
 	KindUnlike Kind = 2
+	// KindCommit closes the batch a sync covered; it has no body.
+	KindCommit Kind = 3
 )
 
 // Record is one entry of the log: what was applied, and its dot when the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 )
 
@@ -24,6 +25,16 @@ type Recovery struct {
 	Took       time.Duration
 
 	needSnapshot bool
+}
+
+// Rebuilt says the node has synced from a peer since a recovery that was
+// incomplete: its data is whole again, and the next recovery need not
+// rebuild.
+func (l *Log) Rebuilt() error {
+	if err := l.fs.Remove(l.path(incompleteName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return l.syncDir()
 }
 
 // Empty reports whether nothing was recovered.
@@ -69,9 +80,23 @@ func (l *Log) recover() (Recovery, error) {
 	if err := l.syncDir(); err != nil {
 		return rec, fmt.Errorf("wal: sync data dir: %w", err)
 	}
+	// List again: a stale process may have written files between the first
+	// listing and the fence (the ones it acknowledged from are all here
+	// now: it acknowledges only while its marker is there).
+	if names, err = l.fs.List(l.cfg.Dir); err != nil {
+		return rec, fmt.Errorf("wal: list data dir: %w", err)
+	}
+	ls = parseListing(names)
+	if ls.incomplete {
+		// An earlier recovery found damage and the node has not rebuilt
+		// from its peers since: its data is still partial.
+		rec.Incomplete = true
+		l.log.Error().Msg("an earlier recovery found damage and this node has not rebuilt from its peers since: it will before it is ready")
+	}
 
 	// The newest valid snapshot; a damaged one is set aside and the next
-	// older one tried. Segments before the base were covered by a snapshot.
+	// older one tried. Segments before the base were covered by a snapshot;
+	// with no valid snapshot every segment present is read.
 	var base uint64
 	for i := len(ls.snapshots) - 1; i >= 0; i-- {
 		f := ls.snapshots[i]
@@ -82,23 +107,36 @@ func (l *Log) recover() (Recovery, error) {
 			break
 		}
 		l.setAside(&rec, f.name, "snapshot", err)
-		base = max(base, f.seq)
+	}
+	lastOfGen := map[uint64]uint64{}
+	for _, f := range ls.segments {
+		lastOfGen[f.gen] = max(lastOfGen[f.gen], f.seq)
 	}
 	for i, f := range ls.segments {
 		if f.seq < base {
 			continue // deleted by the next snapshot's clean-up
 		}
 		if i+1 < len(ls.segments) && ls.segments[i+1].seq == f.seq {
-			// A take-over cut short after its copy: the copy is read.
+			// Two generations' files of one number: a take-over cut short
+			// after its copy (the copy holds the same records), or a file
+			// a stale process made after the fence (it acknowledged
+			// nothing in it). The newer one is read.
 			if err := l.remove(f.name); err != nil {
 				return rec, err
 			}
 			continue
 		}
-		if err := l.replaySegment(&rec, f); err != nil {
+		if err := l.replaySegment(&rec, f, lastOfGen[f.gen] == f.seq); err != nil {
 			return rec, err
 		}
 		rec.Segments++
+	}
+	if rec.Incomplete {
+		// Durable before the snapshot that follows makes the partial data
+		// look whole: removed only once the node has rebuilt (Rebuilt).
+		if err := l.writeDurably(incompleteName, []byte("recovery found damage; the node rebuilds from its peers before it is ready\n")); err != nil {
+			return rec, fmt.Errorf("wal: mark the data dir incomplete: %w", err)
+		}
 	}
 	l.nextSeq.Store(ls.maxSeq + 1)
 	if err := l.openSegment(l.nextSeq.Add(1) - 1); err != nil {
@@ -124,7 +162,9 @@ func (l *Log) recover() (Recovery, error) {
 // removed, so a stale process still appending to it appends to nothing
 // anyone reads (a torn tail is cut on the way). Damage in the middle sets
 // the file aside after what could be read is restored.
-func (l *Log) replaySegment(rec *Recovery, f file) error {
+// A torn tail is possible only in the last segment a generation wrote; in
+// any other, damage anywhere is damage.
+func (l *Log) replaySegment(rec *Recovery, f file, last bool) error {
 	data, err := l.readAll(f.name)
 	if err != nil {
 		return fmt.Errorf("wal: read %s: %w", f.name, err)
@@ -140,6 +180,9 @@ func (l *Log) replaySegment(rec *Recovery, f file) error {
 	}
 	var bad error
 	end, middle, _ := scan(frames, recordSeed, func(body []byte) error {
+		if isCommit(body) {
+			return nil
+		}
 		kind, _, post, user, err := decodeRecord(body)
 		switch {
 		case err != nil:
@@ -157,8 +200,8 @@ func (l *Log) replaySegment(rec *Recovery, f file) error {
 	case bad != nil:
 		l.setAside(rec, f.name, "record", bad)
 		return nil
-	case middle:
-		l.setAside(rec, f.name, fmt.Sprintf("crc-at-%d", hdrLen+end), errors.New("a bad record with valid ones after it"))
+	case middle || (!last && end < len(frames)):
+		l.setAside(rec, f.name, fmt.Sprintf("crc-at-%d", hdrLen+end), errors.New("a bad record in bytes a completed sync covered"))
 		return nil
 	case end < len(frames):
 		rec.TornTails++

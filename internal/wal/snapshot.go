@@ -19,9 +19,10 @@ const (
 	entryEnd  byte = 'E'
 )
 
-// splitMembers: a set with more members than this is written in several
-// entries.
-const splitMembers = 1 << 20
+// snapshotEntryBytes: a set whose blocks take more than this is written in
+// several entries of at most this many bytes of members, well under
+// maxBody whatever its ids.
+const snapshotEntryBytes = 4 << 20
 
 // startSnapshot writes snapshot seq in the background: seq is the segment
 // being written now, so every segment before it is covered.
@@ -81,6 +82,10 @@ func (l *Log) writeSnapshot(seq uint64) (err error) {
 			b = wire.AppendString(b, post)
 			return users.AppendBlocks(b)
 		})
+		if len(buf)-frameHeader > maxBody {
+			werr = fmt.Errorf("wal: a snapshot entry of %d bytes for post %q: over the %d a reader takes", len(buf), post, maxBody)
+			return false
+		}
 		if _, werr = w.Write(buf); werr != nil {
 			return false
 		}
@@ -92,15 +97,16 @@ func (l *Log) writeSnapshot(seq uint64) (err error) {
 		return err
 	}
 	l.replica.Snapshot(func(post string, users gset.Set) bool {
-		if users.Len() <= splitMembers {
+		if users.Bytes() <= snapshotEntryBytes {
 			return emit(post, users)
 		}
-		part := make([]string, 0, splitMembers)
-		ok := true
+		var part []string
+		size, ok := 0, true
 		users.Walk(func(m string) bool {
-			if part = append(part, m); len(part) == splitMembers {
+			part, size = append(part, m), size+len(m)+3
+			if size >= snapshotEntryBytes {
 				ok = emit(post, gset.New(part...))
-				part = part[:0]
+				part, size = part[:0], 0
 			}
 			return ok
 		})

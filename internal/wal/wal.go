@@ -39,7 +39,13 @@ var (
 	ErrFenced = errors.New("wal: a newer process owns the data dir")
 	// ErrClosed: the log was closed.
 	ErrClosed = errors.New("wal: closed")
+	// ErrBehind: more than maxBacklog bytes wait for a slow disk; writes
+	// are refused until it catches up, so memory stays bounded.
+	ErrBehind = errors.New("wal: the disk is behind")
 )
+
+// maxBacklog bounds the records waiting for the disk.
+const maxBacklog = 64 << 20
 
 // Stats are counters since Open.
 type Stats struct {
@@ -90,6 +96,7 @@ type Log struct {
 	dropped   uint64
 
 	failing atomic.Bool // err != nil, for the hot path
+	behind  atomic.Bool // len(buf) > maxBacklog
 	kick    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -165,6 +172,9 @@ func (l *Log) Append(post, user string) {
 		l.buf = append(l.buf, post...)
 		l.buf = append(l.buf, user...)
 		sealFrame(l.buf[at:], recordSeed)
+		if len(l.buf) > maxBacklog && !l.behind.Load() {
+			l.behind.Store(true)
+		}
 	}
 	l.mu.Unlock()
 	select {
@@ -174,9 +184,12 @@ func (l *Log) Append(post, user string) {
 }
 
 // Err is nil while the log takes writes, else why not (ErrDisk, ErrFenced,
-// ErrClosed). It is one atomic load when nil.
+// ErrClosed, ErrBehind). It is two atomic loads when nil.
 func (l *Log) Err() error {
 	if !l.failing.Load() {
+		if l.behind.Load() {
+			return ErrBehind
+		}
 		return nil
 	}
 	l.mu.Lock()
@@ -309,7 +322,11 @@ func (l *Log) flush(sync bool) {
 		return
 	}
 	l.buf, l.spare = l.spare[:0], nil
+	l.behind.Store(false)
 	l.mu.Unlock()
+	if sync {
+		buf = append(buf, commitFrame...)
+	}
 
 	var err error
 	if len(buf) > 0 {

@@ -149,7 +149,7 @@ func TestATornTailIsCutAtTheLastValidRecordAndCounted(t *testing.T) {
 		name string
 		mend func(b []byte) []byte
 	}{
-		{"half a record", func(b []byte) []byte { return b[:len(b)-7] }},
+		{"half a record", func(b []byte) []byte { return b[:len(b)-len(commitFrame)-7] }},
 		{"zeros after", func(b []byte) []byte { return append(b, make([]byte, 4096)...) }},
 		{"garbage after", func(b []byte) []byte { return append(b, []byte("\x13\x00\x00\x00garbage that is no record")...) }},
 	} {
