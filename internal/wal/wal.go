@@ -57,8 +57,10 @@ type Stats struct {
 	Rewrites           uint64 // replica written anew after a failed write or sync
 	SegmentsDeleted    uint64
 	Unwritable         bool // the log takes no writes now (Err)
-	SegmentBytes       int64
 	BytesSinceSnapshot int64
+	// What the recovery at Open found.
+	RecoveredTornTails, RecoveredSetAside int
+	RecoveredIncomplete                   bool
 }
 
 type waiter struct {
@@ -117,6 +119,7 @@ type Log struct {
 	stats struct {
 		syncs, syncErrors, bytes, snapshots, snapErrors, rewrites, deleted atomic.Uint64
 	}
+	rec Recovery // set by Open
 }
 
 // Open takes the directory, recovers what it holds into replica and starts
@@ -151,6 +154,7 @@ func Open(cfg Config, replica Replica) (*Log, Recovery, error) {
 		_ = l.closeFiles()
 		return nil, rec, err
 	}
+	l.rec = rec
 	if rec.needSnapshot {
 		l.startSnapshot(l.segSeq)
 	}
@@ -256,6 +260,7 @@ func (l *Log) Stats() Stats {
 	st.Snapshots, st.SnapshotErrors = l.stats.snapshots.Load(), l.stats.snapErrors.Load()
 	st.Rewrites, st.SegmentsDeleted = l.stats.rewrites.Load(), l.stats.deleted.Load()
 	st.BytesSinceSnapshot = l.sinceSnap.Load()
+	st.RecoveredTornTails, st.RecoveredSetAside, st.RecoveredIncomplete = l.rec.TornTails, len(l.rec.SetAside), l.rec.Incomplete
 	return st
 }
 
