@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,15 +24,6 @@ import (
 // These tests run real likesd processes with --data-dir: every node stopped
 // or killed at once, two processes on one directory, a stale process that
 // resumes, a disk that fills up.
-
-func gossipPort(t testing.TB, p *proc) int {
-	_, port, err := net.SplitHostPort(p.gossipAddr)
-	require.NoError(t, err)
-	var n int
-	_, err = fmt.Sscan(port, &n)
-	require.NoError(t, err)
-	return n
-}
 
 // load likes fresh users through random nodes until stop is closed, and
 // returns the likes acknowledged with 200 or 201.
