@@ -32,6 +32,21 @@ func restartedCluster(t *testing.T, seed uint64, recovered map[string][]store.Li
 	return s
 }
 
+// firstSynced runs s for ticks of 10ms and returns the first node to be
+// synced: the founder.
+func firstSynced(s *sim, ticks int) string {
+	var founder string
+	for range ticks {
+		for _, n := range s.live() {
+			if founder == "" && n.sy.Synced() {
+				founder = n.name
+			}
+		}
+		s.run(10 * time.Millisecond)
+	}
+	return founder
+}
+
 // A cluster restarted whole is founded by the lowest-named member that
 // recovered likes, never by an empty one, whatever its name; every member
 // then holds every recovered like.
@@ -44,15 +59,7 @@ func TestAWholeClusterRestartIsFoundedByAMemberThatHoldsLikes(t *testing.T) {
 			"n02": {l1},
 			"n03": {l2},
 		})
-		var founder string
-		for range 500 {
-			for _, n := range s.live() {
-				if founder == "" && n.sy.Synced() {
-					founder = n.name
-				}
-			}
-			s.run(10 * time.Millisecond)
-		}
+		founder := firstSynced(s, 500)
 		require.Equal(t, "n02", founder, "seed %d", seed)
 		for _, n := range s.live() {
 			require.True(t, n.sy.Synced(), "seed %d: %s", seed, n.name)
@@ -65,15 +72,7 @@ func TestAWholeClusterRestartIsFoundedByAMemberThatHoldsLikes(t *testing.T) {
 // With no member holding anything, the lowest name founds, as before.
 func TestAnEmptyClusterIsFoundedByTheLowestName(t *testing.T) {
 	s := restartedCluster(t, 1, map[string][]store.Like{"n01": nil, "n02": nil, "n03": nil})
-	var founder string
-	for range 300 {
-		for _, n := range s.live() {
-			if founder == "" && n.sy.Synced() {
-				founder = n.name
-			}
-		}
-		s.run(10 * time.Millisecond)
-	}
+	founder := firstSynced(s, 300)
 	require.Equal(t, "n01", founder)
 }
 
@@ -90,15 +89,7 @@ func TestADamagedMemberFoundsOnlyWhenNoneIsIntact(t *testing.T) {
 		{map[string][]store.Like{"n01": {l}, "n02": {l}, "n03": nil}, []string{"n01"}, "n02"},
 	} {
 		s := restartedCluster(t, 7, tc.recovered, tc.partial...)
-		var founder string
-		for range 300 {
-			for _, n := range s.live() {
-				if founder == "" && n.sy.Synced() {
-					founder = n.name
-				}
-			}
-			s.run(10 * time.Millisecond)
-		}
+		founder := firstSynced(s, 300)
 		require.Equal(t, tc.want, founder, "%v partial %v", tc.recovered, tc.partial)
 	}
 }

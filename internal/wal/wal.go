@@ -171,10 +171,8 @@ func (l *Log) Append(post, user string) {
 	l.appended++
 	if l.buffering {
 		at := len(l.buf)
-		l.buf = append(l.buf, 0, 0, 0, 0, 0, 0, 0, 0, byte(KindLike), 0, 0, 0, 0, 0, 0, 0, 0, 0) // header, kind, origin, seq 0
-		l.buf = binary.AppendUvarint(l.buf, uint64(len(post)))
-		l.buf = append(l.buf, post...)
-		l.buf = append(l.buf, user...)
+		l.buf = append(l.buf, make([]byte, frameHeader)...)
+		l.buf = appendRecord(l.buf, Record{Kind: KindLike, Post: post, User: user})
 		sealFrame(l.buf[at:], recordSeed)
 		if len(l.buf) > maxBacklog && !l.behind.Load() {
 			l.behind.Store(true)
