@@ -108,6 +108,8 @@ type Node struct {
 	inbox  chan []byte
 	stats  counters
 
+	started int64 // when New ran (Unix ns), in the node meta (members.go)
+
 	// logMu guards the log of this node's recent likes: seq is the last
 	// dot assigned, framed the last one framed, and like s lives at
 	// ring[s % len(ring)] while s > framed and s > seq-len(ring). The ring
@@ -189,6 +191,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str("component", "cluster").Str("node", cfg.NodeName).Logger(),
 		origin:  binary.BigEndian.Uint64(b[:]) | 1, // never 0
+		started: time.Now().UnixNano(),
 		inbox:   make(chan []byte, cfg.InboxSize),
 		ring:    make([]store.Like, min(cfg.LogSize, initialLogRing)),
 		flushCh: make(chan struct{}),
@@ -705,6 +708,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 			continue
 		case <-tick.C:
 		}
+		n.reconcileMembers()
 		missing := n.missingSeeds(ctx)
 		if len(missing) == 0 {
 			continue
