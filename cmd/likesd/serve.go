@@ -62,7 +62,11 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		log.Info().Msg("shutting down: draining")
 	case err := <-serveErr:
 		log.Error().Err(err).Msg("http server failed: shutting down")
-		_ = node.Close(context.Background())
+		cctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		defer cancel()
+		if cerr := node.Close(cctx); cerr != nil {
+			log.Warn().Err(cerr).Msg("cluster shutdown")
+		}
 		return err
 	}
 
