@@ -293,12 +293,13 @@ func (t *memberTable) settleLocked(now time.Time) (ch tableChange) {
 }
 
 // holdersLocked returns, by address, the listed member that holds it (see
-// joined). The order is total within an address: by start time when every
-// member there says it, by join otherwise.
+// joined); this node holds its own, even once it left. The order is total
+// within an address: by start time when every member there says it, by
+// join otherwise.
 func (t *memberTable) holdersLocked() map[string]*memberEntry {
 	groups := map[string][]*memberEntry{}
-	for _, e := range t.m {
-		if e.listed && e.ip != nil {
+	for name, e := range t.m {
+		if (e.listed || name == t.self) && e.ip != nil {
 			groups[e.addr()] = append(groups[e.addr()], e)
 		}
 	}

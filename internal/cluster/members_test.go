@@ -72,10 +72,16 @@ func TestMemberTableStates(t *testing.T) {
 	assert.True(t, ok && by == "self", "news of a member at this node's address is stale")
 	assert.Equal(t, Member{Name: "past-self", Addr: "10.0.0.1:1", State: "dead"}, tab.list(t0)[4])
 
-	assert.Len(t, tab.list(t0.Add(2*time.Minute)), 4, "c and past-self stay listed while memberlist holds them alive")
+	t1 := t0.Add(2 * time.Minute)
+	assert.Len(t, tab.list(t1), 4, "c and past-self stay listed while memberlist holds them alive")
+	leaving, _ = tab.updated(tp("self", 1, 1), true, t1)
+	assert.True(t, leaving)
+	_, _, ch = tab.gone("self", t1)
+	assert.Empty(t, ch.restored, "this node holds its address after it left: past-self stays dead")
 	tab.gone("c", t0)
 	tab.gone("past-self", t0)
-	assert.Equal(t, want[3:], tab.list(t0.Add(2*time.Minute)), "gone members are forgotten after forgetAfter")
+	assert.Equal(t, []Member{{Name: "c2", Addr: "10.0.0.1:4", State: "alive"}, {Name: "self", Addr: "10.0.0.1:1", State: "left"}},
+		tab.list(t1), "gone members are forgotten after forgetAfter (this node left a moment ago)")
 }
 
 func TestSuspectLineParsing(t *testing.T) {
