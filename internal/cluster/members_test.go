@@ -194,6 +194,41 @@ func TestRestartOnSameAddressMarksOldIdentityDeadAtOnce(t *testing.T) {
 	waitConverged(t, map[string]int{"p": 10}, a, b, reborn)
 }
 
+// Finding 7 (#21), end to end: nodes that join while a killed process and
+// its successor at the same address are both alive in the cluster's state
+// (the failure detector is slow here) hear of the two in memberlist's
+// order, which is random. Each keeps the live one: the node meta says which
+// started last.
+func TestJoinersKeepTheLiveProcessOfARestartedAddress(t *testing.T) {
+	slowDetector := func(c *Config) { c.SuspicionMult = 30 }
+	a := startNode(t, "a", nil, slowDetector)
+	old := startNode(t, "old", []string{a.Addr()}, slowDetector)
+	waitMembers(t, []string{"a", "old"}, a, old)
+	addr := old.Addr()
+	crash(t, old)
+	reborn := startNodeAt(t, addr, "new", []string{a.Addr()}, slowDetector)
+	require.Eventually(t, func() bool { return stateOf(a, "new") == "alive" }, waitLong, 10*time.Millisecond)
+
+	var joiners []*testNode
+	for i := range 4 {
+		joiners = append(joiners, startNode(t, fmt.Sprint("j", i), []string{a.Addr()}, slowDetector))
+	}
+	heard := 0
+	for _, j := range joiners {
+		// (old, declared dead before j joined, is not listed at all)
+		require.Eventually(t, func() bool {
+			s := stateOf(j, "old")
+			return stateOf(j, "new") == "alive" && (s == "dead" || s == "")
+		}, waitLong, 10*time.Millisecond, "%s keeps new, the live process at %s", j.Self(), addr)
+		if stateOf(j, "old") != "" {
+			heard++
+		}
+	}
+	t.Logf("%d of %d joiners heard of old", heard, len(joiners))
+	like(joiners[0], "p", users("u", 10)...)
+	waitConverged(t, map[string]int{"p": 10}, append(joiners, a, reborn)...)
+}
+
 // memberlist logs a failed probe of a peer as an error; here it is a
 // warning (a peer exiting in a rollout is no error of this node), and a
 // send after shutdown is debug. Other errors stay errors.
