@@ -68,11 +68,13 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		log.Info().Msg("shutting down: draining")
 	case err := <-serveErr:
 		log.Error().Err(err).Msg("http server failed: shutting down")
-		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		cctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 		defer cancel()
-		_ = node.Close(sctx)
+		if cerr := node.Close(cctx); cerr != nil {
+			log.Warn().Err(cerr).Msg("cluster shutdown")
+		}
 		stopMarking()
-		closeDisk(sctx, disk, log)
+		closeDisk(cctx, disk, log)
 		return err
 	}
 

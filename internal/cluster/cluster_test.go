@@ -153,11 +153,14 @@ func TestThreeNodesConverge(t *testing.T) {
 	like(c, "p2", users("w", 50)...)
 	like(c, "p3", "solo")
 	waitConverged(t, map[string]int{"p1": 300, "p2": 100, "p3": 1}, a, b, c)
-	var viaGossip uint64
-	for _, n := range []*testNode{a, b, c} {
-		viaGossip += n.Stats().LikesApplied
-	}
-	assert.Positive(t, viaGossip, "gossip carried likes, not only push/pull")
+	// A frame's likes are counted applied just after they are stored.
+	require.Eventually(t, func() bool {
+		var viaGossip uint64
+		for _, n := range []*testNode{a, b, c} {
+			viaGossip += n.Stats().LikesApplied
+		}
+		return viaGossip > 0
+	}, waitLong, 10*time.Millisecond, "gossip carried likes, not only push/pull")
 }
 
 // memberlist never forwards user messages: each receiver must re-broadcast
@@ -270,7 +273,9 @@ func TestCloseLeavesAndOthersSeeIt(t *testing.T) {
 	waitMembers(t, []string{"a", "b"}, a, b)
 	for n, mark := range marks {
 		assert.Equal(t, "left", stateOf(n, "c"), "%s sees c left", n.Self())
-		assert.Equal(t, 1, n.logs.countSince(mark, `"member":"c"`, `"message":"member left"`), "%s logs c left", n.Self())
+		require.Eventually(t, func() bool { return n.logs.countSince(mark, `"member":"c"`, `"message":"member left"`) > 0 },
+			waitLong, 10*time.Millisecond, "%s logs c left (just after it shows it left)", n.Self())
+		assert.Equal(t, 1, n.logs.countSince(mark, `"member":"c"`, `"message":"member left"`), "%s logs c left once", n.Self())
 		assert.Zero(t, n.logs.countSince(mark, `"member":"c"`, `"message":"member failed`), "%s: c did not fail", n.Self())
 	}
 }

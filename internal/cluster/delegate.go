@@ -13,10 +13,10 @@ type delegate struct{ n *Node }
 
 var _ memberlist.Delegate = (*delegate)(nil)
 
-// NodeMeta carries this node's origin (the first part of its likes' dots)
-// and whether it is leaving (see members.go).
+// NodeMeta carries this node's origin (the first part of its likes' dots),
+// when it started, and whether it is leaving (see members.go).
 func (d *delegate) NodeMeta(limit int) []byte {
-	return encodeMeta(d.n.origin, d.n.leaving.Load(), d.n.mux != nil)
+	return encodeMeta(d.n.origin, d.n.started, d.n.leaving.Load(), d.n.mux != nil)
 }
 
 // NotifyMsg runs on memberlist's packet loop or a stream's goroutine: copy

@@ -295,6 +295,9 @@ func (n *Node) streaming(p *peerSender) bool { return n.mux != nil && p.peer.str
 // sendFrame sends one batch to p: on its stream, or, when either end takes
 // no streams, through memberlist (a connection per batch).
 func (n *Node) sendFrame(p *peerSender, frame []byte) error {
+	if n.halted.Load() { // Close's bound ended (abort)
+		return errStreamReset
+	}
 	if !n.streaming(p) {
 		return n.ml.SendReliable(p.node, frame)
 	}

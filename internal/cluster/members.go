@@ -36,10 +36,15 @@ import (
 // re-joins. Suspicion raised by other nodes' probes and gossiped here is
 // not seen: such a member shows alive until it answers or is declared dead.
 //
-// Two processes cannot bind one address, so a member that joins at the
-// address of another name marks that one dead at once (a node restarted on
-// its address would otherwise stay a member until memberlist's probes time
-// out, about 11 s with the LAN defaults).
+// Two processes cannot bind one address, so of the members memberlist
+// holds alive at one address only one is shown alive: the process that
+// started last (its node meta says when), and the others dead at once (a
+// node restarted on its address would otherwise stay a member until
+// memberlist's probes time out, about 11 s with the LAN defaults). That is
+// decided from every member the table holds, not from the order of the
+// events: a node that joins hears of a killed process and its successor
+// in any order, and the successor must stay a peer. The table is checked
+// against memberlist's members every RejoinInterval (reconcile).
 
 // memberState is a member's state as this node sees it.
 type memberState uint8
@@ -72,7 +77,8 @@ type peer struct {
 	port      uint16
 	origin    uint64
 	hasOrigin bool
-	streams   bool // it takes the fast path's streams (metaStreams)
+	streams   bool  // it takes the fast path's streams (metaStreams)
+	started   int64 // when its process started (Unix ns, from its meta); 0 if it did not say
 }
 
 func (p peer) addr() string { return net.JoinHostPort(p.ip.String(), strconv.Itoa(int(p.port))) }
@@ -87,8 +93,10 @@ func (p peer) node() *memberlist.Node {
 	return m
 }
 
-// Node meta: this process's origin (8 bytes, big endian), then an optional
-// flags byte. Nodes that knew only the 8 bytes ignore a 9-byte meta.
+// Node meta: this process's origin (8 bytes, big endian), then a flags
+// byte, then when the process started (8 bytes, Unix ns, big endian): of
+// two processes at one address, the later one holds it. Nodes that knew
+// only the first 8 or 9 bytes ignore the rest.
 const (
 	metaLeaving = 1
 	// metaStreams says the node takes the fast path's streams (stream.go);
@@ -97,7 +105,7 @@ const (
 	metaStreams = 2
 )
 
-func encodeMeta(origin uint64, leaving, streams bool) []byte {
+func encodeMeta(origin uint64, started int64, leaving, streams bool) []byte {
 	b := binary.BigEndian.AppendUint64(nil, origin)
 	var flags byte
 	if leaving {
@@ -106,8 +114,11 @@ func encodeMeta(origin uint64, leaving, streams bool) []byte {
 	if streams {
 		flags |= metaStreams
 	}
-	if flags != 0 {
+	if flags != 0 || started != 0 {
 		b = append(b, flags)
+	}
+	if started != 0 {
+		b = binary.BigEndian.AppendUint64(b, uint64(started))
 	}
 	return b
 }
@@ -120,91 +131,241 @@ func peerOf(m *memberlist.Node) (p peer, leaving bool) {
 		p.origin, p.hasOrigin = binary.BigEndian.Uint64(m.Meta), true
 		leaving = len(m.Meta) > 8 && m.Meta[8]&metaLeaving != 0
 		p.streams = len(m.Meta) > 8 && m.Meta[8]&metaStreams != 0
+		if len(m.Meta) >= 17 {
+			p.started = int64(binary.BigEndian.Uint64(m.Meta[9:17]))
+		}
 	}
 	return p, leaving
 }
 
 type memberEntry struct {
 	peer
-	state   memberState
-	since   time.Time // of the last state change
-	leaving bool      // announced in its meta: its leave is a leave
-	taken   bool      // dead because a new member took its address
+	state   memberState // as this node shows it
+	since   time.Time   // of the last state change
+	leaving bool        // announced in its meta: its leave is a leave
+	// listed: memberlist holds it alive (joined, not gone since), even
+	// when it shows dead here because another member holds its address.
+	listed bool
+	taken  bool   // another member holds its address (see holdersLocked)
+	joins  uint64 // the table's join count at its last join: the tiebreak
 }
 
 // memberTable is this node's view of the cluster, safe for concurrent use.
-// Its lock is a leaf: nothing is called while it is held.
+// Its lock is a leaf: nothing is called while it is held. It keeps every
+// member memberlist announced, by name, until memberlist declares it gone
+// and forgetAfter passes; what it shows is decided from all of them, not
+// from the order their events came in.
 type memberTable struct {
 	self string
 	// forgetAfter is how long a dead or left member stays listed: as long
 	// as memberlist keeps it (GossipToTheDeadTime).
 	forgetAfter time.Duration
 
-	mu sync.Mutex
-	m  map[string]*memberEntry
+	mu     sync.Mutex
+	m      map[string]*memberEntry
+	joins  uint64 // joins recorded
+	events uint64 // memberlist events recorded (see reconcile)
 }
 
 func newMemberTable(self string, forgetAfter time.Duration) *memberTable {
 	return &memberTable{self: self, forgetAfter: forgetAfter, m: map[string]*memberEntry{}}
 }
 
-// joined records p alive and returns the members it replaced: those at its
-// address under another name, now dead. News of a member at this node's
-// own address is stale: it is recorded dead, and stale is true.
-func (t *memberTable) joined(p peer, leaving bool, now time.Time) (replaced []peer, stale bool) {
+// takeover is a member shown dead because another holds its address: by,
+// or this node itself.
+type takeover struct {
+	peer
+	by string
+}
+
+// tableChange is what an event did besides its own member: members it
+// showed dead because another holds their address (the event's own
+// member among them when it arrived superseded), and members alive again
+// because the one that held their address is gone.
+type tableChange struct {
+	taken    []takeover
+	restored []peer
+}
+
+// superseded reports whether the member called name was taken by the event.
+func (c tableChange) superseded(name string) (by string, ok bool) {
+	for _, t := range c.taken {
+		if t.name == name {
+			return t.by, true
+		}
+	}
+	return "", false
+}
+
+// joined records p alive, as memberlist does. Of the members memberlist
+// holds alive at one address (a process restarted there, its predecessor
+// not yet declared dead), one holds it: this node if it is this node's
+// address (news of the past process is stale), otherwise the process that
+// started last, as their metas say, or, when one does not say, the one
+// that joined last. The others show dead, and are not peers, until the
+// holder is gone.
+func (t *memberTable) joined(p peer, leaving bool, now time.Time) tableChange {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if self, ok := t.m[t.self]; ok && p.name != t.self && self.port == p.port && self.ip.Equal(p.ip) {
-		// Stale news of a past process at this node's own address.
-		t.m[p.name] = &memberEntry{peer: p, state: stateDead, since: now, taken: true}
-		return nil, true
+	t.events++
+	t.joins++
+	e, ok := t.m[p.name]
+	if !ok {
+		e = &memberEntry{}
+		t.m[p.name] = e
 	}
-	t.m[p.name] = &memberEntry{peer: p, state: stateAlive, since: now, leaving: leaving}
-	for name, e := range t.m {
-		if name == p.name || name == t.self || e.state == stateLeft || e.taken ||
-			e.port != p.port || !e.ip.Equal(p.ip) {
-			continue
-		}
-		if e.state != stateDead {
-			e.state, e.since = stateDead, now
-			replaced = append(replaced, e.peer)
-		}
-		e.taken = true
+	if !e.listed || e.taken || e.state == stateDead || e.state == stateLeft {
+		e.state, e.since = stateAlive, now
 	}
-	return replaced, false
+	e.peer, e.leaving, e.listed, e.taken, e.joins = p, leaving, true, false, t.joins
+	return t.settleLocked(now)
 }
 
 // updated records a member's new meta or address; it reports whether the
 // member has just announced it is leaving.
-func (t *memberTable) updated(p peer, leaving bool) (nowLeaving bool) {
+func (t *memberTable) updated(p peer, leaving bool, now time.Time) (nowLeaving bool, ch tableChange) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.events++
 	e, ok := t.m[p.name]
 	if !ok {
-		return false
+		return false, ch
 	}
 	nowLeaving = leaving && !e.leaving
 	e.peer, e.leaving = p, leaving
-	return nowLeaving
+	return nowLeaving, t.settleLocked(now)
 }
 
 // gone records memberlist's NotifyLeave: left if the member said it was
-// leaving, dead otherwise. changed is false when it was gone already.
-func (t *memberTable) gone(name string, now time.Time) (e memberEntry, changed bool) {
+// leaving, dead otherwise. changed is false when it showed gone already;
+// a member whose address it held may be alive again.
+func (t *memberTable) gone(name string, now time.Time) (e memberEntry, changed bool, ch tableChange) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.events++
 	p, ok := t.m[name]
 	if !ok {
-		p = &memberEntry{peer: peer{name: name}}
+		p = &memberEntry{peer: peer{name: name}, state: stateDead, since: now}
 		t.m[name] = p
-	} else if p.state == stateDead || p.state == stateLeft {
-		return *p, false
+		return *p, true, ch
 	}
-	p.state, p.since = stateDead, now
-	if p.leaving {
-		p.state = stateLeft
+	p.listed = false
+	if p.state == stateAlive || p.state == stateSuspect {
+		p.state, p.since, changed = stateDead, now, true
+		if p.leaving {
+			p.state = stateLeft
+		}
 	}
-	return *p, true
+	ch = t.settleLocked(now)
+	return *p, changed, ch
+}
+
+// settleLocked decides, for every address, which listed member holds it,
+// and shows the others dead (or alive again, once they hold it).
+func (t *memberTable) settleLocked(now time.Time) (ch tableChange) {
+	holders := t.holdersLocked()
+	for _, e := range t.m {
+		if e.ip == nil {
+			continue
+		}
+		h := holders[e.addr()]
+		if !e.listed {
+			// A gone member at an address another holds is not coming back.
+			e.taken = e.taken || h != nil
+			continue
+		}
+		switch {
+		case h != e && !e.taken:
+			e.taken = true
+			if e.state == stateAlive || e.state == stateSuspect {
+				e.state, e.since = stateDead, now
+				ch.taken = append(ch.taken, takeover{peer: e.peer, by: h.name})
+			}
+		case h == e && e.taken:
+			e.taken = false
+			e.state, e.since = stateAlive, now
+			ch.restored = append(ch.restored, e.peer)
+		}
+	}
+	slices.SortFunc(ch.taken, func(a, b takeover) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(ch.restored, func(a, b peer) int { return strings.Compare(a.name, b.name) })
+	return ch
+}
+
+// holdersLocked returns, by address, the listed member that holds it (see
+// joined); this node holds its own, even once it left. The order is total
+// within an address: by start time when every member there says it, by
+// join otherwise.
+func (t *memberTable) holdersLocked() map[string]*memberEntry {
+	groups := map[string][]*memberEntry{}
+	for name, e := range t.m {
+		if (e.listed || name == t.self) && e.ip != nil {
+			groups[e.addr()] = append(groups[e.addr()], e)
+		}
+	}
+	holders := make(map[string]*memberEntry, len(groups))
+	for addr, g := range groups {
+		stamped := !slices.ContainsFunc(g, func(e *memberEntry) bool { return e.started == 0 })
+		var h *memberEntry
+		for _, e := range g {
+			switch {
+			case h == nil, e.name == t.self:
+				h = e
+			case h.name == t.self:
+			case stamped && e.started != h.started:
+				if e.started > h.started {
+					h = e
+				}
+			case e.joins > h.joins:
+				h = e
+			}
+		}
+		holders[addr] = h
+	}
+	return holders
+}
+
+// reconcile checks the table against the names memberlist lists alive
+// (Memberlist.Members), read after epoch returned epoch: if an event came
+// in between, it does nothing (ok false) and the next call checks. A
+// member the table holds otherwise is set as memberlist holds it, and
+// returned in missed; that is a bug, as every event reaches the table.
+func (t *memberTable) reconcile(alive []string, epoch uint64, now time.Time) (missed []string, ch tableChange, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.events != epoch {
+		return nil, ch, false
+	}
+	listed := make(map[string]bool, len(alive))
+	for _, name := range alive {
+		listed[name] = true
+		if e, known := t.m[name]; !known || !e.listed {
+			missed = append(missed, name)
+			if known { // one never announced has no address: it stays missed
+				t.joins++
+				e.listed, e.taken, e.joins = true, false, t.joins
+				e.state, e.since = stateAlive, now
+			}
+		}
+	}
+	for name, e := range t.m {
+		if e.listed && !listed[name] {
+			missed = append(missed, name)
+			e.listed = false
+			if e.state == stateAlive || e.state == stateSuspect {
+				e.state, e.since = stateDead, now
+			}
+		}
+	}
+	slices.Sort(missed)
+	return missed, t.settleLocked(now), true
+}
+
+// epoch counts the memberlist events recorded, for reconcile.
+func (t *memberTable) epoch() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.events
 }
 
 // suspected marks an alive member suspect; it reports whether it was alive.
@@ -251,7 +412,7 @@ func (t *memberTable) list(now time.Time) []Member {
 }
 
 func (t *memberTable) forgotLocked(e *memberEntry, now time.Time) bool {
-	return (e.state == stateDead || e.state == stateLeft) && now.Sub(e.since) > t.forgetAfter
+	return !e.listed && (e.state == stateDead || e.state == stateLeft) && now.Sub(e.since) > t.forgetAfter
 }
 
 // peers returns the other members in one of states, sorted by name.
@@ -350,51 +511,93 @@ var _ memberlist.EventDelegate = (*events)(nil)
 func (e *events) NotifyJoin(m *memberlist.Node) {
 	n := e.n
 	p, leaving := peerOf(m)
-	replaced, stale := n.members.joined(p, leaving, time.Now())
-	if stale {
-		n.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member failed: this node took its address")
+	ch := n.members.joined(p, leaving, time.Now())
+	n.membersChanged(ch)
+	if _, ok := ch.superseded(p.name); ok {
 		return
-	}
-	for _, old := range replaced {
-		n.log.Info().Str("member", old.name).Str("addr", old.addr()).Str("by", p.name).
-			Msg("member failed: a new member took its address")
 	}
 	n.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member joined")
-	if p.name == n.cfg.NodeName {
-		return
-	}
-	// Likes logged from now on are framed for it, not only from the next
-	// flush. (logMu is never held while calling memberlist.)
-	n.logMu.Lock()
-	n.alone = false
-	n.logMu.Unlock()
-	if n.sync != nil {
-		n.sync.urge(p.name)
+	if p.name != n.cfg.NodeName {
+		n.memberUp(p.name)
 	}
 }
 
 func (e *events) NotifyLeave(m *memberlist.Node) {
 	n := e.n
-	g, changed := n.members.gone(m.Name, time.Now())
+	g, changed, ch := n.members.gone(m.Name, time.Now())
 	if !changed {
 		n.log.Debug().Str("member", m.Name).Msg("memberlist declared gone a member already gone here")
-		return
+	} else {
+		msg := "member failed"
+		if g.state == stateLeft {
+			msg = "member left"
+		}
+		n.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg(msg)
 	}
-	msg := "member failed"
-	if g.state == stateLeft {
-		msg = "member left"
-	}
-	n.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg(msg)
+	n.membersChanged(ch)
 }
 
 func (e *events) NotifyUpdate(m *memberlist.Node) {
 	n := e.n
 	p, leaving := peerOf(m)
-	if n.members.updated(p, leaving) {
+	nowLeaving, ch := n.members.updated(p, leaving, time.Now())
+	if nowLeaving {
 		n.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member leaving")
+	} else {
+		n.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member updated")
+	}
+	n.membersChanged(ch)
+}
+
+// membersChanged logs members an event showed dead because another holds
+// their address, and treats those alive again as joins.
+func (n *Node) membersChanged(ch tableChange) {
+	for _, t := range ch.taken {
+		if t.by == n.cfg.NodeName {
+			n.log.Info().Str("member", t.name).Str("addr", t.addr()).Msg("member failed: this node took its address")
+			continue
+		}
+		n.log.Info().Str("member", t.name).Str("addr", t.addr()).Str("by", t.by).
+			Msg("member failed: a new member took its address")
+	}
+	for _, p := range ch.restored {
+		n.log.Info().Str("member", p.name).Str("addr", p.addr()).
+			Msg("member alive again: the member that held its address is gone")
+		n.memberUp(p.name)
+	}
+}
+
+// memberUp has likes logged from now on framed for a peer that joined (not
+// only from the next flush) and urges an anti-entropy session with it.
+// (logMu is never held while calling memberlist.)
+func (n *Node) memberUp(name string) {
+	n.logMu.Lock()
+	n.alone = false
+	n.logMu.Unlock()
+	if n.sync != nil {
+		n.sync.urge(name)
+	}
+}
+
+// reconcileMembers checks the member table against memberlist's members
+// (see memberTable.reconcile). It reads only their names, which memberlist
+// never rewrites.
+func (n *Node) reconcileMembers() {
+	ml := n.mlReady.Load()
+	if ml == nil {
 		return
 	}
-	n.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member updated")
+	epoch := n.members.epoch()
+	var alive []string
+	for _, m := range ml.Members() {
+		alive = append(alive, m.Name)
+	}
+	missed, ch, ok := n.members.reconcile(alive, epoch, time.Now())
+	if !ok || len(missed) == 0 {
+		return
+	}
+	n.log.Warn().Strs("members", missed).Msg("member table missed memberlist events: reconciled")
+	n.membersChanged(ch)
 }
 
 // pings clears this node's suspicion of a member that answers one of its

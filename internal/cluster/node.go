@@ -116,6 +116,8 @@ type Node struct {
 	inbox  chan []byte
 	stats  counters
 
+	started int64 // when New ran (Unix ns), in the node meta (members.go)
+
 	// logMu guards the log of this node's recent likes: seq is the last
 	// dot assigned, framed the last one framed, and like s lives at
 	// ring[s % len(ring)] while s > framed and s > seq-len(ring). The ring
@@ -181,6 +183,8 @@ type Node struct {
 	startOnce sync.Once
 	closeOnce sync.Once
 	closed    atomic.Bool
+	closeDone chan struct{} // made by Close; closed when its sequence ended
+	halted    atomic.Bool   // Close's bound ended: senders send no more
 }
 
 // New returns a node that is not yet part of any cluster. Likes handed to it
@@ -197,6 +201,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str("component", "cluster").Str("node", cfg.NodeName).Logger(),
 		origin:  binary.BigEndian.Uint64(b[:]) | 1, // never 0
+		started: time.Now().UnixNano(),
 		inbox:   make(chan []byte, cfg.InboxSize),
 		ring:    make([]store.Like, min(cfg.LogSize, initialLogRing)),
 		flushCh: make(chan struct{}),
@@ -432,9 +437,15 @@ func (n *Node) QueuedFrames() int { return n.queue.NumQueued() }
 // Close hands off and leaves. It sends the likes still in the log on the
 // fast path, then runs anti-entropy sessions with synced peers until one of
 // them holds every like this node holds (see antientropy), then leaves the
-// cluster and stops every goroutine. ctx bounds the whole of it: a hand-off
-// cut short is logged and counted. Call it after the node stopped taking
+// cluster and stops every goroutine. Call it after the node stopped taking
 // likes. It is idempotent.
+//
+// ctx bounds the whole of it: a hand-off cut short is logged and counted,
+// the leave gets what is left of ctx (none: the others see a failure), and
+// when ctx ends Close returns ErrCloseCut at once, having told every
+// goroutine to stop (the loops are cancelled, the likesd streams closed,
+// and senders send no more); the rest of the shutdown ends in the
+// background.
 func (n *Node) Close(ctx context.Context) error {
 	var err error
 	n.closeOnce.Do(func() {
@@ -442,41 +453,103 @@ func (n *Node) Close(ctx context.Context) error {
 		if n.ml == nil { // never started
 			return
 		}
-		close(n.flushCh)
-		n.flushWG.Wait() // the direct senders have drained too
-		start := time.Now()
-		hctx, cancel := ctx, context.CancelFunc(func() {})
-		if n.cfg.HandoffTimeout > 0 {
-			hctx, cancel = context.WithTimeout(ctx, n.cfg.HandoffTimeout)
+		n.closeDone = make(chan struct{})
+		res := make(chan error, 1)
+		go func() {
+			defer close(n.closeDone)
+			res <- n.shutdown(ctx)
+		}()
+		select {
+		case err = <-res:
+		case <-ctx.Done():
+			select {
+			case err = <-res: // it ended meanwhile
+			default:
+				n.abort()
+				n.log.Warn().Err(ctx.Err()).Msg("close cut short by its bound: the rest of the shutdown ends in the background")
+				err = fmt.Errorf("%w: %w", ErrCloseCut, ctx.Err())
+			}
 		}
-		herr := n.sync.handOff(hctx, 2*n.cfg.RejoinInterval)
-		cancel()
-		switch {
-		case herr == nil:
-		case n.cfg.HandoffTimeout > 0 && ctx.Err() == nil:
-			n.log.Info().Dur("waited", time.Since(start)).
-				Msg("hand-off not finished in --handoff-timeout: every like this node holds is on its disk, which it reads at its next start")
-		default:
-			n.log.Error().Err(herr).Dur("waited", time.Since(start)).
-				Msg("hand-off cut short by the shutdown bound: likes only this node holds may be lost")
-		}
-		// Say it is a leave before leaving: memberlist tells the others
-		// of a leave and of a failure alike (members.go).
-		n.leaving.Store(true)
-		if uerr := n.ml.UpdateNode(n.cfg.LeaveTimeout); uerr != nil {
-			n.log.Warn().Err(uerr).Msg("leave intent was not confirmed")
-		}
-		if lerr := n.ml.Leave(n.cfg.LeaveTimeout); lerr != nil {
-			n.log.Warn().Err(lerr).Msg("leave was not confirmed")
-		}
-		err = n.ml.Shutdown()
-		n.cancel()
-		n.wg.Wait()
-		n.acker.stop()
-		n.waitSends(ctx)
-		n.log.Info().Msg("left the cluster")
 	})
 	return err
+}
+
+// ErrCloseCut is returned by a Close whose context ended first.
+var ErrCloseCut = errors.New("cluster: close cut short")
+
+// shutdown is Close's sequence.
+func (n *Node) shutdown(ctx context.Context) error {
+	close(n.flushCh)
+	n.flushWG.Wait() // the direct senders have drained too
+	start := time.Now()
+	hctx, cancel := ctx, context.CancelFunc(func() {})
+	if n.cfg.HandoffTimeout > 0 {
+		hctx, cancel = context.WithTimeout(ctx, n.cfg.HandoffTimeout)
+	}
+	herr := n.sync.handOff(hctx, 2*n.cfg.RejoinInterval)
+	cancel()
+	switch {
+	case herr == nil:
+	case n.cfg.HandoffTimeout > 0 && ctx.Err() == nil:
+		n.log.Info().Dur("waited", time.Since(start)).
+			Msg("hand-off not finished in --handoff-timeout: every like this node holds is on its disk, which it reads at its next start")
+	default:
+		n.log.Error().Err(herr).Dur("waited", time.Since(start)).
+			Msg("hand-off cut short by the shutdown bound: likes only this node holds may be lost")
+	}
+	// Say it is a leave before leaving: memberlist tells the others of a
+	// leave and of a failure alike (members.go).
+	n.leaving.Store(true)
+	left := false
+	if d := n.leaveTimeout(ctx); d > 0 {
+		if uerr := n.ml.UpdateNode(d); uerr != nil {
+			n.log.Warn().Err(uerr).Msg("leave intent was not confirmed")
+		}
+	}
+	if d := n.leaveTimeout(ctx); d > 0 {
+		if lerr := n.ml.Leave(d); lerr != nil {
+			n.log.Warn().Err(lerr).Msg("leave was not confirmed")
+		}
+		left = true
+	} else {
+		n.log.Warn().Msg("no time left to leave: the others will see this node fail")
+	}
+	err := n.ml.Shutdown()
+	n.cancel()
+	n.wg.Wait()
+	n.acker.stop()
+	n.waitSends(ctx)
+	if left {
+		n.log.Info().Msg("left the cluster")
+	} else {
+		n.log.Info().Msg("shut down without leaving the cluster")
+	}
+	return err
+}
+
+// leaveTimeout is LeaveTimeout, or what is left of ctx if less.
+func (n *Node) leaveTimeout(ctx context.Context) time.Duration {
+	if ctx.Err() != nil {
+		return 0
+	}
+	d := n.cfg.LeaveTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(deadline))
+	}
+	return d
+}
+
+// abort tells what Close still waits for to stop now: the loops' context is
+// cancelled, every stream closed (a write stalled on one returns) and no
+// new one opened, and senders send no more (sendFrame), so they drop what
+// is queued, left to repair. A dial or a memberlist send already in flight
+// still ends within TCPTimeout.
+func (n *Node) abort() {
+	n.halted.Store(true)
+	n.cancel()
+	if n.mux != nil {
+		n.mux.closeAll()
+	}
 }
 
 // syncPeers are the names of the other members that are alive or suspect
@@ -729,6 +802,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 			continue
 		case <-tick.C:
 		}
+		n.reconcileMembers()
 		missing := n.missingSeeds(ctx)
 		if len(missing) == 0 {
 			continue

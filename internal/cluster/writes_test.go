@@ -112,8 +112,11 @@ func TestAPeerThatStopsAcknowledgingTripsItsBreakerAndAProbeBringsItBack(t *test
 		write(a, acks.Level{}, "p", fmt.Sprint("cut", i)) // keeps frames flowing to b
 		return breakerOf(a, "b") == "open"
 	}, waitLong, 10*time.Millisecond, "b's breaker opens")
-	assert.GreaterOrEqual(t, a.logs.count(`"peer":"b"`, "peer breaker open"), 1, "the opening is logged")
-	assert.GreaterOrEqual(t, a.Stats().BreakerOpened, uint64(1))
+	// The opening is logged and counted just after the state turns open.
+	require.Eventually(t, func() bool { return a.logs.count(`"peer":"b"`, "peer breaker open") >= 1 },
+		waitLong, 10*time.Millisecond, "the opening is logged")
+	require.Eventually(t, func() bool { return a.Stats().BreakerOpened >= 1 }, waitLong, 10*time.Millisecond,
+		"the opening is counted")
 
 	// Open, or half-open after the cool-down: either way b is not waited for.
 	res := write(a, acks.All, "p", "while-open")
