@@ -210,6 +210,8 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.hostPort(&o.api.Addr, "http-addr", "host:port the HTTP API listens on")
 	f.durationUpTo(&o.api.ReadWait, "read-wait", time.Minute, "longest a read with ?version= waits for this node to hold the like it names before a 503 version_not_seen; "+
 		"0s: answer only if already held (0s to 1m)")
+	f.integer(&o.api.MaxHeaderBytes, "max-header-bytes", api.MinHeaderBytes, api.MaxHeaderBytes,
+		"largest request line plus headers in bytes (431 past it); /v1/counts with many long posts needs more")
 	f.str(&gossipAddr, "gossip-addr", "host:port memberlist binds to, TCP and UDP (port 0 picks a free one)")
 	f.str(&advertise, "advertise-addr", "host[:port] other nodes use to reach this one (default: memberlist's choice; set to the pod IP in k8s)")
 	f.str(&join, "join", "comma-separated seed host:port list to join (empty: start a new cluster)")

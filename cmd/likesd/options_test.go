@@ -188,3 +188,17 @@ func TestWriteAcksExplicit(t *testing.T) {
 	_, err := parseOptions([]string{"--write-acks", "0"}, env(nil), &bytes.Buffer{})
 	assert.ErrorContains(t, err, "--write-acks")
 }
+
+// A size out of the API's bounds is reported with the flag (or variable)
+// the user typed.
+func TestInputBoundsNameTheFlag(t *testing.T) {
+	_, err := parseOptions([]string{"--max-header-bytes", "10"}, nil, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "--max-header-bytes")
+	_, err = parseOptions(nil, env(map[string]string{"LIKESD_MAX_HEADER_BYTES": "99999999"}), &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "LIKESD_MAX_HEADER_BYTES")
+	o, err := parseOptions([]string{"--max-header-bytes", "8192"}, nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 8192, o.api.MaxHeaderBytes)
+}

@@ -56,6 +56,9 @@ type Membership interface {
 
 // Observer is told of every request and every like's outcome (metrics).
 // Its methods run on the request path: they must be fast and not block.
+// Every string it is given comes from a closed set, so it may use them as
+// labels: route is one of the router's patterns ("" when none matched),
+// method is GET, HEAD, POST or other.
 type Observer interface {
 	ObserveRequest(route, method string, status int, d time.Duration)
 	ObserveLike(added bool)
@@ -129,6 +132,7 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		ReadTimeout:                  cfg.ReadTimeout,
 		WriteTimeout:                 cfg.WriteTimeout + cfg.ReadWait, // a read with a version may wait first
 		IdleTimeout:                  cfg.IdleTimeout,
+		MaxHeaderBytes:               cfg.MaxHeaderBytes,
 		// net/http's own errors (bad TLS, handler panics it caught) into the
 		// structured log rather than bare stderr.
 		ErrorLog: log.New(logger.With().Str("component", "net/http").Logger(), "", 0),
@@ -246,9 +250,26 @@ func requestIDField(next http.Handler) http.Handler {
 	})
 }
 
+// methodLabel maps a request's method to a closed set, the methods the
+// router serves and "other": net/http takes any token as a method, and a
+// label made of each would be a series kept forever.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPost:
+		return http.MethodPost
+	}
+	return "other"
+}
+
 func (s *Server) logRequest(r *http.Request, status, size int, d time.Duration) {
+	// A route pattern of the router's (one of a fixed set), "" when none
+	// matched: never the path, which the client chooses.
 	route := chi.RouteContext(r.Context()).RoutePattern()
-	s.observe.ObserveRequest(route, r.Method, status, d)
+	s.observe.ObserveRequest(route, methodLabel(r.Method), status, d)
 	level := zerolog.InfoLevel
 	switch {
 	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics":

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -92,4 +93,40 @@ func TestHelpTextsMatchTheSeries(t *testing.T) {
 		}
 	}
 	assert.Contains(t, out, "likesd_fastpath_frames_sent_total 7")
+}
+
+// Finding 1 of issue #20: a client choosing methods and paths must not grow
+// the request series. Every request here is distinct; the series are those
+// of the router's routes and a closed set of methods.
+func TestRequestSeriesStayBounded(t *testing.T) {
+	m := New(fakeCluster{})
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	srv, err := api.New(api.DefaultConfig(), st, view{}, zerolog.Nop(), api.Options{Observer: m, Metrics: m.Handler()})
+	require.NoError(t, err)
+	h := srv.Handler()
+	series := func() int {
+		mfs, err := m.reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == "likesd_http_request_duration_seconds" {
+				return len(mf.GetMetric())
+			}
+		}
+		return 0
+	}
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			method := fmt.Sprintf("M%d", i) // any token is a method to net/http
+			path := fmt.Sprintf("/x%d/v1/posts/p%d/likes", i, i)
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(method, path, nil))
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", fmt.Sprintf("/v1/posts/p%d/likes", i), nil))
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(method, fmt.Sprintf("/v1/posts/p%d/likes", i), nil))
+		}
+	}
+	send(0, 50)
+	before := series()
+	send(50, 1000)
+	assert.Equal(t, before, series(), "a thousand new methods and paths add no series")
+	assert.LessOrEqual(t, before, 10)
 }
