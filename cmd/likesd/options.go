@@ -210,6 +210,17 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.hostPort(&o.api.Addr, "http-addr", "host:port the HTTP API listens on")
 	f.durationUpTo(&o.api.ReadWait, "read-wait", time.Minute, "longest a read with ?version= waits for this node to hold the like it names before a 503 version_not_seen; "+
 		"0s: answer only if already held (0s to 1m)")
+	f.value("admin-addr", "host:port", "host:port of the admin listener: /metrics, /v1/cluster, /healthz, /readyz and pprof, then no longer on --http-addr; "+
+		"empty: no admin listener, and all but pprof are served on --http-addr. Keep it private (the manifests use :9090)",
+		func() string { return o.api.AdminAddr }, func(s string) error {
+			if s != "" {
+				if _, _, err := splitHostPort(s, true); err != nil {
+					return errors.New("want host:port, like :9090 or 127.0.0.1:9090, or empty")
+				}
+			}
+			o.api.AdminAddr = s
+			return nil
+		})
 	f.integer(&o.api.MaxHeaderBytes, "max-header-bytes", api.MinHeaderBytes, api.MaxHeaderBytes,
 		"largest request line plus headers in bytes (431 past it); /v1/counts with many long posts needs more")
 	f.str(&gossipAddr, "gossip-addr", "host:port memberlist binds to, TCP and UDP (port 0 picks a free one)")
@@ -451,6 +462,9 @@ func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string)
 	o.cluster.NodeName = nodeName
 	if o.logLevel, err = zerolog.ParseLevel(logLevel); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+	}
+	if o.api.AdminAddr != "" && o.api.AdminAddr == o.api.Addr {
+		return fmt.Errorf("--admin-addr %q is --http-addr: the admin listener needs a port of its own", o.api.AdminAddr)
 	}
 	if o.cluster.ProbeTimeout >= o.cluster.ProbeInterval {
 		return fmt.Errorf("--probe-timeout %v must be shorter than --probe-interval %v", o.cluster.ProbeTimeout, o.cluster.ProbeInterval)

@@ -30,9 +30,19 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
+	var adminLn net.Listener
+	if o.api.AdminAddr != "" {
+		if adminLn, err = net.Listen("tcp", o.api.AdminAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("admin listen: %w", err)
+		}
+	}
 	node, srv, replica, err := assemble(o, log)
 	if err != nil {
 		ln.Close()
+		if adminLn != nil {
+			adminLn.Close()
+		}
 		return err
 	}
 	// Every line from here on names the node: several run on one machine
@@ -54,14 +64,23 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	trimDone := make(chan struct{})
 	go func() { defer close(trimDone); memtrim.Run(trimCtx, o.trim, log, replica, nil) }()
 	defer func() { stopTrim(); <-trimDone }()
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	servers := 1
+	if adminLn != nil {
+		servers++
+		go func() { serveErr <- srv.ServeAdmin(adminLn) }()
+	}
 
 	select {
 	case <-ctx.Done():
 		log.Info().Msg("shutting down: draining")
 	case err := <-serveErr:
 		log.Error().Err(err).Msg("http server failed: shutting down")
+		_ = srv.Shutdown(context.Background())
+		for range servers - 1 {
+			<-serveErr
+		}
 		_ = node.Close(context.Background())
 		return err
 	}
@@ -75,7 +94,9 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn().Err(err).Msg("in-flight requests did not finish in time")
 	}
-	<-serveErr
+	for range servers {
+		<-serveErr
+	}
 	if err := node.Close(sctx); err != nil {
 		log.Warn().Err(err).Msg("cluster shutdown")
 	}

@@ -11,6 +11,12 @@ type Config struct {
 	// Addr is the host:port the server listens on. Default ":8080".
 	Addr string
 
+	// AdminAddr is the host:port of the operator listener (admin.go):
+	// /metrics, /v1/cluster, /healthz, /readyz and pprof. Empty (the
+	// default): no admin listener, and all but pprof stay on Addr, as
+	// before it existed; set it to keep them off the port clients reach.
+	AdminAddr string
+
 	// MaxHeaderBytes bounds a request's line and headers together (net/http
 	// answers 431 past it). Default 64 KiB, from 4 KiB to 1 MiB (net/http's
 	// own default, which lets any client park a megabyte per connection):
@@ -106,6 +112,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Addr == "":
 		return fmt.Errorf("%w: Addr is empty", ErrConfig)
+	case c.AdminAddr != "" && c.AdminAddr == c.Addr:
+		return fmt.Errorf("%w: AdminAddr is Addr; the admin listener needs its own", ErrConfig)
 	case c.MaxHeaderBytes < MinHeaderBytes || c.MaxHeaderBytes > MaxHeaderBytes:
 		return fmt.Errorf("%w: MaxHeaderBytes must be from %d to %d, got %d", ErrConfig, MinHeaderBytes, MaxHeaderBytes, c.MaxHeaderBytes)
 	case c.MaxBodyBytes < 1 || c.MaxBodyBytes > MaxBodyLimit:

@@ -86,6 +86,8 @@ type Server struct {
 	log      zerolog.Logger
 	router   *chi.Mux
 	http     *http.Server
+	admin    *chi.Mux     // operator routes (admin.go)
+	adminSrv *http.Server // nil without Config.AdminAddr
 	observe  Observer
 	metrics  http.Handler
 	replicas Replicator
@@ -123,6 +125,10 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		}
 	}
 	s.router = s.routes()
+	s.admin = s.adminRoutes()
+	if cfg.AdminAddr != "" {
+		s.adminSrv = s.newAdminServer()
+	}
 	s.http = &http.Server{
 		Addr:    cfg.Addr,
 		Handler: s.router,
@@ -140,7 +146,10 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 	return s, nil
 }
 
-func (s *Server) routes() *chi.Mux {
+// newRouter is a router with the middleware every listener's requests go
+// through: request ids, the access log, metrics, JSON for panics, 404 and
+// 405.
+func (s *Server) newRouter() *chi.Mux {
 	r := chi.NewRouter()
 	r.Use(s.requestID)
 	r.Use(hlog.NewHandler(s.log))
@@ -151,14 +160,19 @@ func (s *Server) routes() *chi.Mux {
 	r.NotFound(handlerFunc(func(_ http.ResponseWriter, r *http.Request) *apiError {
 		return &apiError{http.StatusNotFound, codeNotFound, "no route for " + r.Method + " " + r.URL.Path}
 	}).ServeHTTP)
-	r.MethodNotAllowed(s.methodNotAllowed)
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) { s.methodNotAllowed(r, w, req) })
+	return r
+}
 
-	// get serves HEAD wherever it serves GET: the same handler, whose body
-	// net/http drops.
-	get := func(r chi.Router, pattern string, h http.Handler) {
-		r.Method(http.MethodGet, pattern, h)
-		r.Method(http.MethodHead, pattern, h)
-	}
+// get serves HEAD wherever it serves GET: the same handler, whose body
+// net/http drops.
+func get(r chi.Router, pattern string, h http.Handler) {
+	r.Method(http.MethodGet, pattern, h)
+	r.Method(http.MethodHead, pattern, h)
+}
+
+func (s *Server) routes() *chi.Mux {
+	r := s.newRouter()
 	r.Route("/v1", func(r chi.Router) {
 		r.Method(http.MethodPost, "/likes", handlerFunc(s.postLikes))
 		r.Method(http.MethodPost, "/posts/{post}/likes", handlerFunc(s.postLike))
@@ -166,12 +180,9 @@ func (s *Server) routes() *chi.Mux {
 		get(r, "/posts/{post}/likes/{user}", handlerFunc(s.getLiked))
 		get(r, "/posts/{post}/likers", handlerFunc(s.getLikers))
 		get(r, "/counts", handlerFunc(s.getCounts))
-		get(r, "/cluster", handlerFunc(s.getCluster))
 	})
-	get(r, "/healthz", handlerFunc(s.healthz))
-	get(r, "/readyz", handlerFunc(s.readyz))
-	if s.metrics != nil {
-		get(r, "/metrics", s.metrics)
+	if s.cfg.AdminAddr == "" {
+		s.operatorRoutes(r)
 	}
 
 	// Aliases for the original article's curl lines.
@@ -216,10 +227,14 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // Shutdown stops accepting connections and waits for in-flight requests, up
-// to ctx.
+// to ctx; the admin listener last, so probes and scrapes see the drain.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.Drain()
-	return s.http.Shutdown(ctx)
+	err := s.http.Shutdown(ctx)
+	if s.adminSrv != nil {
+		err = errors.Join(err, s.adminSrv.Shutdown(ctx))
+	}
+	return err
 }
 
 // requestID takes the request id from X-Request-Id when the client sent one
@@ -307,11 +322,12 @@ func (s *Server) recoverJSON(next http.Handler) http.Handler {
 }
 
 // methodNotAllowed answers 405 with the Allow header listing the methods the
-// path does accept (chi drops that header when the handler is custom).
-func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+// path does accept on router (chi drops that header when the handler is
+// custom).
+func (s *Server) methodNotAllowed(router *chi.Mux, w http.ResponseWriter, r *http.Request) {
 	var allowed []string
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		if s.router.Match(chi.NewRouteContext(), m, r.URL.EscapedPath()) {
+		if router.Match(chi.NewRouteContext(), m, r.URL.EscapedPath()) {
 			allowed = append(allowed, m)
 		}
 	}
