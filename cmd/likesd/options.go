@@ -223,6 +223,22 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 		})
 	f.integer(&o.api.MaxHeaderBytes, "max-header-bytes", api.MinHeaderBytes, api.MaxHeaderBytes,
 		"largest request line plus headers in bytes (431 past it); /v1/counts with many long posts needs more")
+	f.integer(&o.api.MaxWrites, "max-concurrent-writes", 1, api.MaxConcurrency,
+		"single likes served at once (a write holds its slot while it waits for acknowledgements); more are refused with 429 and Retry-After, never queued")
+	f.integer(&o.api.MaxBulk, "max-concurrent-bulk", 1, api.MaxConcurrency,
+		"bulk imports (POST /v1/likes) served at once, each up to 8 MiB of body; more are refused with 429")
+	f.integer(&o.api.MaxReads, "max-concurrent-reads", 1, api.MaxConcurrency,
+		"reads served at once (a read with ?version= holds its slot while it waits); more are refused with 429")
+	f.value("bulk-rate", "float", "bulk imports per second each client may start (its API token, else its IP address), in bursts of --bulk-burst; more: 429 rate_limited. 0: no per-client limit",
+		func() string { return strconv.FormatFloat(o.api.BulkRate, 'g', -1, 64) }, func(s string) error {
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil || v < 0 || v > api.MaxBulkRate {
+				return fmt.Errorf("want a number from 0 to %d", api.MaxBulkRate)
+			}
+			o.api.BulkRate = v
+			return nil
+		})
+	f.integer(&o.api.BulkBurst, "bulk-burst", 1, api.MaxBulkBurst, "bulk imports a client may start at once before --bulk-rate applies")
 	f.str(&gossipAddr, "gossip-addr", "host:port memberlist binds to, TCP and UDP (port 0 picks a free one)")
 	f.str(&advertise, "advertise-addr", "host[:port] other nodes use to reach this one (default: memberlist's choice; set to the pod IP in k8s)")
 	f.str(&join, "join", "comma-separated seed host:port list to join (empty: start a new cluster)")

@@ -202,3 +202,19 @@ func TestInputBoundsNameTheFlag(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 8192, o.api.MaxHeaderBytes)
 }
+
+func TestLoadSheddingFlags(t *testing.T) {
+	o, err := parseOptions([]string{"--max-concurrent-writes", "7", "--max-concurrent-bulk", "2", "--bulk-rate", "0.5"},
+		env(map[string]string{"LIKESD_MAX_CONCURRENT_READS": "9", "LIKESD_BULK_BURST": "3"}), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 7, o.api.MaxWrites)
+	assert.Equal(t, 2, o.api.MaxBulk)
+	assert.Equal(t, 9, o.api.MaxReads)
+	assert.Equal(t, 0.5, o.api.BulkRate)
+	assert.Equal(t, 3, o.api.BulkBurst)
+	for _, args := range [][]string{{"--max-concurrent-writes", "0"}, {"--bulk-rate", "-1"}, {"--bulk-burst", "0"}} {
+		_, err := parseOptions(args, nil, &bytes.Buffer{})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), args[0])
+	}
+}

@@ -49,6 +49,28 @@ type Config struct {
 	// likes of 256-byte ids take about 5.3 MB. At most 256 MiB.
 	MaxBulkBodyBytes int64
 
+	// MaxWrites, MaxBulk and MaxReads are the compartments of the node's
+	// work (a bulkhead): how many single likes, bulk imports and reads it
+	// serves at once. Past a compartment's limit a request is refused at
+	// once with 429 and Retry-After, never queued, so a flood of one kind
+	// neither grows memory nor starves the others. A write holds its slot
+	// while it waits for acknowledgements (up to the write timeout), a
+	// read while it waits for a version (ReadWait). Defaults 1024, 4 and
+	// 1024; from 1 to 1,000,000. A bulk import may hold MaxBulkBodyBytes
+	// and more while it is read: MaxBulk bounds that memory.
+	MaxWrites int
+	MaxBulk   int
+	MaxReads  int
+
+	// BulkRate limits each client's bulk imports, in imports per second
+	// with bursts of BulkBurst; more are refused with 429 rate_limited. A
+	// client is its API token when tokens are on (tokens.go), else its
+	// remote IP address (behind a proxy, the proxy's: X-Forwarded-For is
+	// not trusted). Default 0: no per-client limit, only MaxBulk. Burst
+	// default 4, from 1 to 10,000.
+	BulkRate  float64
+	BulkBurst int
+
 	// ReadWait bounds how long a read that carries a version token waits
 	// for this node to hold the like the token names before it answers 503
 	// version_not_seen. Longer rides out more replication lag (milliseconds
@@ -79,6 +101,10 @@ func DefaultConfig() Config {
 		MaxBatchPosts:     1000,
 		MaxBulkLikes:      10000,
 		MaxBulkBodyBytes:  8 << 20,
+		MaxWrites:         1024,
+		MaxBulk:           4,
+		MaxReads:          1024,
+		BulkBurst:         4,
 		ReadWait:          time.Second,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
@@ -102,6 +128,9 @@ const (
 	MaxPageLimit     = 100_000
 	MaxBulkLikeLimit = 1_000_000
 	MaxBulkBodyLimit = 256 << 20
+	MaxConcurrency   = 1_000_000
+	MaxBulkRate      = 1_000_000
+	MaxBulkBurst     = 10_000
 )
 
 // ErrConfig marks an invalid Config.
@@ -126,6 +155,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxBatchPosts must be from 1 to %d", ErrConfig, MaxBatchLimit)
 	case c.MaxBulkLikes < 1 || c.MaxBulkLikes > MaxBulkLikeLimit || c.MaxBulkBodyBytes < 1 || c.MaxBulkBodyBytes > MaxBulkBodyLimit:
 		return fmt.Errorf("%w: MaxBulkLikes must be from 1 to %d and MaxBulkBodyBytes from 1 to %d", ErrConfig, MaxBulkLikeLimit, MaxBulkBodyLimit)
+	case c.MaxWrites < 1 || c.MaxBulk < 1 || c.MaxReads < 1 ||
+		c.MaxWrites > MaxConcurrency || c.MaxBulk > MaxConcurrency || c.MaxReads > MaxConcurrency:
+		return fmt.Errorf("%w: MaxWrites, MaxBulk and MaxReads must be from 1 to %d", ErrConfig, MaxConcurrency)
+	case c.BulkRate < 0 || c.BulkRate > MaxBulkRate || c.BulkBurst < 1 || c.BulkBurst > MaxBulkBurst:
+		return fmt.Errorf("%w: BulkRate must be from 0 to %d and BulkBurst from 1 to %d", ErrConfig, MaxBulkRate, MaxBulkBurst)
 	case c.ReadWait < 0 || c.ReadWait > maxReadWait:
 		return fmt.Errorf("%w: ReadWait must be from 0s to %v, got %v", ErrConfig, maxReadWait, c.ReadWait)
 	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:

@@ -25,6 +25,11 @@ const (
 	codeInternal         = "internal"
 	codeBadRequest       = "bad_request" // a request no route can take (a target of *)
 	codeVersionNotSeen   = "version_not_seen"
+	codeOverloaded       = "overloaded"         // 429: a compartment is full (shed.go)
+	codeRateLimited      = "rate_limited"       // 429: a client's bulk imports over its rate
+	codeOverBudget       = "over_memory_budget" // 507: a new like past the memory budget
+	codeUnauthorized     = "unauthorized"       // 401
+	codeForbidden        = "forbidden"          // 403
 	// Requests net/http rejects before any handler runs get the code of
 	// their status (see netHTTPErrorReply): bad_request,
 	// request_header_fields_too_large, not_implemented,

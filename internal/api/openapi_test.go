@@ -112,6 +112,20 @@ func contractCases() []contractCase {
 		{method: "GET", target: "/likes?post=p1&detail=1", want: 200, setup: liked("p1", "alice")},
 		{method: "GET", target: "/likes?post=p1&detail=", want: 400},
 	}
+	// Every route past its compartment's bound.
+	for _, c := range []contractCase{
+		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, setup: full(func(s *Server) *compartment { return s.writes })},
+		{method: "POST", target: "/like", body: good, setup: full(func(s *Server) *compartment { return s.writes })},
+		{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `]}`, setup: full(func(s *Server) *compartment { return s.bulk })},
+		{method: "GET", target: "/v1/posts/p1/likes", setup: full(func(s *Server) *compartment { return s.reads })},
+		{method: "GET", target: "/v1/posts/p1/likes/alice", setup: full(func(s *Server) *compartment { return s.reads })},
+		{method: "GET", target: "/v1/posts/p1/likers", setup: full(func(s *Server) *compartment { return s.reads })},
+		{method: "GET", target: "/v1/counts?post=p1", setup: full(func(s *Server) *compartment { return s.reads })},
+		{method: "GET", target: "/likes?post=p1", setup: full(func(s *Server) *compartment { return s.reads })},
+	} {
+		c.want = http.StatusTooManyRequests
+		cases = append(cases, c)
+	}
 	// Every read with a version: seen, not seen, not a token.
 	seen := Version{Dot: vclock.Dot{Origin: 1, Seq: 1}, Post: "p1", User: "alice"}.String()
 	unseen := Version{Dot: vclock.Dot{Origin: 1, Seq: 2}, Post: "p1", User: "bob"}.String()
@@ -272,6 +286,14 @@ func TestOpenAPIErrorShapeOutsideOperations(t *testing.T) {
 		var v any
 		require.NoError(t, json.Unmarshal(b, &v))
 		assert.NoError(t, schema.VisitJSON(v, openapi3.EnableJSONSchema2020()), "%s", b)
+	}
+}
+
+// full fills a compartment: its requests are refused.
+func full(of func(*Server) *compartment) func(*store.Store, *fakeMembers, *Server) {
+	return func(_ *store.Store, _ *fakeMembers, srv *Server) {
+		c := of(srv)
+		c.busy.Store(c.limit)
 	}
 }
 

@@ -62,6 +62,9 @@ type Membership interface {
 type Observer interface {
 	ObserveRequest(route, method string, status int, d time.Duration)
 	ObserveLike(added bool)
+	// ObserveRefused is told of a request refused to protect the node;
+	// reason is one of the Refused constants.
+	ObserveRefused(reason string)
 }
 
 // Options are the optional parts of a Server.
@@ -77,6 +80,7 @@ type nopObserver struct{}
 
 func (nopObserver) ObserveRequest(string, string, int, time.Duration) {}
 func (nopObserver) ObserveLike(bool)                                  {}
+func (nopObserver) ObserveRefused(string)                             {}
 
 // Server serves the API. Create it with New.
 type Server struct {
@@ -92,8 +96,11 @@ type Server struct {
 	metrics  http.Handler
 	replicas Replicator
 	draining atomic.Bool
-	idPrefix string        // random, per Server: ids from two processes differ
-	idSeq    atomic.Uint64 // the last request id's sequence number
+	// The compartments of the API's work (shed.go).
+	writes, bulk, reads *compartment
+	bulkRates           *clientRates  // nil: no per-client limit
+	idPrefix            string        // random, per Server: ids from two processes differ
+	idSeq               atomic.Uint64 // the last request id's sequence number
 }
 
 // New returns a server for likes and members, logging to logger; opts may
@@ -109,7 +116,11 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		log:      logger.With().Str("component", "api").Logger(),
 		observe:  nopObserver{},
 		replicas: localOnly{},
+		writes:   newCompartment(RefusedWrites, cfg.MaxWrites),
+		bulk:     newCompartment(RefusedBulk, cfg.MaxBulk),
+		reads:    newCompartment(RefusedReads, cfg.MaxReads),
 	}
+	s.bulkRates = newClientRates(cfg.BulkRate, cfg.BulkBurst)
 	var b [4]byte
 	_, _ = rand.Read(b[:]) // never fails on supported platforms
 	s.idPrefix = hex.EncodeToString(b[:])
@@ -173,21 +184,23 @@ func get(r chi.Router, pattern string, h http.Handler) {
 
 func (s *Server) routes() *chi.Mux {
 	r := s.newRouter()
+	write := func(h handlerFunc) handlerFunc { return s.shed(s.writes, h) }
+	read := func(h handlerFunc) handlerFunc { return s.shed(s.reads, h) }
 	r.Route("/v1", func(r chi.Router) {
-		r.Method(http.MethodPost, "/likes", handlerFunc(s.postLikes))
-		r.Method(http.MethodPost, "/posts/{post}/likes", handlerFunc(s.postLike))
-		get(r, "/posts/{post}/likes", handlerFunc(s.getCount))
-		get(r, "/posts/{post}/likes/{user}", handlerFunc(s.getLiked))
-		get(r, "/posts/{post}/likers", handlerFunc(s.getLikers))
-		get(r, "/counts", handlerFunc(s.getCounts))
+		r.Method(http.MethodPost, "/likes", s.rateLimited(s.shed(s.bulk, s.postLikes)))
+		r.Method(http.MethodPost, "/posts/{post}/likes", write(s.postLike))
+		get(r, "/posts/{post}/likes", read(s.getCount))
+		get(r, "/posts/{post}/likes/{user}", read(s.getLiked))
+		get(r, "/posts/{post}/likers", read(s.getLikers))
+		get(r, "/counts", read(s.getCounts))
 	})
 	if s.cfg.AdminAddr == "" {
 		s.operatorRoutes(r)
 	}
 
 	// Aliases for the original article's curl lines.
-	r.Method(http.MethodPost, "/like", handlerFunc(s.postLikeAlias))
-	get(r, "/likes", handlerFunc(s.getLikesAlias))
+	r.Method(http.MethodPost, "/like", write(s.postLikeAlias))
+	get(r, "/likes", read(s.getLikesAlias))
 	return r
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
 )
 
@@ -30,6 +31,8 @@ type Metrics struct {
 	requests *prometheus.HistogramVec
 	// The two like outcomes, resolved once: ObserveLike is on every like's path.
 	likesNew, likesDuplicate prometheus.Counter
+	// Requests refused to protect the node, by reason (api.Refused*).
+	refused map[string]prometheus.Counter
 }
 
 // New registers the process, Go runtime, API and cluster metrics.
@@ -48,8 +51,18 @@ func New(c Cluster) *Metrics {
 		Help: "Likes accepted through this node's API: result=new (201) or duplicate (200).",
 	}, []string{"result"})
 	m.likesNew, m.likesDuplicate = likes.WithLabelValues("new"), likes.WithLabelValues("duplicate")
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "likesd_http_refused_total",
+		Help: "Requests refused to protect the node: reason=writes, bulk or reads (429, that compartment was full), rate (429, a client's bulk imports over its rate), memory (507, a new like over the memory budget), auth (401/403).",
+	}, []string{"reason"})
+	// Resolved once, from the closed set: a map read per refusal, never a
+	// new series (ObserveRefused ignores any other reason).
+	m.refused = map[string]prometheus.Counter{}
+	for _, r := range []string{api.RefusedWrites, api.RefusedBulk, api.RefusedReads, api.RefusedRate, api.RefusedMemory, api.RefusedAuth} {
+		m.refused[r] = refused.WithLabelValues(r)
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, likes)
+		m.requests, likes, refused)
 
 	counter := func(name, help string, f func(cluster.Stats) uint64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
@@ -134,6 +147,14 @@ func (m *Metrics) ObserveLike(added bool) {
 		m.likesNew.Inc()
 	} else {
 		m.likesDuplicate.Inc()
+	}
+}
+
+// ObserveRefused counts a request refused to protect the node
+// (api.Observer).
+func (m *Metrics) ObserveRefused(reason string) {
+	if c, ok := m.refused[reason]; ok {
+		c.Inc()
 	}
 }
 
