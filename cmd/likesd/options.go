@@ -34,6 +34,7 @@ type options struct {
 	trim    memtrim.Config
 
 	debugAddr       string
+	tokens          *api.Tokens // from --api-token-file; nil: no tokens
 	memoryLimit     int64 // bytes for debug.SetMemoryLimit; -1: leave the runtime's (GOMEMLIMIT)
 	gcPercent       int   // for debug.SetGCPercent; 0: leave the runtime's (GOGC)
 	logLevel        zerolog.Level
@@ -206,7 +207,7 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 
 	gossipAddr := "0.0.0.0:7946"
 	logLevel := "info"
-	var advertise, join, nodeName, gossipKey, gossipKeyFile string
+	var advertise, join, nodeName, gossipKey, gossipKeyFile, tokenFile string
 	f.hostPort(&o.api.Addr, "http-addr", "host:port the HTTP API listens on")
 	f.durationUpTo(&o.api.ReadWait, "read-wait", time.Minute, "longest a read with ?version= waits for this node to hold the like it names before a 503 version_not_seen; "+
 		"0s: answer only if already held (0s to 1m)")
@@ -239,6 +240,8 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 			return nil
 		})
 	f.integer(&o.api.BulkBurst, "bulk-burst", 1, api.MaxBulkBurst, "bulk imports a client may start at once before --bulk-rate applies")
+	f.str(&tokenFile, "api-token-file", "file of API tokens, one a line: \"write <name> <token>\" or \"read <name> <token>\" (docs/api.md); "+
+		"writes then need a write token (Authorization: Bearer), reads a token only if the file has read tokens. Empty: no tokens")
 	f.str(&gossipAddr, "gossip-addr", "host:port memberlist binds to, TCP and UDP (port 0 picks a free one)")
 	f.str(&advertise, "advertise-addr", "host[:port] other nodes use to reach this one (default: memberlist's choice; set to the pod IP in k8s)")
 	f.str(&join, "join", "comma-separated seed host:port list to join (empty: start a new cluster)")
@@ -347,6 +350,9 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	if err := o.readKey(gossipKey, gossipKeyFile); err != nil {
 		return o, err
 	}
+	if err := o.readTokens(tokenFile); err != nil {
+		return o, err
+	}
 	return o, o.finish(gossipAddr, advertise, join, nodeName, logLevel)
 }
 
@@ -423,6 +429,22 @@ func (o *options) readKey(b64, file string) error {
 		return fmt.Errorf("%s: key is %d bytes; want 16, 24 or 32 (e.g. head -c 32 /dev/urandom | base64)", source, n)
 	}
 	o.cluster.SecretKey = key
+	return nil
+}
+
+// readTokens reads --api-token-file.
+func (o *options) readTokens(file string) error {
+	if file == "" {
+		return nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("--api-token-file: %w", err)
+	}
+	defer f.Close()
+	if o.tokens, err = api.ParseTokens(f); err != nil {
+		return fmt.Errorf("--api-token-file %s: %s", file, strings.TrimPrefix(err.Error(), api.ErrTokens.Error()+": "))
+	}
 	return nil
 }
 

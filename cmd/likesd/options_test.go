@@ -218,3 +218,25 @@ func TestLoadSheddingFlags(t *testing.T) {
 		assert.Contains(t, err.Error(), args[0])
 	}
 }
+
+func TestAPITokenFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "tokens")
+	require.NoError(t, os.WriteFile(good, []byte("write importer 0123456789abcdef0\n"), 0o600))
+	o, err := parseOptions(nil, env(map[string]string{"LIKESD_API_TOKEN_FILE": good}), &bytes.Buffer{})
+	require.NoError(t, err)
+	require.NotNil(t, o.tokens)
+
+	bad := filepath.Join(dir, "bad")
+	require.NoError(t, os.WriteFile(bad, []byte("write importer short\n"), 0o600))
+	_, err = parseOptions([]string{"--api-token-file", bad}, nil, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "--api-token-file")
+	assert.Contains(t, err.Error(), "line 1")
+	_, err = parseOptions([]string{"--api-token-file", filepath.Join(dir, "none")}, nil, &bytes.Buffer{})
+	require.Error(t, err)
+
+	o, err = parseOptions(nil, nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Nil(t, o.tokens, "off by default")
+}

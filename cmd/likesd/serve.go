@@ -53,6 +53,12 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	}
 	limit, gcPercent := applyMemory(o)
 	log.Info().Str("version", version).Int64("memory_limit", limit).Int("gc_percent", gcPercent).Msg("likesd started")
+	if o.tokens != nil {
+		log.Info().Msg("API tokens on: writes need a write token (--api-token-file)")
+		if o.api.AdminAddr == "" {
+			log.Warn().Msg("API tokens are on but /metrics and /v1/cluster are on the API port, open to all: set --admin-addr")
+		}
+	}
 	if len(o.cluster.SecretKey) == 0 {
 		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set LIKESD_GOSSIP_KEY or --gossip-key-file")
 	}
@@ -118,7 +124,7 @@ func assemble(o options, log zerolog.Logger) (*cluster.Node, *api.Server, *store
 		return nil, nil, nil, err
 	}
 	m := metrics.New(node)
-	srv, err := api.New(o.api, replica, membership{node}, log.With().Str("node", node.Self()).Logger(), api.Options{Observer: m, Metrics: m.Handler(), Replicator: node})
+	srv, err := api.New(o.api, replica, membership{node}, log.With().Str("node", node.Self()).Logger(), api.Options{Observer: m, Metrics: m.Handler(), Replicator: node, Tokens: o.tokens})
 	if err != nil {
 		return nil, nil, nil, err
 	}

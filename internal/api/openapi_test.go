@@ -67,6 +67,7 @@ type contractCase struct {
 	setup                func(st *store.Store, m *fakeMembers, srv *Server)
 	panics               bool // the store panics: a 500
 	itemErrors           bool // a bulk import with invalid items: a 200, but not a request the schema allows
+	token                string // sent as Authorization: Bearer
 }
 
 func contractCases() []contractCase {
@@ -126,6 +127,25 @@ func contractCases() []contractCase {
 		c.want = http.StatusTooManyRequests
 		cases = append(cases, c)
 	}
+	// With API tokens (read tokens too): no token, and a read token on a write.
+	for _, c := range []contractCase{
+		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 401},
+		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 403, token: readToken},
+		{method: "POST", target: "/like", body: good, want: 401},
+		{method: "POST", target: "/like", body: good, want: 403, token: readToken},
+		{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `]}`, want: 401},
+		{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `]}`, want: 403, token: readToken},
+		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 201, token: writeToken},
+		{method: "GET", target: "/v1/posts/p1/likes", want: 401},
+		{method: "GET", target: "/v1/posts/p1/likes", want: 200, token: readToken},
+		{method: "GET", target: "/v1/posts/p1/likes/alice", want: 401},
+		{method: "GET", target: "/v1/posts/p1/likers", want: 401},
+		{method: "GET", target: "/v1/counts?post=p1", want: 401},
+		{method: "GET", target: "/likes?post=p1", want: 401},
+	} {
+		c.setup = withTokens
+		cases = append(cases, c)
+	}
 	// Every read with a version: seen, not seen, not a token.
 	seen := Version{Dot: vclock.Dot{Origin: 1, Seq: 1}, Post: "p1", User: "alice"}.String()
 	unseen := Version{Dot: vclock.Dot{Origin: 1, Seq: 2}, Post: "p1", User: "bob"}.String()
@@ -178,11 +198,11 @@ func TestOpenAPIContract(t *testing.T) {
 					tc.setup(st, members, srv)
 				}
 				rec := httptest.NewRecorder()
-				srv.Handler().ServeHTTP(rec, newRequest(method, tc.target, tc.body))
+				srv.Handler().ServeHTTP(rec, tc.request(method))
 				require.Equal(t, tc.want, rec.Code, rec.Body.String())
 				require.NotEmpty(t, rec.Header().Get("X-Request-Id"))
 
-				req := newRequest(method, tc.target, tc.body)
+				req := tc.request(method)
 				route, params, err := router.FindRoute(req)
 				require.NoError(t, err, "documented")
 				opts := &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}
@@ -220,6 +240,24 @@ func TestOpenAPIContract(t *testing.T) {
 	for _, d := range documented {
 		assert.True(t, exercised[d], "documented but never exercised: %s", d)
 	}
+}
+
+// request is the case's request, sent with method.
+func (tc contractCase) request(method string) *http.Request {
+	req := newRequest(method, tc.target, tc.body)
+	if tc.token != "" {
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+	}
+	return req
+}
+
+// withTokens gives the server a write and a read token.
+func withTokens(_ *store.Store, _ *fakeMembers, srv *Server) {
+	tokens, err := ParseTokens(strings.NewReader("write w " + writeToken + "\nread r " + readToken + "\n"))
+	if err != nil {
+		panic(err)
+	}
+	srv.tokens = tokens
 }
 
 // methodsOf is the methods a case runs with: a GET also as HEAD.

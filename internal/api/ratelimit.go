@@ -60,9 +60,12 @@ func (c *clientRates) forgetIdleLocked(now time.Time) {
 	}
 }
 
-// clientOf is who a request comes from, for rate limits: its remote IP
-// address.
+// clientOf is who a request comes from, for rate limits: its API token's
+// name when it carried one (tokens.go), else its remote IP address.
 func clientOf(r *http.Request) string {
+	if name := tokenName(r.Context()); name != "" {
+		return "token:" + name
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr

@@ -74,6 +74,9 @@ type Options struct {
 	// Replicator acknowledges writes at a level; nil: this node alone
 	// (every write has 1 replica and wants 1).
 	Replicator Replicator
+	// Tokens, when set, guard writes (and reads, if it has read tokens):
+	// see tokens.go. nil: no tokens.
+	Tokens *Tokens
 }
 
 type nopObserver struct{}
@@ -99,6 +102,7 @@ type Server struct {
 	// The compartments of the API's work (shed.go).
 	writes, bulk, reads *compartment
 	bulkRates           *clientRates  // nil: no per-client limit
+	tokens              *Tokens       // nil: no tokens
 	idPrefix            string        // random, per Server: ids from two processes differ
 	idSeq               atomic.Uint64 // the last request id's sequence number
 }
@@ -133,6 +137,9 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		}
 		if o.Replicator != nil {
 			s.replicas = o.Replicator
+		}
+		if o.Tokens != nil {
+			s.tokens = o.Tokens
 		}
 	}
 	s.router = s.routes()
@@ -184,10 +191,12 @@ func get(r chi.Router, pattern string, h http.Handler) {
 
 func (s *Server) routes() *chi.Mux {
 	r := s.newRouter()
-	write := func(h handlerFunc) handlerFunc { return s.shed(s.writes, h) }
-	read := func(h handlerFunc) handlerFunc { return s.shed(s.reads, h) }
+	// A request is authorized first (no slot for a client without a
+	// token), then rate limited (by its token's name), then given a slot.
+	write := func(h handlerFunc) handlerFunc { return s.authorize(ScopeWrite, s.shed(s.writes, h)) }
+	read := func(h handlerFunc) handlerFunc { return s.authorize(ScopeRead, s.shed(s.reads, h)) }
 	r.Route("/v1", func(r chi.Router) {
-		r.Method(http.MethodPost, "/likes", s.rateLimited(s.shed(s.bulk, s.postLikes)))
+		r.Method(http.MethodPost, "/likes", s.authorize(ScopeWrite, s.rateLimited(s.shed(s.bulk, s.postLikes))))
 		r.Method(http.MethodPost, "/posts/{post}/likes", write(s.postLike))
 		get(r, "/posts/{post}/likes", read(s.getCount))
 		get(r, "/posts/{post}/likes/{user}", read(s.getLiked))
