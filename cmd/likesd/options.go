@@ -35,8 +35,8 @@ type options struct {
 
 	debugAddr       string
 	tokens          *api.Tokens // from --api-token-file; nil: no tokens
-	memoryLimit     int64 // bytes for debug.SetMemoryLimit; -1: leave the runtime's (GOMEMLIMIT)
-	gcPercent       int   // for debug.SetGCPercent; 0: leave the runtime's (GOGC)
+	memoryLimit     int64       // bytes for debug.SetMemoryLimit; -1: leave the runtime's (GOMEMLIMIT)
+	gcPercent       int         // for debug.SetGCPercent; 0: leave the runtime's (GOGC)
 	logLevel        zerolog.Level
 	logFormat       string
 	shutdownDrain   time.Duration

@@ -65,8 +65,8 @@ type contractCase struct {
 	method, target, body string
 	want                 int
 	setup                func(st *store.Store, m *fakeMembers, srv *Server)
-	panics               bool // the store panics: a 500
-	itemErrors           bool // a bulk import with invalid items: a 200, but not a request the schema allows
+	panics               bool   // the store panics: a 500
+	itemErrors           bool   // a bulk import with invalid items: a 200, but not a request the schema allows
 	token                string // sent as Authorization: Bearer
 }
 
