@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/membudget"
 	"github.com/likesd/likesd/internal/memtrim"
 	"github.com/likesd/likesd/internal/store"
 )
@@ -32,6 +34,7 @@ type options struct {
 	cluster cluster.Config
 	store   store.Config
 	trim    memtrim.Config
+	budget  membudget.Config // Limit is set at start, from the container or --memory-limit
 
 	debugAddr       string
 	tokens          *api.Tokens // from --api-token-file; nil: no tokens
@@ -198,7 +201,8 @@ func orList(words []string) string {
 const maxInt = int(^uint(0) >> 1)
 
 func parseOptions(args []string, environ []string, out io.Writer) (options, error) {
-	o := options{api: api.DefaultConfig(), cluster: cluster.DefaultConfig(), store: store.DefaultConfig(), trim: memtrim.DefaultConfig()}
+	o := options{api: api.DefaultConfig(), cluster: cluster.DefaultConfig(), store: store.DefaultConfig(), trim: memtrim.DefaultConfig(),
+		budget: membudget.DefaultConfig()}
 	o.logFormat, o.shutdownTimeout = "json", 20*time.Second
 	o.gcPercent = defaultGCPercent
 	fs := flag.NewFlagSet("likesd", flag.ContinueOnError)
@@ -309,6 +313,17 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 				return errors.New("want auto, off, or a size such as 512MiB or 2GiB")
 			}
 			memLimit = s
+			return nil
+		})
+	f.value("memory-refuse-at", "percent", "share of the memory limit (the container's memory.max, else --memory-limit or GOMEMLIMIT; none: no budget) "+
+		"past which new likes are refused with 507 while reads, repeats and likes from peers go on (10 to 100)",
+		func() string { return strconv.Itoa(int(math.Round(o.budget.RefuseAt * 100))) }, func(s string) error {
+			n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+			if err != nil || n < 10 || n > 100 {
+				return errors.New("want a percentage from 10 to 100")
+			}
+			o.budget.RefuseAt = float64(n) / 100
+			o.budget.ResumeBelow = min(o.budget.ResumeBelow, o.budget.RefuseAt)
 			return nil
 		})
 	f.integer(&o.gcPercent, "gc-percent", 1, maxInt, "GC target (as GOGC): heap growth over the live heap before a collection. The replica is mostly pointer-free blocks, "+
@@ -509,7 +524,7 @@ func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string)
 	}
 	// Each flag checked its own value; what is left are rules across fields
 	// that no flag sets (the packages' messages name their Config fields).
-	return errors.Join(o.api.Validate(), o.cluster.Validate(), o.store.Validate(), o.trim.Validate())
+	return errors.Join(o.api.Validate(), o.cluster.Validate(), o.store.Validate(), o.trim.Validate(), o.budget.Validate())
 }
 
 // splitHostPort parses host:port; with portRequired false a bare host is

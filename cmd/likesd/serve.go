@@ -15,6 +15,7 @@ import (
 
 	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/membudget"
 	"github.com/likesd/likesd/internal/memtrim"
 	"github.com/likesd/likesd/internal/metrics"
 	"github.com/likesd/likesd/internal/store"
@@ -37,7 +38,19 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 			return fmt.Errorf("admin listen: %w", err)
 		}
 	}
-	node, srv, replica, err := assemble(o, log)
+	// The runtime's limit first: the budget is a share of it when there is
+	// no container limit.
+	limit, gcPercent := applyMemory(o)
+	o.budget.Limit = budgetLimit(cgroupMemoryMax, limit)
+	budget, err := membudget.New(o.budget, log.With().Str("node", o.cluster.NodeName).Logger())
+	if err != nil {
+		ln.Close()
+		if adminLn != nil {
+			adminLn.Close()
+		}
+		return err
+	}
+	node, srv, replica, err := assemble(o, log, budget)
 	if err != nil {
 		ln.Close()
 		if adminLn != nil {
@@ -51,8 +64,8 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	for _, w := range o.warnings {
 		log.Warn().Msg(w)
 	}
-	limit, gcPercent := applyMemory(o)
-	log.Info().Str("version", version).Int64("memory_limit", limit).Int("gc_percent", gcPercent).Msg("likesd started")
+	log.Info().Str("version", version).Int64("memory_limit", limit).Int("gc_percent", gcPercent).
+		Int64("memory_budget", o.budget.Limit).Int64("refuse_likes_at", budget.Mark()).Msg("likesd started")
 	if o.tokens != nil {
 		log.Info().Msg("API tokens on: writes need a write token (--api-token-file)")
 		if o.api.AdminAddr == "" {
@@ -70,6 +83,10 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	trimDone := make(chan struct{})
 	go func() { defer close(trimDone); memtrim.Run(trimCtx, o.trim, log, replica, nil) }()
 	defer func() { stopTrim(); <-trimDone }()
+	budgetCtx, stopBudget := context.WithCancel(ctx)
+	budgetDone := make(chan struct{})
+	go func() { defer close(budgetDone); budget.Run(budgetCtx) }()
+	defer func() { stopBudget(); <-budgetDone }()
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
 	servers := 1
@@ -112,7 +129,7 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 
 // assemble builds the pieces and starts the cluster node; on error nothing
 // is left running.
-func assemble(o options, log zerolog.Logger) (*cluster.Node, *api.Server, *store.Store, error) {
+func assemble(o options, log zerolog.Logger, budget *membudget.Budget) (*cluster.Node, *api.Server, *store.Store, error) {
 	node, err := cluster.New(o.cluster)
 	if err != nil {
 		return nil, nil, nil, err
@@ -124,7 +141,12 @@ func assemble(o options, log zerolog.Logger) (*cluster.Node, *api.Server, *store
 		return nil, nil, nil, err
 	}
 	m := metrics.New(node)
-	srv, err := api.New(o.api, replica, membership{node}, log.With().Str("node", node.Self()).Logger(), api.Options{Observer: m, Metrics: m.Handler(), Replicator: node, Tokens: o.tokens})
+	opts := api.Options{Observer: m, Metrics: m.Handler(), Replicator: node, Tokens: o.tokens}
+	if budget.Limit() > 0 {
+		m.WatchBudget(budget)
+		opts.Budget = budget
+	}
+	srv, err := api.New(o.api, replica, membership{node}, log.With().Str("node", node.Self()).Logger(), opts)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -70,9 +70,10 @@ func (h handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, e *apiError) {
-	// version_not_seen is replication lag the client retries, not a fault:
-	// the access log line is enough.
-	if e.status >= 500 && e.code != codeVersionNotSeen {
+	// version_not_seen is replication lag the client retries, and
+	// over_memory_budget a state the budget logs once: not faults, the
+	// access log line is enough.
+	if e.status >= 500 && e.code != codeVersionNotSeen && e.code != codeOverBudget {
 		hlog.FromRequest(r).Error().Str("code", e.code).Msg(e.message)
 	}
 	writeJSON(w, e.status, errorBody{errorDetail{e.code, e.message}})

@@ -46,6 +46,8 @@ type likersReply struct {
 
 type statusReply struct {
 	Status string `json:"status"`
+	// Detail says what a ready node does not do (over its memory budget).
+	Detail string `json:"detail,omitempty"`
 }
 
 // POST /v1/posts/{post}/likes  {"user":"alice"}
@@ -62,8 +64,7 @@ func (s *Server) postLike(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	s.like(w, r, level, post, user)
-	return nil
+	return s.like(w, r, level, post, user)
 }
 
 // writeQuery reads a write's query string: w, the write level.
@@ -85,8 +86,7 @@ func (s *Server) postLikeAlias(w http.ResponseWriter, r *http.Request) *apiError
 	if e != nil {
 		return e
 	}
-	s.like(w, r, level, post, user)
-	return nil
+	return s.like(w, r, level, post, user)
 }
 
 // readLikeBody reads the body of a single like: one JSON object, bounded in
@@ -128,7 +128,10 @@ func (s *Server) checkLike(lr *likeReader, got likeFields, withPost bool) *apiEr
 	return checkIDBytes("user", lr.arena[got.user.off:got.user.end], s.cfg.MaxIDBytes)
 }
 
-func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, post, user string) {
+func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, post, user string) *apiError {
+	if s.overBudget(w, post, user) {
+		return errOverBudget
+	}
 	added, count := s.likes.Like(post, user)
 	s.observe.ObserveLike(added)
 	res, dot := s.replicas.Replicate(r.Context(), level, []store.Like{{Post: post, User: user}}, []bool{added})
@@ -139,6 +142,28 @@ func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, 
 		Post: post, User: user, Liked: true, Count: count,
 		Replicas: res.Replicas, Version: Version{Dot: dot, Post: post, User: user}.String(),
 	})
+	return nil
+}
+
+// errOverBudget refuses a new like past the memory budget.
+var errOverBudget = &apiError{http.StatusInsufficientStorage, codeOverBudget,
+	"this node is over its memory budget and takes no new likes: retry after Retry-After seconds, or on another node; likes it already holds, and reads, are served"}
+
+// overBudgetRetryAfter: memory falls back under the budget when an
+// operator acts (docs/deploy.md), not within a second.
+const overBudgetRetryAfter = "10"
+
+// overBudget reports whether the node refuses user's like of post: it is
+// over its memory budget and does not hold the like already (a repeat
+// costs no memory, and is answered as always). It sets Retry-After and
+// counts the refusal.
+func (s *Server) overBudget(w http.ResponseWriter, post, user string) bool {
+	if s.budget == nil || !s.budget.Over() || s.likes.Has(post, user) {
+		return false
+	}
+	s.observe.ObserveRefused(RefusedMemory)
+	w.Header().Set("Retry-After", overBudgetRetryAfter)
+	return true
 }
 
 // GET /v1/posts/{post}/likes[?version=V]
@@ -287,7 +312,7 @@ func (s *Server) getCluster(w http.ResponseWriter, _ *http.Request) *apiError {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) *apiError {
-	writeJSON(w, http.StatusOK, statusReply{"ok"})
+	writeJSON(w, http.StatusOK, statusReply{Status: "ok"})
 	return nil
 }
 
@@ -296,11 +321,16 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) *apiError {
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) *apiError {
 	switch {
 	case s.draining.Load():
-		writeJSON(w, http.StatusServiceUnavailable, statusReply{"draining"})
+		writeJSON(w, http.StatusServiceUnavailable, statusReply{Status: "draining"})
 	case !s.members.Ready():
-		writeJSON(w, http.StatusServiceUnavailable, statusReply{"starting"})
+		writeJSON(w, http.StatusServiceUnavailable, statusReply{Status: "starting"})
+	case s.budget != nil && s.budget.Over():
+		// Still ready: it serves reads, repeats and likes from peers, and
+		// taking every node over its budget out of rotation would stop
+		// those too.
+		writeJSON(w, http.StatusOK, statusReply{"ready", "over memory budget: new likes are refused (507)"})
 	default:
-		writeJSON(w, http.StatusOK, statusReply{"ready"})
+		writeJSON(w, http.StatusOK, statusReply{Status: "ready"})
 	}
 	return nil
 }

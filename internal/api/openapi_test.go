@@ -127,6 +127,15 @@ func contractCases() []contractCase {
 		c.want = http.StatusTooManyRequests
 		cases = append(cases, c)
 	}
+	// Over the memory budget: new likes refused, repeats and reads served.
+	cases = append(cases,
+		contractCase{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 507, setup: overBudget},
+		contractCase{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 200, setup: both(overBudget, liked("p1", "alice"))},
+		contractCase{method: "POST", target: "/like", body: good, want: 507, setup: overBudget},
+		contractCase{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `]}`, want: 507, setup: overBudget},
+		contractCase{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `]}`, want: 200, setup: both(overBudget, liked("p1", "alice"))},
+		contractCase{method: "GET", target: "/readyz", want: 200, setup: overBudget},
+	)
 	// With API tokens (read tokens too): no token, and a read token on a write.
 	for _, c := range []contractCase{
 		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 401},
@@ -249,6 +258,20 @@ func (tc contractCase) request(method string) *http.Request {
 		req.Header.Set("Authorization", "Bearer "+tc.token)
 	}
 	return req
+}
+
+type budgetOver struct{}
+
+func (budgetOver) Over() bool { return true }
+
+func overBudget(_ *store.Store, _ *fakeMembers, srv *Server) { srv.budget = budgetOver{} }
+
+func both(fs ...func(*store.Store, *fakeMembers, *Server)) func(*store.Store, *fakeMembers, *Server) {
+	return func(st *store.Store, m *fakeMembers, srv *Server) {
+		for _, f := range fs {
+			f(st, m, srv)
+		}
+	}
 }
 
 // withTokens gives the server a write and a read token.

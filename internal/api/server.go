@@ -54,6 +54,13 @@ type Membership interface {
 	Ready() bool
 }
 
+// Budget is the node's memory budget (internal/membudget).
+type Budget interface {
+	// Over reports whether the node refuses new likes. It is on every
+	// write's path: it must be O(1) and must not block.
+	Over() bool
+}
+
 // Observer is told of every request and every like's outcome (metrics).
 // Its methods run on the request path: they must be fast and not block.
 // Every string it is given comes from a closed set, so it may use them as
@@ -74,6 +81,9 @@ type Options struct {
 	// Replicator acknowledges writes at a level; nil: this node alone
 	// (every write has 1 replica and wants 1).
 	Replicator Replicator
+	// Budget, when set, is asked before every new like: past it the like
+	// is refused (507). nil: no memory budget.
+	Budget Budget
 	// Tokens, when set, guard writes (and reads, if it has read tokens):
 	// see tokens.go. nil: no tokens.
 	Tokens *Tokens
@@ -103,6 +113,7 @@ type Server struct {
 	writes, bulk, reads *compartment
 	bulkRates           *clientRates  // nil: no per-client limit
 	tokens              *Tokens       // nil: no tokens
+	budget              Budget        // nil: no memory budget
 	idPrefix            string        // random, per Server: ids from two processes differ
 	idSeq               atomic.Uint64 // the last request id's sequence number
 }
@@ -140,6 +151,9 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		}
 		if o.Tokens != nil {
 			s.tokens = o.Tokens
+		}
+		if o.Budget != nil {
+			s.budget = o.Budget
 		}
 	}
 	s.router = s.routes()
@@ -313,9 +327,10 @@ func (s *Server) logRequest(r *http.Request, status, size int, d time.Duration) 
 		// Probes every few seconds would drown the log; a 503 from /readyz
 		// (starting, draining) is what it is for, not an error.
 		level = zerolog.DebugLevel
-	case status == http.StatusServiceUnavailable:
+	case status == http.StatusServiceUnavailable || status == http.StatusInsufficientStorage:
 		// A read whose version this node has not seen yet: lag the client
-		// retries. Many at once say replication is slow.
+		// retries. Many at once say replication is slow. A like refused
+		// over the memory budget: the budget logs its transitions.
 		level = zerolog.WarnLevel
 	case status >= 500:
 		level = zerolog.ErrorLevel

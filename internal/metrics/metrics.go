@@ -124,6 +124,30 @@ func New(c Cluster) *Metrics {
 	return m
 }
 
+// Budget is what the metrics read from the memory budget at scrape time.
+type Budget interface {
+	Over() bool
+	Used() int64
+	Limit() int64
+	Mark() int64
+}
+
+// WatchBudget registers the memory budget's gauges. Call it once.
+func (m *Metrics) WatchBudget(b Budget) {
+	gauge := func(name, help string, f func() float64) {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	gauge("likesd_memory_budget_over", "1 while this node is over its memory budget and refuses new likes (507).", func() float64 {
+		if b.Over() {
+			return 1
+		}
+		return 0
+	})
+	gauge("likesd_memory_budget_used_bytes", "Memory the Go runtime holds from the OS, as the budget last sampled it.", func() float64 { return float64(b.Used()) })
+	gauge("likesd_memory_budget_limit_bytes", "The memory limit the budget is a share of (the container's, or --memory-limit).", func() float64 { return float64(b.Limit()) })
+	gauge("likesd_memory_budget_refuse_bytes", "Usage past which new likes are refused (--memory-refuse-at of the limit).", func() float64 { return float64(b.Mark()) })
+}
+
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

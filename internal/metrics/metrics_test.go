@@ -130,3 +130,27 @@ func TestRequestSeriesStayBounded(t *testing.T) {
 	assert.Equal(t, before, series(), "a thousand new methods and paths add no series")
 	assert.LessOrEqual(t, before, 10)
 }
+
+type budget struct{}
+
+func (budget) Over() bool   { return true }
+func (budget) Used() int64  { return 900 }
+func (budget) Limit() int64 { return 1000 }
+func (budget) Mark() int64  { return 850 }
+
+func TestBudgetGauges(t *testing.T) {
+	m := New(fakeCluster{})
+	m.WatchBudget(budget{})
+	m.ObserveRefused(api.RefusedMemory)
+	m.ObserveRefused("not a reason") // ignored: no new series
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	out := rec.Body.String()
+	for _, want := range []string{
+		"likesd_memory_budget_over 1", "likesd_memory_budget_used_bytes 900", "likesd_memory_budget_limit_bytes 1000",
+		"likesd_memory_budget_refuse_bytes 850", `likesd_http_refused_total{reason="memory"} 1`, `likesd_http_refused_total{reason="writes"} 0`,
+	} {
+		assert.Contains(t, out, want)
+	}
+	assert.NotContains(t, out, "not a reason")
+}
