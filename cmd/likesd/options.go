@@ -513,6 +513,7 @@ func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string)
 		nodeName = defaultNodeName()
 	}
 	o.cluster.NodeName = nodeName
+	o.cluster.MaxIDBytes = o.api.MaxIDBytes // peers' likes by the clients' rule
 	if o.logLevel, err = zerolog.ParseLevel(logLevel); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 	}

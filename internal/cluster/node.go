@@ -132,6 +132,7 @@ type Node struct {
 
 	// Set once by Start, read-only after.
 	replica Replica
+	guard   *peerGuard // replica is it: every like from peers is checked (guard.go)
 	ml      *memberlist.Memberlist
 	queue   *memberlist.TransmitLimitedQueue
 	cancel  context.CancelFunc
@@ -223,6 +224,8 @@ func (n *Node) Start(replica Replica) error {
 }
 
 func (n *Node) start(replica Replica) error {
+	n.guard = newPeerGuard(replica, n.cfg.MaxIDBytes, n.log)
+	replica = n.guard
 	n.replica = replica
 	sd, err := newSyncDriver(n, replica)
 	if err != nil {

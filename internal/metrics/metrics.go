@@ -21,6 +21,9 @@ type Cluster interface {
 	Stats() cluster.Stats
 	QueuedFrames() int
 	Members() []cluster.Member
+	// PeerLikesRefused counts likes from peers whose ids break the API's
+	// rule.
+	PeerLikesRefused() uint64
 	// Ready reports whether the node is synced.
 	Ready() bool
 }
@@ -103,6 +106,10 @@ func New(c Cluster) *Metrics {
 	counter("likesd_ack_errors_total", "Acknowledgements that could not be sent or were dropped.", func(s cluster.Stats) uint64 { return s.AckErrors })
 	counter("likesd_breaker_skipped_total", "Fast-path frames not queued to a peer because its breaker was open (left to repair).", func(s cluster.Stats) uint64 { return s.BreakerSkipped })
 	counter("likesd_breaker_opened_total", "Times a peer's circuit breaker opened.", func(s cluster.Stats) uint64 { return s.BreakerOpened })
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "likesd_peer_likes_refused_total",
+		Help: "Likes from peers (fast path or anti-entropy) refused, not merged: their ids break the rule the API checks clients' by.",
+	}, func() float64 { return float64(c.PeerLikesRefused()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "likesd_writes_waiting", Help: "Writes waiting for acknowledgements now.",
 	}, func() float64 { return float64(c.Stats().WritesWaiting) }))

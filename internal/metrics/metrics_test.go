@@ -21,8 +21,9 @@ type fakeCluster struct{}
 func (fakeCluster) Stats() cluster.Stats {
 	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, SyncSessions: 3, SyncPulled: 11}
 }
-func (fakeCluster) QueuedFrames() int { return 5 }
-func (fakeCluster) Ready() bool       { return true }
+func (fakeCluster) QueuedFrames() int        { return 5 }
+func (fakeCluster) PeerLikesRefused() uint64 { return 4 }
+func (fakeCluster) Ready() bool              { return true }
 func (fakeCluster) Members() []cluster.Member {
 	return []cluster.Member{{Name: "a", State: "alive"}, {Name: "b", State: "alive", Breaker: "open"},
 		{Name: "c", State: "suspect", Breaker: "half-open"}, {Name: "d", State: "dead", Breaker: "closed"}}
@@ -74,6 +75,7 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 		`likesd_peer_breaker{peer="c",state="half-open"} 1`,
 		`likesd_peer_breaker{peer="d",state="closed"} 1`,
 		`likesd_writes_accepted_total 0`,
+		`likesd_peer_likes_refused_total 4`,
 		`process_resident_memory_bytes`,
 		`go_memstats_heap_inuse_bytes`,
 	} {
