@@ -708,6 +708,9 @@ func (n *Node) joinLoop(ctx context.Context) {
 			continue
 		case <-tick.C:
 		}
+		now := time.Now()
+		n.members.prune(now)
+		pruneStrays(lastStray, now, n.cfg.RejoinInterval)
 		missing := n.missingSeeds(ctx)
 		if len(missing) == 0 {
 			continue
