@@ -1,12 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -103,4 +106,66 @@ func TestAdminAddrIsNotAddr(t *testing.T) {
 	c := DefaultConfig()
 	c.AdminAddr = c.Addr
 	assert.ErrorIs(t, c.Validate(), ErrConfig)
+}
+
+// The access log line names the request (its id, as the reply gave it),
+// its route pattern and status; a 5xx's error line carries the id too.
+func TestAccessLog(t *testing.T) {
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	var logs syncBuf
+	srv, err := New(DefaultConfig(), panicky{st}, &fakeMembers{}, zerolog.New(&logs))
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/posts/p%2Fq/likes", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	id := rec.Header().Get("X-Request-Id")
+	var line map[string]any
+	require.NoError(t, json.Unmarshal([]byte(logs.lines()[0]), &line))
+	assert.Equal(t, map[string]any{"level": "info", "component": "api", "req_id": id, "method": "GET", "path": "/v1/posts/p/q/likes",
+		"route": "/v1/posts/{post}/likes", "status": float64(200), "bytes": line["bytes"], "duration_ms": line["duration_ms"],
+		"remote": "192.0.2.1:1234", "message": "request"}, line)
+
+	rec = httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/v1/posts/p/likes", strings.NewReader(`{"user":"u"}`))
+	req.Header.Set("X-Request-Id", "client-id-1")
+	srv.Handler().ServeHTTP(rec, req)
+	require.Equal(t, http.StatusInternalServerError, rec.Code)
+	assert.Equal(t, "client-id-1", rec.Header().Get("X-Request-Id"))
+	all := strings.Join(logs.lines(), "\n")
+	assert.Contains(t, all, `"req_id":"client-id-1","panic":"boom","message":"handler panicked"`)
+	assert.Contains(t, all, `"req_id":"client-id-1","method":"POST"`)
+
+	// Nothing is written below the logger's level.
+	logs.reset()
+	quiet, err := New(DefaultConfig(), st, &fakeMembers{}, zerolog.New(&logs).Level(zerolog.WarnLevel))
+	require.NoError(t, err)
+	quiet.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/posts/p/likes", nil))
+	assert.Empty(t, logs.lines())
+}
+
+type syncBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuf) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
+}
+
+func (b *syncBuf) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
 }

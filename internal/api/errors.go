@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
-	"github.com/rs/zerolog/hlog"
 )
 
 // Error codes: the stable, machine-readable part of an error reply.
@@ -74,13 +73,19 @@ func writeError(w http.ResponseWriter, r *http.Request, e *apiError) {
 	// over_memory_budget a state the budget logs once: not faults, the
 	// access log line is enough.
 	if e.status >= 500 && e.code != codeVersionNotSeen && e.code != codeOverBudget {
-		hlog.FromRequest(r).Error().Str("code", e.code).Msg(e.message)
+		if t, ok := w.(*tracked); ok {
+			t.log.Error().Str("req_id", requestOf(w)).Str("code", e.code).Msg(e.message)
+		}
 	}
 	writeJSON(w, e.status, errorBody{errorDetail{e.code, e.message}})
 }
 
+// contentTypeJSON is every reply's Content-Type, one slice for all (Set
+// would make one per reply; net/http only reads it).
+var contentTypeJSON = []string{"application/json; charset=utf-8"}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header()["Content-Type"] = contentTypeJSON
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v) // the client went away: nothing to do
 }

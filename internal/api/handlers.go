@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-json-experiment/json/jsontext"
@@ -93,11 +94,15 @@ func (s *Server) postLikeAlias(w http.ResponseWriter, r *http.Request) *apiError
 // size, strict (see decodeOptions). Any Content-Type is accepted: the
 // article's curl sent JSON as a form.
 func (s *Server) readLikeBody(w http.ResponseWriter, r *http.Request, withPost bool) (post, user string, _ *apiError) {
-	var buf [256]byte
-	lr := likeReader{
-		dec:   jsontext.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), decodeOptions...),
-		arena: buf[:0],
+	lr := likePool.Get().(*likeReader)
+	defer lr.release()
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	if lr.dec == nil {
+		lr.dec = jsontext.NewDecoder(body, decodeOptions...)
+	} else {
+		lr.dec.Reset(body, decodeOptions...)
 	}
+	lr.arena = lr.arena[:0]
 	got, bad, err := lr.readLike(withPost)
 	if err != nil {
 		return "", "", bodyError(err, s.cfg.MaxBodyBytes)
@@ -106,7 +111,7 @@ func (s *Server) readLikeBody(w http.ResponseWriter, r *http.Request, withPost b
 		return "", "", e
 	}
 	if bad == nil {
-		bad = s.checkLike(&lr, got, withPost)
+		bad = s.checkLike(lr, got, withPost)
 	}
 	if bad != nil {
 		return "", "", bad
@@ -134,7 +139,11 @@ func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, 
 	}
 	added, count := s.likes.Like(post, user)
 	s.observe.ObserveLike(added)
-	res, dot := s.replicas.Replicate(r.Context(), level, []store.Like{{Post: post, User: user}}, []bool{added})
+	one := onePool.Get().(*oneLike)
+	one.likes[0], one.added[0] = store.Like{Post: post, User: user}, added
+	res, dot := s.replicas.Replicate(r.Context(), level, one.likes[:], one.added[:])
+	*one = oneLike{} // keep no ids alive in the pool
+	onePool.Put(one)
 	if !res.Met() {
 		w.Header().Set("Retry-After", "1")
 	}
@@ -144,6 +153,30 @@ func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, 
 	})
 	return nil
 }
+
+// oneLike is the arguments of a single like's Replicate, pooled: slices
+// made for one call would escape to the heap at every like.
+type oneLike struct {
+	likes [1]store.Like
+	added [1]bool
+}
+
+var onePool = sync.Pool{New: func() any { return new(oneLike) }}
+
+// likePool holds the readers of single likes: a decoder and its buffers
+// per like otherwise.
+var likePool = sync.Pool{New: func() any { return new(likeReader) }}
+
+// release returns lr to likePool, keeping no request alive in it.
+func (lr *likeReader) release() {
+	lr.dec.Reset(emptyBody)
+	if cap(lr.arena) > 64<<10 {
+		lr.arena = nil
+	}
+	likePool.Put(lr)
+}
+
+var emptyBody = strings.NewReader("")
 
 // errOverBudget refuses a new like past the memory budget.
 var errOverBudget = &apiError{http.StatusInsufficientStorage, codeOverBudget,
@@ -386,6 +419,9 @@ func (s *Server) pathID(r *http.Request, name string) (string, *apiError) {
 // query parses the query string strictly: url.URL.Query drops the pairs it
 // cannot parse ("post=%zz"), and the client should hear why.
 func query(r *http.Request) (url.Values, *apiError) {
+	if r.URL.RawQuery == "" {
+		return nil, nil // reads of a nil Values are fine: no map per write
+	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, badRequest(codeInvalidParam, "query string is not valid: %v (escape %% as %%25)", err)

@@ -10,13 +10,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 )
 
 // Likes is what the API needs from the replica.
@@ -111,11 +110,12 @@ type Server struct {
 	draining atomic.Bool
 	// The compartments of the API's work (shed.go).
 	writes, bulk, reads *compartment
-	bulkRates           *clientRates  // nil: no per-client limit
-	tokens              *Tokens       // nil: no tokens
-	budget              Budget        // nil: no memory budget
-	idPrefix            string        // random, per Server: ids from two processes differ
-	idSeq               atomic.Uint64 // the last request id's sequence number
+	bulkRates           *clientRates         // nil: no per-client limit
+	tokens              *Tokens              // nil: no tokens
+	routeNames          map[[2]string]string // route patterns by chi's parts (routeOf); read-only after New
+	budget              Budget               // nil: no memory budget
+	idPrefix            string               // random, per Server: ids from two processes differ
+	idSeq               atomic.Uint64        // the last request id's sequence number
 }
 
 // New returns a server for likes and members, logging to logger; opts may
@@ -158,6 +158,7 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 	}
 	s.router = s.routes()
 	s.admin = s.adminRoutes()
+	s.nameRoutes(s.router, s.admin)
 	if cfg.AdminAddr != "" {
 		s.adminSrv = s.newAdminServer()
 	}
@@ -179,14 +180,11 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 }
 
 // newRouter is a router with the middleware every listener's requests go
-// through: request ids, the access log, metrics, JSON for panics, 404 and
-// 405.
+// through: request ids, the access log and the Observer (track), JSON for
+// panics, 404 and 405.
 func (s *Server) newRouter() *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(s.requestID)
-	r.Use(hlog.NewHandler(s.log))
-	r.Use(requestIDField)
-	r.Use(hlog.AccessHandler(s.logRequest))
+	r.Use(s.track)
 	r.Use(s.recoverJSON)
 	r.Use(asteriskTarget)
 	r.NotFound(handlerFunc(func(_ http.ResponseWriter, r *http.Request) *apiError {
@@ -273,32 +271,121 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// requestID takes the request id from X-Request-Id when the client sent one
-// (up to 200 printable bytes) or makes one: this process's random prefix
-// and a sequence number.
-func (s *Server) requestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(middleware.RequestIDHeader)
-		if id == "" || len(id) > 200 || strings.ContainsFunc(id, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
-			id = s.nextRequestID()
+// requestIDOf is the request's id: the client's X-Request-Id when it sent
+// one (up to 200 printable bytes), else this process's random prefix and a
+// sequence number.
+func (s *Server) requestIDOf(r *http.Request) string {
+	if id := r.Header.Get(headerRequestID); id != "" && len(id) <= 200 && printable(id) {
+		return id
+	}
+	return s.nextRequestID()
+}
+
+func printable(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), middleware.RequestIDKey, id)))
-	})
+	}
+	return true
 }
 
 func (s *Server) nextRequestID() string {
-	return s.idPrefix + "-" + strconv.FormatUint(s.idSeq.Add(1), 10)
+	var b [32]byte
+	return string(strconv.AppendUint(append(append(b[:0], s.idPrefix...), '-'), s.idSeq.Add(1), 10))
 }
 
-// requestIDField puts the request id on every log line and on the response.
-func requestIDField(next http.Handler) http.Handler {
+// headerRequestID is X-Request-Id, canonical: map lookups need no
+// canonicalizing.
+const headerRequestID = "X-Request-Id"
+
+// requestOf is the id of the request w answers, set by track.
+func requestOf(w http.ResponseWriter) string { return w.Header().Get(headerRequestID) }
+
+// tracked is the ResponseWriter every handler writes to: it notes the
+// status and size for the access log and the Observer. One per request,
+// pooled.
+type tracked struct {
+	http.ResponseWriter
+	status, size int
+	log          *zerolog.Logger // the Server's, for writeError
+}
+
+var trackedPool = sync.Pool{New: func() any { return new(tracked) }}
+
+func (t *tracked) WriteHeader(code int) {
+	if t.status == 0 {
+		t.status = code
+	}
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *tracked) Write(p []byte) (int, error) {
+	if t.status == 0 {
+		t.status = http.StatusOK
+	}
+	n, err := t.ResponseWriter.Write(p)
+	t.size += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (t *tracked) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+
+// track gives the request its id (on the response too), and logs and
+// observes it once served. It is one middleware, not chi's and hlog's
+// four, because they cost a context, a logger and a writer each per
+// request: the id travels in the response's header, and a log line's
+// fields are added only when the line is written.
+func (s *Server) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := middleware.GetReqID(r.Context())
-		w.Header().Set(middleware.RequestIDHeader, id)
-		log := zerolog.Ctx(r.Context())
-		log.UpdateContext(func(c zerolog.Context) zerolog.Context { return c.Str("req_id", id) })
-		next.ServeHTTP(w, r)
+		start := time.Now()
+		w.Header()[headerRequestID] = []string{s.requestIDOf(r)}
+		t := trackedPool.Get().(*tracked)
+		t.ResponseWriter, t.log = w, &s.log
+		next.ServeHTTP(t, r)
+		status := t.status
+		if status == 0 {
+			status = http.StatusOK // nothing written: net/http sends a 200
+		}
+		s.logRequest(r, w, status, t.size, time.Since(start))
+		*t = tracked{}
+		trackedPool.Put(t)
 	})
+}
+
+// routeOf is the route pattern r matched, "" when none did: chi's
+// RoutePattern joins its parts anew at every call, and this is on every
+// request's path, so the joins of the router's routes are kept.
+func (s *Server) routeOf(r *http.Request) string {
+	rctx := chi.RouteContext(r.Context())
+	if rctx == nil {
+		return ""
+	}
+	switch p := rctx.RoutePatterns; len(p) {
+	case 0:
+		return ""
+	case 1:
+		return p[0]
+	case 2:
+		if route, ok := s.routeNames[[2]string{p[0], p[1]}]; ok {
+			return route
+		}
+	}
+	return rctx.RoutePattern()
+}
+
+// nameRoutes fills routeNames with the routes of the routers under /v1.
+func (s *Server) nameRoutes(routers ...*chi.Mux) {
+	s.routeNames = map[[2]string]string{}
+	for _, router := range routers {
+		_ = chi.Walk(router, func(_, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+			if rest, ok := strings.CutPrefix(route, "/v1/"); ok {
+				s.routeNames[[2]string{"/v1/*", "/" + rest}] = route
+			}
+			return nil
+		})
+	}
 }
 
 // methodLabel maps a request's method to a closed set, the methods the
@@ -316,10 +403,10 @@ func methodLabel(m string) string {
 	return "other"
 }
 
-func (s *Server) logRequest(r *http.Request, status, size int, d time.Duration) {
+func (s *Server) logRequest(r *http.Request, w http.ResponseWriter, status, size int, d time.Duration) {
 	// A route pattern of the router's (one of a fixed set), "" when none
 	// matched: never the path, which the client chooses.
-	route := chi.RouteContext(r.Context()).RoutePattern()
+	route := s.routeOf(r)
 	s.observe.ObserveRequest(route, methodLabel(r.Method), status, d)
 	level := zerolog.InfoLevel
 	switch {
@@ -335,8 +422,11 @@ func (s *Server) logRequest(r *http.Request, status, size int, d time.Duration) 
 	case status >= 500:
 		level = zerolog.ErrorLevel
 	}
-	hlog.FromRequest(r).WithLevel(level).
-		Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
+	ev := s.log.WithLevel(level) // nil when the level is off: nothing below is formatted
+	if ev == nil {
+		return
+	}
+	ev.Str("req_id", requestOf(w)).Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
 		Int("status", status).Int("bytes", size).Dur("duration_ms", d).Str("remote", r.RemoteAddr).
 		Msg("request")
 }
@@ -350,7 +440,7 @@ func (s *Server) recoverJSON(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				hlog.FromRequest(r).Error().Interface("panic", v).Msg("handler panicked")
+				s.log.Error().Str("req_id", requestOf(w)).Interface("panic", v).Msg("handler panicked")
 				writeError(w, r, &apiError{http.StatusInternalServerError, codeInternal, "internal error"})
 			}
 		}()
