@@ -110,3 +110,20 @@ func TestParseTokensRejects(t *testing.T) {
 	_, ok = tok.lookup(readToken[:len(readToken)-1])
 	assert.False(t, ok)
 }
+
+// With tokens, bulk rate limits count by the token's name, whatever the
+// address: two clients behind one proxy have their own buckets.
+func TestBulkRateByToken(t *testing.T) {
+	tokens, err := ParseTokens(strings.NewReader("write a " + writeToken + "\nwrite b " + readToken + "\n"))
+	require.NoError(t, err)
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	cfg := DefaultConfig()
+	cfg.BulkRate, cfg.BulkBurst = 0.001, 1
+	srv, err := New(cfg, st, &fakeMembers{}, zerolog.Nop(), Options{Tokens: tokens})
+	require.NoError(t, err)
+	body := `{"likes":[{"post":"p","user":"u"}]}`
+	assert.Equal(t, http.StatusOK, withToken(srv.Handler(), "POST", "/v1/likes", body, writeToken).Code)
+	assert.Equal(t, http.StatusTooManyRequests, withToken(srv.Handler(), "POST", "/v1/likes", body, writeToken).Code)
+	assert.Equal(t, http.StatusOK, withToken(srv.Handler(), "POST", "/v1/likes", body, readToken).Code, "token b has its own bucket on the same address")
+}
