@@ -41,10 +41,12 @@ func (s *Server) adminRoutes() *chi.Mux {
 
 func (s *Server) newAdminServer() *http.Server {
 	return &http.Server{
-		Addr:              s.cfg.AdminAddr,
-		Handler:           s.admin,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		ReadTimeout:       s.cfg.ReadTimeout,
+		Addr:    s.cfg.AdminAddr,
+		Handler: s.admin,
+		// OPTIONS * reaches the router, which answers it in JSON.
+		DisableGeneralOptionsHandler: true,
+		ReadHeaderTimeout:            s.cfg.ReadHeaderTimeout,
+		ReadTimeout:                  s.cfg.ReadTimeout,
 		// No WriteTimeout: a CPU profile or trace streams for as long as
 		// it was asked (?seconds=); the listener is private.
 		IdleTimeout:    s.cfg.IdleTimeout,
