@@ -456,7 +456,7 @@ func (o *options) readTokens(file string) error {
 	if err != nil {
 		return fmt.Errorf("--api-token-file: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	if o.tokens, err = api.ParseTokens(f); err != nil {
 		return fmt.Errorf("--api-token-file %s: %s", file, strings.TrimPrefix(err.Error(), api.ErrTokens.Error()+": "))
 	}

@@ -34,7 +34,7 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	var adminLn net.Listener
 	if o.api.AdminAddr != "" {
 		if adminLn, err = net.Listen("tcp", o.api.AdminAddr); err != nil {
-			ln.Close()
+			_ = ln.Close()
 			return fmt.Errorf("admin listen: %w", err)
 		}
 	}
@@ -44,9 +44,9 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	o.budget.Limit = budgetLimit(cgroupMemoryMax, limit)
 	budget, err := membudget.New(o.budget, log.With().Str("node", o.cluster.NodeName).Logger())
 	if err != nil {
-		ln.Close()
+		_ = ln.Close()
 		if adminLn != nil {
-			adminLn.Close()
+			_ = adminLn.Close()
 		}
 		return err
 	}
@@ -54,7 +54,7 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if err != nil {
 		ln.Close()
 		if adminLn != nil {
-			adminLn.Close()
+			_ = adminLn.Close()
 		}
 		return err
 	}
@@ -102,7 +102,9 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		log.Error().Err(err).Msg("http server failed: shutting down")
 		_ = srv.Shutdown(context.Background())
 		for range servers - 1 {
-			<-serveErr
+			if err := <-serveErr; err != nil {
+				log.Error().Err(err).Msg("http server failed")
+			}
 		}
 		_ = node.Close(context.Background())
 		return err
@@ -118,7 +120,9 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		log.Warn().Err(err).Msg("in-flight requests did not finish in time")
 	}
 	for range servers {
-		<-serveErr
+		if err := <-serveErr; err != nil {
+			log.Warn().Err(err).Msg("http server stopped with an error")
+		}
 	}
 	if err := node.Close(sctx); err != nil {
 		log.Warn().Err(err).Msg("cluster shutdown")

@@ -77,7 +77,7 @@ func TestServeAdmin(t *testing.T) {
 	get := func(ln net.Listener, path string) (int, map[string]any) {
 		resp, err := http.Get("http://" + ln.Addr().String() + path)
 		require.NoError(t, err)
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		raw, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
 		var body map[string]any

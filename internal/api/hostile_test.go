@@ -123,7 +123,7 @@ func hostileDo(c *http.Client, method, url string, body []byte, header ...string
 	if err != nil {
 		return hostileReply{}, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return hostileReply{}, err
@@ -178,7 +178,7 @@ func TestHostileClients(t *testing.T) {
 	require.NoError(t, err)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()); <-served })
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()); assert.NoError(t, <-served) })
 	url := "http://" + ln.Addr().String()
 
 	// The memory the process uses, at its highest, while this runs.
@@ -302,13 +302,13 @@ func TestHostileClients(t *testing.T) {
 			if !assert.NoError(t, err) {
 				return
 			}
-			defer conn.Close()
+			defer func() { _ = conn.Close() }()
 			_, _ = io.WriteString(conn, "POST /v1/posts/p/likes HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"user\":")
 			_ = conn.SetReadDeadline(deadline)
 			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 			if err == nil { // the server may answer the cut body before closing
 				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close()
 				assert.Equal(t, "application/json; charset=utf-8", resp.Header.Get("Content-Type"))
 			}
 			_, err = conn.Read(make([]byte, 1))

@@ -161,13 +161,13 @@ func TestParseNetHTTPError(t *testing.T) {
 func TestHeadersAreBoundedByConfig(t *testing.T) {
 	big := strings.Repeat("a", 100<<10) // over the 64 KiB default, far under 1 MiB
 	resp := rawExchange(t, newFixture(t).srv, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "+big+"\r\n\r\n")
-	defer resp.Body.Close()
+	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
 
 	cfg := DefaultConfig()
 	cfg.MaxHeaderBytes = 256 << 10
 	resp = rawExchange(t, newFixtureConfig(t, cfg).srv, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "+big+"\r\n\r\n")
-	defer resp.Body.Close()
+	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "a larger bound lets it through")
 }
 
