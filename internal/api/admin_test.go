@@ -53,6 +53,9 @@ func TestAdminListenerTakesTheOperatorRoutes(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, status(srv.Handler(), "/debug/pprof/"))
 	assert.Equal(t, http.StatusOK, status(srv.AdminHandler(), "/debug/pprof/"))
 	assert.Equal(t, http.StatusNotFound, status(srv.AdminHandler(), "/v1/posts/p/likes"), "the API is not on the admin port")
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	assert.Contains(t, rec.Body.String(), "served on the admin listener", "the 404 says where to look")
 
 	// Without one, everything but pprof stays on the API's port, as before.
 	old := adminServer(t, "")

@@ -188,7 +188,11 @@ func (s *Server) newRouter() *chi.Mux {
 	r.Use(s.recoverJSON)
 	r.Use(asteriskTarget)
 	r.NotFound(handlerFunc(func(_ http.ResponseWriter, r *http.Request) *apiError {
-		return &apiError{http.StatusNotFound, codeNotFound, "no route for " + r.Method + " " + r.URL.Path}
+		msg := "no route for " + r.Method + " " + r.URL.Path
+		if s.cfg.AdminAddr != "" && s.admin != nil && s.admin.Match(chi.NewRouteContext(), http.MethodGet, r.URL.EscapedPath()) {
+			msg += ": it is served on the admin listener (--admin-addr), not this port"
+		}
+		return &apiError{http.StatusNotFound, codeNotFound, msg}
 	}).ServeHTTP)
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) { s.methodNotAllowed(r, w, req) })
 	return r
