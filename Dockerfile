@@ -18,7 +18,7 @@ LABEL org.opencontainers.image.title="likesd" \
 # 65532 is the conventional "nonroot" uid of distroless images.
 USER 65532:65532
 # HTTP API; memberlist gossip uses TCP (push/pull, joins) and UDP (gossip, probes).
-EXPOSE 8080/tcp 7946/tcp 7946/udp
+EXPOSE 8080/tcp 9090/tcp 7946/tcp 7946/udp
 ENV LIKESD_HTTP_ADDR=:8080 \
     LIKESD_GOSSIP_ADDR=0.0.0.0:7946
 ENTRYPOINT ["/likesd"]

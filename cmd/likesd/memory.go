@@ -109,3 +109,17 @@ func applyMemory(o options) (limit int64, gcPercent int) {
 	}
 	return debug.SetMemoryLimit(-1), gc
 }
+
+// budgetLimit is the limit the memory budget is a share of: the
+// container's memory.max when there is one (what the kernel enforces),
+// else the runtime's soft limit when one is set (--memory-limit or
+// GOMEMLIMIT), else none.
+func budgetLimit(cgroupMax func() (int64, bool), runtimeLimit int64) int64 {
+	if max, ok := cgroupMax(); ok {
+		return max
+	}
+	if runtimeLimit > 0 && runtimeLimit < math.MaxInt64 {
+		return runtimeLimit
+	}
+	return 0
+}

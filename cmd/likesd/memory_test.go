@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"math"
 	"testing"
 
@@ -61,4 +62,18 @@ func TestGCPercentFlagAndEnv(t *testing.T) {
 	assert.Equal(t, 40, o.gcPercent)
 	_, err = parseOptions([]string{"--memory-limit", "nope"}, env(nil), nil)
 	assert.ErrorContains(t, err, "--memory-limit")
+}
+
+func TestBudgetLimit(t *testing.T) {
+	container := func() (int64, bool) { return 512 << 20, true }
+	none := func() (int64, bool) { return 0, false }
+	assert.EqualValues(t, 512<<20, budgetLimit(container, 460<<20), "the container's limit is what kills the process")
+	assert.EqualValues(t, 1<<30, budgetLimit(none, 1<<30), "else the runtime's")
+	assert.EqualValues(t, 0, budgetLimit(none, math.MaxInt64), "else none")
+
+	o, err := parseOptions([]string{"--memory-refuse-at", "70"}, nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.InDelta(t, 0.70, o.budget.RefuseAt, 1e-9)
+	_, err = parseOptions([]string{"--memory-refuse-at", "5"}, nil, &bytes.Buffer{})
+	require.ErrorContains(t, err, "--memory-refuse-at")
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/membudget"
 	"github.com/likesd/likesd/internal/memtrim"
 	"github.com/likesd/likesd/internal/store"
 	"github.com/likesd/likesd/internal/wal"
@@ -33,11 +35,13 @@ type options struct {
 	cluster cluster.Config
 	store   store.Config
 	trim    memtrim.Config
-	wal     wal.Config // Dir empty: in memory only
+	wal     wal.Config       // Dir empty: in memory only
+	budget  membudget.Config // Limit is set at start, from the container or --memory-limit
 
 	debugAddr       string
-	memoryLimit     int64 // bytes for debug.SetMemoryLimit; -1: leave the runtime's (GOMEMLIMIT)
-	gcPercent       int   // for debug.SetGCPercent; 0: leave the runtime's (GOGC)
+	tokens          *api.Tokens // from --api-token-file; nil: no tokens
+	memoryLimit     int64       // bytes for debug.SetMemoryLimit; -1: leave the runtime's (GOMEMLIMIT)
+	gcPercent       int         // for debug.SetGCPercent; 0: leave the runtime's (GOGC)
 	logLevel        zerolog.Level
 	logFormat       string
 	shutdownDrain   time.Duration
@@ -200,7 +204,8 @@ func orList(words []string) string {
 const maxInt = int(^uint(0) >> 1)
 
 func parseOptions(args []string, environ []string, out io.Writer) (options, error) {
-	o := options{api: api.DefaultConfig(), cluster: cluster.DefaultConfig(), store: store.DefaultConfig(), trim: memtrim.DefaultConfig(), wal: wal.DefaultConfig("")}
+	o := options{api: api.DefaultConfig(), cluster: cluster.DefaultConfig(), store: store.DefaultConfig(), trim: memtrim.DefaultConfig(),
+		budget: membudget.DefaultConfig(), wal: wal.DefaultConfig("")}
 	o.logFormat, o.shutdownTimeout = "json", 20*time.Second
 	o.gcPercent = defaultGCPercent
 	fs := flag.NewFlagSet("likesd", flag.ContinueOnError)
@@ -209,10 +214,41 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 
 	gossipAddr := "0.0.0.0:7946"
 	logLevel := "info"
-	var advertise, join, nodeName, gossipKey, gossipKeyFile string
+	var advertise, join, nodeName, gossipKey, gossipKeyFile, tokenFile string
 	f.hostPort(&o.api.Addr, "http-addr", "host:port the HTTP API listens on")
 	f.durationUpTo(&o.api.ReadWait, "read-wait", time.Minute, "longest a read with ?version= waits for this node to hold the like it names before a 503 version_not_seen; "+
 		"0s: answer only if already held (0s to 1m)")
+	f.value("admin-addr", "host:port", "host:port of the admin listener: /metrics, /v1/cluster, /healthz, /readyz and pprof, then no longer on --http-addr; "+
+		"empty: no admin listener, and all but pprof are served on --http-addr. Keep it private (the manifests use :9090)",
+		func() string { return o.api.AdminAddr }, func(s string) error {
+			if s != "" {
+				if _, _, err := splitHostPort(s, true); err != nil {
+					return errors.New("want host:port, like :9090 or 127.0.0.1:9090, or empty")
+				}
+			}
+			o.api.AdminAddr = s
+			return nil
+		})
+	f.integer(&o.api.MaxHeaderBytes, "max-header-bytes", api.MinHeaderBytes, api.MaxHeaderBytes,
+		"largest request line plus headers in bytes (431 past it); /v1/counts with many long posts needs more")
+	f.integer(&o.api.MaxWrites, "max-concurrent-writes", 1, api.MaxConcurrency,
+		"single likes served at once (a write holds its slot while it waits for acknowledgements); more are refused with 429 and Retry-After, never queued")
+	f.integer(&o.api.MaxBulk, "max-concurrent-bulk", 1, api.MaxConcurrency,
+		"bulk imports (POST /v1/likes) served at once, each up to 8 MiB of body; more are refused with 429")
+	f.integer(&o.api.MaxReads, "max-concurrent-reads", 1, api.MaxConcurrency,
+		"reads served at once (a read with ?version= holds its slot while it waits); more are refused with 429")
+	f.value("bulk-rate", "float", "bulk imports per second each client may start (its API token, else its IP address), in bursts of --bulk-burst; more: 429 rate_limited. 0: no per-client limit",
+		func() string { return strconv.FormatFloat(o.api.BulkRate, 'g', -1, 64) }, func(s string) error {
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil || v < 0 || v > api.MaxBulkRate {
+				return fmt.Errorf("want a number from 0 to %d", api.MaxBulkRate)
+			}
+			o.api.BulkRate = v
+			return nil
+		})
+	f.integer(&o.api.BulkBurst, "bulk-burst", 1, api.MaxBulkBurst, "bulk imports a client may start at once before --bulk-rate applies")
+	f.str(&tokenFile, "api-token-file", "file of API tokens, one a line: \"write <name> <token>\" or \"read <name> <token>\" (docs/api.md); "+
+		"writes then need a write token (Authorization: Bearer), reads a token only if the file has read tokens. Empty: no tokens")
 	f.str(&gossipAddr, "gossip-addr", "host:port memberlist binds to, TCP and UDP (port 0 picks a free one)")
 	f.str(&advertise, "advertise-addr", "host[:port] other nodes use to reach this one (default: memberlist's choice; set to the pod IP in k8s)")
 	f.str(&join, "join", "comma-separated seed host:port list to join (empty: start a new cluster)")
@@ -290,6 +326,17 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 			memLimit = s
 			return nil
 		})
+	f.value("memory-refuse-at", "percent", "share of the memory limit (the container's memory.max, else --memory-limit or GOMEMLIMIT; none: no budget) "+
+		"past which new likes are refused with 507 while reads, repeats and likes from peers go on (10 to 100)",
+		func() string { return strconv.Itoa(int(math.Round(o.budget.RefuseAt * 100))) }, func(s string) error {
+			n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+			if err != nil || n < 10 || n > 100 {
+				return errors.New("want a percentage from 10 to 100")
+			}
+			o.budget.RefuseAt = float64(n) / 100
+			o.budget.ResumeBelow = min(o.budget.ResumeBelow, o.budget.RefuseAt)
+			return nil
+		})
 	f.integer(&o.gcPercent, "gc-percent", 1, maxInt, "GC target (as GOGC): heap growth over the live heap before a collection. The replica is mostly pointer-free blocks, "+
 		"so a low value costs little CPU and keeps RSS near the live data (GOGC wins when set and this is not)")
 	trimBounds := fmt.Sprintf("0 (never) or a duration from %s to %s", memtrim.MinQuietFor, memtrim.MaxQuietFor)
@@ -327,6 +374,9 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 		return o, nil
 	}
 	if err := o.readKey(gossipKey, gossipKeyFile); err != nil {
+		return o, err
+	}
+	if err := o.readTokens(tokenFile); err != nil {
 		return o, err
 	}
 	handoffSet := false
@@ -410,6 +460,22 @@ func (o *options) readKey(b64, file string) error {
 	return nil
 }
 
+// readTokens reads --api-token-file.
+func (o *options) readTokens(file string) error {
+	if file == "" {
+		return nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("--api-token-file: %w", err)
+	}
+	defer func() { _ = f.Close() }() // read only
+	if o.tokens, err = api.ParseTokens(f); err != nil {
+		return fmt.Errorf("--api-token-file %s: %s", file, strings.TrimPrefix(err.Error(), api.ErrTokens.Error()+": "))
+	}
+	return nil
+}
+
 func printUsage(fs *flag.FlagSet, out io.Writer) {
 	fmt.Fprint(out, usageHeader)
 	fs.VisitAll(func(f *flag.Flag) {
@@ -460,8 +526,12 @@ func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string,
 		nodeName = defaultNodeName()
 	}
 	o.cluster.NodeName = nodeName
+	o.cluster.MaxIDBytes = o.api.MaxIDBytes // peers' likes by the clients' rule
 	if o.logLevel, err = zerolog.ParseLevel(logLevel); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+	}
+	if o.api.AdminAddr != "" && o.api.AdminAddr == o.api.Addr {
+		return fmt.Errorf("--admin-addr %q is --http-addr: the admin listener needs a port of its own", o.api.AdminAddr)
 	}
 	if o.cluster.ProbeTimeout >= o.cluster.ProbeInterval {
 		return fmt.Errorf("--probe-timeout %v must be shorter than --probe-interval %v", o.cluster.ProbeTimeout, o.cluster.ProbeInterval)
@@ -476,7 +546,7 @@ func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string,
 	}
 	// Each flag checked its own value; what is left are rules across fields
 	// that no flag sets (the packages' messages name their Config fields).
-	return errors.Join(o.api.Validate(), o.cluster.Validate(), o.store.Validate(), o.trim.Validate())
+	return errors.Join(o.api.Validate(), o.cluster.Validate(), o.store.Validate(), o.trim.Validate(), o.budget.Validate())
 }
 
 // splitHostPort parses host:port; with portRequired false a bare host is

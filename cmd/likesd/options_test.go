@@ -188,3 +188,55 @@ func TestWriteAcksExplicit(t *testing.T) {
 	_, err := parseOptions([]string{"--write-acks", "0"}, env(nil), &bytes.Buffer{})
 	assert.ErrorContains(t, err, "--write-acks")
 }
+
+// A size out of the API's bounds is reported with the flag (or variable)
+// the user typed.
+func TestInputBoundsNameTheFlag(t *testing.T) {
+	_, err := parseOptions([]string{"--max-header-bytes", "10"}, nil, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "--max-header-bytes")
+	_, err = parseOptions(nil, env(map[string]string{"LIKESD_MAX_HEADER_BYTES": "99999999"}), &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "LIKESD_MAX_HEADER_BYTES")
+	o, err := parseOptions([]string{"--max-header-bytes", "8192"}, nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 8192, o.api.MaxHeaderBytes)
+}
+
+func TestLoadSheddingFlags(t *testing.T) {
+	o, err := parseOptions([]string{"--max-concurrent-writes", "7", "--max-concurrent-bulk", "2", "--bulk-rate", "0.5"},
+		env(map[string]string{"LIKESD_MAX_CONCURRENT_READS": "9", "LIKESD_BULK_BURST": "3"}), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 7, o.api.MaxWrites)
+	assert.Equal(t, 2, o.api.MaxBulk)
+	assert.Equal(t, 9, o.api.MaxReads)
+	assert.Equal(t, 0.5, o.api.BulkRate)
+	assert.Equal(t, 3, o.api.BulkBurst)
+	for _, args := range [][]string{{"--max-concurrent-writes", "0"}, {"--bulk-rate", "-1"}, {"--bulk-burst", "0"}} {
+		_, err := parseOptions(args, nil, &bytes.Buffer{})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), args[0])
+	}
+}
+
+func TestAPITokenFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "tokens")
+	require.NoError(t, os.WriteFile(good, []byte("write importer 0123456789abcdef0\n"), 0o600))
+	o, err := parseOptions(nil, env(map[string]string{"LIKESD_API_TOKEN_FILE": good}), &bytes.Buffer{})
+	require.NoError(t, err)
+	require.NotNil(t, o.tokens)
+
+	bad := filepath.Join(dir, "bad")
+	require.NoError(t, os.WriteFile(bad, []byte("write importer short\n"), 0o600))
+	_, err = parseOptions([]string{"--api-token-file", bad}, nil, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "--api-token-file")
+	assert.Contains(t, err.Error(), "line 1")
+	_, err = parseOptions([]string{"--api-token-file", filepath.Join(dir, "none")}, nil, &bytes.Buffer{})
+	require.Error(t, err)
+
+	o, err = parseOptions(nil, nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Nil(t, o.tokens, "off by default")
+}

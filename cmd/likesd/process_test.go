@@ -332,3 +332,38 @@ func TestReadYourWritesThroughAnotherNode(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, liked, "acknowledged means n2 holds it")
 }
+
+// A node over its memory budget refuses new likes with a 507 and says so
+// in /readyz, its log and its metrics (issue #20). The budget is a share
+// of --memory-limit here, a limit no process meets.
+func TestMemoryBudgetInAProcess(t *testing.T) {
+	if _, ok := cgroupMemoryMax(); ok {
+		t.Skip("the container's memory limit would be the budget's")
+	}
+	p := startProcFlags(t, "n1", []string{"--memory-limit", "4MiB", "--memory-refuse-at", "50"}, 0)
+	base := "http://" + p.httpAddr
+	get := func(path string) (int, string) {
+		resp, err := httpClient.Get(base + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	require.Eventually(t, func() bool {
+		_, body := get("/readyz")
+		return strings.Contains(body, "over memory budget")
+	}, 10*time.Second, 20*time.Millisecond)
+	resp, err := httpClient.Post(base+"/v1/posts/p/likes", "application/json", strings.NewReader(`{"user":"u"}`))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusInsufficientStorage, resp.StatusCode, string(body))
+	assert.Contains(t, string(body), `"over_memory_budget"`)
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+	code, _ := get("/v1/posts/p/likes")
+	assert.Equal(t, http.StatusOK, code, "reads are served")
+	_, metrics := get("/metrics")
+	assert.Contains(t, metrics, "likesd_memory_budget_over 1")
+	assert.Contains(t, metrics, `likesd_http_refused_total{reason="memory"} 1`)
+	assert.Equal(t, 1, strings.Count(p.logs.String(), "memory over budget"), "logged once")
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/membudget"
 	"github.com/likesd/likesd/internal/memtrim"
 	"github.com/likesd/likesd/internal/metrics"
 	"github.com/likesd/likesd/internal/store"
@@ -31,9 +32,31 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	node, srv, replica, disk, err := assemble(o, log)
+	var adminLn net.Listener
+	if o.api.AdminAddr != "" {
+		if adminLn, err = net.Listen("tcp", o.api.AdminAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("admin listen: %w", err)
+		}
+	}
+	// The runtime's limit first: the budget is a share of it when there is
+	// no container limit.
+	limit, gcPercent := applyMemory(o)
+	o.budget.Limit = budgetLimit(cgroupMemoryMax, limit)
+	budget, err := membudget.New(o.budget, log.With().Str("node", o.cluster.NodeName).Logger())
+	if err != nil {
+		_ = ln.Close()
+		if adminLn != nil {
+			_ = adminLn.Close()
+		}
+		return err
+	}
+	node, srv, replica, disk, err := assemble(o, log, budget)
 	if err != nil {
 		ln.Close()
+		if adminLn != nil {
+			_ = adminLn.Close()
+		}
 		return err
 	}
 	// Every line from here on names the node: several run on one machine
@@ -42,8 +65,14 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	for _, w := range o.warnings {
 		log.Warn().Msg(w)
 	}
-	limit, gcPercent := applyMemory(o)
-	log.Info().Str("version", version).Int64("memory_limit", limit).Int("gc_percent", gcPercent).Msg("likesd started")
+	log.Info().Str("version", version).Int64("memory_limit", limit).Int("gc_percent", gcPercent).
+		Int64("memory_budget", o.budget.Limit).Int64("refuse_likes_at", budget.Mark()).Msg("likesd started")
+	if o.tokens != nil {
+		log.Info().Msg("API tokens on: writes need a write token (--api-token-file)")
+		if o.api.AdminAddr == "" {
+			log.Warn().Msg("API tokens are on but /metrics and /v1/cluster are on the API port, open to all: set --admin-addr")
+		}
+	}
 	if len(o.cluster.SecretKey) == 0 {
 		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set LIKESD_GOSSIP_KEY or --gossip-key-file")
 	}
@@ -60,14 +89,29 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	trimDone := make(chan struct{})
 	go func() { defer close(trimDone); memtrim.Run(trimCtx, o.trim, log, replica, nil) }()
 	defer func() { stopTrim(); <-trimDone }()
-	serveErr := make(chan error, 1)
+	budgetCtx, stopBudget := context.WithCancel(ctx)
+	budgetDone := make(chan struct{})
+	go func() { defer close(budgetDone); budget.Run(budgetCtx) }()
+	defer func() { stopBudget(); <-budgetDone }()
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	servers := 1
+	if adminLn != nil {
+		servers++
+		go func() { serveErr <- srv.ServeAdmin(adminLn) }()
+	}
 
 	select {
 	case <-ctx.Done():
 		log.Info().Msg("shutting down: draining")
 	case err := <-serveErr:
 		log.Error().Err(err).Msg("http server failed: shutting down")
+		_ = srv.Shutdown(context.Background())
+		for range servers - 1 {
+			if err := <-serveErr; err != nil {
+				log.Error().Err(err).Msg("http server failed")
+			}
+		}
 		cctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 		defer cancel()
 		if cerr := node.Close(cctx); cerr != nil {
@@ -87,7 +131,11 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn().Err(err).Msg("in-flight requests did not finish in time")
 	}
-	<-serveErr
+	for range servers {
+		if err := <-serveErr; err != nil {
+			log.Warn().Err(err).Msg("http server stopped with an error")
+		}
+	}
 	if err := node.Close(sctx); err != nil {
 		log.Warn().Err(err).Msg("cluster shutdown")
 	}
@@ -131,7 +179,7 @@ func closeDisk(ctx context.Context, disk *wal.Log, log zerolog.Logger) {
 
 // assemble builds the pieces, recovers the data dir and starts the cluster
 // node; on error nothing is left running.
-func assemble(o options, log zerolog.Logger) (_ *cluster.Node, _ *api.Server, _ *store.Store, disk *wal.Log, err error) {
+func assemble(o options, log zerolog.Logger, budget *membudget.Budget) (_ *cluster.Node, _ *api.Server, _ *store.Store, disk *wal.Log, err error) {
 	// The API hands every like to the node itself (Replicate), so the
 	// store reports to nobody.
 	replica, err := store.New(o.store, nil)
@@ -161,7 +209,12 @@ func assemble(o options, log zerolog.Logger) (_ *cluster.Node, _ *api.Server, _ 
 	if disk != nil {
 		m.WatchDisk(disk)
 	}
-	srv, err := api.New(o.api, replica, membership{node}, log.With().Str("node", node.Self()).Logger(), api.Options{Observer: m, Metrics: m.Handler(), Replicator: node})
+	opts := api.Options{Observer: m, Metrics: m.Handler(), Replicator: node, Tokens: o.tokens}
+	if budget.Limit() > 0 {
+		m.WatchBudget(budget)
+		opts.Budget = budget
+	}
+	srv, err := api.New(o.api, replica, membership{node}, log.With().Str("node", node.Self()).Logger(), opts)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

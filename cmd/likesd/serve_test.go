@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +52,40 @@ func TestLogsOfOneRun(t *testing.T) {
 			assert.True(t, sawStarted && sawShuttingDown && sawStopped, out)
 			assert.Contains(t, out, "LIKESD_PUSH_PULL_INTERVL", "an unknown LIKESD_ variable is warned about")
 		})
+	}
+}
+
+// --admin-addr moves the operator's routes off the API's port (finding 4 of
+// issue #20), and a node started with it shuts down cleanly.
+func TestAdminAddr(t *testing.T) {
+	httpAddr, adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	logs := &syncBuffer{}
+	args := []string{"--http-addr", httpAddr, "--admin-addr", adminAddr, "--gossip-addr", "127.0.0.1:0", "--log-level", "warn"}
+	go func() { done <- run(ctx, args, nil, &syncBuffer{}, logs) }()
+	get := func(addr, path string) int {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Eventually(t, func() bool { return get(adminAddr, "/readyz") == http.StatusOK }, 10*time.Second, 10*time.Millisecond, logs.String())
+	for _, p := range []string{"/metrics", "/v1/cluster", "/healthz", "/debug/pprof/"} {
+		assert.Equal(t, http.StatusOK, get(adminAddr, p), "admin %s", p)
+	}
+	for _, p := range []string{"/metrics", "/v1/cluster", "/healthz", "/readyz", "/debug/pprof/"} {
+		assert.Equal(t, http.StatusNotFound, get(httpAddr, p), "API %s", p)
+	}
+	assert.Equal(t, http.StatusOK, get(httpAddr, "/v1/posts/p/likes"))
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, 0, code, logs.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit after cancel")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -283,36 +284,77 @@ func TestEveryLikesdVariableIsARealFlag(t *testing.T) {
 	}
 }
 
-func TestProbesHitRealRoutes(t *testing.T) {
+// Probes and scrapes go to the admin port (--admin-addr), which serves
+// them, and not to the API's, which then does not: the LoadBalancer, which
+// exposes only the API's port, exposes none of them (issue #20, finding 4).
+func TestProbesAndScrapesHitTheAdminPort(t *testing.T) {
 	m := load(t)
+	adminAddr := ""
+	for _, cm := range m.configMaps {
+		if v, ok := cm.Data["LIKESD_ADMIN_ADDR"]; ok {
+			adminAddr = v
+		}
+	}
+	_, adminPort, err := net.SplitHostPort(adminAddr)
+	require.NoError(t, err, "the ConfigMap sets LIKESD_ADMIN_ADDR")
+
 	bin := likesd(t)
-	httpPort, gossipPort := freePort(t), freePort(t)
-	cmd := exec.Command(bin, "--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort),
+	httpPort, adminLocal, gossipPort := freePort(t), freePort(t), freePort(t)
+	cmd := exec.Command(bin, "--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--admin-addr", fmt.Sprintf("127.0.0.1:%d", adminLocal),
 		"--gossip-addr", fmt.Sprintf("127.0.0.1:%d", gossipPort), "--log-level", "error")
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// The container's ports, as the test's process has them.
+	local := map[int32]int{8080: httpPort}
+	if p, err := strconv.Atoi(adminPort); err == nil {
+		local[int32(p)] = adminLocal
+	}
+	status := func(port int, path string) int {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
 
 	for _, d := range m.deployments {
 		c := d.Spec.Template.Spec.Containers[0]
+		portOf := func(target intstr.IntOrString) int32 {
+			for _, p := range c.Ports {
+				if (target.Type == intstr.String && p.Name == target.StrVal) || (target.Type == intstr.Int && p.ContainerPort == target.IntVal) {
+					return p.ContainerPort
+				}
+			}
+			return 0
+		}
+		var httpPortOK, adminPortOK bool
+		for _, p := range c.Ports {
+			httpPortOK = httpPortOK || (p.Name == "http" && p.ContainerPort == 8080)
+			adminPortOK = adminPortOK || (p.Name == "admin" && fmt.Sprint(p.ContainerPort) == adminPort)
+		}
+		assert.True(t, httpPortOK, "%s: http is container port 8080, likesd's default", d.Name)
+		assert.True(t, adminPortOK, "%s: admin is container port %s, LIKESD_ADMIN_ADDR's", d.Name, adminPort)
+
 		for name, probe := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
 			require.NotNil(t, probe, "%s: %s probe", d.Name, name)
 			require.NotNil(t, probe.HTTPGet, "%s: %s probe is HTTP", d.Name, name)
-			assert.True(t, hasPort([]corev1.Container{c}, probe.HTTPGet.Port, corev1.ProtocolTCP), "%s: %s probe port", d.Name, name)
-			url := fmt.Sprintf("http://127.0.0.1:%d%s", httpPort, probe.HTTPGet.Path)
-			require.Eventually(t, func() bool {
-				resp, err := http.Get(url)
-				if err != nil {
-					return false
-				}
-				resp.Body.Close()
-				return resp.StatusCode == http.StatusOK
-			}, 10*time.Second, 20*time.Millisecond, "%s: %s probe %s never answered 200", d.Name, name, url)
+			port := local[portOf(probe.HTTPGet.Port)]
+			require.Equal(t, adminLocal, port, "%s: %s probe goes to the admin port", d.Name, name)
+			require.Eventually(t, func() bool { return status(port, probe.HTTPGet.Path) == http.StatusOK },
+				10*time.Second, 20*time.Millisecond, "%s: %s probe %s never answered 200", d.Name, name, probe.HTTPGet.Path)
+			assert.Equal(t, http.StatusNotFound, status(httpPort, probe.HTTPGet.Path), "%s: %s probe's path is not on the API port", d.Name, name)
 		}
-		var httpPortOK bool
-		for _, p := range c.Ports {
-			httpPortOK = httpPortOK || (p.Name == "http" && p.ContainerPort == 8080)
-		}
-		assert.True(t, httpPortOK, "%s: http is container port 8080, likesd's default", d.Name)
+
+		ann := d.Spec.Template.Annotations
+		assert.Equal(t, "true", ann["prometheus.io/scrape"], "%s: scraped", d.Name)
+		assert.Equal(t, adminPort, ann["prometheus.io/port"], "%s: scraped on the admin port", d.Name)
+		assert.Equal(t, http.StatusOK, status(adminLocal, ann["prometheus.io/path"]), "%s: the scrape path is served", d.Name)
+		assert.Equal(t, http.StatusNotFound, status(httpPort, ann["prometheus.io/path"]), "%s: and not on the API port", d.Name)
+	}
+	lb := m.service(t, "distributed-likes-service-cluster")
+	for _, p := range lb.Spec.Ports {
+		assert.Equal(t, intstr.FromString("http"), p.TargetPort, "the LoadBalancer exposes only the API")
 	}
 }
 

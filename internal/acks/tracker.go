@@ -203,6 +203,24 @@ func (t *Tracker) Register(seqs []uint64, l Level, clustered bool, now time.Time
 	return w.id, Result{Replicas: 1, Want: want}, false
 }
 
+// Want is the replicas level l asks for now: what Register would wait for.
+func (t *Tracker) Want(l Level, clustered bool, now time.Time) int {
+	if l.IsDefault() {
+		l = t.cfg.Default
+		if !clustered {
+			l = One
+		}
+	}
+	n := 0
+	for name := range t.members {
+		if p, ok := t.peers[name]; ok && p.br.State(now) != breaker.Closed {
+			continue
+		}
+		n++
+	}
+	return l.Want(1+n, clustered)
+}
+
 // Eligible lists the members whose breaker is closed, sorted: the peers a
 // write may wait for. A half-open peer gets probe frames but is not waited
 // for until an ack closes its breaker, so a peer that is still dead costs

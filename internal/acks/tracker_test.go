@@ -441,3 +441,14 @@ func TestAnAnsweredPingLetsAProbeThroughAndItsAckCloses(t *testing.T) {
 	require.Len(t, trs, 3)
 	assert.Equal(t, []breaker.State{breaker.Open, breaker.HalfOpen, breaker.Closed}, []breaker.State{trs[0].To, trs[1].To, trs[2].To})
 }
+
+// Want is what Register waits for.
+func TestWantIsWhatRegisterWaitsFor(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tr := New(DefaultConfig())
+	tr.SetMembers([]string{"b", "c"}, nil, now)
+	for _, l := range []Level{One, Count(2), Count(3), Quorum, All, {}} {
+		_, res, _ := tr.Register([]uint64{1}, l, true, now)
+		assert.Equal(t, res.Want, tr.Want(l, true, now), "%v", l)
+	}
+}

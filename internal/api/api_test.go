@@ -309,6 +309,11 @@ func TestConfigValidate(t *testing.T) {
 		"timeouts":           func(c *Config) { c.WriteTimeout = 0 },
 		"read wait negative": func(c *Config) { c.ReadWait = -time.Millisecond },
 		"read wait too long": func(c *Config) { c.ReadWait = time.Minute + 1 },
+		"headers too small":  func(c *Config) { c.MaxHeaderBytes = 1 << 10 },
+		"headers too large":  func(c *Config) { c.MaxHeaderBytes = 2 << 20 },
+		"body too large":     func(c *Config) { c.MaxBodyBytes = 2 << 20 },
+		"id too long":        func(c *Config) { c.MaxIDBytes = 1 << 20 },
+		"bulk too large":     func(c *Config) { c.MaxBulkBodyBytes = 1 << 30 },
 	} {
 		c := DefaultConfig()
 		tweak(&c)

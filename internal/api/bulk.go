@@ -81,6 +81,9 @@ func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := s.writable(w); e != nil {
 		return e
 	}
+	if e := s.bulkOverBudget(w, st); e != nil {
+		return e
+	}
 
 	// Consecutive likes of one post (the usual import order) share its
 	// string.
@@ -110,6 +113,22 @@ func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	clear(st.likes) // keep no ids alive in the pool
 	writeJSON(w, status, st.reply)
+	return nil
+}
+
+// bulkOverBudget refuses, whole, an import with a like this node does
+// not hold while it is over its memory budget: nothing is stored, and the
+// client retries it as it was. An import of likes all held already (a
+// retry) goes through.
+func (s *Server) bulkOverBudget(w http.ResponseWriter, st *bulkState) *apiError {
+	if s.budget == nil || !s.budget.Over() {
+		return nil
+	}
+	for _, it := range st.items {
+		if s.overBudget(w, string(st.lr.arena[it.post.off:it.post.end]), string(st.lr.arena[it.user.off:it.user.end])) {
+			return errOverBudget
+		}
+	}
 	return nil
 }
 

@@ -196,7 +196,9 @@ func BenchmarkBulkImport(b *testing.B) {
 
 // Concurrent imports share pooled buffers, never each other's likes.
 func TestBulkImportsInParallel(t *testing.T) {
-	f := newFixture(t)
+	cfg := DefaultConfig()
+	cfg.MaxBulk = 8 // all at once: none shed
+	f := newFixtureConfig(t, cfg)
 	h := f.srv.Handler()
 	var wg sync.WaitGroup
 	for g := range 8 {

@@ -11,28 +11,65 @@ type Config struct {
 	// Addr is the host:port the server listens on. Default ":8080".
 	Addr string
 
-	// MaxBodyBytes bounds a request body; larger bodies get 413. Default 64 KiB.
+	// AdminAddr is the host:port of the operator listener (admin.go):
+	// /metrics, /v1/cluster, /healthz, /readyz and pprof. Empty (the
+	// default): no admin listener, and all but pprof stay on Addr, as
+	// before it existed; set it to keep them off the port clients reach.
+	AdminAddr string
+
+	// MaxHeaderBytes bounds a request's line and headers together (net/http
+	// answers 431 past it). Default 64 KiB, from 4 KiB to 1 MiB (net/http's
+	// own default, which lets any client park a megabyte per connection):
+	// enough for /v1/counts with 1000 escaped posts of about 20 bytes; a
+	// batch of long ids needs more, or POST in several calls.
+	MaxHeaderBytes int
+
+	// MaxBodyBytes bounds a request body; larger bodies get 413. Default 64
+	// KiB, at most 1 MiB.
 	MaxBodyBytes int64
 
-	// MaxIDBytes bounds a post or user id. Default 256.
+	// MaxIDBytes bounds a post or user id. Default 256, at most 4096.
 	MaxIDBytes int
 
 	// DefaultPageSize and MaxPageSize bound /likers pages. Default 100, 1000.
 	DefaultPageSize int
 	MaxPageSize     int
 
-	// MaxBatchPosts bounds the posts of one /v1/counts call. Default 1000.
+	// MaxBatchPosts bounds the posts of one /v1/counts call. Default 1000,
+	// at most 100,000.
 	MaxBatchPosts int
 
 	// MaxBulkLikes bounds the likes of one bulk import (POST /v1/likes);
 	// more get 413. Default 10,000: large enough that loading millions
 	// costs few round trips, small enough that one request holds a node's
-	// store for milliseconds, not seconds.
+	// store for milliseconds, not seconds. At most 1,000,000.
 	MaxBulkLikes int
 
 	// MaxBulkBodyBytes bounds a bulk import's body. Default 8 MiB: 10,000
-	// likes of 256-byte ids take about 5.3 MB.
+	// likes of 256-byte ids take about 5.3 MB. At most 256 MiB.
 	MaxBulkBodyBytes int64
+
+	// MaxWrites, MaxBulk and MaxReads are the compartments of the node's
+	// work (a bulkhead): how many single likes, bulk imports and reads it
+	// serves at once. Past a compartment's limit a request is refused at
+	// once with 429 and Retry-After, never queued, so a flood of one kind
+	// neither grows memory nor starves the others. A write holds its slot
+	// while it waits for acknowledgements (up to the write timeout), a
+	// read while it waits for a version (ReadWait). Defaults 1024, 4 and
+	// 1024; from 1 to 1,000,000. A bulk import may hold MaxBulkBodyBytes
+	// and more while it is read: MaxBulk bounds that memory.
+	MaxWrites int
+	MaxBulk   int
+	MaxReads  int
+
+	// BulkRate limits each client's bulk imports, in imports per second
+	// with bursts of BulkBurst; more are refused with 429 rate_limited. A
+	// client is its API token when tokens are on (tokens.go), else its
+	// remote IP address (behind a proxy, the proxy's: X-Forwarded-For is
+	// not trusted). Default 0: no per-client limit, only MaxBulk. Burst
+	// default 4, from 1 to 10,000.
+	BulkRate  float64
+	BulkBurst int
 
 	// ReadWait bounds how long a read that carries a version token waits
 	// for this node to hold the like the token names before it answers 503
@@ -56,6 +93,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Addr:              ":8080",
+		MaxHeaderBytes:    64 << 10,
 		MaxBodyBytes:      64 << 10,
 		MaxIDBytes:        256,
 		DefaultPageSize:   100,
@@ -63,6 +101,10 @@ func DefaultConfig() Config {
 		MaxBatchPosts:     1000,
 		MaxBulkLikes:      10000,
 		MaxBulkBodyBytes:  8 << 20,
+		MaxWrites:         1024,
+		MaxBulk:           4,
+		MaxReads:          1024,
+		BulkBurst:         4,
 		ReadWait:          time.Second,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
@@ -75,6 +117,22 @@ func DefaultConfig() Config {
 // like is better told to retry (or to read elsewhere).
 const maxReadWait = time.Minute
 
+// Bounds of Config's sizes (cmd/likesd checks its flags against them, so a
+// bad value is reported with the flag's name).
+const (
+	MinHeaderBytes   = 4 << 10
+	MaxHeaderBytes   = 1 << 20
+	MaxBodyLimit     = 1 << 20
+	MaxIDLimit       = 4096
+	MaxBatchLimit    = 100_000
+	MaxPageLimit     = 100_000
+	MaxBulkLikeLimit = 1_000_000
+	MaxBulkBodyLimit = 256 << 20
+	MaxConcurrency   = 1_000_000
+	MaxBulkRate      = 1_000_000
+	MaxBulkBurst     = 10_000
+)
+
 // ErrConfig marks an invalid Config.
 var ErrConfig = errors.New("api: invalid config")
 
@@ -83,16 +141,25 @@ func (c Config) Validate() error {
 	switch {
 	case c.Addr == "":
 		return fmt.Errorf("%w: Addr is empty", ErrConfig)
-	case c.MaxBodyBytes < 1:
-		return fmt.Errorf("%w: MaxBodyBytes must be positive", ErrConfig)
-	case c.MaxIDBytes < 1:
-		return fmt.Errorf("%w: MaxIDBytes must be positive", ErrConfig)
-	case c.DefaultPageSize < 1 || c.MaxPageSize < c.DefaultPageSize:
-		return fmt.Errorf("%w: need 1 <= DefaultPageSize <= MaxPageSize", ErrConfig)
-	case c.MaxBatchPosts < 1:
-		return fmt.Errorf("%w: MaxBatchPosts must be positive", ErrConfig)
-	case c.MaxBulkLikes < 1 || c.MaxBulkBodyBytes < 1:
-		return fmt.Errorf("%w: MaxBulkLikes and MaxBulkBodyBytes must be positive", ErrConfig)
+	case c.AdminAddr != "" && c.AdminAddr == c.Addr:
+		return fmt.Errorf("%w: AdminAddr is Addr; the admin listener needs its own", ErrConfig)
+	case c.MaxHeaderBytes < MinHeaderBytes || c.MaxHeaderBytes > MaxHeaderBytes:
+		return fmt.Errorf("%w: MaxHeaderBytes must be from %d to %d, got %d", ErrConfig, MinHeaderBytes, MaxHeaderBytes, c.MaxHeaderBytes)
+	case c.MaxBodyBytes < 1 || c.MaxBodyBytes > MaxBodyLimit:
+		return fmt.Errorf("%w: MaxBodyBytes must be from 1 to %d", ErrConfig, MaxBodyLimit)
+	case c.MaxIDBytes < 1 || c.MaxIDBytes > MaxIDLimit:
+		return fmt.Errorf("%w: MaxIDBytes must be from 1 to %d", ErrConfig, MaxIDLimit)
+	case c.DefaultPageSize < 1 || c.MaxPageSize < c.DefaultPageSize || c.MaxPageSize > MaxPageLimit:
+		return fmt.Errorf("%w: need 1 <= DefaultPageSize <= MaxPageSize <= %d", ErrConfig, MaxPageLimit)
+	case c.MaxBatchPosts < 1 || c.MaxBatchPosts > MaxBatchLimit:
+		return fmt.Errorf("%w: MaxBatchPosts must be from 1 to %d", ErrConfig, MaxBatchLimit)
+	case c.MaxBulkLikes < 1 || c.MaxBulkLikes > MaxBulkLikeLimit || c.MaxBulkBodyBytes < 1 || c.MaxBulkBodyBytes > MaxBulkBodyLimit:
+		return fmt.Errorf("%w: MaxBulkLikes must be from 1 to %d and MaxBulkBodyBytes from 1 to %d", ErrConfig, MaxBulkLikeLimit, MaxBulkBodyLimit)
+	case c.MaxWrites < 1 || c.MaxBulk < 1 || c.MaxReads < 1 ||
+		c.MaxWrites > MaxConcurrency || c.MaxBulk > MaxConcurrency || c.MaxReads > MaxConcurrency:
+		return fmt.Errorf("%w: MaxWrites, MaxBulk and MaxReads must be from 1 to %d", ErrConfig, MaxConcurrency)
+	case c.BulkRate < 0 || c.BulkRate > MaxBulkRate || c.BulkBurst < 1 || c.BulkBurst > MaxBulkBurst:
+		return fmt.Errorf("%w: BulkRate must be from 0 to %d and BulkBurst from 1 to %d", ErrConfig, MaxBulkRate, MaxBulkBurst)
 	case c.ReadWait < 0 || c.ReadWait > maxReadWait:
 		return fmt.Errorf("%w: ReadWait must be from 0s to %v, got %v", ErrConfig, maxReadWait, c.ReadWait)
 	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:

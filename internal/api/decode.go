@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/likesd/likesd/internal/ids"
 )
 
 // Like bodies are read token by token with jsontext, not unmarshalled with
@@ -174,41 +174,34 @@ func kindName(k jsontext.Kind) string {
 	return "null"
 }
 
-// checkID enforces the rules every post and user id follows.
+// checkID enforces the rules every post and user id follows (package ids:
+// the cluster checks what peers send by the same rule).
 func checkID(name, v string, maxBytes int) *apiError {
-	switch {
-	case v == "":
+	return idError(name, ids.Check(v, maxBytes), len(v), maxBytes, v)
+}
+
+// checkIDBytes is checkID for an id unquoted by readString, without making
+// a string of it.
+func checkIDBytes(name string, v []byte, maxBytes int) *apiError {
+	p := ids.CheckBytes(v, maxBytes)
+	if p == ids.OK {
+		return nil
+	}
+	return idError(name, p, len(v), maxBytes, string(v))
+}
+
+// idError says what problem p of id v is.
+func idError(name string, p ids.Problem, n, maxBytes int, v string) *apiError {
+	switch p {
+	case ids.OK:
+		return nil
+	case ids.Empty:
 		return badRequest(codeInvalidID, "%s is required and must not be empty", name)
-	case len(v) > maxBytes:
-		return badRequest(codeInvalidID, "%s is %d bytes, longer than %d", name, len(v), maxBytes)
-	case !utf8.ValidString(v):
+	case ids.TooLong:
+		return badRequest(codeInvalidID, "%s is %d bytes, longer than %d", name, n, maxBytes)
+	case ids.NotUTF8:
 		return badRequest(codeInvalidID, "%s is not valid UTF-8", name)
 	}
-	return checkControl(name, v)
-}
-
-// checkIDBytes is checkID for an id unquoted by readString (so valid
-// UTF-8), without making a string of it.
-func checkIDBytes(name string, v []byte, maxBytes int) *apiError {
-	switch {
-	case len(v) == 0:
-		return badRequest(codeInvalidID, "%s is required and must not be empty", name)
-	case len(v) > maxBytes:
-		return badRequest(codeInvalidID, "%s is %d bytes, longer than %d", name, len(v), maxBytes)
-	}
-	for _, c := range string(v) { // no copy: the compiler ranges over v
-		if unicode.IsControl(c) {
-			return badRequest(codeInvalidID, "%s contains a control character (%U)", name, c)
-		}
-	}
-	return nil
-}
-
-func checkControl(name, v string) *apiError {
-	for _, c := range v {
-		if unicode.IsControl(c) {
-			return badRequest(codeInvalidID, "%s contains a control character (%U)", name, c)
-		}
-	}
-	return nil
+	c, _ := ids.FirstControl(v)
+	return badRequest(codeInvalidID, "%s contains a control character (%U)", name, c)
 }

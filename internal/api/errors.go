@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
-	"github.com/rs/zerolog/hlog"
 )
 
 // Error codes: the stable, machine-readable part of an error reply.
@@ -26,6 +25,11 @@ const (
 	codeBadRequest       = "bad_request" // a request no route can take (a target of *)
 	codeVersionNotSeen   = "version_not_seen"
 	codeDiskUnwritable   = "disk_unwritable"
+	codeOverloaded       = "overloaded"         // 429: a compartment is full (shed.go)
+	codeRateLimited      = "rate_limited"       // 429: a client's bulk imports over its rate
+	codeOverBudget       = "over_memory_budget" // 507: a new like past the memory budget
+	codeUnauthorized     = "unauthorized"       // 401
+	codeForbidden        = "forbidden"          // 403
 	// Requests net/http rejects before any handler runs get the code of
 	// their status (see netHTTPErrorReply): bad_request,
 	// request_header_fields_too_large, not_implemented,
@@ -66,16 +70,23 @@ func (h handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, e *apiError) {
-	// version_not_seen is replication lag the client retries, not a fault:
-	// the access log line is enough.
-	if e.status >= 500 && e.code != codeVersionNotSeen {
-		hlog.FromRequest(r).Error().Str("code", e.code).Msg(e.message)
+	// version_not_seen is replication lag the client retries, and
+	// over_memory_budget a state the budget logs once: not faults, the
+	// access log line is enough.
+	if e.status >= 500 && e.code != codeVersionNotSeen && e.code != codeOverBudget {
+		if t, ok := w.(*tracked); ok {
+			t.log.Error().Str("req_id", requestOf(w)).Str("code", e.code).Msg(e.message)
+		}
 	}
 	writeJSON(w, e.status, errorBody{errorDetail{e.code, e.message}})
 }
 
+// contentTypeJSON is every reply's Content-Type, one slice for all (Set
+// would make one per reply; net/http only reads it).
+var contentTypeJSON = []string{"application/json; charset=utf-8"}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header()["Content-Type"] = contentTypeJSON
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v) // the client went away: nothing to do
 }

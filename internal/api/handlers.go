@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-json-experiment/json/jsontext"
@@ -46,6 +47,8 @@ type likersReply struct {
 
 type statusReply struct {
 	Status string `json:"status"`
+	// Detail says what a ready node does not do (over its memory budget).
+	Detail string `json:"detail,omitempty"`
 }
 
 // POST /v1/posts/{post}/likes  {"user":"alice"}
@@ -91,11 +94,15 @@ func (s *Server) postLikeAlias(w http.ResponseWriter, r *http.Request) *apiError
 // size, strict (see decodeOptions). Any Content-Type is accepted: the
 // article's curl sent JSON as a form.
 func (s *Server) readLikeBody(w http.ResponseWriter, r *http.Request, withPost bool) (post, user string, _ *apiError) {
-	var buf [256]byte
-	lr := likeReader{
-		dec:   jsontext.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), decodeOptions...),
-		arena: buf[:0],
+	lr := likePool.Get().(*likeReader)
+	defer lr.release()
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	if lr.dec == nil {
+		lr.dec = jsontext.NewDecoder(body, decodeOptions...)
+	} else {
+		lr.dec.Reset(body, decodeOptions...)
 	}
+	lr.arena = lr.arena[:0]
 	got, bad, err := lr.readLike(withPost)
 	if err != nil {
 		return "", "", bodyError(err, s.cfg.MaxBodyBytes)
@@ -104,7 +111,7 @@ func (s *Server) readLikeBody(w http.ResponseWriter, r *http.Request, withPost b
 		return "", "", e
 	}
 	if bad == nil {
-		bad = s.checkLike(&lr, got, withPost)
+		bad = s.checkLike(lr, got, withPost)
 	}
 	if bad != nil {
 		return "", "", bad
@@ -130,9 +137,16 @@ func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, 
 	if e := s.writable(w); e != nil {
 		return e
 	}
+	if s.overBudget(w, post, user) {
+		return errOverBudget
+	}
 	added, count := s.likes.Like(post, user)
 	s.observe.ObserveLike(added)
-	res, dot := s.replicas.Replicate(r.Context(), level, []store.Like{{Post: post, User: user}}, []bool{added})
+	one := onePool.Get().(*oneLike)
+	one.likes[0], one.added[0] = store.Like{Post: post, User: user}, added
+	res, dot := s.replicas.Replicate(r.Context(), level, one.likes[:], one.added[:])
+	*one = oneLike{} // keep no ids alive in the pool
+	onePool.Put(one)
 	if !res.Met() {
 		w.Header().Set("Retry-After", "1")
 	}
@@ -154,6 +168,51 @@ func (s *Server) writable(w http.ResponseWriter) *apiError {
 	w.Header().Set("Retry-After", "1")
 	return &apiError{status: http.StatusInsufficientStorage, code: codeDiskUnwritable,
 		message: "this node cannot write likes to its disk now; retry later or through another node: " + err.Error()}
+}
+
+// oneLike is the arguments of a single like's Replicate, pooled: slices
+// made for one call would escape to the heap at every like.
+type oneLike struct {
+	likes [1]store.Like
+	added [1]bool
+}
+
+var onePool = sync.Pool{New: func() any { return new(oneLike) }}
+
+// likePool holds the readers of single likes: a decoder and its buffers
+// per like otherwise.
+var likePool = sync.Pool{New: func() any { return new(likeReader) }}
+
+// release returns lr to likePool, keeping no request alive in it.
+func (lr *likeReader) release() {
+	lr.dec.Reset(emptyBody)
+	if cap(lr.arena) > 64<<10 {
+		lr.arena = nil
+	}
+	likePool.Put(lr)
+}
+
+var emptyBody = strings.NewReader("")
+
+// errOverBudget refuses a new like past the memory budget.
+var errOverBudget = &apiError{http.StatusInsufficientStorage, codeOverBudget,
+	"this node is over its memory budget and takes no new likes: retry after Retry-After seconds, or on another node; likes it already holds, and reads, are served"}
+
+// overBudgetRetryAfter: memory falls back under the budget when an
+// operator acts (docs/deploy.md), not within a second.
+const overBudgetRetryAfter = "10"
+
+// overBudget reports whether the node refuses user's like of post: it is
+// over its memory budget and does not hold the like already (a repeat
+// costs no memory, and is answered as always). It sets Retry-After and
+// counts the refusal.
+func (s *Server) overBudget(w http.ResponseWriter, post, user string) bool {
+	if s.budget == nil || !s.budget.Over() || s.likes.Has(post, user) {
+		return false
+	}
+	s.observe.ObserveRefused(RefusedMemory)
+	w.Header().Set("Retry-After", overBudgetRetryAfter)
+	return true
 }
 
 // GET /v1/posts/{post}/likes[?version=V]
@@ -302,7 +361,7 @@ func (s *Server) getCluster(w http.ResponseWriter, _ *http.Request) *apiError {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) *apiError {
-	writeJSON(w, http.StatusOK, statusReply{"ok"})
+	writeJSON(w, http.StatusOK, statusReply{Status: "ok"})
 	return nil
 }
 
@@ -311,11 +370,16 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) *apiError {
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) *apiError {
 	switch {
 	case s.draining.Load():
-		writeJSON(w, http.StatusServiceUnavailable, statusReply{"draining"})
+		writeJSON(w, http.StatusServiceUnavailable, statusReply{Status: "draining"})
 	case !s.members.Ready():
-		writeJSON(w, http.StatusServiceUnavailable, statusReply{"starting"})
+		writeJSON(w, http.StatusServiceUnavailable, statusReply{Status: "starting"})
+	case s.budget != nil && s.budget.Over():
+		// Still ready: it serves reads, repeats and likes from peers, and
+		// taking every node over its budget out of rotation would stop
+		// those too.
+		writeJSON(w, http.StatusOK, statusReply{"ready", "over memory budget: new likes are refused (507)"})
 	default:
-		writeJSON(w, http.StatusOK, statusReply{"ready"})
+		writeJSON(w, http.StatusOK, statusReply{Status: "ready"})
 	}
 	return nil
 }
@@ -371,6 +435,9 @@ func (s *Server) pathID(r *http.Request, name string) (string, *apiError) {
 // query parses the query string strictly: url.URL.Query drops the pairs it
 // cannot parse ("post=%zz"), and the client should hear why.
 func query(r *http.Request) (url.Values, *apiError) {
+	if r.URL.RawQuery == "" {
+		return nil, nil // reads of a nil Values are fine: no map per write
+	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, badRequest(codeInvalidParam, "query string is not valid: %v (escape %% as %%25)", err)

@@ -66,8 +66,9 @@ type contractCase struct {
 	method, target, body string
 	want                 int
 	setup                func(st *store.Store, m *fakeMembers, srv *Server)
-	panics               bool // the store panics: a 500
-	itemErrors           bool // a bulk import with invalid items: a 200, but not a request the schema allows
+	panics               bool   // the store panics: a 500
+	itemErrors           bool   // a bulk import with invalid items: a 200, but not a request the schema allows
+	token                string // sent as Authorization: Bearer
 }
 
 func contractCases() []contractCase {
@@ -115,6 +116,48 @@ func contractCases() []contractCase {
 		{method: "GET", target: "/likes?post=p1", want: 200, setup: liked("p1", "alice")},
 		{method: "GET", target: "/likes?post=p1&detail=1", want: 200, setup: liked("p1", "alice")},
 		{method: "GET", target: "/likes?post=p1&detail=", want: 400},
+	}
+	// Every route past its compartment's bound.
+	for _, c := range []contractCase{
+		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, setup: full(func(s *Server) *compartment { return s.writes })},
+		{method: "POST", target: "/like", body: good, setup: full(func(s *Server) *compartment { return s.writes })},
+		{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `]}`, setup: full(func(s *Server) *compartment { return s.bulk })},
+		{method: "GET", target: "/v1/posts/p1/likes", setup: full(func(s *Server) *compartment { return s.reads })},
+		{method: "GET", target: "/v1/posts/p1/likes/alice", setup: full(func(s *Server) *compartment { return s.reads })},
+		{method: "GET", target: "/v1/posts/p1/likers", setup: full(func(s *Server) *compartment { return s.reads })},
+		{method: "GET", target: "/v1/counts?post=p1", setup: full(func(s *Server) *compartment { return s.reads })},
+		{method: "GET", target: "/likes?post=p1", setup: full(func(s *Server) *compartment { return s.reads })},
+	} {
+		c.want = http.StatusTooManyRequests
+		cases = append(cases, c)
+	}
+	// Over the memory budget: new likes refused, repeats and reads served.
+	cases = append(cases,
+		contractCase{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 507, setup: overBudget},
+		contractCase{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 200, setup: both(overBudget, liked("p1", "alice"))},
+		contractCase{method: "POST", target: "/like", body: good, want: 507, setup: overBudget},
+		contractCase{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `]}`, want: 507, setup: overBudget},
+		contractCase{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `]}`, want: 200, setup: both(overBudget, liked("p1", "alice"))},
+		contractCase{method: "GET", target: "/readyz", want: 200, setup: overBudget},
+	)
+	// With API tokens (read tokens too): no token, and a read token on a write.
+	for _, c := range []contractCase{
+		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 401},
+		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 403, token: readToken},
+		{method: "POST", target: "/like", body: good, want: 401},
+		{method: "POST", target: "/like", body: good, want: 403, token: readToken},
+		{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `]}`, want: 401},
+		{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `]}`, want: 403, token: readToken},
+		{method: "POST", target: "/v1/posts/p1/likes", body: `{"user":"alice"}`, want: 201, token: writeToken},
+		{method: "GET", target: "/v1/posts/p1/likes", want: 401},
+		{method: "GET", target: "/v1/posts/p1/likes", want: 200, token: readToken},
+		{method: "GET", target: "/v1/posts/p1/likes/alice", want: 401},
+		{method: "GET", target: "/v1/posts/p1/likers", want: 401},
+		{method: "GET", target: "/v1/counts?post=p1", want: 401},
+		{method: "GET", target: "/likes?post=p1", want: 401},
+	} {
+		c.setup = withTokens
+		cases = append(cases, c)
 	}
 	// Every read with a version: seen, not seen, not a token.
 	seen := Version{Dot: vclock.Dot{Origin: 1, Seq: 1}, Post: "p1", User: "alice"}.String()
@@ -180,11 +223,11 @@ func TestOpenAPIContract(t *testing.T) {
 					tc.setup(st, members, srv)
 				}
 				rec := httptest.NewRecorder()
-				srv.Handler().ServeHTTP(rec, newRequest(method, tc.target, tc.body))
+				srv.Handler().ServeHTTP(rec, tc.request(method))
 				require.Equal(t, tc.want, rec.Code, rec.Body.String())
 				require.NotEmpty(t, rec.Header().Get("X-Request-Id"))
 
-				req := newRequest(method, tc.target, tc.body)
+				req := tc.request(method)
 				route, params, err := router.FindRoute(req)
 				require.NoError(t, err, "documented")
 				opts := &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}
@@ -222,6 +265,38 @@ func TestOpenAPIContract(t *testing.T) {
 	for _, d := range documented {
 		assert.True(t, exercised[d], "documented but never exercised: %s", d)
 	}
+}
+
+// request is the case's request, sent with method.
+func (tc contractCase) request(method string) *http.Request {
+	req := newRequest(method, tc.target, tc.body)
+	if tc.token != "" {
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+	}
+	return req
+}
+
+type budgetOver struct{}
+
+func (budgetOver) Over() bool { return true }
+
+func overBudget(_ *store.Store, _ *fakeMembers, srv *Server) { srv.budget = budgetOver{} }
+
+func both(fs ...func(*store.Store, *fakeMembers, *Server)) func(*store.Store, *fakeMembers, *Server) {
+	return func(st *store.Store, m *fakeMembers, srv *Server) {
+		for _, f := range fs {
+			f(st, m, srv)
+		}
+	}
+}
+
+// withTokens gives the server a write and a read token.
+func withTokens(_ *store.Store, _ *fakeMembers, srv *Server) {
+	tokens, err := ParseTokens(strings.NewReader("write w " + writeToken + "\nread r " + readToken + "\n"))
+	if err != nil {
+		panic(err)
+	}
+	srv.tokens = tokens
 }
 
 // methodsOf is the methods a case runs with: a GET also as HEAD.
@@ -288,6 +363,14 @@ func TestOpenAPIErrorShapeOutsideOperations(t *testing.T) {
 		var v any
 		require.NoError(t, json.Unmarshal(b, &v))
 		assert.NoError(t, schema.VisitJSON(v, openapi3.EnableJSONSchema2020()), "%s", b)
+	}
+}
+
+// full fills a compartment: its requests are refused.
+func full(of func(*Server) *compartment) func(*store.Store, *fakeMembers, *Server) {
+	return func(_ *store.Store, _ *fakeMembers, srv *Server) {
+		c := of(srv)
+		c.busy.Store(c.limit)
 	}
 }
 

@@ -9,10 +9,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/store"
 )
 
 func TestErrorMessagesSayWhatIsWrong(t *testing.T) {
@@ -149,4 +154,45 @@ func TestParseNetHTTPError(t *testing.T) {
 			assert.True(t, strings.HasPrefix(message, tt.wantMessage), message)
 		})
 	}
+}
+
+// Finding 1 of issue #20: net/http's own bound on headers is 1 MiB; the
+// server's is Config.MaxHeaderBytes.
+func TestHeadersAreBoundedByConfig(t *testing.T) {
+	big := strings.Repeat("a", 100<<10) // over the 64 KiB default, far under 1 MiB
+	resp := rawExchange(t, newFixture(t).srv, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "+big+"\r\n\r\n")
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
+
+	cfg := DefaultConfig()
+	cfg.MaxHeaderBytes = 256 << 10
+	resp = rawExchange(t, newFixtureConfig(t, cfg).srv, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "+big+"\r\n\r\n")
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "a larger bound lets it through")
+}
+
+type methodsSeen struct {
+	nopObserver
+	mu      sync.Mutex
+	methods map[string]bool
+}
+
+func (m *methodsSeen) ObserveRequest(_, method string, _ int, _ time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.methods[method] = true
+}
+
+// The Observer is given methods from a closed set, whatever the client
+// sends.
+func TestObservedMethodsAreAClosedSet(t *testing.T) {
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	seen := &methodsSeen{methods: map[string]bool{}}
+	srv, err := New(DefaultConfig(), st, &fakeMembers{}, zerolog.Nop(), Options{Observer: seen})
+	require.NoError(t, err)
+	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "BREW", "X-1", "get"} {
+		srv.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(m, "/v1/posts/p/likes", nil))
+	}
+	assert.Equal(t, map[string]bool{"GET": true, "HEAD": true, "POST": true, "other": true}, seen.methods)
 }

@@ -10,13 +10,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 )
 
 // Likes is what the API needs from the replica.
@@ -57,11 +56,24 @@ type Membership interface {
 	Ready() bool
 }
 
+// Budget is the node's memory budget (internal/membudget).
+type Budget interface {
+	// Over reports whether the node refuses new likes. It is on every
+	// write's path: it must be O(1) and must not block.
+	Over() bool
+}
+
 // Observer is told of every request and every like's outcome (metrics).
 // Its methods run on the request path: they must be fast and not block.
+// Every string it is given comes from a closed set, so it may use them as
+// labels: route is one of the router's patterns ("" when none matched),
+// method is GET, HEAD, POST or other.
 type Observer interface {
 	ObserveRequest(route, method string, status int, d time.Duration)
 	ObserveLike(added bool)
+	// ObserveRefused is told of a request refused to protect the node;
+	// reason is one of the Refused constants.
+	ObserveRefused(reason string)
 }
 
 // Options are the optional parts of a Server.
@@ -71,12 +83,19 @@ type Options struct {
 	// Replicator acknowledges writes at a level; nil: this node alone
 	// (every write has 1 replica and wants 1).
 	Replicator Replicator
+	// Budget, when set, is asked before every new like: past it the like
+	// is refused (507). nil: no memory budget.
+	Budget Budget
+	// Tokens, when set, guard writes (and reads, if it has read tokens):
+	// see tokens.go. nil: no tokens.
+	Tokens *Tokens
 }
 
 type nopObserver struct{}
 
 func (nopObserver) ObserveRequest(string, string, int, time.Duration) {}
 func (nopObserver) ObserveLike(bool)                                  {}
+func (nopObserver) ObserveRefused(string)                             {}
 
 // Server serves the API. Create it with New.
 type Server struct {
@@ -86,12 +105,20 @@ type Server struct {
 	log      zerolog.Logger
 	router   *chi.Mux
 	http     *http.Server
+	admin    *chi.Mux     // operator routes (admin.go)
+	adminSrv *http.Server // nil without Config.AdminAddr
 	observe  Observer
 	metrics  http.Handler
 	replicas Replicator
 	draining atomic.Bool
-	idPrefix string        // random, per Server: ids from two processes differ
-	idSeq    atomic.Uint64 // the last request id's sequence number
+	// The compartments of the API's work (shed.go).
+	writes, bulk, reads *compartment
+	bulkRates           *clientRates         // nil: no per-client limit
+	tokens              *Tokens              // nil: no tokens
+	routeNames          map[[2]string]string // route patterns by chi's parts (routeOf); read-only after New
+	budget              Budget               // nil: no memory budget
+	idPrefix            string               // random, per Server: ids from two processes differ
+	idSeq               atomic.Uint64        // the last request id's sequence number
 }
 
 // New returns a server for likes and members, logging to logger; opts may
@@ -107,7 +134,11 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		log:      logger.With().Str("component", "api").Logger(),
 		observe:  nopObserver{},
 		replicas: localOnly{},
+		writes:   newCompartment(RefusedWrites, cfg.MaxWrites),
+		bulk:     newCompartment(RefusedBulk, cfg.MaxBulk),
+		reads:    newCompartment(RefusedReads, cfg.MaxReads),
 	}
+	s.bulkRates = newClientRates(cfg.BulkRate, cfg.BulkBurst)
 	var b [4]byte
 	_, _ = rand.Read(b[:]) // never fails on supported platforms
 	s.idPrefix = hex.EncodeToString(b[:])
@@ -121,8 +152,19 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		if o.Replicator != nil {
 			s.replicas = o.Replicator
 		}
+		if o.Tokens != nil {
+			s.tokens = o.Tokens
+		}
+		if o.Budget != nil {
+			s.budget = o.Budget
+		}
 	}
 	s.router = s.routes()
+	s.admin = s.adminRoutes()
+	s.nameRoutes(s.router, s.admin)
+	if cfg.AdminAddr != "" {
+		s.adminSrv = s.newAdminServer()
+	}
 	s.http = &http.Server{
 		Addr:    cfg.Addr,
 		Handler: s.router,
@@ -132,6 +174,7 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		ReadTimeout:                  cfg.ReadTimeout,
 		WriteTimeout:                 cfg.WriteTimeout + cfg.ReadWait, // a read with a version may wait first
 		IdleTimeout:                  cfg.IdleTimeout,
+		MaxHeaderBytes:               cfg.MaxHeaderBytes,
 		// net/http's own errors (bad TLS, handler panics it caught) into the
 		// structured log rather than bare stderr.
 		ErrorLog: log.New(logger.With().Str("component", "net/http").Logger(), "", 0),
@@ -139,43 +182,53 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 	return s, nil
 }
 
-func (s *Server) routes() *chi.Mux {
+// newRouter is a router with the middleware every listener's requests go
+// through: request ids, the access log and the Observer (track), JSON for
+// panics, 404 and 405.
+func (s *Server) newRouter() *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(s.requestID)
-	r.Use(hlog.NewHandler(s.log))
-	r.Use(requestIDField)
-	r.Use(hlog.AccessHandler(s.logRequest))
+	r.Use(s.track)
 	r.Use(s.recoverJSON)
 	r.Use(asteriskTarget)
 	r.NotFound(handlerFunc(func(_ http.ResponseWriter, r *http.Request) *apiError {
-		return &apiError{http.StatusNotFound, codeNotFound, "no route for " + r.Method + " " + r.URL.Path}
+		msg := "no route for " + r.Method + " " + r.URL.Path
+		if s.cfg.AdminAddr != "" && s.admin != nil && s.admin.Match(chi.NewRouteContext(), http.MethodGet, r.URL.EscapedPath()) {
+			msg += ": it is served on the admin listener (--admin-addr), not this port"
+		}
+		return &apiError{http.StatusNotFound, codeNotFound, msg}
 	}).ServeHTTP)
-	r.MethodNotAllowed(s.methodNotAllowed)
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) { s.methodNotAllowed(r, w, req) })
+	return r
+}
 
-	// get serves HEAD wherever it serves GET: the same handler, whose body
-	// net/http drops.
-	get := func(r chi.Router, pattern string, h http.Handler) {
-		r.Method(http.MethodGet, pattern, h)
-		r.Method(http.MethodHead, pattern, h)
-	}
+// get serves HEAD wherever it serves GET: the same handler, whose body
+// net/http drops.
+func get(r chi.Router, pattern string, h http.Handler) {
+	r.Method(http.MethodGet, pattern, h)
+	r.Method(http.MethodHead, pattern, h)
+}
+
+func (s *Server) routes() *chi.Mux {
+	r := s.newRouter()
+	// A request is authorized first (no slot for a client without a
+	// token), then rate limited (by its token's name), then given a slot.
+	write := func(h handlerFunc) handlerFunc { return s.authorize(ScopeWrite, s.shed(s.writes, h)) }
+	read := func(h handlerFunc) handlerFunc { return s.authorize(ScopeRead, s.shed(s.reads, h)) }
 	r.Route("/v1", func(r chi.Router) {
-		r.Method(http.MethodPost, "/likes", handlerFunc(s.postLikes))
-		r.Method(http.MethodPost, "/posts/{post}/likes", handlerFunc(s.postLike))
-		get(r, "/posts/{post}/likes", handlerFunc(s.getCount))
-		get(r, "/posts/{post}/likes/{user}", handlerFunc(s.getLiked))
-		get(r, "/posts/{post}/likers", handlerFunc(s.getLikers))
-		get(r, "/counts", handlerFunc(s.getCounts))
-		get(r, "/cluster", handlerFunc(s.getCluster))
+		r.Method(http.MethodPost, "/likes", s.authorize(ScopeWrite, s.rateLimited(s.shed(s.bulk, s.postLikes))))
+		r.Method(http.MethodPost, "/posts/{post}/likes", write(s.postLike))
+		get(r, "/posts/{post}/likes", read(s.getCount))
+		get(r, "/posts/{post}/likes/{user}", read(s.getLiked))
+		get(r, "/posts/{post}/likers", read(s.getLikers))
+		get(r, "/counts", read(s.getCounts))
 	})
-	get(r, "/healthz", handlerFunc(s.healthz))
-	get(r, "/readyz", handlerFunc(s.readyz))
-	if s.metrics != nil {
-		get(r, "/metrics", s.metrics)
+	if s.cfg.AdminAddr == "" {
+		s.operatorRoutes(r)
 	}
 
 	// Aliases for the original article's curl lines.
-	r.Method(http.MethodPost, "/like", handlerFunc(s.postLikeAlias))
-	get(r, "/likes", handlerFunc(s.getLikesAlias))
+	r.Method(http.MethodPost, "/like", write(s.postLikeAlias))
+	get(r, "/likes", read(s.getLikesAlias))
 	return r
 }
 
@@ -215,58 +268,172 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // Shutdown stops accepting connections and waits for in-flight requests, up
-// to ctx.
+// to ctx; the admin listener last, so probes and scrapes see the drain.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.Drain()
-	return s.http.Shutdown(ctx)
+	err := s.http.Shutdown(ctx)
+	if s.adminSrv != nil {
+		err = errors.Join(err, s.adminSrv.Shutdown(ctx))
+	}
+	return err
 }
 
-// requestID takes the request id from X-Request-Id when the client sent one
-// (up to 200 printable bytes) or makes one: this process's random prefix
-// and a sequence number.
-func (s *Server) requestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(middleware.RequestIDHeader)
-		if id == "" || len(id) > 200 || strings.ContainsFunc(id, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
-			id = s.nextRequestID()
+// requestIDOf is the request's id: the client's X-Request-Id when it sent
+// one (up to 200 printable bytes), else this process's random prefix and a
+// sequence number.
+func (s *Server) requestIDOf(r *http.Request) string {
+	if id := r.Header.Get(headerRequestID); id != "" && len(id) <= 200 && printable(id) {
+		return id
+	}
+	return s.nextRequestID()
+}
+
+func printable(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), middleware.RequestIDKey, id)))
-	})
+	}
+	return true
 }
 
 func (s *Server) nextRequestID() string {
-	return s.idPrefix + "-" + strconv.FormatUint(s.idSeq.Add(1), 10)
+	var b [32]byte
+	return string(strconv.AppendUint(append(append(b[:0], s.idPrefix...), '-'), s.idSeq.Add(1), 10))
 }
 
-// requestIDField puts the request id on every log line and on the response.
-func requestIDField(next http.Handler) http.Handler {
+// headerRequestID is X-Request-Id, canonical: map lookups need no
+// canonicalizing.
+const headerRequestID = "X-Request-Id"
+
+// requestOf is the id of the request w answers, set by track.
+func requestOf(w http.ResponseWriter) string { return w.Header().Get(headerRequestID) }
+
+// tracked is the ResponseWriter every handler writes to: it notes the
+// status and size for the access log and the Observer. One per request,
+// pooled.
+type tracked struct {
+	http.ResponseWriter
+	status, size int
+	log          *zerolog.Logger // the Server's, for writeError
+}
+
+var trackedPool = sync.Pool{New: func() any { return new(tracked) }}
+
+func (t *tracked) WriteHeader(code int) {
+	if t.status == 0 {
+		t.status = code
+	}
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *tracked) Write(p []byte) (int, error) {
+	if t.status == 0 {
+		t.status = http.StatusOK
+	}
+	n, err := t.ResponseWriter.Write(p)
+	t.size += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (t *tracked) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+
+// track gives the request its id (on the response too), and logs and
+// observes it once served. It is one middleware, not chi's and hlog's
+// four, because they cost a context, a logger and a writer each per
+// request: the id travels in the response's header, and a log line's
+// fields are added only when the line is written.
+func (s *Server) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := middleware.GetReqID(r.Context())
-		w.Header().Set(middleware.RequestIDHeader, id)
-		log := zerolog.Ctx(r.Context())
-		log.UpdateContext(func(c zerolog.Context) zerolog.Context { return c.Str("req_id", id) })
-		next.ServeHTTP(w, r)
+		start := time.Now()
+		w.Header()[headerRequestID] = []string{s.requestIDOf(r)}
+		t := trackedPool.Get().(*tracked)
+		t.ResponseWriter, t.log = w, &s.log
+		next.ServeHTTP(t, r)
+		status := t.status
+		if status == 0 {
+			status = http.StatusOK // nothing written: net/http sends a 200
+		}
+		s.logRequest(r, w, status, t.size, time.Since(start))
+		*t = tracked{}
+		trackedPool.Put(t)
 	})
 }
 
-func (s *Server) logRequest(r *http.Request, status, size int, d time.Duration) {
-	route := chi.RouteContext(r.Context()).RoutePattern()
-	s.observe.ObserveRequest(route, r.Method, status, d)
+// routeOf is the route pattern r matched, "" when none did: chi's
+// RoutePattern joins its parts anew at every call, and this is on every
+// request's path, so the joins of the router's routes are kept.
+func (s *Server) routeOf(r *http.Request) string {
+	rctx := chi.RouteContext(r.Context())
+	if rctx == nil {
+		return ""
+	}
+	switch p := rctx.RoutePatterns; len(p) {
+	case 0:
+		return ""
+	case 1:
+		return p[0]
+	case 2:
+		if route, ok := s.routeNames[[2]string{p[0], p[1]}]; ok {
+			return route
+		}
+	}
+	return rctx.RoutePattern()
+}
+
+// nameRoutes fills routeNames with the routes of the routers under /v1.
+func (s *Server) nameRoutes(routers ...*chi.Mux) {
+	s.routeNames = map[[2]string]string{}
+	for _, router := range routers {
+		_ = chi.Walk(router, func(_, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+			if rest, ok := strings.CutPrefix(route, "/v1/"); ok {
+				s.routeNames[[2]string{"/v1/*", "/" + rest}] = route
+			}
+			return nil
+		})
+	}
+}
+
+// methodLabel maps a request's method to a closed set, the methods the
+// router serves and "other": net/http takes any token as a method, and a
+// label made of each would be a series kept forever.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPost:
+		return http.MethodPost
+	}
+	return "other"
+}
+
+func (s *Server) logRequest(r *http.Request, w http.ResponseWriter, status, size int, d time.Duration) {
+	// A route pattern of the router's (one of a fixed set), "" when none
+	// matched: never the path, which the client chooses.
+	route := s.routeOf(r)
+	s.observe.ObserveRequest(route, methodLabel(r.Method), status, d)
 	level := zerolog.InfoLevel
 	switch {
 	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics":
 		// Probes every few seconds would drown the log; a 503 from /readyz
 		// (starting, draining) is what it is for, not an error.
 		level = zerolog.DebugLevel
-	case status == http.StatusServiceUnavailable:
+	case status == http.StatusServiceUnavailable || status == http.StatusInsufficientStorage:
 		// A read whose version this node has not seen yet: lag the client
-		// retries. Many at once say replication is slow.
+		// retries. Many at once say replication is slow. A like refused
+		// over the memory budget: the budget logs its transitions.
 		level = zerolog.WarnLevel
 	case status >= 500:
 		level = zerolog.ErrorLevel
 	}
-	hlog.FromRequest(r).WithLevel(level).
-		Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
+	ev := s.log.WithLevel(level) // nil when the level is off: nothing below is formatted
+	if ev == nil {
+		return
+	}
+	ev.Str("req_id", requestOf(w)).Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
 		Int("status", status).Int("bytes", size).Dur("duration_ms", d).Str("remote", r.RemoteAddr).
 		Msg("request")
 }
@@ -280,7 +447,7 @@ func (s *Server) recoverJSON(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				hlog.FromRequest(r).Error().Interface("panic", v).Msg("handler panicked")
+				s.log.Error().Str("req_id", requestOf(w)).Interface("panic", v).Msg("handler panicked")
 				writeError(w, r, &apiError{http.StatusInternalServerError, codeInternal, "internal error"})
 			}
 		}()
@@ -289,11 +456,12 @@ func (s *Server) recoverJSON(next http.Handler) http.Handler {
 }
 
 // methodNotAllowed answers 405 with the Allow header listing the methods the
-// path does accept (chi drops that header when the handler is custom).
-func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+// path does accept on router (chi drops that header when the handler is
+// custom).
+func (s *Server) methodNotAllowed(router *chi.Mux, w http.ResponseWriter, r *http.Request) {
 	var allowed []string
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		if s.router.Match(chi.NewRouteContext(), m, r.URL.EscapedPath()) {
+		if router.Match(chi.NewRouteContext(), m, r.URL.EscapedPath()) {
 			allowed = append(allowed, m)
 		}
 	}

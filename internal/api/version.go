@@ -31,13 +31,16 @@ var ErrBadVersion = errors.New("api: bad version token")
 // format byte, Origin as 8 bytes big-endian, Seq as a uvarint, then Post
 // and User length-prefixed (internal/wire).
 func (v Version) String() string {
-	b := make([]byte, 0, 1+8+binary.MaxVarintLen64+wire.StringLen(v.Post)+wire.StringLen(v.User))
+	// On the stack for the usual ids; the token is the one allocation.
+	var raw [160]byte
+	b := raw[:0]
 	b = append(b, versionFormat)
 	b = binary.BigEndian.AppendUint64(b, v.Dot.Origin)
 	b = binary.AppendUvarint(b, v.Dot.Seq)
 	b = wire.AppendString(b, v.Post)
 	b = wire.AppendString(b, v.User)
-	return base64.RawURLEncoding.EncodeToString(b)
+	var enc [216]byte // EncodedLen(160)
+	return string(base64.RawURLEncoding.AppendEncode(enc[:0], b))
 }
 
 // maxVersionLen is the longest token String gives for ids of at most

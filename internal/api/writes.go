@@ -17,7 +17,8 @@ type Replicator interface {
 	// here) to the cluster and waits, within ctx and the write timeout,
 	// until level is met (the zero Level is the node's default). It returns
 	// how many replicas held them when it returned, and the dot of likes[0]
-	// (Seq 0 when it got none).
+	// (Seq 0 when it got none). It must not keep likes or added after it
+	// returns (the API reuses them).
 	Replicate(ctx context.Context, level acks.Level, likes []store.Like, added []bool) (acks.Result, vclock.Dot)
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/acks"
+	"github.com/likesd/likesd/internal/ids"
 )
 
 // Config tunes one node. Start from DefaultConfig (a LAN or pod network) or
@@ -153,6 +154,12 @@ type Config struct {
 	// anti-entropy. Default 8192.
 	MaxQueuedFrames int
 
+	// MaxIDBytes bounds a post or user id in a like from a peer, as the
+	// API bounds what clients send (the rule is package ids'): a peer's
+	// like that breaks the rule is refused, counted and logged, never
+	// merged. Set it to the API's. Default 256, from 1 to 4096.
+	MaxIDBytes int
+
 	// LeaveTimeout bounds waiting for the leave message to be gossiped.
 	// Default 2s.
 	LeaveTimeout time.Duration
@@ -224,6 +231,7 @@ func DefaultConfig() Config {
 		SyncTimeout:       3 * time.Second,
 		SyncChunkBytes:    256 << 10,
 		InboxSize:         4096,
+		MaxIDBytes:        ids.DefaultMaxBytes,
 		MaxQueuedFrames:   8192,
 		LeaveTimeout:      2 * time.Second,
 		Label:             "likesd",
@@ -298,6 +306,8 @@ func (c Config) Validate() error {
 		return bad("GossipNodes, SuspicionMult and RetransmitMult must be at least 1")
 	case c.PacketSize < 512 || c.PacketSize > 65000:
 		return bad("PacketSize %d outside [512, 65000]", c.PacketSize)
+	case c.MaxIDBytes < 1 || c.MaxIDBytes > 4096:
+		return bad("MaxIDBytes must be from 1 to 4096, got %d", c.MaxIDBytes)
 	case c.LogSize < 16 || c.InboxSize < 1 || c.MaxQueuedFrames < 1:
 		return bad("LogSize must be at least 16; InboxSize and MaxQueuedFrames at least 1")
 	case c.SyncInterval < 10*time.Millisecond || c.SyncInterval > time.Minute:

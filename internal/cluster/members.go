@@ -411,6 +411,33 @@ func (t *memberTable) list(now time.Time) []Member {
 	return out
 }
 
+// prune forgets the members gone for longer than forgetAfter, as list
+// does: the join loop calls it on every tick, so a table nobody lists does
+// not keep every member that ever passed. It returns how many it forgot.
+func (t *memberTable) prune(now time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for name, e := range t.m {
+		if t.forgotLocked(e, now) {
+			delete(t.m, name)
+			n++
+		}
+	}
+	return n
+}
+
+// pruneStrays forgets the stray-ping addresses last joined longer than
+// after ago: the join loop's map would otherwise keep every address that
+// ever probed a past process here.
+func pruneStrays(last map[string]time.Time, now time.Time, after time.Duration) {
+	for addr, at := range last {
+		if now.Sub(at) >= after {
+			delete(last, addr)
+		}
+	}
+}
+
 func (t *memberTable) forgotLocked(e *memberEntry, now time.Time) bool {
 	return !e.listed && (e.state == stateDead || e.state == stateLeft) && now.Sub(e.since) > t.forgetAfter
 }

@@ -142,6 +142,7 @@ type Node struct {
 
 	// Set once by Start, read-only after.
 	replica Replica
+	guard   *peerGuard // replica is it: every like from peers is checked (guard.go)
 	ml      *memberlist.Memberlist
 	queue   *memberlist.TransmitLimitedQueue
 	cancel  context.CancelFunc
@@ -236,6 +237,8 @@ func (n *Node) Start(replica Replica) error {
 }
 
 func (n *Node) start(replica Replica) error {
+	n.guard = newPeerGuard(replica, n.cfg.MaxIDBytes, n.log)
+	replica = n.guard
 	n.replica = replica
 	sd, err := newSyncDriver(n, replica)
 	if err != nil {
@@ -803,6 +806,9 @@ func (n *Node) joinLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 		n.reconcileMembers()
+		now := time.Now()
+		n.members.prune(now)
+		pruneStrays(lastStray, now, n.cfg.RejoinInterval)
 		missing := n.missingSeeds(ctx)
 		if len(missing) == 0 {
 			continue

@@ -19,10 +19,11 @@ import (
 // network call is made under it.
 type writes struct {
 	n *Node
-	// mu guards tr and waiting.
+	// mu guards tr, waiting and held.
 	mu      sync.Mutex
 	tr      *acks.Tracker
 	waiting map[uint64]chan acks.Result // by waiter id
+	held    heldLikes                   // repeats.go
 
 	stats struct {
 		met, accepted, abandoned, acksSent, acksStreamed, acksReceived, ackErrors, skipped, opened atomic.Uint64
@@ -40,7 +41,9 @@ func newWrites(n *Node) *writes {
 // its own sync). added[i] says whether
 // likes[i] was new here: at level 1 a like that was already here is not
 // sent again; at higher levels it is, and its acknowledgements count (a
-// retry of a like answered 202 waits for the same guarantee). The dot of
+// retry of a like answered 202 waits for the same guarantee), unless every
+// like of the call was already here and acknowledged by as many replicas
+// as the level asks now (repeats.go): then it is answered at once. The dot of
 // likes[0] is returned when it was logged (Seq 0 otherwise); likes logged
 // by one call have consecutive seqs.
 func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Like, added []bool) (acks.Result, vclock.Dot) {
@@ -65,6 +68,16 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 	}
 	now := time.Now()
 	w.mu.Lock()
+	if resolved != acks.One {
+		if held := w.held.heldBy(likes, added); held > 0 {
+			if want := w.tr.Want(resolved, clustered, now); held >= want {
+				w.mu.Unlock()
+				res := acks.Result{Replicas: held, Want: want}
+				w.count(res)
+				return res, vclock.Dot{}
+			}
+		}
+	}
 	var dot vclock.Dot
 	var seqs []uint64
 	if len(log) > 0 {
@@ -107,6 +120,9 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 		res.Replicas--
 		w.stats.notDurable.Add(1)
 	}
+	w.mu.Lock()
+	w.held.record(log, res.Replicas)
+	w.mu.Unlock()
 	w.count(res)
 	return res, dot
 }
@@ -267,6 +283,7 @@ func (w *writes) run(ctx context.Context) {
 		w.update(func(tr *acks.Tracker, now time.Time) {
 			tr.SetMembers(members, targets, now)
 			tr.Tick(now)
+			w.held.setMembers(members) // under w.mu, as update runs op
 		})
 	}
 }

@@ -59,7 +59,8 @@ func TestW2IsAcknowledgedByAPeerAndTheLikeIsThere(t *testing.T) {
 	assert.Equal(t, acks.Result{Replicas: 3, Want: 3}, res)
 	assert.True(t, b.store.Has("p", "u2") && c.store.Has("p", "u2"))
 
-	// A like already here, asked again at w=all: sent again, acknowledged again.
+	// A like already here and acknowledged by all, asked again at w=all:
+	// answered from that (repeats.go), not sent again.
 	res = write(a, acks.All, "p", "u2")
 	assert.Equal(t, acks.Result{Replicas: 3, Want: 3}, res)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
 	"github.com/likesd/likesd/internal/wal"
 )
@@ -21,6 +22,9 @@ type Cluster interface {
 	Stats() cluster.Stats
 	QueuedFrames() int
 	Members() []cluster.Member
+	// PeerLikesRefused counts likes from peers whose ids break the API's
+	// rule.
+	PeerLikesRefused() uint64
 	// Ready reports whether the node is synced.
 	Ready() bool
 }
@@ -31,6 +35,8 @@ type Metrics struct {
 	requests *prometheus.HistogramVec
 	// The two like outcomes, resolved once: ObserveLike is on every like's path.
 	likesNew, likesDuplicate prometheus.Counter
+	// Requests refused to protect the node, by reason (api.Refused*).
+	refused map[string]prometheus.Counter
 }
 
 // New registers the process, Go runtime, API and cluster metrics.
@@ -49,8 +55,18 @@ func New(c Cluster) *Metrics {
 		Help: "Likes accepted through this node's API: result=new (201) or duplicate (200).",
 	}, []string{"result"})
 	m.likesNew, m.likesDuplicate = likes.WithLabelValues("new"), likes.WithLabelValues("duplicate")
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "likesd_http_refused_total",
+		Help: "Requests refused to protect the node: reason=writes, bulk or reads (429, that compartment was full), rate (429, a client's bulk imports over its rate), memory (507, a new like over the memory budget), auth (401/403).",
+	}, []string{"reason"})
+	// Resolved once, from the closed set: a map read per refusal, never a
+	// new series (ObserveRefused ignores any other reason).
+	m.refused = map[string]prometheus.Counter{}
+	for _, r := range []string{api.RefusedWrites, api.RefusedBulk, api.RefusedReads, api.RefusedRate, api.RefusedMemory, api.RefusedAuth} {
+		m.refused[r] = refused.WithLabelValues(r)
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, likes)
+		m.requests, likes, refused)
 
 	counter := func(name, help string, f func(cluster.Stats) uint64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
@@ -91,6 +107,10 @@ func New(c Cluster) *Metrics {
 	counter("likesd_ack_errors_total", "Acknowledgements that could not be sent or were dropped.", func(s cluster.Stats) uint64 { return s.AckErrors })
 	counter("likesd_breaker_skipped_total", "Fast-path frames not queued to a peer because its breaker was open (left to repair).", func(s cluster.Stats) uint64 { return s.BreakerSkipped })
 	counter("likesd_breaker_opened_total", "Times a peer's circuit breaker opened.", func(s cluster.Stats) uint64 { return s.BreakerOpened })
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "likesd_peer_likes_refused_total",
+		Help: "Likes from peers (fast path or anti-entropy) refused, not merged: their ids break the rule the API checks clients' by.",
+	}, func() float64 { return float64(c.PeerLikesRefused()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "likesd_writes_waiting", Help: "Writes waiting for acknowledgements now.",
 	}, func() float64 { return float64(c.Stats().WritesWaiting) }))
@@ -112,13 +132,44 @@ func New(c Cluster) *Metrics {
 	return m
 }
 
+// Budget is what the metrics read from the memory budget at scrape time.
+type Budget interface {
+	Over() bool
+	Used() int64
+	Limit() int64
+	Mark() int64
+}
+
+// WatchBudget registers the memory budget's gauges. Call it once.
+func (m *Metrics) WatchBudget(b Budget) {
+	gauge := func(name, help string, f func() float64) {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	gauge("likesd_memory_budget_over", "1 while this node is over its memory budget and refuses new likes (507).", func() float64 {
+		if b.Over() {
+			return 1
+		}
+		return 0
+	})
+	gauge("likesd_memory_budget_used_bytes", "Memory the Go runtime holds from the OS, as the budget last sampled it.", func() float64 { return float64(b.Used()) })
+	gauge("likesd_memory_budget_limit_bytes", "The memory limit the budget is a share of (the container's, or --memory-limit).", func() float64 { return float64(b.Limit()) })
+	gauge("likesd_memory_budget_refuse_bytes", "Usage past which new likes are refused (--memory-refuse-at of the limit).", func() float64 { return float64(b.Mark()) })
+}
+
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// ObserveRequest records one HTTP request (api.Observer).
+// ObserveRequest records one HTTP request (api.Observer). The API passes
+// labels from closed sets; a method outside the ones it serves is still
+// counted as other here, so no caller can grow the series.
 func (m *Metrics) ObserveRequest(route, method string, status int, d time.Duration) {
+	switch method {
+	case "GET", "HEAD", "POST":
+	default:
+		method = "other"
+	}
 	m.requests.WithLabelValues(route, method, codeClass(status)).Observe(d.Seconds())
 }
 
@@ -128,6 +179,14 @@ func (m *Metrics) ObserveLike(added bool) {
 		m.likesNew.Inc()
 	} else {
 		m.likesDuplicate.Inc()
+	}
+}
+
+// ObserveRefused counts a request refused to protect the node
+// (api.Observer).
+func (m *Metrics) ObserveRefused(reason string) {
+	if c, ok := m.refused[reason]; ok {
+		c.Inc()
 	}
 }
 

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -20,8 +21,9 @@ type fakeCluster struct{}
 func (fakeCluster) Stats() cluster.Stats {
 	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, SyncSessions: 3, SyncPulled: 11}
 }
-func (fakeCluster) QueuedFrames() int { return 5 }
-func (fakeCluster) Ready() bool       { return true }
+func (fakeCluster) QueuedFrames() int        { return 5 }
+func (fakeCluster) PeerLikesRefused() uint64 { return 4 }
+func (fakeCluster) Ready() bool              { return true }
 func (fakeCluster) Members() []cluster.Member {
 	return []cluster.Member{{Name: "a", State: "alive"}, {Name: "b", State: "alive", Breaker: "open"},
 		{Name: "c", State: "suspect", Breaker: "half-open"}, {Name: "d", State: "dead", Breaker: "closed"}}
@@ -73,6 +75,7 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 		`likesd_peer_breaker{peer="c",state="half-open"} 1`,
 		`likesd_peer_breaker{peer="d",state="closed"} 1`,
 		`likesd_writes_accepted_total 0`,
+		`likesd_peer_likes_refused_total 4`,
 		`process_resident_memory_bytes`,
 		`go_memstats_heap_inuse_bytes`,
 	} {
@@ -92,4 +95,64 @@ func TestHelpTextsMatchTheSeries(t *testing.T) {
 		}
 	}
 	assert.Contains(t, out, "likesd_fastpath_frames_sent_total 7")
+}
+
+// Finding 1 of issue #20: a client choosing methods and paths must not grow
+// the request series. Every request here is distinct; the series are those
+// of the router's routes and a closed set of methods.
+func TestRequestSeriesStayBounded(t *testing.T) {
+	m := New(fakeCluster{})
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	srv, err := api.New(api.DefaultConfig(), st, view{}, zerolog.Nop(), api.Options{Observer: m, Metrics: m.Handler()})
+	require.NoError(t, err)
+	h := srv.Handler()
+	series := func() int {
+		mfs, err := m.reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == "likesd_http_request_duration_seconds" {
+				return len(mf.GetMetric())
+			}
+		}
+		return 0
+	}
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			method := fmt.Sprintf("M%d", i) // any token is a method to net/http
+			path := fmt.Sprintf("/x%d/v1/posts/p%d/likes", i, i)
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(method, path, nil))
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", fmt.Sprintf("/v1/posts/p%d/likes", i), nil))
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(method, fmt.Sprintf("/v1/posts/p%d/likes", i), nil))
+		}
+	}
+	send(0, 50)
+	before := series()
+	send(50, 1000)
+	assert.Equal(t, before, series(), "a thousand new methods and paths add no series")
+	assert.LessOrEqual(t, before, 10)
+}
+
+type budget struct{}
+
+func (budget) Over() bool   { return true }
+func (budget) Used() int64  { return 900 }
+func (budget) Limit() int64 { return 1000 }
+func (budget) Mark() int64  { return 850 }
+
+func TestBudgetGauges(t *testing.T) {
+	m := New(fakeCluster{})
+	m.WatchBudget(budget{})
+	m.ObserveRefused(api.RefusedMemory)
+	m.ObserveRefused("not a reason") // ignored: no new series
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	out := rec.Body.String()
+	for _, want := range []string{
+		"likesd_memory_budget_over 1", "likesd_memory_budget_used_bytes 900", "likesd_memory_budget_limit_bytes 1000",
+		"likesd_memory_budget_refuse_bytes 850", `likesd_http_refused_total{reason="memory"} 1`, `likesd_http_refused_total{reason="writes"} 0`,
+	} {
+		assert.Contains(t, out, want)
+	}
+	assert.NotContains(t, out, "not a reason")
 }

@@ -62,6 +62,7 @@ func (c *compose) network() string { return c.project + "_likes" }
 type node struct {
 	id, name, ip string
 	api          *client.Client
+	admin        *client.Client // LIKESD_ADMIN_ADDR: /v1/cluster, probes, metrics
 }
 
 func (c *compose) nodes(t *testing.T, service string) []node {
@@ -71,7 +72,8 @@ func (c *compose) nodes(t *testing.T, service string) []node {
 		name := strings.TrimPrefix(docker(t, "inspect", "-f", "{{.Name}}", id), "/")
 		ip := docker(t, "inspect", "-f", `{{(index .NetworkSettings.Networks "`+c.network()+`").IPAddress}}`, id)
 		out = append(out, node{id: id, name: name, ip: ip,
-			api: client.New("http://"+net.JoinHostPort(ip, "8080"), &http.Client{Timeout: 2 * time.Second})})
+			api:   client.New("http://"+net.JoinHostPort(ip, "8080"), &http.Client{Timeout: 2 * time.Second}),
+			admin: client.New("http://"+net.JoinHostPort(ip, "9090"), &http.Client{Timeout: 2 * time.Second})})
 	}
 	return out
 }
@@ -89,7 +91,7 @@ func waitOneCluster(t *testing.T, n int, nodes []node) {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var views [][]string
 		for _, x := range nodes {
-			cl, err := x.api.Cluster(ctx)
+			cl, err := x.admin.Cluster(ctx)
 			if !assert.NoError(c, err, x.name) {
 				return
 			}
@@ -206,7 +208,7 @@ func TestComposeTopology(t *testing.T) {
 
 	t.Run("master killed and started fresh: one cluster, caught up", func(t *testing.T) {
 		old := c.nodes(t, "master")[0]
-		oldCluster, err := old.api.Cluster(ctx)
+		oldCluster, err := old.admin.Cluster(ctx)
 		require.NoError(t, err)
 		c.must(t, "kill", "master")
 		c.must(t, "rm", "-f", "master")
@@ -215,14 +217,14 @@ func TestComposeTopology(t *testing.T) {
 
 		c.must(t, "up", "-d", "--no-deps", "master")
 		fresh := c.nodes(t, "master")[0]
-		freshCluster, err := fresh.api.Cluster(ctx)
+		freshCluster, err := fresh.admin.Cluster(ctx)
 		require.NoError(t, err)
 		assert.NotEqual(t, oldCluster.Self, freshCluster.Self, "the master has a new identity")
 
 		nodes := c.all(t)
 		waitOneCluster(t, 6, nodes)
 		for _, x := range nodes {
-			cl, err := x.api.Cluster(ctx)
+			cl, err := x.admin.Cluster(ctx)
 			require.NoError(t, err)
 			assert.Contains(t, cl.Alive(), freshCluster.Self, "%s sees the new master", x.name)
 			assert.NotContains(t, cl.Alive(), oldCluster.Self, "%s forgot the old master", x.name)

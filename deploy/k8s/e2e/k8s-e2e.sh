@@ -99,7 +99,10 @@ timed "deploy, all Ready" $((SECONDS - s))
 $kubectl get pods -o wide
 
 phase "a client outside the node: the host reaches NodePort 31001"
-curl -fsS --max-time 5 --retry 20 --retry-delay 1 --retry-connrefused "http://$node_ip:31001/readyz"; echo
+# The LoadBalancer exposes the API only: a count answers, /readyz is not
+# there (it is on the pods' admin port).
+curl -fsS --max-time 5 --retry 20 --retry-delay 1 --retry-connrefused "http://$node_ip:31001/v1/posts/e2e/likes"; echo
+test "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "http://$node_ip:31001/readyz")" = 404
 
 phase "checks with real pods"
 mkdir -p "$work/logs/pods"

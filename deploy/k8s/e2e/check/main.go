@@ -256,6 +256,10 @@ func (c *checker) ack(post, user string) {
 
 func podURL(p corev1.Pod) string { return "http://" + net.JoinHostPort(p.Status.PodIP, "8080") }
 
+// podAdminURL is a pod's admin listener (LIKESD_ADMIN_ADDR): /v1/cluster,
+// probes and metrics are there, not on the API's port.
+func podAdminURL(p corev1.Pod) string { return "http://" + net.JoinHostPort(p.Status.PodIP, "9090") }
+
 // oneCluster waits until every live pod is Ready and sees exactly the live
 // pods as alive members: one cluster, nobody missing, nobody stale.
 func (c *checker) oneCluster(timeout time.Duration) error {
@@ -276,7 +280,7 @@ func (c *checker) oneCluster(timeout time.Duration) error {
 			var reply struct {
 				Members []member `json:"members"`
 			}
-			if err := c.getJSON(podURL(p)+"/v1/cluster", &reply); err != nil {
+			if err := c.getJSON(podAdminURL(p)+"/v1/cluster", &reply); err != nil {
 				return err
 			}
 			var got []string

@@ -1,0 +1,77 @@
+package cluster
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/store"
+)
+
+// Likes a client could never store: the API's rule, broken each way.
+var badLikes = []store.Like{
+	{Post: "p", User: ""},
+	{Post: "", User: "u"},
+	{Post: "a\x00b", User: "c"}, // keyed post\x00user, it would be ("a", "b\x00c")
+	{Post: "p", User: "line\nbreak"},
+	{Post: "p", User: strings.Repeat("x", 300)},
+	{Post: "p", User: "\xff"},
+}
+
+func TestPeerGuardMergesOnlyValidLikes(t *testing.T) {
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	logs := &logBuffer{}
+	g := newPeerGuard(st, 256, testLogger(t, logs))
+	good := []store.Like{{Post: "p", User: "alice"}, {Post: "p", User: "bob"}}
+	added := g.Merge(append([]store.Like{good[0]}, append(append([]store.Like{}, badLikes...), good[1])...))
+	assert.ElementsMatch(t, good, added)
+	assert.Equal(t, 2, st.Stats().Likes, "nothing else stored")
+	assert.EqualValues(t, len(badLikes), g.refused.Load())
+	for range 100 {
+		g.Merge(badLikes)
+	}
+	assert.EqualValues(t, 101*len(badLikes), g.refused.Load())
+	assert.Equal(t, 1, logs.count("likes from a peer refused"), "logged at most once per %v", guardLogEvery)
+	assert.Equal(t, []store.Like{{Post: "q", User: "u"}}, g.Merge([]store.Like{{Post: "q", User: "u"}}), "valid likes pass unchanged")
+}
+
+// Finding 5 of issue #20: a frame on the fast path with likes no client
+// could send stores only its valid ones.
+func TestBadLikesInAFrameAreRefused(t *testing.T) {
+	n := startNode(t, "n1", nil, nil)
+	waitReady(t, n)
+	fb := newFrameBuilder(1<<20, msgLikes, "forger", 99)
+	likes := append([]store.Like{{Post: "p", User: "ok1"}}, append(append([]store.Like{}, badLikes...), store.Like{Post: "p", User: "ok2"})...)
+	for i, l := range likes {
+		fb.add(uint64(i+1), l)
+	}
+	frame, _ := fb.take()
+	n.inbox <- frame
+	require.Eventually(t, func() bool { return n.PeerLikesRefused() == uint64(len(badLikes)) }, waitLong, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return n.store.Has("p", "ok2") }, waitLong, 10*time.Millisecond)
+	assert.True(t, n.store.Has("p", "ok1"))
+	assert.Equal(t, 2, n.store.Stats().Likes)
+}
+
+// Anti-entropy brings a peer's likes through the same guard: a peer whose
+// store holds bad likes (an older version's, or a bug's) gives only its
+// valid ones.
+func TestBadLikesByAntiEntropyAreRefused(t *testing.T) {
+	a := startNode(t, "a", nil, nil)
+	waitReady(t, a)
+	// a's store takes anything: the store does not check ids (the API and
+	// the guard do).
+	for _, l := range badLikes {
+		a.store.Like(l.Post, l.User)
+	}
+	a.store.Like("p", "good")
+	b := startNode(t, "b", []string{a.Addr()}, nil)
+	waitReady(t, b)
+	require.Eventually(t, func() bool { return b.store.Has("p", "good") }, waitLong, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return b.PeerLikesRefused() >= uint64(len(badLikes)) }, waitLong, 10*time.Millisecond)
+	assert.Equal(t, 1, b.store.Stats().Likes, "only the valid like")
+}

@@ -1,0 +1,74 @@
+package membudget
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestOverAtTheMarkBackUnderResume(t *testing.T) {
+	var mem atomic.Int64
+	var logs bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.Limit = 1000
+	b, err := newBudget(cfg, zerolog.New(&logs), mem.Load)
+	require.NoError(t, err)
+	assert.EqualValues(t, 850, b.Mark())
+	steps := []struct {
+		used int64
+		want bool
+	}{{100, false}, {849, false}, {850, true}, {900, true}, {801, true}, {799, false}, {849, false}, {1200, true}}
+	for _, s := range steps {
+		mem.Store(s.used)
+		b.Sample()
+		assert.Equal(t, s.want, b.Over(), "at %d", s.used)
+		assert.Equal(t, s.used, b.Used())
+	}
+	assert.Equal(t, 2, strings.Count(logs.String(), "memory over budget"), "logged once per transition")
+	assert.Equal(t, 1, strings.Count(logs.String(), "back under budget"))
+}
+
+func TestNoLimitNeverOver(t *testing.T) {
+	b, err := newBudget(DefaultConfig(), zerolog.Nop(), func() int64 { return 1 << 62 })
+	require.NoError(t, err)
+	b.Sample()
+	assert.False(t, b.Over())
+	b.Run(context.Background()) // returns at once
+}
+
+// Run samples the real process until its context ends.
+func TestRunSamplesTheProcess(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limit, cfg.Interval = 1, time.Millisecond // any process is over one byte
+	b, err := New(cfg, zerolog.Nop())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); b.Run(ctx) }()
+	require.Eventually(t, b.Over, 5*time.Second, time.Millisecond)
+	assert.Positive(t, b.Used())
+	cancel()
+	<-done
+}
+
+func TestConfigValidate(t *testing.T) {
+	require.NoError(t, DefaultConfig().Validate())
+	for name, tweak := range map[string]func(*Config){
+		"negative limit":  func(c *Config) { c.Limit = -1 },
+		"refuse too low":  func(c *Config) { c.RefuseAt = 0.05 },
+		"refuse over one": func(c *Config) { c.RefuseAt = 1.5 },
+		"resume":          func(c *Config) { c.ResumeBelow = 0.9 },
+		"interval":        func(c *Config) { c.Interval = 0 },
+	} {
+		c := DefaultConfig()
+		tweak(&c)
+		assert.ErrorIs(t, c.Validate(), ErrConfig, name)
+	}
+}
