@@ -264,6 +264,9 @@ func TestAStaleProcessThatResumesCannotTouchWhatTheNewerOneWrote(t *testing.T) {
 	for i := range 300 {
 		like(t, curSt, "p", fmt.Sprintf("new-%03d", i))
 	}
+	// The newer process goes quiet (no snapshot running), so its files
+	// change only if the old one changes them.
+	require.Eventually(t, func() bool { return !cur.snapping.Load() }, 10*time.Second, time.Millisecond)
 	before := snapshotOfDir(t, fs)
 
 	// The old one resumes: nothing it does now is acknowledged or lands.
@@ -309,7 +312,7 @@ func snapshotOfDir(t *testing.T, fs vfs.FS) map[string][]byte {
 	require.NoError(t, err)
 	out := map[string][]byte{}
 	for _, n := range names {
-		if n == lockName || strings.HasPrefix(n, markerPfx) {
+		if n == lockName || strings.HasPrefix(n, markerPfx) || strings.HasSuffix(n, tmpExt) {
 			continue
 		}
 		out[n] = readFile(t, fs, n)
