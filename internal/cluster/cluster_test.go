@@ -412,6 +412,10 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny direct batch", func(c *Config) { c.DirectBatchBytes = 100 }},
 		{"no peer retry interval", func(c *Config) { c.PeerRetryInterval = 0 }},
 		{"peer retry interval too long", func(c *Config) { c.PeerRetryInterval = time.Minute }},
+		{"no streams", func(c *Config) { c.MaxStreams = 0 }},
+		{"too many streams", func(c *Config) { c.MaxStreams = 1<<16 + 1 }},
+		{"no streams per peer", func(c *Config) { c.MaxStreamsPerPeer = 0 }},
+		{"too many streams per peer", func(c *Config) { c.MaxStreamsPerPeer = 65 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -420,6 +424,13 @@ func TestConfigValidate(t *testing.T) {
 			assert.ErrorIs(t, c.Validate(), ErrConfig)
 		})
 	}
+	// The stream caps' errors name the field and, where there is one, the flag.
+	c := valid
+	c.MaxStreams = 0
+	assert.ErrorContains(t, c.Validate(), "MaxStreams (--max-streams) 0 outside [1, 65536]")
+	c = valid
+	c.MaxStreamsPerPeer = 65
+	assert.ErrorContains(t, c.Validate(), "MaxStreamsPerPeer 65 outside [1, 64]")
 }
 
 func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }

@@ -74,6 +74,12 @@ type Config struct {
 	// to a peer that stopped answering can hold a sender. Default 3s
 	// (memberlist's LAN default is 10s; on a LAN a healthy exchange takes
 	// milliseconds, and a shorter bound frees senders soon after a cut).
+	//
+	// It also bounds, on a likesd stream a peer opened to this node
+	// (stream.go), the hello and each message once its first byte has
+	// arrived: the peer's own write of a message has this bound, so a
+	// message still arriving after it is a peer that stalled or one that
+	// trickles bytes to hold the connection, and the stream is closed.
 	TCPTimeout time.Duration
 
 	// PacketSize is the largest gossip packet (memberlist UDPBufferSize), and
@@ -195,6 +201,25 @@ type Config struct {
 	// transport serves one node and is shut down by its Close.
 	Transport memberlist.Transport
 
+	// MaxStreams bounds the likesd streams (stream.go) other nodes hold
+	// open to this one at once, counted from their first byte, hello read
+	// or not; past it a new one is closed at once and counted. A peer of
+	// the direct fast path holds one (two for a moment when it redials), so
+	// keep it above the cluster's size: a peer refused gets no batches
+	// until a stream closes (its likes arrive by anti-entropy, and writes
+	// waiting for it answer 202). Each open stream costs a goroutine and a
+	// 4 KiB read buffer, about 16 KiB, plus what a message being read has
+	// brought. Default 512; between 1 and 65536 (--max-streams).
+	MaxStreams int
+
+	// MaxStreamsPerPeer bounds the streams that name one peer in their
+	// hello. Past it the peer's oldest stream is closed, not the new one:
+	// a peer that restarted, or redialed after a cut its old stream never
+	// saw the end of, is never shut out by its own stale streams. Only
+	// the newest carries acks, so a few are plenty. Default 4; between 1
+	// and 64 (above MaxStreams it never binds).
+	MaxStreamsPerPeer int
+
 	// Writes sets write levels, the write timeout and the per-peer
 	// breakers (internal/acks; defaults there).
 	Writes acks.Config
@@ -232,6 +257,8 @@ func DefaultConfig() Config {
 		SyncChunkBytes:    256 << 10,
 		InboxSize:         4096,
 		MaxIDBytes:        ids.DefaultMaxBytes,
+		MaxStreams:        512,
+		MaxStreamsPerPeer: 4,
 		MaxQueuedFrames:   8192,
 		LeaveTimeout:      2 * time.Second,
 		Label:             "likesd",
@@ -275,6 +302,10 @@ const (
 	FastPathDirect = "direct"
 	FastPathGossip = "gossip"
 )
+
+// maxStreamsBound is the most MaxStreams may be: as many open streams
+// cost about 1 GiB.
+const maxStreamsBound = 1 << 16
 
 // ErrConfig marks an invalid Config.
 var ErrConfig = errors.New("cluster: invalid config")
@@ -326,6 +357,10 @@ func (c Config) Validate() error {
 		return bad("DirectBatchBytes must be at least 1024 and PeerQueue at least 1")
 	case c.PeerRetryInterval < time.Millisecond || c.PeerRetryInterval > time.Second:
 		return bad("PeerRetryInterval (--peer-retry-interval) %v outside [1ms, 1s]", c.PeerRetryInterval)
+	case c.MaxStreams < 1 || c.MaxStreams > maxStreamsBound:
+		return bad("MaxStreams (--max-streams) %d outside [1, %d]", c.MaxStreams, maxStreamsBound)
+	case c.MaxStreamsPerPeer < 1 || c.MaxStreamsPerPeer > 64:
+		return bad("MaxStreamsPerPeer %d outside [1, 64]", c.MaxStreamsPerPeer)
 	case len(c.Label) > 255:
 		return bad("Label is %d bytes; at most 255", len(c.Label))
 	}

@@ -64,6 +64,13 @@ type Stats struct {
 	StreamsDialed   uint64 // streams this node opened to peers (stream.go)
 	StreamsAccepted uint64 // streams peers opened to this node
 	StreamResets    uint64 // streams this node reset: a stall, a breaker opening
+	StreamsInbound  uint64 // streams peers opened to this node open now, hello read or not (a gauge; at most MaxStreams)
+	StreamsRefused  uint64 // streams closed as they opened: MaxStreams were open
+	// StreamsDisplaced counts streams closed because a newer one named
+	// the same peer and MaxStreamsPerPeer were open.
+	StreamsDisplaced uint64
+	StreamsTimedOut  uint64 // accepted streams closed: a hello or a message not whole within TCPTimeout
+	StreamBuffered   uint64 // bytes of buffer held by stream messages being read (a gauge)
 
 	SyncSessions    uint64 // anti-entropy sessions this node started and ended
 	SyncFailed      uint64 // of which ended by a timeout or an unreachable peer
@@ -416,6 +423,7 @@ func (n *Node) Stats() Stats {
 		DirectSent: c.directSent.Load(), DirectErrors: c.directErrors.Load(), PeerDropped: c.peerDropped.Load(),
 		StreamsDialed: c.streamsDialed.Load(), StreamsAccepted: c.streamsAccepted.Load(), StreamResets: c.streamResets.Load(),
 	}
+	n.inbound.stats(&st)
 	if d := n.sync; d != nil {
 		st.SyncSessions, st.SyncFailed = d.stats.sessions.Load(), d.stats.sessionsFailed.Load()
 		st.SyncPulled, st.SyncPushed = d.stats.pulled.Load(), d.stats.pushed.Load()

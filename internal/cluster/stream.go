@@ -13,6 +13,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -82,14 +83,29 @@ var (
 // dialer: a name, a label and the seal.
 const maxHello = 2048
 
-// streamIdle is how long an accepted stream may stay silent before it is
-// closed (its dialer opens another when it has frames again): a peer that
-// went away without a FIN or RST holds no goroutine for long.
+// streamIdle is how long an accepted stream may stay silent between
+// messages before it is closed (its dialer opens another when it has
+// frames again): a peer that went away without a FIN or RST holds no
+// goroutine for long. It is long because a quiet peer is normal, and a
+// redial costs a connection and a hello; what a silent stream holds is
+// its goroutine and read buffer, and MaxStreams bounds how many. A message
+// once begun has TCPTimeout to arrive whole, and a hello as long.
 const streamIdle = 2 * time.Minute
 
-// readStreamMessage reads one message of at most max bytes. Past 256 KiB
-// the buffer grows as bytes arrive, so a length alone allocates little.
-func readStreamMessage(r *bufio.Reader, max int) ([]byte, error) {
+// streamLogEvery is the least time between two log lines of one kind about
+// streams refused or cut: a flood of connections makes as many events,
+// counted in the Stats, not a flood of lines.
+const streamLogEvery = 10 * time.Second
+
+// streamReadChunk is the first buffer of a message being read: no larger
+// than the bufio.Reader a stream holds anyway.
+const streamReadChunk = 4 << 10
+
+// readStreamMessage reads one message of at most max bytes. Its buffer
+// starts at streamReadChunk and doubles only when full, so it is never
+// more than twice what has arrived: a length announced and not sent holds
+// little. held, when not nil, counts the buffer while the message is read.
+func readStreamMessage(r *bufio.Reader, max int, held *atomic.Int64) ([]byte, error) {
 	size, err := binary.ReadUvarint(r)
 	if err != nil {
 		return nil, err
@@ -97,19 +113,29 @@ func readStreamMessage(r *bufio.Reader, max int) ([]byte, error) {
 	if size == 0 || size > uint64(max) {
 		return nil, fmt.Errorf("%w: %d", errStreamMessage, size)
 	}
-	if size <= 256<<10 { // a full frame, sealed, in one allocation
-		b := make([]byte, size)
-		if _, err := io.ReadFull(r, b); err != nil {
+	n := int(size)
+	b := make([]byte, 0, min(n, streamReadChunk))
+	if held != nil {
+		defer func() { held.Add(-int64(cap(b))) }()
+		held.Add(int64(cap(b)))
+	}
+	for len(b) < n {
+		if len(b) == cap(b) {
+			grown := make([]byte, len(b), min(n, 2*cap(b)))
+			copy(grown, b)
+			if held != nil {
+				held.Add(int64(cap(grown) - cap(b)))
+			}
+			b = grown
+		}
+		k, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+		if err != nil && len(b) < n {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
 			return nil, err
 		}
-		return b, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(r, int64(size)))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) != int(size) {
-		return nil, io.ErrUnexpectedEOF
 	}
 	return b, nil
 }
@@ -214,7 +240,8 @@ type stream struct {
 	conn net.Conn
 	seal *sealer
 	max  int
-	peer string // the other end's node name
+	peer string        // the other end's node name
+	held *atomic.Int64 // counts the buffer of a message being read; may be nil
 
 	wmu    sync.Mutex
 	wbuf   []byte
@@ -254,7 +281,7 @@ func (s *stream) write(msg []byte, timeout time.Duration) error {
 
 // read returns the next message, opened.
 func (s *stream) read(r *bufio.Reader) ([]byte, error) {
-	b, err := readStreamMessage(r, s.max)
+	b, err := readStreamMessage(r, s.max, s.held)
 	if err != nil {
 		return nil, err
 	}
@@ -487,22 +514,63 @@ func newNetTransport(bindAddr string, bindPort int, logger *log.Logger) (*member
 	return nil, err
 }
 
-// inbound is the streams peers opened to this node, by the peer's name:
-// acks to a peer go back on its newest open stream. A peer has one, but
-// two may overlap a moment (a reset and a new dial, or two dials racing),
-// so all are kept until they end.
+// inbound is the streams peers opened to this node: their number, hello
+// read or not, bounded by MaxStreams (past it a new one is refused), and
+// by the name their hello claims, bounded by MaxStreamsPerPeer (past it
+// the peer's oldest is closed). Acks to a peer go back on its newest open
+// stream. A peer has one, but two may overlap a moment (a reset and a new
+// dial, or two dials racing), and one whose end the network lost stays
+// until streamIdle: the newest is the peer as it is now, so it is the one
+// kept. Whoever claims a name can displace that peer's streams; with a
+// SecretKey a claim needs the key or a recorded hello.
 type inbound struct {
 	mu     sync.Mutex
+	open   int                  // streams accepted and not yet ended
 	byName map[string][]*stream // oldest first
+
+	refused   atomic.Uint64 // new streams closed: MaxStreams were open
+	displaced atomic.Uint64 // old streams closed: their peer's newest made MaxStreamsPerPeer+1
+	timedOut  atomic.Uint64 // streams closed: a hello or a message not whole within TCPTimeout
+	// buffered is the buffers of stream messages being read, both ways.
+	buffered atomic.Int64
+
+	refusedLog, displacedLog, helloLog, timeoutLog logEvery
 }
 
-func (in *inbound) add(s *stream) {
+// admit takes one of limit places for a stream just accepted; false when
+// none is left.
+func (in *inbound) admit(limit int) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.open >= limit {
+		return false
+	}
+	in.open++
+	return true
+}
+
+// release gives back an admitted stream's place once it ended.
+func (in *inbound) release() {
+	in.mu.Lock()
+	in.open--
+	in.mu.Unlock()
+}
+
+// add lists s under its peer's name and returns the peer's streams past
+// its newest perPeer (s among them), oldest first, for the caller to close.
+func (in *inbound) add(s *stream, perPeer int) (displaced []*stream) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.byName == nil {
 		in.byName = map[string][]*stream{}
 	}
-	in.byName[s.peer] = append(in.byName[s.peer], s)
+	list := in.byName[s.peer]
+	if k := len(list) + 1 - perPeer; k > 0 {
+		displaced = slices.Clone(list[:k])
+		list = slices.Delete(list, 0, k)
+	}
+	in.byName[s.peer] = append(list, s)
+	return displaced
 }
 
 func (in *inbound) remove(s *stream) {
@@ -528,13 +596,42 @@ func (in *inbound) get(name string) *stream {
 	return nil
 }
 
+// stats fills st's stream counters.
+func (in *inbound) stats(st *Stats) {
+	in.mu.Lock()
+	st.StreamsInbound = uint64(in.open)
+	in.mu.Unlock()
+	st.StreamsRefused, st.StreamsDisplaced = in.refused.Load(), in.displaced.Load()
+	st.StreamsTimedOut = in.timedOut.Load()
+	st.StreamBuffered = uint64(max(in.buffered.Load(), 0))
+}
+
+// logEvery lets one log line through per streamLogEvery.
+type logEvery struct{ last atomic.Int64 }
+
+func (l *logEvery) allow() bool {
+	now, last := time.Now().UnixNano(), l.last.Load()
+	return now-last >= int64(streamLogEvery) && l.last.CompareAndSwap(last, now)
+}
+
 // acceptStream serves a stream a peer opened: its hello, then its frames
 // into the inbox, as memberlist's NotifyMsg would; the node's acks to that
 // peer go back on it. It returns when the stream closes.
 func (n *Node) acceptStream(c net.Conn) {
+	in := &n.inbound
+	if !in.admit(n.cfg.MaxStreams) {
+		k := in.refused.Add(1)
+		if in.refusedLog.allow() {
+			n.log.Warn().Str("remote", c.RemoteAddr().String()).Int("max_streams", n.cfg.MaxStreams).Uint64("refused", k).
+				Msg("stream refused: --max-streams are open (raise it if the cluster has as many peers)")
+		}
+		return
+	}
+	defer in.release()
 	r := bufio.NewReader(c)
 	_ = c.SetReadDeadline(time.Now().Add(n.cfg.TCPTimeout))
 	s := newStream(c, n.seal, maxHello, "")
+	s.held = &in.buffered
 	hello, err := s.read(r)
 	s.max = n.streamMax()
 	if err == nil {
@@ -545,32 +642,74 @@ func (n *Node) acceptStream(c net.Conn) {
 		}
 	}
 	if err != nil {
-		n.stats.decodeErrors.Add(1)
-		n.log.Warn().Err(err).Str("remote", c.RemoteAddr().String()).Msg("stream refused")
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			in.timedOut.Add(1)
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
+		default:
+			n.stats.decodeErrors.Add(1)
+		}
+		if in.helloLog.allow() {
+			n.log.Warn().Err(err).Str("remote", c.RemoteAddr().String()).Msg("stream refused")
+		}
 		return
 	}
 	n.stats.streamsAccepted.Add(1)
-	n.inbound.add(s)
-	defer n.inbound.remove(s)
+	for _, old := range in.add(s, n.cfg.MaxStreamsPerPeer) {
+		old.close()
+		k := in.displaced.Add(1)
+		if in.displacedLog.allow() {
+			n.log.Warn().Str("peer", s.peer).Int("max_streams_per_peer", n.cfg.MaxStreamsPerPeer).Uint64("displaced", k).
+				Msg("a peer's oldest stream closed for its newest")
+		}
+	}
+	defer in.remove(s)
 	defer s.close()
-	var renewed time.Time
+	var renewed time.Time // when the idle deadline was set; zero: a message's deadline is
 	for {
-		if now := time.Now(); now.Sub(renewed) > time.Second { // a deadline per message costs
+		// Between messages: streamIdle, renewed at most once a second,
+		// as setting a deadline costs.
+		if now := time.Now(); now.Sub(renewed) > time.Second {
 			_ = c.SetReadDeadline(now.Add(streamIdle))
 			renewed = now
 		}
-		msg, err := s.read(r)
+		_, err := r.Peek(1)
+		inMessage := false
+		if err == nil && !messageBuffered(r) {
+			// A message has begun and is not all here: it has TCPTimeout
+			// to arrive. One read whole already costs no deadline.
+			_ = c.SetReadDeadline(time.Now().Add(n.cfg.TCPTimeout))
+			renewed, inMessage = time.Time{}, true
+		}
+		var msg []byte
+		if err == nil {
+			msg, err = s.read(r)
+		}
 		if err != nil {
+			switch {
+			case inMessage && errors.Is(err, os.ErrDeadlineExceeded):
+				k := in.timedOut.Add(1)
+				if in.timeoutLog.allow() {
+					n.log.Warn().Str("peer", s.peer).Dur("tcp_timeout", n.cfg.TCPTimeout).Uint64("timed_out", k).
+						Msg("stream closed: a message did not arrive whole within TCPTimeout")
+				}
+			case errors.Is(err, errStreamMessage) || errors.Is(err, errStreamOpen):
+				n.stats.decodeErrors.Add(1)
+			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !s.closed.Load() {
 				n.log.Debug().Err(err).Str("peer", s.peer).Msg("stream from peer ended")
-			}
-			if errors.Is(err, errStreamMessage) || errors.Is(err, errStreamOpen) {
-				n.stats.decodeErrors.Add(1)
 			}
 			return
 		}
 		n.receive(msg)
 	}
+}
+
+// messageBuffered reports whether r holds a whole message already.
+func messageBuffered(r *bufio.Reader) bool {
+	b, _ := r.Peek(r.Buffered())
+	size, k := binary.Uvarint(b)
+	return k > 0 && uint64(len(b)-k) >= size
 }
 
 // streamMax bounds one stream message: a frame of DirectBatchBytes, an
@@ -590,6 +729,7 @@ func (n *Node) peerStream(p *peerSender) (*stream, error) {
 		return nil, err
 	}
 	s := newStream(c, n.seal, n.streamMax(), p.peer.name)
+	s.held = &n.inbound.buffered
 	hello := encodeHello(n.cfg.Label, n.cfg.NodeName)
 	if err := s.write(hello, n.cfg.TCPTimeout); err != nil {
 		n.mux.release(c)

@@ -98,6 +98,23 @@ func New(c Cluster) *Metrics {
 	counter("likesd_streams_dialed_total", "Streams this node opened to peers for the direct fast path (one per peer while it answers).", func(s cluster.Stats) uint64 { return s.StreamsDialed })
 	counter("likesd_streams_accepted_total", "Streams peers opened to this node.", func(s cluster.Stats) uint64 { return s.StreamsAccepted })
 	counter("likesd_stream_resets_total", "Streams this node reset: a send hung while the peer answered pings, or the peer's breaker opened (what they held is left to repair).", func(s cluster.Stats) uint64 { return s.StreamResets })
+	for capName, f := range map[string]func(cluster.Stats) uint64{
+		"total": func(s cluster.Stats) uint64 { return s.StreamsRefused },
+		"peer":  func(s cluster.Stats) uint64 { return s.StreamsDisplaced },
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "likesd_streams_capped_total",
+			Help:        "Streams from peers closed at a cap: cap=total, a new one refused while --max-streams were open; cap=peer, a peer's oldest closed for its newest.",
+			ConstLabels: prometheus.Labels{"cap": capName},
+		}, func() float64 { return float64(f(c.Stats())) }))
+	}
+	counter("likesd_streams_timed_out_total", "Streams from peers closed because their hello, or a message once begun, did not arrive whole within the TCP timeout (a stalled or trickling peer).", func(s cluster.Stats) uint64 { return s.StreamsTimedOut })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "likesd_streams_inbound", Help: "Streams peers hold open to this node now, hello read or not (at most --max-streams).",
+	}, func() float64 { return float64(c.Stats().StreamsInbound) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "likesd_stream_buffered_bytes", Help: "Bytes of buffer held now by stream messages being read (a buffer grows only as its message arrives).",
+	}, func() float64 { return float64(c.Stats().StreamBuffered) }))
 	counter("likesd_writes_replicated_total", "Writes answered once their level was met (201/200).", func(s cluster.Stats) uint64 { return s.WritesMet })
 	counter("likesd_writes_accepted_total", "Writes answered 202: stored here, fewer replicas than asked within the write timeout (or no peer reachable).", func(s cluster.Stats) uint64 { return s.WritesAccepted })
 	counter("likesd_writes_abandoned_total", "Writes whose client went away while they waited for acknowledgements (stored here; no answer sent).", func(s cluster.Stats) uint64 { return s.WritesAbandoned })

@@ -19,7 +19,8 @@ import (
 type fakeCluster struct{}
 
 func (fakeCluster) Stats() cluster.Stats {
-	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, SyncSessions: 3, SyncPulled: 11}
+	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, SyncSessions: 3, SyncPulled: 11,
+		StreamsInbound: 4, StreamsRefused: 12, StreamsDisplaced: 1, StreamsTimedOut: 6, StreamBuffered: 8192}
 }
 func (fakeCluster) QueuedFrames() int        { return 5 }
 func (fakeCluster) PeerLikesRefused() uint64 { return 4 }
@@ -76,6 +77,11 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 		`likesd_peer_breaker{peer="d",state="closed"} 1`,
 		`likesd_writes_accepted_total 0`,
 		`likesd_peer_likes_refused_total 4`,
+		`likesd_streams_inbound 4`,
+		`likesd_streams_capped_total{cap="total"} 12`,
+		`likesd_streams_capped_total{cap="peer"} 1`,
+		`likesd_streams_timed_out_total 6`,
+		`likesd_stream_buffered_bytes 8192`,
 		`process_resident_memory_bytes`,
 		`go_memstats_heap_inuse_bytes`,
 	} {
