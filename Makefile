@@ -124,11 +124,12 @@ run: ## deploy on minikube: image into minikube's docker, deploy/k8s/deploy.sh (
 	minikube service distributed-likes-service-cluster --url
 
 scale: ## scale the workers: make scale WORKERS=5
-	$(KUBECTL) scale deployment/likes-worker --replicas=$(WORKERS)
+	$(KUBECTL) scale statefulset/likes-worker --replicas=$(WORKERS)
 
 logs: ## recent logs of every likesd pod
 	$(KUBECTL) logs -l application=likes-distributed --prefix --tail=200 --max-log-requests=20
 
-down: ## delete everything make run created
+down: ## delete everything make run created but the pods' volumes (PVCs); the data is wiped by: kubectl delete pvc -l application=likes-distributed
 	$(KUBECTL) delete -f $(K8S)/ --ignore-not-found
+	@echo "down: the pods' volumes stay (kubectl get pvc -l application=likes-distributed); delete them to wipe the likes"
 
