@@ -104,7 +104,7 @@ k8s-check: ## fast manifest checks: strict decoding into k8s.io/api types (neste
 k8s-verify: ## apply, scale to 5 and delete the manifests on a real kube-apiserver + etcd on 127.0.0.1
 	$(K8S)/verify/k8s-verify.sh
 
-k8s-e2e: ## deploy/k8s on a real one-node Kubernetes in a network namespace (root; cold build 15-25 min, cached after): Ready, DNS join, NodePort, scale, master restart, zero-loss rollout
+k8s-e2e: ## deploy/k8s on a real one-node Kubernetes in a network namespace (root; cold build 15-25 min, cached after): Ready, DNS join, NodePort, scale, master restart; under load and losing no like: every pod deleted at once, rollout restart, scale down and up
 	deploy/k8s/e2e/k8s-e2e.sh
 
 image: build ## the container image from the host-built binary (no registry needed)
