@@ -92,7 +92,7 @@ staticcheck: ## staticcheck, built from the Go module proxy
 lint: staticcheck ## staticcheck and golangci-lint, installed from the Go module proxy
 	go run $(GOLANGCI_LINT) run ./...
 
-cluster: build ## 3 local nodes on :8081-8083 (gossip 7946-7948); Ctrl-C stops all
+cluster: build ## 3 local nodes on :8081-8083 (gossip 7946-7948), their likes in ./data/n1-n3 (rm -rf data to start empty); Ctrl-C stops all
 	@scripts/cluster.sh $(BIN)
 
 clean:
