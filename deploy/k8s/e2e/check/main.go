@@ -113,6 +113,7 @@ func (c *checker) run(loadMax time.Duration) error {
 		{"delete_all", func() error { return c.deleteAll(loadMax) }},
 		{"rollout", func() error { return c.rollout(loadMax) }},
 		{"scale_down_up", func() error { return c.scaleDownUp(loadMax) }},
+		{"wipe_one", c.wipeOne},
 	}
 	var err error
 	for _, s := range steps {
@@ -877,6 +878,74 @@ func (c *checker) scaleDownUp(max time.Duration) error {
 		return fmt.Errorf("%d new pods after scaling up, want 2", len(back))
 	}
 	return c.recoveredFromVolumes(back)
+}
+
+// wipeOne wipes one worker as docs/deploy.md says: its claim deleted
+// (held until the pod is gone), then its pod. The StatefulSet makes a new
+// pod and a new, empty claim; the pod starts empty and catches up.
+func (c *checker) wipeOne() error {
+	const pod, claim = "likes-worker-1", "data-likes-worker-1"
+	ps, err := c.pods()
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(ps, func(p corev1.Pod) bool { return p.Name == pod })
+	if i < 0 {
+		return fmt.Errorf("no pod %s", pod)
+	}
+	old := ps[i].UID
+	oldVolume, err := c.kc("get", "pvc", claim, "-o", "jsonpath={.spec.volumeName}")
+	if err != nil {
+		return err
+	}
+	if _, err := c.kc("delete", "pvc", claim, "--wait=false"); err != nil {
+		return err
+	}
+	if _, err := c.kc("delete", "pod", pod, "--wait=false"); err != nil {
+		return err
+	}
+	var fresh corev1.Pod
+	if err := eventually(3*time.Minute, func() error {
+		ps, err := c.pods()
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if p.Name == pod && p.UID != old && ready(p) {
+				fresh = p
+				return nil
+			}
+		}
+		return fmt.Errorf("no new %s Ready", pod)
+	}); err != nil {
+		return err
+	}
+	volume, err := c.kc("get", "pvc", claim, "-o", "jsonpath={.spec.volumeName}")
+	if err != nil {
+		return err
+	}
+	if volume == oldVolume {
+		return fmt.Errorf("%s is still on volume %s", claim, volume)
+	}
+	var rec recovery
+	if err := eventually(30*time.Second, func() error {
+		var err error
+		rec, err = c.recovered(fresh)
+		return err
+	}); err != nil {
+		return err
+	}
+	if n := rec.Records + rec.SnapshotLikes; n != 0 {
+		return fmt.Errorf("the wiped %s recovered %d likes", pod, n)
+	}
+	fmt.Printf("     %s wiped: a new claim on volume %s (was %s), started empty\n", pod, volume, oldVolume)
+	if err := c.allReady(len(ps), 60*time.Second); err != nil {
+		return err
+	}
+	if err := c.oneCluster(60 * time.Second); err != nil {
+		return err
+	}
+	return c.everyPodHolds(120 * time.Second)
 }
 
 func shortErr(err error) string {
