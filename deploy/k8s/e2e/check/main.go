@@ -537,14 +537,16 @@ type load struct {
 	wg     sync.WaitGroup
 	next   atomic.Int64
 
+	start    time.Time
 	mu       sync.Mutex
-	acked    []string       // 200 or 201: on w pods
-	accepted []string       // 202: on the pod that answered
-	failed   map[string]int // by kind
+	acked    []string        // 200 or 201: on w pods
+	accepted []string        // 202: on the pod that answered
+	failed   map[string]int  // by kind
+	failedAt []time.Duration // since start, in order
 }
 
 func (c *checker) startLoad(post string, max time.Duration) *load {
-	l := &load{post: post, failed: map[string]int{}}
+	l := &load{post: post, failed: map[string]int{}, start: time.Now()}
 	l.ctx, l.cancel = context.WithTimeout(context.Background(), max)
 	for range 4 {
 		l.wg.Add(1)
@@ -557,6 +559,7 @@ func (c *checker) startLoad(post string, max time.Duration) *load {
 				switch {
 				case err != nil:
 					l.failed[shortErr(err)]++
+					l.failedAt = append(l.failedAt, time.Since(l.start))
 				case status == http.StatusAccepted:
 					l.accepted = append(l.accepted, user)
 				default:
@@ -628,8 +631,29 @@ func (l *load) String() string {
 		n += v
 	}
 	sort.Strings(fails)
-	return fmt.Sprintf("%d likes acknowledged (200/201), %d accepted (202), %d failed %v",
-		len(l.acked), len(l.accepted), n, fails)
+	return fmt.Sprintf("%d likes acknowledged (200/201), %d accepted (202), %d failed %v%s",
+		len(l.acked), len(l.accepted), n, fails, bursts(l.failedAt))
+}
+
+// bursts groups failure times into bursts (no gap over 2s): when requests
+// failed, to set beside what the step did then.
+func bursts(at []time.Duration) string {
+	if len(at) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(" at")
+	from, n := at[0], 0
+	for i, t := range at {
+		n++
+		if i == len(at)-1 || at[i+1]-t > 2*time.Second {
+			fmt.Fprintf(&b, " +%.1f–%.1fs (%d)", from.Seconds(), t.Seconds(), n)
+			if i < len(at)-1 {
+				from, n = at[i+1], 0
+			}
+		}
+	}
+	return b.String()
 }
 
 // caughtUp waits for one cluster of every pod and then for every stored
@@ -696,7 +720,8 @@ func (c *checker) deleteAll(max time.Duration) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Printf("     every one of the %d pods deleted at once; all back and Ready after %.1fs\n", len(before), time.Since(start).Seconds())
+	fmt.Printf("     every one of the %d pods deleted at once (+%.1fs of the load); all back and Ready after %.1fs\n",
+		len(before), start.Sub(l.start).Seconds(), time.Since(start).Seconds())
 	if err := l.flowing(100, 60*time.Second); err != nil {
 		return err
 	}
@@ -780,6 +805,7 @@ func (c *checker) rollout(max time.Duration) error {
 	if err := l.flowing(100, 60*time.Second); err != nil {
 		return err // likes already flowing when the rollout starts
 	}
+	restarted := time.Since(l.start)
 	if _, err := c.kc("rollout", "restart", "statefulset/likes-master", "statefulset/likes-worker"); err != nil {
 		return err
 	}
@@ -788,6 +814,8 @@ func (c *checker) rollout(max time.Duration) error {
 			return err
 		}
 	}
+	fmt.Printf("     load from %s; rollout restart at +%.1fs, both StatefulSets rolled out at +%.1fs\n",
+		l.start.UTC().Format("15:04:05.000"), restarted.Seconds(), time.Since(l.start).Seconds())
 	if err := l.flowing(100, 60*time.Second); err != nil {
 		return err // and still flowing when it ends
 	}
