@@ -21,6 +21,10 @@ USER 65532:65532
 EXPOSE 8080/tcp 9090/tcp 7946/tcp 7946/udp
 ENV LIKESD_HTTP_ADDR=:8080 \
     LIKESD_GOSSIP_ADDR=0.0.0.0:7946
+# Where deployments mount the data dir (--data-dir, set by them; none by
+# default): empty and owned by 65532, so a Docker or Compose volume mounted
+# here starts writable by likesd (deploy/datadir/README.md).
+COPY --chown=65532:65532 deploy/datadir /var/lib/likesd
 ENTRYPOINT ["/likesd"]
 
 # The binary built on the host: make build (CGO_ENABLED=0, version stamped).

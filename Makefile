@@ -98,7 +98,7 @@ staticcheck: ## staticcheck, built from the Go module proxy
 lint: staticcheck ## staticcheck and golangci-lint, installed from the Go module proxy
 	go run $(GOLANGCI_LINT) run ./...
 
-cluster: build ## 3 local nodes on :8081-8083 (gossip 7946-7948); Ctrl-C stops all
+cluster: build ## 3 local nodes on :8081-8083 (gossip 7946-7948), their likes in ./data/n1-n3 (rm -rf data to start empty); Ctrl-C stops all
 	@scripts/cluster.sh $(BIN)
 
 clean:
@@ -110,7 +110,7 @@ k8s-check: ## fast manifest checks: strict decoding into k8s.io/api types (neste
 k8s-verify: ## apply, scale to 5 and delete the manifests on a real kube-apiserver + etcd on 127.0.0.1
 	$(K8S)/verify/k8s-verify.sh
 
-k8s-e2e: ## deploy/k8s on a real one-node Kubernetes in a network namespace (root; cold build 15-25 min, cached after): Ready, DNS join, NodePort, scale, master restart, zero-loss rollout
+k8s-e2e: ## deploy/k8s on a real one-node Kubernetes in a network namespace (root; cold build 15-25 min, cached after): Ready, DNS join, NodePort, scale, master restart; under load and losing no like: every pod deleted at once, rollout restart, scale down and up
 	deploy/k8s/e2e/k8s-e2e.sh
 
 image: build ## the container image from the host-built binary (no registry needed)
@@ -130,11 +130,12 @@ run: ## deploy on minikube: image into minikube's docker, deploy/k8s/deploy.sh (
 	minikube service distributed-likes-service-cluster --url
 
 scale: ## scale the workers: make scale WORKERS=5
-	$(KUBECTL) scale deployment/likes-worker --replicas=$(WORKERS)
+	$(KUBECTL) scale statefulset/likes-worker --replicas=$(WORKERS)
 
 logs: ## recent logs of every likesd pod
 	$(KUBECTL) logs -l application=likes-distributed --prefix --tail=200 --max-log-requests=20
 
-down: ## delete everything make run created
+down: ## delete everything make run created but the pods' volumes (PVCs); the data is wiped by: kubectl delete pvc -l application=likes-distributed
 	$(KUBECTL) delete -f $(K8S)/ --ignore-not-found
+	@echo "down: the pods' volumes stay (kubectl get pvc -l application=likes-distributed); delete them to wipe the likes"
 

@@ -12,14 +12,23 @@ dir=$(cd "$(dirname "$0")" && pwd)
 read -r -a kubectl <<<"$KUBECTL"
 k() { "${kubectl[@]}" "$@"; }
 step() { echo "deploy: $*" >&2; }
+# rollout waits for a StatefulSet; when it times out, the likely cause is a
+# PersistentVolumeClaim that never bound (no default StorageClass).
+rollout() {
+  k rollout status "statefulset/$1" --timeout="$TIMEOUT" && return
+  echo "deploy: $1 not Ready in $TIMEOUT; its volumes:" >&2
+  k get pvc -l "application=likes-distributed" >&2 || true
+  echo "deploy: a Pending PVC needs a default StorageClass, or a storageClassName in volumeClaimTemplates (docs/deploy.md, Storage)" >&2
+  return 1
+}
 
 step "settings and the gossip key"
 k apply -f "$dir/00-config.yaml" -f "$dir/01-secret.yaml"
 step "the master (the seed) and the gossip Services"
 k apply -f "$dir/10-master.yaml" -f "$dir/11-master-gossip-service.yaml" -f "$dir/12-gossip-service.yaml"
-k rollout status deployment/likes-master --timeout="$TIMEOUT"
+rollout likes-master
 step "the workers and the disruption budget"
 k apply -f "$dir/20-worker.yaml" -f "$dir/21-pdb.yaml"
-k rollout status deployment/likes-worker --timeout="$TIMEOUT"
+rollout likes-worker
 step "the client Service (NodePort 31001)"
 k apply -f "$dir/30-loadbalancer.yaml"

@@ -27,11 +27,11 @@ import (
 
 // manifests is every object in deploy/k8s/*.yaml, decoded strictly.
 type manifests struct {
-	configMaps  []corev1.ConfigMap
-	secrets     []corev1.Secret
-	services    []corev1.Service
-	deployments []appsv1.Deployment
-	pdbs        []policyv1.PodDisruptionBudget
+	configMaps []corev1.ConfigMap
+	secrets    []corev1.Secret
+	services   []corev1.Service
+	sets       []appsv1.StatefulSet // the likesd pods: master and workers
+	pdbs       []policyv1.PodDisruptionBudget
 }
 
 func load(t *testing.T) manifests {
@@ -58,8 +58,8 @@ func load(t *testing.T) manifests {
 				m.secrets = append(m.secrets, strictDecode[corev1.Secret](t, doc, where))
 			case "v1/Service":
 				m.services = append(m.services, strictDecode[corev1.Service](t, doc, where))
-			case "apps/v1/Deployment":
-				m.deployments = append(m.deployments, strictDecode[appsv1.Deployment](t, doc, where))
+			case "apps/v1/StatefulSet":
+				m.sets = append(m.sets, strictDecode[appsv1.StatefulSet](t, doc, where))
 			case "policy/v1/PodDisruptionBudget":
 				m.pdbs = append(m.pdbs, strictDecode[policyv1.PodDisruptionBudget](t, doc, where))
 			default:
@@ -79,31 +79,38 @@ func strictDecode[T any](t *testing.T, doc []byte, where string) T {
 }
 
 func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
-	var d appsv1.Deployment
-	err := yaml.UnmarshalStrict([]byte("apiVersion: apps/v1\nkind: Deployment\nspec:\n  replica: 3\n"), &d)
+	var d appsv1.StatefulSet
+	err := yaml.UnmarshalStrict([]byte("apiVersion: apps/v1\nkind: StatefulSet\nspec:\n  replica: 3\n"), &d)
 	require.Error(t, err, "a typo'd field must fail, or the checks above prove nothing")
 }
 
-func (m manifests) deployment(t *testing.T, name string) appsv1.Deployment {
-	for _, d := range m.deployments {
+func (m manifests) set(t *testing.T, name string) appsv1.StatefulSet {
+	for _, d := range m.sets {
 		if d.Name == name {
 			return d
 		}
 	}
-	t.Fatalf("no Deployment %s", name)
-	return appsv1.Deployment{}
+	t.Fatalf("no StatefulSet %s", name)
+	return appsv1.StatefulSet{}
 }
 
 func TestTopology(t *testing.T) {
 	m := load(t)
-	master := m.deployment(t, "likes-master")
-	worker := m.deployment(t, "likes-worker")
+	master := m.set(t, "likes-master")
+	worker := m.set(t, "likes-worker")
 	assert.Equal(t, map[string]string{"application": "likes-distributed", "workertype": "master"}, master.Spec.Template.Labels)
 	assert.Equal(t, map[string]string{"application": "likes-distributed", "workertype": "worker"}, worker.Spec.Template.Labels)
+	// The Service that governs a StatefulSet's pod names is headless and
+	// selects its pods.
+	for _, d := range m.sets {
+		s := m.service(t, d.Spec.ServiceName)
+		assert.Equal(t, corev1.ClusterIPNone, s.Spec.ClusterIP, "%s: serviceName %s is headless", d.Name, s.Name)
+		assert.Contains(t, m.selected(s), d.Name, "%s: serviceName %s selects its pods", d.Name, s.Name)
+	}
 	require.NotNil(t, master.Spec.Replicas)
 	assert.EqualValues(t, 1, *master.Spec.Replicas, "one seed")
 
-	for _, d := range m.deployments {
+	for _, d := range m.sets {
 		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 		require.NoError(t, err)
 		assert.True(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "%s: selector matches its template", d.Name)
@@ -112,7 +119,7 @@ func TestTopology(t *testing.T) {
 	pdb := m.pdbs[0]
 	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
 	require.NoError(t, err)
-	for _, d := range m.deployments {
+	for _, d := range m.sets {
 		assert.True(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "PDB %s selects %s: drains take one pod at a time", pdb.Name, d.Name)
 	}
 	require.NotNil(t, pdb.Spec.MaxUnavailable)
@@ -140,7 +147,7 @@ func TestTopology(t *testing.T) {
 // with pods that are not Ready yet (they are Ready only once joined).
 func TestJoinTargetsAreHeadlessGossipServices(t *testing.T) {
 	m := load(t)
-	for _, d := range m.deployments {
+	for _, d := range m.sets {
 		for _, target := range joinTargets(t, d) {
 			host, port, err := net.SplitHostPort(target)
 			require.NoError(t, err, "%s: %s", d.Name, target)
@@ -157,28 +164,111 @@ func TestJoinTargetsAreHeadlessGossipServices(t *testing.T) {
 	}
 }
 
-// A rollout starts one new pod, waits until it is Ready (joined), and only
-// then stops an old one: never fewer serving pods than replicas.
-func TestRolloutsSurgeOneAndKeepEveryPod(t *testing.T) {
+// A rollout replaces one pod at a time, and the next only once the new one
+// is Ready (joined, caught up): the readiness probe gates it. No partition
+// holds pods back. A data dir has one process, so the old pod always stops
+// before its replacement starts: there is no surge to ask for.
+func TestRolloutsReplaceOnePodAtATime(t *testing.T) {
 	m := load(t)
-	for _, d := range m.deployments {
-		require.Equal(t, appsv1.RollingUpdateDeploymentStrategyType, d.Spec.Strategy.Type, d.Name)
-		ru := d.Spec.Strategy.RollingUpdate
-		require.NotNil(t, ru, d.Name)
-		require.NotNil(t, ru.MaxUnavailable, d.Name)
-		require.NotNil(t, ru.MaxSurge, d.Name)
-		assert.Equal(t, intstr.FromInt32(0), *ru.MaxUnavailable, d.Name)
-		assert.Equal(t, intstr.FromInt32(1), *ru.MaxSurge, d.Name)
+	require.Len(t, m.sets, 2)
+	for _, d := range m.sets {
+		require.Equal(t, appsv1.RollingUpdateStatefulSetStrategyType, d.Spec.UpdateStrategy.Type, d.Name)
+		if ru := d.Spec.UpdateStrategy.RollingUpdate; ru != nil {
+			if ru.Partition != nil {
+				assert.EqualValues(t, 0, *ru.Partition, "%s: a partition would leave pods on the old template", d.Name)
+			}
+			if ru.MaxUnavailable != nil {
+				assert.Equal(t, intstr.FromInt32(1), *ru.MaxUnavailable, d.Name)
+			}
+		}
 		require.NotNil(t, d.Spec.Template.Spec.Containers[0].ReadinessProbe, "%s: readiness gates the rollout", d.Name)
 	}
 }
 
-func joinTargets(t *testing.T, d appsv1.Deployment) []string {
+// Scaling the workers down stops one pod at a time, each only once the one
+// before has exited (OrderedReady): with w >= 2, a stopping worker is never
+// the only pod left holding an acknowledged like. Parallel would stop every
+// surplus pod at once.
+func TestWorkersScaleDownOneAtATime(t *testing.T) {
+	m := load(t)
+	assert.Equal(t, appsv1.OrderedReadyPodManagement, m.set(t, "likes-worker").Spec.PodManagementPolicy)
+	acks, err := strconv.Atoi(m.config()["LIKESD_WRITE_ACKS"])
+	require.NoError(t, err, "LIKESD_WRITE_ACKS is a number of pods")
+	assert.GreaterOrEqual(t, acks, 2, "an acknowledged like is on two pods: one stopping pod is never its only holder")
+}
+
+// Every pod writes its data dir on a volume of its own: LIKESD_DATA_DIR is
+// the mount of a volumeClaimTemplate (a PVC per pod, which follows the pod's
+// name), never a pod volume (an emptyDir dies with the pod) nor read-only.
+// The claims ask the cluster's default StorageClass (no storageClassName:
+// provider-neutral), are ReadWriteOnce (one pod, one writer), and are kept
+// when the StatefulSet scales down or is deleted. The volume is writable by
+// the container's user through fsGroup: a new volume's root is root's.
+func TestEveryPodWritesItsDataDirOnAVolumeOfItsOwn(t *testing.T) {
+	m := load(t)
+	dir := m.config()["LIKESD_DATA_DIR"]
+	require.NotEmpty(t, dir, "the ConfigMap sets LIKESD_DATA_DIR")
+	assert.True(t, filepath.IsAbs(dir), dir)
+	for _, d := range m.sets {
+		spec := d.Spec.Template.Spec
+		c := spec.Containers[0]
+		assert.Empty(t, envValue(t, d, "LIKESD_DATA_DIR"), "%s: one data dir setting, the ConfigMap's", d.Name)
+		var mount *corev1.VolumeMount
+		for i, vm := range c.VolumeMounts {
+			if vm.MountPath == dir {
+				mount = &c.VolumeMounts[i]
+			}
+		}
+		require.NotNil(t, mount, "%s: nothing mounted at the data dir %s (the read-only root file system would refuse it)", d.Name, dir)
+		assert.False(t, mount.ReadOnly, d.Name)
+		assert.Empty(t, mount.SubPath, d.Name)
+		for _, v := range spec.Volumes {
+			assert.NotEqual(t, mount.Name, v.Name, "%s: the data dir is a pod volume (%s): it would not outlive the pod", d.Name, v.Name)
+		}
+		var claim *corev1.PersistentVolumeClaim
+		for i, pvc := range d.Spec.VolumeClaimTemplates {
+			if pvc.Name == mount.Name {
+				claim = &d.Spec.VolumeClaimTemplates[i]
+			}
+		}
+		require.NotNil(t, claim, "%s: the data dir's volume %s is no volumeClaimTemplate", d.Name, mount.Name)
+		assert.Nil(t, claim.Spec.StorageClassName, "%s: the default StorageClass unless the user sets one", d.Name)
+		assert.Equal(t, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, claim.Spec.AccessModes, d.Name)
+		size := claim.Spec.Resources.Requests[corev1.ResourceStorage]
+		assert.False(t, size.IsZero(), "%s: the claim asks for a size", d.Name)
+		assert.Equal(t, "likes-distributed", claim.Labels["application"], "%s: kubectl get pvc -l application=likes-distributed lists it", d.Name)
+
+		p := d.Spec.PersistentVolumeClaimRetentionPolicy
+		require.NotNil(t, p, "%s: what happens to the volumes is said, not defaulted", d.Name)
+		assert.Equal(t, appsv1.RetainPersistentVolumeClaimRetentionPolicyType, p.WhenScaled, "%s: scaling up again finds the volume", d.Name)
+		assert.Equal(t, appsv1.RetainPersistentVolumeClaimRetentionPolicyType, p.WhenDeleted, "%s: make down keeps the data", d.Name)
+
+		psc := spec.SecurityContext
+		require.NotNil(t, psc, d.Name)
+		require.NotNil(t, psc.FSGroup, "%s: without fsGroup uid %v cannot write the new volume", d.Name, psc.RunAsUser)
+		assert.Equal(t, psc.RunAsGroup, psc.FSGroup, "%s: the volume's group is the container's", d.Name)
+		require.NotNil(t, psc.FSGroupChangePolicy, d.Name)
+		assert.Equal(t, corev1.FSGroupChangeOnRootMismatch, *psc.FSGroupChangePolicy, "%s: no walk over every file at every start", d.Name)
+	}
+}
+
+func joinTargets(t *testing.T, d appsv1.StatefulSet) []string {
 	v := envValue(t, d, "LIKESD_JOIN")
 	if v == "" {
 		return nil
 	}
 	return strings.Split(v, ",")
+}
+
+// config is every ConfigMap key: the settings every pod reads.
+func (m manifests) config() map[string]string {
+	cfg := map[string]string{}
+	for _, cm := range m.configMaps {
+		for k, v := range cm.Data {
+			cfg[k] = v
+		}
+	}
+	return cfg
 }
 
 func (m manifests) service(t *testing.T, name string) corev1.Service {
@@ -191,10 +281,10 @@ func (m manifests) service(t *testing.T, name string) corev1.Service {
 	return corev1.Service{}
 }
 
-// selected names the Deployments whose pods s selects.
+// selected names the StatefulSets whose pods s selects.
 func (m manifests) selected(s corev1.Service) []string {
 	var out []string
-	for _, d := range m.deployments {
+	for _, d := range m.sets {
 		if labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
 			out = append(out, d.Name)
 		}
@@ -206,7 +296,7 @@ func TestServiceTargetPortsExistOnContainers(t *testing.T) {
 	m := load(t)
 	for _, s := range m.services {
 		require.NotEmpty(t, m.selected(s), "Service %s selects no pods", s.Name)
-		for _, d := range m.deployments {
+		for _, d := range m.sets {
 			if !labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
 				continue
 			}
@@ -233,7 +323,7 @@ func hasPort(cs []corev1.Container, target intstr.IntOrString, proto corev1.Prot
 	return false
 }
 
-func envValue(t *testing.T, d appsv1.Deployment, name string) string {
+func envValue(t *testing.T, d appsv1.StatefulSet, name string) string {
 	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
 		if e.Name == name {
 			return e.Value
@@ -269,7 +359,7 @@ func TestEveryLikesdVariableIsARealFlag(t *testing.T) {
 			used = append(used, k)
 		}
 	}
-	for _, d := range m.deployments {
+	for _, d := range m.sets {
 		for _, c := range d.Spec.Template.Spec.Containers {
 			for _, e := range c.Env {
 				used = append(used, e.Name)
@@ -284,9 +374,12 @@ func TestEveryLikesdVariableIsARealFlag(t *testing.T) {
 	}
 }
 
-// Probes and scrapes go to the admin port (--admin-addr), which serves
-// them, and not to the API's, which then does not: the LoadBalancer, which
-// exposes only the API's port, exposes none of them (issue #20, finding 4).
+// likesd runs with the ConfigMap's settings (the key file and the data dir
+// moved into a temporary directory): every value is one it accepts and its
+// data dir opens. Probes and scrapes go to the admin port (--admin-addr),
+// which serves them, and not to the API's, which then does not: the
+// LoadBalancer, which exposes only the API's port, exposes none of them
+// (issue #20, finding 4).
 func TestProbesAndScrapesHitTheAdminPort(t *testing.T) {
 	m := load(t)
 	adminAddr := ""
@@ -302,6 +395,25 @@ func TestProbesAndScrapesHitTheAdminPort(t *testing.T) {
 	httpPort, adminLocal, gossipPort := freePort(t), freePort(t), freePort(t)
 	cmd := exec.Command(bin, "--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--admin-addr", fmt.Sprintf("127.0.0.1:%d", adminLocal),
 		"--gossip-addr", fmt.Sprintf("127.0.0.1:%d", gossipPort), "--log-level", "error")
+	tmp := t.TempDir()
+	cfg := m.config()
+	for _, s := range m.secrets {
+		for name, v := range s.StringData {
+			require.NoError(t, os.WriteFile(filepath.Join(tmp, name), []byte(v), 0o400))
+		}
+	}
+	cfg["LIKESD_GOSSIP_KEY_FILE"] = filepath.Join(tmp, filepath.Base(cfg["LIKESD_GOSSIP_KEY_FILE"]))
+	cfg["LIKESD_DATA_DIR"] = filepath.Join(tmp, "data")
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "LIKESD_") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	for k, v := range cfg {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	// The container's ports, as the test's process has them.
@@ -318,7 +430,7 @@ func TestProbesAndScrapesHitTheAdminPort(t *testing.T) {
 		return resp.StatusCode
 	}
 
-	for _, d := range m.deployments {
+	for _, d := range m.sets {
 		c := d.Spec.Template.Spec.Containers[0]
 		portOf := func(target intstr.IntOrString) int32 {
 			for _, p := range c.Ports {
@@ -342,7 +454,7 @@ func TestProbesAndScrapesHitTheAdminPort(t *testing.T) {
 			port := local[portOf(probe.HTTPGet.Port)]
 			require.Equal(t, adminLocal, port, "%s: %s probe goes to the admin port", d.Name, name)
 			require.Eventually(t, func() bool { return status(port, probe.HTTPGet.Path) == http.StatusOK },
-				10*time.Second, 20*time.Millisecond, "%s: %s probe %s never answered 200", d.Name, name, probe.HTTPGet.Path)
+				10*time.Second, 20*time.Millisecond, "%s: %s probe %s never answered 200: %s", d.Name, name, probe.HTTPGet.Path, &stderr)
 			assert.Equal(t, http.StatusNotFound, status(httpPort, probe.HTTPGet.Path), "%s: %s probe's path is not on the API port", d.Name, name)
 		}
 
@@ -367,18 +479,16 @@ func freePort(t *testing.T) int {
 
 func TestPodsAreHardenedAndShutDownInTime(t *testing.T) {
 	m := load(t)
-	cfg := map[string]string{}
-	for _, cm := range m.configMaps {
-		for k, v := range cm.Data {
-			cfg[k] = v
-		}
-	}
+	cfg := m.config()
 	drain, err := time.ParseDuration(cfg["LIKESD_SHUTDOWN_DRAIN"])
 	require.NoError(t, err)
 	timeout, err := time.ParseDuration(cfg["LIKESD_SHUTDOWN_TIMEOUT"])
 	require.NoError(t, err)
+	handoff, err := time.ParseDuration(cfg["LIKESD_HANDOFF_TIMEOUT"])
+	require.NoError(t, err)
+	assert.Less(t, handoff, timeout, "the hand-off ends inside the shutdown bound, with time to leave")
 
-	for _, d := range m.deployments {
+	for _, d := range m.sets {
 		spec := d.Spec.Template.Spec
 		require.NotNil(t, spec.TerminationGracePeriodSeconds)
 		// A preStop hook runs before SIGTERM, inside the same grace period.
@@ -427,7 +537,7 @@ func TestGossipKeyComesFromTheSecret(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, keyFile)
-	for _, d := range m.deployments {
+	for _, d := range m.sets {
 		spec := d.Spec.Template.Spec
 		found := false
 		for _, vm := range spec.Containers[0].VolumeMounts {
@@ -464,7 +574,7 @@ func TestGossipKeyComesFromTheSecret(t *testing.T) {
 // it. Guarded here for every Secret volume a non-root container mounts.
 func TestSecretVolumesAreReadableByTheContainerUser(t *testing.T) {
 	m := load(t)
-	for _, d := range m.deployments {
+	for _, d := range m.sets {
 		spec := d.Spec.Template.Spec
 		psc := spec.SecurityContext
 		require.NotNil(t, psc, d.Name)

@@ -1,12 +1,14 @@
 //go:build e2e
 
 // Package e2e runs likesd as containers: the compose topology (master +
-// scalable workers) on a private docker network this test creates, with
-// scaling, a master restart and a network partition. Run it with make e2e.
+// scalable workers, each on a volume of its own) on a private docker network
+// this test creates, with scaling, a master restart, every container killed
+// at once and a network partition. Run it with make e2e.
 package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -138,6 +140,31 @@ func users(prefix string, n int) []string {
 	return out
 }
 
+// recovered is what a container read back from its data dir at its last
+// start: the likes of the last "recovered the data dir" line in its log.
+func recovered(t *testing.T, id string) int {
+	t.Helper()
+	n := -1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out, err := exec.Command("docker", "logs", id).CombinedOutput()
+		if !assert.NoError(c, err) {
+			return
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			var e struct {
+				Message       string `json:"message"`
+				Records       int    `json:"records"`
+				SnapshotLikes int    `json:"snapshot_likes"`
+			}
+			if json.Unmarshal([]byte(line), &e) == nil && e.Message == "recovered the data dir" {
+				n = e.Records + e.SnapshotLikes
+			}
+		}
+		assert.GreaterOrEqual(c, n, 0, "no \"recovered the data dir\" in the log of %s", id)
+	}, 30*time.Second, 100*time.Millisecond)
+	return n
+}
+
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -206,7 +233,7 @@ func TestComposeTopology(t *testing.T) {
 		waitCounts(t, want, nodes)
 	})
 
-	t.Run("master killed and started fresh: one cluster, caught up", func(t *testing.T) {
+	t.Run("master killed and recreated on its volume: one cluster, caught up", func(t *testing.T) {
 		old := c.nodes(t, "master")[0]
 		oldCluster, err := old.admin.Cluster(ctx)
 		require.NoError(t, err)
@@ -220,6 +247,7 @@ func TestComposeTopology(t *testing.T) {
 		freshCluster, err := fresh.admin.Cluster(ctx)
 		require.NoError(t, err)
 		assert.NotEqual(t, oldCluster.Self, freshCluster.Self, "the master has a new identity")
+		assert.Positive(t, recovered(t, fresh.id), "the new master container read the likes back from the master's volume")
 
 		nodes := c.all(t)
 		waitOneCluster(t, 6, nodes)
@@ -228,6 +256,20 @@ func TestComposeTopology(t *testing.T) {
 			require.NoError(t, err)
 			assert.Contains(t, cl.Alive(), freshCluster.Self, "%s sees the new master", x.name)
 			assert.NotContains(t, cl.Alive(), oldCluster.Self, "%s forgot the old master", x.name)
+		}
+		waitCounts(t, want, nodes)
+	})
+
+	// Before the partition: the cut worker comes back with a fixed address,
+	// which a container started later could otherwise take.
+	t.Run("every container killed at once (kill -9) and started again: every like is back", func(t *testing.T) {
+		c.must(t, "kill", "-s", "SIGKILL")
+		c.must(t, "start")
+		nodes := c.all(t)
+		require.Len(t, nodes, 6)
+		waitOneCluster(t, 6, nodes)
+		for _, x := range nodes {
+			assert.Positive(t, recovered(t, x.id), "%s read its likes back from its volume", x.name)
 		}
 		waitCounts(t, want, nodes)
 	})

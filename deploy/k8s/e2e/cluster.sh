@@ -21,6 +21,13 @@
 # ClusterIP it would need br_netfilter, a host-wide module. Forwarding is on
 # in the namespace only; there is no default route, so nothing leaves it.
 #
+# Storage: no provisioner runs here, so `up` makes a default StorageClass
+# (kubernetes.io/no-provisioner, WaitForFirstConsumer) and $VOLUMES local
+# PersistentVolumes on directories under $WORK/volumes, created root-owned
+# 0755 as a fresh disk would be: the pods' fsGroup must make them writable.
+# The manifests name no StorageClass, so their claims take the default, as
+# on minikube or a cloud.
+#
 # The kubelet changes six host sysctls and may create /var/log/containers:
 # `up` saves what it finds and `down` puts it back. `down` is idempotent and
 # safe after any failure; `up` runs it first, so a run killed half-way is
@@ -40,6 +47,7 @@ WORK=${LIKESD_K8S_E2E_DIR:-/var/tmp/likesd-k8s-e2e}
 LOGS=$WORK/logs
 KEEP_LOGS=$WORK.logs # the last run's logs, kept after down for post-mortems
 CGROUP=likesd-k8s-e2e # kubelet cgroupRoot: every pod cgroup lives under it
+VOLUMES=${VOLUMES:-8} # local PersistentVolumes: the master and up to 7 workers
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 # Host paths the kubelet or containerd create when they are absent; those
@@ -214,7 +222,48 @@ up() {
   log "waiting for node $NODE to be Ready"
   wait_for 120 kubelet node_ready # fails at once if the kubelet exits
   wait_for 60 "the default ServiceAccount" kc get serviceaccount default
+  volumes
   log "up: kubectl --kubeconfig $WORK/kubeconfig (or: $0 kubectl ...)"
+}
+
+# volumes makes the default StorageClass and the local PersistentVolumes
+# the pods' claims bind to (see the top of this file).
+volumes() {
+  log "default StorageClass e2e-local and $VOLUMES local PersistentVolumes in $WORK/volumes"
+  {
+    cat <<EOF
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: e2e-local
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+EOF
+    local i
+    for ((i = 0; i < VOLUMES; i++)); do
+      install -d -m 0755 -o root -g root "$WORK/volumes/$i"
+      cat <<EOF
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: e2e-local-$i
+spec:
+  capacity: {storage: 2Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: e2e-local
+  volumeMode: Filesystem
+  local: {path: "$WORK/volumes/$i"}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+        - matchExpressions:
+            - {key: kubernetes.io/hostname, operator: In, values: [$NODE]}
+EOF
+    done
+  } | kc apply -f - >/dev/null
 }
 
 node_ready() {

@@ -5,12 +5,15 @@
 #  1. Kubernetes v1.34 (six binaries) and CoreDNS from the Go module proxy,
 #     cached by version (verify/build-tools.sh all; cold 15-25 min);
 #  2. likesd:local (make image) and a pause image (e2e/pause, FROM scratch);
-#  3. the cluster in a network namespace (e2e/cluster.sh up), images
-#     imported into its own containerd;
+#  3. the cluster in a network namespace (e2e/cluster.sh up) with a default
+#     StorageClass and local PersistentVolumes, images imported into its own
+#     containerd;
 #  4. deploy/k8s/deploy.sh, exactly what make run does on minikube;
 #  5. e2e/check: Ready, join through DNS, a like through NodePort 31001 on
-#     every pod, scale to 5 workers, master restart, rollout restart of both
-#     Deployments while likes flow with none lost, no error in the pods' logs;
+#     every pod, scale to 5 workers, master restart, PDB eviction; then,
+#     while likes flow, every pod deleted at once, a rollout restart of both
+#     StatefulSets, and the workers scaled 5 -> 1 -> 3, each followed by
+#     every stored like on every pod (none lost); no error in the pods' logs;
 #  6. tear down, whatever happened (e2e/cluster.sh down).
 #
 # Needs root, Docker, and from Debian: containerd, runc, etcd-server,
@@ -96,7 +99,7 @@ phase "deploy: deploy/k8s/deploy.sh (what make run does)"
 s=$SECONDS
 KUBECTL="$kubectl" TIMEOUT=120s deploy/k8s/deploy.sh
 timed "deploy, all Ready" $((SECONDS - s))
-$kubectl get pods -o wide
+$kubectl get pods,pvc -o wide
 
 phase "a client outside the node: the host reaches NodePort 31001"
 # The LoadBalancer exposes the API only: a count answers, /readyz is not

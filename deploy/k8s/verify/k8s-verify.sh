@@ -5,8 +5,9 @@
 # module proxy by build-tools.sh) on 127.0.0.1, applies deploy/k8s with
 # server-side apply and strict field validation, scales the workers to 5
 # through the API exactly as `make scale WORKERS=5` does, checks what the API
-# stored, and deletes everything. No controllers or kubelet run: pods are
-# never created; this checks what the API server accepts.
+# stored, and deletes everything. No controllers or kubelet run: pods and
+# their PersistentVolumeClaims are never created; this checks what the API
+# server accepts.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 root=$PWD
@@ -75,9 +76,9 @@ for i in $(seq 1 30); do k get namespace default >/dev/null 2>&1 && break; sleep
 echo "kube-apiserver $("$bin/kube-apiserver" --version | awk '{print $2}') ready" >&2
 
 echo "== control: the server rejects a typo'd field under strict validation" >&2
-if printf 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: typo\nspec:\n  replica: 3\n  selector: {matchLabels: {a: b}}\n  template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}\n' \
+if printf 'apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: typo\nspec:\n  replica: 3\n  selector: {matchLabels: {a: b}}\n  template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}\n' \
   | k apply --server-side --dry-run=server --validate=strict -f - 2>"$work/typo.err"; then
-  echo "strict validation is off: a Deployment with 'replica' was accepted" >&2; exit 1
+  echo "strict validation is off: a StatefulSet with 'replica' was accepted" >&2; exit 1
 fi
 echo "ok  rejected: $(cat "$work/typo.err")" >&2; grep -q "spec.replica" "$work/typo.err" || { echo "rejected for another reason" >&2; exit 1; }
 
@@ -86,22 +87,33 @@ k apply --server-side --field-manager likesd-verify --validate=strict -f deploy/
 
 echo "== make scale WORKERS=5, through the API" >&2
 make --no-print-directory scale WORKERS=5 KUBECTL="$bin/kubectl --kubeconfig $kc"
-replicas=$(k get deployment likes-worker -o jsonpath='{.spec.replicas}')
+replicas=$(k get statefulset likes-worker -o jsonpath='{.spec.replicas}')
 [[ $replicas == 5 ]] || { echo "workers: want 5 replicas, API has $replicas" >&2; exit 1; }
 
 echo "== what the API stored" >&2
 check() { local got; got=$(k get "$1" -o jsonpath="$2"); [[ $got == "$3" ]] || { echo "$1 $2: want '$3', got '$got'" >&2; exit 1; }; echo "ok  $1 $2 = $got" >&2; }
-check deployment/likes-master '{.spec.replicas}' 1
-check deployment/likes-master '{.spec.template.metadata.labels.workertype}' master
+check statefulset/likes-master '{.spec.replicas}' 1
+check statefulset/likes-master '{.spec.template.metadata.labels.workertype}' master
+check statefulset/likes-master '{.spec.serviceName}' likes-master-gossip
+check statefulset/likes-worker '{.spec.serviceName}' likes-gossip
+check statefulset/likes-worker '{.spec.podManagementPolicy}' OrderedReady
+for s in likes-master likes-worker; do
+  check "statefulset/$s" '{.spec.volumeClaimTemplates[0].metadata.name}' data
+  check "statefulset/$s" '{.spec.volumeClaimTemplates[0].spec.accessModes[0]}' ReadWriteOnce
+  check "statefulset/$s" '{.spec.persistentVolumeClaimRetentionPolicy.whenScaled}' Retain
+  check "statefulset/$s" '{.spec.template.spec.securityContext.fsGroup}' 65532
+  check "statefulset/$s" '{.spec.template.spec.containers[0].volumeMounts[?(@.name=="data")].mountPath}' /var/lib/likesd
+done
+check configmap/likes-config '{.data.LIKESD_DATA_DIR}' /var/lib/likesd
 check service/likes-master-gossip '{.spec.clusterIP}' None
 check service/likes-gossip '{.spec.clusterIP}' None
 check service/distributed-likes-service-cluster '{.spec.type}' LoadBalancer
 check service/distributed-likes-service-cluster '{.spec.ports[0].nodePort}' 31001
 check poddisruptionbudget/likes-distributed '{.spec.maxUnavailable}' 1
-k get deployments,services,configmaps,secrets,poddisruptionbudgets -l application=likes-distributed
+k get statefulsets,services,configmaps,secrets,poddisruptionbudgets -l application=likes-distributed
 
 echo "== tear down" >&2
 k delete -f deploy/k8s/ --wait=true
-left=$(k get deployments,services,configmaps,secrets,poddisruptionbudgets -l application=likes-distributed -o name)
+left=$(k get statefulsets,services,configmaps,secrets,poddisruptionbudgets -l application=likes-distributed -o name)
 [[ -z $left ]] || { echo "left behind: $left" >&2; exit 1; }
 echo "k8s-verify: the API server accepted every manifest; scaled to 5; torn down" >&2

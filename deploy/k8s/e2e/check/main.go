@@ -1,10 +1,13 @@
 // Command check is the test half of make k8s-e2e: with deploy/k8s applied
 // to a real cluster, it checks likesd with real pods — every pod Ready, one
 // cluster joined through DNS, likes through the NodePort reaching every pod,
-// scaling, a master restart, and a rollout restart of both Deployments while
-// likes flow with no acknowledged like lost — and that no pod logged an
-// error. It runs where pod IPs and the node address are reachable (the
-// cluster's network namespace) and drives the cluster with kubectl.
+// scaling, a master restart, an eviction under the disruption budget — and,
+// while likes flow through the NodePort, that no acknowledged like is lost
+// when every pod is deleted at once (each comes back from its volume), in a
+// rollout restart of both StatefulSets, and when the workers are scaled
+// down and up again; and that no pod logged an error. It runs where pod IPs
+// and the node address are reachable (the cluster's network namespace) and
+// drives the cluster with kubectl.
 //
 // Every step prints one line with how long it took; the summary goes to
 // --times as "name seconds" lines.
@@ -34,6 +37,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 const selector = "application=likes-distributed"
@@ -45,7 +49,7 @@ type checker struct {
 	http      *http.Client
 	times     []timing
 	logsMu    sync.Mutex
-	following map[string]bool
+	following map[types.UID]bool
 	logsWG    sync.WaitGroup
 	acked     map[string]map[string]bool // post -> users whose like was acknowledged
 }
@@ -61,7 +65,7 @@ func main() {
 	nodePort := flag.Int("node-port", 31001, "the client Service's NodePort")
 	logDir := flag.String("log-dir", "", "where every pod's log is kept")
 	times := flag.String("times", "", "file for the measured times (name seconds)")
-	rolloutLoad := flag.Duration("rollout-max", 4*time.Minute, "bound on the rollout step (likes flow until both rollouts finish)")
+	loadMax := flag.Duration("load-max", 5*time.Minute, "bound on each step during which likes flow (delete every pod, rollout, scale down and up)")
 	flag.Parse()
 	if *node == "" || *logDir == "" {
 		fmt.Fprintln(os.Stderr, "usage: check --node ADDR --log-dir DIR [--kubectl CMD] [--times FILE]")
@@ -72,10 +76,10 @@ func main() {
 		nodeURL:   "http://" + net.JoinHostPort(*node, fmt.Sprint(*nodePort)),
 		logDir:    *logDir,
 		http:      &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
-		following: map[string]bool{},
+		following: map[types.UID]bool{},
 		acked:     map[string]map[string]bool{},
 	}
-	err := c.run(*rolloutLoad)
+	err := c.run(*loadMax)
 	if *times != "" {
 		var b strings.Builder
 		for _, t := range c.times {
@@ -90,7 +94,7 @@ func main() {
 	fmt.Println("k8s-e2e check: all passed")
 }
 
-func (c *checker) run(rolloutMax time.Duration) error {
+func (c *checker) run(loadMax time.Duration) error {
 	ctx, stopLogs := context.WithCancel(context.Background())
 	c.logsWG.Add(1)
 	go c.followLogs(ctx)
@@ -99,13 +103,17 @@ func (c *checker) run(rolloutMax time.Duration) error {
 		name string
 		fn   func() error
 	}{
-		{"ready", func() error { return c.allReady(3, 60*time.Second) }},
+		// Each pod's volume binds first (WaitForFirstConsumer).
+		{"ready", func() error { return c.allReady(3, 120*time.Second) }},
 		{"join", func() error { return c.oneCluster(60 * time.Second) }},
 		{"like", c.likeThroughNodePort},
 		{"scale", c.scale},
 		{"master_restart", c.restartMaster},
 		{"pdb_eviction", c.evictTwo},
-		{"rollout", func() error { return c.rollout(rolloutMax) }},
+		{"delete_all", func() error { return c.deleteAll(loadMax) }},
+		{"rollout", func() error { return c.rollout(loadMax) }},
+		{"scale_down_up", func() error { return c.scaleDownUp(loadMax) }},
+		{"wipe_one", c.wipeOne},
 	}
 	var err error
 	for _, s := range steps {
@@ -229,22 +237,23 @@ func (c *checker) getJSON(u string, v any) error {
 	return json.Unmarshal(body, v)
 }
 
-// like posts one like; it reports whether the like was stored: 201 or 200
-// (replicated), or 202 (stored on the pod, not yet replicated). A rollout
-// is graceful (hand-off), so the checker holds every one of them to "never
-// lost".
-func (c *checker) like(base, post, user string) error {
+// like posts one like and returns the status: 201 or 200 (acknowledged:
+// on w pods' disks), or 202 (stored on the pod that answered, not yet on w
+// pods). Any other status is an error. Every stop here is graceful (the
+// pod's log is synced and its likes handed off), so the checker holds 202s
+// to "never lost" as well, and counts them apart.
+func (c *checker) like(base, post, user string) (int, error) {
 	body := strings.NewReader(fmt.Sprintf(`{"user":%q}`, user))
 	resp, err := c.http.Post(base+"/v1/posts/"+url.PathEscape(post)+"/likes", "application/json", body)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("POST like: %d", resp.StatusCode)
+		return resp.StatusCode, fmt.Errorf("POST like: %d", resp.StatusCode)
 	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 func (c *checker) ack(post, user string) {
@@ -368,7 +377,7 @@ func (c *checker) likers(base, post string) (map[string]bool, int, error) {
 // ---------------------------------------------------------------- steps
 
 func (c *checker) likeThroughNodePort() error {
-	if err := eventually(30*time.Second, func() error { return c.like(c.nodeURL, "k8s-e2e", "alice") }); err != nil {
+	if err := eventually(30*time.Second, func() error { _, err := c.like(c.nodeURL, "k8s-e2e", "alice"); return err }); err != nil {
 		return err
 	}
 	c.ack("k8s-e2e", "alice")
@@ -399,15 +408,16 @@ func (c *checker) likeThroughNodePort() error {
 func (c *checker) scale() error {
 	for i := range 20 {
 		user := fmt.Sprintf("before-scale-%02d", i)
-		if err := c.like(c.nodeURL, "k8s-e2e", user); err != nil {
+		if _, err := c.like(c.nodeURL, "k8s-e2e", user); err != nil {
 			return err
 		}
 		c.ack("k8s-e2e", user)
 	}
-	if _, err := c.kc("scale", "deployment/likes-worker", "--replicas=5"); err != nil {
+	if _, err := c.kc("scale", "statefulset/likes-worker", "--replicas=5"); err != nil {
 		return err
 	}
-	if _, err := c.kc("rollout", "status", "deployment/likes-worker", "--timeout=180s"); err != nil {
+	// One new pod at a time, each Ready (caught up) before the next.
+	if _, err := c.kc("rollout", "status", "statefulset/likes-worker", "--timeout=240s"); err != nil {
 		return err
 	}
 	if err := c.allReady(6, 60*time.Second); err != nil {
@@ -424,25 +434,27 @@ func (c *checker) restartMaster() error {
 	if err != nil {
 		return err
 	}
-	var old string
+	var old corev1.Pod
 	for _, p := range ps {
 		if p.Labels["workertype"] == "master" {
-			old = p.Name
+			old = p
 		}
 	}
-	if old == "" {
+	if old.Name == "" {
 		return errors.New("no master pod")
 	}
-	if _, err := c.kc("delete", "pod", old, "--wait=false"); err != nil {
+	if _, err := c.kc("delete", "pod", old.Name, "--wait=false"); err != nil {
 		return err
 	}
+	// The StatefulSet starts a new pod of the same name once the old one
+	// has exited: new is a new UID.
 	if err := eventually(120*time.Second, func() error {
 		ps, err := c.pods()
 		if err != nil {
 			return err
 		}
 		for _, p := range ps {
-			if p.Labels["workertype"] == "master" && p.Name != old && ready(p) {
+			if p.Labels["workertype"] == "master" && p.UID != old.UID && ready(p) {
 				return nil
 			}
 		}
@@ -518,72 +530,454 @@ func firstLine(s string) string {
 	return s
 }
 
-// rollout restarts both Deployments while likes flow through the NodePort,
-// and then wants every acknowledged like on every (new) pod.
-func (c *checker) rollout(max time.Duration) error {
-	const post = "rollout"
-	ctx, cancel := context.WithTimeout(context.Background(), max)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		acked    []string
-		failures = map[string]int{}
-		next     atomic.Int64
-		wg       sync.WaitGroup
-	)
+// ---------------------------------------------------------------- under load
+
+// load posts likes of fresh users to one post through the NodePort, from
+// four clients, until stop or its bound: each request may land on any pod.
+type load struct {
+	post   string
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	next   atomic.Int64
+
+	start    time.Time
+	mu       sync.Mutex
+	acked    []string        // 200 or 201: on w pods
+	accepted []string        // 202: on the pod that answered
+	failed   map[string]int  // by kind
+	failedAt []time.Duration // since start, in order
+}
+
+func (c *checker) startLoad(post string, max time.Duration) *load {
+	l := &load{post: post, failed: map[string]int{}, start: time.Now()}
+	l.ctx, l.cancel = context.WithTimeout(context.Background(), max)
 	for range 4 {
-		wg.Add(1)
+		l.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				user := fmt.Sprintf("r%06d", next.Add(1))
-				err := c.like(c.nodeURL, post, user)
-				mu.Lock()
-				if err == nil {
-					acked = append(acked, user)
-				} else {
-					failures[shortErr(err)]++
+			defer l.wg.Done()
+			for l.ctx.Err() == nil {
+				user := fmt.Sprintf("%s-%06d", post, l.next.Add(1))
+				status, err := c.like(c.nodeURL, post, user)
+				l.mu.Lock()
+				switch {
+				case err != nil:
+					l.failed[shortErr(err)]++
+					l.failedAt = append(l.failedAt, time.Since(l.start))
+				case status == http.StatusAccepted:
+					l.accepted = append(l.accepted, user)
+				default:
+					l.acked = append(l.acked, user)
 				}
-				mu.Unlock()
-				time.Sleep(10 * time.Millisecond)
+				l.mu.Unlock()
+				pause := 10 * time.Millisecond
+				if err != nil {
+					pause = 100 * time.Millisecond // no pod answers: no spin
+				}
+				select {
+				case <-l.ctx.Done():
+				case <-time.After(pause):
+				}
 			}
 		}()
 	}
-	time.Sleep(2 * time.Second) // likes already flowing when the rollout starts
-	_, err := c.kc("rollout", "restart", "deployment/likes-master", "deployment/likes-worker")
-	if err == nil {
-		_, err = c.kc("rollout", "status", "deployment/likes-master", "--timeout=240s")
+	return l
+}
+
+func (l *load) ackedCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
+// flowing waits until n more likes are acknowledged than when it was
+// called: likes flow (again).
+func (l *load) flowing(n int, timeout time.Duration) error {
+	from := l.ackedCount()
+	return eventually(timeout, func() error {
+		if l.ctx.Err() != nil {
+			return fmt.Errorf("the load's bound ended: %w", l.ctx.Err())
+		}
+		if got := l.ackedCount() - from; got < n {
+			return fmt.Errorf("%d of %d likes acknowledged through the NodePort", got, n)
+		}
+		return nil
+	})
+}
+
+// halt ends the load and waits for its clients; it is idempotent.
+func (l *load) halt() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+// stop halts the load and hands every stored like (200, 201 and 202) to
+// the checker, which then wants it on every pod.
+func (l *load) stop(c *checker) {
+	l.halt()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, u := range l.acked {
+		c.ack(l.post, u)
 	}
-	if err == nil {
-		_, err = c.kc("rollout", "status", "deployment/likes-worker", "--timeout=240s")
+	for _, u := range l.accepted {
+		c.ack(l.post, u)
 	}
-	if err == nil && ctx.Err() != nil {
-		err = fmt.Errorf("the rollout took longer than %s", max)
-	}
-	time.Sleep(2 * time.Second) // and still flowing when it ends
-	cancel()
-	wg.Wait()
-	if err != nil {
-		return err
-	}
-	for _, u := range acked {
-		c.ack(post, u)
-	}
+}
+
+func (l *load) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	var fails []string
-	for k, v := range failures {
+	n := 0
+	for k, v := range l.failed {
 		fails = append(fails, fmt.Sprintf("%d× %s", v, k))
+		n += v
 	}
 	sort.Strings(fails)
-	fmt.Printf("     %d likes acknowledged during the rollout, %d not %v\n", len(acked), int(next.Load())-len(acked), fails)
-	if err := c.allReady(6, 120*time.Second); err != nil {
-		return err
+	return fmt.Sprintf("%d likes acknowledged (200/201), %d accepted (202), %d failed %v%s",
+		len(l.acked), len(l.accepted), n, fails, bursts(l.failedAt))
+}
+
+// bursts groups failure times into bursts (no gap over 2s): when requests
+// failed, to set beside what the step did then.
+func bursts(at []time.Duration) string {
+	if len(at) == 0 {
+		return ""
 	}
+	var b strings.Builder
+	b.WriteString(" at")
+	from, n := at[0], 0
+	for i, t := range at {
+		n++
+		if i == len(at)-1 || at[i+1]-t > 2*time.Second {
+			fmt.Fprintf(&b, " +%.1f–%.1fs (%d)", from.Seconds(), t.Seconds(), n)
+			if i < len(at)-1 {
+				from, n = at[i+1], 0
+			}
+		}
+	}
+	return b.String()
+}
+
+// caughtUp waits for one cluster of every pod and then for every stored
+// like on every pod, and prints how long the last took: a like that was
+// lost never comes back, so the wait is bounded and its failure names what
+// is missing where.
+func (c *checker) caughtUp(l *load) error {
 	if err := c.oneCluster(120 * time.Second); err != nil {
 		return err
 	}
-	// Every pod is new: the likes from before survived only by hand-off and
-	// catch-up. A lost like never comes back, so the wait is bounded.
-	return c.everyPodHolds(90 * time.Second)
+	start := time.Now()
+	if err := c.everyPodHolds(120 * time.Second); err != nil {
+		return fmt.Errorf("likes lost: %w", err)
+	}
+	ps, err := c.pods()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("     %s\n", l)
+	fmt.Printf("     0 lost: every one of them on each of the %d pods, read from each pod, %.1fs after they were one cluster\n",
+		len(ps), time.Since(start).Seconds())
+	return nil
+}
+
+// deleteAll deletes every likesd pod at once while likes flow: each comes
+// back under its name, on its volume, with its likes. Nothing is handed off
+// (every pod is leaving), so what the new pods hold they read from their
+// disks or from each other.
+func (c *checker) deleteAll(max time.Duration) error {
+	before, err := c.pods()
+	if err != nil {
+		return err
+	}
+	old := map[types.UID]bool{}
+	for _, p := range before {
+		old[p.UID] = true
+	}
+	l := c.startLoad("delete-all", max)
+	defer l.halt()
+	if err := l.flowing(200, 60*time.Second); err != nil {
+		return err
+	}
+	start := time.Now()
+	if _, err := c.kc("delete", "pods", "-l", selector, "--wait=false"); err != nil {
+		return err
+	}
+	if err := eventually(4*time.Minute, func() error {
+		ps, err := c.pods()
+		if err != nil {
+			return err
+		}
+		if len(ps) != len(before) {
+			return fmt.Errorf("%d pods, want %d", len(ps), len(before))
+		}
+		for _, p := range ps {
+			if old[p.UID] {
+				return fmt.Errorf("pod %s not replaced yet", p.Name)
+			}
+			if !ready(p) {
+				return fmt.Errorf("pod %s not Ready (%s)", p.Name, p.Status.Phase)
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("     every one of the %d pods deleted at once (+%.1fs of the load); all back and Ready after %.1fs\n",
+		len(before), start.Sub(l.start).Seconds(), time.Since(start).Seconds())
+	if err := l.flowing(100, 60*time.Second); err != nil {
+		return err
+	}
+	l.stop(c)
+	if err := c.allReady(len(before), 60*time.Second); err != nil {
+		return err
+	}
+	if err := c.caughtUp(l); err != nil {
+		return err
+	}
+	return c.recoveredFromVolumes(before)
+}
+
+// recoveredFromVolumes wants every new pod of these names to have started
+// from likes on its volume: its log's "recovered the data dir" line counts
+// records or snapshot likes.
+func (c *checker) recoveredFromVolumes(pods []corev1.Pod) error {
+	now, err := c.pods()
+	if err != nil {
+		return err
+	}
+	names := map[string]bool{}
+	for _, p := range pods {
+		names[p.Name] = true
+	}
+	var got []string
+	for _, p := range now {
+		if !names[p.Name] {
+			continue
+		}
+		var rec recovery
+		if err := eventually(30*time.Second, func() error {
+			var err error
+			rec, err = c.recovered(p)
+			return err
+		}); err != nil {
+			return err
+		}
+		if rec.Records+rec.SnapshotLikes == 0 {
+			return fmt.Errorf("pod %s started from an empty data dir: its volume was not the one it had", p.Name)
+		}
+		got = append(got, fmt.Sprintf("%s %d", p.Name, rec.Records+rec.SnapshotLikes))
+	}
+	fmt.Printf("     likes (records + snapshot) each recovered from its volume: %s\n", strings.Join(got, ", "))
+	return nil
+}
+
+type recovery struct {
+	Message       string `json:"message"`
+	Records       int    `json:"records"`
+	SnapshotLikes int    `json:"snapshot_likes"`
+	Incomplete    bool   `json:"incomplete"`
+}
+
+// recovered reads the "recovered the data dir" line from a pod's log.
+func (c *checker) recovered(p corev1.Pod) (recovery, error) {
+	f, err := os.Open(c.logFile(p.Name, p.UID))
+	if err != nil {
+		return recovery{}, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var r recovery
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.Message == "recovered the data dir" {
+			if r.Incomplete {
+				return r, fmt.Errorf("pod %s: its data dir was damaged", p.Name)
+			}
+			return r, nil
+		}
+	}
+	return recovery{}, fmt.Errorf("pod %s: no \"recovered the data dir\" in its log yet", p.Name)
+}
+
+// rollout restarts both StatefulSets while likes flow through the NodePort,
+// and then wants every stored like on every (all new) pod.
+func (c *checker) rollout(max time.Duration) error {
+	l := c.startLoad("rollout", max)
+	defer l.halt()
+	if err := l.flowing(100, 60*time.Second); err != nil {
+		return err // likes already flowing when the rollout starts
+	}
+	restarted := time.Since(l.start)
+	if _, err := c.kc("rollout", "restart", "statefulset/likes-master", "statefulset/likes-worker"); err != nil {
+		return err
+	}
+	for _, s := range []string{"statefulset/likes-master", "statefulset/likes-worker"} {
+		if _, err := c.kc("rollout", "status", s, "--timeout=300s"); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("     load from %s; rollout restart at +%.1fs, both StatefulSets rolled out at +%.1fs\n",
+		l.start.UTC().Format("15:04:05.000"), restarted.Seconds(), time.Since(l.start).Seconds())
+	if err := l.flowing(100, 60*time.Second); err != nil {
+		return err // and still flowing when it ends
+	}
+	l.stop(c)
+	ps, err := c.pods()
+	if err != nil {
+		return err
+	}
+	if err := c.allReady(len(ps), 120*time.Second); err != nil {
+		return err
+	}
+	// Every pod is new: the likes from before survived by hand-off, on the
+	// pods' volumes and by catch-up.
+	return c.caughtUp(l)
+}
+
+// scaleDownUp scales the workers down to one and up to three again while
+// likes flow. The StatefulSet stops one pod at a time; each hands off. The
+// removed pods' claims stay Bound, and the pods scaled up again reattach
+// them and start from the likes on them.
+func (c *checker) scaleDownUp(max time.Duration) error {
+	l := c.startLoad("scale-down-up", max)
+	defer l.halt()
+	if err := l.flowing(100, 60*time.Second); err != nil {
+		return err
+	}
+	if _, err := c.kc("scale", "statefulset/likes-worker", "--replicas=1"); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := c.allReady(2, 4*time.Minute); err != nil {
+		return err
+	}
+	fmt.Printf("     workers scaled down to 1 in %.1fs\n", time.Since(start).Seconds())
+	out, err := c.kc("get", "pvc", "-l", "application=likes-distributed,workertype=worker",
+		"-o", "jsonpath={range .items[*]}{.metadata.name}={.status.phase} {end}")
+	if err != nil {
+		return err
+	}
+	claims := strings.Fields(out)
+	bound := 0
+	for _, cl := range claims {
+		if strings.HasSuffix(cl, "=Bound") {
+			bound++
+		}
+	}
+	if bound < 5 {
+		return fmt.Errorf("want the 5 workers' claims kept and Bound after scaling down, got %v", claims)
+	}
+	fmt.Printf("     the removed workers' claims stay: %s\n", strings.Join(claims, " "))
+	if err := l.flowing(100, 60*time.Second); err != nil {
+		return err
+	}
+	before, err := c.pods()
+	if err != nil {
+		return err
+	}
+	if _, err := c.kc("scale", "statefulset/likes-worker", "--replicas=3"); err != nil {
+		return err
+	}
+	start = time.Now()
+	if _, err := c.kc("rollout", "status", "statefulset/likes-worker", "--timeout=240s"); err != nil {
+		return err
+	}
+	if err := c.allReady(4, 120*time.Second); err != nil {
+		return err
+	}
+	fmt.Printf("     scaled up to 3 again in %.1fs\n", time.Since(start).Seconds())
+	if err := l.flowing(100, 60*time.Second); err != nil {
+		return err
+	}
+	l.stop(c)
+	if err := c.caughtUp(l); err != nil {
+		return err
+	}
+	// The pods that came back: every pod now that was not there before.
+	now, err := c.pods()
+	if err != nil {
+		return err
+	}
+	var back []corev1.Pod
+	for _, p := range now {
+		if !slices.ContainsFunc(before, func(b corev1.Pod) bool { return b.UID == p.UID }) {
+			back = append(back, p)
+		}
+	}
+	if len(back) != 2 {
+		return fmt.Errorf("%d new pods after scaling up, want 2", len(back))
+	}
+	return c.recoveredFromVolumes(back)
+}
+
+// wipeOne wipes one worker as docs/deploy.md says: its claim deleted
+// (held until the pod is gone), then its pod. The StatefulSet makes a new
+// pod and a new, empty claim; the pod starts empty and catches up.
+func (c *checker) wipeOne() error {
+	const pod, claim = "likes-worker-1", "data-likes-worker-1"
+	ps, err := c.pods()
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(ps, func(p corev1.Pod) bool { return p.Name == pod })
+	if i < 0 {
+		return fmt.Errorf("no pod %s", pod)
+	}
+	old := ps[i].UID
+	oldVolume, err := c.kc("get", "pvc", claim, "-o", "jsonpath={.spec.volumeName}")
+	if err != nil {
+		return err
+	}
+	if _, err := c.kc("delete", "pvc", claim, "--wait=false"); err != nil {
+		return err
+	}
+	if _, err := c.kc("delete", "pod", pod, "--wait=false"); err != nil {
+		return err
+	}
+	var fresh corev1.Pod
+	if err := eventually(3*time.Minute, func() error {
+		ps, err := c.pods()
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if p.Name == pod && p.UID != old && ready(p) {
+				fresh = p
+				return nil
+			}
+		}
+		return fmt.Errorf("no new %s Ready", pod)
+	}); err != nil {
+		return err
+	}
+	volume, err := c.kc("get", "pvc", claim, "-o", "jsonpath={.spec.volumeName}")
+	if err != nil {
+		return err
+	}
+	if volume == oldVolume {
+		return fmt.Errorf("%s is still on volume %s", claim, volume)
+	}
+	var rec recovery
+	if err := eventually(30*time.Second, func() error {
+		var err error
+		rec, err = c.recovered(fresh)
+		return err
+	}); err != nil {
+		return err
+	}
+	if n := rec.Records + rec.SnapshotLikes; n != 0 {
+		return fmt.Errorf("the wiped %s recovered %d likes", pod, n)
+	}
+	fmt.Printf("     %s wiped: a new claim on volume %s (was %s), started empty\n", pod, volume, oldVolume)
+	if err := c.allReady(len(ps), 60*time.Second); err != nil {
+		return err
+	}
+	if err := c.oneCluster(60 * time.Second); err != nil {
+		return err
+	}
+	return c.everyPodHolds(120 * time.Second)
 }
 
 func shortErr(err error) string {
@@ -609,18 +1003,19 @@ func shortErr(err error) string {
 func (c *checker) followLogs(ctx context.Context) {
 	defer c.logsWG.Done()
 	for ctx.Err() == nil {
-		out, err := c.kc("get", "pods", "-l", selector, "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}")
+		out, err := c.kc("get", "pods", "-l", selector, "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.uid} {.status.phase}{\"\\n\"}{end}")
 		if err == nil {
 			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 				f := strings.Fields(line)
-				if len(f) != 2 || f[1] == "Pending" {
+				if len(f) != 3 || f[2] == "Pending" {
 					continue
 				}
+				uid := types.UID(f[1])
 				c.logsMu.Lock()
-				if !c.following[f[0]] {
-					c.following[f[0]] = true
+				if !c.following[uid] {
+					c.following[uid] = true
 					c.logsWG.Add(1)
-					go c.follow(ctx, f[0])
+					go c.follow(ctx, f[0], uid)
 				}
 				c.logsMu.Unlock()
 			}
@@ -632,17 +1027,25 @@ func (c *checker) followLogs(ctx context.Context) {
 	}
 }
 
+// logFile is where one pod's log is kept: by name and UID, since a
+// StatefulSet's pod comes back under the same name.
+func (c *checker) logFile(pod string, uid types.UID) string {
+	return filepath.Join(c.logDir, fmt.Sprintf("%s-%.8s.log", pod, uid))
+}
+
 // follow streams one pod's log until its container ends or ctx is done
-// (the checks are over).
-func (c *checker) follow(ctx context.Context, pod string) {
+// (the checks are over). It starts while the pod of that UID runs, so the
+// name still means it.
+func (c *checker) follow(ctx context.Context, pod string, uid types.UID) {
 	defer c.logsWG.Done()
-	out, err := os.Create(filepath.Join(c.logDir, pod+".log"))
+	name := c.logFile(pod, uid)
+	out, err := os.Create(name)
 	if err != nil {
 		return
 	}
 	defer out.Close()
 	// kubectl's own complaints (a pod deleted mid-stream) are not the pod's.
-	errs, err := os.Create(filepath.Join(c.logDir, pod+".kubectl-stderr"))
+	errs, err := os.Create(strings.TrimSuffix(name, ".log") + ".kubectl-stderr")
 	if err != nil {
 		return
 	}

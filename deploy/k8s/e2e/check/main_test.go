@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestBadLine(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
@@ -14,6 +17,22 @@ func TestBadLine(t *testing.T) {
 	} {
 		if got := badLine(tc.line); got != tc.want {
 			t.Errorf("badLine(%s)\n got %q\nwant %q", tc.line, got, tc.want)
+		}
+	}
+}
+
+func TestBursts(t *testing.T) {
+	s := time.Second
+	for _, tc := range []struct {
+		at   []time.Duration
+		want string
+	}{
+		{nil, ""},
+		{[]time.Duration{s}, " at +1.0–1.0s (1)"},
+		{[]time.Duration{s, 2 * s, 5 * s, 6 * s, 7 * s}, " at +1.0–2.0s (2) +5.0–7.0s (3)"},
+	} {
+		if got := bursts(tc.at); got != tc.want {
+			t.Errorf("bursts(%v) = %q, want %q", tc.at, got, tc.want)
 		}
 	}
 }
