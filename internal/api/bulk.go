@@ -55,7 +55,9 @@ const maxPooledArena = 4 << 20
 func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 	st := bulkPool.Get().(*bulkState)
 	defer func() {
-		st.lr.dec.Reset(strings.NewReader("")) // keep no request alive in the pool
+		if st.lr.dec != nil { // nil when the query was refused before the body
+			st.lr.dec.Reset(strings.NewReader("")) // keep no request alive in the pool
+		}
 		if cap(st.lr.arena) > maxPooledArena {
 			st.lr.arena = nil
 		}
