@@ -392,14 +392,6 @@ func writeSummary(ps []point) string {
 	return b.String()
 }
 
-func sum(xs []float64) float64 {
-	var s float64
-	for _, x := range xs {
-		s += x
-	}
-	return s
-}
-
 // --- recovery --------------------------------------------------------------
 
 // built is what buildDataDir wrote.
