@@ -121,7 +121,7 @@ func cmdDurable(ctx context.Context, args []string) error {
 	if d.dir, err = os.MkdirTemp(parent, "likesbench-durable"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(d.dir)
+	defer func() { _ = os.RemoveAll(d.dir) }()
 	d.s = &suite{likesd: d.likesd, self: self, dir: d.dir, duration: d.duration, conc: conc}
 	d.m = &memBench{likesd: d.likesd, redisServer: d.redisServer, redisCli: d.redisCli, settle: settle, workers: 2, dir: d.dir}
 	defer d.s.stopAll()
@@ -774,7 +774,7 @@ func (d *durableBench) startDurable(ctx context.Context, name, dataDir string) (
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if resp, err := hc.Get(p.url + "/readyz"); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return p, nil
 			}
@@ -920,7 +920,7 @@ func redisServes(addr string) bool {
 	if err != nil {
 		return false
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$11\r\npersistence\r\n")); err != nil {
 		return false
@@ -942,7 +942,7 @@ func redisDo(ctx context.Context, addr string, args ...string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
 	if _, err := c.Write(appendCommand(nil, args...)); err != nil {
 		return "", err
