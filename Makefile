@@ -15,7 +15,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: crash sim help build run-local test test-loaded check vet staticcheck bench bench-memory bench-gset bench-go k8s-check k8s-verify k8s-e2e image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: crash sim help build run-local test test-loaded check vet staticcheck bench bench-memory bench-durable bench-gset bench-go k8s-check k8s-verify k8s-e2e image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -84,6 +84,11 @@ bench-memory: build ## memory per like: likesd beside redis-server on S1-S4 and 
 	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || (apt-get update && apt-get install -y redis-server)
 	go build -o bin/likesbench ./cmd/likesbench
 	bin/likesbench memory --likesd $(BIN) --out docs/benchmarks.md $(BENCH_MEMORY_FLAGS)
+
+bench-durable: build ## --data-dir: 3 nodes at w=2 in memory vs on disk, S2 recovery from a snapshot + 1M-like log beside redis-server (RDB, AOF), disk bytes per like; writes docs/benchmarks.md (~15 min; data dirs under DURABLE_DIR, default the temp dir)
+	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || (apt-get update && apt-get install -y redis-server)
+	go build -o bin/likesbench ./cmd/likesbench
+	bin/likesbench durable --likesd $(BIN) --out docs/benchmarks.md $(if $(DURABLE_DIR),--dir $(DURABLE_DIR)) $(BENCH_DURABLE_FLAGS)
 
 bench-gset: ## gset and store Go benchmarks beside the B-tree gset they replaced, interleaved, then benchstat on CPU per op (~12 min; ROUNDS=6)
 	scripts/bench-gset.sh $(or $(ROUNDS),6)

@@ -3,6 +3,7 @@
 //	likesbench load  --targets URL[,URL...] [--rate N] [--duration D] ...   drive running nodes
 //	likesbench suite --likesd bin/likesd --out docs/bench-report.md         the whole comparison (--only writes: write levels)
 //	likesbench memory --likesd bin/likesd --out docs/benchmarks.md          memory per like beside Redis
+//	likesbench durable --likesd bin/likesd --out docs/benchmarks.md         --data-dir: write path, recovery, disk bytes per like
 //	likesbench bare  --addr HOST:PORT                                       baseline: a handler that returns 200
 //	likesbench seed  --http-addr A --gossip-addr HOST:PORT [--join H:P]    baseline: the seed's design
 //
@@ -33,7 +34,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: likesbench load|suite|memory|bare|seed [flags]  (likesbench CMD --help)")
+		fmt.Fprintln(os.Stderr, "usage: likesbench load|suite|memory|durable|bare|seed [flags]  (likesbench CMD --help)")
 		os.Exit(2)
 	}
 	var err error
@@ -44,6 +45,8 @@ func main() {
 		err = cmdSuite(ctx, os.Args[2:])
 	case "memory":
 		err = cmdMemory(ctx, os.Args[2:])
+	case "durable":
+		err = cmdDurable(ctx, os.Args[2:])
 	case "bare":
 		err = cmdBare(ctx, os.Args[2:])
 	case "seed":

@@ -667,16 +667,25 @@ func waitHTTP(ctx context.Context, url string) error {
 // replaceSection swaps the bench-memory section of file for section, or
 // appends it when the file has none.
 func replaceSection(file, section string) error {
+	return replaceMarked(file, memStart, memEnd, section)
+}
+
+// replaceMarked swaps the part of file from start to end (both markers
+// included) for section, which carries the markers itself, or appends
+// section when file has no such part. The rest of file is kept.
+func replaceMarked(file, start, end, section string) error {
 	raw, err := os.ReadFile(file)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	doc := string(raw)
-	i, j := strings.Index(doc, memStart), strings.Index(doc, memEnd)
+	return os.WriteFile(file, []byte(spliceMarked(string(raw), start, end, section)), 0o644)
+}
+
+// spliceMarked is replaceMarked on a document in memory.
+func spliceMarked(doc, start, end, section string) string {
+	i, j := strings.Index(doc, start), strings.Index(doc, end)
 	if i >= 0 && j > i {
-		doc = doc[:i] + strings.TrimRight(section, "\n") + doc[j+len(memEnd):]
-	} else {
-		doc = strings.TrimRight(doc, "\n") + "\n\n" + section
+		return doc[:i] + strings.TrimRight(section, "\n") + doc[j+len(end):]
 	}
-	return os.WriteFile(file, []byte(doc), 0o644)
+	return strings.TrimRight(doc, "\n") + "\n\n" + section
 }
