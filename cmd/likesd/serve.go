@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -193,6 +194,9 @@ func assemble(o options, log zerolog.Logger, budget *membudget.Budget) (_ *clust
 			return nil, nil, nil, nil, fmt.Errorf("--data-dir %s: %w", o.wal.Dir, err)
 		}
 		replica.SetJournal(disk)
+		// Recovery read whole segments and copied them: give that garbage
+		// back now rather than at the runtime's next forced collection.
+		debug.FreeOSMemory()
 		o.cluster.Holds = !rec.Empty() && !rec.Incomplete
 		o.cluster.Partial = !rec.Empty() && rec.Incomplete
 		defer func() {

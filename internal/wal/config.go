@@ -45,8 +45,9 @@ type Config struct {
 	// it deleted. Lower means faster recovery (less log to replay) and
 	// more snapshot writing. A restart also copies the log after the
 	// newest snapshot (to fence out a stale process), so this bounds that
-	// too. Default 64 MiB (about 2M likes of short ids), between 4 KiB and
-	// 64 GiB.
+	// too: replaying a like from the log costs about 30 times what loading
+	// it from a snapshot does (docs/benchmarks.md). Default 32 MiB (about
+	// 1M likes of short ids), between 4 KiB and 64 GiB.
 	SnapshotBytes int64
 
 	// RetryAfter is how long the log waits before it tries again to write
@@ -64,7 +65,7 @@ func DefaultConfig(dir string) Config {
 		Fsync:         FsyncAlways,
 		Interval:      100 * time.Millisecond,
 		SegmentBytes:  64 << 20,
-		SnapshotBytes: 64 << 20,
+		SnapshotBytes: 32 << 20,
 		RetryAfter:    time.Second,
 		Logger:        zerolog.Nop(),
 	}

@@ -25,6 +25,7 @@ type Recovery struct {
 	Took       time.Duration
 
 	needSnapshot bool
+	logBytes     int64 // the replayed segments' records
 }
 
 // Rebuilt says the node has synced from a peer since a recovery that was
@@ -144,7 +145,10 @@ func (l *Log) recover() (Recovery, error) {
 	}
 	// Older segments and snapshots become deletable only with a snapshot
 	// of this generation; a set-aside file or a cut tail wants one soon.
-	rec.needSnapshot = rec.Incomplete || rec.TornTails > 0 || len(ls.segments) > 8
+	// The log replayed counts toward the next snapshot, so restarts do not
+	// let it grow past SnapshotBytes.
+	l.sinceSnap.Store(rec.logBytes)
+	rec.needSnapshot = rec.Incomplete || rec.TornTails > 0 || rec.logBytes >= l.cfg.SnapshotBytes
 	rec.Took = time.Since(start)
 	ev := l.log.Info()
 	if rec.Incomplete {
@@ -196,6 +200,7 @@ func (l *Log) replaySegment(rec *Recovery, f file, last bool) error {
 		return nil
 	})
 	hdrLen := len(data) - len(frames)
+	rec.logBytes += int64(end)
 	switch {
 	case bad != nil:
 		l.setAside(rec, f.name, "record", bad)

@@ -252,3 +252,26 @@ func TestFailedSyncsThenAPowerCutLoseNothingAcknowledged(t *testing.T) {
 		require.True(t, got[k], "%s lost", k)
 	}
 }
+
+// The log replayed at a start counts toward the next snapshot: restarts
+// that each write less than SnapshotBytes do not let the log grow without
+// bound (found by the durability benchmark).
+func TestRestartsDoNotLetTheLogOutgrowSnapshotBytes(t *testing.T) {
+	fs := vfs.NewStrictMem()
+	cfg := testConfig(fs)
+	cfg.SegmentBytes, cfg.SnapshotBytes = 4<<10, 16<<10
+	for round := range 6 {
+		l, st, _ := open(t, cfg)
+		require.Eventually(t, func() bool { return !l.snapping.Load() }, 10*time.Second, time.Millisecond)
+		for i := 0; l.Stats().BytesWritten < uint64(cfg.SnapshotBytes)*9/10; i++ {
+			like(t, st, "p", fmt.Sprintf("r%d-user-%05d", round, i))
+		}
+		require.Eventually(t, func() bool { return !l.snapping.Load() }, 10*time.Second, time.Millisecond)
+		closeLog(t, l)
+	}
+	var logBytes int64
+	for _, f := range segmentFiles(t, fs) {
+		logBytes += int64(len(readFile(t, fs, f.name)))
+	}
+	require.Less(t, logBytes, 2*cfg.SnapshotBytes+2*cfg.SegmentBytes, "the log is cut by snapshots across restarts")
+}
