@@ -231,6 +231,8 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 		})
 	f.integer(&o.api.MaxHeaderBytes, "max-header-bytes", api.MinHeaderBytes, api.MaxHeaderBytes,
 		"largest request line plus headers in bytes (431 past it); /v1/counts with many long posts needs more")
+	f.integer(&o.api.MaxConns, "max-connections", api.MinConns, api.MaxConnsLimit,
+		"open connections the API takes at once; more wait in the kernel's accept queue, so idle or half-sent ones cannot grow the heap without bound")
 	f.integer(&o.api.MaxWrites, "max-concurrent-writes", 1, api.MaxConcurrency,
 		"single likes served at once (a write holds its slot while it waits for acknowledgements); more are refused with 429 and Retry-After, never queued")
 	f.integer(&o.api.MaxBulk, "max-concurrent-bulk", 1, api.MaxConcurrency,

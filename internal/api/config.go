@@ -81,8 +81,15 @@ type Config struct {
 	// after this wait, so a long ReadWait does not cut replies.
 	ReadWait time.Duration
 
+	// MaxConns bounds the API's open connections: past it new ones wait
+	// in the kernel's accept queue, not in this process, so idle or
+	// half-sent connections (up to MaxHeaderBytes each) cannot grow the
+	// heap without bound. Default 1024, from 16 to 1,048,576
+	// (--max-connections).
+	MaxConns int
+
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout protect
-	// the server from slow or idle clients. Defaults 5s, 10s, 10s, 120s.
+	// the server from slow or idle clients. Defaults 5s, 10s, 10s, 30s.
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
@@ -109,7 +116,8 @@ func DefaultConfig() Config {
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxConns:          1024,
 	}
 }
 
@@ -120,6 +128,8 @@ const maxReadWait = time.Minute
 // Bounds of Config's sizes (cmd/likesd checks its flags against them, so a
 // bad value is reported with the flag's name).
 const (
+	MinConns         = 16
+	MaxConnsLimit    = 1 << 20
 	MinHeaderBytes   = 4 << 10
 	MaxHeaderBytes   = 1 << 20
 	MaxBodyLimit     = 1 << 20
@@ -162,6 +172,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: BulkRate must be from 0 to %d and BulkBurst from 1 to %d", ErrConfig, MaxBulkRate, MaxBulkBurst)
 	case c.ReadWait < 0 || c.ReadWait > maxReadWait:
 		return fmt.Errorf("%w: ReadWait must be from 0s to %v, got %v", ErrConfig, maxReadWait, c.ReadWait)
+	case c.MaxConns < MinConns || c.MaxConns > MaxConnsLimit:
+		return fmt.Errorf("%w: MaxConns must be from %d to %d, got %d", ErrConfig, MinConns, MaxConnsLimit, c.MaxConns)
 	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
 		return fmt.Errorf("%w: timeouts must be positive", ErrConfig)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
+	"golang.org/x/net/netutil"
 )
 
 // Likes is what the API needs from the replica.
@@ -257,6 +258,7 @@ func (s *Server) Handler() http.Handler { return s.router }
 // Serve serves on ln until Shutdown; it returns nil after a Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("http listening")
+	ln = netutil.LimitListener(ln, s.cfg.MaxConns)
 	if err := s.http.Serve(netHTTPErrorsAsJSON{ln, s}); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -146,7 +146,13 @@ func (s *Server) authorize(scope Scope, h handlerFunc) handlerFunc {
 			return h(w, r)
 		}
 		auth := r.Header.Get("Authorization")
-		presented, ok := strings.CutPrefix(auth, "Bearer ")
+		// The scheme is case-insensitive (RFC 7235); the token is not.
+		const scheme = "Bearer "
+		ok := len(auth) > len(scheme) && strings.EqualFold(auth[:len(scheme)], scheme)
+		presented := ""
+		if ok {
+			presented = auth[len(scheme):]
+		}
 		if !ok || presented == "" {
 			s.observe.ObserveRefused(RefusedAuth)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="likesd"`)

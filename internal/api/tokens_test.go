@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -126,4 +127,25 @@ func TestBulkRateByToken(t *testing.T) {
 	assert.Equal(t, http.StatusOK, withToken(srv.Handler(), "POST", "/v1/likes", body, writeToken).Code)
 	assert.Equal(t, http.StatusTooManyRequests, withToken(srv.Handler(), "POST", "/v1/likes", body, writeToken).Code)
 	assert.Equal(t, http.StatusOK, withToken(srv.Handler(), "POST", "/v1/likes", body, readToken).Code, "token b has its own bucket on the same address")
+}
+
+// The scheme is case-insensitive (RFC 7235), the token is not (review of
+// #20).
+func TestTheBearerSchemeIsCaseInsensitive(t *testing.T) {
+	srv, _, _ := tokenServer(t, "write importer "+writeToken+"\n")
+	h := srv.Handler()
+	for i, scheme := range []string{"bearer ", "BEARER ", "BeArEr "} {
+		req := newRequest("POST", "/v1/posts/p/likes", fmt.Sprintf(`{"user":"u%d"}`, i))
+		req.Header.Set("Authorization", scheme+writeToken)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		assert.Equal(t, http.StatusCreated, rec.Code, scheme)
+	}
+	for _, auth := range []string{"Bearer", "Bearer ", "Bearerx " + writeToken, "Basic " + writeToken} {
+		req := newRequest("POST", "/v1/posts/p/likes", `{"user":"x"}`)
+		req.Header.Set("Authorization", auth)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		assert.Equal(t, http.StatusUnauthorized, rec.Code, auth)
+	}
 }

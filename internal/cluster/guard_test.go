@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/store"
 )
 
@@ -74,4 +75,22 @@ func TestBadLikesByAntiEntropyAreRefused(t *testing.T) {
 	require.Eventually(t, func() bool { return b.store.Has("p", "good") }, waitLong, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return b.PeerLikesRefused() >= uint64(len(badLikes)) }, waitLong, 10*time.Millisecond)
 	assert.Equal(t, 1, b.store.Stats().Likes, "only the valid like")
+}
+
+// A peer that refuses a like does not acknowledge it: a node whose id bound
+// is larger than its peers' (a rolling change of --max-id-bytes) never
+// counts them for a like they refused (review of #20).
+func TestAPeerDoesNotAcknowledgeALikeItRefused(t *testing.T) {
+	a := startNode(t, "a", nil, func(c *Config) { c.MaxIDBytes = 1024; c.Writes.Timeout = 300 * time.Millisecond })
+	b := startNode(t, "b", []string{a.Addr()}, func(c *Config) { c.Writes.Timeout = 300 * time.Millisecond })
+	waitReady(t, a, b)
+	require.Eventually(t, func() bool { return len(a.syncPeers()) == 1 }, waitLong, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return write(a, acks.All, "p", "fits").Met() }, waitLong, 10*time.Millisecond)
+
+	long := strings.Repeat("u", 300) // valid on a, over b's bound
+	res := write(a, acks.All, "p", long)
+	assert.False(t, res.Met(), "b refused it: %+v", res)
+	require.Eventually(t, func() bool { return b.PeerLikesRefused() > 0 }, waitLong, 10*time.Millisecond)
+	assert.False(t, b.store.Has("p", long))
+	assert.False(t, write(a, acks.All, "p", long).Met(), "a repeat is not confirmed either")
 }

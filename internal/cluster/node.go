@@ -739,8 +739,12 @@ func (n *Node) handle(msg []byte) error {
 		if err != nil {
 			return err
 		}
+		refusedBefore := n.guard.refused.Load()
 		added := len(n.replica.Merge(f.likes))
-		if f.from != n.cfg.NodeName {
+		// A frame with a like the guard refused is not acknowledged at all:
+		// an ack names a run of seqs, and this node does not hold them all
+		// (the origin's write then times out as 202, as for a lost frame).
+		if f.from != n.cfg.NodeName && n.guard.refused.Load() == refusedBefore {
 			// A replica counts toward a write's level only once its disk
 			// holds the likes: the ack waits for the sync that covers them.
 			run := ackRun{origin: f.origin, first: f.first, count: uint64(len(f.likes))}
