@@ -107,11 +107,12 @@ func cmdFront(ctx context.Context, args []string) error {
 	}
 	rates := map[string][]float64{}
 	allocs := map[string][]float64{}
+	cpus := map[string][]float64{}
 	f.printf("Run %s on %s, %d cores (nproc), %s; likesd `%s` %s; wrk -t%d -c%d -d%v, a fresh like per request; %d rounds, systems in turn.\n"+
 		"Command: `likesbench front --rounds %d --duration %v --threads %d --connections %d --likesd-flags '%s'`.\n\n",
 		time.Now().UTC().Format(time.RFC3339), hostCPU(), runtime.NumCPU(), runtime.Version(), f.likesd, binVersion(f.likesd),
 		f.threads, f.conns, f.duration, f.rounds, f.rounds, f.duration, f.threads, f.conns, extra)
-	f.printf("| round | system | requests/s | non-2xx | errors | latency p50 | p99 | allocs per request (process) | ratio to bare |\n|---|---|---|---|---|---|---|---|---|\n")
+	f.printf("| round | system | requests/s | non-2xx | errors | latency p50 | p99 | server CPU per request | allocs per request (process) | ratio to bare |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for r := 1; r <= f.rounds; r++ {
 		var bare float64
 		for _, sys := range systems {
@@ -132,11 +133,12 @@ func cmdFront(ctx context.Context, args []string) error {
 				al = fmt.Sprintf("%.1f", res.allocs)
 				allocs[sys] = append(allocs[sys], res.allocs)
 			}
-			f.printf("| %d | %s | %.0f | %d | %d | %s | %s | %s | %.2f |\n", r, sys, res.rps, res.non2xx, res.errors, res.p50, res.p99, al, res.rps/bare)
-			fmt.Fprintf(os.Stderr, "round %d %-20s %8.0f req/s non-2xx %d errors %d allocs/req %s\n", r, sys, res.rps, res.non2xx, res.errors, al)
+			cpus[sys] = append(cpus[sys], float64(res.cpuPerReq))
+			f.printf("| %d | %s | %.0f | %d | %d | %s | %s | %v | %s | %.2f |\n", r, sys, res.rps, res.non2xx, res.errors, res.p50, res.p99, res.cpuPerReq.Round(100*time.Nanosecond), al, res.rps/bare)
+			fmt.Fprintf(os.Stderr, "round %d %-20s %8.0f req/s non-2xx %d errors %d cpu/req %v allocs/req %s\n", r, sys, res.rps, res.non2xx, res.errors, res.cpuPerReq, al)
 		}
 	}
-	f.printf("\n| system | median requests/s | median of the rounds' ratios to bare | allocs per request (median) |\n|---|---|---|---|\n")
+	f.printf("\n| system | median requests/s | median of the rounds' ratios to bare | server CPU per request (median) | bare's CPU per request ÷ this | allocs per request (median) |\n|---|---|---|---|---|---|\n")
 	for _, sys := range systems {
 		var ratios []float64
 		for i, v := range rates[sys] {
@@ -146,7 +148,8 @@ func cmdFront(ctx context.Context, args []string) error {
 		if len(allocs[sys]) > 0 {
 			al = fmt.Sprintf("%.1f", median(allocs[sys]))
 		}
-		f.printf("| %s | %.0f | **%.2f** | %s |\n", sys, median(rates[sys]), median(ratios), al)
+		cpu := median(cpus[sys])
+		f.printf("| %s | %.0f | **%.2f** | %v | %.2f | %s |\n", sys, median(rates[sys]), median(ratios), time.Duration(cpu).Round(100*time.Nanosecond), median(cpus["bare"])/cpu, al)
 	}
 	fmt.Print(f.out.String())
 	if outFile != "" {
@@ -159,7 +162,8 @@ type frontResult struct {
 	rps            float64
 	non2xx, errors int64
 	p50, p99       string
-	allocs         float64 // Go mallocs in the process per request; 0 when unknown
+	allocs         float64       // Go mallocs in the process per request; 0 when unknown
+	cpuPerReq      time.Duration // the server process's CPU (user and system) per request
 }
 
 // round starts sys in a fresh process, drives it with wrk and stops it.
@@ -172,7 +176,9 @@ func (f *front) round(ctx context.Context, r int, sys string) (frontResult, erro
 		f.start(fmt.Sprintf("bare-%d", r), f.self, "bare", "--addr", addr, "--like-reply")
 	default:
 		debug = freeAddr()
-		args := []string{"--http-addr", addr, "--gossip-addr", freeAddr(), "--log-level", "warn", "--node-name", "n1", "--debug-addr", debug}
+		// Default flags, the log level included (info: a line per request),
+		// as an operator runs it; --likesd-flags for experiments.
+		args := []string{"--http-addr", addr, "--gossip-addr", freeAddr(), "--node-name", "n1", "--debug-addr", debug}
 		if strings.Contains(sys, "--data-dir") {
 			args = append(args, "--data-dir", filepath.Join(f.dir, fmt.Sprintf("data-%d", r)))
 		}
@@ -203,7 +209,12 @@ func (f *front) round(ctx context.Context, r int, sys string) (frontResult, erro
 	} else {
 		profDone <- nil
 	}
+	pid := f.procs[len(f.procs)-1].Process.Pid
+	cpu0 := procCPU(pid)
 	res, err := f.runWrk(ctx, base, fmt.Sprintf("r%dx%d", r, time.Now().UnixNano()%1e6))
+	if cpu1 := procCPU(pid); err == nil && cpu1 > cpu0 && res.rps > 0 {
+		res.cpuPerReq = (cpu1 - cpu0) / time.Duration(res.rps*f.duration.Seconds())
+	}
 	if perr := <-profDone; perr != nil {
 		fmt.Fprintf(os.Stderr, "profile: %v\n", perr)
 	}
@@ -269,6 +280,27 @@ func mallocs(ctx context.Context, base string) float64 {
 		return 0
 	}
 	return parseMetrics(body)["go_memstats_mallocs_total"]
+}
+
+// procCPU is the CPU time (user and system) pid has used so far.
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (in parentheses, which may hold spaces):
+	// utime and stime are the 14th and 15th of the line, in clock ticks.
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(raw[i+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
 }
 
 // waitAnswer waits (up to 20 s) until url answers at all.
