@@ -34,6 +34,7 @@ type front struct {
 	extra             []string
 	profile           string
 	noDisk            bool
+	compare           string
 	procs             []*exec.Cmd
 	out               bytes.Buffer
 }
@@ -77,6 +78,7 @@ func cmdFront(ctx context.Context, args []string) error {
 	fs.StringVar(&extra, "likesd-flags", "", "extra flags for every likesd node, space-separated (tuning experiments)")
 	fs.StringVar(&f.profile, "profile", "", "write a CPU profile of the in-memory node's first round here (pprof through --debug-addr, the run's middle)")
 	fs.BoolVar(&f.noDisk, "no-disk", false, "leave out the --data-dir row")
+	fs.StringVar(&f.compare, "compare", "", "another likesd binary (a build before a change, say): a row of its own, in memory, in every round")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -105,13 +107,16 @@ func cmdFront(ctx context.Context, args []string) error {
 	if !f.noDisk {
 		systems = append(systems, "likesd --data-dir")
 	}
+	if f.compare != "" {
+		systems = append(systems, "compare: "+f.compare)
+	}
 	rates := map[string][]float64{}
 	allocs := map[string][]float64{}
 	cpus := map[string][]float64{}
 	f.printf("Run %s on %s, %d cores (nproc), %s; likesd `%s` %s; wrk -t%d -c%d -d%v, a fresh like per request; %d rounds, systems in turn.\n"+
-		"Command: `likesbench front --rounds %d --duration %v --threads %d --connections %d --likesd-flags '%s'`.\n\n",
+		"Command: `likesbench front --rounds %d --duration %v --threads %d --connections %d --likesd-flags '%s' --compare '%s'`.\n\n",
 		time.Now().UTC().Format(time.RFC3339), hostCPU(), runtime.NumCPU(), runtime.Version(), f.likesd, binVersion(f.likesd),
-		f.threads, f.conns, f.duration, f.rounds, f.rounds, f.duration, f.threads, f.conns, extra)
+		f.threads, f.conns, f.duration, f.rounds, f.rounds, f.duration, f.threads, f.conns, extra, f.compare)
 	f.printf("| round | system | requests/s | non-2xx | errors | latency p50 | p99 | server CPU per request | allocs per request (process) | ratio to bare |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for r := 1; r <= f.rounds; r++ {
 		var bare float64
@@ -182,7 +187,11 @@ func (f *front) round(ctx context.Context, r int, sys string) (frontResult, erro
 		if strings.Contains(sys, "--data-dir") {
 			args = append(args, "--data-dir", filepath.Join(f.dir, fmt.Sprintf("data-%d", r)))
 		}
-		f.start(fmt.Sprintf("likesd-%d-%d", r, len(f.procs)), f.likesd, append(args, f.extra...)...)
+		bin := f.likesd
+		if strings.HasPrefix(sys, "compare: ") {
+			bin = f.compare
+		}
+		f.start(fmt.Sprintf("likesd-%d-%d", r, len(f.procs)), bin, append(args, f.extra...)...)
 	}
 	if sys == "bare" {
 		if err := waitAnswer(ctx, base); err != nil {
