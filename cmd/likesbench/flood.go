@@ -79,7 +79,7 @@ func cmdFlood(ctx context.Context, args []string) error {
 
 	addr := freeAddr()
 	base := "http://" + addr
-	args = append([]string{"--http-addr", addr, "--gossip-addr", freeAddr(), "--log-level", "warn", "--node-name", "n1", "--memory-limit", limit}, f.extra...)
+	args = append([]string{"--http-addr", addr, "--gossip-addr", freeAddr(), "--node-name", "n1", "--memory-limit", limit}, f.extra...)
 	logf, err := os.Create(filepath.Join(f.dir, "likesd.log"))
 	if err != nil {
 		return err
@@ -114,14 +114,33 @@ func cmdFlood(ctx context.Context, args []string) error {
 	alonePeak := mon.peak.Load()
 	fmt.Fprintf(os.Stderr, "reader alone: %s\n", alone)
 
-	fctx, stopFlood := context.WithTimeout(ctx, f.phase+time.Second)
-	floodDone := make(chan floodResult, 1)
-	go func() { floodDone <- f.flood(fctx, base) }()
+	// The flood runs in a process of its own, as another client would: in
+	// this one its goroutines would delay the reader's own.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	fctx, stopFlood := context.WithTimeout(ctx, f.phase+30*time.Second)
+	defer stopFlood()
+	fcmd := exec.CommandContext(fctx, self, "flood-client", "--base", base, "--duration", (f.phase + time.Second).String(),
+		"--connections", strconv.Itoa(f.floodConns), "--bulk-workers", strconv.Itoa(f.bulkWorkers), "--bulk-likes", strconv.Itoa(f.bulkLikes))
+	fcmd.Stderr = os.Stderr
+	fcmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var fout bytes.Buffer
+	fcmd.Stdout = &fout
+	if err := fcmd.Start(); err != nil {
+		return fmt.Errorf("flood client: %w", err)
+	}
 	time.Sleep(time.Second) // let the flood reach the node before the reader's second phase
 	loaded := f.read(ctx, base)
-	stopFlood()
-	fl := <-floodDone
-	fmt.Fprintf(os.Stderr, "reader beside the flood: %s\nflood: likes %v, bulk %v\n", loaded, fl.likes.n, fl.bulk.n)
+	if err := fcmd.Wait(); err != nil {
+		return fmt.Errorf("flood client: %w", err)
+	}
+	var fl floodResult
+	if err := json.Unmarshal(fout.Bytes(), &fl); err != nil {
+		return fmt.Errorf("flood client's report: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "reader beside the flood: %s\nflood: likes %v, bulk %v\n", loaded, fl.Likes.N, fl.Bulk.N)
 	stopMon()
 	<-monDone
 	hwm := int64(0)
@@ -136,15 +155,15 @@ func cmdFlood(ctx context.Context, args []string) error {
 	share := loaded.rate() / alone.rate()
 	f.printf("| beside the flood | %.0f | **%.2f** | %v | %v | %v | %d | %d | %d |\n\n", loaded.rate(), share, us(loaded.p50), us(loaded.p99), us(loaded.max), loaded.missed, loaded.wrong, loaded.errors)
 
-	f.printf("| flood (%v) | requests | per second | 201 | 200 | 429 | 507 | other / errors |\n|---|---|---|---|---|---|---|---|\n", fl.elapsed.Round(time.Millisecond))
+	f.printf("| flood (%v) | requests | per second | 201 | 200 | 429 | 507 | other / errors |\n|---|---|---|---|---|---|---|---|\n", fl.Elapsed.Round(time.Millisecond))
 	for _, k := range []struct {
 		name string
 		c    *statusCounts
-	}{{fmt.Sprintf("fresh likes, %d connections", f.floodConns), fl.likes}, {fmt.Sprintf("bulk imports of %d random 256-byte ids, %d connections", f.bulkLikes, f.bulkWorkers), fl.bulk}} {
-		f.printf("| %s | %d | %.0f | %d | %d | %d | %d | %d |\n", k.name, k.c.total(), float64(k.c.total())/fl.elapsed.Seconds(),
-			k.c.n[http.StatusCreated], k.c.n[http.StatusOK], k.c.n[http.StatusTooManyRequests], k.c.n[http.StatusInsufficientStorage], k.c.other())
+	}{{fmt.Sprintf("fresh likes, %d connections", f.floodConns), fl.Likes}, {fmt.Sprintf("bulk imports of %d random 256-byte ids, %d connections", f.bulkLikes, f.bulkWorkers), fl.Bulk}} {
+		f.printf("| %s | %d | %.0f | %d | %d | %d | %d | %d |\n", k.name, k.c.total(), float64(k.c.total())/fl.Elapsed.Seconds(),
+			k.c.N[http.StatusCreated], k.c.N[http.StatusOK], k.c.N[http.StatusTooManyRequests], k.c.N[http.StatusInsufficientStorage], k.c.other())
 	}
-	f.printf("\nLikes stored by the flood: %d single, %d by import. ", fl.likes.n[http.StatusCreated], fl.bulkAdded)
+	f.printf("\nLikes stored by the flood: %d single, %d by import. ", fl.Likes.N[http.StatusCreated], fl.BulkAdded)
 	f.printf("Memory: budget (--memory-limit) %s, refusing new likes past %s; RSS peak %s while the reader ran alone, **%s** in all (sampled every 50 ms; VmHWM %s): **%.0f %%** of the budget.",
 		mib(f.memLimit), mib(int64(float64(f.memLimit)*0.85)), mib(alonePeak), mib(mon.peak.Load()), mib(hwm), 100*float64(max(hwm, mon.peak.Load()))/float64(f.memLimit))
 	f.printf(" Node's refusal counters after the run: %s.\n\n", refusedSummary(refused))
@@ -357,27 +376,27 @@ func getCount(ctx context.Context, client *http.Client, base, post string) (int,
 
 type statusCounts struct {
 	mu sync.Mutex
-	n  map[int]int64
+	N  map[int]int64 `json:"statuses"`
 }
 
 func (c *statusCounts) add(status int) {
 	c.mu.Lock()
-	if c.n == nil {
-		c.n = map[int]int64{}
+	if c.N == nil {
+		c.N = map[int]int64{}
 	}
-	c.n[status]++
+	c.N[status]++
 	c.mu.Unlock()
 }
 
 func (c *statusCounts) total() (t int64) {
-	for _, v := range c.n {
+	for _, v := range c.N {
 		t += v
 	}
 	return t
 }
 
 func (c *statusCounts) other() (t int64) {
-	for k, v := range c.n {
+	for k, v := range c.N {
 		switch k {
 		case http.StatusCreated, http.StatusOK, http.StatusTooManyRequests, http.StatusInsufficientStorage:
 		default:
@@ -388,24 +407,24 @@ func (c *statusCounts) other() (t int64) {
 }
 
 type floodResult struct {
-	elapsed     time.Duration
-	likes, bulk *statusCounts
-	bulkAdded   int64
+	Elapsed     time.Duration `json:"elapsed_ns"`
+	Likes, Bulk *statusCounts
+	BulkAdded   int64 `json:"bulk_added"`
 }
 
 // flood posts fresh likes on floodConns connections and bulk imports of
 // random 256-byte ids on bulkWorkers, each as fast as it is answered, until
 // ctx ends. A refused request (429, 507) is sent again at once: a hostile
 // client does not back off.
-func (f *flood) flood(ctx context.Context, base string) floodResult {
-	res := floodResult{likes: &statusCounts{n: map[int]int64{}}, bulk: &statusCounts{n: map[int]int64{}}}
-	tr := &http.Transport{MaxIdleConnsPerHost: f.floodConns + f.bulkWorkers, MaxConnsPerHost: f.floodConns + f.bulkWorkers}
+func runFlood(ctx context.Context, base string, conns, bulkWorkers, bulkLikes int) floodResult {
+	res := floodResult{Likes: &statusCounts{N: map[int]int64{}}, Bulk: &statusCounts{N: map[int]int64{}}}
+	tr := &http.Transport{MaxIdleConnsPerHost: conns + bulkWorkers, MaxConnsPerHost: conns + bulkWorkers}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: tr}
 	defer client.CloseIdleConnections()
 	var added atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
-	for w := 0; w < f.floodConns; w++ {
+	for w := 0; w < conns; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -415,22 +434,22 @@ func (f *flood) flood(ctx context.Context, base string) floodResult {
 				if ctx.Err() != nil {
 					return
 				}
-				res.likes.add(status)
+				res.Likes.add(status)
 			}
 		}()
 	}
-	for w := 0; w < f.bulkWorkers; w++ {
+	for w := 0; w < bulkWorkers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
 			for ctx.Err() == nil {
-				body := randomImport(rng, f.bulkLikes)
+				body := randomImport(rng, bulkLikes)
 				status, raw := post(ctx, client, base+"/v1/likes", body)
 				if ctx.Err() != nil {
 					return
 				}
-				res.bulk.add(status)
+				res.Bulk.add(status)
 				if status == http.StatusOK || status == http.StatusAccepted {
 					var reply struct {
 						Added int64 `json:"added"`
@@ -443,9 +462,29 @@ func (f *flood) flood(ctx context.Context, base string) floodResult {
 		}()
 	}
 	wg.Wait()
-	res.elapsed = time.Since(start)
-	res.bulkAdded = added.Load()
+	res.Elapsed = time.Since(start)
+	res.BulkAdded = added.Load()
 	return res
+}
+
+// cmdFloodClient is flood's hostile client, in a process of its own: it
+// floods --base for --duration and prints what it got as JSON.
+func cmdFloodClient(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("flood-client", flag.ContinueOnError)
+	base := fs.String("base", "", "the node's URL")
+	d := fs.Duration("duration", 10*time.Second, "how long to flood (at most 5m)")
+	conns := fs.Int("connections", 256, "connections posting fresh likes")
+	bulkWorkers := fs.Int("bulk-workers", 8, "connections posting bulk imports")
+	bulkLikes := fs.Int("bulk-likes", 2000, "likes per import")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *base == "" || *d <= 0 || *d > 5*time.Minute || *conns < 1 || *conns > 4096 || *bulkWorkers < 0 || *bulkWorkers > 64 || *bulkLikes < 1 || *bulkLikes > 10000 {
+		return errors.New("want --base, a duration up to 5m, 1 to 4096 connections, 0 to 64 bulk workers of 1 to 10000 likes")
+	}
+	ctx, cancel := context.WithTimeout(ctx, *d)
+	defer cancel()
+	return json.NewEncoder(os.Stdout).Encode(runFlood(ctx, *base, *conns, *bulkWorkers, *bulkLikes))
 }
 
 const idAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -462,8 +501,10 @@ func randomImport(rng *rand.Rand, n int) []byte {
 		b = append(b, `{"post":"bulk`...)
 		b = strconv.AppendInt(b, int64(rng.IntN(1000)), 10)
 		b = append(b, `","user":"`...)
-		for j := 0; j < 256; j++ {
-			b = append(b, idAlphabet[rng.IntN(len(idAlphabet))])
+		for j := 0; j < 256; j += 8 {
+			for x, k := rng.Uint64(), 0; k < 8; k, x = k+1, x>>6 {
+				b = append(b, idAlphabet[x&63])
+			}
 		}
 		b = append(b, `"}`...)
 	}

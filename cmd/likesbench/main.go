@@ -50,6 +50,8 @@ func main() {
 		err = cmdFront(ctx, os.Args[2:])
 	case "flood":
 		err = cmdFlood(ctx, os.Args[2:])
+	case "flood-client":
+		err = cmdFloodClient(ctx, os.Args[2:])
 	case "bare":
 		err = cmdBare(ctx, os.Args[2:])
 	case "seed":
