@@ -35,6 +35,7 @@ type front struct {
 	profile           string
 	noDisk            bool
 	compare           string
+	compareExtra      []string
 	procs             []*exec.Cmd
 	out               bytes.Buffer
 }
@@ -79,6 +80,8 @@ func cmdFront(ctx context.Context, args []string) error {
 	fs.StringVar(&f.profile, "profile", "", "write a CPU profile of the in-memory node's first round here (pprof through --debug-addr, the run's middle)")
 	fs.BoolVar(&f.noDisk, "no-disk", false, "leave out the --data-dir row")
 	fs.StringVar(&f.compare, "compare", "", "another likesd binary (a build before a change, say): a row of its own, in memory, in every round")
+	var compareFlags string
+	fs.StringVar(&compareFlags, "compare-flags", "", "flags for the --compare row instead of --likesd-flags (the same binary with another --gc-percent, say)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,6 +96,10 @@ func cmdFront(ctx context.Context, args []string) error {
 		return err
 	}
 	f.self, f.extra = self, strings.Fields(extra)
+	f.compareExtra = f.extra
+	if compareFlags != "" {
+		f.compareExtra = strings.Fields(compareFlags)
+	}
 	if f.dir, err = os.MkdirTemp("", "likesbench-front"); err != nil {
 		return err
 	}
@@ -108,15 +115,15 @@ func cmdFront(ctx context.Context, args []string) error {
 		systems = append(systems, "likesd --data-dir")
 	}
 	if f.compare != "" {
-		systems = append(systems, "compare: "+f.compare)
+		systems = append(systems, strings.TrimSpace("compare: "+f.compare+" "+compareFlags))
 	}
 	rates := map[string][]float64{}
 	allocs := map[string][]float64{}
 	cpus := map[string][]float64{}
 	f.printf("Run %s on %s, %d cores (nproc), %s; likesd `%s` %s; wrk -t%d -c%d -d%v, a fresh like per request; %d rounds, systems in turn.\n"+
-		"Command: `likesbench front --rounds %d --duration %v --threads %d --connections %d --likesd-flags '%s' --compare '%s'`.\n\n",
+		"Command: `likesbench front --rounds %d --duration %v --threads %d --connections %d --likesd-flags '%s' --compare '%s' --compare-flags '%s'`.\n\n",
 		time.Now().UTC().Format(time.RFC3339), hostCPU(), runtime.NumCPU(), runtime.Version(), f.likesd, binVersion(f.likesd),
-		f.threads, f.conns, f.duration, f.rounds, f.rounds, f.duration, f.threads, f.conns, extra, f.compare)
+		f.threads, f.conns, f.duration, f.rounds, f.rounds, f.duration, f.threads, f.conns, extra, f.compare, compareFlags)
 	f.printf("| round | system | requests/s | non-2xx | errors | latency p50 | p99 | server CPU per request | allocs per request (process) | ratio to bare |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for r := 1; r <= f.rounds; r++ {
 		var bare float64
@@ -187,11 +194,11 @@ func (f *front) round(ctx context.Context, r int, sys string) (frontResult, erro
 		if strings.Contains(sys, "--data-dir") {
 			args = append(args, "--data-dir", filepath.Join(f.dir, fmt.Sprintf("data-%d", r)))
 		}
-		bin := f.likesd
+		bin, extra := f.likesd, f.extra
 		if strings.HasPrefix(sys, "compare: ") {
-			bin = f.compare
+			bin, extra = f.compare, f.compareExtra
 		}
-		f.start(fmt.Sprintf("likesd-%d-%d", r, len(f.procs)), bin, append(args, f.extra...)...)
+		f.start(fmt.Sprintf("likesd-%d-%d", r, len(f.procs)), bin, append(args, extra...)...)
 	}
 	if sys == "bare" {
 		if err := waitAnswer(ctx, base); err != nil {

@@ -25,11 +25,6 @@ import (
 // serve runs one node until ctx is cancelled, then shuts down in order:
 // not ready, drain HTTP, hand off and leave the cluster.
 func serve(ctx context.Context, o options, logOut io.Writer) error {
-	if o.logFormat != "console" { // the console format is for people at a terminal, not for load
-		bw := newBatchWriter(logOut)
-		defer bw.Close() // last: every line of the shutdown written
-		logOut = bw
-	}
 	log := newLogger(o, logOut)
 	o.cluster.Logger = log
 
