@@ -49,7 +49,7 @@ func cmdFlood(ctx context.Context, args []string) error {
 	var outFile, extra, limit string
 	fs.StringVar(&f.likesd, "likesd", "bin/likesd", "the likesd binary to measure")
 	fs.StringVar(&outFile, "out", "", "also write the markdown report here")
-	fs.StringVar(&limit, "memory-limit", "192MiB", "the node's --memory-limit: its memory budget (new likes get 507 past --memory-refuse-at of it)")
+	fs.StringVar(&limit, "memory-limit", "64MiB", "the node's --memory-limit: its memory budget (new likes get 507 past --memory-refuse-at of it)")
 	fs.DurationVar(&f.phase, "phase", 15*time.Second, "length of each phase: the reader alone, then beside the flood")
 	fs.Float64Var(&f.readRate, "read-rate", 1000, "the reader's fixed rate, reads per second")
 	fs.IntVar(&f.readWorkers, "read-workers", 32, "the reader's connections (a tick finding none free is missed)")
