@@ -15,7 +15,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: crash sim help build run-local test test-loaded check vet staticcheck bench bench-memory bench-durable bench-gset bench-go k8s-check k8s-verify k8s-e2e image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: bench-front bench-flood crash sim help build run-local test test-loaded check vet staticcheck bench bench-memory bench-durable bench-gset bench-go k8s-check k8s-verify k8s-e2e image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -72,6 +72,15 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 bench: build ## load benchmark: 3 local nodes beside the bare-handler and seed-design baselines, then write levels (w=1/2/all, a node stopped); writes docs/bench-report.md (~8 min)
 	go build -o bin/likesbench ./cmd/likesbench
 	bin/likesbench suite --likesd $(BIN) --out docs/bench-report.md
+
+bench-front: build ## one node against a bare handler, same wrk load (fresh likes), rounds in turn, in memory and --data-dir; CPU per request, allocations (~2 min; needs wrk)
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	go build -o bin/likesbench ./cmd/likesbench
+	bin/likesbench front --likesd $(BIN) --rounds 3 --duration 10s $(BENCH_FRONT_FLAGS)
+
+bench-flood: build ## a paced reader alone, then beside a flood of fresh likes and 256-byte bulk imports, one node under a memory budget (~40 s)
+	go build -o bin/likesbench ./cmd/likesbench
+	bin/likesbench flood --likesd $(BIN) --memory-limit 64MiB --phase 15s $(BENCH_FLOOD_FLAGS)
 
 CRASH_SCHEDULES ?= 5000
 crash: ## the data dir's log crashed at every write, sync, create, rename and remove boundary: CRASH_SCHEDULES seeded schedules (default 5000, ~1 min)

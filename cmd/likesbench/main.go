@@ -4,7 +4,9 @@
 //	likesbench suite --likesd bin/likesd --out docs/bench-report.md         the whole comparison (--only writes: write levels)
 //	likesbench memory --likesd bin/likesd --out docs/benchmarks.md          memory per like beside Redis
 //	likesbench durable --likesd bin/likesd --out docs/benchmarks.md         --data-dir: write path, recovery, disk bytes per like
-//	likesbench bare  --addr HOST:PORT                                       baseline: a handler that returns 200
+//	likesbench front --likesd bin/likesd                                    one node against a bare handler, wrk, fresh likes, rounds in turn
+//	likesbench flood --likesd bin/likesd                                    a paced reader alone, then beside a write flood
+//	likesbench bare  --addr HOST:PORT [--like-reply]                        baseline: a handler that returns 200 (or reads the body and answers a like's JSON)
 //	likesbench seed  --http-addr A --gossip-addr HOST:PORT [--join H:P]    baseline: the seed's design
 //
 // Every run is bounded by its duration and talks only to the targets given
@@ -34,7 +36,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: likesbench load|suite|memory|durable|bare|seed [flags]  (likesbench CMD --help)")
+		fmt.Fprintln(os.Stderr, "usage: likesbench load|suite|front|flood|memory|durable|bare|seed [flags]  (likesbench CMD --help)")
 		os.Exit(2)
 	}
 	var err error
@@ -47,6 +49,12 @@ func main() {
 		err = cmdMemory(ctx, os.Args[2:])
 	case "durable":
 		err = cmdDurable(ctx, os.Args[2:])
+	case "front":
+		err = cmdFront(ctx, os.Args[2:])
+	case "flood":
+		err = cmdFlood(ctx, os.Args[2:])
+	case "flood-client":
+		err = cmdFloodClient(ctx, os.Args[2:])
 	case "bare":
 		err = cmdBare(ctx, os.Args[2:])
 	case "seed":
@@ -102,12 +110,17 @@ func mib(b int64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }
 func cmdBare(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bare", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8090", "listen address")
+	like := fs.Bool("like-reply", false, "read the body and answer 201 with a like's JSON reply (likesbench front's baseline)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	srv := &http.Server{Addr: *addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
-	})}
+	})
+	if *like {
+		h = http.HandlerFunc(likeReply)
+	}
+	srv := &http.Server{Addr: *addr, Handler: h}
 	return serveUntil(ctx, srv)
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
@@ -56,11 +57,20 @@ func (l *labelSets) counts() (sets int, refused map[string]int) {
 }
 
 // usedMemory is what membudget reads: the Go runtime's memory but the heap
-// it has released.
+// it has released, or the resident memory when that is more (under -race
+// the detector's shadow memory is resident too).
 func usedMemory() int64 {
 	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	metrics.Read(s)
-	return int64(s[0].Value.Uint64() - min(s[1].Value.Uint64(), s[0].Value.Uint64()))
+	used := int64(s[0].Value.Uint64() - min(s[1].Value.Uint64(), s[0].Value.Uint64()))
+	if raw, err := os.ReadFile("/proc/self/statm"); err == nil {
+		if f := strings.Fields(string(raw)); len(f) > 1 {
+			if pages, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				used = max(used, pages*int64(os.Getpagesize()))
+			}
+		}
+	}
+	return used
 }
 
 // hostileID is the n-th flood id: 256 random printable bytes, made again

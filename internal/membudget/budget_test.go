@@ -3,6 +3,7 @@ package membudget
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,4 +72,32 @@ func TestConfigValidate(t *testing.T) {
 		tweak(&c)
 		assert.ErrorIs(t, c.Validate(), ErrConfig, name)
 	}
+}
+
+func TestResidentBytesReadsStatm(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+	}{
+		{"1000 250 100 50 0 400 0\n", 250 * 4096},
+		{"1000 0 0 0 0 0 0", 0},
+		{"1000", 0},
+		{"", 0},
+		{"1000 x 1", 0},
+		{"1000 -5 1", 0},
+	} {
+		assert.Equal(t, c.want, residentBytes([]byte(c.in), 4096), "%q", c.in)
+	}
+}
+
+// What the budget counts is at least the process's resident memory (on
+// Linux), which takes in the binary's pages the runtime does not count.
+func TestProcessMemoryCountsResidentPages(t *testing.T) {
+	raw, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Skip("no /proc/self/statm")
+	}
+	rss := residentBytes(raw, int64(os.Getpagesize()))
+	require.Positive(t, rss)
+	assert.GreaterOrEqual(t, processMemory()(), rss-4<<20) // RSS may shrink a little between the two reads
 }

@@ -7,5 +7,6 @@
 // (which a peer already holds: refusing them would only leave the cluster
 // unequal) go on. The check on the request path is Budget.Over, lock-free
 // and O(1); the sampler reads runtime/metrics (not runtime.ReadMemStats,
-// which stops the world) on its own schedule.
+// which stops the world) and the process's resident pages
+// (/proc/self/statm), whichever is more, on its own schedule.
 package membudget
