@@ -254,6 +254,7 @@ func (m *Metrics) WatchDisk(d Disk) {
 	counter("likesd_wal_sync_errors_total", "Failed writes or syncs of the log: writes were refused (507) until the replica was written anew.", func(s wal.Stats) uint64 { return s.SyncErrors })
 	counter("likesd_wal_bytes_total", "Bytes written to log segments.", func(s wal.Stats) uint64 { return s.BytesWritten })
 	counter("likesd_wal_snapshots_total", "Snapshots written (after a failure too).", func(s wal.Stats) uint64 { return s.Snapshots })
+	counter("likesd_wal_acks_dropped_total", "Peer acknowledgements dropped while more than 65,536 waited for a sync (their writes time out as 202 at their origin).", func(s wal.Stats) uint64 { return s.CallbacksDropped })
 	counter("likesd_wal_snapshot_errors_total", "Snapshots that failed; the log is kept until one succeeds.", func(s wal.Stats) uint64 { return s.SnapshotErrors })
 	gauge := func(name, help string, f func(wal.Stats) float64) {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(d.Stats()) }))

@@ -56,7 +56,8 @@ type Stats struct {
 	SnapshotErrors     uint64
 	Rewrites           uint64 // replica written anew after a failed write or sync
 	SegmentsDeleted    uint64
-	Unwritable         bool // the log takes no writes now (Err)
+	Unwritable         bool   // the log takes no writes now (Err)
+	CallbacksDropped   uint64 // AfterDurable callbacks dropped past maxWaiters
 	BytesSinceSnapshot int64
 	// What the recovery at Open found.
 	RecoveredTornTails, RecoveredSetAside int
@@ -251,7 +252,7 @@ func (l *Log) AfterDurable(fn func()) {
 // Stats returns the counters.
 func (l *Log) Stats() Stats {
 	l.mu.Lock()
-	st := Stats{Appended: l.appended, Synced: l.synced, Unwritable: l.err != nil}
+	st := Stats{Appended: l.appended, Synced: l.synced, Unwritable: l.err != nil, CallbacksDropped: l.dropped}
 	l.mu.Unlock()
 	st.Syncs, st.SyncErrors = l.stats.syncs.Load(), l.stats.syncErrors.Load()
 	st.BytesWritten = l.stats.bytes.Load()
