@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,4 +60,41 @@ func TestConnectionsPastTheCapAreNotTaken(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 10*time.Second, 20*time.Millisecond, "served once the hoard is gone")
+}
+
+// A single like takes its write slot once its body is read: clients that
+// send their bodies slowly hold connections, not slots, and another
+// client's like is served meanwhile (review of #20).
+func TestStalledLikeBodiesHoldNoWriteSlot(t *testing.T) {
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	m := &fakeMembers{}
+	m.joined.Store(true)
+	cfg := DefaultConfig()
+	cfg.MaxWrites = 2
+	cfg.ReadTimeout = time.Minute // the stalled bodies are not cut: the slots must stay free on their own
+	srv, err := New(cfg, st, m, zerolog.Nop())
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()); <-served })
+
+	for range 8 { // four times the slots, each with its body half sent
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		_, err = c.Write([]byte("POST /v1/posts/p/likes HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n{\"user\":"))
+		require.NoError(t, err)
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	require.Eventually(t, func() bool {
+		resp, err := hc.Post("http://"+ln.Addr().String()+"/v1/posts/p/likes", "application/json", strings.NewReader(`{"user":"alice"}`))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusCreated
+	}, 10*time.Second, 20*time.Millisecond, "a like is served beside the stalled bodies")
 }

@@ -134,6 +134,10 @@ func (s *Server) checkLike(lr *likeReader, got likeFields, withPost bool) *apiEr
 }
 
 func (s *Server) like(w http.ResponseWriter, r *http.Request, level acks.Level, post, user string) *apiError {
+	if e := s.enter(w, s.writes); e != nil {
+		return e
+	}
+	defer s.writes.leave()
 	if e := s.writable(w); e != nil {
 		return e
 	}

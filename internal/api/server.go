@@ -213,7 +213,9 @@ func (s *Server) routes() *chi.Mux {
 	r := s.newRouter()
 	// A request is authorized first (no slot for a client without a
 	// token), then rate limited (by its token's name), then given a slot.
-	write := func(h handlerFunc) handlerFunc { return s.authorize(ScopeWrite, s.shed(s.writes, h)) }
+	// A single like takes its slot once its body is read (like): a client
+	// that sends a body slowly holds a connection, not a slot.
+	write := func(h handlerFunc) handlerFunc { return s.authorize(ScopeWrite, h) }
 	read := func(h handlerFunc) handlerFunc { return s.authorize(ScopeRead, s.shed(s.reads, h)) }
 	r.Route("/v1", func(r chi.Router) {
 		r.Method(http.MethodPost, "/likes", s.authorize(ScopeWrite, s.rateLimited(s.shed(s.bulk, s.postLikes))))

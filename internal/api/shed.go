@@ -50,17 +50,25 @@ func (c *compartment) leave() { c.busy.Add(-1) }
 
 // shed serves h within compartment c, or answers 429 when c is full.
 func (s *Server) shed(c *compartment, h handlerFunc) handlerFunc {
-	full := &apiError{http.StatusTooManyRequests, codeOverloaded, fmt.Sprintf(
-		"this node is serving as many %s as it takes at once (%d): retry after Retry-After seconds, here or on another node", c.reason, c.limit)}
 	return func(w http.ResponseWriter, r *http.Request) *apiError {
-		if !c.enter() {
-			s.observe.ObserveRefused(c.reason)
-			w.Header().Set("Retry-After", retryAfterSeconds)
-			return full
+		if e := s.enter(w, c); e != nil {
+			return e
 		}
 		defer c.leave()
 		return h(w, r)
 	}
+}
+
+// enter takes a slot of c, or refuses the request (429, counted): then the
+// caller must not call c.leave.
+func (s *Server) enter(w http.ResponseWriter, c *compartment) *apiError {
+	if c.enter() {
+		return nil
+	}
+	s.observe.ObserveRefused(c.reason)
+	w.Header().Set("Retry-After", retryAfterSeconds)
+	return &apiError{http.StatusTooManyRequests, codeOverloaded, fmt.Sprintf(
+		"this node is serving as many %s as it takes at once (%d): retry after Retry-After seconds, here or on another node", c.reason, c.limit)}
 }
 
 // rateLimited serves h unless the client's bulk imports are over
