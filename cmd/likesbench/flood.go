@@ -430,7 +430,7 @@ func runFlood(ctx context.Context, base string, conns, bulkWorkers, bulkLikes in
 			defer wg.Done()
 			for n := 0; ctx.Err() == nil; n++ {
 				body := `{"user":"f` + strconv.Itoa(w) + "n" + strconv.Itoa(n) + `"}`
-				status, _ := post(ctx, client, base+"/v1/posts/flood"+strconv.Itoa(n%10000)+"/likes", []byte(body))
+				status, _, _ := post(ctx, client, base+"/v1/posts/flood"+strconv.Itoa(n%10000)+"/likes", []byte(body))
 				if ctx.Err() != nil {
 					return
 				}
@@ -445,7 +445,7 @@ func runFlood(ctx context.Context, base string, conns, bulkWorkers, bulkLikes in
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
 			for ctx.Err() == nil {
 				body := randomImport(rng, bulkLikes)
-				status, raw := post(ctx, client, base+"/v1/likes", body)
+				status, raw, _ := post(ctx, client, base+"/v1/likes", body)
 				if ctx.Err() != nil {
 					return
 				}
@@ -511,21 +511,21 @@ func randomImport(rng *rand.Rand, n int) []byte {
 	return append(b, "]}"...)
 }
 
-// post sends body and returns the status (0 for a transport error) and the
-// reply's body.
-func post(ctx context.Context, client *http.Client, url string, body []byte) (int, []byte) {
+// post sends a JSON body and returns the status (0 for a transport error)
+// and up to 4 MiB of the reply's body.
+func post(ctx context.Context, client *http.Client, url string, body []byte) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil
+		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, nil
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, raw
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<22))
+	return resp.StatusCode, raw, err
 }
 
 // rssMonitor samples a process's resident memory every 50 ms.

@@ -474,22 +474,12 @@ func (b *memBench) loadLikesd(ctx context.Context, url string, d dataset) (int64
 var errItems = errors.New("POST /v1/likes: item errors")
 
 func postBatch(ctx context.Context, client *http.Client, url string, body []byte) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/likes", bytes.NewReader(body))
+	status, raw, err := post(ctx, client, url+"/v1/likes", body)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<22))
-	if err != nil {
-		return 0, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("POST /v1/likes: %s: %.300s", resp.Status, raw)
+	if status != http.StatusOK {
+		return 0, fmt.Errorf("POST /v1/likes: %d: %.300s", status, raw)
 	}
 	var reply struct {
 		Added    int64             `json:"added"`
