@@ -263,9 +263,6 @@ func (l *Log) Stats() Stats {
 	return st
 }
 
-// Generation is this process's generation in the directory.
-func (l *Log) Generation() uint64 { return l.gen }
-
 // run owns the segment: it writes and syncs what was appended, rotates,
 // starts snapshots, and writes the replica anew after a failure.
 func (l *Log) run() {
