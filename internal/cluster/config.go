@@ -188,6 +188,13 @@ type Config struct {
 	// means plaintext gossip: only for a trusted network or a laptop.
 	SecretKey []byte
 
+	// Keyring, when set, overrides SecretKey: memberlist gets it as its
+	// Config.Keyring, encrypts with its primary key and accepts any of its
+	// keys. The owner may AddKey, UseKey and RemoveKey at run time (key
+	// rotation, docs/deploy.md); the cluster reads it only through its
+	// locked methods. Nil: SecretKey alone, as before.
+	Keyring *memberlist.Keyring
+
 	// Label is stamped on every gossip packet and stream; a node with another
 	// label is ignored, so two clusters sharing a network never merge by
 	// accident. At most 255 bytes. Default "likesd".

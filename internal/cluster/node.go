@@ -271,7 +271,10 @@ func (n *Node) start(replica Replica) error {
 	mlc.TCPTimeout = n.cfg.TCPTimeout
 	mlc.UDPBufferSize = n.cfg.PacketSize
 	mlc.Label = n.cfg.Label
-	if len(n.cfg.SecretKey) > 0 {
+	switch {
+	case n.cfg.Keyring != nil:
+		mlc.Keyring = n.cfg.Keyring // the owner's: it may rotate its keys
+	case len(n.cfg.SecretKey) > 0:
 		mlc.SecretKey = n.cfg.SecretKey // memberlist builds the keyring
 	}
 	// Gossip to a dead node for as long as it may be suspected, so a node
