@@ -180,19 +180,41 @@ func decodeHello(b []byte) (label, name string, err error) {
 	return label, name, nil
 }
 
-// sealer seals and opens stream messages under the cluster's secret key;
-// a nil sealer leaves them plain.
+// sealer seals and opens stream messages under the cluster's secret key,
+// or the keys of its Keyring; a nil sealer leaves them plain.
 type sealer struct {
-	aead cipher.AEAD
-	aad  []byte // the label
+	aead cipher.AEAD // the fixed key's; nil with a ring
+	aad  []byte      // the label
+
+	// ring, when set, is Config.Keyring, read at every message so that a
+	// rotation reaches open streams: seal with its primary, open with any
+	// of its keys (memberlist's rule). An empty ring leaves messages plain,
+	// as it leaves memberlist's.
+	ring  *memberlist.Keyring
+	mu    sync.Mutex
+	byKey map[string]cipher.AEAD // derived once per ring key; guarded by mu
 }
 
 func newSealer(key []byte, label string) (*sealer, error) {
 	if len(key) == 0 {
 		return nil, nil
 	}
-	// The stream's key is derived from the cluster's, so that a sealed
-	// stream message is never also a valid memberlist message.
+	aead, err := streamAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	return &sealer{aead: aead, aad: []byte(label)}, nil
+}
+
+// newRingSealer seals with ring's keys as they are when each message goes.
+func newRingSealer(ring *memberlist.Keyring, label string) *sealer {
+	return &sealer{aad: []byte(label), ring: ring, byKey: map[string]cipher.AEAD{}}
+}
+
+// streamAEAD is the stream cipher of one cluster key. The stream's key is
+// derived from the cluster's, so that a sealed stream message is never also
+// a valid memberlist message.
+func streamAEAD(key []byte) (cipher.AEAD, error) {
 	key, err := hkdf.Key(sha256.New, key, nil, "likesd stream v1", len(key))
 	if err != nil {
 		return nil, err
@@ -201,33 +223,78 @@ func newSealer(key []byte, label string) (*sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
+	return cipher.NewGCM(block)
+}
+
+// ringAEAD is key's stream cipher, derived at its first use.
+func (s *sealer) ringAEAD(key []byte) (cipher.AEAD, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.byKey[string(key)]; ok {
+		return a, nil
+	}
+	a, err := streamAEAD(key)
 	if err != nil {
 		return nil, err
 	}
-	return &sealer{aead: aead, aad: []byte(label)}, nil
+	if len(s.byKey) >= 16 { // keys rotated out: forget them all, the ring's come back
+		clear(s.byKey)
+	}
+	s.byKey[string(key)] = a
+	return a, nil
 }
 
 func (s *sealer) seal(msg []byte) ([]byte, error) {
 	if s == nil {
 		return msg, nil
 	}
-	out := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(msg)+s.aead.Overhead())
+	aead := s.aead
+	if s.ring != nil {
+		primary := s.ring.GetPrimaryKey()
+		if len(primary) == 0 {
+			return msg, nil
+		}
+		var err error
+		if aead, err = s.ringAEAD(primary); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(msg)+aead.Overhead())
 	if _, err := rand.Read(out); err != nil {
 		return nil, err
 	}
-	return s.aead.Seal(out, out, msg, s.aad), nil
+	return aead.Seal(out, out, msg, s.aad), nil
 }
 
 func (s *sealer) open(b []byte) ([]byte, error) {
 	if s == nil {
 		return b, nil
 	}
-	k := s.aead.NonceSize()
-	if len(b) < k+s.aead.Overhead() {
+	if s.ring == nil {
+		return s.openWith(s.aead, b)
+	}
+	keys := s.ring.GetKeys() // the primary first
+	if len(keys) == 0 {
+		return b, nil
+	}
+	for _, k := range keys {
+		aead, err := s.ringAEAD(k)
+		if err != nil {
+			continue
+		}
+		if msg, err := s.openWith(aead, b); err == nil {
+			return msg, nil
+		}
+	}
+	return nil, errStreamOpen
+}
+
+func (s *sealer) openWith(aead cipher.AEAD, b []byte) ([]byte, error) {
+	k := aead.NonceSize()
+	if len(b) < k+aead.Overhead() {
 		return nil, errStreamOpen
 	}
-	msg, err := s.aead.Open(nil, b[:k], b[k:], s.aad)
+	msg, err := aead.Open(nil, b[:k], b[k:], s.aad)
 	if err != nil {
 		return nil, errStreamOpen
 	}
@@ -792,6 +859,9 @@ func (n *Node) wrapTransport(mlc *memberlist.Config) error {
 	seal, err := newSealer(n.cfg.SecretKey, n.cfg.Label)
 	if err != nil {
 		return fmt.Errorf("cluster: secret key: %w", err)
+	}
+	if n.cfg.Keyring != nil { // overrides SecretKey, as for memberlist
+		seal = newRingSealer(n.cfg.Keyring, n.cfg.Label)
 	}
 	n.seal = seal
 	inner := n.cfg.Transport
