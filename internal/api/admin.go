@@ -10,7 +10,8 @@ import (
 	"github.com/go-chi/chi/v5"
 )
 
-// The operator's routes: metrics, the member list, probes and pprof. With
+// The operator's routes: metrics, the member list, probes, the gossip
+// keyring's fingerprints and pprof. With
 // Config.AdminAddr they are served on a listener of their own and not on
 // the API's, so a load balancer that exposes the API exposes none of them;
 // without it (the default, as before the admin listener existed) all but
@@ -21,6 +22,7 @@ func (s *Server) operatorRoutes(r chi.Router) {
 	get(r, "/v1/cluster", handlerFunc(s.getCluster))
 	get(r, "/healthz", handlerFunc(s.healthz))
 	get(r, "/readyz", handlerFunc(s.readyz))
+	get(r, "/admin/keyring", handlerFunc(s.getKeyring))
 	if s.metrics != nil {
 		get(r, "/metrics", s.metrics)
 	}
@@ -71,5 +73,27 @@ func (s *Server) ServeAdmin(ln net.Listener) error {
 	if err := s.adminSrv.Serve(netHTTPErrorsAsJSON{ln, s}); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	return nil
+}
+
+// keyringReply is GET /admin/keyring: which keys this node encrypts gossip
+// with and accepts, by fingerprint, so an operator rotating the key can see
+// every node hold the new one before making it primary (docs/deploy.md).
+type keyringReply struct {
+	Encrypted bool     `json:"encrypted"`
+	Primary   string   `json:"primary"`
+	Keys      []string `json:"keys"`
+}
+
+func (s *Server) getKeyring(w http.ResponseWriter, _ *http.Request) *apiError {
+	reply := keyringReply{Keys: []string{}}
+	if s.keyring != nil {
+		reply.Primary, reply.Keys = s.keyring.Fingerprints()
+		reply.Encrypted = reply.Primary != ""
+		if reply.Keys == nil {
+			reply.Keys = []string{}
+		}
+	}
+	writeJSON(w, http.StatusOK, reply)
 	return nil
 }

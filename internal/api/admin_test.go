@@ -21,7 +21,7 @@ import (
 	"github.com/likesd/likesd/internal/store"
 )
 
-var operatorPaths = []string{"/metrics", "/v1/cluster", "/healthz", "/readyz"}
+var operatorPaths = []string{"/metrics", "/v1/cluster", "/healthz", "/readyz", "/admin/keyring"}
 
 func adminServer(t *testing.T, adminAddr string) *Server {
 	t.Helper()
@@ -171,4 +171,32 @@ func (b *syncBuf) reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf.Reset()
+}
+
+type fakeKeyring struct{ primary string }
+
+func (k fakeKeyring) Fingerprints() (string, []string) {
+	return k.primary, []string{k.primary, "0123456789abcdef"}
+}
+
+// GET /admin/keyring shows the keys by fingerprint, the primary apart, and
+// says when gossip is not encrypted.
+func TestAdminKeyringShowsFingerprints(t *testing.T) {
+	get := func(srv *Server) map[string]any {
+		rec := httptest.NewRecorder()
+		srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/admin/keyring", nil))
+		require.Equal(t, http.StatusOK, rec.Code)
+		var got map[string]any
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+		return got
+	}
+	assert.Equal(t, map[string]any{"encrypted": false, "primary": "", "keys": []any{}}, get(adminServer(t, "127.0.0.1:1")))
+
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	cfg := DefaultConfig()
+	cfg.AdminAddr = "127.0.0.1:1"
+	srv, err := New(cfg, st, &fakeMembers{}, zerolog.Nop(), Options{Keyring: fakeKeyring{"fedcba9876543210"}})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"encrypted": true, "primary": "fedcba9876543210", "keys": []any{"fedcba9876543210", "0123456789abcdef"}}, get(srv))
 }

@@ -57,7 +57,7 @@ func contractServer(t *testing.T, likes Likes, members *fakeMembers) *Server {
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "likesd_test_total", Help: "A counter."}))
 	cfg := DefaultConfig()
 	cfg.ReadWait = 0 // a version not seen is a 503 at once, not after a second
-	srv, err := New(cfg, likes, members, zerolog.Nop(), Options{Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
+	srv, err := New(cfg, likes, members, zerolog.Nop(), Options{Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Keyring: fakeKeyring{"fedcba9876543210"}})
 	require.NoError(t, err)
 	return srv
 }
@@ -104,6 +104,7 @@ func contractCases() []contractCase {
 		{method: "POST", target: "/v1/likes", body: `{"likes":[` + good + `],"x":1}`, want: 400},
 		{method: "POST", target: "/v1/likes", body: `{"likes":[` + strings.Repeat(good+",", 10000) + good + `]}`, want: 413},
 		{method: "GET", target: "/v1/cluster", want: 200},
+		{method: "GET", target: "/admin/keyring", want: 200},
 		{method: "GET", target: "/healthz", want: 200},
 		{method: "GET", target: "/readyz", want: 200},
 		{method: "GET", target: "/readyz", want: 503, setup: func(_ *store.Store, m *fakeMembers, _ *Server) { m.joined.Store(false) }},

@@ -77,6 +77,14 @@ type Observer interface {
 	ObserveRefused(reason string)
 }
 
+// Keyring is the gossip keyring as GET /admin/keyring shows it.
+type Keyring interface {
+	// Fingerprints returns the fingerprint of the primary key (the one
+	// gossip is encrypted with) and of every key accepted, the primary
+	// first: short hashes, never key bytes. It must not block.
+	Fingerprints() (primary string, keys []string)
+}
+
 // Options are the optional parts of a Server.
 type Options struct {
 	Observer Observer     // nil: nothing observed
@@ -90,6 +98,9 @@ type Options struct {
 	// Tokens, when set, guard writes (and reads, if it has read tokens):
 	// see tokens.go. nil: no tokens.
 	Tokens *Tokens
+	// Keyring, when set, is shown at GET /admin/keyring; nil: gossip is
+	// not encrypted, and the route says so.
+	Keyring Keyring
 }
 
 type nopObserver struct{}
@@ -118,6 +129,7 @@ type Server struct {
 	tokens              *Tokens              // nil: no tokens
 	routeNames          map[[2]string]string // route patterns by chi's parts (routeOf); read-only after New
 	budget              Budget               // nil: no memory budget
+	keyring             Keyring              // nil: plaintext gossip
 	idPrefix            string               // random, per Server: ids from two processes differ
 	idSeq               atomic.Uint64        // the last request id's sequence number
 }
@@ -158,6 +170,9 @@ func New(cfg Config, likes Likes, members Membership, logger zerolog.Logger, opt
 		}
 		if o.Budget != nil {
 			s.budget = o.Budget
+		}
+		if o.Keyring != nil {
+			s.keyring = o.Keyring
 		}
 	}
 	s.router = s.routes()
