@@ -23,6 +23,9 @@ func main() {
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "keygen" {
+		return keygen(args[1:], stdout, stderr)
+	}
 	opts, err := parseOptions(args, environ, stdout)
 	switch {
 	case err == errHelp:

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -39,6 +38,8 @@ type options struct {
 	budget  membudget.Config // Limit is set at start, from the container or --memory-limit
 
 	debugAddr       string
+	keyFile         string      // --gossip-key-file, re-read while running; empty with --gossip-key
+	allowDemoKey    bool        // --dev-allow-demo-key
 	tokens          *api.Tokens // from --api-token-file; nil: no tokens
 	memoryLimit     int64       // bytes for debug.SetMemoryLimit; -1: leave the runtime's (GOMEMLIMIT)
 	gcPercent       int         // for debug.SetGCPercent; 0: leave the runtime's (GOGC)
@@ -63,6 +64,8 @@ often it is retried.
 Usage:
   likesd [flags]                       start a node (a new cluster, or --join one)
   likesd --join 10.0.0.1:7946          join an existing cluster through a seed
+  likesd keygen [--out FILE]           a new random gossip key (base64): printed, or
+                                       written to FILE unless FILE exists (then kept)
 
 Every flag can also be set by an environment variable LIKESD_<FLAG> (upper
 case, dashes as underscores: --http-addr is LIKESD_HTTP_ADDR). A flag given on
@@ -255,8 +258,12 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.str(&advertise, "advertise-addr", "host[:port] other nodes use to reach this one (default: memberlist's choice; set to the pod IP in k8s)")
 	f.str(&join, "join", "comma-separated seed host:port list to join (empty: start a new cluster)")
 	f.str(&nodeName, "node-name", "unique node name (default: hostname plus a random suffix, new at every start)")
-	f.str(&gossipKey, "gossip-key", "base64 AES key (16, 24 or 32 bytes) encrypting all gossip; every node needs the same one")
-	f.str(&gossipKeyFile, "gossip-key-file", "file holding the base64 gossip key (a mounted Secret); used when --gossip-key is empty")
+	f.str(&gossipKey, "gossip-key", "base64 AES key (16, 24 or 32 bytes) encrypting all gossip; every node needs the same one. Prefer --gossip-key-file, which can be rotated")
+	f.str(&gossipKeyFile, "gossip-key-file", "keyring file (a mounted Secret): one base64 key (16, 24 or 32 bytes) a line, blank lines and # comments allowed; "+
+		"the first line is the primary, which encrypts gossip, the others are accepted too. Re-read every 2s and on SIGHUP, and what changed applied "+
+		"(add the new keys, switch the primary, remove the others; an invalid file keeps the current keys): a rotation needs no restart "+
+		"(docs/deploy.md). GET /admin/keyring shows the keys by fingerprint. Used when --gossip-key is empty")
+	fs.BoolVar(&o.allowDemoKey, "dev-allow-demo-key", false, "accept a gossip key that is public (the demo key this repository once shipped): on a laptop only, it protects nothing")
 	f.value("cluster-label", "string", "label on every gossip message; nodes with another label are ignored",
 		func() string { return o.cluster.Label }, func(s string) error {
 			if len(s) > 255 {
@@ -440,27 +447,36 @@ func kubernetesServiceVar(k string) bool {
 	return strings.HasPrefix(k, envPrefix+"SERVICE_") || k == envPrefix+"PORT" || strings.HasPrefix(k, envPrefix+"PORT_")
 }
 
-// readKey decodes the gossip key from the flag or, failing that, the file.
+// readKey decodes the gossip key from the flag or, failing that, the
+// keyring file, and builds the keyring the cluster encrypts with.
 func (o *options) readKey(b64, file string) error {
-	source := "--gossip-key"
-	if b64 == "" && file != "" {
+	var keys [][]byte
+	switch {
+	case b64 != "":
+		key, err := decodeKey(strings.TrimSpace(b64), o.allowDemoKey)
+		if err != nil {
+			return fmt.Errorf("--gossip-key: %s", strings.TrimPrefix(err.Error(), errKeyring.Error()+": "))
+		}
+		keys = [][]byte{key}
+	case file != "":
 		raw, err := os.ReadFile(file)
 		if err != nil {
 			return fmt.Errorf("--gossip-key-file: %w", err)
 		}
-		b64, source = strings.TrimSpace(string(raw)), "--gossip-key-file "+file
-	}
-	if b64 == "" {
+		if keys, err = parseKeyring(string(raw), o.allowDemoKey); err != nil {
+			return fmt.Errorf("--gossip-key-file %s: %s", file, strings.ReplaceAll(err.Error(), errKeyring.Error()+": ", ""))
+		}
+		o.keyFile = file
+	default:
 		return nil
 	}
-	key, err := base64.StdEncoding.DecodeString(b64)
+	ring, err := newKeyring(keys)
 	if err != nil {
-		return fmt.Errorf("%s: not base64: %v", source, err)
+		return fmt.Errorf("gossip keyring: %w", err)
 	}
-	if n := len(key); n != 16 && n != 24 && n != 32 {
-		return fmt.Errorf("%s: key is %d bytes; want 16, 24 or 32 (e.g. head -c 32 /dev/urandom | base64)", source, n)
-	}
-	o.cluster.SecretKey = key
+	// The ring is what memberlist and the streams use; SecretKey (its
+	// primary at start) is what the cluster's checks and start log read.
+	o.cluster.Keyring, o.cluster.SecretKey = ring, keys[0]
 	return nil
 }
 

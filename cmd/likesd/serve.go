@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"os/signal"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -74,8 +76,25 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 			log.Warn().Msg("API tokens are on but /metrics and /v1/cluster are on the API port, open to all: set --admin-addr")
 		}
 	}
-	if len(o.cluster.SecretKey) == 0 {
-		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set LIKESD_GOSSIP_KEY or --gossip-key-file")
+	if o.cluster.Keyring == nil {
+		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set --gossip-key-file (LIKESD_GOSSIP_KEY_FILE)")
+	} else {
+		v := ringView{o.cluster.Keyring}
+		primary, keys := v.Fingerprints()
+		log.Info().Str("primary", primary).Strs("keys", keys).Str("file", o.keyFile).Msg("gossip keyring (fingerprints)")
+	}
+	if o.keyFile != "" {
+		// Re-read the keyring file while running: a rotation needs no
+		// restart. SIGHUP re-reads at once (and no longer ends the process).
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		kr := &keyReloader{file: o.keyFile, allowPublic: o.allowDemoKey, ring: o.cluster.Keyring,
+			log: log.With().Str("component", "keyring").Logger()}
+		keysCtx, stopKeys := context.WithCancel(ctx)
+		keysDone := make(chan struct{})
+		go func() { defer close(keysDone); kr.run(keysCtx, keyringPoll, hup) }()
+		defer func() { stopKeys(); <-keysDone }()
 	}
 
 	if o.debugAddr != "" {
@@ -214,6 +233,9 @@ func assemble(o options, log zerolog.Logger, budget *membudget.Budget) (_ *clust
 		m.WatchDisk(disk)
 	}
 	opts := api.Options{Observer: m, Metrics: m.Handler(), Replicator: node, Tokens: o.tokens}
+	if o.cluster.Keyring != nil {
+		opts.Keyring = ringView{o.cluster.Keyring}
+	}
 	if budget.Limit() > 0 {
 		m.WatchBudget(budget)
 		opts.Budget = budget
