@@ -255,6 +255,7 @@ type cluster struct {
 	hc    *http.Client
 
 	lastHeal time.Time
+	keys     [][]byte // every node's keyring file holds these (keys.go)
 }
 
 // crashed records a life that ended by itself: a finding, not a fault.
@@ -333,6 +334,13 @@ func newCluster(t *testing.T, cfg config, rig *netRig, name string) *cluster {
 			n.dataDir = filepath.Join(logDir, fmt.Sprintf("data-n%d", i))
 		}
 		c.nodes = append(c.nodes, n)
+	}
+	// Gossip is encrypted, as deployed: every node reads a keyring file of
+	// its own, which rotate-key rewrites.
+	c.keys = [][]byte{newGossipKey(t)}
+	for _, n := range c.nodes {
+		n.keyFile = filepath.Join(logDir, n.name()+".key")
+		require.NoError(t, writeKeyring(n.keyFile, c.keys))
 	}
 	for _, n := range c.nodes {
 		for _, m := range c.nodes {
@@ -526,6 +534,8 @@ func (c *cluster) inject(f fault) error {
 			return err
 		}
 		return c.restartAll(f.down)
+	case rotateKey:
+		return c.rotateKey(f.nodes)
 	case rollSeedFirst, rollSeedLast, rollRandom:
 		// Like a Kubernetes rollout: the next pod only once the new one
 		// is ready.

@@ -56,6 +56,8 @@ func TestPlannedFaultsAreWellFormed(t *testing.T) {
 				switch f.kind {
 				case rollSeedFirst, rollSeedLast, rollRandom:
 					assert.ElementsMatch(t, allNodes(nodes), f.nodes, "a rolling restart restarts every node once")
+				case rotateKey:
+					assert.ElementsMatch(t, allNodes(nodes), f.nodes, "a rotation reaches every node")
 				case cutHealKill:
 					assert.GreaterOrEqual(t, f.after, time.Second)
 					assert.Greater(t, f.down, clientTimeout)

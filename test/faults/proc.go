@@ -40,6 +40,8 @@ type node struct {
 	// disk is the lazyfs mount at dataDir (what a power cut hits), its
 	// durable content in dataDir+".disk"; mounted before every start.
 	disk *lazyfs.FS
+	// keyFile is the node's --gossip-key-file (keys.go), kept across lives.
+	keyFile string
 	// extra are flags added to every start (the canaries' misconfigurations).
 	extra []string
 	onEnd func(faultcheck.End)
@@ -95,6 +97,9 @@ func (n *node) start() error {
 	}
 	if len(n.joinTo) > 0 {
 		args = append(args, "--join", strings.Join(n.joinTo, ","))
+	}
+	if n.keyFile != "" {
+		args = append(args, "--gossip-key-file", n.keyFile)
 	}
 	args = append(args, n.extra...)
 	if n.dataDir != "" {
@@ -234,6 +239,16 @@ func (n *node) pause(stop bool) error {
 	}
 	n.stopped = stop
 	return n.cmd.Process.Signal(sig)
+}
+
+// hup sends SIGHUP: re-read the keyring file now.
+func (n *node) hup() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return fmt.Errorf("%s: not running", n.name())
+	}
+	return n.cmd.Process.Signal(syscall.SIGHUP)
 }
 
 func (n *node) running() bool {

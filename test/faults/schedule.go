@@ -29,12 +29,13 @@ const (
 	stopAll                   // every node SIGTERMed at once, all started again
 	killAll                   // every node killed -9 at once, all started again
 	powerCut                  // every node killed -9 at once and its disk loses what was not fsync'd
+	rotateKey                 // the gossip key rotated on every node's keyring file, in three steps
 	numKinds
 )
 
 var kindNames = [numKinds]string{"kill9", "pause", "halves", "oneway", "loss", "isolate-seed",
 	"kill-seed", "roll-seed-first", "roll-seed-last", "roll-random", "cut-kill", "cut-heal-kill",
-	"stop-all", "kill-all", "power-cut"}
+	"stop-all", "kill-all", "power-cut", "rotate-key"}
 
 func (k kind) String() string {
 	if k < numKinds {
@@ -65,7 +66,7 @@ func (f fault) String() string {
 		fmt.Fprintf(&b, "n%d<-x-n%d %s", f.nodes[0], f.other[0], f.hold)
 	case loss:
 		fmt.Fprintf(&b, "%v %d%% %s", f.nodes, f.pct, f.hold)
-	case rollSeedFirst, rollSeedLast, rollRandom:
+	case rollSeedFirst, rollSeedLast, rollRandom, rotateKey:
 		fmt.Fprintf(&b, "%v", f.nodes)
 	case kill9, killSeed:
 		fmt.Fprintf(&b, "n%d down %s", f.nodes[0], f.down)
@@ -159,6 +160,9 @@ func newFault(rng *rand.Rand, k kind, nodes int) fault {
 		f.hold, f.down = between(2*time.Second, 5*time.Second), between(1500*time.Millisecond, 3*time.Second)
 	case stopAll, killAll, powerCut:
 		f.nodes, f.down = sorted(all), between(1500*time.Millisecond, 3*time.Second)
+	case rotateKey:
+		// The order the nodes' files are rewritten in, at each step.
+		f.nodes, f.hold = all, 0
 	case cutHealKill:
 		// Once its peers answer again, a node must deliver what it
 		// acknowledged while cut off well within a second (issue 7 asks
