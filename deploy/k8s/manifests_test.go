@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -397,12 +398,12 @@ func TestProbesAndScrapesHitTheAdminPort(t *testing.T) {
 		"--gossip-addr", fmt.Sprintf("127.0.0.1:%d", gossipPort), "--log-level", "error")
 	tmp := t.TempDir()
 	cfg := m.config()
-	for _, s := range m.secrets {
-		for name, v := range s.StringData {
-			require.NoError(t, os.WriteFile(filepath.Join(tmp, name), []byte(v), 0o400))
-		}
-	}
+	// The key deploy.sh makes: 32 random bytes, base64.
+	key := make([]byte, 32)
+	_, err = rand.Read(key)
+	require.NoError(t, err)
 	cfg["LIKESD_GOSSIP_KEY_FILE"] = filepath.Join(tmp, filepath.Base(cfg["LIKESD_GOSSIP_KEY_FILE"]))
+	require.NoError(t, os.WriteFile(cfg["LIKESD_GOSSIP_KEY_FILE"], []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o400))
 	cfg["LIKESD_DATA_DIR"] = filepath.Join(tmp, "data")
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(e, "LIKESD_") {
@@ -526,9 +527,12 @@ func TestPodsAreHardenedAndShutDownInTime(t *testing.T) {
 	}
 }
 
-// The key file likesd is told to read is a mounted Secret key holding a
-// valid AES key.
-func TestGossipKeyComesFromTheSecret(t *testing.T) {
+// The key file likesd is told to read is a key of the Secret deploy.sh
+// makes, mounted as a directory: the kubelet updates such a mount in place
+// when the Secret changes (a key rotation, docs/deploy.md), and never one
+// mounted with subPath, nor an environment variable. No manifest ships a
+// key (issue #21, finding 3): anyone could read it.
+func TestGossipKeyComesFromTheSecretDeployMakes(t *testing.T) {
 	m := load(t)
 	var keyFile string
 	for _, cm := range m.configMaps {
@@ -537,34 +541,116 @@ func TestGossipKeyComesFromTheSecret(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, keyFile)
+	for _, s := range m.secrets {
+		assert.Empty(t, s.Data, "Secret %s ships data", s.Name)
+		assert.Empty(t, s.StringData, "Secret %s ships data", s.Name)
+	}
 	for _, d := range m.sets {
 		spec := d.Spec.Template.Spec
+		c := spec.Containers[0]
+		for _, e := range c.Env {
+			assert.False(t, e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil, "%s: %s from a Secret is never updated in a running pod", d.Name, e.Name)
+			assert.NotEqual(t, "LIKESD_GOSSIP_KEY", e.Name, "%s: a key given as a value cannot be rotated", d.Name)
+		}
+		assert.Empty(t, c.EnvFrom[0].SecretRef, d.Name)
 		found := false
-		for _, vm := range spec.Containers[0].VolumeMounts {
+		for _, vm := range c.VolumeMounts {
 			if filepath.Dir(keyFile) != vm.MountPath {
 				continue
 			}
+			assert.Empty(t, vm.SubPath, "%s: a subPath mount is never updated: the key could not be rotated", d.Name)
+			assert.True(t, vm.ReadOnly, d.Name)
 			for _, v := range spec.Volumes {
 				if v.Name != vm.Name || v.Secret == nil {
 					continue
 				}
-				for _, s := range m.secrets {
-					if s.Name != v.Secret.SecretName {
-						continue
-					}
-					val, ok := s.StringData[filepath.Base(keyFile)]
-					if !ok {
-						val = string(s.Data[filepath.Base(keyFile)])
-					}
-					raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(val))
-					require.NoError(t, err)
-					assert.Contains(t, []int{16, 24, 32}, len(raw))
-					found = true
+				assert.Equal(t, "likes-gossip-key", v.Secret.SecretName, "%s: the Secret deploy.sh makes", d.Name)
+				for _, item := range v.Secret.Items {
+					assert.Equal(t, item.Key, item.Path, "%s: an item renamed", d.Name)
 				}
+				found = true
 			}
 		}
-		assert.True(t, found, "%s: %s is not a key of a mounted Secret", d.Name, keyFile)
+		assert.True(t, found, "%s: %s is not in a mounted Secret", d.Name, keyFile)
 	}
+}
+
+// fakeKubectl is a kubectl for deploy.sh that keeps the Secrets it is
+// given in dir (one file each, what `create -f -` read) and answers
+// everything else with success. It logs its arguments to dir/calls.
+func fakeKubectl(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "kubectl")
+	script := `#!/usr/bin/env bash
+set -euo pipefail
+dir=$(dirname "$0")
+echo "$*" >> "$dir/calls"
+case "$1 $2" in
+"get secret")
+  if [ -f "$dir/secret-$3" ]; then echo "secret/$3"; fi ;;
+"create -f")
+  doc=$(cat)
+  name=$(sed -n 's/^  name: //p' <<<"$doc" | head -1)
+  if [ -f "$dir/secret-$name" ]; then echo "AlreadyExists" >&2; exit 1; fi
+  printf '%s\n' "$doc" > "$dir/secret-$name" ;;
+esac
+`
+	require.NoError(t, os.WriteFile(path, []byte(script), 0o755))
+	return path
+}
+
+func deployWith(t *testing.T, kubectl string) string {
+	t.Helper()
+	cmd := exec.Command("bash", "deploy.sh")
+	cmd.Env = append(os.Environ(), "KUBECTL="+kubectl)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return string(out)
+}
+
+func secretKey(t *testing.T, file string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	require.NoError(t, err)
+	s := strictDecode[corev1.Secret](t, raw, file)
+	assert.Equal(t, "likes-gossip-key", s.Name)
+	assert.Equal(t, "likes-distributed", s.Labels["application"], "make down and kubectl -l find it")
+	key, err := base64.StdEncoding.DecodeString(s.StringData["gossip.key"])
+	require.NoError(t, err)
+	return key
+}
+
+// deploy.sh makes the gossip key when there is none: 32 random bytes, new
+// at every first deploy; it never overwrites one, neither its own from an
+// earlier run nor the operator's (a rotation in progress).
+func TestDeployScriptMakesAKeyOnceAndKeepsIt(t *testing.T) {
+	a := t.TempDir()
+	kubectl := fakeKubectl(t, a)
+	out := deployWith(t, kubectl)
+	assert.Contains(t, out, "making a random one")
+	key := secretKey(t, filepath.Join(a, "secret-likes-gossip-key"))
+	assert.Len(t, key, 32)
+	assert.NotEqual(t, "bGlrZXNkLWRlbW8ta2V5LXJlcGxhY2UtbWUtcGxlYXM=", base64.StdEncoding.EncodeToString(key))
+	calls, err := os.ReadFile(filepath.Join(a, "calls"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(calls), base64.StdEncoding.EncodeToString(key), "the key is never on a command line")
+
+	out = deployWith(t, kubectl)
+	assert.Contains(t, out, "exists, kept")
+	assert.Equal(t, key, secretKey(t, filepath.Join(a, "secret-likes-gossip-key")), "a second deploy keeps the key")
+
+	// An operator's Secret (here: a keyring mid-rotation) is left alone.
+	b := t.TempDir()
+	mine := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: likes-gossip-key\n  labels:\n    application: likes-distributed\nstringData:\n  gossip.key: \"mine\"\n"
+	require.NoError(t, os.WriteFile(filepath.Join(b, "secret-likes-gossip-key"), []byte(mine), 0o600))
+	deployWith(t, fakeKubectl(t, b))
+	got, err := os.ReadFile(filepath.Join(b, "secret-likes-gossip-key"))
+	require.NoError(t, err)
+	assert.Equal(t, mine, string(got))
+
+	c := t.TempDir()
+	deployWith(t, fakeKubectl(t, c))
+	assert.NotEqual(t, key, secretKey(t, filepath.Join(c, "secret-likes-gossip-key")), "every first deploy its own key")
 }
 
 // The kubelet writes Secret files owned by root:root with the volume's mode,
