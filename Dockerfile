@@ -25,6 +25,10 @@ ENV LIKESD_HTTP_ADDR=:8080 \
 # default): empty and owned by 65532, so a Docker or Compose volume mounted
 # here starts writable by likesd (deploy/datadir/README.md).
 COPY --chown=65532:65532 deploy/datadir /var/lib/likesd
+# The same empty directory where the compose file keeps the gossip key: a
+# volume mounted here starts writable by likesd keygen. Kubernetes mounts
+# the key's Secret over it.
+COPY --chown=65532:65532 deploy/datadir /etc/likesd
 ENTRYPOINT ["/likesd"]
 
 # The binary built on the host: make build (CGO_ENABLED=0, version stamped).
