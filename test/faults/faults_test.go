@@ -535,7 +535,7 @@ func (c *cluster) inject(f fault) error {
 		}
 		return c.restartAll(f.down)
 	case rotateKey:
-		return c.rotateKey(f.nodes)
+		return c.rotateKey(f.nodes, f.hold)
 	case rollSeedFirst, rollSeedLast, rollRandom:
 		// Like a Kubernetes rollout: the next pod only once the new one
 		// is ready.

@@ -20,9 +20,12 @@ import (
 
 // The gossip keyring each node reads (--gossip-key-file), and rotate-key:
 // the three steps of docs/deploy.md ("Rotating the gossip key") done to
-// every node's file while the load runs, each node moving on its own (as
-// pods whose mounted Secret the kubelet refreshes at different times), and
-// each step waited for on every node's /admin/keyring before the next.
+// every node's file while the load runs, one node after another with a
+// pause between (as pods whose mounted Secret the kubelet refreshes at
+// different times), each node waited for on its /admin/keyring. Steps 1
+// and 3 tell each node by SIGHUP; step 2, the switch of the primary, waits
+// for the node's own poll of the file, so the nodes encrypt with
+// different keys for seconds while the likes flow.
 
 // keyringTimeout bounds how long a node may take to show a rewritten file
 // (it is told by SIGHUP; its own poll is every 2 s).
@@ -88,25 +91,31 @@ func (c *cluster) waitKeyring(ctx context.Context, n *node, keys [][]byte) error
 // second line on every node, (2) moved to the first line, (3) the old line
 // removed. Nodes are rewritten in order, one at a time, each waited for,
 // so for a while at every step some nodes have moved on and others not.
-func (c *cluster) rotateKey(order []int) error {
+func (c *cluster) rotateKey(order []int, gap time.Duration) error {
 	old, next := c.keys[0], newGossipKey(c.t)
 	c.t.Logf("rotate-key: %s -> %s", fingerprint(old), fingerprint(next))
 	for _, step := range []struct {
 		name string
 		keys [][]byte
+		hup  bool
 	}{
-		{"add the new key", [][]byte{old, next}},
-		{"make it primary", [][]byte{next, old}},
-		{"remove the old key", [][]byte{next}},
+		{"add the new key", [][]byte{old, next}, true},
+		{"make it primary", [][]byte{next, old}, false},
+		{"remove the old key", [][]byte{next}, true},
 	} {
 		start := time.Now()
-		for _, i := range order {
+		for j, i := range order {
+			if j > 0 {
+				time.Sleep(gap) // the fault's pacing: not an assertion
+			}
 			n := c.node(i)
 			if err := writeKeyring(n.keyFile, step.keys); err != nil {
 				return err
 			}
-			if err := n.hup(); err != nil {
-				return err
+			if step.hup {
+				if err := n.hup(); err != nil {
+					return err
+				}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), keyringTimeout)
 			err := c.waitKeyring(ctx, n, step.keys)

@@ -58,6 +58,7 @@ func TestPlannedFaultsAreWellFormed(t *testing.T) {
 					assert.ElementsMatch(t, allNodes(nodes), f.nodes, "a rolling restart restarts every node once")
 				case rotateKey:
 					assert.ElementsMatch(t, allNodes(nodes), f.nodes, "a rotation reaches every node")
+					assert.True(t, f.hold >= 300*time.Millisecond && f.hold <= 800*time.Millisecond, "gap %s", f.hold)
 				case cutHealKill:
 					assert.GreaterOrEqual(t, f.after, time.Second)
 					assert.Greater(t, f.down, clientTimeout)

@@ -66,8 +66,10 @@ func (f fault) String() string {
 		fmt.Fprintf(&b, "n%d<-x-n%d %s", f.nodes[0], f.other[0], f.hold)
 	case loss:
 		fmt.Fprintf(&b, "%v %d%% %s", f.nodes, f.pct, f.hold)
-	case rollSeedFirst, rollSeedLast, rollRandom, rotateKey:
+	case rollSeedFirst, rollSeedLast, rollRandom:
 		fmt.Fprintf(&b, "%v", f.nodes)
+	case rotateKey:
+		fmt.Fprintf(&b, "%v gap %s", f.nodes, f.hold)
 	case kill9, killSeed:
 		fmt.Fprintf(&b, "n%d down %s", f.nodes[0], f.down)
 	case stopAll, killAll, powerCut:
@@ -161,8 +163,10 @@ func newFault(rng *rand.Rand, k kind, nodes int) fault {
 	case stopAll, killAll, powerCut:
 		f.nodes, f.down = sorted(all), between(1500*time.Millisecond, 3*time.Second)
 	case rotateKey:
-		// The order the nodes' files are rewritten in, at each step.
-		f.nodes, f.hold = all, 0
+		// The order the nodes' files are rewritten in at each step, and
+		// the pause between two nodes (300–800 ms): for a while the nodes
+		// differ, as pods whose Secret the kubelet refreshes one by one.
+		f.nodes, f.hold = all, f.hold/10
 	case cutHealKill:
 		// Once its peers answer again, a node must deliver what it
 		// acknowledged while cut off well within a second (issue 7 asks
