@@ -165,6 +165,31 @@ func recovered(t *testing.T, id string) int {
 	return n
 }
 
+// sameKey reads every node's /admin/keyring: gossip is encrypted, with one
+// key, the same everywhere; it returns that key's fingerprint.
+func sameKey(t *testing.T, nodes []node) string {
+	t.Helper()
+	var primary string
+	for _, x := range nodes {
+		var got struct {
+			Encrypted bool     `json:"encrypted"`
+			Primary   string   `json:"primary"`
+			Keys      []string `json:"keys"`
+		}
+		resp, err := http.Get("http://" + net.JoinHostPort(x.ip, "9090") + "/admin/keyring")
+		require.NoError(t, err, x.name)
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&got), x.name)
+		resp.Body.Close()
+		require.True(t, got.Encrypted, "%s: gossip encrypted", x.name)
+		require.Equal(t, []string{got.Primary}, got.Keys, x.name)
+		if primary == "" {
+			primary = got.Primary
+		}
+		require.Equal(t, primary, got.Primary, "%s: the same key as the others", x.name)
+	}
+	return primary
+}
+
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -210,6 +235,8 @@ func TestComposeTopology(t *testing.T) {
 	c := up(t)
 	waitOneCluster(t, 4, c.all(t))
 	t.Logf("master + 3 workers formed one cluster in %v", time.Since(start).Round(time.Millisecond))
+	// The key keygen made on the first up: one, the same on every node.
+	key := sameKey(t, c.all(t))
 
 	// Likes through different containers converge on all of them; a user
 	// retried through several containers counts once.
@@ -272,6 +299,7 @@ func TestComposeTopology(t *testing.T) {
 			assert.Positive(t, recovered(t, x.id), "%s read its likes back from its volume", x.name)
 		}
 		waitCounts(t, want, nodes)
+		assert.Equal(t, key, sameKey(t, nodes), "keygen ran again and kept the key")
 	})
 
 	t.Run("worker cut off by network disconnect converges after reconnect", func(t *testing.T) {
