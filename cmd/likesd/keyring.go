@@ -233,12 +233,14 @@ func (r *keyReloader) run(ctx context.Context, poll time.Duration, hup <-chan os
 // ringView shows a keyring at GET /admin/keyring (api.Keyring).
 type ringView struct{ ring ring }
 
+// Fingerprints reads the keys once: memberlist keeps the primary first, so
+// the reply is one state of the ring even while a reload changes it.
 func (v ringView) Fingerprints() (string, []string) {
-	primary := v.ring.GetPrimaryKey()
-	if len(primary) == 0 {
+	keys := fingerprints(v.ring.GetKeys())
+	if len(keys) == 0 {
 		return "", nil
 	}
-	return fingerprint(primary), fingerprints(v.ring.GetKeys())
+	return keys[0], keys
 }
 
 // keygen is `likesd keygen [--out FILE]`: a new random 32-byte key, base64,
