@@ -221,7 +221,7 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.hostPort(&o.api.Addr, "http-addr", "host:port the HTTP API listens on")
 	f.durationUpTo(&o.api.ReadWait, "read-wait", time.Minute, "longest a read with ?version= waits for this node to hold the like it names before a 503 version_not_seen; "+
 		"0s: answer only if already held (0s to 1m)")
-	f.value("admin-addr", "host:port", "host:port of the admin listener: /metrics, /v1/cluster, /healthz, /readyz and pprof, then no longer on --http-addr; "+
+	f.value("admin-addr", "host:port", "host:port of the admin listener: /metrics, /v1/cluster, /healthz, /readyz, /admin/keyring and pprof, then no longer on --http-addr; "+
 		"empty: no admin listener, and all but pprof are served on --http-addr. Keep it private (the manifests use :9090)",
 		func() string { return o.api.AdminAddr }, func(s string) error {
 			if s != "" {
