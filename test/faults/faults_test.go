@@ -255,7 +255,7 @@ type cluster struct {
 	hc    *http.Client
 
 	lastHeal time.Time
-	keys     [][]byte // every node's keyring file holds these (keys.go)
+	keys     [][]byte // every node's keyring file holds these (keys_test.go)
 }
 
 // crashed records a life that ended by itself: a finding, not a fault.

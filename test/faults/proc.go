@@ -40,7 +40,7 @@ type node struct {
 	// disk is the lazyfs mount at dataDir (what a power cut hits), its
 	// durable content in dataDir+".disk"; mounted before every start.
 	disk *lazyfs.FS
-	// keyFile is the node's --gossip-key-file (keys.go), kept across lives.
+	// keyFile is the node's --gossip-key-file (keys_test.go), kept across lives.
 	keyFile string
 	// extra are flags added to every start (the canaries' misconfigurations).
 	extra []string
