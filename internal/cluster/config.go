@@ -186,7 +186,21 @@ type Config struct {
 	// (memberlist keyring, AES-GCM): 16, 24 or 32 bytes for AES-128/192/256.
 	// A node without the same key can neither join nor inject likes. Empty
 	// means plaintext gossip: only for a trusted network or a laptop.
+	//
+	// Anti-entropy's digest key is derived from it (HKDF, see
+	// internal/gset): with a key, two different contents compare equal
+	// with probability about 2^-64. Without one the digest key is a public
+	// constant, and anyone who can send likes or join can choose ids that
+	// hide a difference between replicas.
 	SecretKey []byte
+
+	// Keyring, when set, is memberlist's keyring and overrides SecretKey:
+	// its primary key encrypts, any of its keys decrypts, and the primary
+	// can change at run time (UseKey) to rotate keys without a restart.
+	// The digest key follows the primary: the node re-keys its replica
+	// when the primary changes (checked on anti-entropy's tick), and does
+	// not compare digests with a peer on another primary meanwhile.
+	Keyring *memberlist.Keyring
 
 	// Label is stamped on every gossip packet and stream; a node with another
 	// label is ignored, so two clusters sharing a network never merge by
