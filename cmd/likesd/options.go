@@ -255,8 +255,11 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.str(&advertise, "advertise-addr", "host[:port] other nodes use to reach this one (default: memberlist's choice; set to the pod IP in k8s)")
 	f.str(&join, "join", "comma-separated seed host:port list to join (empty: start a new cluster)")
 	f.str(&nodeName, "node-name", "unique node name (default: hostname plus a random suffix, new at every start)")
-	f.str(&gossipKey, "gossip-key", "base64 AES key (16, 24 or 32 bytes) encrypting all gossip; every node needs the same one")
-	f.str(&gossipKeyFile, "gossip-key-file", "file holding the base64 gossip key (a mounted Secret); used when --gossip-key is empty")
+	f.str(&gossipKey, "gossip-key", "base64 AES key (16, 24 or 32 bytes) encrypting all gossip; every node needs the same one. "+
+		"It also keys anti-entropy's digests: with it, two different replicas compare equal with probability about 2^-64; "+
+		"without it (plaintext) the digest key is public and gives no protection against ids chosen by anyone who can send likes or join")
+	f.str(&gossipKeyFile, "gossip-key-file", "file holding the base64 gossip key (a mounted Secret); used when --gossip-key is empty. "+
+		"Keys gossip and anti-entropy's digests as --gossip-key does (plaintext: no protection against chosen ids)")
 	f.value("cluster-label", "string", "label on every gossip message; nodes with another label are ignored",
 		func() string { return o.cluster.Label }, func(s string) error {
 			if len(s) > 255 {

@@ -75,7 +75,7 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		}
 	}
 	if len(o.cluster.SecretKey) == 0 {
-		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set LIKESD_GOSSIP_KEY or --gossip-key-file")
+		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set LIKESD_GOSSIP_KEY or --gossip-key-file (the digest key is public too: chosen ids can hide a difference between replicas)")
 	}
 
 	if o.debugAddr != "" {
