@@ -200,6 +200,9 @@ type Config struct {
 	// The digest key follows the primary: the node re-keys its replica
 	// when the primary changes (checked on anti-entropy's tick), and does
 	// not compare digests with a peer on another primary meanwhile.
+	// likesd's own streams (stream.go) are still sealed with SecretKey
+	// alone, and are plaintext without it: set both until they follow
+	// the keyring too.
 	Keyring *memberlist.Keyring
 
 	// Label is stamped on every gossip packet and stream; a node with another

@@ -318,7 +318,7 @@ func (n *Node) start(replica Replica) error {
 	n.log.Info().Str("addr", n.selfAddr).Strs("seeds", n.cfg.Seeds).
 		Str("origin", strconv.FormatUint(n.origin, 16)).Str("fast_path", n.cfg.FastPath).
 		Stringer("sync_interval", n.cfg.SyncInterval).
-		Bool("encrypted", len(n.cfg.SecretKey) > 0).Str("label", n.cfg.Label).Msg("gossip listening")
+		Bool("encrypted", len(n.cfg.SecretKey) > 0 || n.cfg.Keyring != nil).Str("label", n.cfg.Label).Msg("gossip listening")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
