@@ -34,13 +34,13 @@ const (
 
 // publicSecret stands in for a cluster secret in plaintext mode: the key
 // it gives is public, so it protects against nothing chosen.
-var publicSecret = []byte("likesd public digest key: no protection")
+const publicSecret = "likesd public digest key: no protection"
 
 // DeriveKey derives the digest key from a cluster secret (HKDF-SHA256),
 // never using the secret itself; an empty secret gives PublicKey.
 func DeriveKey(secret []byte) Key {
 	if len(secret) == 0 {
-		secret = publicSecret
+		secret = []byte(publicSecret)
 	}
 	b, err := hkdf.Key(sha256.New, secret, nil, digestInfo, 32)
 	if err != nil {
