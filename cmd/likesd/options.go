@@ -258,7 +258,10 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.str(&advertise, "advertise-addr", "host[:port] other nodes use to reach this one (default: memberlist's choice; set to the pod IP in k8s)")
 	f.str(&join, "join", "comma-separated seed host:port list to join (empty: start a new cluster)")
 	f.str(&nodeName, "node-name", "unique node name (default: hostname plus a random suffix, new at every start)")
-	f.str(&gossipKey, "gossip-key", "base64 AES key (16, 24 or 32 bytes) encrypting all gossip; every node needs the same one. Prefer --gossip-key-file, which can be rotated")
+	f.str(&gossipKey, "gossip-key", "base64 AES key (16, 24 or 32 bytes) encrypting all gossip; every node needs the same one. "+
+		"It also keys anti-entropy's digests: with it, two different replicas compare equal with probability about 2^-64; "+
+		"without it (plaintext) the digest key is public and gives no protection against ids chosen by anyone who can send likes or join. "+
+		"Prefer --gossip-key-file, which can be rotated")
 	f.str(&gossipKeyFile, "gossip-key-file", "keyring file (a mounted Secret): one base64 key (16, 24 or 32 bytes) a line, blank lines and # comments allowed; "+
 		"the first line is the primary, which encrypts gossip, the others are accepted too. Re-read every 2s and on SIGHUP, and what changed applied "+
 		"(add the new keys, switch the primary, remove the others; an invalid file keeps the current keys): a rotation needs no restart "+

@@ -77,7 +77,7 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		}
 	}
 	if o.cluster.Keyring == nil {
-		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set --gossip-key-file (LIKESD_GOSSIP_KEY_FILE)")
+		log.Warn().Msg("gossip is NOT encrypted: any host that reaches the gossip port can join and inject likes; set --gossip-key-file (LIKESD_GOSSIP_KEY_FILE) (the digest key is public too: chosen ids can hide a difference between replicas)")
 	} else {
 		v := ringView{o.cluster.Keyring}
 		primary, keys := v.Fingerprints()

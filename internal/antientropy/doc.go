@@ -14,8 +14,37 @@
 // O(1) per like), grouped 16 at a time into four levels above. Below a
 // bucket are its posts; below a post, its members split 16 ways by the next
 // four bits of their hash, as deep as needed. Each node of the tree has a
-// Summary: a sum of 64-bit hashes of what it holds, and a count. Equal
-// summaries mean equal content (but with probability about 2^-64).
+// Summary: a sum of 64-bit keyed hashes of what it holds (SipHash-2-4
+// under a key derived from the cluster secret, see internal/gset), and a
+// count. Under a secret key, equal summaries mean equal content but with
+// probability about 2^-64 per comparison, whatever ids were chosen; in
+// plaintext mode the key is public, and anyone who can send likes or join
+// can choose ids whose sums collide.
+//
+// # The digest key, and key rotation
+//
+// Two nodes never compare digests under different keys. Expand requests
+// and answers carry the sender's key id (an HKDF output beside the key,
+// never the key); a node answers an expand only under its own key id, and
+// otherwise refuses (an answer without results naming its id), and the
+// initiator compares an answer only under the id its session started
+// with, which must still be its replica's. A refusal ends the session
+// with ErrKeyMismatch, reported as a KeyMismatch action (the driver logs
+// and counts it) and retried later, as a failed session is. A replica
+// that re-keys reports key id 0 and starts no session that compares.
+// Pulls, pushes and exchanges carry likes only, right under any key, and
+// carry no key id: a full sync pulls from any peer.
+//
+// So during a rotation step, sync pauses between nodes on different
+// primary keys; the direct fast path carries likes meanwhile, and sync
+// resumes, repairing what it missed, once both sides derive their digest
+// key from the same primary.
+//
+// A node of the version before key ids sends expands without one: it
+// gets no answer (it refuses the keyed flag, so it could not read one)
+// and no session compares digests with it, except that a leaving one is
+// told this node holds nothing, so its hand-off pushes what it holds
+// (push answers count what was new, under no key) and can end.
 //
 // # A session
 //

@@ -52,6 +52,11 @@ const (
 	// FlagPartial: as FlagHolds, for a sender whose disk was damaged.
 	FlagPartial
 	flagsAll = FlagSynced | FlagLeaving | FlagHolds | FlagPartial
+	// flagKeyed is set on the wire when a key id follows the header
+	// (Message.KeyID); Decode clears it from Flags. A node of the version
+	// before it refuses the unknown flag and drops the message, which is
+	// what it must do with digests it cannot read.
+	flagKeyed Flags = 1 << 4
 )
 
 // Probe is one node of an expand request: the sender's summary of it and,
@@ -87,6 +92,12 @@ type Message struct {
 	Flags   Flags
 	Session uint64 // the initiator's session id
 	Req     uint64 // the request this is or answers
+	// KeyID names the digest key the summaries in this message are under
+	// (gset.Key.ID, never the key). Expand and expand-resp carry it; 0
+	// means none: a message of the unkeyed version, or one without
+	// digests. Pull, push and exchange carry likes only, right under any
+	// key, so they stay readable by nodes of the version before it.
+	KeyID uint64
 
 	Probes  []Probe     // expand
 	Results []Expansion // expand-resp, one per probe
@@ -115,10 +126,17 @@ var (
 
 // Append encodes m onto b.
 func (m *Message) Append(b []byte) []byte {
-	b = append(b, byte(m.Kind), byte(m.Flags))
+	f := m.Flags &^ flagKeyed
+	if m.KeyID != 0 {
+		f |= flagKeyed
+	}
+	b = append(b, byte(m.Kind), byte(f))
 	b = wire.AppendString(b, m.From)
 	b = binary.AppendUvarint(b, m.Session)
 	b = binary.AppendUvarint(b, m.Req)
+	if m.KeyID != 0 {
+		b = binary.BigEndian.AppendUint64(b, m.KeyID)
+	}
 	switch m.Kind {
 	case KindExpand:
 		b = binary.AppendUvarint(b, uint64(len(m.Probes)))
@@ -183,12 +201,19 @@ func (m *Message) Append(b []byte) []byte {
 func Decode(b []byte) (*Message, error) {
 	d := decoder{b: b}
 	m := &Message{Kind: Kind(d.byte()), Flags: Flags(d.byte())}
-	if d.err == nil && (m.Kind == 0 || m.Kind >= kindEnd || m.Flags&^flagsAll != 0) {
+	if d.err == nil && (m.Kind == 0 || m.Kind >= kindEnd || m.Flags&^(flagsAll|flagKeyed) != 0) {
 		return nil, fmt.Errorf("%w: kind %d flags %d", ErrInvalid, m.Kind, m.Flags)
 	}
+	keyed := m.Flags&flagKeyed != 0
+	m.Flags &^= flagKeyed
 	m.From = d.str()
 	m.Session = d.uvarint()
 	m.Req = d.uvarint()
+	if keyed {
+		if m.KeyID = d.uint64(); d.err == nil && m.KeyID == 0 {
+			d.fail(ErrInvalid, "key id 0") // Append writes none
+		}
+	}
 	switch m.Kind {
 	case KindExpand:
 		n := d.count()
@@ -396,6 +421,19 @@ func (d *decoder) str() string {
 	}
 	d.b = rest
 	return s
+}
+
+func (d *decoder) uint64() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 8 {
+		d.fail(ErrTruncated, "uint64")
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
 }
 
 func (d *decoder) summary() gset.Summary {

@@ -31,6 +31,9 @@ func sampleMessages() []*Message {
 		{Kind: KindPullResp, From: "n2", Session: 1, Req: 3, Node: treeNode(1, 15), Likes: likes, Done: true},
 		{Kind: KindPush, From: "n1", Session: 1, Req: 4, Node: postNode("q", 0, 0), Likes: likes},
 		{Kind: KindPushResp, From: "n2", Session: 1, Req: 4, Node: postNode("q", 0, 0), Added: 1},
+		{Kind: KindExpand, From: "n1", Flags: FlagSynced, Session: 8, Req: 1, KeyID: 0x0123456789abcdef, Probes: []Probe{{Node: root, Sum: sum, FromStart: true}}},
+		{Kind: KindExpandResp, From: "n2", Flags: FlagSynced, Session: 8, Req: 1, KeyID: 0xfedcba9876543210, Results: []Expansion{{Sum: sum, Children: children}}},
+		{Kind: KindExpandResp, From: "n2", Session: 8, Req: 2, KeyID: 1}, // a refusal: no results
 	}
 }
 
@@ -42,7 +45,31 @@ func TestMessagesRoundTrip(t *testing.T) {
 		require.Equal(t, b, got.Append(nil), m.Kind)
 		require.Equal(t, m.Kind, got.Kind)
 		require.Equal(t, len(m.Likes), len(got.Likes), m.Kind)
+		require.Equal(t, m.KeyID, got.KeyID, m.Kind)
+		require.Equal(t, m.Flags, got.Flags, "the keyed bit is the encoding's, not a flag")
 	}
+}
+
+// The version before key ids accepted only flags 0x0f: a keyed message,
+// whose digests it could not read, is one it refuses; an unkeyed one is
+// the same bytes as before.
+func TestKeyedMessagesAreRefusedByTheVersionBeforeAndUnkeyedOnesUnchanged(t *testing.T) {
+	const previousFlags = 0x0f
+	keyed := &Message{Kind: KindExpand, From: "n1", Flags: FlagSynced, Session: 1, Req: 1, KeyID: 42}
+	b := keyed.Append(nil)
+	require.NotZero(t, b[1]&^previousFlags)
+	plain := &Message{Kind: KindPull, From: "n1", Flags: FlagSynced | FlagLeaving, Session: 1, Req: 1, Node: root}
+	require.Equal(t, []byte{byte(KindPull), byte(FlagSynced | FlagLeaving), 2, 'n', '1', 1, 1, 0, 0, 0, 0}, plain.Append(nil))
+	m, err := Decode(plain.Append(nil))
+	require.NoError(t, err)
+	require.Zero(t, m.KeyID)
+
+	zero := append([]byte(nil), b...) // flag set, key id 0
+	copy(zero[len(zero)-9:], make([]byte, 8))
+	_, err = Decode(zero)
+	require.ErrorIs(t, err, ErrInvalid)
+	_, err = Decode(b[:len(b)-5]) // key id cut short
+	require.ErrorIs(t, err, ErrTruncated)
 }
 
 func TestDecodeRejectsWhatAppendWouldNotProduce(t *testing.T) {

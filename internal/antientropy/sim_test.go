@@ -81,7 +81,8 @@ type sim struct {
 	acked    map[store.Like]string // like → node that accepted it
 	handed   map[store.Like]bool   // held by a node when it finished handing off
 	crashed  map[string]bool
-	stats    struct{ msgs, bytes, dropped, sessions int }
+	key      gset.Key // the cluster's digest key: a node that starts derives it
+	stats    struct{ msgs, bytes, dropped, sessions, keyMismatches int }
 }
 
 func newSim(t *testing.T, seed uint64) *sim {
@@ -91,6 +92,7 @@ func newSim(t *testing.T, seed uint64) *sim {
 		nodes: map[string]*simNode{}, cut: map[[2]string]bool{},
 		acked: map[store.Like]string{}, handed: map[store.Like]bool{}, crashed: map[string]bool{},
 		maxDelay: 5 * time.Millisecond,
+		key:      gset.PublicKey(),
 	}
 }
 
@@ -115,6 +117,7 @@ func (s *sim) add() *simNode {
 	name := fmt.Sprintf("n%02d", s.nextName)
 	st, err := store.New(store.Config{Shards: 4}, nil)
 	require.NoError(s.t, err)
+	st.Rekey(s.key)
 	sy, err := New(s.cfg(name, len(s.order) > 0), st)
 	require.NoError(s.t, err)
 	n := &simNode{name: name, st: st, sy: sy, alive: true, born: s.now}
@@ -153,11 +156,16 @@ func (s *sim) perform(from *simNode, actions []Action) {
 			s.deliver(from, a.To, a.Msg)
 		case SessionEnded:
 			s.stats.sessions++
+		case KeyMismatch:
+			s.stats.keyMismatches++
 		}
 	}
 }
 
 func (s *sim) deliver(from *simNode, to string, m *Message) {
+	if m.Kind == KindExpand || (m.Kind == KindExpandResp && len(m.Results) > 0) {
+		require.Equal(s.t, from.st.DigestKeyID(), m.KeyID, "%s sent summaries not under its own key", from.name)
+	}
 	data := m.Append(nil)
 	require.LessOrEqual(s.t, len(data), from.sy.cfg.MaxMessageBytes, "%s built a %s of %d bytes", from.name, m.Kind, len(data))
 	s.stats.msgs++
@@ -273,10 +281,11 @@ const (
 	faultLeave
 	faultReorder
 	faultRolling
+	faultRotate
 	faultKinds
 )
 
-var faultNames = [...]string{"partition", "one-way", "loss", "crash+restart", "pause", "leave+join", "reorder+dup", "rolling restart"}
+var faultNames = [...]string{"partition", "one-way", "loss", "crash+restart", "pause", "leave+join", "reorder+dup", "rolling restart", "key rotation"}
 
 type simResult struct {
 	nodes  int
@@ -395,6 +404,18 @@ func schedule(t *testing.T, seed uint64) simResult {
 				require.True(t, nn.sy.Synced(), "seed %d: %s never synced", seed, nn.name)
 				burst(20)
 				require.True(t, s.leave(n, 10*time.Second), "seed %d: %s could not hand off", seed, n.name)
+			}
+		case faultRotate:
+			// The primary key changes one node at a time, likes arriving
+			// meanwhile: nodes on different keys refuse to compare, and
+			// converge once all are on the new one.
+			s.key = gset.DeriveKey(fmt.Appendf(nil, "key %d", s.rng.Uint64()))
+			l := s.live()
+			s.rng.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] })
+			for _, n := range l {
+				n.st.Rekey(s.key)
+				burst(20)
+				s.run(hold / time.Duration(len(l)))
 			}
 		}
 		burst(s.rng.IntN(100))

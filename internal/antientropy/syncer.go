@@ -63,16 +63,30 @@ type SessionEnded struct {
 // holds.
 type HandedOff struct{ Peer string }
 
+// KeyMismatch: this node refused to compare digests with Peer, whose key
+// id differs from its own (a key rotation in progress, a re-key, or a
+// peer of another cluster's secret), or who speaks the unkeyed version
+// before key ids (Theirs 0). Mine is 0 while this node re-keys. The
+// driver logs and counts it; sessions with the peer are tried again later.
+type KeyMismatch struct {
+	Peer         string
+	Mine, Theirs uint64
+}
+
 func (Send) action()         {}
 func (BecameSynced) action() {}
 func (SessionEnded) action() {}
 func (HandedOff) action()    {}
+func (KeyMismatch) action()  {}
 
 // Errors a session can end with.
 var (
 	ErrTimeout     = errors.New("antientropy: peer did not answer in time")
 	ErrUnreachable = errors.New("antientropy: peer unreachable")
 	ErrPeerGone    = errors.New("antientropy: peer left the member list")
+	// ErrKeyMismatch ends a session whose two sides' digests are under
+	// different keys: nothing is compared or repaired from them.
+	ErrKeyMismatch = errors.New("antientropy: peer's digest key differs")
 )
 
 // Stats are cumulative counters.
@@ -81,6 +95,7 @@ type Stats struct {
 	LikesPulled, LikesPushed                    uint64 // new to the receiving side
 	NodesCompared, Exchanges, Pulls, Pushes     uint64
 	Served                                      uint64 // requests answered
+	KeyMismatches                               uint64 // digest comparisons refused: see KeyMismatch
 }
 
 type peerInfo struct {
@@ -88,6 +103,9 @@ type peerInfo struct {
 	synced  bool
 	leaving bool
 	holds   int // what it recovered from its disk: see founderRank
+	// unkeyed: its last expand had no key id (the version before them):
+	// no session compares digests with it, and it cannot read ours.
+	unkeyed bool
 }
 
 // Syncer is one node's anti-entropy state machine. It is not safe for
@@ -220,8 +238,8 @@ func (s *Syncer) Urge(now time.Time, peer string) []Action {
 	if _, busy := s.sessions[peer]; busy || !slices.Contains(s.peers, peer) || !s.synced || s.leaving {
 		return nil
 	}
-	if i := s.info[peer]; i == nil || !i.synced {
-		return nil // a joining peer pulls everything itself; pushing to it too would send the state twice
+	if i := s.info[peer]; i == nil || !i.synced || i.unkeyed {
+		return nil // an unkeyed peer cannot read our digests; a joining peer pulls everything itself; pushing to it too would send the state twice
 	}
 	return s.start(peer, ModeSync)
 }
@@ -360,13 +378,14 @@ func (s *Syncer) choose() (string, Mode, bool) {
 	syncedPeer := func(_ string, i *peerInfo) bool { return i.synced && !i.leaving }
 	switch {
 	case s.leaving:
-		if p, ok := next(syncedPeer); ok {
+		// A hand-off compares digests: not with an unkeyed peer.
+		if p, ok := next(func(p string, i *peerInfo) bool { return syncedPeer(p, i) && !i.unkeyed }); ok {
 			return p, ModeHandoff, true
 		}
 		// What this node last heard may be stale (a peer heard only while it
 		// was syncing): try anyone not known to be leaving. Only a session
 		// answered throughout by a synced peer counts.
-		if p, ok := next(func(_ string, i *peerInfo) bool { return !i.leaving }); ok {
+		if p, ok := next(func(_ string, i *peerInfo) bool { return !i.leaving && !i.unkeyed }); ok {
 			return p, ModeHandoff, true
 		}
 		return "", 0, false
@@ -387,8 +406,9 @@ func (s *Syncer) choose() (string, Mode, bool) {
 	}
 	// A peer known to be unsynced is pulling everything in its own full
 	// sync: a session with it now would only descend into what it has not
-	// pulled yet.
-	p, ok := next(func(_ string, i *peerInfo) bool { return !(i.heard && !i.synced) })
+	// pulled yet. An unkeyed one cannot compare digests with us. (A full
+	// sync pulls, and compares nothing: any peer serves it.)
+	p, ok := next(func(_ string, i *peerInfo) bool { return !(i.heard && !i.synced) && !i.unkeyed })
 	return p, ModeSync, ok
 }
 
@@ -403,9 +423,18 @@ func (s *Syncer) Step(now time.Time, m *Message) []Action {
 		i = &peerInfo{}
 		s.info[m.From] = i
 	}
-	*i = peerInfo{heard: true, synced: m.Flags&FlagSynced != 0, leaving: m.Flags&FlagLeaving != 0, holds: founderRank(m.Flags&FlagHolds != 0, m.Flags&FlagPartial != 0)}
+	// An expand tells whether the peer keys its digests; nothing else does
+	// (a refusal from a peer re-keying names no key either).
+	unkeyed := i.unkeyed
+	if m.Kind == KindExpand {
+		unkeyed = m.KeyID == 0
+	}
+	*i = peerInfo{heard: true, synced: m.Flags&FlagSynced != 0, leaving: m.Flags&FlagLeaving != 0, holds: founderRank(m.Flags&FlagHolds != 0, m.Flags&FlagPartial != 0), unkeyed: unkeyed}
 	if m.Kind.IsRequest() {
 		s.stats.Served++
+		if m.Kind == KindExpand {
+			return s.respondExpand(m)
+		}
 		return []Action{Send{To: m.From, Msg: s.respond(m)}}
 	}
 	ss, ok := s.sessions[m.From]
@@ -418,6 +447,14 @@ func (s *Syncer) Step(now time.Time, m *Message) []Action {
 	}
 	delete(ss.pending, m.Req)
 	ss.heard = now
+	if m.Kind == KindExpandResp {
+		// The probes were summarised under ss.keyID: compare only answers
+		// under it, while this replica is still under it.
+		if mine := s.r.DigestKeyID(); m.KeyID != ss.keyID || mine != ss.keyID {
+			s.stats.KeyMismatches++
+			return append(s.end(ss, ErrKeyMismatch), KeyMismatch{Peer: m.From, Mine: mine, Theirs: m.KeyID})
+		}
+	}
 	if m.Flags&FlagSynced == 0 || m.Flags&FlagLeaving != 0 {
 		ss.peerNotReady = true // what it served may predate its own sync
 	}
@@ -432,6 +469,10 @@ func (s *Syncer) respond(m *Message) *Message {
 	switch m.Kind {
 	case KindExpand:
 		for _, p := range m.Probes {
+			if m.KeyID == 0 { // a leaving unkeyed peer: see respondExpand
+				out.Results = append(out.Results, Expansion{})
+				continue
+			}
 			mine := summaryOf(s.r, p.Node)
 			var x Expansion
 			switch {
@@ -490,11 +531,43 @@ func (s *Syncer) respond(m *Message) *Message {
 	return out
 }
 
+// respondExpand answers an expand only when its digests are under this
+// replica's key, read before and after the answer is built; else it
+// refuses: an answer without results that names this node's key id, so
+// the initiator ends its session at once rather than timing out.
+//
+// A peer of the unkeyed version gets no answer (it could not read a keyed
+// one), except when it is leaving: it is then told this node holds
+// nothing, in its own format, so its hand-off pushes every like it holds
+// once and ends when the pushes find nothing new here (push answers count
+// what was new, under no key). Without this, the last node of the old
+// version in a rolling upgrade could hand off to no one.
+func (s *Syncer) respondExpand(m *Message) []Action {
+	mine := s.r.DigestKeyID()
+	if m.KeyID == 0 {
+		if m.Flags&FlagLeaving != 0 {
+			return []Action{Send{To: m.From, Msg: s.respond(m)}}
+		}
+		s.stats.KeyMismatches++
+		return []Action{KeyMismatch{Peer: m.From, Mine: mine, Theirs: 0}}
+	}
+	if mine != 0 && m.KeyID == mine {
+		out := s.respond(m)
+		if out.KeyID = mine; s.r.DigestKeyID() == mine {
+			return []Action{Send{To: m.From, Msg: out}}
+		}
+	}
+	s.stats.KeyMismatches++
+	refusal := &Message{Kind: KindExpandResp, From: s.cfg.Name, Flags: s.flags(), Session: m.Session, Req: m.Req, KeyID: mine}
+	return []Action{Send{To: m.From, Msg: refusal}, KeyMismatch{Peer: m.From, Mine: mine, Theirs: m.KeyID}}
+}
+
 // session is the initiator's side of one session.
 type session struct {
 	id        uint64
 	peer      string
 	mode      Mode
+	keyID     uint64 // the digest key its probes are under
 	started   time.Time
 	heard     time.Time
 	nextReq   uint64
@@ -526,8 +599,15 @@ type stream struct {
 }
 
 func (s *Syncer) start(peer string, mode Mode) []Action {
+	keyID := s.r.DigestKeyID()
+	if keyID == 0 && mode != ModeFull {
+		// Re-keying: nothing to compare until it ends. A full sync only
+		// pulls, and goes on.
+		s.retry[peer] = s.now.Add(s.cfg.SyncInterval / 5)
+		return nil
+	}
 	s.nextID++
-	ss := &session{id: s.nextID, peer: peer, mode: mode, started: s.now, heard: s.now, pending: map[uint64]*request{}}
+	ss := &session{id: s.nextID, peer: peer, mode: mode, keyID: keyID, started: s.now, heard: s.now, pending: map[uint64]*request{}}
 	s.sessions[peer] = ss
 	s.stats.SessionsStarted++
 	s.lastStarted = peer
@@ -714,6 +794,9 @@ func (s *Syncer) flush(ss *session) []Action {
 func (s *Syncer) send(ss *session, req *request, m *Message) {
 	ss.nextReq++
 	m.From, m.Flags, m.Session, m.Req = s.cfg.Name, s.flags(), ss.id, ss.nextReq
+	if m.Kind == KindExpand {
+		m.KeyID = ss.keyID
+	}
 	ss.pending[ss.nextReq] = req
 	ss.out = append(ss.out, Send{To: ss.peer, Msg: m})
 }

@@ -90,6 +90,9 @@ type Replica interface {
 	Scan(r store.Range, cur store.Cursor, maxBytes int) ([]store.Like, store.Cursor, bool)
 	// Merge adds likes from a peer and returns those that were new.
 	Merge(likes []store.Like) []store.Like
+	// DigestKeyID names the key every digest above is under, 0 while the
+	// replica re-keys (see store.Rekey).
+	DigestKeyID() uint64
 }
 
 var _ Replica = (*store.Store)(nil)

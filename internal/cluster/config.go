@@ -186,13 +186,22 @@ type Config struct {
 	// (memberlist keyring, AES-GCM): 16, 24 or 32 bytes for AES-128/192/256.
 	// A node without the same key can neither join nor inject likes. Empty
 	// means plaintext gossip: only for a trusted network or a laptop.
+	//
+	// Anti-entropy's digest key is derived from it (HKDF, see
+	// internal/gset): with a key, two different contents compare equal
+	// with probability about 2^-64. Without one the digest key is a public
+	// constant, and anyone who can send likes or join can choose ids that
+	// hide a difference between replicas.
 	SecretKey []byte
 
 	// Keyring, when set, overrides SecretKey: memberlist gets it as its
 	// Config.Keyring, encrypts with its primary key and accepts any of its
 	// keys. The owner may AddKey, UseKey and RemoveKey at run time (key
 	// rotation, docs/deploy.md); the cluster reads it only through its
-	// locked methods. Nil: SecretKey alone, as before.
+	// locked methods. The digest key follows the
+	// primary: the node re-keys its replica when the primary changes
+	// (checked on anti-entropy's tick), and does not compare digests with a
+	// peer on another primary meanwhile. Nil: SecretKey alone, as before.
 	Keyring *memberlist.Keyring
 
 	// Label is stamped on every gossip packet and stream; a node with another

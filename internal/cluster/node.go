@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/antientropy"
+	"github.com/likesd/likesd/internal/gset"
 	"github.com/likesd/likesd/internal/store"
 )
 
@@ -32,6 +33,9 @@ type Replica interface {
 	// AfterDurable calls fn once every like the replica holds now is
 	// durable; fn must not block.
 	AfterDurable(fn func())
+	// Rekey recomputes every digest under k (see store.Rekey); the
+	// replica's DigestKeyID is 0 until it returns.
+	Rekey(k gset.Key)
 }
 
 // Member is one node as this node sees it.
@@ -80,6 +84,11 @@ type Stats struct {
 	SyncBytesOut    uint64
 	SyncDropped     uint64 // sync messages dropped: a queue was full
 	HandoffTimeouts uint64 // hand-offs cut short by the shutdown bound
+	// SyncKeyMismatches counts digest comparisons refused because this
+	// node's and the peer's digest keys differ (a rotation in progress,
+	// or a peer of the version before key ids).
+	SyncKeyMismatches uint64
+	SyncRekeys        uint64 // times the replica was re-keyed: the primary key changed
 
 	WritesMet       uint64 // writes that reached their level (201/200)
 	WritesAccepted  uint64 // writes answered before reaching it (202)
@@ -310,7 +319,7 @@ func (n *Node) start(replica Replica) error {
 	n.log.Info().Str("addr", n.selfAddr).Strs("seeds", n.cfg.Seeds).
 		Str("origin", strconv.FormatUint(n.origin, 16)).Str("fast_path", n.cfg.FastPath).
 		Stringer("sync_interval", n.cfg.SyncInterval).
-		Bool("encrypted", len(n.cfg.SecretKey) > 0).Str("label", n.cfg.Label).Msg("gossip listening")
+		Bool("encrypted", len(n.cfg.SecretKey) > 0 || n.cfg.Keyring != nil).Str("label", n.cfg.Label).Msg("gossip listening")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -432,6 +441,7 @@ func (n *Node) Stats() Stats {
 		st.SyncPulled, st.SyncPushed = d.stats.pulled.Load(), d.stats.pushed.Load()
 		st.SyncBytesIn, st.SyncBytesOut = d.stats.bytesIn.Load(), d.stats.bytesOut.Load()
 		st.SyncDropped, st.HandoffTimeouts = d.stats.dropped.Load(), d.stats.handoffTimeouts.Load()
+		st.SyncKeyMismatches, st.SyncRekeys = d.stats.keyMismatches.Load(), d.stats.rekeys.Load()
 	}
 	w := &n.writes.stats
 	st.WritesMet, st.WritesAccepted, st.WritesAbandoned = w.met.Load(), w.accepted.Load(), w.abandoned.Load()

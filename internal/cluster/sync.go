@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/likesd/likesd/internal/antientropy"
+	"github.com/likesd/likesd/internal/gset"
 )
 
 // joinAttemptsBeforeAlone is how many joins in a row must reach nobody
@@ -36,13 +38,19 @@ type syncDriver struct {
 	sawPeer   atomic.Bool // some other member was ever listed
 	stats     struct {
 		sessions, sessionsFailed, pulled, pushed, bytesOut, bytesIn, dropped atomic.Uint64
-		handoffTimeouts                                                      atomic.Uint64
+		handoffTimeouts, keyMismatches, rekeys                               atomic.Uint64
 	}
+	mismatchLog logEvery
 
 	// Owned by run.
 	peers   []string
 	senders map[string]*syncSender
 	wg      sync.WaitGroup
+	// digestSecret is the primary key the replica's digest key was last
+	// derived from (nil: none yet; empty: plaintext).
+	digestSecret []byte
+	// unkeyedPeers are peers of the version before key ids, logged once.
+	unkeyedPeers map[string]bool
 }
 
 type syncSender struct {
@@ -70,13 +78,14 @@ func newSyncDriver(n *Node, replica antientropy.Replica) (*syncDriver, error) {
 	}
 	return &syncDriver{
 		n: n, sy: sy,
-		inbox:   make(chan *antientropy.Message, 1024),
-		joins:   make(chan bool, 16),
-		fails:   make(chan string, 64),
-		urges:   make(chan string, 64),
-		leave:   make(chan chan error),
-		tick:    min(max(n.cfg.SyncInterval/5, 5*time.Millisecond), 50*time.Millisecond),
-		senders: map[string]*syncSender{},
+		inbox:        make(chan *antientropy.Message, 1024),
+		joins:        make(chan bool, 16),
+		fails:        make(chan string, 64),
+		urges:        make(chan string, 64),
+		leave:        make(chan chan error),
+		tick:         min(max(n.cfg.SyncInterval/5, 5*time.Millisecond), 50*time.Millisecond),
+		senders:      map[string]*syncSender{},
+		unkeyedPeers: map[string]bool{},
 	}, nil
 }
 
@@ -116,6 +125,7 @@ func (d *syncDriver) run(ctx context.Context) {
 			s.stop()
 		}
 	}()
+	d.checkKey()
 	t := time.NewTicker(d.tick)
 	defer t.Stop()
 	var waiting []chan error // Close calls waiting for the hand-off
@@ -140,6 +150,7 @@ func (d *syncDriver) run(ctx context.Context) {
 			d.refreshPeers(ctx)
 			d.do(ctx, d.sy.Leave(time.Now()))
 		case <-t.C:
+			d.checkKey()
 			d.refreshPeers(ctx)
 			d.do(ctx, d.sy.Tick(time.Now()))
 		}
@@ -150,6 +161,41 @@ func (d *syncDriver) run(ctx context.Context) {
 			waiting = nil
 		}
 	}
+}
+
+// primaryKey is the key the digest key derives from: the keyring's
+// primary, which UseKey changes at run time, else SecretKey; empty in
+// plaintext mode.
+func (n *Node) primaryKey() []byte {
+	if n.cfg.Keyring != nil {
+		return n.cfg.Keyring.GetPrimaryKey()
+	}
+	return n.cfg.SecretKey
+}
+
+// checkKey re-keys the replica when the primary key changed. It runs in
+// the loop that owns the syncer, so no message is handled while the
+// digests mix keys; the store re-keys shard by shard, so likes keep
+// being taken. Until the peers re-key too, sessions with them end in a
+// KeyMismatch and the fast path carries likes.
+func (d *syncDriver) checkKey() {
+	secret := d.n.primaryKey()
+	if d.digestSecret != nil && bytes.Equal(secret, d.digestSecret) {
+		return
+	}
+	first := d.digestSecret == nil
+	d.digestSecret = append([]byte{}, secret...)
+	k := gset.DeriveKey(secret)
+	start := time.Now()
+	d.n.replica.Rekey(k)
+	if first {
+		d.n.log.Debug().Str("key_id", fmt.Sprintf("%016x", k.ID())).Bool("plaintext", len(secret) == 0).
+			Dur("took", time.Since(start)).Msg("digest key set")
+		return
+	}
+	d.stats.rekeys.Add(1)
+	d.n.log.Info().Str("key_id", fmt.Sprintf("%016x", k.ID())).Dur("took", time.Since(start)).
+		Msg("primary key changed: digests re-keyed; sync pauses with peers on another primary until they re-key")
 }
 
 // refreshPeers gives the syncer the alive members and stops the senders of
@@ -167,6 +213,11 @@ func (d *syncDriver) refreshPeers(ctx context.Context) {
 		if !slices.Contains(peers, name) {
 			s.stop()
 			delete(d.senders, name)
+		}
+	}
+	for name := range d.unkeyedPeers {
+		if !slices.Contains(peers, name) {
+			delete(d.unkeyedPeers, name)
 		}
 	}
 	d.do(ctx, d.sy.SetPeers(time.Now(), peers))
@@ -194,6 +245,20 @@ func (d *syncDriver) do(ctx context.Context, actions []antientropy.Action) {
 			}
 			ev.Str("peer", a.Peer).Stringer("mode", a.Mode).Uint64("pulled", a.Pulled).
 				Uint64("pushed", a.Pushed).Dur("took", a.Duration).Msg("sync session ended")
+		case antientropy.KeyMismatch:
+			d.stats.keyMismatches.Add(1)
+			switch {
+			case a.Theirs == 0 && a.Mine != 0:
+				if !d.unkeyedPeers[a.Peer] {
+					d.unkeyedPeers[a.Peer] = true
+					log.Warn().Str("peer", a.Peer).
+						Msg("peer runs a version without digest key ids: no digest comparison with it (the fast path and its full syncs still work)")
+				}
+			case d.mismatchLog.allow():
+				log.Warn().Str("peer", a.Peer).Str("key_id", fmt.Sprintf("%016x", a.Mine)).Str("peer_key_id", fmt.Sprintf("%016x", a.Theirs)).
+					Uint64("refused", d.stats.keyMismatches.Load()).
+					Msg("digest keys differ: not comparing digests with this peer (a key rotation in progress?); retrying later")
+			}
 		case antientropy.HandedOff:
 			d.handedOff.Store(true)
 			if a.Peer == "" {

@@ -20,7 +20,7 @@ func TestBlockFormRoundTripsAndDecodedSetsGrow(t *testing.T) {
 		require.Equal(t, "tail", string(rest))
 		checkInvariants(t, got)
 		require.True(t, s.Equal(got), "seed %d", seed)
-		require.Equal(t, s.Digest(), got.Digest())
+		require.Equal(t, s.Summary(tk).Digest, got.Summary(tk).Digest)
 		require.LessOrEqual(t, len(b), s.Bytes()+8*s.Bytes()/maxBlock+16, "costs what the blocks cost")
 
 		ref := New(members...)

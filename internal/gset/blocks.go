@@ -40,7 +40,7 @@ func (s Set) AppendBlocks(b []byte) []byte {
 // they are adopted (bounds, a first entry sharing nothing, members in
 // strictly increasing order, every entry encoded as AppendBinary's builder
 // would encode it, the count), since the rest of the package trusts them;
-// the digest is computed from the members. The blocks are packed leaf by
+// The blocks are packed leaf by
 // leaf into fresh memory, as Compacted packs them.
 func DecodeBlocks(data []byte) (Set, []byte, error) {
 	if len(data) == 0 {
@@ -87,7 +87,7 @@ func DecodeBlocks(data []byte) (Set, []byte, error) {
 		blocks = blocks[len(leaf):]
 		leaves = append(leaves, packLeaf(leaf))
 	}
-	return Set{leaves: leaves, n: v.n, digest: v.digest}, rest, nil
+	return Set{leaves: leaves, n: v.n}, rest, nil
 }
 
 // packLeaf copies a leaf's blocks into one allocation, each followed by
@@ -112,7 +112,6 @@ func packLeaf(blocks [][]byte) [][]byte {
 type blockValidator struct {
 	prev, cur, enc []byte
 	n              int
-	digest         uint64
 }
 
 func (v *blockValidator) block(blk []byte) error {
@@ -149,7 +148,6 @@ func (v *blockValidator) block(blk []byte) error {
 		}
 		v.prev, v.cur = v.cur, v.prev
 		v.n++
-		v.digest += memberHash(v.prev)
 		first = false
 		at = end
 	}

@@ -22,9 +22,9 @@ func TestDigestIsOrderIndependentAndTracksMembers(t *testing.T) {
 		}
 		var want uint64
 		for _, m := range a.Members() {
-			want += MemberHash(m)
+			want += tk.Hash(m)
 		}
-		return a.Digest() == b.Digest() && a.Digest() == want
+		return a.Summary(tk).Digest == b.Summary(tk).Digest && a.Summary(tk).Digest == want
 	}
 	require.NoError(t, quick.Check(law, nil))
 }
@@ -34,14 +34,14 @@ func TestDigestSurvivesCloneMergeAndDecode(t *testing.T) {
 	b := New("y", "w")
 	c := a.Clone()
 	c.Merge(b)
-	assert.Equal(t, New("w", "x", "y", "z").Digest(), c.Digest())
-	assert.Equal(t, New("x", "y", "z").Digest(), a.Digest(), "clone is independent")
+	assert.Equal(t, New("w", "x", "y", "z").Summary(tk).Digest, c.Summary(tk).Digest)
+	assert.Equal(t, New("x", "y", "z").Summary(tk).Digest, a.Summary(tk).Digest, "clone is independent")
 
 	enc, err := c.MarshalBinary()
 	require.NoError(t, err)
 	var d Set
 	require.NoError(t, d.UnmarshalBinary(enc))
-	assert.Equal(t, c.Summary(), d.Summary())
+	assert.Equal(t, c.Summary(tk), d.Summary(tk))
 }
 
 func TestRangeDigestsPartitionTheRange(t *testing.T) {
@@ -50,19 +50,19 @@ func TestRangeDigestsPartitionTheRange(t *testing.T) {
 		s.Add(fmt.Sprintf("user-%d", i))
 	}
 	check := func(bits uint8, prefix uint64) {
-		parts := s.RangeDigests(bits, prefix)
+		parts := s.RangeDigests(tk, bits, prefix)
 		var sum Summary
 		for i, p := range parts {
 			sum = sum.Add(p)
 			child := (prefix << 4) | uint64(i)
-			assert.Equal(t, s.RangeSummary(bits+4, child), p, "part %d of %d/%x", i, bits, prefix)
+			assert.Equal(t, s.RangeSummary(tk, bits+4, child), p, "part %d of %d/%x", i, bits, prefix)
 		}
-		assert.Equal(t, s.RangeSummary(bits, prefix), sum)
+		assert.Equal(t, s.RangeSummary(tk, bits, prefix), sum)
 	}
 	check(0, 0)
 	check(4, 7)
 	check(8, 0x3c)
-	assert.Equal(t, s.Summary(), s.RangeSummary(0, 0))
+	assert.Equal(t, s.Summary(tk), s.RangeSummary(tk, 0, 0))
 }
 
 func TestRangeMembersPagesTheRangeInOrder(t *testing.T) {
@@ -77,14 +77,14 @@ func TestRangeMembersPagesTheRangeInOrder(t *testing.T) {
 	}{{0, 0}, {4, 2}, {8, 0xa1}} {
 		var want []string
 		for _, m := range s.Members() {
-			if InRange(MemberHash(m), r.bits, r.prefix) {
+			if InRange(tk.Hash(m), r.bits, r.prefix) {
 				want = append(want, m)
 			}
 		}
 		var got []string
 		after, fromStart := "", true
 		for {
-			page, more := s.RangeMembers(r.bits, r.prefix, fromStart, after, 7)
+			page, more := s.RangeMembers(tk, r.bits, r.prefix, fromStart, after, 7)
 			fromStart = false
 			got = append(got, page...)
 			if !more {

@@ -9,28 +9,43 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestMemberHashIsSplitmixOfXXHash(t *testing.T) {
-	// xxhash64("") is 0xef46db3751d8e999; the finalizer is splitmix64's.
-	z := uint64(0xef46db3751d8e999)
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	z ^= z >> 31
-	assert.Equal(t, z, MemberHash(""))
-	assert.NotEqual(t, MemberHash("a"), MemberHash("b"))
+// tk is the key the package's tests hash under.
+var tk = DeriveKey([]byte("gset test secret"))
+
+func TestKeyHashIsSipHash24UnderTheDerivedKey(t *testing.T) {
+	// SipHash-2-4's reference vector: key 00..0f, empty message.
+	k := Key{k0: 0x0706050403020100, k1: 0x0f0e0d0c0b0a0908}
+	assert.Equal(t, uint64(0x726fdb47dd0e0e31), k.Hash(""))
+	assert.NotEqual(t, tk.Hash("a"), tk.Hash("b"))
+	assert.Equal(t, DeriveKey([]byte("gset test secret")), tk, "derivation is deterministic")
+	assert.NotEqual(t, tk.Hash("a"), DeriveKey([]byte("other")).Hash("a"))
+	assert.NotEqual(t, tk.ID(), DeriveKey([]byte("other")).ID())
+	assert.Equal(t, PublicKey(), DeriveKey(nil))
+	assert.NotZero(t, PublicKey().ID())
+	assert.NotEqual(t, tk.Hash("a"), tk.Tuple(tk.Hash("a"), 0, 0))
+}
+
+// The ids a 4-sum search found against the unkeyed hash (issue #21):
+// equal sums under splitmix(xxhash), different under a key.
+func TestTheUnkeyedCollisionIsNoneUnderAKey(t *testing.T) {
+	a := New("user-2436220", "user-3484362")
+	b := New("user-3001774", "user-3276129")
+	assert.NotEqual(t, a.Summary(tk), b.Summary(tk))
+	assert.NotEqual(t, a.Summary(PublicKey()), b.Summary(PublicKey()))
 }
 
 func TestDigestEmptyAndSum(t *testing.T) {
 	var s Set
-	assert.Zero(t, s.Digest())
+	assert.Zero(t, s.Summary(tk))
 	s.Add("a")
 	s.Add("a")
 	s.Add("b")
-	assert.Equal(t, MemberHash("a")+MemberHash("b"), s.Digest())
+	assert.Equal(t, tk.Hash("a")+tk.Hash("b"), s.Summary(tk).Digest)
 	c := s.Clone()
-	assert.Equal(t, s.Digest(), c.Digest())
+	assert.Equal(t, s.Summary(tk).Digest, c.Summary(tk).Digest)
 	var d Set
 	require.NoError(t, d.UnmarshalBinary(mustMarshal(t, s)))
-	assert.Equal(t, s.Digest(), d.Digest(), "a decoded set carries its digest")
+	assert.Equal(t, s.Summary(tk).Digest, d.Summary(tk).Digest, "a decoded set has its digest")
 }
 
 func mustMarshal(t *testing.T, s Set) []byte {
@@ -58,16 +73,16 @@ func TestPropertyDigestIndependentOfOrder(t *testing.T) {
 		}
 		var want uint64
 		for m := range toRef(x) {
-			want += MemberHash(m)
+			want += tk.Hash(m)
 		}
-		return a.Digest() == b.Digest() && a.Digest() == want
+		return a.Summary(tk).Digest == b.Summary(tk).Digest && a.Summary(tk).Digest == want
 	})
 }
 
 // refRange is the naive reference for RangeDigests and RangeMembers.
 func refRange(members []string, bits uint8, prefix uint64) (buckets [Fanout]Summary, inRangeSorted []string) {
 	for _, m := range toRef(members).sorted() {
-		h := MemberHash(m)
+		h := tk.Hash(m)
 		if bits > 0 && h>>(64-uint(min(bits, 64))) != prefix {
 			continue
 		}
@@ -88,17 +103,17 @@ func TestPropertyRangeDigestsMatchReference(t *testing.T) {
 		s := New(x...)
 		prefix := uint64(0)
 		if len(x) > 0 && bits > 0 { // a prefix that has members, usually
-			prefix = MemberHash(x[int(pick)%len(x)]) >> (64 - bits)
+			prefix = tk.Hash(x[int(pick)%len(x)]) >> (64 - bits)
 		}
 		want, _ := refRange(x, bits, prefix)
-		got := s.RangeDigests(bits, prefix)
+		got := s.RangeDigests(tk, bits, prefix)
 		var sum uint64
 		var n int
 		for _, b := range got {
 			sum += b.Digest
 			n += b.Count
 		}
-		if bits == 0 && (sum != s.Digest() || n != s.Len()) {
+		if bits == 0 && (sum != s.Summary(tk).Digest || n != s.Len()) {
 			return false
 		}
 		return got == want
@@ -115,7 +130,7 @@ func TestPropertyRangeMembersPagesMatchReference(t *testing.T) {
 			var got []string
 			after, fromStart := "", true
 			for {
-				page, more := s.RangeMembers(bits, prefix, fromStart, after, l)
+				page, more := s.RangeMembers(tk, bits, prefix, fromStart, after, l)
 				fromStart = false
 				got = append(got, page...)
 				if !more {
@@ -133,17 +148,17 @@ func TestPropertyRangeMembersPagesMatchReference(t *testing.T) {
 
 func TestRangeEdges(t *testing.T) {
 	s := New("a", "b", "c")
-	got, more := s.RangeMembers(0, 0, true, "", 0)
+	got, more := s.RangeMembers(tk, 0, 0, true, "", 0)
 	assert.Nil(t, got)
 	assert.False(t, more)
-	got, more = s.RangeMembers(0, 0, true, "", 2)
+	got, more = s.RangeMembers(tk, 0, 0, true, "", 2)
 	assert.Equal(t, []string{"a", "b"}, got)
 	assert.True(t, more)
-	h := MemberHash("b")
-	got, _ = s.RangeMembers(64, h, true, "", 10)
+	h := tk.Hash("b")
+	got, _ = s.RangeMembers(tk, 64, h, true, "", 10)
 	assert.Equal(t, []string{"b"}, got, "64 bits: the range of one hash")
-	b := s.RangeDigests(64, h)
+	b := s.RangeDigests(tk, 64, h)
 	assert.Equal(t, Summary{Digest: h, Count: 1}, b[0])
-	b = s.RangeDigests(255, h)
+	b = s.RangeDigests(tk, 255, h)
 	assert.Equal(t, Summary{Digest: h, Count: 1}, b[0], "more than 64 bits count as 64")
 }

@@ -13,9 +13,26 @@
 //
 // so replicas that have seen the same adds, in any order and any number of
 // times, hold the same set. That is what makes one user's like count once
-// however often it is retried or re-gossiped. Digest, a sum of member
-// hashes, is equal on equal sets whatever their history, so anti-entropy can
-// compare sets (and hash ranges of them) without sending them.
+// however often it is retried or re-gossiped.
+//
+// # Digests
+//
+// A set's Summary under a Key is the sum mod 2^64 of its members' hashes
+// and its size: equal on equal sets whatever their history, so
+// anti-entropy compares sets (and hash ranges of them) without sending
+// them. The hash is SipHash-2-4 under a 128-bit key derived with HKDF-SHA256
+// from the cluster's secret (DeriveKey): to anyone without the secret the
+// hashes are random, so two different contents have equal digests with
+// probability about 2^-64 per comparison, however their ids were chosen.
+// An unkeyed hash gave no such bound: a 4-sum search found two pairs of
+// ids with equal sums, which hid a difference between two replicas
+// forever (issue #21). In plaintext mode (no secret) the key is PublicKey,
+// a constant anyone can compute: digests then give no protection against
+// ids chosen by anyone who can send likes or join.
+//
+// The Set keeps no digest and knows no key: its owner (internal/store)
+// holds the key, passes it to the operations that hash, and keeps each
+// set's digest up to date from what Add and Merge report new.
 //
 // # Representation
 //

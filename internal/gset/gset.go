@@ -40,7 +40,6 @@ type Set struct {
 	// place unless shared is set.
 	leaves [][][]byte
 	n      int
-	digest uint64 // sum of MemberHash over the members, kept by Add
 	// shared marks leaves as seen by a Clone: the next change copies the
 	// slices of block headers (not the blocks) first, clipping every block
 	// to its length so that neither copy writes into a shared one.
@@ -276,7 +275,7 @@ func (s Set) Compacted() Set {
 			at += len(blk) + packSlack
 		}
 	}
-	return Set{leaves: leaves, n: s.n, digest: s.digest}
+	return Set{leaves: leaves, n: s.n}
 }
 
 // Bytes is the length of s's blocks together (not counting size-class
@@ -320,7 +319,7 @@ func (s *Set) unshare() {
 // Add inserts m and reports whether it was new to the set.
 func (s *Set) Add(m string) bool {
 	if s.n == 0 {
-		*s = Set{leaves: [][][]byte{{singleBlock(m)}}, n: 1, digest: MemberHash(m)}
+		*s = Set{leaves: [][][]byte{{singleBlock(m)}}, n: 1}
 		return true
 	}
 	li, bi := s.locate(m)
@@ -340,7 +339,6 @@ func (s *Set) Add(m string) bool {
 		s.replaceBlock(li, bi, nb)
 	}
 	s.n++
-	s.digest += MemberHash(m)
 	return true
 }
 
@@ -373,11 +371,6 @@ func (s Set) Has(m string) bool {
 
 // Len is the number of members.
 func (s Set) Len() int { return s.n }
-
-// Digest is the sum, mod 2^64, of MemberHash over the members: equal sets
-// have equal digests whatever the order they were built in, and Add keeps
-// it in O(1).
-func (s Set) Digest() uint64 { return s.digest }
 
 // scan calls fn for each member from the start of block (li, bi) on, in byte
 // order, until fn returns false. key is only valid during the call.
@@ -492,7 +485,6 @@ type builder struct {
 	blk    []byte
 	prev   []byte
 	n      int
-	digest uint64
 }
 
 func add[T string | []byte](b *builder, m T) {
@@ -506,7 +498,6 @@ func add[T string | []byte](b *builder, m T) {
 	}
 	b.prev = append(b.prev[:0], m...)
 	b.n++
-	b.digest += memberHash(m)
 }
 
 func (b *builder) flushBlock() {
@@ -526,7 +517,7 @@ func (b *builder) set() Set {
 	if len(b.leaf) > 0 {
 		b.leaves = append(b.leaves, slices.Clip(b.leaf))
 	}
-	return Set{leaves: slices.Clip(b.leaves), n: b.n, digest: b.digest}
+	return Set{leaves: slices.Clip(b.leaves), n: b.n}
 }
 
 // Walk calls fn for every member in byte order until fn returns false.
@@ -606,7 +597,7 @@ func (s *Set) Clone() Set {
 
 // Equal reports whether s and o hold the same members.
 func (s Set) Equal(o Set) bool {
-	if s.n != o.n || s.digest != o.digest {
+	if s.n != o.n {
 		return false
 	}
 	a, _ := s.MarshalBinary()

@@ -92,6 +92,8 @@ func New(c Cluster) *Metrics {
 	counter("likesd_sync_bytes_sent_total", "Bytes of anti-entropy messages sent.", func(s cluster.Stats) uint64 { return s.SyncBytesOut })
 	counter("likesd_sync_dropped_total", "Anti-entropy messages dropped because a queue was full (the session times out and is retried).", func(s cluster.Stats) uint64 { return s.SyncDropped })
 	counter("likesd_handoff_timeouts_total", "Hand-offs cut short by the shutdown bound.", func(s cluster.Stats) uint64 { return s.HandoffTimeouts })
+	counter("likesd_sync_key_mismatches_total", "Digest comparisons refused because this node's and the peer's digest keys differ (a key rotation in progress, or a peer without key ids).", func(s cluster.Stats) uint64 { return s.SyncKeyMismatches })
+	counter("likesd_sync_rekeys_total", "Times the replica's digests were recomputed because the primary key changed.", func(s cluster.Stats) uint64 { return s.SyncRekeys })
 	counter("likesd_direct_batches_sent_total", "Batches sent straight to a peer (direct fast path).", func(s cluster.Stats) uint64 { return s.DirectSent })
 	counter("likesd_direct_errors_total", "Batches that could not be sent to a peer.", func(s cluster.Stats) uint64 { return s.DirectErrors })
 	counter("likesd_peer_queue_dropped_total", "Batches dropped (left to repair): a full peer queue, a peer that stopped answering, or a stream reset under them.", func(s cluster.Stats) uint64 { return s.PeerDropped })

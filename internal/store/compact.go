@@ -85,7 +85,7 @@ func (sh *shard) compact(post string) int {
 		return 0
 	}
 	if size := set.Bytes(); size < compactUnlocked {
-		*set = set.Compacted()
+		set.Set = set.Compacted()
 		sh.mu.Unlock()
 		return size
 	}
@@ -97,6 +97,6 @@ func (sh *shard) compact(post string) int {
 	if set.Len() != c.Len() {
 		c = set.Compacted()
 	}
-	*set = c
+	set.Set = c
 	return c.Bytes()
 }

@@ -5,15 +5,18 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/likesd/likesd/internal/gset"
 	"github.com/likesd/likesd/internal/wire"
 )
 
 // The replica's content is summarised for anti-entropy in Buckets digest
 // buckets, chosen by the top bits of each post's hash. A bucket's summary
-// sums, over its posts, a hash of (post, the post's set digest, its count),
-// and counts their likes; it is kept up to date in O(1) per like under the
-// shard lock. Two replicas whose buckets agree hold the same likes there.
+// sums, over its posts, a keyed hash of (post, the post's set digest, its
+// count), and counts their likes; it is kept up to date in O(1) per like
+// under the shard lock. Two replicas whose buckets agree under the same
+// secret key hold the same likes there, but with probability about 2^-64.
 const (
 	bucketBits = 16
 	// Buckets is the number of digest buckets: 65536, so that a bucket holds
@@ -21,20 +24,37 @@ const (
 	Buckets = 1 << bucketBits
 )
 
-// PostHash is the hash every replica gives a post id.
-func PostHash(post string) uint64 { return gset.MemberHash(post) }
+// PostHash is the hash every replica gives a post id to place it in a
+// bucket and a shard. It is unkeyed on purpose: placement must not move
+// when the key rotates, and it decides only where a post is summarised,
+// never whether two contents look equal (postContribution is keyed).
+// Chosen post ids can crowd one bucket, which costs listing pages, not
+// correctness.
+func PostHash(post string) uint64 { return mix(xxhash.Sum64String(post)) }
+
+// mix is splitmix64's finalizer: a bijection that spreads every input bit
+// over the whole output, so the bucket bits on top are well mixed.
+func mix(z uint64) uint64 {
+	z ^= z >> 30
+	z *= 0xbf58476d1ce4e5b9
+	z ^= z >> 27
+	z *= 0x94d049bb133111eb
+	z ^= z >> 31
+	return z
+}
 
 // BucketOf is the digest bucket of post.
 func BucketOf(post string) int { return int(PostHash(post) >> (64 - bucketBits)) }
 
-// postContribution is what one post adds to its bucket's digest. It hashes
-// the post's identity with its set's digest and size, so that likes of one
-// post never cancel out likes of another.
-func postContribution(post string, s gset.Summary) uint64 {
+// postContribution is what one post adds to its bucket's digest: a keyed
+// PRF of the post's identity with its set's digest and size, so that likes
+// of one post never cancel out likes of another, and two posts' different
+// contents give independent values.
+func postContribution(k gset.Key, post string, s gset.Summary) uint64 {
 	if s.Count == 0 {
 		return 0
 	}
-	return gset.Mix(PostHash(post) ^ gset.Mix(s.Digest^gset.Mix(uint64(s.Count))))
+	return k.Tuple(k.Hash(post), s.Digest, uint64(s.Count))
 }
 
 // upperLevels are the sums of 16^(4-L) consecutive buckets for L = 1..3
@@ -84,7 +104,7 @@ func (u *upperLevels) lookup(lo, hi int) (gset.Summary, bool) {
 // after. The caller holds sh.mu.
 func (sh *shard) rebucketLocked(post string, before, after gset.Summary) {
 	bucket := BucketOf(post)
-	digest := postContribution(post, after) - postContribution(post, before)
+	digest := postContribution(sh.key, post, after) - postContribution(sh.key, post, before)
 	count := after.Count - before.Count
 	b := &sh.buckets[bucket-sh.first]
 	b.Digest += digest
@@ -136,7 +156,7 @@ func (s *Store) BucketPosts(bucket int, fromStart bool, after string, limit int)
 	sh.mu.RLock()
 	for post, set := range sh.posts {
 		if BucketOf(post) == bucket && (fromStart || post > after) {
-			posts = append(posts, PostSummary{Post: post, Summary: set.Summary()})
+			posts = append(posts, PostSummary{Post: post, Summary: set.summary()})
 		}
 	}
 	sh.mu.RUnlock()
@@ -154,7 +174,10 @@ func (s *Store) PostRangeSummary(post string, bits uint8, prefix uint64) gset.Su
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	if set, ok := sh.posts[post]; ok {
-		return set.RangeSummary(bits, prefix)
+		if bits == 0 {
+			return set.summary()
+		}
+		return set.RangeSummary(sh.key, bits, prefix)
 	}
 	return gset.Summary{}
 }
@@ -166,7 +189,7 @@ func (s *Store) PostRangeDigests(post string, bits uint8, prefix uint64) [gset.F
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	if set, ok := sh.posts[post]; ok {
-		return set.RangeDigests(bits, prefix)
+		return set.RangeDigests(sh.key, bits, prefix)
 	}
 	return [gset.Fanout]gset.Summary{}
 }
@@ -196,9 +219,9 @@ type Cursor struct {
 func (s *Store) Scan(r Range, cur Cursor, maxBytes int) (likes []Like, next Cursor, done bool) {
 	next = cur
 	budget := maxBytes
-	take := func(post string, set *gset.Set, fromStart bool, after string) bool {
+	take := func(k gset.Key, post string, set *postSet, fromStart bool, after string) bool {
 		for {
-			users, more := set.RangeMembers(r.Bits, r.Prefix, fromStart, after, 256)
+			users, more := set.RangeMembers(k, r.Bits, r.Prefix, fromStart, after, 256)
 			for _, u := range users {
 				likes = append(likes, Like{Post: post, User: u})
 				budget -= wire.StringLen(post) + wire.StringLen(u)
@@ -223,7 +246,7 @@ func (s *Store) Scan(r Range, cur Cursor, maxBytes int) (likes []Like, next Curs
 		if !ok {
 			return nil, cur, true
 		}
-		finished := take(r.Post, set, !cur.Started, cur.User)
+		finished := take(sh.key, r.Post, set, !cur.Started, cur.User)
 		return likes, next, finished
 	}
 
@@ -234,7 +257,7 @@ func (s *Store) Scan(r Range, cur Cursor, maxBytes int) (likes []Like, next Curs
 	type entry struct {
 		bucket int
 		post   string
-		set    *gset.Set
+		set    *postSet
 	}
 	var posts []entry
 	for lo < hi {
@@ -254,13 +277,13 @@ func (s *Store) Scan(r Range, cur Cursor, maxBytes int) (likes []Like, next Curs
 			var finished bool
 			switch {
 			case !cur.Started:
-				finished = take(e.post, e.set, true, "")
+				finished = take(sh.key, e.post, e.set, true, "")
 			case e.bucket < BucketOf(cur.Post) || (e.bucket == BucketOf(cur.Post) && e.post < cur.Post):
 				continue // before the cursor
 			case e.post == cur.Post:
-				finished = take(e.post, e.set, false, cur.User)
+				finished = take(sh.key, e.post, e.set, false, cur.User)
 			default:
-				finished = take(e.post, e.set, true, "")
+				finished = take(sh.key, e.post, e.set, true, "")
 			}
 			if !finished || budget <= 0 {
 				sh.mu.RUnlock()
@@ -271,4 +294,55 @@ func (s *Store) Scan(r Range, cur Cursor, maxBytes int) (likes []Like, next Curs
 		lo = end
 	}
 	return likes, next, true
+}
+
+// DigestKeyID is the ID of the key the replica's digests are under (see
+// gset.Key.ID), 0 while Rekey runs: a reader compares digests only when it
+// read the same nonzero ID before and after reading them.
+func (s *Store) DigestKeyID() uint64 { return s.keyID.Load() }
+
+// Rekey recomputes every digest under k, one shard at a time: each shard's
+// lock is held only while its own sets are rehashed (a 256th of the
+// replica at the default, or one huge post's set), so likes keep being
+// taken. Meanwhile DigestKeyID is 0: the buckets and upper levels mix two
+// keys, and nobody may compare them. Calls are serialised.
+func (s *Store) Rekey(k gset.Key) {
+	s.rekeyMu.Lock()
+	defer s.rekeyMu.Unlock()
+	if s.keyID.Load() == k.ID() && s.shards[0].keyIs(k) {
+		return
+	}
+	s.keyID.Store(0)
+	for i := range s.shards {
+		s.shards[i].rekey(k)
+	}
+	s.keyID.Store(k.ID())
+}
+
+func (sh *shard) keyIs(k gset.Key) bool {
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.key == k
+}
+
+// rekey rehashes the shard's sets under k and moves the upper levels by
+// what each of its buckets changed.
+func (sh *shard) rekey(k gset.Key) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.key == k {
+		return
+	}
+	sh.key = k
+	fresh := make([]uint64, len(sh.buckets))
+	for post, set := range sh.posts {
+		set.digest = set.Summary(k).Digest
+		fresh[BucketOf(post)-sh.first] += postContribution(k, post, set.summary())
+	}
+	for i, d := range fresh {
+		if delta := d - sh.buckets[i].Digest; delta != 0 {
+			sh.buckets[i].Digest = d
+			sh.upper.add(sh.first+i, delta, 0)
+		}
+	}
 }

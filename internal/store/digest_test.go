@@ -130,7 +130,7 @@ func TestScanVisitsEveryLikeOnceInOrder(t *testing.T) {
 	got := scanAll(t, s, r, 50)
 	assert.Equal(t, s.PostRangeSummary("big", 4, 9).Count, len(got))
 	for _, l := range got {
-		assert.True(t, gset.InRange(gset.MemberHash(l.User), 4, 9))
+		assert.True(t, gset.InRange(gset.PublicKey().Hash(l.User), 4, 9))
 	}
 	assert.Empty(t, scanAll(t, s, Range{HasPost: true, Post: "nobody-liked-it"}, 50))
 

@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/likesd/likesd/internal/gset"
 )
@@ -23,9 +24,12 @@ type Sink interface {
 }
 
 type shard struct {
-	// mu guards posts, buckets and waiting.
-	mu    sync.RWMutex
-	posts map[string]*gset.Set
+	// mu guards key, posts, buckets and waiting.
+	mu sync.RWMutex
+	// key is what this shard's digests are computed under: every shard's
+	// is the store's, but while Rekey runs (see there).
+	key   gset.Key
+	posts map[string]*postSet
 	// buckets are the digests of this shard's run of Buckets: bucket b is
 	// buckets[b-first]. See digest.go.
 	buckets []gset.Summary
@@ -35,6 +39,15 @@ type shard struct {
 	// WaitHas for why per like and under mu.
 	waiting map[Like]*waiter
 }
+
+// postSet is one post's likers and their digest under the shard's key,
+// kept in O(1) per add: gset.Set holds no digest (see its package doc).
+type postSet struct {
+	gset.Set
+	digest uint64
+}
+
+func (p *postSet) summary() gset.Summary { return gset.Summary{Digest: p.digest, Count: p.Len()} }
 
 // waiter is the WaitHas calls waiting for one like: they share ch, which
 // the add of that like closes.
@@ -60,6 +73,12 @@ type Journal interface {
 
 // Store is the node's replica. The zero value is not usable: call New.
 type Store struct {
+	// rekeyMu serialises Rekey calls.
+	rekeyMu sync.Mutex
+	// keyID is the ID of the key every shard's digests are under, 0 while
+	// a Rekey runs: digests read then mix two keys and mean nothing.
+	keyID atomic.Uint64
+
 	upper      *upperLevels
 	shardShift uint // bucket >> shardShift is the shard
 	shards     []shard
@@ -68,7 +87,7 @@ type Store struct {
 }
 
 // New returns an empty store that reports local new likes to sink (nil for
-// none).
+// none). Its digests are under gset.PublicKey until Rekey.
 func New(cfg Config, sink Sink) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -81,8 +100,11 @@ func New(cfg Config, sink Sink) (*Store, error) {
 		sink:       sink,
 	}
 	perShard := Buckets / cfg.Shards
+	key := gset.PublicKey()
+	s.keyID.Store(key.ID())
 	for i := range s.shards {
-		s.shards[i].posts = make(map[string]*gset.Set)
+		s.shards[i].key = key
+		s.shards[i].posts = make(map[string]*postSet)
 		s.shards[i].buckets = make([]gset.Summary, perShard)
 		s.shards[i].first = i * perShard
 		s.shards[i].upper = s.upper
@@ -118,13 +140,14 @@ func (s *Store) Like(post, user string) (added bool, count int) {
 func (sh *shard) addLocked(post, user string) (added bool, count int) {
 	set, ok := sh.posts[post]
 	if !ok {
-		set = &gset.Set{}
+		set = &postSet{}
 		sh.posts[post] = set
 	}
-	before := set.Summary()
+	before := set.summary()
 	added = set.Add(user)
 	if added {
-		sh.rebucketLocked(post, before, set.Summary())
+		set.digest += sh.key.Hash(user)
+		sh.rebucketLocked(post, before, set.summary())
 	}
 	return added, set.Len()
 }
@@ -217,13 +240,16 @@ func (s *Store) MergeSet(post string, users gset.Set) []string {
 		if users.Len() == 0 {
 			return nil
 		}
-		set = &gset.Set{}
+		set = &postSet{}
 		sh.posts[post] = set
 	}
-	before := set.Summary()
+	before := set.summary()
 	added := set.Merge(users)
 	if len(added) > 0 {
-		sh.rebucketLocked(post, before, set.Summary())
+		for _, u := range added {
+			set.digest += sh.key.Hash(u)
+		}
+		sh.rebucketLocked(post, before, set.summary())
 	}
 	for _, u := range added {
 		s.journalLocked(post, u)
@@ -286,13 +312,17 @@ func (s *Store) RestoreSet(post string, users gset.Set) {
 	defer sh.mu.Unlock()
 	set, ok := sh.posts[post]
 	if !ok {
-		sh.posts[post] = &users
-		sh.rebucketLocked(post, gset.Summary{}, users.Summary())
+		set = &postSet{Set: users, digest: users.Summary(sh.key).Digest}
+		sh.posts[post] = set
+		sh.rebucketLocked(post, gset.Summary{}, set.summary())
 		return
 	}
-	before := set.Summary()
-	if len(set.Merge(users)) > 0 {
-		sh.rebucketLocked(post, before, set.Summary())
+	before := set.summary()
+	if added := set.Merge(users); len(added) > 0 {
+		for _, u := range added {
+			set.digest += sh.key.Hash(u)
+		}
+		sh.rebucketLocked(post, before, set.summary())
 	}
 }
 

@@ -218,3 +218,23 @@ func BenchmarkSnapshot1M(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRekey1M: recomputing every digest of 1M likes (10,000 posts ×
+// 100 likers of 8-byte ids) under a new key, as a node does when the
+// cluster's primary key rotates.
+func BenchmarkRekey1M(b *testing.B) {
+	s, _ := New(DefaultConfig(), nil)
+	for p := 0; p < 10000; p++ {
+		batch := make([]Like, 0, 100)
+		for u := 0; u < 100; u++ {
+			batch = append(batch, Like{Post: "post-" + strconv.Itoa(p), User: fmt.Sprintf("u%07d", (u*7919+p*31)%10_000_000)})
+		}
+		s.Merge(batch)
+	}
+	keys := []gset.Key{gset.DeriveKey([]byte("one")), gset.DeriveKey([]byte("two"))}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.Rekey(keys[i%2])
+	}
+}
