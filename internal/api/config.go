@@ -54,8 +54,10 @@ type Config struct {
 	// serves at once. Past a compartment's limit a request is refused at
 	// once with 429 and Retry-After, never queued, so a flood of one kind
 	// neither grows memory nor starves the others. A write holds its slot
-	// while it waits for acknowledgements (up to the write timeout), a
-	// read while it waits for a version (ReadWait). Defaults 1024, 4 and
+	// while it waits for acknowledgements (up to the write timeout); a
+	// read that waits for a version (ReadWait) gives its slot back while
+	// it waits, so reads waiting on a lagging node do not lock out the
+	// others (they are bounded by MaxConns). Defaults 1024, 4 and
 	// 1024; from 1 to 1,000,000. A bulk import may hold MaxBulkBodyBytes
 	// and more while it is read: MaxBulk bounds that memory.
 	MaxWrites int

@@ -132,26 +132,54 @@ func TestCompartmentsShedLoadOnTheirOwn(t *testing.T) {
 	}
 }
 
-// Reads have their compartment: reads waiting for a version fill it, and
-// writes are still served.
-func TestReadCompartment(t *testing.T) {
+// Reads have their compartment, and a read waiting for a version holds no
+// slot of it while it waits: reads waiting on a lagging node do not lock
+// out the others (review of #20), and once the like comes each takes a
+// slot again to answer. Writes are served meanwhile.
+func TestReadsWaitingForAVersionHoldNoReadSlot(t *testing.T) {
 	st, err := store.New(store.DefaultConfig(), nil)
 	require.NoError(t, err)
 	likes := signalingLikes{Store: st, waiting: make(chan store.Like)}
 	cfg := DefaultConfig()
 	cfg.MaxReads = 1
+	cfg.ReadWait = time.Minute // what releases the waiters is the like
 	seen := &refusals{got: map[string]int{}}
 	srv, err := New(cfg, likes, &fakeMembers{}, zerolog.Nop(), Options{Observer: seen})
 	require.NoError(t, err)
 	h := srv.Handler()
-	done := make(chan int, 1)
-	go func() { done <- serve(h, "GET", withVersion("/v1/posts/p1/likes", aliceLikesP1), "").Code }()
-	<-likes.waiting
-	requireRefused(t, serve(h, "GET", "/v1/counts?post=p1", ""), http.StatusTooManyRequests, codeOverloaded)
-	assert.Equal(t, 1, seen.count(RefusedReads))
+	const waiters = 3 // more than the slots
+	done := make(chan int, waiters)
+	for range waiters {
+		go func() { done <- serve(h, "GET", withVersion("/v1/posts/p1/likes", aliceLikesP1), "").Code }()
+		select {
+		case <-likes.waiting:
+		case code := <-done:
+			require.FailNow(t, "a read with a version was answered before it waited", "status %d", code)
+		}
+	}
+	assert.Equal(t, http.StatusOK, serve(h, "GET", "/v1/counts?post=p1", "").Code, "a read is served beside the waiters")
+	assert.Zero(t, seen.count(RefusedReads))
 	assert.Equal(t, http.StatusCreated, serve(h, "POST", "/v1/posts/p1/likes", `{"user":"alice"}`).Code, "writes have their own room")
-	assert.Equal(t, http.StatusOK, <-done, "the waiting read sees the like")
-	assert.Equal(t, http.StatusOK, serve(h, "GET", "/v1/counts?post=p1", "").Code)
+	for range waiters {
+		assert.Equal(t, http.StatusOK, <-done, "each waiting read sees the like")
+	}
+}
+
+// A read that held the compartment's only slot keeps the bound: another
+// read is refused meanwhile.
+func TestReadCompartment(t *testing.T) {
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	cfg := DefaultConfig()
+	cfg.MaxReads = 1
+	seen := &refusals{got: map[string]int{}}
+	srv, err := New(cfg, st, &fakeMembers{}, zerolog.Nop(), Options{Observer: seen})
+	require.NoError(t, err)
+	require.True(t, srv.reads.enter(), "a read in progress")
+	requireRefused(t, serve(srv.Handler(), "GET", "/v1/counts?post=p1", ""), http.StatusTooManyRequests, codeOverloaded)
+	assert.Equal(t, 1, seen.count(RefusedReads))
+	srv.reads.leave()
+	assert.Equal(t, http.StatusOK, serve(srv.Handler(), "GET", "/v1/counts?post=p1", "").Code)
 }
 
 // A client's bulk imports over its rate are refused; another client's are
