@@ -239,7 +239,8 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 		"bulk imports (POST /v1/likes) served at once, each up to 8 MiB of body; more are refused with 429")
 	f.integer(&o.api.MaxReads, "max-concurrent-reads", 1, api.MaxConcurrency,
 		"reads served at once (a read with ?version= gives its slot back while it waits, and takes one again to answer); more are refused with 429")
-	f.value("bulk-rate", "float", "bulk imports per second each client may start (its API token, else its IP address), in bursts of --bulk-burst; more: 429 rate_limited. 0: no per-client limit",
+	f.value("bulk-rate", "float", "bulk imports per second each client may start (its API token, else its IPv4 address or IPv6 /64), in bursts of --bulk-burst; more: 429 rate_limited. 0: no per-client limit. "+
+		"X-Forwarded-For is not trusted: behind a proxy or load balancer that rewrites source addresses (SNAT) all clients share the proxy's bucket (docs/api.md)",
 		func() string { return strconv.FormatFloat(o.api.BulkRate, 'g', -1, 64) }, func(s string) error {
 			v, err := strconv.ParseFloat(s, 64)
 			if err != nil || v < 0 || v > api.MaxBulkRate {

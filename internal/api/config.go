@@ -67,9 +67,12 @@ type Config struct {
 	// BulkRate limits each client's bulk imports, in imports per second
 	// with bursts of BulkBurst; more are refused with 429 rate_limited. A
 	// client is its API token when tokens are on (tokens.go), else its
-	// remote IP address (behind a proxy, the proxy's: X-Forwarded-For is
-	// not trusted). Default 0: no per-client limit, only MaxBulk. Burst
-	// default 4, from 1 to 10,000.
+	// remote IPv4 address or IPv6 /64 (ratelimit.go). Behind a proxy or a
+	// load balancer that rewrites source addresses (SNAT) every client is
+	// the proxy's address and all share one bucket: X-Forwarded-For is not
+	// trusted. The buckets of 16,384 clients are kept, the least recently
+	// used forgotten past that. Default 0: no per-client limit, only
+	// MaxBulk. Burst default 4, from 1 to 10,000.
 	BulkRate  float64
 	BulkBurst int
 

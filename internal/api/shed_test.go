@@ -210,5 +210,60 @@ func TestBulkRatePerClient(t *testing.T) {
 	for i := range 3 * maxRateClients {
 		rates.allow(fmt.Sprintf("c%d", i), now)
 	}
-	assert.LessOrEqual(t, len(rates.m), maxRateClients)
+	assert.LessOrEqual(t, rates.len(), maxRateClients)
+}
+
+// An IPv6 client is its /64: the addresses of one network share a bucket
+// (a client rotating through its /64 gets no fresh one per address); an
+// IPv4 client is its address, and an IPv4 address mapped into IPv6 is that
+// address (review of #20).
+func TestBulkRateKeysIPv6ByNetwork(t *testing.T) {
+	tests := []struct{ a, b string }{
+		{"[2001:db8:1:2::1]:1000", "[2001:db8:1:2:ffff:ffff:ffff:ffff]:1000"},
+		{"[2001:db8:1:2::1%eth0]:1000", "[2001:db8:1:2::2]:1000"},
+		{"10.0.0.1:1000", "[::ffff:10.0.0.1]:2000"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, clientOf(&http.Request{RemoteAddr: tt.a}), clientOf(&http.Request{RemoteAddr: tt.b}), "%s and %s", tt.a, tt.b)
+	}
+	for _, other := range [][2]string{
+		{"[2001:db8:1:2::1]:1000", "[2001:db8:1:3::1]:1000"},
+		{"10.0.0.1:1000", "10.0.0.2:1000"},
+	} {
+		assert.NotEqual(t, clientOf(&http.Request{RemoteAddr: other[0]}), clientOf(&http.Request{RemoteAddr: other[1]}), "%s and %s", other[0], other[1])
+	}
+
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	cfg := DefaultConfig()
+	cfg.BulkRate, cfg.BulkBurst = 0.001, 2
+	srv, err := New(cfg, st, &fakeMembers{}, zerolog.Nop())
+	require.NoError(t, err)
+	for i := range 4 {
+		req := newRequest("POST", "/v1/likes", `{"likes":[{"post":"p","user":"u"}]}`)
+		req.RemoteAddr = fmt.Sprintf("[2001:db8:1:2::%x]:1000", i+1)
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		if i < 2 {
+			assert.Equal(t, http.StatusOK, rec.Code, "the burst")
+		} else {
+			requireRefused(t, rec, http.StatusTooManyRequests, codeRateLimited)
+		}
+	}
+}
+
+// A flood of new client addresses evicts the buckets used least recently,
+// one at a time: a client over its rate that keeps asking stays over it
+// (the table used to be cleared whole once full, every bucket reset).
+func TestBulkRateFloodOfClientsResetsNobody(t *testing.T) {
+	rates := newClientRates(0.001, 1)
+	now := time.Now()
+	require.True(t, rates.allow("victim-of-its-own-rate", now))
+	for i := range 3 * maxRateClients {
+		rates.allow(fmt.Sprintf("flood%d", i), now)
+		if i%1000 == 0 {
+			require.False(t, rates.allow("victim-of-its-own-rate", now), "after %d new clients", i)
+		}
+	}
+	assert.LessOrEqual(t, rates.len(), maxRateClients, "bounded")
 }
