@@ -236,7 +236,18 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.integer(&o.api.MaxWrites, "max-concurrent-writes", 1, api.MaxConcurrency,
 		"single likes served at once (a write holds its slot while it waits for acknowledgements); more are refused with 429 and Retry-After, never queued")
 	f.integer(&o.api.MaxBulk, "max-concurrent-bulk", 1, api.MaxConcurrency,
-		"bulk imports (POST /v1/likes) served at once, each up to 8 MiB of body; more are refused with 429")
+		"bulk imports (POST /v1/likes) served at once, each up to 8 MiB of body, a slot taken once the body is read (--max-bulk-read-bytes); more are refused with 429")
+	f.value("max-bulk-read-bytes", "size", "bytes of bulk import bodies read at once, all clients together: an import is read before it takes its --max-concurrent-bulk slot, "+
+		"so clients that stall their bodies hold connections, not slots, and this bounds the memory slow bodies hold; past it an import is refused with 429 overloaded and Retry-After. "+
+		"A size such as 32MiB, at least the largest bulk body (8 MiB), at most 16GiB",
+		func() string { return strconv.FormatInt(o.api.MaxBulkReadBytes, 10) }, func(s string) error {
+			n, err := parseSize(s)
+			if err != nil || n < o.api.MaxBulkBodyBytes || n > api.MaxBulkReadLimit {
+				return fmt.Errorf("want a size from %d (the largest bulk body) to 16GiB, such as 32MiB", o.api.MaxBulkBodyBytes)
+			}
+			o.api.MaxBulkReadBytes = n
+			return nil
+		})
 	f.integer(&o.api.MaxReads, "max-concurrent-reads", 1, api.MaxConcurrency,
 		"reads served at once (a read with ?version= gives its slot back while it waits, and takes one again to answer); more are refused with 429")
 	f.value("bulk-rate", "float", "bulk imports per second each client may start (its API token, else its IPv4 address or IPv6 /64), in bursts of --bulk-burst; more: 429 rate_limited. 0: no per-client limit. "+

@@ -49,6 +49,19 @@ type Config struct {
 	// likes of 256-byte ids take about 5.3 MB. At most 256 MiB.
 	MaxBulkBodyBytes int64
 
+	// MaxBulkReadBytes bounds the bytes of the bulk import bodies being
+	// read at once, all clients together, about what their buffers hold:
+	// an import is read before it takes its MaxBulk slot (so clients that
+	// stall their bodies hold connections, not slots), and this is what
+	// bounds the memory of many slow bodies. An import whose bytes would
+	// take the total past it is refused with 429 overloaded and
+	// Retry-After. Higher lets more imports upload at once, from slow
+	// clients too; lower caps the memory they hold. Default 32 MiB (the
+	// bytes MaxBulk imports of MaxBulkBodyBytes held before), from
+	// MaxBulkBodyBytes (one largest import must fit) to 16 GiB
+	// (--max-bulk-read-bytes).
+	MaxBulkReadBytes int64
+
 	// MaxWrites, MaxBulk and MaxReads are the compartments of the node's
 	// work (a bulkhead): how many single likes, bulk imports and reads it
 	// serves at once. Past a compartment's limit a request is refused at
@@ -58,8 +71,10 @@ type Config struct {
 	// read that waits for a version (ReadWait) gives its slot back while
 	// it waits, so reads waiting on a lagging node do not lock out the
 	// others (they are bounded by MaxConns). Defaults 1024, 4 and
-	// 1024; from 1 to 1,000,000. A bulk import may hold MaxBulkBodyBytes
-	// and more while it is read: MaxBulk bounds that memory.
+	// 1024; from 1 to 1,000,000. A bulk import takes its slot once its
+	// body is read (MaxBulkReadBytes bounds the bodies being read), and
+	// holds MaxBulkBodyBytes and more while it is stored: MaxBulk bounds
+	// that memory.
 	MaxWrites int
 	MaxBulk   int
 	MaxReads  int
@@ -113,6 +128,7 @@ func DefaultConfig() Config {
 		MaxBatchPosts:     1000,
 		MaxBulkLikes:      10000,
 		MaxBulkBodyBytes:  8 << 20,
+		MaxBulkReadBytes:  32 << 20,
 		MaxWrites:         1024,
 		MaxBulk:           4,
 		MaxReads:          1024,
@@ -143,6 +159,7 @@ const (
 	MaxPageLimit     = 100_000
 	MaxBulkLikeLimit = 1_000_000
 	MaxBulkBodyLimit = 256 << 20
+	MaxBulkReadLimit = 16 << 30
 	MaxConcurrency   = 1_000_000
 	MaxBulkRate      = 1_000_000
 	MaxBulkBurst     = 10_000
@@ -170,6 +187,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxBatchPosts must be from 1 to %d", ErrConfig, MaxBatchLimit)
 	case c.MaxBulkLikes < 1 || c.MaxBulkLikes > MaxBulkLikeLimit || c.MaxBulkBodyBytes < 1 || c.MaxBulkBodyBytes > MaxBulkBodyLimit:
 		return fmt.Errorf("%w: MaxBulkLikes must be from 1 to %d and MaxBulkBodyBytes from 1 to %d", ErrConfig, MaxBulkLikeLimit, MaxBulkBodyLimit)
+	case c.MaxBulkReadBytes < c.MaxBulkBodyBytes || c.MaxBulkReadBytes > MaxBulkReadLimit:
+		return fmt.Errorf("%w: MaxBulkReadBytes (--max-bulk-read-bytes) must be from MaxBulkBodyBytes (%d) to %d, got %d",
+			ErrConfig, c.MaxBulkBodyBytes, int64(MaxBulkReadLimit), c.MaxBulkReadBytes)
 	case c.MaxWrites < 1 || c.MaxBulk < 1 || c.MaxReads < 1 ||
 		c.MaxWrites > MaxConcurrency || c.MaxBulk > MaxConcurrency || c.MaxReads > MaxConcurrency:
 		return fmt.Errorf("%w: MaxWrites, MaxBulk and MaxReads must be from 1 to %d", ErrConfig, MaxConcurrency)
