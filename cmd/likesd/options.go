@@ -343,7 +343,7 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 			return nil
 		})
 	f.value("memory-refuse-at", "percent", "share of the memory limit (the container's memory.max, else --memory-limit or GOMEMLIMIT; none: no budget) "+
-		"past which new likes are refused with 507 while reads, repeats and likes from peers go on (10 to 100)",
+		"past which new likes are refused with 507 while reads, repeats and likes from peers go on (those up to --memory-peers-refuse-at) (10 to 100)",
 		func() string { return strconv.Itoa(int(math.Round(o.budget.RefuseAt * 100))) }, func(s string) error {
 			n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
 			if err != nil || n < 10 || n > 100 {
@@ -351,6 +351,17 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 			}
 			o.budget.RefuseAt = float64(n) / 100
 			o.budget.ResumeBelow = min(o.budget.ResumeBelow, o.budget.RefuseAt)
+			return nil
+		})
+	f.value("memory-peers-refuse-at", "percent", "share of the memory limit past which likes from peers (fast path and anti-entropy) are not applied nor acknowledged either: "+
+		"their senders keep them and anti-entropy brings them once usage falls, so nothing acknowledged is lost and the node is not OOM-killed. "+
+		"0: halfway from --memory-refuse-at to the limit (92.5 with the default 85); else from --memory-refuse-at to 100",
+		func() string { return strconv.Itoa(int(math.Round(o.budget.PeersRefuseAt * 100))) }, func(s string) error {
+			n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+			if err != nil || n < 0 || n > 100 {
+				return errors.New("want 0 or a percentage from --memory-refuse-at to 100")
+			}
+			o.budget.PeersRefuseAt = float64(n) / 100
 			return nil
 		})
 	f.integer(&o.gcPercent, "gc-percent", 1, maxInt, "GC target (as GOGC): heap growth over the live heap before a collection. The replica is mostly pointer-free blocks, "+
