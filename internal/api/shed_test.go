@@ -134,7 +134,7 @@ func TestCompartmentsShedLoadOnTheirOwn(t *testing.T) {
 
 // Reads have their compartment, and a read waiting for a version holds no
 // slot of it while it waits: reads waiting on a lagging node do not lock
-// out the others (review of #20), and once the like comes each takes a
+// out the others (review of #20), and once its like comes each takes a
 // slot again to answer. Writes are served meanwhile.
 func TestReadsWaitingForAVersionHoldNoReadSlot(t *testing.T) {
 	st, err := store.New(store.DefaultConfig(), nil)
@@ -142,27 +142,53 @@ func TestReadsWaitingForAVersionHoldNoReadSlot(t *testing.T) {
 	likes := signalingLikes{Store: st, waiting: make(chan store.Like)}
 	cfg := DefaultConfig()
 	cfg.MaxReads = 1
-	cfg.ReadWait = time.Minute // what releases the waiters is the like
+	cfg.ReadWait = time.Minute // what releases a waiter is its like
 	seen := &refusals{got: map[string]int{}}
 	srv, err := New(cfg, likes, &fakeMembers{}, zerolog.Nop(), Options{Observer: seen})
 	require.NoError(t, err)
 	h := srv.Handler()
-	const waiters = 3 // more than the slots
-	done := make(chan int, waiters)
-	for range waiters {
-		go func() { done <- serve(h, "GET", withVersion("/v1/posts/p1/likes", aliceLikesP1), "").Code }()
+	users := []string{"alice", "bob", "carol"} // more waiters than slots, each for its own like
+	done := make([]chan int, len(users))
+	for i, u := range users {
+		done[i] = make(chan int, 1)
+		v := Version{Dot: vclock.Dot{Origin: 42, Seq: uint64(i + 1)}, Post: "p1", User: u}.String()
+		go func() { done[i] <- serve(h, "GET", withVersion("/v1/posts/p1/likes", v), "").Code }()
 		select {
 		case <-likes.waiting:
-		case code := <-done:
+		case code := <-done[i]:
 			require.FailNow(t, "a read with a version was answered before it waited", "status %d", code)
 		}
 	}
 	assert.Equal(t, http.StatusOK, serve(h, "GET", "/v1/counts?post=p1", "").Code, "a read is served beside the waiters")
 	assert.Zero(t, seen.count(RefusedReads))
-	assert.Equal(t, http.StatusCreated, serve(h, "POST", "/v1/posts/p1/likes", `{"user":"alice"}`).Code, "writes have their own room")
-	for range waiters {
-		assert.Equal(t, http.StatusOK, <-done, "each waiting read sees the like")
+	// One like at a time, so each waiter finds the slot free.
+	for i, u := range users {
+		assert.Equal(t, http.StatusCreated, serve(h, "POST", "/v1/posts/p1/likes", `{"user":"`+u+`"}`).Code, "writes have their own room")
+		assert.Equal(t, http.StatusOK, <-done[i], "%s's waiting read sees the like", u)
 	}
+}
+
+// A waiter whose like comes while every read slot is taken is refused
+// like any read then (429, Retry-After): the bound holds, and nothing
+// queues; its retry finds the like here and does not wait.
+func TestAWaiterWokenIntoAFullCompartmentIsRefused(t *testing.T) {
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	likes := signalingLikes{Store: st, waiting: make(chan store.Like)}
+	cfg := DefaultConfig()
+	cfg.MaxReads = 1
+	cfg.ReadWait = time.Minute
+	srv, err := New(cfg, likes, &fakeMembers{}, zerolog.Nop())
+	require.NoError(t, err)
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- serve(srv.Handler(), "GET", withVersion("/v1/posts/p1/likes", aliceLikesP1), "") }()
+	<-likes.waiting
+	require.True(t, srv.reads.enter(), "the waiter holds no slot: another read takes the only one")
+	st.Like("p1", "alice")
+	requireRefused(t, <-done, http.StatusTooManyRequests, codeOverloaded)
+	srv.reads.leave()
+	assert.Zero(t, srv.reads.busy.Load(), "the refused waiter left no slot taken")
+	assert.Equal(t, http.StatusOK, serve(srv.Handler(), "GET", withVersion("/v1/posts/p1/likes", aliceLikesP1), "").Code)
 }
 
 // A read that held the compartment's only slot keeps the bound: another
