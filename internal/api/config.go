@@ -70,7 +70,8 @@ type Config struct {
 	// while it waits for acknowledgements (up to the write timeout); a
 	// read that waits for a version (ReadWait) gives its slot back while
 	// it waits, so reads waiting on a lagging node do not lock out the
-	// others (they are bounded by MaxConns). Defaults 1024, 4 and
+	// others (they are bounded by MaxConns), and takes one again to answer
+	// (429 if none is free then). Defaults 1024, 4 and
 	// 1024; from 1 to 1,000,000. A bulk import takes its slot once its
 	// body is read (MaxBulkReadBytes bounds the bodies being read), and
 	// holds MaxBulkBodyBytes and more while it is stored: MaxBulk bounds
