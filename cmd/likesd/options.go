@@ -239,10 +239,22 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.integer(&o.api.MaxWrites, "max-concurrent-writes", 1, api.MaxConcurrency,
 		"single likes served at once (a write holds its slot while it waits for acknowledgements); more are refused with 429 and Retry-After, never queued")
 	f.integer(&o.api.MaxBulk, "max-concurrent-bulk", 1, api.MaxConcurrency,
-		"bulk imports (POST /v1/likes) served at once, each up to 8 MiB of body; more are refused with 429")
+		"bulk imports (POST /v1/likes) served at once, each up to 8 MiB of body, a slot taken once the body is read (--max-bulk-read-bytes); more are refused with 429")
+	f.value("max-bulk-read-bytes", "size", "bytes of bulk import bodies read at once, all clients together: an import is read before it takes its --max-concurrent-bulk slot, "+
+		"so clients that stall their bodies hold connections, not slots, and this bounds the memory slow bodies hold; past it an import is refused with 429 overloaded and Retry-After. "+
+		"A size such as 32MiB, at least the largest bulk body (8 MiB), at most 16GiB",
+		func() string { return strconv.FormatInt(o.api.MaxBulkReadBytes, 10) }, func(s string) error {
+			n, err := parseSize(s)
+			if err != nil || n < o.api.MaxBulkBodyBytes || n > api.MaxBulkReadLimit {
+				return fmt.Errorf("want a size from %d (the largest bulk body) to 16GiB, such as 32MiB", o.api.MaxBulkBodyBytes)
+			}
+			o.api.MaxBulkReadBytes = n
+			return nil
+		})
 	f.integer(&o.api.MaxReads, "max-concurrent-reads", 1, api.MaxConcurrency,
-		"reads served at once (a read with ?version= holds its slot while it waits); more are refused with 429")
-	f.value("bulk-rate", "float", "bulk imports per second each client may start (its API token, else its IP address), in bursts of --bulk-burst; more: 429 rate_limited. 0: no per-client limit",
+		"reads served at once (a read with ?version= gives its slot back while it waits, and takes one again to answer); more are refused with 429")
+	f.value("bulk-rate", "float", "bulk imports per second each client may start (its API token, else its IPv4 address or IPv6 /64), in bursts of --bulk-burst; more: 429 rate_limited. 0: no per-client limit. "+
+		"X-Forwarded-For is not trusted: behind a proxy or load balancer that rewrites source addresses (SNAT) all clients share the proxy's bucket (docs/api.md)",
 		func() string { return strconv.FormatFloat(o.api.BulkRate, 'g', -1, 64) }, func(s string) error {
 			v, err := strconv.ParseFloat(s, 64)
 			if err != nil || v < 0 || v > api.MaxBulkRate {
@@ -341,7 +353,7 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 			return nil
 		})
 	f.value("memory-refuse-at", "percent", "share of the memory limit (the container's memory.max, else --memory-limit or GOMEMLIMIT; none: no budget) "+
-		"past which new likes are refused with 507 while reads, repeats and likes from peers go on (10 to 100)",
+		"past which new likes are refused with 507 while reads, repeats and likes from peers go on (those up to --memory-peers-refuse-at) (10 to 100)",
 		func() string { return strconv.Itoa(int(math.Round(o.budget.RefuseAt * 100))) }, func(s string) error {
 			n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
 			if err != nil || n < 10 || n > 100 {
@@ -349,6 +361,17 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 			}
 			o.budget.RefuseAt = float64(n) / 100
 			o.budget.ResumeBelow = min(o.budget.ResumeBelow, o.budget.RefuseAt)
+			return nil
+		})
+	f.value("memory-peers-refuse-at", "percent", "share of the memory limit past which likes from peers (fast path and anti-entropy) are not applied nor acknowledged either: "+
+		"their senders keep them and anti-entropy brings them once usage falls, so nothing acknowledged is lost and the node is not OOM-killed. "+
+		"0: halfway from --memory-refuse-at to the limit (92.5 with the default 85); else from --memory-refuse-at to 100",
+		func() string { return strconv.Itoa(int(math.Round(o.budget.PeersRefuseAt * 100))) }, func(s string) error {
+			n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+			if err != nil || n < 0 || n > 100 {
+				return errors.New("want 0 or a percentage from --memory-refuse-at to 100")
+			}
+			o.budget.PeersRefuseAt = float64(n) / 100
 			return nil
 		})
 	f.integer(&o.gcPercent, "gc-percent", 1, maxInt, "GC target (as GOGC): heap growth over the live heap before a collection. The replica is mostly pointer-free blocks, "+

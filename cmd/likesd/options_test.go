@@ -220,6 +220,27 @@ func TestLoadSheddingFlags(t *testing.T) {
 	}
 }
 
+func TestBulkReadAndPeersMemoryFlags(t *testing.T) {
+	o, err := parseOptions([]string{"--max-bulk-read-bytes", "64MiB", "--memory-peers-refuse-at", "95"}, nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 64<<20, o.api.MaxBulkReadBytes)
+	assert.Equal(t, 0.95, o.budget.PeersRefuseAt)
+	o, err = parseOptions(nil, nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 32<<20, o.api.MaxBulkReadBytes)
+	assert.Zero(t, o.budget.PeersRefuseAt, "0: halfway from --memory-refuse-at to the limit")
+	for _, args := range [][]string{
+		{"--max-bulk-read-bytes", "1MiB"}, // below one largest bulk body
+		{"--max-bulk-read-bytes", "17GiB"},
+		{"--memory-peers-refuse-at", "101"},
+		{"--memory-peers-refuse-at", "80"}, // below --memory-refuse-at: Validate says so
+	} {
+		_, err := parseOptions(args, nil, &bytes.Buffer{})
+		require.Error(t, err, "%v", args)
+		assert.Contains(t, err.Error(), args[0])
+	}
+}
+
 func TestAPITokenFile(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "tokens")

@@ -69,7 +69,7 @@ func serve(ctx context.Context, o options, logOut io.Writer) error {
 		log.Warn().Msg(w)
 	}
 	log.Info().Str("version", version).Int64("memory_limit", limit).Int("gc_percent", gcPercent).
-		Int64("memory_budget", o.budget.Limit).Int64("refuse_likes_at", budget.Mark()).Msg("likesd started")
+		Int64("memory_budget", o.budget.Limit).Int64("refuse_likes_at", budget.Mark()).Int64("refuse_peers_likes_at", budget.HardMark()).Msg("likesd started")
 	if o.tokens != nil {
 		log.Info().Msg("API tokens on: writes need a write token (--api-token-file)")
 		if o.api.AdminAddr == "" {
@@ -223,6 +223,9 @@ func assemble(o options, log zerolog.Logger, budget *membudget.Budget) (_ *clust
 				closeDisk(context.Background(), disk, log)
 			}
 		}()
+	}
+	if budget.Limit() > 0 {
+		o.cluster.Memory = budget // past its hard mark, peers' likes wait with their senders
 	}
 	node, err := cluster.New(o.cluster)
 	if err != nil {

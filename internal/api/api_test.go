@@ -301,19 +301,21 @@ func TestConfigValidate(t *testing.T) {
 		require.NoError(t, c.Validate(), "ReadWait %v", d)
 	}
 	for name, tweak := range map[string]func(*Config){
-		"addr":               func(c *Config) { c.Addr = "" },
-		"body":               func(c *Config) { c.MaxBodyBytes = 0 },
-		"id":                 func(c *Config) { c.MaxIDBytes = 0 },
-		"page":               func(c *Config) { c.DefaultPageSize = 2000 },
-		"batch":              func(c *Config) { c.MaxBatchPosts = 0 },
-		"timeouts":           func(c *Config) { c.WriteTimeout = 0 },
-		"read wait negative": func(c *Config) { c.ReadWait = -time.Millisecond },
-		"read wait too long": func(c *Config) { c.ReadWait = time.Minute + 1 },
-		"headers too small":  func(c *Config) { c.MaxHeaderBytes = 1 << 10 },
-		"headers too large":  func(c *Config) { c.MaxHeaderBytes = 2 << 20 },
-		"body too large":     func(c *Config) { c.MaxBodyBytes = 2 << 20 },
-		"id too long":        func(c *Config) { c.MaxIDBytes = 1 << 20 },
-		"bulk too large":     func(c *Config) { c.MaxBulkBodyBytes = 1 << 30 },
+		"addr":                      func(c *Config) { c.Addr = "" },
+		"body":                      func(c *Config) { c.MaxBodyBytes = 0 },
+		"id":                        func(c *Config) { c.MaxIDBytes = 0 },
+		"page":                      func(c *Config) { c.DefaultPageSize = 2000 },
+		"batch":                     func(c *Config) { c.MaxBatchPosts = 0 },
+		"timeouts":                  func(c *Config) { c.WriteTimeout = 0 },
+		"read wait negative":        func(c *Config) { c.ReadWait = -time.Millisecond },
+		"read wait too long":        func(c *Config) { c.ReadWait = time.Minute + 1 },
+		"headers too small":         func(c *Config) { c.MaxHeaderBytes = 1 << 10 },
+		"headers too large":         func(c *Config) { c.MaxHeaderBytes = 2 << 20 },
+		"body too large":            func(c *Config) { c.MaxBodyBytes = 2 << 20 },
+		"id too long":               func(c *Config) { c.MaxIDBytes = 1 << 20 },
+		"bulk too large":            func(c *Config) { c.MaxBulkBodyBytes = 1 << 30 },
+		"bulk reading below a body": func(c *Config) { c.MaxBulkReadBytes = c.MaxBulkBodyBytes - 1 },
+		"bulk reading too large":    func(c *Config) { c.MaxBulkReadBytes = MaxBulkReadLimit + 1 },
 	} {
 		c := DefaultConfig()
 		tweak(&c)

@@ -1,10 +1,13 @@
 package api
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -34,6 +37,7 @@ type itemError struct {
 // else.
 type bulkState struct {
 	lr    likeReader
+	body  bulkReader
 	items []likeFields // the valid likes, in order
 	likes []store.Like // the stored ones, for replication
 	added []bool
@@ -58,6 +62,7 @@ func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 		if st.lr.dec != nil { // nil when the query was refused before the body
 			st.lr.dec.Reset(strings.NewReader("")) // keep no request alive in the pool
 		}
+		st.body = bulkReader{}
 		if cap(st.lr.arena) > maxPooledArena {
 			st.lr.arena = nil
 		}
@@ -68,18 +73,29 @@ func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBulkBodyBytes)
+	st.body = bulkReader{r: http.MaxBytesReader(w, r.Body, s.cfg.MaxBulkBodyBytes), reading: &s.bulkReading, max: s.cfg.MaxBulkReadBytes}
 	if st.lr.dec == nil {
-		st.lr.dec = jsontext.NewDecoder(body, decodeOptions...)
+		st.lr.dec = jsontext.NewDecoder(&st.body, decodeOptions...)
 	} else {
-		st.lr.dec.Reset(body, decodeOptions...)
+		st.lr.dec.Reset(&st.body, decodeOptions...)
 	}
 	st.lr.arena, st.items = st.lr.arena[:0], st.items[:0]
 	st.likes, st.added = st.likes[:0], st.added[:0]
 	st.reply.Errors = []itemError{}
-	if e := s.readBulk(st); e != nil {
+	e = s.readBulk(st)
+	st.body.release()
+	if e != nil {
+		if e == errBulkReading {
+			return s.refuseReading(w)
+		}
 		return e
 	}
+	// The slot is taken once the body is read: a client that sends its
+	// body slowly holds a connection (and MaxBulkReadBytes), not a slot.
+	if e := s.enter(w, s.bulk); e != nil {
+		return e
+	}
+	defer s.bulk.leave()
 	if e := s.writable(w); e != nil {
 		return e
 	}
@@ -116,6 +132,62 @@ func (s *Server) postLikes(w http.ResponseWriter, r *http.Request) *apiError {
 	clear(st.likes) // keep no ids alive in the pool
 	writeJSON(w, status, st.reply)
 	return nil
+}
+
+// bulkReader is a bulk import's body being read: the bytes it read count
+// against Config.MaxBulkReadBytes, all imports being read together, until
+// release. It is the decoder's reader: what it has read is about what the
+// import's buffers hold (the arena keeps the ids unquoted, the decoder
+// what it has not consumed yet).
+type bulkReader struct {
+	r       io.Reader
+	reading *atomic.Int64 // Server.bulkReading
+	max     int64
+	held    int64 // of reading, this body's
+	full    bool  // past max: the body is refused
+}
+
+// errReadingFull ends a body whose bytes would take the imports being read
+// past Config.MaxBulkReadBytes.
+var errReadingFull = errors.New("api: bulk bodies being read are over MaxBulkReadBytes")
+
+// Read returns errReadingFull, and no bytes, from the read that takes the
+// total past the bound on: the decoder would parse bytes that came with
+// an error and might never report it.
+func (b *bulkReader) Read(p []byte) (int, error) {
+	if b.full {
+		return 0, errReadingFull
+	}
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.held += int64(n)
+		if b.reading.Add(int64(n)) > b.max {
+			b.full = true
+			return 0, errReadingFull
+		}
+	}
+	return n, err
+}
+
+// release gives back the bytes the body counted.
+func (b *bulkReader) release() {
+	if b.reading != nil {
+		b.reading.Add(-b.held)
+	}
+	b.held = 0
+}
+
+// errBulkReading is what bodyError makes of errReadingFull; refuseReading
+// answers it.
+var errBulkReading = &apiError{http.StatusTooManyRequests, codeOverloaded, ""}
+
+// refuseReading refuses an import whose body would take the bodies being
+// read past MaxBulkReadBytes: 429, counted as the bulk compartment's.
+func (s *Server) refuseReading(w http.ResponseWriter) *apiError {
+	s.observe.ObserveRefused(RefusedBulk)
+	w.Header().Set("Retry-After", retryAfterSeconds)
+	return &apiError{http.StatusTooManyRequests, codeOverloaded, fmt.Sprintf(
+		"this node is reading as many bulk import bytes as it takes at once (%d): retry after Retry-After seconds, here or on another node", s.cfg.MaxBulkReadBytes)}
 }
 
 // bulkOverBudget refuses, whole, an import with a like this node does

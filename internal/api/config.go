@@ -49,15 +49,33 @@ type Config struct {
 	// likes of 256-byte ids take about 5.3 MB. At most 256 MiB.
 	MaxBulkBodyBytes int64
 
+	// MaxBulkReadBytes bounds the bytes of the bulk import bodies being
+	// read at once, all clients together, about what their buffers hold:
+	// an import is read before it takes its MaxBulk slot (so clients that
+	// stall their bodies hold connections, not slots), and this is what
+	// bounds the memory of many slow bodies. An import whose bytes would
+	// take the total past it is refused with 429 overloaded and
+	// Retry-After. Higher lets more imports upload at once, from slow
+	// clients too; lower caps the memory they hold. Default 32 MiB (the
+	// bytes MaxBulk imports of MaxBulkBodyBytes held before), from
+	// MaxBulkBodyBytes (one largest import must fit) to 16 GiB
+	// (--max-bulk-read-bytes).
+	MaxBulkReadBytes int64
+
 	// MaxWrites, MaxBulk and MaxReads are the compartments of the node's
 	// work (a bulkhead): how many single likes, bulk imports and reads it
 	// serves at once. Past a compartment's limit a request is refused at
 	// once with 429 and Retry-After, never queued, so a flood of one kind
 	// neither grows memory nor starves the others. A write holds its slot
-	// while it waits for acknowledgements (up to the write timeout), a
-	// read while it waits for a version (ReadWait). Defaults 1024, 4 and
-	// 1024; from 1 to 1,000,000. A bulk import may hold MaxBulkBodyBytes
-	// and more while it is read: MaxBulk bounds that memory.
+	// while it waits for acknowledgements (up to the write timeout); a
+	// read that waits for a version (ReadWait) gives its slot back while
+	// it waits, so reads waiting on a lagging node do not lock out the
+	// others (they are bounded by MaxConns), and takes one again to answer
+	// (429 if none is free then). Defaults 1024, 4 and
+	// 1024; from 1 to 1,000,000. A bulk import takes its slot once its
+	// body is read (MaxBulkReadBytes bounds the bodies being read), and
+	// holds MaxBulkBodyBytes and more while it is stored: MaxBulk bounds
+	// that memory.
 	MaxWrites int
 	MaxBulk   int
 	MaxReads  int
@@ -65,9 +83,12 @@ type Config struct {
 	// BulkRate limits each client's bulk imports, in imports per second
 	// with bursts of BulkBurst; more are refused with 429 rate_limited. A
 	// client is its API token when tokens are on (tokens.go), else its
-	// remote IP address (behind a proxy, the proxy's: X-Forwarded-For is
-	// not trusted). Default 0: no per-client limit, only MaxBulk. Burst
-	// default 4, from 1 to 10,000.
+	// remote IPv4 address or IPv6 /64 (ratelimit.go). Behind a proxy or a
+	// load balancer that rewrites source addresses (SNAT) every client is
+	// the proxy's address and all share one bucket: X-Forwarded-For is not
+	// trusted. The buckets of 16,384 clients are kept, the least recently
+	// used forgotten past that. Default 0: no per-client limit, only
+	// MaxBulk. Burst default 4, from 1 to 10,000.
 	BulkRate  float64
 	BulkBurst int
 
@@ -108,6 +129,7 @@ func DefaultConfig() Config {
 		MaxBatchPosts:     1000,
 		MaxBulkLikes:      10000,
 		MaxBulkBodyBytes:  8 << 20,
+		MaxBulkReadBytes:  32 << 20,
 		MaxWrites:         1024,
 		MaxBulk:           4,
 		MaxReads:          1024,
@@ -138,6 +160,7 @@ const (
 	MaxPageLimit     = 100_000
 	MaxBulkLikeLimit = 1_000_000
 	MaxBulkBodyLimit = 256 << 20
+	MaxBulkReadLimit = 16 << 30
 	MaxConcurrency   = 1_000_000
 	MaxBulkRate      = 1_000_000
 	MaxBulkBurst     = 10_000
@@ -165,6 +188,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxBatchPosts must be from 1 to %d", ErrConfig, MaxBatchLimit)
 	case c.MaxBulkLikes < 1 || c.MaxBulkLikes > MaxBulkLikeLimit || c.MaxBulkBodyBytes < 1 || c.MaxBulkBodyBytes > MaxBulkBodyLimit:
 		return fmt.Errorf("%w: MaxBulkLikes must be from 1 to %d and MaxBulkBodyBytes from 1 to %d", ErrConfig, MaxBulkLikeLimit, MaxBulkBodyLimit)
+	case c.MaxBulkReadBytes < c.MaxBulkBodyBytes || c.MaxBulkReadBytes > MaxBulkReadLimit:
+		return fmt.Errorf("%w: MaxBulkReadBytes (--max-bulk-read-bytes) must be from MaxBulkBodyBytes (%d) to %d, got %d",
+			ErrConfig, c.MaxBulkBodyBytes, int64(MaxBulkReadLimit), c.MaxBulkReadBytes)
 	case c.MaxWrites < 1 || c.MaxBulk < 1 || c.MaxReads < 1 ||
 		c.MaxWrites > MaxConcurrency || c.MaxBulk > MaxConcurrency || c.MaxReads > MaxConcurrency:
 		return fmt.Errorf("%w: MaxWrites, MaxBulk and MaxReads must be from 1 to %d", ErrConfig, MaxConcurrency)

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -97,4 +99,93 @@ func TestStalledLikeBodiesHoldNoWriteSlot(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusCreated
 	}, 10*time.Second, 20*time.Millisecond, "a like is served beside the stalled bodies")
+}
+
+// serveBulkTest serves cfg on a real listener (bodies must arrive slowly,
+// over a connection) and returns its address.
+func serveBulkTest(t *testing.T, cfg Config) string {
+	t.Helper()
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	m := &fakeMembers{}
+	m.joined.Store(true)
+	cfg.ReadTimeout = time.Minute // the stalled bodies are not cut: the bounds must hold on their own
+	srv, err := New(cfg, st, m, zerolog.Nop())
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()); <-served })
+	return ln.Addr().String()
+}
+
+// stallBulk opens a bulk import that sends sent of its body and stalls.
+func stallBulk(t *testing.T, addr, sent string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	_, err = fmt.Fprintf(c, "POST /v1/likes HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(sent)+1000, sent)
+	require.NoError(t, err)
+	return c
+}
+
+// postBulk posts a small bulk import and returns its status and error code.
+func postBulk(addr, user string) (int, string) {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Post("http://"+addr+"/v1/likes", "application/json",
+		strings.NewReader(`{"likes":[{"post":"p","user":"`+user+`"}]}`))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var body errorBody
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+		return resp.StatusCode, "no Retry-After"
+	}
+	return resp.StatusCode, body.Error.Code
+}
+
+// A bulk import takes its slot once its body is read: clients that stall
+// their bodies hold connections, not the --max-concurrent-bulk slots, and
+// another client's import is served meanwhile (review of #20).
+func TestStalledBulkBodiesHoldNoBulkSlot(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxBulk = 2
+	addr := serveBulkTest(t, cfg)
+	for range 4 * cfg.MaxBulk {
+		stallBulk(t, addr, `{"likes":[{"post":"p","user":`)
+	}
+	require.Eventually(t, func() bool {
+		status, _ := postBulk(addr, "alice")
+		return status == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "a bulk import is served beside the stalled bodies")
+}
+
+// Bulk bodies being read count against MaxBulkReadBytes: past it a body
+// is refused (429 overloaded, Retry-After) rather than held, so many slow
+// bodies cannot hold unbounded memory; once the slow ones go, imports are
+// read again.
+func TestBulkBodiesBeingReadAreBounded(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxBulkBodyBytes = 64 << 10
+	cfg.MaxBulkReadBytes = 64 << 10
+	addr := serveBulkTest(t, cfg)
+	var b strings.Builder
+	b.WriteString(`{"likes":[`)
+	for i := 0; int64(b.Len()) < cfg.MaxBulkReadBytes-30; i++ {
+		fmt.Fprintf(&b, `{"post":"p","user":"u%d"},`, i)
+	}
+	slow := stallBulk(t, addr, b.String()) // nearly all MaxBulkReadBytes sent, then nothing
+	require.Eventually(t, func() bool {
+		status, code := postBulk(addr, "alice")
+		return status == http.StatusTooManyRequests && code == codeOverloaded
+	}, 10*time.Second, 20*time.Millisecond, "an import past the bytes being read is refused")
+	slow.Close()
+	require.Eventually(t, func() bool {
+		status, _ := postBulk(addr, "alice")
+		return status == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "served once the slow body is gone")
 }

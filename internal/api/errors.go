@@ -97,6 +97,8 @@ func bodyError(err error, maxBytes int64) *apiError {
 	var tooBig *http.MaxBytesError
 	var syntax *jsontext.SyntacticError
 	switch {
+	case errors.Is(err, errReadingFull):
+		return errBulkReading
 	case errors.As(err, &tooBig):
 		return &apiError{http.StatusRequestEntityTooLarge, codeBodyTooLarge,
 			fmt.Sprintf("request body is larger than %d bytes", maxBytes)}

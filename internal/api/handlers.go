@@ -394,6 +394,14 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) *apiError {
 // the read that follows sees it. q is the request's parsed query, or nil
 // to parse it here. Every read calls it once its other input is checked:
 // a bad request is told so at once, not after a wait.
+//
+// Reads call it within their read slot (shed). A read that has to wait
+// gives its slot back for the wait and takes one again to answer: waiting
+// costs no CPU, and reads waiting on a lagging node would otherwise lock
+// every other read out. Waiters are bounded by the connections
+// (Config.MaxConns), each holding a goroutine and a store waiter; one that
+// finds every slot taken when its like comes is refused with 429, as any
+// read then.
 func (s *Server) awaitVersion(w http.ResponseWriter, r *http.Request, q url.Values) *apiError {
 	if q == nil {
 		var e *apiError
@@ -410,9 +418,17 @@ func (s *Server) awaitVersion(w http.ResponseWriter, r *http.Request, q url.Valu
 		return badRequest(codeInvalidParam, "version is not a token a like reply gave (pass it as it came): %s",
 			strings.TrimPrefix(err.Error(), ErrBadVersion.Error()+": "))
 	}
+	if s.likes.Has(v.Post, v.User) { // the usual case: already here, no wait
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadWait)
-	defer cancel()
-	if s.likes.WaitHas(ctx, v.Post, v.User) {
+	s.reads.leave()
+	seen := s.likes.WaitHas(ctx, v.Post, v.User)
+	cancel()
+	if !s.reads.reenter() { // shed leaves the slot taken again either way
+		return s.refuse(w, s.reads)
+	}
+	if seen {
 		return nil
 	}
 	w.Header().Set("Retry-After", "1")

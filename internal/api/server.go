@@ -125,6 +125,7 @@ type Server struct {
 	draining atomic.Bool
 	// The compartments of the API's work (shed.go).
 	writes, bulk, reads *compartment
+	bulkReading         atomic.Int64         // bytes of bulk bodies being read (bulk.go)
 	bulkRates           *clientRates         // nil: no per-client limit
 	tokens              *Tokens              // nil: no tokens
 	routeNames          map[[2]string]string // route patterns by chi's parts (routeOf); read-only after New
@@ -228,12 +229,13 @@ func (s *Server) routes() *chi.Mux {
 	r := s.newRouter()
 	// A request is authorized first (no slot for a client without a
 	// token), then rate limited (by its token's name), then given a slot.
-	// A single like takes its slot once its body is read (like): a client
-	// that sends a body slowly holds a connection, not a slot.
+	// A like, single or bulk, takes its slot once its body is read (like,
+	// postLikes): a client that sends a body slowly holds a connection,
+	// not a slot.
 	write := func(h handlerFunc) handlerFunc { return s.authorize(ScopeWrite, h) }
 	read := func(h handlerFunc) handlerFunc { return s.authorize(ScopeRead, s.shed(s.reads, h)) }
 	r.Route("/v1", func(r chi.Router) {
-		r.Method(http.MethodPost, "/likes", s.authorize(ScopeWrite, s.rateLimited(s.shed(s.bulk, s.postLikes))))
+		r.Method(http.MethodPost, "/likes", s.authorize(ScopeWrite, s.rateLimited(s.postLikes)))
 		r.Method(http.MethodPost, "/posts/{post}/likes", write(s.postLike))
 		get(r, "/posts/{post}/likes", read(s.getCount))
 		get(r, "/posts/{post}/likes/{user}", read(s.getLiked))

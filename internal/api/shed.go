@@ -48,6 +48,11 @@ func (c *compartment) enter() bool {
 
 func (c *compartment) leave() { c.busy.Add(-1) }
 
+// reenter takes a slot again after leave, for one that was given back for
+// a while (awaitVersion): it reports whether the slot is within the limit,
+// and the caller leaves it either way.
+func (c *compartment) reenter() bool { return c.busy.Add(1) <= c.limit }
+
 // shed serves h within compartment c, or answers 429 when c is full.
 func (s *Server) shed(c *compartment, h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) *apiError {
@@ -65,6 +70,11 @@ func (s *Server) enter(w http.ResponseWriter, c *compartment) *apiError {
 	if c.enter() {
 		return nil
 	}
+	return s.refuse(w, c)
+}
+
+// refuse answers a request c has no slot for: 429, counted.
+func (s *Server) refuse(w http.ResponseWriter, c *compartment) *apiError {
 	s.observe.ObserveRefused(c.reason)
 	w.Header().Set("Retry-After", retryAfterSeconds)
 	return &apiError{http.StatusTooManyRequests, codeOverloaded, fmt.Sprintf(

@@ -132,26 +132,80 @@ func TestCompartmentsShedLoadOnTheirOwn(t *testing.T) {
 	}
 }
 
-// Reads have their compartment: reads waiting for a version fill it, and
-// writes are still served.
-func TestReadCompartment(t *testing.T) {
+// Reads have their compartment, and a read waiting for a version holds no
+// slot of it while it waits: reads waiting on a lagging node do not lock
+// out the others (review of #20), and once its like comes each takes a
+// slot again to answer. Writes are served meanwhile.
+func TestReadsWaitingForAVersionHoldNoReadSlot(t *testing.T) {
 	st, err := store.New(store.DefaultConfig(), nil)
 	require.NoError(t, err)
 	likes := signalingLikes{Store: st, waiting: make(chan store.Like)}
 	cfg := DefaultConfig()
 	cfg.MaxReads = 1
+	cfg.ReadWait = time.Minute // what releases a waiter is its like
 	seen := &refusals{got: map[string]int{}}
 	srv, err := New(cfg, likes, &fakeMembers{}, zerolog.Nop(), Options{Observer: seen})
 	require.NoError(t, err)
 	h := srv.Handler()
-	done := make(chan int, 1)
-	go func() { done <- serve(h, "GET", withVersion("/v1/posts/p1/likes", aliceLikesP1), "").Code }()
+	users := []string{"alice", "bob", "carol"} // more waiters than slots, each for its own like
+	done := make([]chan int, len(users))
+	for i, u := range users {
+		done[i] = make(chan int, 1)
+		v := Version{Dot: vclock.Dot{Origin: 42, Seq: uint64(i + 1)}, Post: "p1", User: u}.String()
+		go func() { done[i] <- serve(h, "GET", withVersion("/v1/posts/p1/likes", v), "").Code }()
+		select {
+		case <-likes.waiting:
+		case code := <-done[i]:
+			require.FailNow(t, "a read with a version was answered before it waited", "status %d", code)
+		}
+	}
+	assert.Equal(t, http.StatusOK, serve(h, "GET", "/v1/counts?post=p1", "").Code, "a read is served beside the waiters")
+	assert.Zero(t, seen.count(RefusedReads))
+	// One like at a time, so each waiter finds the slot free.
+	for i, u := range users {
+		assert.Equal(t, http.StatusCreated, serve(h, "POST", "/v1/posts/p1/likes", `{"user":"`+u+`"}`).Code, "writes have their own room")
+		assert.Equal(t, http.StatusOK, <-done[i], "%s's waiting read sees the like", u)
+	}
+}
+
+// A waiter whose like comes while every read slot is taken is refused
+// like any read then (429, Retry-After): the bound holds, and nothing
+// queues; its retry finds the like here and does not wait.
+func TestAWaiterWokenIntoAFullCompartmentIsRefused(t *testing.T) {
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	likes := signalingLikes{Store: st, waiting: make(chan store.Like)}
+	cfg := DefaultConfig()
+	cfg.MaxReads = 1
+	cfg.ReadWait = time.Minute
+	srv, err := New(cfg, likes, &fakeMembers{}, zerolog.Nop())
+	require.NoError(t, err)
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- serve(srv.Handler(), "GET", withVersion("/v1/posts/p1/likes", aliceLikesP1), "") }()
 	<-likes.waiting
-	requireRefused(t, serve(h, "GET", "/v1/counts?post=p1", ""), http.StatusTooManyRequests, codeOverloaded)
+	require.True(t, srv.reads.enter(), "the waiter holds no slot: another read takes the only one")
+	st.Like("p1", "alice")
+	requireRefused(t, <-done, http.StatusTooManyRequests, codeOverloaded)
+	srv.reads.leave()
+	assert.Zero(t, srv.reads.busy.Load(), "the refused waiter left no slot taken")
+	assert.Equal(t, http.StatusOK, serve(srv.Handler(), "GET", withVersion("/v1/posts/p1/likes", aliceLikesP1), "").Code)
+}
+
+// A read that held the compartment's only slot keeps the bound: another
+// read is refused meanwhile.
+func TestReadCompartment(t *testing.T) {
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	cfg := DefaultConfig()
+	cfg.MaxReads = 1
+	seen := &refusals{got: map[string]int{}}
+	srv, err := New(cfg, st, &fakeMembers{}, zerolog.Nop(), Options{Observer: seen})
+	require.NoError(t, err)
+	require.True(t, srv.reads.enter(), "a read in progress")
+	requireRefused(t, serve(srv.Handler(), "GET", "/v1/counts?post=p1", ""), http.StatusTooManyRequests, codeOverloaded)
 	assert.Equal(t, 1, seen.count(RefusedReads))
-	assert.Equal(t, http.StatusCreated, serve(h, "POST", "/v1/posts/p1/likes", `{"user":"alice"}`).Code, "writes have their own room")
-	assert.Equal(t, http.StatusOK, <-done, "the waiting read sees the like")
-	assert.Equal(t, http.StatusOK, serve(h, "GET", "/v1/counts?post=p1", "").Code)
+	srv.reads.leave()
+	assert.Equal(t, http.StatusOK, serve(srv.Handler(), "GET", "/v1/counts?post=p1", "").Code)
 }
 
 // A client's bulk imports over its rate are refused; another client's are
@@ -182,5 +236,60 @@ func TestBulkRatePerClient(t *testing.T) {
 	for i := range 3 * maxRateClients {
 		rates.allow(fmt.Sprintf("c%d", i), now)
 	}
-	assert.LessOrEqual(t, len(rates.m), maxRateClients)
+	assert.LessOrEqual(t, rates.len(), maxRateClients)
+}
+
+// An IPv6 client is its /64: the addresses of one network share a bucket
+// (a client rotating through its /64 gets no fresh one per address); an
+// IPv4 client is its address, and an IPv4 address mapped into IPv6 is that
+// address (review of #20).
+func TestBulkRateKeysIPv6ByNetwork(t *testing.T) {
+	tests := []struct{ a, b string }{
+		{"[2001:db8:1:2::1]:1000", "[2001:db8:1:2:ffff:ffff:ffff:ffff]:1000"},
+		{"[2001:db8:1:2::1%eth0]:1000", "[2001:db8:1:2::2]:1000"},
+		{"10.0.0.1:1000", "[::ffff:10.0.0.1]:2000"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, clientOf(&http.Request{RemoteAddr: tt.a}), clientOf(&http.Request{RemoteAddr: tt.b}), "%s and %s", tt.a, tt.b)
+	}
+	for _, other := range [][2]string{
+		{"[2001:db8:1:2::1]:1000", "[2001:db8:1:3::1]:1000"},
+		{"10.0.0.1:1000", "10.0.0.2:1000"},
+	} {
+		assert.NotEqual(t, clientOf(&http.Request{RemoteAddr: other[0]}), clientOf(&http.Request{RemoteAddr: other[1]}), "%s and %s", other[0], other[1])
+	}
+
+	st, err := store.New(store.DefaultConfig(), nil)
+	require.NoError(t, err)
+	cfg := DefaultConfig()
+	cfg.BulkRate, cfg.BulkBurst = 0.001, 2
+	srv, err := New(cfg, st, &fakeMembers{}, zerolog.Nop())
+	require.NoError(t, err)
+	for i := range 4 {
+		req := newRequest("POST", "/v1/likes", `{"likes":[{"post":"p","user":"u"}]}`)
+		req.RemoteAddr = fmt.Sprintf("[2001:db8:1:2::%x]:1000", i+1)
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		if i < 2 {
+			assert.Equal(t, http.StatusOK, rec.Code, "the burst")
+		} else {
+			requireRefused(t, rec, http.StatusTooManyRequests, codeRateLimited)
+		}
+	}
+}
+
+// A flood of new client addresses evicts the buckets used least recently,
+// one at a time: a client over its rate that keeps asking stays over it
+// (the table used to be cleared whole once full, every bucket reset).
+func TestBulkRateFloodOfClientsResetsNobody(t *testing.T) {
+	rates := newClientRates(0.001, 1)
+	now := time.Now()
+	require.True(t, rates.allow("victim-of-its-own-rate", now))
+	for i := range 3 * maxRateClients {
+		rates.allow(fmt.Sprintf("flood%d", i), now)
+		if i%1000 == 0 {
+			require.False(t, rates.allow("victim-of-its-own-rate", now), "after %d new clients", i)
+		}
+	}
+	assert.LessOrEqual(t, rates.len(), maxRateClients, "bounded")
 }

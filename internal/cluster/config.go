@@ -243,6 +243,22 @@ type Config struct {
 	// Logger receives cluster events (component=cluster) and memberlist's
 	// own log lines (component=memberlist).
 	Logger zerolog.Logger
+
+	// Memory, when set, is asked before any like from a peer is applied
+	// (guard.go): while it is full, no frame and no anti-entropy message
+	// from a peer is applied, and no frame is acknowledged, so the
+	// senders keep what they sent and anti-entropy brings it once memory
+	// falls. Nil, the default: no bound (internal/membudget's hard mark,
+	// --memory-peers-refuse-at).
+	Memory Memory
+}
+
+// Memory is what the cluster needs from the node's memory budget.
+type Memory interface {
+	// Full reports whether the node takes no likes from peers. It is on
+	// the path of every message from a peer: it must be O(1) and must not
+	// block.
+	Full() bool
 }
 
 // DefaultConfig suits a LAN or Kubernetes pod network.

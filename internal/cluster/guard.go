@@ -16,12 +16,22 @@ import (
 // must not put in the replica what no client could (an empty id, a NUL
 // that makes two likes one key, a megabyte of id). Refused likes are
 // counted and logged, at most once per guardLogEvery.
+//
+// It also refuses every like from peers while the node's memory is past
+// its hard mark (Config.Memory): those are deferred, not lost, as the
+// sender keeps them until acknowledged (Node.handle acknowledges no frame
+// the guard deferred) and anti-entropy offers them again.
 type peerGuard struct {
 	Replica
 	maxID   int
+	memory  Memory // nil: no bound
 	log     zerolog.Logger
 	refused atomic.Uint64
 	lastLog atomic.Int64 // unix nanoseconds of the last log line
+	// deferred counts the likes not applied for memory; lastFullLog is
+	// when that was last logged.
+	deferred    atomic.Uint64
+	lastFullLog atomic.Int64
 }
 
 // guardLogEvery bounds the guard's log lines: a peer that sends only bad
@@ -30,12 +40,17 @@ const guardLogEvery = 10 * time.Second
 
 var _ Replica = (*peerGuard)(nil)
 
-func newPeerGuard(r Replica, maxID int, log zerolog.Logger) *peerGuard {
-	return &peerGuard{Replica: r, maxID: maxID, log: log}
+func newPeerGuard(r Replica, maxID int, memory Memory, log zerolog.Logger) *peerGuard {
+	return &peerGuard{Replica: r, maxID: maxID, memory: memory, log: log}
 }
 
-// Merge merges the valid likes of likes and returns those that were new.
+// Merge merges the valid likes of likes and returns those that were new;
+// none while the node's memory is full.
 func (g *peerGuard) Merge(likes []store.Like) []store.Like {
+	if g.memory != nil && len(likes) > 0 && g.memory.Full() {
+		g.deferLikes(len(likes))
+		return nil
+	}
 	first := -1
 	for i, l := range likes {
 		if !g.valid(l) {
@@ -84,10 +99,32 @@ func (g *peerGuard) refuse(n int, example store.Like) {
 		Str("example", id).Msg("likes from a peer refused: ids break the API's rule (more are counted in likesd_peer_likes_refused_total, logged at most every 10s)")
 }
 
+// deferLikes counts n likes not applied for memory, and logs it at most
+// once per guardLogEvery.
+func (g *peerGuard) deferLikes(n int) {
+	total := g.deferred.Add(uint64(n))
+	now := time.Now().UnixNano()
+	last := g.lastFullLog.Load()
+	if now-last < int64(guardLogEvery) || !g.lastFullLog.CompareAndSwap(last, now) {
+		return
+	}
+	g.log.Warn().Int("deferred", n).Uint64("deferred_total", total).
+		Msg("likes from peers not applied nor acknowledged: memory past its hard mark (--memory-peers-refuse-at); their senders keep them and anti-entropy brings them later (counted in likesd_peer_likes_deferred_total, logged at most every 10s)")
+}
+
 // PeerLikesRefused counts the likes from peers refused since Start.
 func (n *Node) PeerLikesRefused() uint64 {
 	if n.guard == nil {
 		return 0
 	}
 	return n.guard.refused.Load()
+}
+
+// PeerLikesDeferred counts the likes from peers not applied since Start
+// because memory was past its hard mark (Config.Memory).
+func (n *Node) PeerLikesDeferred() uint64 {
+	if n.guard == nil {
+		return 0
+	}
+	return n.guard.deferred.Load()
 }

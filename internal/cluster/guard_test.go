@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ func TestPeerGuardMergesOnlyValidLikes(t *testing.T) {
 	st, err := store.New(store.DefaultConfig(), nil)
 	require.NoError(t, err)
 	logs := &logBuffer{}
-	g := newPeerGuard(st, 256, testLogger(t, logs))
+	g := newPeerGuard(st, 256, nil, testLogger(t, logs))
 	good := []store.Like{{Post: "p", User: "alice"}, {Post: "p", User: "bob"}}
 	added := g.Merge(append([]store.Like{good[0]}, append(append([]store.Like{}, badLikes...), good[1])...))
 	assert.ElementsMatch(t, good, added)
@@ -93,4 +94,37 @@ func TestAPeerDoesNotAcknowledgeALikeItRefused(t *testing.T) {
 	require.Eventually(t, func() bool { return b.PeerLikesRefused() > 0 }, waitLong, 10*time.Millisecond)
 	assert.False(t, b.store.Has("p", long))
 	assert.False(t, write(a, acks.All, "p", long).Met(), "a repeat is not confirmed either")
+}
+
+// fullMemory is a memory budget a test fills and empties.
+type fullMemory struct{ full atomic.Bool }
+
+func (m *fullMemory) Full() bool { return m.full.Load() }
+
+// A node whose memory is past its hard mark applies no like from its
+// peers and acknowledges none: the writer's level is not met (202), and
+// nothing is lost, as the writer keeps the like and anti-entropy brings
+// it once memory falls (review of #20: peers' likes were applied past
+// every mark).
+func TestPeersLikesPastTheHardMarkAreDeferred(t *testing.T) {
+	mem := &fullMemory{}
+	quick := func(c *Config) { c.Writes.Timeout = 300 * time.Millisecond }
+	a := startNode(t, "a", nil, quick)
+	b := startNode(t, "b", []string{a.Addr()}, func(c *Config) { quick(c); c.Memory = mem })
+	waitReady(t, a, b)
+	require.Eventually(t, func() bool { return len(a.syncPeers()) == 1 }, waitLong, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return write(a, acks.All, "p", "before").Met() }, waitLong, 10*time.Millisecond)
+	require.True(t, b.store.Has("p", "before"))
+
+	mem.full.Store(true)
+	res := write(a, acks.All, "p", "past")
+	assert.False(t, res.Met(), "b holds it not, so it acknowledged it not: %+v", res)
+	assert.Equal(t, 1, res.Replicas, "a alone holds it")
+	require.Eventually(t, func() bool { return b.PeerLikesDeferred() > 0 }, waitLong, 10*time.Millisecond)
+	assert.False(t, b.store.Has("p", "past"), "not applied, by the fast path nor by anti-entropy")
+	assert.Equal(t, 1, b.store.Stats().Likes)
+
+	mem.full.Store(false)
+	require.Eventually(t, func() bool { return b.store.Has("p", "past") }, waitLong, 10*time.Millisecond, "anti-entropy brings it once memory falls")
+	require.Eventually(t, func() bool { return write(a, acks.All, "p", "after").Met() }, waitLong, 10*time.Millisecond, "b acknowledges again")
 }

@@ -253,7 +253,7 @@ func (n *Node) Start(replica Replica) error {
 }
 
 func (n *Node) start(replica Replica) error {
-	n.guard = newPeerGuard(replica, n.cfg.MaxIDBytes, n.log)
+	n.guard = newPeerGuard(replica, n.cfg.MaxIDBytes, n.cfg.Memory, n.log)
 	replica = n.guard
 	n.replica = replica
 	sd, err := newSyncDriver(n, replica)
@@ -752,12 +752,14 @@ func (n *Node) handle(msg []byte) error {
 		if err != nil {
 			return err
 		}
-		refusedBefore := n.guard.refused.Load()
+		refusedBefore, deferredBefore := n.guard.refused.Load(), n.guard.deferred.Load()
 		added := len(n.replica.Merge(f.likes))
-		// A frame with a like the guard refused is not acknowledged at all:
-		// an ack names a run of seqs, and this node does not hold them all
-		// (the origin's write then times out as 202, as for a lost frame).
-		if f.from != n.cfg.NodeName && n.guard.refused.Load() == refusedBefore {
+		// A frame with a like the guard refused, or deferred for memory,
+		// is not acknowledged at all: an ack names a run of seqs, and this
+		// node does not hold them all (the origin's write then times out
+		// as 202, as for a lost frame, and anti-entropy brings the likes
+		// later). A like is acknowledged only by a node that holds it.
+		if f.from != n.cfg.NodeName && n.guard.refused.Load() == refusedBefore && n.guard.deferred.Load() == deferredBefore {
 			// A replica counts toward a write's level only once its disk
 			// holds the likes: the ack waits for the sync that covers them.
 			run := ackRun{origin: f.origin, first: f.first, count: uint64(len(f.likes))}

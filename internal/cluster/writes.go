@@ -32,7 +32,7 @@ type writes struct {
 }
 
 func newWrites(n *Node) *writes {
-	return &writes{n: n, tr: acks.New(n.cfg.Writes), waiting: map[uint64]chan acks.Result{}}
+	return &writes{n: n, tr: acks.New(n.cfg.Writes), waiting: map[uint64]chan acks.Result{}, held: newHeldLikes()}
 }
 
 // Replicate logs likes this node holds for the fast path and waits, within
@@ -275,7 +275,11 @@ func (w *writes) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		members := w.n.syncPeers()
+		var members []string
+		var processes []memberID
+		for _, p := range w.n.members.peers(stateAlive, stateSuspect) {
+			members, processes = append(members, p.name), append(processes, idOf(p))
+		}
 		var targets []string
 		for _, p := range w.n.members.sendTargets(time.Now(), w.n.cfg.gossipToTheDeadTime()) {
 			targets = append(targets, p.name)
@@ -283,7 +287,7 @@ func (w *writes) run(ctx context.Context) {
 		w.update(func(tr *acks.Tracker, now time.Time) {
 			tr.SetMembers(members, targets, now)
 			tr.Tick(now)
-			w.held.setMembers(members) // under w.mu, as update runs op
+			w.held.setMembers(processes) // under w.mu, as update runs op
 		})
 	}
 }

@@ -34,6 +34,20 @@ type Config struct {
 	// flap at the mark. Default 0.05, from 0 to RefuseAt.
 	ResumeBelow float64
 
+	// PeersRefuseAt is the fraction of Limit past which likes from peers
+	// (fast-path frames and anti-entropy) are not applied either: the
+	// hard mark. Past RefuseAt a node still takes its peers' likes, so
+	// replicas stay whole, and those keep coming (a peer's clients, a
+	// rejoining node's repair); past this mark it takes none and
+	// acknowledges none, so their senders keep them and anti-entropy
+	// brings them once memory falls under it again: nothing acknowledged
+	// is lost, the cluster's writes answer 202 rather than this node be
+	// killed. Higher keeps replicas whole longer; lower leaves more room
+	// below the container's limit. 0 (the default): halfway from RefuseAt
+	// to the limit (0.925 with the default RefuseAt); else from RefuseAt
+	// to 1 (--memory-peers-refuse-at, in percent).
+	PeersRefuseAt float64
+
 	// Interval is how often memory is sampled: how far past the mark a
 	// burst may get before it is refused. Default 100ms, from 1ms to 10s.
 	Interval time.Duration
@@ -56,6 +70,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: RefuseAt must be from 0.1 to 1, got %g", ErrConfig, c.RefuseAt)
 	case c.ResumeBelow < 0 || c.ResumeBelow > c.RefuseAt:
 		return fmt.Errorf("%w: ResumeBelow must be from 0 to RefuseAt, got %g", ErrConfig, c.ResumeBelow)
+	case c.PeersRefuseAt != 0 && (c.PeersRefuseAt < c.RefuseAt || c.PeersRefuseAt > 1):
+		return fmt.Errorf("%w: PeersRefuseAt (--memory-peers-refuse-at) must be 0 (halfway from RefuseAt to the limit) or from RefuseAt (%g) to 1, got %g",
+			ErrConfig, c.RefuseAt, c.PeersRefuseAt)
 	case c.Interval < time.Millisecond || c.Interval > 10*time.Second:
 		return fmt.Errorf("%w: Interval must be from 1ms to 10s, got %v", ErrConfig, c.Interval)
 	}
@@ -67,10 +84,13 @@ func (c Config) Validate() error {
 type Budget struct {
 	cfg          Config
 	mark, resume int64 // bytes: refuse at mark, take again under resume
-	read         func() int64
-	log          zerolog.Logger
+	// bytes: refuse peers' likes at hard, take them again under hardResume
+	hard, hardResume int64
+	read             func() int64
+	log              zerolog.Logger
 
 	over atomic.Bool
+	full atomic.Bool // past hard: peers' likes refused too
 	used atomic.Int64
 }
 
@@ -87,11 +107,30 @@ func newBudget(cfg Config, log zerolog.Logger, read func() int64) (*Budget, erro
 	b := &Budget{cfg: cfg, read: read, log: log.With().Str("component", "membudget").Logger()}
 	b.mark = int64(math.Round(float64(cfg.Limit) * cfg.RefuseAt))
 	b.resume = b.mark - int64(math.Round(float64(cfg.Limit)*cfg.ResumeBelow))
+	b.hard = int64(math.Round(float64(cfg.Limit) * cfg.peersRefuseAt()))
+	b.hardResume = b.hard - (b.mark - b.resume)
 	return b, nil
+}
+
+// peersRefuseAt is PeersRefuseAt, its default resolved.
+func (c Config) peersRefuseAt() float64 {
+	if c.PeersRefuseAt == 0 {
+		return (c.RefuseAt + 1) / 2
+	}
+	return c.PeersRefuseAt
 }
 
 // Over reports whether the node is past its mark: new likes are refused.
 func (b *Budget) Over() bool { return b.over.Load() }
+
+// Full reports whether the node is past its hard mark (PeersRefuseAt):
+// likes from peers are not applied either. It is on the path of every
+// frame from a peer: O(1), never blocks.
+func (b *Budget) Full() bool { return b.full.Load() }
+
+// HardMark is the usage, in bytes, past which likes from peers are
+// refused.
+func (b *Budget) HardMark() int64 { return b.hard }
 
 // Used is the memory the process used at the last sample, in bytes.
 func (b *Budget) Used() int64 { return b.used.Load() }
@@ -109,7 +148,7 @@ func (b *Budget) Run(ctx context.Context) {
 	if b.cfg.Limit == 0 {
 		return
 	}
-	b.log.Info().Int64("limit", b.cfg.Limit).Int64("refuse_at", b.mark).Msg("memory budget on")
+	b.log.Info().Int64("limit", b.cfg.Limit).Int64("refuse_at", b.mark).Int64("peers_refuse_at", b.hard).Msg("memory budget on")
 	t := time.NewTicker(b.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -139,6 +178,16 @@ func (b *Budget) Sample() {
 	case was && used < b.resume:
 		b.over.Store(false)
 		b.log.Info().Int64("used", used).Int64("resume_below", b.resume).Msg("memory back under budget: taking new likes again")
+	}
+	wasFull := b.full.Load()
+	switch {
+	case !wasFull && used >= b.hard:
+		b.full.Store(true)
+		b.log.Error().Int64("used", used).Int64("peers_refuse_at", b.hard).Int64("limit", b.cfg.Limit).
+			Msg("memory past the hard mark: likes from peers are not applied (nor acknowledged) until usage falls; they stay with their senders and anti-entropy brings them later")
+	case wasFull && used < b.hardResume:
+		b.full.Store(false)
+		b.log.Info().Int64("used", used).Int64("resume_below", b.hardResume).Msg("memory back under the hard mark: applying likes from peers again")
 	}
 }
 

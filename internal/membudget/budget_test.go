@@ -101,3 +101,38 @@ func TestProcessMemoryCountsResidentPages(t *testing.T) {
 	require.Positive(t, rss)
 	assert.GreaterOrEqual(t, processMemory()(), rss-4<<20) // RSS may shrink a little between the two reads
 }
+
+// Past the hard mark (PeersRefuseAt; by default halfway from RefuseAt to
+// the limit) the budget is full: likes from peers are refused too, until
+// usage falls ResumeBelow under it.
+func TestFullAtTheHardMark(t *testing.T) {
+	var mem atomic.Int64
+	var logs bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.Limit = 1000
+	b, err := newBudget(cfg, zerolog.New(&logs), mem.Load)
+	require.NoError(t, err)
+	assert.EqualValues(t, 925, b.HardMark(), "halfway from 850 to 1000")
+	steps := []struct {
+		used       int64
+		over, full bool
+	}{{100, false, false}, {900, true, false}, {924, true, false}, {925, true, true}, {1100, true, true}, {876, true, true}, {874, true, false}, {700, false, false}}
+	for _, s := range steps {
+		mem.Store(s.used)
+		b.Sample()
+		assert.Equal(t, s.over, b.Over(), "over at %d", s.used)
+		assert.Equal(t, s.full, b.Full(), "full at %d", s.used)
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "past the hard mark"))
+	assert.Equal(t, 1, strings.Count(logs.String(), "back under the hard mark"))
+
+	cfg.PeersRefuseAt = 0.95
+	b, err = newBudget(cfg, zerolog.Nop(), mem.Load)
+	require.NoError(t, err)
+	assert.EqualValues(t, 950, b.HardMark())
+	for _, bad := range []float64{0.8, 1.01, -1} {
+		cfg.PeersRefuseAt = bad
+		assert.ErrorIs(t, cfg.Validate(), ErrConfig, "%g", bad)
+		assert.ErrorContains(t, cfg.Validate(), "--memory-peers-refuse-at")
+	}
+}

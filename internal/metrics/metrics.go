@@ -25,6 +25,9 @@ type Cluster interface {
 	// PeerLikesRefused counts likes from peers whose ids break the API's
 	// rule.
 	PeerLikesRefused() uint64
+	// PeerLikesDeferred counts likes from peers not applied (nor
+	// acknowledged) while memory was past its hard mark.
+	PeerLikesDeferred() uint64
 	// Ready reports whether the node is synced.
 	Ready() bool
 }
@@ -130,6 +133,10 @@ func New(c Cluster) *Metrics {
 		Name: "likesd_peer_likes_refused_total",
 		Help: "Likes from peers (fast path or anti-entropy) refused, not merged: their ids break the rule the API checks clients' by.",
 	}, func() float64 { return float64(c.PeerLikesRefused()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "likesd_peer_likes_deferred_total",
+		Help: "Likes from peers (fast path or anti-entropy) not applied nor acknowledged: memory was past its hard mark (--memory-peers-refuse-at); their senders keep them for anti-entropy.",
+	}, func() float64 { return float64(c.PeerLikesDeferred()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "likesd_writes_waiting", Help: "Writes waiting for acknowledgements now.",
 	}, func() float64 { return float64(c.Stats().WritesWaiting) }))
@@ -154,9 +161,11 @@ func New(c Cluster) *Metrics {
 // Budget is what the metrics read from the memory budget at scrape time.
 type Budget interface {
 	Over() bool
+	Full() bool
 	Used() int64
 	Limit() int64
 	Mark() int64
+	HardMark() int64
 }
 
 // WatchBudget registers the memory budget's gauges. Call it once.
@@ -173,6 +182,13 @@ func (m *Metrics) WatchBudget(b Budget) {
 	gauge("likesd_memory_budget_used_bytes", "Memory the Go runtime holds from the OS, as the budget last sampled it.", func() float64 { return float64(b.Used()) })
 	gauge("likesd_memory_budget_limit_bytes", "The memory limit the budget is a share of (the container's, or --memory-limit).", func() float64 { return float64(b.Limit()) })
 	gauge("likesd_memory_budget_refuse_bytes", "Usage past which new likes are refused (--memory-refuse-at of the limit).", func() float64 { return float64(b.Mark()) })
+	gauge("likesd_memory_budget_full", "1 while this node is past its hard mark and takes no likes from peers either (they wait with their senders).", func() float64 {
+		if b.Full() {
+			return 1
+		}
+		return 0
+	})
+	gauge("likesd_memory_budget_peers_refuse_bytes", "Usage past which likes from peers are not applied (--memory-peers-refuse-at of the limit).", func() float64 { return float64(b.HardMark()) })
 }
 
 // Handler serves the metrics in the Prometheus text format.

@@ -22,9 +22,10 @@ func (fakeCluster) Stats() cluster.Stats {
 	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, SyncSessions: 3, SyncPulled: 11,
 		StreamsInbound: 4, StreamsRefused: 12, StreamsDisplaced: 1, StreamsTimedOut: 6, StreamBuffered: 8192}
 }
-func (fakeCluster) QueuedFrames() int        { return 5 }
-func (fakeCluster) PeerLikesRefused() uint64 { return 4 }
-func (fakeCluster) Ready() bool              { return true }
+func (fakeCluster) QueuedFrames() int         { return 5 }
+func (fakeCluster) PeerLikesRefused() uint64  { return 4 }
+func (fakeCluster) PeerLikesDeferred() uint64 { return 13 }
+func (fakeCluster) Ready() bool               { return true }
 func (fakeCluster) Members() []cluster.Member {
 	return []cluster.Member{{Name: "a", State: "alive"}, {Name: "b", State: "alive", Breaker: "open"},
 		{Name: "c", State: "suspect", Breaker: "half-open"}, {Name: "d", State: "dead", Breaker: "closed"}}
@@ -77,6 +78,7 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 		`likesd_peer_breaker{peer="d",state="closed"} 1`,
 		`likesd_writes_accepted_total 0`,
 		`likesd_peer_likes_refused_total 4`,
+		`likesd_peer_likes_deferred_total 13`,
 		`likesd_streams_inbound 4`,
 		`likesd_streams_capped_total{cap="total"} 12`,
 		`likesd_streams_capped_total{cap="peer"} 1`,
@@ -141,10 +143,12 @@ func TestRequestSeriesStayBounded(t *testing.T) {
 
 type budget struct{}
 
-func (budget) Over() bool   { return true }
-func (budget) Used() int64  { return 900 }
-func (budget) Limit() int64 { return 1000 }
-func (budget) Mark() int64  { return 850 }
+func (budget) Over() bool      { return true }
+func (budget) Used() int64     { return 900 }
+func (budget) Limit() int64    { return 1000 }
+func (budget) Mark() int64     { return 850 }
+func (budget) Full() bool      { return false }
+func (budget) HardMark() int64 { return 925 }
 
 func TestBudgetGauges(t *testing.T) {
 	m := New(fakeCluster{})
@@ -156,7 +160,7 @@ func TestBudgetGauges(t *testing.T) {
 	out := rec.Body.String()
 	for _, want := range []string{
 		"likesd_memory_budget_over 1", "likesd_memory_budget_used_bytes 900", "likesd_memory_budget_limit_bytes 1000",
-		"likesd_memory_budget_refuse_bytes 850", `likesd_http_refused_total{reason="memory"} 1`, `likesd_http_refused_total{reason="writes"} 0`,
+		"likesd_memory_budget_refuse_bytes 850", "likesd_memory_budget_full 0", "likesd_memory_budget_peers_refuse_bytes 925", `likesd_http_refused_total{reason="memory"} 1`, `likesd_http_refused_total{reason="writes"} 0`,
 	} {
 		assert.Contains(t, out, want)
 	}
