@@ -131,7 +131,6 @@ func (c keyringChange) empty() bool {
 // (every state on the way is a valid ring).
 func applyKeys(r ring, keys [][]byte) (keyringChange, error) {
 	var c keyringChange
-	// A copy: memberlist's RemoveKey shifts the ring's slice in place.
 	have := slices.Clone(r.GetKeys())
 	has := func(set [][]byte, k []byte) bool {
 		return slices.ContainsFunc(set, func(x []byte) bool { return bytes.Equal(x, k) })
@@ -151,14 +150,31 @@ func applyKeys(r ring, keys [][]byte) (keyringChange, error) {
 		}
 		c.primary = fingerprint(keys[0])
 	}
-	for _, k := range have {
-		if has(keys, k) {
-			continue
+	// memberlist's RemoveKey shifts the ring's slice in place while
+	// readers (its own decryption among them) hold that slice without the
+	// lock: a data race, unless the key removed is the last, which shifts
+	// nothing. So keys go from the end: the kept keys behind one to remove
+	// are taken off and added back (for that moment a message under them
+	// would fail to open, and is sent again).
+	for {
+		cur := slices.Clone(r.GetKeys())
+		at := slices.IndexFunc(cur[1:], func(k []byte) bool { return !has(keys, k) })
+		if at < 0 {
+			return c, nil
 		}
-		if err := r.RemoveKey(k); err != nil {
-			return c, fmt.Errorf("remove key %s: %w", fingerprint(k), err)
+		at++
+		kept := cur[at+1:]
+		for i := len(cur) - 1; i >= at; i-- {
+			if err := r.RemoveKey(cur[i]); err != nil {
+				return c, fmt.Errorf("remove key %s: %w", fingerprint(cur[i]), err)
+			}
 		}
-		c.removed = append(c.removed, fingerprint(k))
+		c.removed = append(c.removed, fingerprint(cur[at]))
+		for _, k := range kept {
+			if err := r.AddKey(k); err != nil {
+				return c, fmt.Errorf("add key %s back: %w", fingerprint(k), err)
+			}
+		}
 	}
 	return c, nil
 }

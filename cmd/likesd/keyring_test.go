@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -327,4 +328,42 @@ func TestKeygen(t *testing.T) {
 	assert.Contains(t, errOut.String(), "kept")
 
 	assert.Equal(t, 2, run(context.Background(), []string{"keygen", "extra"}, nil, &out, &errOut))
+}
+
+// memberlist's RemoveKey shifts its slice in place under readers that hold
+// it without the lock (its decryption does): removing a key that is not
+// the last raced with them (go test -race saw it).
+var readSink atomic.Int64
+
+func TestRemovingAMiddleKeyDoesNotRaceReaders(t *testing.T) {
+	p, x, y := testKey(1, 32), testKey(2, 32), testKey(3, 32)
+	for range 20 {
+		ring, err := memberlist.NewKeyring([][]byte{x, y}, p)
+		require.NoError(t, err)
+		require.Equal(t, [][]byte{p, x, y}, ring.GetKeys())
+		stop, done := make(chan struct{}), make(chan struct{})
+		started := make(chan struct{})
+		go func() {
+			defer close(done)
+			n := 0
+			defer func() { readSink.Add(int64(n)) }()
+			close(started)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for _, k := range ring.GetKeys() { // as memberlist's decrypt reads them
+					n += len(k)
+				}
+			}
+		}()
+		<-started
+		_, err = applyKeys(ring, [][]byte{p, y})
+		close(stop)
+		<-done
+		require.NoError(t, err)
+		assert.Equal(t, [][]byte{p, y}, ring.GetKeys())
+	}
 }
