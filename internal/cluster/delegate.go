@@ -16,7 +16,7 @@ var _ memberlist.Delegate = (*delegate)(nil)
 // NodeMeta carries this node's origin (the first part of its likes' dots),
 // when it started, and whether it is leaving (see members.go).
 func (d *delegate) NodeMeta(limit int) []byte {
-	return encodeMeta(d.n.origin, d.n.started, d.n.leaving.Load(), d.n.mux != nil)
+	return encodeMeta(d.n.origin, d.n.started, d.n.leaving.Load(), d.n.mux != nil, d.n.mux != nil && !d.n.cfg.streamsV1Only)
 }
 
 // NotifyMsg runs on memberlist's packet loop or a stream's goroutine: copy
@@ -38,7 +38,7 @@ func (n *Node) receive(msg []byte) {
 		// Acks are applied here, not behind frames and sync chunks in the
 		// inbox: a full inbox must not read as every peer going silent.
 		// Applying one is a decode and a short critical section.
-		n.handleAck(msg)
+		n.handleAck("", msg)
 		return
 	}
 	select {

@@ -71,6 +71,9 @@ type Stats struct {
 	StreamsDisplaced uint64
 	StreamsTimedOut  uint64 // accepted streams closed: a hello or a message not whole within TCPTimeout
 	StreamBuffered   uint64 // bytes of buffer held by stream messages being read (a gauge)
+	// HandshakesRefused counts stream handshakes refused, either way, by
+	// reason (session.go).
+	HandshakesRefused HandshakeRefusals
 
 	SyncSessions    uint64 // anti-entropy sessions this node started and ended
 	SyncFailed      uint64 // of which ended by a timeout or an unreachable peer
@@ -90,6 +93,9 @@ type Stats struct {
 	AcksStreamed    uint64 // of which on the origin's stream (the rest through memberlist)
 	AcksReceived    uint64 // ack messages received from peers
 	AckErrors       uint64 // ack runs that could not be sent or were dropped
+	// AcksRefused counts acks that came through memberlist under the name
+	// of a peer that acknowledges on its session: not its, so not counted.
+	AcksRefused uint64
 	BreakerSkipped  uint64 // fast-path frames not queued: the peer's breaker was open
 	BreakerOpened   uint64 // times a peer's breaker opened
 }
@@ -167,7 +173,7 @@ type Node struct {
 	// The streams (stream.go): mux is nil when the transport cannot dial
 	// by address, and the fast path then uses SendReliable.
 	mux     *muxTransport
-	seal    *sealer
+	keys    *keyring // nil: plaintext
 	inbound inbound
 
 	sync   *syncDriver
@@ -216,6 +222,16 @@ func New(cfg Config) (*Node, error) {
 		kick:    make(chan struct{}, 1),
 		strays:  make(chan string, 16),
 		members: newMemberTable(cfg.NodeName, cfg.gossipToTheDeadTime()),
+	}
+	switch {
+	case cfg.Keyring != nil:
+		n.keys = &keyring{ring: cfg.Keyring}
+	case len(cfg.SecretKey) > 0:
+		ring, err := memberlist.NewKeyring(nil, cfg.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: secret key: %w", err)
+		}
+		n.keys = &keyring{ring: ring}
 	}
 	n.writes = newWrites(n)
 	n.acker = acker{n: n}
@@ -271,8 +287,8 @@ func (n *Node) start(replica Replica) error {
 	mlc.TCPTimeout = n.cfg.TCPTimeout
 	mlc.UDPBufferSize = n.cfg.PacketSize
 	mlc.Label = n.cfg.Label
-	if len(n.cfg.SecretKey) > 0 {
-		mlc.SecretKey = n.cfg.SecretKey // memberlist builds the keyring
+	if n.keys != nil {
+		mlc.Keyring = n.keys.ring // the same keys seal the streams
 	}
 	// Gossip to a dead node for as long as it may be suspected, so a node
 	// that comes back after a short cut hears it was declared dead and refutes.
@@ -307,7 +323,7 @@ func (n *Node) start(replica Replica) error {
 	n.log.Info().Str("addr", n.selfAddr).Strs("seeds", n.cfg.Seeds).
 		Str("origin", strconv.FormatUint(n.origin, 16)).Str("fast_path", n.cfg.FastPath).
 		Stringer("sync_interval", n.cfg.SyncInterval).
-		Bool("encrypted", len(n.cfg.SecretKey) > 0).Str("label", n.cfg.Label).Msg("gossip listening")
+		Bool("encrypted", n.keys != nil).Str("label", n.cfg.Label).Msg("gossip listening")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -434,7 +450,7 @@ func (n *Node) Stats() Stats {
 	st.WritesMet, st.WritesAccepted, st.WritesAbandoned = w.met.Load(), w.accepted.Load(), w.abandoned.Load()
 	st.WritesUnsynced = w.notDurable.Load()
 	st.AcksSent, st.AcksReceived, st.AckErrors = w.acksSent.Load(), w.acksReceived.Load(), w.ackErrors.Load()
-	st.AcksStreamed = w.acksStreamed.Load()
+	st.AcksStreamed, st.AcksRefused = w.acksStreamed.Load(), w.acksRefused.Load()
 	st.BreakerSkipped, st.BreakerOpened = w.skipped.Load(), w.opened.Load()
 	n.writes.mu.Lock()
 	st.WritesWaiting = uint64(n.writes.tr.Waiting())
@@ -585,6 +601,9 @@ func (n *Node) sendAck(to string, msg []byte) error {
 	if s := n.inbound.get(to); s != nil && s.write(msg, n.cfg.TCPTimeout) == nil {
 		n.writes.stats.acksStreamed.Add(1)
 		return nil
+	}
+	if n.sessionsWith(to) { // it would not count an ack through memberlist
+		return fmt.Errorf("cluster: no session from %s to acknowledge on", to)
 	}
 	p, ok := n.members.sendTarget(to, time.Now(), n.cfg.gossipToTheDeadTime())
 	if !ok {
@@ -772,16 +791,38 @@ func (n *Node) handle(msg []byte) error {
 	return fmt.Errorf("%w: %d", errType, msg[0])
 }
 
-// handleAck applies an ack message (see delegate.NotifyMsg).
-func (n *Node) handleAck(msg []byte) {
+// handleAck applies an ack message from the peer a stream authenticated
+// (readAcks); with peer empty (memberlist's, delegate.NotifyMsg) it counts
+// for the name it carries, unless that peer acknowledges on its session:
+// then it is not that peer's, and counts for nothing.
+func (n *Node) handleAck(peer string, msg []byte) {
 	from, runs, err := decodeAck(msg)
 	if err != nil {
 		n.stats.decodeErrors.Add(1)
 		n.log.Warn().Err(err).Int("bytes", len(msg)).Msg("bad ack dropped")
 		return
 	}
+	if peer == "" {
+		if n.sessionsWith(from) {
+			n.writes.stats.acksRefused.Add(1)
+			return
+		}
+		peer = from
+	}
 	n.writes.stats.acksReceived.Add(1)
-	n.writes.acked(from, runs)
+	n.writes.acked(peer, runs)
+}
+
+// sessionsWith reports whether the direct fast path runs a session with
+// the member named name (both speak version 2): then its acks travel only
+// on it. Gossip mode and older peers acknowledge through memberlist, under
+// a name anyone with the key could write.
+func (n *Node) sessionsWith(name string) bool {
+	if n.mux == nil || n.cfg.streamsV1Only || n.cfg.FastPath != FastPathDirect {
+		return false
+	}
+	m, ok := n.members.member(name)
+	return ok && m.sessions
 }
 
 // joinLoop joins the seeds with backoff, then keeps checking that every seed
