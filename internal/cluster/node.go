@@ -95,9 +95,9 @@ type Stats struct {
 	AckErrors       uint64 // ack runs that could not be sent or were dropped
 	// AcksRefused counts acks that came through memberlist under the name
 	// of a peer that acknowledges on its session: not its, so not counted.
-	AcksRefused uint64
-	BreakerSkipped  uint64 // fast-path frames not queued: the peer's breaker was open
-	BreakerOpened   uint64 // times a peer's breaker opened
+	AcksRefused    uint64
+	BreakerSkipped uint64 // fast-path frames not queued: the peer's breaker was open
+	BreakerOpened  uint64 // times a peer's breaker opened
 }
 
 type counters struct {

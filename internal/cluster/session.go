@@ -116,7 +116,9 @@ type refusedError struct {
 	err error
 }
 
-func (e *refusedError) Error() string { return fmt.Sprintf("%v (%s): %v", errSessionRefuse, e.why, e.err) }
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("%v (%s): %v", errSessionRefuse, e.why, e.err)
+}
 func (e *refusedError) Unwrap() []error {
 	return []error{errSessionRefuse, e.err}
 }
