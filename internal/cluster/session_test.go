@@ -3,7 +3,9 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/store"
 )
 
@@ -283,4 +286,202 @@ func TestAKeyringOverridesTheSecretKey(t *testing.T) {
 	c.NodeName = "c"
 	c.Keyring = &memberlist.Keyring{}
 	assert.ErrorIs(t, c.Validate(), ErrConfig, "a keyring without a key")
+}
+
+// outbound is the streams n has open to its peers now, by peer.
+func outbound(n *testNode) map[string]*stream {
+	n.sendersMu.Lock()
+	defer n.sendersMu.Unlock()
+	out := map[string]*stream{}
+	for name, p := range n.senders {
+		if s := p.out.Load(); s != nil && !s.closed.Load() {
+			out[name] = s
+		}
+	}
+	return out
+}
+
+// During a rolling upgrade a node of the previous version (stream version
+// 1 only) and new ones replicate both ways at w=all: the new nodes speak
+// version 1 with it and sessions with each other. A version 1 hello under
+// a new node's name (what a recorded one would be) is refused; under the
+// old node's name it is taken, as that version always did.
+func TestARollingUpgradeMixesStreamVersionsBothWays(t *testing.T) {
+	a := startNode(t, "a", nil, keyed)
+	old := startNode(t, "old", []string{a.Addr()}, func(c *Config) { keyed(c); c.streamsV1Only = true })
+	b := startNode(t, "b", []string{a.Addr()}, keyed)
+	waitReady(t, a, old, b)
+	require.Eventually(t, func() bool {
+		return len(a.syncPeers()) == 2 && len(b.syncPeers()) == 2 && len(old.syncPeers()) == 2
+	}, waitLong, 10*time.Millisecond)
+	for i := range 10 {
+		for _, n := range []*testNode{a, old, b} {
+			require.Equal(t, acks.Result{Replicas: 3, Want: 3}, write(n, acks.All, "p", fmt.Sprint(n.Self(), i)),
+				"%s's write %d", n.Self(), i)
+		}
+	}
+	for _, n := range []*testNode{a, old, b} {
+		for peer, s := range outbound(n) {
+			assert.Equal(t, n != old && peer != "old", s.v2, "%s → %s is a session", n.Self(), peer)
+		}
+		assert.Len(t, outbound(n), 2, n.Self())
+		assert.Zero(t, n.Stats().HandshakesRefused, n.Self())
+	}
+
+	v1 := func(name, user string) []byte {
+		s, err := newSealer(key(1), b.cfg.Label)
+		require.NoError(t, err)
+		out := []byte{streamMagic}
+		for _, m := range [][]byte{encodeHello(b.cfg.Label, name), likeFrame(name, 7, 1, store.Like{Post: "q", User: user})} {
+			body, err := s.seal(m)
+			require.NoError(t, err)
+			out = appendStreamMessage(out, body)
+		}
+		return out
+	}
+	_, closed := openStreamMagic(t, b.Addr(), v1("a", "claims-a"))
+	openStreamMagic(t, b.Addr(), v1("old", "claims-old"))
+	require.Eventually(t, func() bool { return isClosed(closed) && b.store.Has("q", "claims-old") },
+		waitLong, 10*time.Millisecond)
+	assert.Equal(t, HandshakeRefusals{Downgrade: 1}, b.Stats().HandshakesRefused)
+	assert.False(t, b.store.Has("q", "claims-a"))
+}
+
+// The key is rotated while likes flow at w=2 on three nodes: the new key
+// added on every node, used on each in turn, the old one removed from
+// every node. Every acknowledged like is on every node at the end (in
+// fact every like), and every session runs under the new key.
+func TestKeyRotationWhileLikesFlow(t *testing.T) {
+	oldKey, newKey := key(1), key(2)
+	var rings []*memberlist.Keyring
+	tweak := func(c *Config) {
+		ring, err := memberlist.NewKeyring(nil, oldKey)
+		require.NoError(t, err)
+		rings = append(rings, ring) // startNode runs tweak on the test's goroutine
+		c.Keyring = ring
+		c.Writes.Timeout = 5 * time.Second
+	}
+	a, b, c := threeNodes(t, tweak)
+	nodes := []*testNode{a, b, c}
+
+	type written struct {
+		user string
+		met  bool
+	}
+	var mu sync.Mutex
+	wrote := map[string][]written{}
+	stop := make(chan struct{})
+	var writers sync.WaitGroup
+	for _, n := range nodes {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				user := fmt.Sprint(n.Self(), "-", i)
+				res := write(n, acks.Count(2), "p", user)
+				mu.Lock()
+				wrote[n.Self()] = append(wrote[n.Self()], written{user, res.Met()})
+				mu.Unlock()
+			}
+		}()
+	}
+	// progress waits until every node had more writes met.
+	progress := func(step string) {
+		t.Helper()
+		mu.Lock()
+		from := map[string]int{}
+		for name, w := range wrote {
+			from[name] = len(w)
+		}
+		mu.Unlock()
+		require.Eventually(t, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, n := range nodes {
+				met := 0
+				for _, w := range wrote[n.Self()][from[n.Self()]:] {
+					if w.met {
+						met++
+					}
+				}
+				if met < 5 {
+					return false
+				}
+			}
+			return true
+		}, waitLong, 10*time.Millisecond, "writes met after %s", step)
+	}
+	progress("start")
+	for _, r := range rings {
+		require.NoError(t, r.AddKey(newKey))
+	}
+	progress("adding the new key")
+	for i, r := range rings {
+		require.NoError(t, r.UseKey(newKey))
+		progress(fmt.Sprint("using it on ", nodes[i].Self()))
+	}
+	for _, r := range rings {
+		require.NoError(t, r.RemoveKey(oldKey))
+	}
+	progress("removing the old key")
+	newID := keyIDOf(newKey)
+	require.Eventually(t, func() bool {
+		for _, n := range nodes {
+			out := outbound(n)
+			if len(out) != 2 {
+				return false
+			}
+			for _, s := range out {
+				if s.key != newID {
+					return false
+				}
+			}
+			n.inbound.mu.Lock()
+			for _, list := range n.inbound.byName {
+				for _, s := range list {
+					if !s.closed.Load() && s.key != newID {
+						n.inbound.mu.Unlock()
+						return false
+					}
+				}
+			}
+			n.inbound.mu.Unlock()
+		}
+		return true
+	}, waitLong, 10*time.Millisecond, "every session under the new key")
+	progress("the sessions moved")
+	close(stop)
+	writers.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	met, total := 0, 0
+	for _, ws := range wrote {
+		for _, w := range ws {
+			total++
+			if w.met {
+				met++
+			}
+		}
+	}
+	t.Logf("%d writes, %d met at w=2", total, met)
+	for _, n := range nodes {
+		require.Eventually(t, func() bool { return n.store.Count("p") == total }, waitLong, 10*time.Millisecond,
+			"%s holds every like", n.Self())
+		for _, ws := range wrote {
+			for _, w := range ws {
+				if w.met {
+					require.True(t, n.store.Has("p", w.user), "%s lost acknowledged like %s", n.Self(), w.user)
+				}
+			}
+		}
+	}
+	for _, n := range nodes {
+		assert.Zero(t, n.Stats().HandshakesRefused, n.Self())
+	}
 }
