@@ -108,6 +108,24 @@ func New(c Cluster) *Metrics {
 			ConstLabels: prometheus.Labels{"cap": capName},
 		}, func() float64 { return float64(f(c.Stats())) }))
 	}
+	for reason, f := range map[string]func(cluster.HandshakeRefusals) uint64{
+		"malformed":   func(r cluster.HandshakeRefusals) uint64 { return r.Malformed },
+		"label":       func(r cluster.HandshakeRefusals) uint64 { return r.Label },
+		"keying":      func(r cluster.HandshakeRefusals) uint64 { return r.Keying },
+		"unknown_key": func(r cluster.HandshakeRefusals) uint64 { return r.UnknownKey },
+		"auth":        func(r cluster.HandshakeRefusals) uint64 { return r.Auth },
+		"downgrade":   func(r cluster.HandshakeRefusals) uint64 { return r.Downgrade },
+		"peer":        func(r cluster.HandshakeRefusals) uint64 { return r.Peer },
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "likesd_stream_handshakes_refused_total",
+			Help: "Stream handshakes refused, either way, by reason: malformed (a hello or reply that does not decode), label (another cluster's), " +
+				"keying (one side has a key, the other none), unknown_key (a key id not in this node's keyring), auth (no proof of the key for this " +
+				"session: a wrong key or a replayed hello), downgrade (a version 1 hello naming a node that speaks version 2, or no member), " +
+				"peer (the node that answered a dial is not the one dialed).",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(f(c.Stats().HandshakesRefused)) }))
+	}
 	counter("likesd_streams_timed_out_total", "Streams from peers closed because their hello, or a message once begun, did not arrive whole within the TCP timeout (a stalled or trickling peer).", func(s cluster.Stats) uint64 { return s.StreamsTimedOut })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "likesd_streams_inbound", Help: "Streams peers hold open to this node now, hello read or not (at most --max-streams).",
@@ -121,6 +139,7 @@ func New(c Cluster) *Metrics {
 	counter("likesd_acks_sent_total", "Acknowledgement messages sent to the origins of applied frames.", func(s cluster.Stats) uint64 { return s.AcksSent })
 	counter("likesd_acks_streamed_total", "Of those, sent back on the origin's stream (the rest through memberlist, a connection each).", func(s cluster.Stats) uint64 { return s.AcksStreamed })
 	counter("likesd_acks_received_total", "Acknowledgement messages received from peers.", func(s cluster.Stats) uint64 { return s.AcksReceived })
+	counter("likesd_acks_refused_total", "Acknowledgements that came through memberlist in the name of a peer that acknowledges on its session: not its, so not counted.", func(s cluster.Stats) uint64 { return s.AcksRefused })
 	counter("likesd_ack_errors_total", "Acknowledgements that could not be sent or were dropped.", func(s cluster.Stats) uint64 { return s.AckErrors })
 	counter("likesd_breaker_skipped_total", "Fast-path frames not queued to a peer because its breaker was open (left to repair).", func(s cluster.Stats) uint64 { return s.BreakerSkipped })
 	counter("likesd_breaker_opened_total", "Times a peer's circuit breaker opened.", func(s cluster.Stats) uint64 { return s.BreakerOpened })
