@@ -35,21 +35,35 @@ import (
 // so acks never sit in a connection nobody watches. Anything unsent is
 // left to anti-entropy, as a batch dropped from a queue is.
 //
-// A peer says in its member meta whether it takes streams (metaStreams);
-// one that does not (an older version) gets its batches through
-// memberlist, a connection each, as before.
+// A peer says in its member meta whether it takes streams (metaStreams)
+// and whether they are sessions (metaSessions); one that takes none (an
+// older version) gets its batches through memberlist, a connection each,
+// as before.
 //
-// On the wire a stream opens with streamMagic, a byte no memberlist stream
+// On the wire a stream opens with a magic byte no memberlist stream
 // begins with (its message types are below 20; a label is 244), so the
-// listener tells the two apart by the first byte (muxTransport). Then come
-// messages both ways, each a uvarint length and the message: the first,
-// from the dialer, a hello (version, label, the dialer's node name); then
-// the bytes of a memberlist user message (msgLikes one way, msgAck the
-// other). With a secret key each message is sealed with AES-GCM under a
-// random nonce and a key derived from the cluster's, the label as
-// additional data. A sealed hello carries no per-connection challenge: one
-// replayed by someone who captured cluster traffic could draw a node's
-// acks (its writes would answer 202; nothing is lost).
+// listener tells them apart by the first byte (muxTransport):
+// streamMagicSession for version 2, streamMagic for version 1. Then come
+// messages both ways, each a uvarint length and the message.
+//
+// Version 2, between nodes of this version, is a session (session.go): a
+// handshake with a nonce from each side proves, with a key, that both
+// hold a key of the cluster's keyring for this connection, and gives each
+// direction its own key; every message after it is sealed with AES-GCM
+// under its sequence number. So a recorded hello, frame or ack played
+// again is refused, and the peer a stream is with is authenticated: its
+// acks count for that peer whatever name they carry, and frames on it
+// must be that peer's. Without a key the handshake still runs, unsealed,
+// and authenticates nothing (plaintext mode, as memberlist's own).
+//
+// Version 1 is the previous version's, kept for rolling upgrades: a hello
+// (version, label, the dialer's node name), then the bytes of memberlist
+// user messages (msgLikes one way, msgAck the other), each sealed with
+// AES-GCM under a random nonce and a key derived from the cluster's.
+// Nothing in it is fresh, so a recorded hello or frame could be played
+// again: this node dials version 1 only to a peer whose meta does not say
+// metaSessions, and takes a version 1 hello only under the name of such a
+// member.
 
 const (
 	streamMagic   byte = 0xC5
@@ -180,8 +194,8 @@ func decodeHello(b []byte) (label, name string, err error) {
 	return label, name, nil
 }
 
-// sealer seals and opens stream messages under the cluster's secret key;
-// a nil sealer leaves them plain.
+// sealer seals and opens version 1 stream messages under one of the
+// cluster's keys; a nil sealer leaves them plain.
 type sealer struct {
 	aead cipher.AEAD
 	aad  []byte // the label
@@ -535,8 +549,9 @@ func newNetTransport(bindAddr string, bindPort int, logger *log.Logger) (*member
 // stream. A peer has one, but two may overlap a moment (a reset and a new
 // dial, or two dials racing), and one whose end the network lost stays
 // until streamIdle: the newest is the peer as it is now, so it is the one
-// kept. Whoever claims a name can displace that peer's streams; with a
-// SecretKey a claim needs the key or a recorded hello.
+// kept. A session's name is authenticated (with a key); a version 1
+// stream's name is any its member's, so only an old peer's stream can be
+// displaced by a recorded hello.
 type inbound struct {
 	mu     sync.Mutex
 	open   int                  // streams accepted and not yet ended
