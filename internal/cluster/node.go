@@ -46,13 +46,17 @@ type Member struct {
 
 // Stats are cumulative counters since Start.
 type Stats struct {
-	LikesQueued     uint64 // likes framed on the fast path (and forwarded, in gossip mode)
-	FramesQueued    uint64
-	BytesQueued     uint64
-	FramesReceived  uint64 // fast-path frames
-	BytesReceived   uint64
-	LikesReceived   uint64
-	LikesApplied    uint64 // received on the fast path and new here
+	LikesQueued    uint64 // likes framed on the fast path (and forwarded, in gossip mode)
+	FramesQueued   uint64
+	BytesQueued    uint64
+	FramesReceived uint64 // fast-path frames
+	BytesReceived  uint64
+	LikesReceived  uint64
+	LikesApplied   uint64 // received on the fast path and new here
+	// FramesRefused counts fast-path frames that came through memberlist
+	// in the name of a peer that sends its own on its session: dropped
+	// (anti-entropy brings what is real).
+	FramesRefused   uint64
 	LogOverrun      uint64 // likes that left the log before being framed (healed by anti-entropy)
 	LoggedAlone     uint64 // likes a lone node counted framed and sent to no one (see Node.alone)
 	InboxDropped    uint64 // messages dropped: inbox full
@@ -103,7 +107,7 @@ type Stats struct {
 type counters struct {
 	likesQueued, framesQueued, bytesQueued, framesReceived, bytesReceived atomic.Uint64
 	likesReceived, likesApplied, logOverrun, inboxDropped, framesPruned   atomic.Uint64
-	loggedAlone                                                           atomic.Uint64
+	loggedAlone, framesRefused                                            atomic.Uint64
 	decodeErrors, directSent, directErrors, peerDropped                   atomic.Uint64
 	streamsDialed, streamsAccepted, streamResets                          atomic.Uint64
 }
@@ -126,7 +130,7 @@ type Node struct {
 	cfg    Config
 	log    zerolog.Logger
 	origin uint64 // this process start's identity in dots
-	inbox  chan []byte
+	inbox  chan received
 	stats  counters
 
 	started int64 // when New ran (Unix ns), in the node meta (members.go)
@@ -216,7 +220,7 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger.With().Str("component", "cluster").Str("node", cfg.NodeName).Logger(),
 		origin:  binary.BigEndian.Uint64(b[:]) | 1, // never 0
 		started: time.Now().UnixNano(),
-		inbox:   make(chan []byte, cfg.InboxSize),
+		inbox:   make(chan received, cfg.InboxSize),
 		ring:    make([]store.Like, min(cfg.LogSize, initialLogRing)),
 		flushCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
@@ -434,7 +438,7 @@ func (n *Node) Stats() Stats {
 		LikesQueued: c.likesQueued.Load(), FramesQueued: c.framesQueued.Load(), BytesQueued: c.bytesQueued.Load(),
 		FramesReceived: c.framesReceived.Load(), BytesReceived: c.bytesReceived.Load(),
 		LikesReceived: c.likesReceived.Load(), LikesApplied: c.likesApplied.Load(), LogOverrun: c.logOverrun.Load(),
-		LoggedAlone:  c.loggedAlone.Load(),
+		LoggedAlone: c.loggedAlone.Load(), FramesRefused: c.framesRefused.Load(),
 		InboxDropped: c.inboxDropped.Load(), FramesPruned: c.framesPruned.Load(), DecodeErrors: c.decodeErrors.Load(),
 		DirectSent: c.directSent.Load(), DirectErrors: c.directErrors.Load(), PeerDropped: c.peerDropped.Load(),
 		StreamsDialed: c.streamsDialed.Load(), StreamsAccepted: c.streamsAccepted.Load(), StreamResets: c.streamResets.Load(),
@@ -742,21 +746,35 @@ func (n *Node) applyLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case msg := <-n.inbox:
-			if err := n.handle(msg); err != nil {
+		case in := <-n.inbox:
+			if err := n.handle(in); err != nil {
 				n.stats.decodeErrors.Add(1)
-				n.log.Warn().Err(err).Int("bytes", len(msg)).Msg("bad message dropped")
+				n.log.Warn().Err(err).Int("bytes", len(in.msg)).Msg("bad message dropped")
 			}
 		}
 	}
 }
 
-func (n *Node) handle(msg []byte) error {
+// received is a message from another node: through memberlist (peer
+// empty), or on the session of the named peer.
+type received struct {
+	msg  []byte
+	peer string
+}
+
+func (n *Node) handle(in received) error {
+	msg := in.msg
 	switch msg[0] {
 	case msgLikes:
 		f, err := decodeFrame(msg)
 		if err != nil {
 			return err
+		}
+		if in.peer == "" && n.sessionsWith(f.from) {
+			// Its own frames travel on its session (stream.go checks
+			// them): this one is another's in its name, or a stray.
+			n.stats.framesRefused.Add(1)
+			return nil
 		}
 		refusedBefore := n.guard.refused.Load()
 		added := len(n.replica.Merge(f.likes))

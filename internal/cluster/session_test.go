@@ -485,3 +485,20 @@ func TestKeyRotationWhileLikesFlow(t *testing.T) {
 		assert.Zero(t, n.Stats().HandshakesRefused, n.Self())
 	}
 }
+
+// A frame through memberlist in the name of a peer that sends its own on
+// its session is not that peer's: it is dropped, counted, never applied
+// nor acknowledged.
+func TestAFrameThroughMemberlistInASessionPeersNameIsDropped(t *testing.T) {
+	a := startNode(t, "a", nil, keyed)
+	c := startNode(t, "c", []string{a.Addr()}, keyed)
+	waitReady(t, a, c)
+	require.Eventually(t, func() bool { return len(a.syncPeers()) == 1 && len(c.syncPeers()) == 1 },
+		waitLong, 10*time.Millisecond)
+	m, ok := c.members.member("a")
+	require.True(t, ok)
+	require.NoError(t, c.ml.SendReliable(m.node(), likeFrame("c", c.origin, 1<<40, store.Like{Post: "p", User: "sideways"})))
+	require.Eventually(t, func() bool { return a.Stats().FramesRefused == 1 }, waitLong, 10*time.Millisecond)
+	assert.False(t, a.store.Has("p", "sideways"))
+	assert.Zero(t, a.Stats().FramesReceived)
+}

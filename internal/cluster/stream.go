@@ -752,7 +752,7 @@ func (n *Node) acceptStream(c net.Conn, magic byte) {
 			}
 			return
 		}
-		n.receive(msg)
+		n.receive(s.peer, msg)
 	}
 }
 

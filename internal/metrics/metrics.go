@@ -79,6 +79,7 @@ func New(c Cluster) *Metrics {
 	counter("likesd_fastpath_bytes_received_total", "Bytes of fast-path frames received.", func(s cluster.Stats) uint64 { return s.BytesReceived })
 	counter("likesd_fastpath_likes_received_total", "Likes received on the fast path.", func(s cluster.Stats) uint64 { return s.LikesReceived })
 	counter("likesd_fastpath_likes_applied_total", "Likes received on the fast path that were new here.", func(s cluster.Stats) uint64 { return s.LikesApplied })
+	counter("likesd_fastpath_frames_refused_total", "Fast-path frames that came through memberlist in the name of a peer that sends its own on its session: dropped.", func(s cluster.Stats) uint64 { return s.FramesRefused })
 	counter("likesd_log_overrun_total", "Likes that left the log before the fast path framed them (healed by anti-entropy).", func(s cluster.Stats) uint64 { return s.LogOverrun })
 	counter("likesd_log_alone_total", "Likes logged while this node had no peer to send to: counted sent, to no one (a peer that joins gets them by sync).", func(s cluster.Stats) uint64 { return s.LoggedAlone })
 	counter("likesd_inbox_dropped_total", "Received messages dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped })
