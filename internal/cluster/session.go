@@ -183,7 +183,9 @@ func (r *handshakeReader) str(limit int) string {
 		return ""
 	}
 	k, n := binary.Uvarint(r.b)
-	if n <= 0 || k > uint64(limit) || uint64(len(r.b)-n) < k {
+	// One encoding per message: a length in more bytes than it needs is
+	// refused.
+	if n <= 0 || n != len(binary.AppendUvarint(nil, k)) || k > uint64(limit) || uint64(len(r.b)-n) < k {
 		r.ok = false
 		return ""
 	}
