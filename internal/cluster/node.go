@@ -86,6 +86,7 @@ type Stats struct {
 	SyncBytesIn     uint64
 	SyncBytesOut    uint64
 	SyncDropped     uint64 // sync messages dropped: a queue was full
+	SyncStreamed    uint64 // sync messages sent on a session (the rest through memberlist, a connection each)
 	HandoffTimeouts uint64 // hand-offs cut short by the shutdown bound
 
 	WritesMet       uint64 // writes that reached their level (201/200)
@@ -449,6 +450,7 @@ func (n *Node) Stats() Stats {
 		st.SyncPulled, st.SyncPushed = d.stats.pulled.Load(), d.stats.pushed.Load()
 		st.SyncBytesIn, st.SyncBytesOut = d.stats.bytesIn.Load(), d.stats.bytesOut.Load()
 		st.SyncDropped, st.HandoffTimeouts = d.stats.dropped.Load(), d.stats.handoffTimeouts.Load()
+		st.SyncStreamed = d.stats.streamed.Load()
 	}
 	w := &n.writes.stats
 	st.WritesMet, st.WritesAccepted, st.WritesAbandoned = w.met.Load(), w.accepted.Load(), w.abandoned.Load()
@@ -616,9 +618,28 @@ func (n *Node) sendAck(to string, msg []byte) error {
 	return n.ml.SendReliable(p.node(), msg)
 }
 
-// sendTo sends a message to a member over memberlist's reliable channel,
-// to the address the member table copied.
+// sendTo sends an anti-entropy message to a member: on this node's
+// session to it when one is open, otherwise over memberlist's reliable
+// channel, a connection each, to the address the member table copied.
+// Only a session this node dialed is used: its owner knows when it ends
+// (a write on one the other end just closed is lost without an error,
+// which costs an anti-entropy session its timeout), and no session is
+// dialed for it. So a peer this node sends no frames to (gossip mode, a
+// node of the previous version, a hand-off once the senders stopped) is
+// reached as before.
 func (n *Node) sendTo(to string, msg []byte) error {
+	if n.sessionsWith(to) {
+		var s *stream
+		n.sendersMu.Lock()
+		if p := n.senders[to]; p != nil {
+			s = p.out.Load()
+		}
+		n.sendersMu.Unlock()
+		if s != nil && s.v2 && s.write(msg, n.cfg.TCPTimeout) == nil {
+			n.sync.stats.streamed.Add(1)
+			return nil
+		}
+	}
 	p, ok := n.members.member(to)
 	if !ok {
 		return fmt.Errorf("cluster: %s is not a member", to)
@@ -802,6 +823,9 @@ func (n *Node) handle(in received) error {
 		m, err := antientropy.Decode(msg[1:])
 		if err != nil {
 			return err
+		}
+		if in.peer != "" {
+			m.From = in.peer // the session's peer, whatever name it wrote
 		}
 		n.sync.deliver(m, len(msg))
 		return nil

@@ -502,3 +502,22 @@ func TestAFrameThroughMemberlistInASessionPeersNameIsDropped(t *testing.T) {
 	assert.False(t, a.store.Has("p", "sideways"))
 	assert.Zero(t, a.Stats().FramesReceived)
 }
+
+// Anti-entropy rides the sessions once they are open (each node's own, to
+// the other), and still repairs: a like only a holds (merged into its store, never sent
+// on the fast path) reaches b.
+func TestAntiEntropyRidesTheSessions(t *testing.T) {
+	a := startNode(t, "a", nil, keyed)
+	b := startNode(t, "b", []string{a.Addr()}, keyed)
+	waitReady(t, a, b)
+	require.Eventually(t, func() bool { return len(a.syncPeers()) == 1 && len(b.syncPeers()) == 1 },
+		waitLong, 10*time.Millisecond)
+	require.Equal(t, acks.Result{Replicas: 2, Want: 2}, write(a, acks.Count(2), "p", "a"))
+	require.Equal(t, acks.Result{Replicas: 2, Want: 2}, write(b, acks.Count(2), "p", "b"))
+	before := [2]uint64{a.Stats().SyncStreamed, b.Stats().SyncStreamed}
+	a.store.Merge([]store.Like{{Post: "q", User: "only-a"}})
+	require.Eventually(t, func() bool {
+		return b.store.Has("q", "only-a") && a.Stats().SyncStreamed > before[0] && b.Stats().SyncStreamed > before[1]
+	}, waitLong, 10*time.Millisecond)
+	assert.Zero(t, a.Stats().DecodeErrors+b.Stats().DecodeErrors)
+}

@@ -53,7 +53,9 @@ import (
 // under its sequence number. So a recorded hello, frame or ack played
 // again is refused, and the peer a stream is with is authenticated: its
 // acks count for that peer whatever name they carry, and frames on it
-// must be that peer's. Without a key the handshake still runs, unsealed,
+// must be that peer's. Anti-entropy messages ride a session this node
+// opened, when one is open, and are read as its peer's (Node.sendTo);
+// otherwise they go through memberlist. Without a key the handshake still runs, unsealed,
 // and authenticates nothing (plaintext mode, as memberlist's own).
 //
 // Version 1 is the previous version's, kept for rolling upgrades: a hello
@@ -756,10 +758,15 @@ func (n *Node) acceptStream(c net.Conn, magic byte) {
 	}
 }
 
-// checkFrame admits a message from an accepted stream: only frames travel
-// that way, and only their origin's own (nothing is forwarded on the
-// direct path), so a frame is the stream's peer's, never a name it wrote.
+// checkFrame admits a message from an accepted stream: frames, and on a
+// session anti-entropy messages (handle reads those as the session
+// peer's). A frame travels only from its origin (nothing is forwarded on
+// the direct path), so it must be the stream's peer's, never a name it
+// wrote.
 func (n *Node) checkFrame(s *stream, msg []byte) error {
+	if s.v2 && len(msg) > 0 && msg[0] == msgSync {
+		return nil
+	}
 	from, _, _, _, _, err := frameHeader(msg)
 	if err != nil {
 		return fmt.Errorf("%w: not a frame", errStreamMessage)
@@ -921,7 +928,7 @@ func (n *Node) openStream(c net.Conn, r *bufio.Reader, peer string, v2 bool) (*s
 func (n *Node) readAcks(p *peerSender, s *stream, r *bufio.Reader) {
 	for {
 		msg, err := s.read(r)
-		if err == nil && (len(msg) == 0 || msg[0] != msgAck) {
+		if err == nil && (len(msg) == 0 || (msg[0] != msgAck && (msg[0] != msgSync || !s.v2))) {
 			err = fmt.Errorf("%w: not an ack", errStreamMessage)
 		}
 		if err != nil {
@@ -933,7 +940,7 @@ func (n *Node) readAcks(p *peerSender, s *stream, r *bufio.Reader) {
 			s.reset(errPeerClosed)       // unless this node reset it first
 			return
 		}
-		n.handleAck(p.peer.name, msg)
+		n.receive(p.peer.name, msg) // an ack, or on a session an anti-entropy message
 	}
 }
 

@@ -21,6 +21,8 @@ const joinAttemptsBeforeAlone = 5
 // antientropy.Syncer, feeds it messages, members and the time, and performs
 // what it returns. Sends go through one goroutine per peer, so a slow or
 // dead peer never stalls the others or the state machine.
+// A message goes on the peer's session when one is open (Node.sendTo),
+// otherwise through memberlist.
 type syncDriver struct {
 	n     *Node
 	sy    *antientropy.Syncer // owned by run
@@ -36,7 +38,7 @@ type syncDriver struct {
 	sawPeer   atomic.Bool // some other member was ever listed
 	stats     struct {
 		sessions, sessionsFailed, pulled, pushed, bytesOut, bytesIn, dropped atomic.Uint64
-		handoffTimeouts                                                      atomic.Uint64
+		handoffTimeouts, streamed                                            atomic.Uint64
 	}
 
 	// Owned by run.

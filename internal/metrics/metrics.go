@@ -91,6 +91,7 @@ func New(c Cluster) *Metrics {
 	counter("likesd_sync_likes_pushed_total", "Likes new to a peer that anti-entropy sent.", func(s cluster.Stats) uint64 { return s.SyncPushed })
 	counter("likesd_sync_bytes_received_total", "Bytes of anti-entropy messages received.", func(s cluster.Stats) uint64 { return s.SyncBytesIn })
 	counter("likesd_sync_bytes_sent_total", "Bytes of anti-entropy messages sent.", func(s cluster.Stats) uint64 { return s.SyncBytesOut })
+	counter("likesd_sync_streamed_total", "Anti-entropy messages sent on a peer's session (the rest through memberlist, a connection each).", func(s cluster.Stats) uint64 { return s.SyncStreamed })
 	counter("likesd_sync_dropped_total", "Anti-entropy messages dropped because a queue was full (the session times out and is retried).", func(s cluster.Stats) uint64 { return s.SyncDropped })
 	counter("likesd_handoff_timeouts_total", "Hand-offs cut short by the shutdown bound.", func(s cluster.Stats) uint64 { return s.HandoffTimeouts })
 	counter("likesd_direct_batches_sent_total", "Batches sent straight to a peer (direct fast path).", func(s cluster.Stats) uint64 { return s.DirectSent })
