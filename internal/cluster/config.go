@@ -185,23 +185,28 @@ type Config struct {
 	// SecretKey encrypts and authenticates every gossip packet and stream
 	// (memberlist keyring, AES-GCM): 16, 24 or 32 bytes for AES-128/192/256.
 	// A node without the same key can neither join nor inject likes. Empty
-	// means plaintext gossip: only for a trusted network or a laptop.
-	//
-	// Anti-entropy's digest key is derived from it (HKDF, see
-	// internal/gset): with a key, two different contents compare equal
-	// with probability about 2^-64. Without one the digest key is a public
-	// constant, and anyone who can send likes or join can choose ids that
-	// hide a difference between replicas.
+	// (and no Keyring) means plaintext gossip and unauthenticated streams:
+	// only for a trusted network or a laptop. Alone it makes a keyring of
+	// one key, which cannot be rotated without a restart: see Keyring.
 	SecretKey []byte
 
 	// Keyring, when set, overrides SecretKey: memberlist gets it as its
-	// Config.Keyring, encrypts with its primary key and accepts any of its
-	// keys. The owner may AddKey, UseKey and RemoveKey at run time (key
-	// rotation, docs/deploy.md); the cluster reads it only through its
-	// locked methods. The digest key follows the
-	// primary: the node re-keys its replica when the primary changes
-	// (checked on anti-entropy's tick), and does not compare digests with a
-	// peer on another primary meanwhile. Nil: SecretKey alone, as before.
+	// Config.Keyring, and the streams' sessions (session.go) use the same
+	// keys: a session is dialed under the primary key and accepted under
+	// any key the keyring holds. Its owner may AddKey, UseKey and RemoveKey
+	// at run time to rotate the key without a restart (add the new key on
+	// every node, then use it on every node, then remove the old one);
+	// cluster only reads it, through its locked GetPrimaryKey and GetKeys.
+	// A session under a key no longer primary is redialed at its next
+	// send, and one under a removed key is closed within a second.
+	//
+	// Anti-entropy's digest key is derived from the primary (HKDF, see
+	// internal/gset): with a key, two different contents compare equal with
+	// probability about 2^-64; without one it is a public constant, and
+	// anyone who can send likes or join can choose ids that hide a
+	// difference. The node re-keys its replica when the primary changes
+	// (checked on anti-entropy's tick) and compares no digests with a peer
+	// on another primary meanwhile.
 	Keyring *memberlist.Keyring
 
 	// Label is stamped on every gossip packet and stream; a node with another
@@ -239,6 +244,10 @@ type Config struct {
 	// Writes sets write levels, the write timeout and the per-peer
 	// breakers (internal/acks; defaults there).
 	Writes acks.Config
+
+	// streamsV1Only makes the node speak stream version 1 only, as the
+	// version before sessions did: tests of a rolling upgrade.
+	streamsV1Only bool
 
 	// Logger receives cluster events (component=cluster) and memberlist's
 	// own log lines (component=memberlist).
@@ -383,6 +392,8 @@ func (c Config) Validate() error {
 		return bad("LeaveTimeout and HandoffTimeout must not be negative")
 	case len(c.SecretKey) != 0 && len(c.SecretKey) != 16 && len(c.SecretKey) != 24 && len(c.SecretKey) != 32:
 		return bad("SecretKey is %d bytes; want 16, 24 or 32", len(c.SecretKey))
+	case c.Keyring != nil && len(c.Keyring.GetPrimaryKey()) == 0:
+		return bad("Keyring has no primary key")
 	case c.FastPath != FastPathDirect && c.FastPath != FastPathGossip:
 		return bad("FastPath %q: want %q or %q", c.FastPath, FastPathDirect, FastPathGossip)
 	case c.DirectBatchBytes < 1024 || c.PeerQueue < 1:

@@ -16,7 +16,7 @@ var _ memberlist.Delegate = (*delegate)(nil)
 // NodeMeta carries this node's origin (the first part of its likes' dots),
 // when it started, and whether it is leaving (see members.go).
 func (d *delegate) NodeMeta(limit int) []byte {
-	return encodeMeta(d.n.origin, d.n.started, d.n.leaving.Load(), d.n.mux != nil)
+	return encodeMeta(d.n.origin, d.n.started, d.n.leaving.Load(), d.n.mux != nil, d.n.mux != nil && !d.n.cfg.streamsV1Only)
 }
 
 // NotifyMsg runs on memberlist's packet loop or a stream's goroutine: copy
@@ -25,12 +25,12 @@ func (d *delegate) NotifyMsg(b []byte) {
 	if len(b) > 0 && b[0] != msgAck {
 		b = bytes.Clone(b) // memberlist reuses b after we return
 	}
-	d.n.receive(b)
+	d.n.receive("", b)
 }
 
-// receive takes a message from a peer (memberlist's, or a stream's, which
-// hands over its buffer).
-func (n *Node) receive(msg []byte) {
+// receive takes a message from a peer: memberlist's (peer empty), or one
+// from the named peer's stream, which hands over its buffer.
+func (n *Node) receive(peer string, msg []byte) {
 	if len(msg) == 0 {
 		return
 	}
@@ -38,11 +38,11 @@ func (n *Node) receive(msg []byte) {
 		// Acks are applied here, not behind frames and sync chunks in the
 		// inbox: a full inbox must not read as every peer going silent.
 		// Applying one is a decode and a short critical section.
-		n.handleAck(msg)
+		n.handleAck(peer, msg)
 		return
 	}
 	select {
-	case n.inbox <- msg:
+	case n.inbox <- received{msg: msg, peer: peer}:
 	default:
 		n.stats.inboxDropped.Add(1)
 	}

@@ -66,7 +66,7 @@ func (n *Node) sendDirect(frame []byte, first, last uint64) {
 	for _, t := range targets {
 		live[t.name] = true
 		p, ok := n.peers[t.name]
-		if !ok || p.peer.addr() != t.addr() || p.peer.streams != t.streams {
+		if !ok || p.peer.addr() != t.addr() || p.peer.streams != t.streams || p.peer.sessions != t.sessions {
 			if ok {
 				n.stopPeer(t.name)
 			}

@@ -11,7 +11,8 @@
 //
 //   - The fast path frames the log's new likes and either sends them
 //     straight to every alive peer (direct, the default: one TCP stream per
-//     peer on memberlist's port, stream.go, on which the peer's acks come
+//     peer on memberlist's port, stream.go, an authenticated session under
+//     the cluster's keyring, session.go, on which the peer's acks come
 //     back) or queues them as memberlist broadcasts that receivers forward
 //     once (gossip). It is best effort; acks (writes.go) say what arrived.
 //   - Anti-entropy (sync.go) drives internal/antientropy, the pure state

@@ -78,6 +78,7 @@ type peer struct {
 	origin    uint64
 	hasOrigin bool
 	streams   bool  // it takes the fast path's streams (metaStreams)
+	sessions  bool  // of version 2, sessions (metaSessions)
 	started   int64 // when its process started (Unix ns, from its meta); 0 if it did not say
 }
 
@@ -103,9 +104,13 @@ const (
 	// a peer that does not say so (an older version, during a rolling
 	// upgrade) gets its frames through memberlist, a connection each.
 	metaStreams = 2
+	// metaSessions says its streams are sessions (stream version 2,
+	// session.go); a node of the previous version speaks version 1 only,
+	// and only such a node's name may open a version 1 stream.
+	metaSessions = 4
 )
 
-func encodeMeta(origin uint64, started int64, leaving, streams bool) []byte {
+func encodeMeta(origin uint64, started int64, leaving, streams, sessions bool) []byte {
 	b := binary.BigEndian.AppendUint64(nil, origin)
 	var flags byte
 	if leaving {
@@ -113,6 +118,9 @@ func encodeMeta(origin uint64, started int64, leaving, streams bool) []byte {
 	}
 	if streams {
 		flags |= metaStreams
+	}
+	if sessions {
+		flags |= metaSessions
 	}
 	if flags != 0 || started != 0 {
 		b = append(b, flags)
@@ -131,6 +139,7 @@ func peerOf(m *memberlist.Node) (p peer, leaving bool) {
 		p.origin, p.hasOrigin = binary.BigEndian.Uint64(m.Meta), true
 		leaving = len(m.Meta) > 8 && m.Meta[8]&metaLeaving != 0
 		p.streams = len(m.Meta) > 8 && m.Meta[8]&metaStreams != 0
+		p.sessions = len(m.Meta) > 8 && m.Meta[8]&metaSessions != 0
 		if len(m.Meta) >= 17 {
 			p.started = int64(binary.BigEndian.Uint64(m.Meta[9:17]))
 		}

@@ -330,15 +330,15 @@ func TestMemberTableReconcilesWithMemberlist(t *testing.T) {
 
 // The node meta carries the process's start time; older metas do not.
 func TestMetaCarriesStartTime(t *testing.T) {
-	m := &memberlist.Node{Name: "a", Addr: net.IPv4(10, 0, 0, 1), Port: 7, Meta: encodeMeta(9, 1234, true, true)}
+	m := &memberlist.Node{Name: "a", Addr: net.IPv4(10, 0, 0, 1), Port: 7, Meta: encodeMeta(9, 1234, true, true, true)}
 	p, leaving := peerOf(m)
 	assert.True(t, leaving)
-	assert.Equal(t, peer{name: "a", ip: m.Addr, port: 7, origin: 9, hasOrigin: true, streams: true, started: 1234}, p)
-	m.Meta = encodeMeta(9, 0, false, false)
+	assert.Equal(t, peer{name: "a", ip: m.Addr, port: 7, origin: 9, hasOrigin: true, streams: true, sessions: true, started: 1234}, p)
+	m.Meta = encodeMeta(9, 0, false, false, false)
 	assert.Len(t, m.Meta, 8, "an unstamped meta is the 8 bytes older nodes send")
 	p, _ = peerOf(m)
 	assert.Zero(t, p.started)
-	m.Meta = encodeMeta(9, 1234, false, false)
+	m.Meta = encodeMeta(9, 1234, false, false, false)
 	require.Len(t, m.Meta, 17)
 	assert.Zero(t, m.Meta[8], "older nodes read the flags byte: no flags")
 }

@@ -50,13 +50,17 @@ type Member struct {
 
 // Stats are cumulative counters since Start.
 type Stats struct {
-	LikesQueued     uint64 // likes framed on the fast path (and forwarded, in gossip mode)
-	FramesQueued    uint64
-	BytesQueued     uint64
-	FramesReceived  uint64 // fast-path frames
-	BytesReceived   uint64
-	LikesReceived   uint64
-	LikesApplied    uint64 // received on the fast path and new here
+	LikesQueued    uint64 // likes framed on the fast path (and forwarded, in gossip mode)
+	FramesQueued   uint64
+	BytesQueued    uint64
+	FramesReceived uint64 // fast-path frames
+	BytesReceived  uint64
+	LikesReceived  uint64
+	LikesApplied   uint64 // received on the fast path and new here
+	// FramesRefused counts fast-path frames that came through memberlist
+	// in the name of a peer that sends its own on its session: dropped
+	// (anti-entropy brings what is real).
+	FramesRefused   uint64
 	LogOverrun      uint64 // likes that left the log before being framed (healed by anti-entropy)
 	LoggedAlone     uint64 // likes a lone node counted framed and sent to no one (see Node.alone)
 	InboxDropped    uint64 // messages dropped: inbox full
@@ -75,6 +79,9 @@ type Stats struct {
 	StreamsDisplaced uint64
 	StreamsTimedOut  uint64 // accepted streams closed: a hello or a message not whole within TCPTimeout
 	StreamBuffered   uint64 // bytes of buffer held by stream messages being read (a gauge)
+	// HandshakesRefused counts stream handshakes refused, either way, by
+	// reason (session.go).
+	HandshakesRefused HandshakeRefusals
 
 	SyncSessions    uint64 // anti-entropy sessions this node started and ended
 	SyncFailed      uint64 // of which ended by a timeout or an unreachable peer
@@ -83,6 +90,7 @@ type Stats struct {
 	SyncBytesIn     uint64
 	SyncBytesOut    uint64
 	SyncDropped     uint64 // sync messages dropped: a queue was full
+	SyncStreamed    uint64 // sync messages sent on a session (the rest through memberlist, a connection each)
 	HandoffTimeouts uint64 // hand-offs cut short by the shutdown bound
 	// SyncKeyMismatches counts digest comparisons refused because this
 	// node's and the peer's digest keys differ (a rotation in progress,
@@ -99,14 +107,17 @@ type Stats struct {
 	AcksStreamed    uint64 // of which on the origin's stream (the rest through memberlist)
 	AcksReceived    uint64 // ack messages received from peers
 	AckErrors       uint64 // ack runs that could not be sent or were dropped
-	BreakerSkipped  uint64 // fast-path frames not queued: the peer's breaker was open
-	BreakerOpened   uint64 // times a peer's breaker opened
+	// AcksRefused counts acks that came through memberlist under the name
+	// of a peer that acknowledges on its session: not its, so not counted.
+	AcksRefused    uint64
+	BreakerSkipped uint64 // fast-path frames not queued: the peer's breaker was open
+	BreakerOpened  uint64 // times a peer's breaker opened
 }
 
 type counters struct {
 	likesQueued, framesQueued, bytesQueued, framesReceived, bytesReceived atomic.Uint64
 	likesReceived, likesApplied, logOverrun, inboxDropped, framesPruned   atomic.Uint64
-	loggedAlone                                                           atomic.Uint64
+	loggedAlone, framesRefused                                            atomic.Uint64
 	decodeErrors, directSent, directErrors, peerDropped                   atomic.Uint64
 	streamsDialed, streamsAccepted, streamResets                          atomic.Uint64
 }
@@ -129,7 +140,7 @@ type Node struct {
 	cfg    Config
 	log    zerolog.Logger
 	origin uint64 // this process start's identity in dots
-	inbox  chan []byte
+	inbox  chan received
 	stats  counters
 
 	started int64 // when New ran (Unix ns), in the node meta (members.go)
@@ -176,7 +187,7 @@ type Node struct {
 	// The streams (stream.go): mux is nil when the transport cannot dial
 	// by address, and the fast path then uses SendReliable.
 	mux     *muxTransport
-	seal    *sealer
+	keys    *keyring // nil: plaintext
 	inbound inbound
 
 	sync   *syncDriver
@@ -219,12 +230,22 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger.With().Str("component", "cluster").Str("node", cfg.NodeName).Logger(),
 		origin:  binary.BigEndian.Uint64(b[:]) | 1, // never 0
 		started: time.Now().UnixNano(),
-		inbox:   make(chan []byte, cfg.InboxSize),
+		inbox:   make(chan received, cfg.InboxSize),
 		ring:    make([]store.Like, min(cfg.LogSize, initialLogRing)),
 		flushCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		strays:  make(chan string, 16),
 		members: newMemberTable(cfg.NodeName, cfg.gossipToTheDeadTime()),
+	}
+	switch {
+	case cfg.Keyring != nil:
+		n.keys = &keyring{ring: cfg.Keyring}
+	case len(cfg.SecretKey) > 0:
+		ring, err := memberlist.NewKeyring(nil, cfg.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: secret key: %w", err)
+		}
+		n.keys = &keyring{ring: ring}
 	}
 	n.writes = newWrites(n)
 	n.acker = acker{n: n}
@@ -280,11 +301,8 @@ func (n *Node) start(replica Replica) error {
 	mlc.TCPTimeout = n.cfg.TCPTimeout
 	mlc.UDPBufferSize = n.cfg.PacketSize
 	mlc.Label = n.cfg.Label
-	switch {
-	case n.cfg.Keyring != nil:
-		mlc.Keyring = n.cfg.Keyring // the owner's: it may rotate its keys
-	case len(n.cfg.SecretKey) > 0:
-		mlc.SecretKey = n.cfg.SecretKey // memberlist builds the keyring
+	if n.keys != nil {
+		mlc.Keyring = n.keys.ring // the same keys seal the streams
 	}
 	// Gossip to a dead node for as long as it may be suspected, so a node
 	// that comes back after a short cut hears it was declared dead and refutes.
@@ -319,7 +337,7 @@ func (n *Node) start(replica Replica) error {
 	n.log.Info().Str("addr", n.selfAddr).Strs("seeds", n.cfg.Seeds).
 		Str("origin", strconv.FormatUint(n.origin, 16)).Str("fast_path", n.cfg.FastPath).
 		Stringer("sync_interval", n.cfg.SyncInterval).
-		Bool("encrypted", len(n.cfg.SecretKey) > 0 || n.cfg.Keyring != nil).Str("label", n.cfg.Label).Msg("gossip listening")
+		Bool("encrypted", n.keys != nil).Str("label", n.cfg.Label).Msg("gossip listening")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -430,7 +448,7 @@ func (n *Node) Stats() Stats {
 		LikesQueued: c.likesQueued.Load(), FramesQueued: c.framesQueued.Load(), BytesQueued: c.bytesQueued.Load(),
 		FramesReceived: c.framesReceived.Load(), BytesReceived: c.bytesReceived.Load(),
 		LikesReceived: c.likesReceived.Load(), LikesApplied: c.likesApplied.Load(), LogOverrun: c.logOverrun.Load(),
-		LoggedAlone:  c.loggedAlone.Load(),
+		LoggedAlone: c.loggedAlone.Load(), FramesRefused: c.framesRefused.Load(),
 		InboxDropped: c.inboxDropped.Load(), FramesPruned: c.framesPruned.Load(), DecodeErrors: c.decodeErrors.Load(),
 		DirectSent: c.directSent.Load(), DirectErrors: c.directErrors.Load(), PeerDropped: c.peerDropped.Load(),
 		StreamsDialed: c.streamsDialed.Load(), StreamsAccepted: c.streamsAccepted.Load(), StreamResets: c.streamResets.Load(),
@@ -442,12 +460,13 @@ func (n *Node) Stats() Stats {
 		st.SyncBytesIn, st.SyncBytesOut = d.stats.bytesIn.Load(), d.stats.bytesOut.Load()
 		st.SyncDropped, st.HandoffTimeouts = d.stats.dropped.Load(), d.stats.handoffTimeouts.Load()
 		st.SyncKeyMismatches, st.SyncRekeys = d.stats.keyMismatches.Load(), d.stats.rekeys.Load()
+		st.SyncStreamed = d.stats.streamed.Load()
 	}
 	w := &n.writes.stats
 	st.WritesMet, st.WritesAccepted, st.WritesAbandoned = w.met.Load(), w.accepted.Load(), w.abandoned.Load()
 	st.WritesUnsynced = w.notDurable.Load()
 	st.AcksSent, st.AcksReceived, st.AckErrors = w.acksSent.Load(), w.acksReceived.Load(), w.ackErrors.Load()
-	st.AcksStreamed = w.acksStreamed.Load()
+	st.AcksStreamed, st.AcksRefused = w.acksStreamed.Load(), w.acksRefused.Load()
 	st.BreakerSkipped, st.BreakerOpened = w.skipped.Load(), w.opened.Load()
 	n.writes.mu.Lock()
 	st.WritesWaiting = uint64(n.writes.tr.Waiting())
@@ -599,6 +618,9 @@ func (n *Node) sendAck(to string, msg []byte) error {
 		n.writes.stats.acksStreamed.Add(1)
 		return nil
 	}
+	if n.sessionsWith(to) { // it would not count an ack through memberlist
+		return fmt.Errorf("cluster: no session from %s to acknowledge on", to)
+	}
 	p, ok := n.members.sendTarget(to, time.Now(), n.cfg.gossipToTheDeadTime())
 	if !ok {
 		return fmt.Errorf("cluster: %s is not a peer", to)
@@ -606,9 +628,28 @@ func (n *Node) sendAck(to string, msg []byte) error {
 	return n.ml.SendReliable(p.node(), msg)
 }
 
-// sendTo sends a message to a member over memberlist's reliable channel,
-// to the address the member table copied.
+// sendTo sends an anti-entropy message to a member: on this node's
+// session to it when one is open, otherwise over memberlist's reliable
+// channel, a connection each, to the address the member table copied.
+// Only a session this node dialed is used: its owner knows when it ends
+// (a write on one the other end just closed is lost without an error,
+// which costs an anti-entropy session its timeout), and no session is
+// dialed for it. So a peer this node sends no frames to (gossip mode, a
+// node of the previous version, a hand-off once the senders stopped) is
+// reached as before.
 func (n *Node) sendTo(to string, msg []byte) error {
+	if n.sessionsWith(to) {
+		var s *stream
+		n.sendersMu.Lock()
+		if p := n.senders[to]; p != nil {
+			s = p.out.Load()
+		}
+		n.sendersMu.Unlock()
+		if s != nil && s.v2 && s.write(msg, n.cfg.TCPTimeout) == nil {
+			n.sync.stats.streamed.Add(1)
+			return nil
+		}
+	}
 	p, ok := n.members.member(to)
 	if !ok {
 		return fmt.Errorf("cluster: %s is not a member", to)
@@ -736,21 +777,35 @@ func (n *Node) applyLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case msg := <-n.inbox:
-			if err := n.handle(msg); err != nil {
+		case in := <-n.inbox:
+			if err := n.handle(in); err != nil {
 				n.stats.decodeErrors.Add(1)
-				n.log.Warn().Err(err).Int("bytes", len(msg)).Msg("bad message dropped")
+				n.log.Warn().Err(err).Int("bytes", len(in.msg)).Msg("bad message dropped")
 			}
 		}
 	}
 }
 
-func (n *Node) handle(msg []byte) error {
+// received is a message from another node: through memberlist (peer
+// empty), or on the session of the named peer.
+type received struct {
+	msg  []byte
+	peer string
+}
+
+func (n *Node) handle(in received) error {
+	msg := in.msg
 	switch msg[0] {
 	case msgLikes:
 		f, err := decodeFrame(msg)
 		if err != nil {
 			return err
+		}
+		if in.peer == "" && n.sessionsWith(f.from) {
+			// Its own frames travel on its session (stream.go checks
+			// them): this one is another's in its name, or a stray.
+			n.stats.framesRefused.Add(1)
+			return nil
 		}
 		refusedBefore, deferredBefore := n.guard.refused.Load(), n.guard.deferred.Load()
 		added := len(n.replica.Merge(f.likes))
@@ -781,22 +836,47 @@ func (n *Node) handle(msg []byte) error {
 		if err != nil {
 			return err
 		}
+		if in.peer != "" {
+			m.From = in.peer // the session's peer, whatever name it wrote
+		}
 		n.sync.deliver(m, len(msg))
 		return nil
 	}
 	return fmt.Errorf("%w: %d", errType, msg[0])
 }
 
-// handleAck applies an ack message (see delegate.NotifyMsg).
-func (n *Node) handleAck(msg []byte) {
+// handleAck applies an ack message from the peer a stream authenticated
+// (readAcks); with peer empty (memberlist's, delegate.NotifyMsg) it counts
+// for the name it carries, unless that peer acknowledges on its session:
+// then it is not that peer's, and counts for nothing.
+func (n *Node) handleAck(peer string, msg []byte) {
 	from, runs, err := decodeAck(msg)
 	if err != nil {
 		n.stats.decodeErrors.Add(1)
 		n.log.Warn().Err(err).Int("bytes", len(msg)).Msg("bad ack dropped")
 		return
 	}
+	if peer == "" {
+		if n.sessionsWith(from) {
+			n.writes.stats.acksRefused.Add(1)
+			return
+		}
+		peer = from
+	}
 	n.writes.stats.acksReceived.Add(1)
-	n.writes.acked(from, runs)
+	n.writes.acked(peer, runs)
+}
+
+// sessionsWith reports whether the direct fast path runs a session with
+// the member named name (both speak version 2): then its acks travel only
+// on it. Gossip mode and older peers acknowledge through memberlist, under
+// a name anyone with the key could write.
+func (n *Node) sessionsWith(name string) bool {
+	if n.mux == nil || n.cfg.streamsV1Only || n.cfg.FastPath != FastPathDirect {
+		return false
+	}
+	m, ok := n.members.member(name)
+	return ok && m.sessions
 }
 
 // joinLoop joins the seeds with backoff, then keeps checking that every seed

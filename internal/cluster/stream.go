@@ -35,21 +35,37 @@ import (
 // so acks never sit in a connection nobody watches. Anything unsent is
 // left to anti-entropy, as a batch dropped from a queue is.
 //
-// A peer says in its member meta whether it takes streams (metaStreams);
-// one that does not (an older version) gets its batches through
-// memberlist, a connection each, as before.
+// A peer says in its member meta whether it takes streams (metaStreams)
+// and whether they are sessions (metaSessions); one that takes none (an
+// older version) gets its batches through memberlist, a connection each,
+// as before.
 //
-// On the wire a stream opens with streamMagic, a byte no memberlist stream
+// On the wire a stream opens with a magic byte no memberlist stream
 // begins with (its message types are below 20; a label is 244), so the
-// listener tells the two apart by the first byte (muxTransport). Then come
-// messages both ways, each a uvarint length and the message: the first,
-// from the dialer, a hello (version, label, the dialer's node name); then
-// the bytes of a memberlist user message (msgLikes one way, msgAck the
-// other). With a secret key each message is sealed with AES-GCM under a
-// random nonce and a key derived from the cluster's, the label as
-// additional data. A sealed hello carries no per-connection challenge: one
-// replayed by someone who captured cluster traffic could draw a node's
-// acks (its writes would answer 202; nothing is lost).
+// listener tells them apart by the first byte (muxTransport):
+// streamMagicSession for version 2, streamMagic for version 1. Then come
+// messages both ways, each a uvarint length and the message.
+//
+// Version 2, between nodes of this version, is a session (session.go): a
+// handshake with a nonce from each side proves, with a key, that both
+// hold a key of the cluster's keyring for this connection, and gives each
+// direction its own key; every message after it is sealed with AES-GCM
+// under its sequence number. So a recorded hello, frame or ack played
+// again is refused, and the peer a stream is with is authenticated: its
+// acks count for that peer whatever name they carry, and frames on it
+// must be that peer's. Anti-entropy messages ride a session this node
+// opened, when one is open, and are read as its peer's (Node.sendTo);
+// otherwise they go through memberlist. Without a key the handshake still runs, unsealed,
+// and authenticates nothing (plaintext mode, as memberlist's own).
+//
+// Version 1 is the previous version's, kept for rolling upgrades: a hello
+// (version, label, the dialer's node name), then the bytes of memberlist
+// user messages (msgLikes one way, msgAck the other), each sealed with
+// AES-GCM under a random nonce and a key derived from the cluster's.
+// Nothing in it is fresh, so a recorded hello or frame could be played
+// again: this node dials version 1 only to a peer whose meta does not say
+// metaSessions, and takes a version 1 hello only under the name of such a
+// member.
 
 const (
 	streamMagic   byte = 0xC5
@@ -180,41 +196,19 @@ func decodeHello(b []byte) (label, name string, err error) {
 	return label, name, nil
 }
 
-// sealer seals and opens stream messages under the cluster's secret key,
-// or the keys of its Keyring; a nil sealer leaves them plain.
+// sealer seals and opens version 1 stream messages under one of the
+// cluster's keys; a nil sealer leaves them plain.
 type sealer struct {
-	aead cipher.AEAD // the fixed key's; nil with a ring
-	aad  []byte      // the label
-
-	// ring, when set, is Config.Keyring, read at every message so that a
-	// rotation reaches open streams: seal with its primary, open with any
-	// of its keys (memberlist's rule). An empty ring leaves messages plain,
-	// as it leaves memberlist's.
-	ring  *memberlist.Keyring
-	mu    sync.Mutex
-	byKey map[string]cipher.AEAD // derived once per ring key; guarded by mu
+	aead cipher.AEAD
+	aad  []byte // the label
 }
 
 func newSealer(key []byte, label string) (*sealer, error) {
 	if len(key) == 0 {
 		return nil, nil
 	}
-	aead, err := streamAEAD(key)
-	if err != nil {
-		return nil, err
-	}
-	return &sealer{aead: aead, aad: []byte(label)}, nil
-}
-
-// newRingSealer seals with ring's keys as they are when each message goes.
-func newRingSealer(ring *memberlist.Keyring, label string) *sealer {
-	return &sealer{aad: []byte(label), ring: ring, byKey: map[string]cipher.AEAD{}}
-}
-
-// streamAEAD is the stream cipher of one cluster key. The stream's key is
-// derived from the cluster's, so that a sealed stream message is never also
-// a valid memberlist message.
-func streamAEAD(key []byte) (cipher.AEAD, error) {
+	// The stream's key is derived from the cluster's, so that a sealed
+	// stream message is never also a valid memberlist message.
 	key, err := hkdf.Key(sha256.New, key, nil, "likesd stream v1", len(key))
 	if err != nil {
 		return nil, err
@@ -223,92 +217,56 @@ func streamAEAD(key []byte) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cipher.NewGCM(block)
-}
-
-// ringAEAD is key's stream cipher, derived at its first use.
-func (s *sealer) ringAEAD(key []byte) (cipher.AEAD, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if a, ok := s.byKey[string(key)]; ok {
-		return a, nil
-	}
-	a, err := streamAEAD(key)
+	aead, err := cipher.NewGCM(block)
 	if err != nil {
 		return nil, err
 	}
-	if len(s.byKey) >= 16 { // keys rotated out: forget them all, the ring's come back
-		clear(s.byKey)
-	}
-	s.byKey[string(key)] = a
-	return a, nil
+	return &sealer{aead: aead, aad: []byte(label)}, nil
 }
 
 func (s *sealer) seal(msg []byte) ([]byte, error) {
 	if s == nil {
 		return msg, nil
 	}
-	aead := s.aead
-	if s.ring != nil {
-		primary := s.ring.GetPrimaryKey()
-		if len(primary) == 0 {
-			return msg, nil
-		}
-		var err error
-		if aead, err = s.ringAEAD(primary); err != nil {
-			return nil, err
-		}
-	}
-	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(msg)+aead.Overhead())
+	out := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(msg)+s.aead.Overhead())
 	if _, err := rand.Read(out); err != nil {
 		return nil, err
 	}
-	return aead.Seal(out, out, msg, s.aad), nil
+	return s.aead.Seal(out, out, msg, s.aad), nil
 }
 
 func (s *sealer) open(b []byte) ([]byte, error) {
 	if s == nil {
 		return b, nil
 	}
-	if s.ring == nil {
-		return s.openWith(s.aead, b)
-	}
-	keys := s.ring.GetKeys() // the primary first
-	if len(keys) == 0 {
-		return b, nil
-	}
-	for _, k := range keys {
-		aead, err := s.ringAEAD(k)
-		if err != nil {
-			continue
-		}
-		if msg, err := s.openWith(aead, b); err == nil {
-			return msg, nil
-		}
-	}
-	return nil, errStreamOpen
-}
-
-func (s *sealer) openWith(aead cipher.AEAD, b []byte) ([]byte, error) {
-	k := aead.NonceSize()
-	if len(b) < k+aead.Overhead() {
+	k := s.aead.NonceSize()
+	if len(b) < k+s.aead.Overhead() {
 		return nil, errStreamOpen
 	}
-	msg, err := aead.Open(nil, b[:k], b[k:], s.aad)
+	msg, err := s.aead.Open(nil, b[:k], b[k:], s.aad)
 	if err != nil {
 		return nil, errStreamOpen
 	}
 	return msg, nil
 }
 
+// streamCodec seals and opens a stream's messages: a *sealer (version 1)
+// or a *session (version 2).
+type streamCodec interface {
+	seal(msg []byte) ([]byte, error)
+	open(b []byte) ([]byte, error)
+}
+
 // stream is one open connection: writes are serialized and bounded by a
 // deadline; one goroutine reads.
 type stream struct {
-	conn net.Conn
-	seal *sealer
-	max  int
-	peer string        // the other end's node name
-	held *atomic.Int64 // counts the buffer of a message being read; may be nil
+	conn  net.Conn
+	codec streamCodec
+	max   int
+	peer  string        // the other end's node name: with a key, a version 2 stream's is authenticated
+	held  *atomic.Int64 // counts the buffer of a message being read; may be nil
+	v2    bool          // a session (session.go)
+	key   keyID         // a keyed session's key
 
 	wmu    sync.Mutex
 	wbuf   []byte
@@ -316,20 +274,24 @@ type stream struct {
 	reason atomic.Pointer[error] // why this node reset it, if it did
 }
 
-func newStream(conn net.Conn, seal *sealer, max int, peer string) *stream {
-	return &stream{conn: conn, seal: seal, max: max, peer: peer}
+func newStream(conn net.Conn, codec streamCodec, max int, peer string) *stream {
+	return &stream{conn: conn, codec: codec, max: max, peer: peer}
 }
 
 // write sends msg within timeout. A failed write closes the stream.
 func (s *stream) write(msg []byte, timeout time.Duration) error {
-	body, err := s.seal.seal(msg)
-	if err != nil {
-		return err
-	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.closed.Load() {
 		return s.resetReason()
+	}
+	// Sealed under the lock: a session's nonces follow the order of writes.
+	body, err := s.codec.seal(msg)
+	if err != nil {
+		if s.closed.CompareAndSwap(false, true) {
+			_ = s.conn.Close()
+		}
+		return err
 	}
 	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
 	s.wbuf = appendStreamMessage(s.wbuf[:0], body)
@@ -352,7 +314,7 @@ func (s *stream) read(r *bufio.Reader) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.seal.open(b)
+	return s.codec.open(b)
 }
 
 // close resets the stream: a write in progress returns errStreamReset.
@@ -397,7 +359,8 @@ func (s *stream) resetReason() error {
 type muxTransport struct {
 	memberlist.NodeAwareTransport
 	streams     chan net.Conn
-	accept      func(net.Conn)
+	accept      func(net.Conn, byte) // with the stream's magic byte
+	sessions    bool                 // takes version 2 streams; false leaves their byte to memberlist (a node of version 1)
 	sortTimeout time.Duration
 	stop        chan struct{}
 	stopOnce    sync.Once
@@ -408,9 +371,9 @@ type muxTransport struct {
 	wg    sync.WaitGroup
 }
 
-func newMuxTransport(inner memberlist.NodeAwareTransport, sortTimeout time.Duration, accept func(net.Conn)) *muxTransport {
+func newMuxTransport(inner memberlist.NodeAwareTransport, sortTimeout time.Duration, sessions bool, accept func(net.Conn, byte)) *muxTransport {
 	t := &muxTransport{
-		NodeAwareTransport: inner, streams: make(chan net.Conn), accept: accept,
+		NodeAwareTransport: inner, streams: make(chan net.Conn), accept: accept, sessions: sessions,
 		sortTimeout: sortTimeout, stop: make(chan struct{}), conns: map[net.Conn]struct{}{},
 	}
 	t.wg.Add(1)
@@ -449,10 +412,10 @@ func (t *muxTransport) sort(c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	if first[0] == streamMagic {
+	if first[0] == streamMagic || (first[0] == streamMagicSession && t.sessions) {
 		defer func() { t.release(c); _ = c.Close() }()
 		_ = c.SetReadDeadline(time.Time{})
-		t.accept(c)
+		t.accept(c, first[0])
 		return
 	}
 	t.release(c) // memberlist closes its own
@@ -463,8 +426,8 @@ func (t *muxTransport) sort(c net.Conn) {
 	}
 }
 
-// dial opens a likesd stream to addr (its magic byte already written).
-func (t *muxTransport) dial(addr string, timeout time.Duration) (net.Conn, error) {
+// dial opens a likesd stream to addr, its magic byte already written.
+func (t *muxTransport) dial(addr string, timeout time.Duration, magic byte) (net.Conn, error) {
 	c, err := t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
 	if err != nil {
 		return nil, err
@@ -474,7 +437,7 @@ func (t *muxTransport) dial(addr string, timeout time.Duration) (net.Conn, error
 		return nil, errMuxClosed
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte{streamMagic}); err != nil {
+	if _, err := c.Write([]byte{magic}); err != nil {
 		t.release(c)
 		_ = c.Close()
 		return nil, err
@@ -588,8 +551,9 @@ func newNetTransport(bindAddr string, bindPort int, logger *log.Logger) (*member
 // stream. A peer has one, but two may overlap a moment (a reset and a new
 // dial, or two dials racing), and one whose end the network lost stays
 // until streamIdle: the newest is the peer as it is now, so it is the one
-// kept. Whoever claims a name can displace that peer's streams; with a
-// SecretKey a claim needs the key or a recorded hello.
+// kept. A session's name is authenticated (with a key); a version 1
+// stream's name is any its member's, so only an old peer's stream can be
+// displaced by a recorded hello.
 type inbound struct {
 	mu     sync.Mutex
 	open   int                  // streams accepted and not yet ended
@@ -598,6 +562,8 @@ type inbound struct {
 	refused   atomic.Uint64 // new streams closed: MaxStreams were open
 	displaced atomic.Uint64 // old streams closed: their peer's newest made MaxStreamsPerPeer+1
 	timedOut  atomic.Uint64 // streams closed: a hello or a message not whole within TCPTimeout
+	// handshakes counts handshakes refused, both ways, by reason.
+	handshakes refusedCounters
 	// buffered is the buffers of stream messages being read, both ways.
 	buffered atomic.Int64
 
@@ -670,6 +636,7 @@ func (in *inbound) stats(st *Stats) {
 	in.mu.Unlock()
 	st.StreamsRefused, st.StreamsDisplaced = in.refused.Load(), in.displaced.Load()
 	st.StreamsTimedOut = in.timedOut.Load()
+	st.HandshakesRefused = in.handshakes.stats()
 	st.StreamBuffered = uint64(max(in.buffered.Load(), 0))
 }
 
@@ -681,10 +648,11 @@ func (l *logEvery) allow() bool {
 	return now-last >= int64(streamLogEvery) && l.last.CompareAndSwap(last, now)
 }
 
-// acceptStream serves a stream a peer opened: its hello, then its frames
-// into the inbox, as memberlist's NotifyMsg would; the node's acks to that
-// peer go back on it. It returns when the stream closes.
-func (n *Node) acceptStream(c net.Conn) {
+// acceptStream serves a stream a peer opened: its handshake (a session,
+// or a version 1 hello), then its frames into the inbox, as memberlist's
+// NotifyMsg would; the node's acks to that peer go back on it. It returns
+// when the stream closes.
+func (n *Node) acceptStream(c net.Conn, magic byte) {
 	in := &n.inbound
 	if !in.admit(n.cfg.MaxStreams) {
 		k := in.refused.Add(1)
@@ -697,19 +665,20 @@ func (n *Node) acceptStream(c net.Conn) {
 	defer in.release()
 	r := bufio.NewReader(c)
 	_ = c.SetReadDeadline(time.Now().Add(n.cfg.TCPTimeout))
-	s := newStream(c, n.seal, maxHello, "")
-	s.held = &in.buffered
-	hello, err := s.read(r)
-	s.max = n.streamMax()
+	hello, err := readStreamMessage(r, maxHello, &in.buffered)
+	var s *stream
 	if err == nil {
-		var label string
-		label, s.peer, err = decodeHello(hello)
-		if err == nil && label != n.cfg.Label {
-			err = fmt.Errorf("%w: label %q", errStreamHello, label)
+		if magic == streamMagicSession {
+			s, err = n.acceptV2(c, r, hello)
+		} else {
+			s, err = n.acceptV1(hello)
 		}
 	}
 	if err != nil {
+		var ref *refusedError
 		switch {
+		case errors.As(err, &ref):
+			in.handshakes[ref.why].Add(1)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			in.timedOut.Add(1)
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
@@ -721,6 +690,7 @@ func (n *Node) acceptStream(c net.Conn) {
 		}
 		return
 	}
+	s.conn, s.max, s.held = c, n.streamMax(), &in.buffered
 	n.stats.streamsAccepted.Add(1)
 	for _, old := range in.add(s, n.cfg.MaxStreamsPerPeer) {
 		old.close()
@@ -732,13 +702,24 @@ func (n *Node) acceptStream(c net.Conn) {
 	}
 	defer in.remove(s)
 	defer s.close()
-	var renewed time.Time // when the idle deadline was set; zero: a message's deadline is
+	var renewed, checked time.Time // when the idle deadline was set (zero: a message's deadline is); when the key was checked
 	for {
 		// Between messages: streamIdle, renewed at most once a second,
 		// as setting a deadline costs.
-		if now := time.Now(); now.Sub(renewed) > time.Second {
+		now := time.Now()
+		if now.Sub(renewed) > time.Second {
 			_ = c.SetReadDeadline(now.Add(streamIdle))
 			renewed = now
+		}
+		// A session under a key the keyring no longer holds ends (its
+		// dialer redials under its primary): a removed key authorizes
+		// nothing for long.
+		if s.v2 && n.keys != nil && now.Sub(checked) > time.Second {
+			checked = now
+			if _, ok := n.keys.find(s.key); !ok {
+				n.log.Info().Str("peer", s.peer).Msg("session closed: its key was removed from the keyring")
+				return
+			}
 		}
 		_, err := r.Peek(1)
 		inMessage := false
@@ -752,6 +733,9 @@ func (n *Node) acceptStream(c net.Conn) {
 		if err == nil {
 			msg, err = s.read(r)
 		}
+		if err == nil {
+			err = n.checkFrame(s, msg)
+		}
 		if err != nil {
 			switch {
 			case inMessage && errors.Is(err, os.ErrDeadlineExceeded):
@@ -760,16 +744,88 @@ func (n *Node) acceptStream(c net.Conn) {
 					n.log.Warn().Str("peer", s.peer).Dur("tcp_timeout", n.cfg.TCPTimeout).Uint64("timed_out", k).
 						Msg("stream closed: a message did not arrive whole within TCPTimeout")
 				}
-			case errors.Is(err, errStreamMessage) || errors.Is(err, errStreamOpen):
+			case errors.Is(err, errStreamMessage) || errors.Is(err, errStreamOpen) || errors.Is(err, errSessionSeq):
 				n.stats.decodeErrors.Add(1)
+				n.log.Warn().Err(err).Str("peer", s.peer).Msg("stream closed: a message out of sequence, forged or malformed")
+				return
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !s.closed.Load() {
 				n.log.Debug().Err(err).Str("peer", s.peer).Msg("stream from peer ended")
 			}
 			return
 		}
-		n.receive(msg)
+		n.receive(s.peer, msg)
 	}
+}
+
+// checkFrame admits a message from an accepted stream: frames, and on a
+// session anti-entropy messages (handle reads those as the session
+// peer's). A frame travels only from its origin (nothing is forwarded on
+// the direct path), so it must be the stream's peer's, never a name it
+// wrote.
+func (n *Node) checkFrame(s *stream, msg []byte) error {
+	if s.v2 && len(msg) > 0 && msg[0] == msgSync {
+		return nil
+	}
+	from, _, _, _, _, err := frameHeader(msg)
+	if err != nil {
+		return fmt.Errorf("%w: not a frame", errStreamMessage)
+	}
+	if from != s.peer {
+		return fmt.Errorf("%w: a frame of %q on %s's stream", errStreamMessage, from, s.peer)
+	}
+	return nil
+}
+
+// acceptV2 runs a session's handshake (session.go).
+func (n *Node) acceptV2(c net.Conn, r *bufio.Reader, hello []byte) (*stream, error) {
+	name, sess, id, err := n.acceptSession(c, r, hello)
+	if err != nil {
+		return nil, err
+	}
+	s := newStream(c, sess, 0, name)
+	s.v2, s.key = true, id
+	return s, nil
+}
+
+// acceptV1 reads a version 1 hello, sealed under one of the keyring's keys
+// with a random nonce: it proves nothing fresh, so it is taken only under
+// the name of a member whose meta says it speaks version 1 only (a node of
+// the previous version, during a rolling upgrade). A node forced to
+// version 1 in tests takes any, as that version did.
+func (n *Node) acceptV1(b []byte) (*stream, error) {
+	var seal *sealer
+	var hello []byte
+	var err error
+	if n.keys == nil {
+		hello = b
+	} else {
+		err = errStreamOpen
+		for _, key := range n.keys.ring.GetKeys() {
+			if seal, err = newSealer(key, n.cfg.Label); err != nil {
+				return nil, err
+			}
+			if hello, err = seal.open(b); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return nil, refuse(refusedAuth, "version 1 hello: %v", err)
+		}
+	}
+	label, name, err := decodeHello(hello)
+	if err != nil {
+		return nil, &refusedError{why: refusedMalformed, err: err}
+	}
+	if label != n.cfg.Label {
+		return nil, refuse(refusedLabel, "label %q", label)
+	}
+	if !n.cfg.streamsV1Only {
+		if m, ok := n.members.member(name); !ok || m.sessions {
+			return nil, refuse(refusedDowngrade, "version 1 hello from %q, which is no member or speaks version 2", name)
+		}
+	}
+	return newStream(nil, seal, 0, name), nil
 }
 
 // messageBuffered reports whether r holds a whole message already.
@@ -783,28 +839,43 @@ func messageBuffered(r *bufio.Reader) bool {
 // ack of many runs.
 func (n *Node) streamMax() int { return max(minStreamMessage, 2*n.cfg.DirectBatchBytes) }
 
-// peerStream returns p's open stream, dialing one if there is none.
+// peerStream returns p's open stream, dialing one if there is none, or if
+// its session is under a key that is no longer the primary (a rotation).
 func (n *Node) peerStream(p *peerSender) (*stream, error) {
 	if s := p.out.Load(); s != nil {
-		return s, nil
+		if !s.v2 || n.keys == nil || n.keys.isPrimary(s.key) {
+			return s, nil
+		}
+		if p.out.CompareAndSwap(s, nil) {
+			s.finish() // what it carries still goes
+			n.log.Info().Str("peer", p.peer.name).Msg("session redialed under the new primary key")
+		}
 	}
 	// No lock across the dial: a send left in flight on a dial that hangs
 	// must not hold up the next one (direct.go). Two dials that race keep
 	// the first stream.
-	c, err := n.mux.dial(p.peer.addr(), n.cfg.TCPTimeout)
+	v2 := p.peer.sessions && !n.cfg.streamsV1Only
+	magic := streamMagic
+	if v2 {
+		magic = streamMagicSession
+	}
+	c, err := n.mux.dial(p.peer.addr(), n.cfg.TCPTimeout, magic)
 	if err != nil {
 		return nil, err
 	}
-	s := newStream(c, n.seal, n.streamMax(), p.peer.name)
-	s.held = &n.inbound.buffered
-	hello := encodeHello(n.cfg.Label, n.cfg.NodeName)
-	if err := s.write(hello, n.cfg.TCPTimeout); err != nil {
+	r := bufio.NewReader(c)
+	s, err := n.openStream(c, r, p.peer.name, v2)
+	if err != nil {
+		var ref *refusedError
+		if errors.As(err, &ref) {
+			n.inbound.handshakes[ref.why].Add(1)
+		}
 		n.mux.release(c)
-		s.close()
+		_ = c.Close()
 		return nil, err
 	}
 	// Its acks come back on it, read here until it closes.
-	if !n.mux.serve(c, func() { n.readAcks(p, s) }) {
+	if !n.mux.serve(c, func() { n.readAcks(p, s, r) }) {
 		s.close()
 		return nil, errMuxClosed
 	}
@@ -820,17 +891,48 @@ func (n *Node) peerStream(p *peerSender) (*stream, error) {
 	return s, nil
 }
 
-// readAcks applies the acks that come back on p's stream s. When the peer
-// ends the stream, the next send dials again.
-func (n *Node) readAcks(p *peerSender, s *stream) {
-	r := bufio.NewReader(s.conn)
+// openStream opens a stream on c to the node named peer: a session, or a
+// version 1 hello under the primary key.
+func (n *Node) openStream(c net.Conn, r *bufio.Reader, peer string, v2 bool) (*stream, error) {
+	if v2 {
+		sess, id, err := n.dialSession(c, r, peer)
+		if err != nil {
+			return nil, err
+		}
+		s := newStream(c, sess, n.streamMax(), peer)
+		s.held, s.v2, s.key = &n.inbound.buffered, true, id
+		return s, nil
+	}
+	var seal *sealer
+	if n.keys != nil {
+		p, err := n.keys.current()
+		if err != nil {
+			return nil, err
+		}
+		if seal, err = newSealer(p.key, n.cfg.Label); err != nil {
+			return nil, err
+		}
+	}
+	s := newStream(c, seal, n.streamMax(), peer)
+	s.held = &n.inbound.buffered
+	if err := s.write(encodeHello(n.cfg.Label, n.cfg.NodeName), n.cfg.TCPTimeout); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// readAcks applies the acks that come back on p's stream s: they count for
+// p, the node the stream was opened to (a session's is authenticated),
+// whatever name they carry. When the peer ends the stream, the next send
+// dials again.
+func (n *Node) readAcks(p *peerSender, s *stream, r *bufio.Reader) {
 	for {
 		msg, err := s.read(r)
-		if err == nil && (len(msg) == 0 || msg[0] != msgAck) {
+		if err == nil && (len(msg) == 0 || (msg[0] != msgAck && (msg[0] != msgSync || !s.v2))) {
 			err = fmt.Errorf("%w: not an ack", errStreamMessage)
 		}
 		if err != nil {
-			if errors.Is(err, errStreamMessage) || errors.Is(err, errStreamOpen) {
+			if errors.Is(err, errStreamMessage) || errors.Is(err, errStreamOpen) || errors.Is(err, errSessionSeq) {
 				n.stats.decodeErrors.Add(1)
 				n.log.Warn().Err(err).Str("peer", p.peer.name).Msg("bad message on stream: reset")
 			}
@@ -838,7 +940,7 @@ func (n *Node) readAcks(p *peerSender, s *stream) {
 			s.reset(errPeerClosed)       // unless this node reset it first
 			return
 		}
-		n.handleAck(msg)
+		n.receive(p.peer.name, msg) // an ack, or on a session an anti-entropy message
 	}
 }
 
@@ -856,14 +958,6 @@ func (p *peerSender) resetStream(reason error) bool {
 // would have made itself. A transport that cannot dial by address (none of
 // likesd's) is left as it is, and the fast path uses SendReliable.
 func (n *Node) wrapTransport(mlc *memberlist.Config) error {
-	seal, err := newSealer(n.cfg.SecretKey, n.cfg.Label)
-	if err != nil {
-		return fmt.Errorf("cluster: secret key: %w", err)
-	}
-	if n.cfg.Keyring != nil { // overrides SecretKey, as for memberlist
-		seal = newRingSealer(n.cfg.Keyring, n.cfg.Label)
-	}
-	n.seal = seal
 	inner := n.cfg.Transport
 	if inner == nil {
 		nt, err := newNetTransport(mlc.BindAddr, mlc.BindPort, mlc.Logger)
@@ -881,7 +975,7 @@ func (n *Node) wrapTransport(mlc *memberlist.Config) error {
 		mlc.Transport = inner
 		return nil
 	}
-	n.mux = newMuxTransport(aware, n.cfg.TCPTimeout, n.acceptStream)
+	n.mux = newMuxTransport(aware, n.cfg.TCPTimeout, !n.cfg.streamsV1Only, n.acceptStream)
 	mlc.Transport = n.mux
 	return nil
 }

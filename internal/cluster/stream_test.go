@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/likesd/likesd/internal/acks"
-	"github.com/likesd/likesd/internal/store"
 )
 
 func TestStreamMessagesRoundTripPlainAndSealed(t *testing.T) {
@@ -129,42 +127,6 @@ func TestFramesAndAcksShareOneStreamPerPeer(t *testing.T) {
 		return sb.AcksSent > 0 && sb.AcksSent == sb.AcksStreamed
 	}, waitLong, 10*time.Millisecond, "every ack went back on a's stream")
 	assert.Equal(t, 200, b.store.Count("p"))
-}
-
-// A stream's hello and frames are checked like memberlist's own traffic:
-// without the key, with another key or another label, nothing is applied.
-// The control (the right key and label, the same bytes) is applied.
-func TestStreamsFromIntrudersAreRefused(t *testing.T) {
-	a := startNode(t, "a", nil, func(c *Config) { c.SecretKey = key(1) })
-	waitReady(t, a)
-	label := a.cfg.Label
-	inject := func(k []byte, lbl, user string) {
-		s, err := newSealer(k, lbl)
-		require.NoError(t, err)
-		c, err := net.Dial("tcp", a.Addr())
-		require.NoError(t, err)
-		defer c.Close()
-		fb := newFrameBuilder(4096, msgLikes, "x", 99)
-		fb.add(1, store.Like{Post: "p", User: user})
-		frame, _ := fb.take()
-		out := []byte{streamMagic}
-		for _, m := range [][]byte{encodeHello(lbl, "x"), frame} {
-			body, err := s.seal(m)
-			require.NoError(t, err)
-			out = appendStreamMessage(out, body)
-		}
-		_, err = c.Write(out)
-		require.NoError(t, err)
-	}
-	inject(nil, label, "no-key")
-	inject(key(2), label, "wrong-key")
-	inject(key(1), "other", "other-label")
-	inject(key(1), label, "friend")
-	require.Eventually(t, func() bool {
-		return a.store.Has("p", "friend") && a.Stats().DecodeErrors >= 3
-	}, waitLong, 10*time.Millisecond)
-	assert.Equal(t, 1, a.logs.count("stream refused"), "one line for a burst (the rest are counted)")
-	assert.Equal(t, 1, a.store.Count("p"), "only the friend's like")
 }
 
 // plainTransport hides everything but memberlist.Transport: a node on it

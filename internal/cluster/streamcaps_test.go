@@ -21,8 +21,9 @@ import (
 // each of which could hold a buffer as large as the length it announced,
 // for two minutes. These are the floods it must survive.
 
-// openStream dials addr and opens a likesd stream with out (the magic byte
-// is added); the returned channel is closed once the node closes it.
+// openStream dials addr and opens a likesd session stream with out (the
+// magic byte is added); the returned channel is closed once the node
+// closes it.
 func openStream(t *testing.T, addr string, out []byte) (net.Conn, <-chan struct{}) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -30,11 +31,11 @@ func openStream(t *testing.T, addr string, out []byte) (net.Conn, <-chan struct{
 	t.Cleanup(func() { _ = c.Close() })
 	// A node that refuses the stream may have closed it already: the
 	// write may fail, and the read below tells.
-	_, _ = c.Write(append([]byte{streamMagic}, out...))
+	_, _ = c.Write(append([]byte{streamMagicSession}, out...))
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
-		_, _ = io.Copy(io.Discard, c) // the node writes nothing unasked: this ends when it closes
+		_, _ = io.Copy(io.Discard, c) // the handshake's answer: this ends when the node closes it
 	}()
 	return c, closed
 }
@@ -78,9 +79,9 @@ func TestAFloodOfStreamsIsCapped(t *testing.T) {
 		var hello []byte
 		switch i % 3 {
 		case 1:
-			hello = appendStreamMessage(nil, encodeHello(a.cfg.Label, fmt.Sprint("flood-", i)))
+			hello = plainSession(a.cfg.Label, fmt.Sprint("flood-", i))
 		case 2:
-			hello = appendStreamMessage(nil, encodeHello(a.cfg.Label, "mallory"))
+			hello = plainSession(a.cfg.Label, "mallory")
 		}
 		_, closed := openStream(t, a.Addr(), hello)
 		ends = append(ends, closed)
@@ -137,7 +138,7 @@ func TestAPeersNewestStreamDisplacesItsOldest(t *testing.T) {
 	const perPeer, dials = 2, 5
 	a := startNode(t, "a", nil, func(c *Config) { c.MaxStreams, c.MaxStreamsPerPeer = 8, perPeer })
 	waitReady(t, a)
-	hello := appendStreamMessage(nil, encodeHello(a.cfg.Label, "b"))
+	hello := plainSession(a.cfg.Label, "b")
 	conns := make([]net.Conn, dials)
 	ends := make([]<-chan struct{}, dials)
 	for i := range dials {
@@ -177,7 +178,7 @@ func TestATrickledMessageHoldsLittleAndIsCutAtItsDeadline(t *testing.T) {
 	a := startNode(t, "a", nil, func(c *Config) { c.TCPTimeout = time.Second })
 	waitReady(t, a)
 	const announced = 256 << 10
-	out := appendStreamMessage(nil, encodeHello(a.cfg.Label, "slow"))
+	out := plainSession(a.cfg.Label, "slow")
 	c, closed := openStream(t, a.Addr(), binary.AppendUvarint(out, announced))
 	require.Eventually(t, func() bool { return a.Stats().StreamsAccepted == 1 }, waitLong, 5*time.Millisecond)
 

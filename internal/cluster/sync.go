@@ -23,6 +23,8 @@ const joinAttemptsBeforeAlone = 5
 // antientropy.Syncer, feeds it messages, members and the time, and performs
 // what it returns. Sends go through one goroutine per peer, so a slow or
 // dead peer never stalls the others or the state machine.
+// A message goes on the peer's session when one is open (Node.sendTo),
+// otherwise through memberlist.
 type syncDriver struct {
 	n     *Node
 	sy    *antientropy.Syncer // owned by run
@@ -38,7 +40,7 @@ type syncDriver struct {
 	sawPeer   atomic.Bool // some other member was ever listed
 	stats     struct {
 		sessions, sessionsFailed, pulled, pushed, bytesOut, bytesIn, dropped atomic.Uint64
-		handoffTimeouts, keyMismatches, rekeys                               atomic.Uint64
+		handoffTimeouts, keyMismatches, rekeys, streamed                     atomic.Uint64
 	}
 	mismatchLog logEvery
 
@@ -164,13 +166,12 @@ func (d *syncDriver) run(ctx context.Context) {
 }
 
 // primaryKey is the key the digest key derives from: the keyring's
-// primary, which UseKey changes at run time, else SecretKey; empty in
-// plaintext mode.
+// primary, which UseKey changes at run time; empty in plaintext mode.
 func (n *Node) primaryKey() []byte {
-	if n.cfg.Keyring != nil {
-		return n.cfg.Keyring.GetPrimaryKey()
+	if n.keys == nil {
+		return nil
 	}
-	return n.cfg.SecretKey
+	return n.keys.ring.GetPrimaryKey()
 }
 
 // checkKey re-keys the replica when the primary key changed. It runs in

@@ -27,7 +27,7 @@ type writes struct {
 
 	stats struct {
 		met, accepted, abandoned, acksSent, acksStreamed, acksReceived, ackErrors, skipped, opened atomic.Uint64
-		notDurable                                                                                 atomic.Uint64
+		notDurable, acksRefused                                                                    atomic.Uint64
 	}
 }
 

@@ -82,6 +82,7 @@ func New(c Cluster) *Metrics {
 	counter("likesd_fastpath_bytes_received_total", "Bytes of fast-path frames received.", func(s cluster.Stats) uint64 { return s.BytesReceived })
 	counter("likesd_fastpath_likes_received_total", "Likes received on the fast path.", func(s cluster.Stats) uint64 { return s.LikesReceived })
 	counter("likesd_fastpath_likes_applied_total", "Likes received on the fast path that were new here.", func(s cluster.Stats) uint64 { return s.LikesApplied })
+	counter("likesd_fastpath_frames_refused_total", "Fast-path frames that came through memberlist in the name of a peer that sends its own on its session: dropped.", func(s cluster.Stats) uint64 { return s.FramesRefused })
 	counter("likesd_log_overrun_total", "Likes that left the log before the fast path framed them (healed by anti-entropy).", func(s cluster.Stats) uint64 { return s.LogOverrun })
 	counter("likesd_log_alone_total", "Likes logged while this node had no peer to send to: counted sent, to no one (a peer that joins gets them by sync).", func(s cluster.Stats) uint64 { return s.LoggedAlone })
 	counter("likesd_inbox_dropped_total", "Received messages dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped })
@@ -93,6 +94,7 @@ func New(c Cluster) *Metrics {
 	counter("likesd_sync_likes_pushed_total", "Likes new to a peer that anti-entropy sent.", func(s cluster.Stats) uint64 { return s.SyncPushed })
 	counter("likesd_sync_bytes_received_total", "Bytes of anti-entropy messages received.", func(s cluster.Stats) uint64 { return s.SyncBytesIn })
 	counter("likesd_sync_bytes_sent_total", "Bytes of anti-entropy messages sent.", func(s cluster.Stats) uint64 { return s.SyncBytesOut })
+	counter("likesd_sync_streamed_total", "Anti-entropy messages sent on a peer's session (the rest through memberlist, a connection each).", func(s cluster.Stats) uint64 { return s.SyncStreamed })
 	counter("likesd_sync_dropped_total", "Anti-entropy messages dropped because a queue was full (the session times out and is retried).", func(s cluster.Stats) uint64 { return s.SyncDropped })
 	counter("likesd_handoff_timeouts_total", "Hand-offs cut short by the shutdown bound.", func(s cluster.Stats) uint64 { return s.HandoffTimeouts })
 	counter("likesd_sync_key_mismatches_total", "Digest comparisons refused because this node's and the peer's digest keys differ (a key rotation in progress, or a peer without key ids).", func(s cluster.Stats) uint64 { return s.SyncKeyMismatches })
@@ -113,6 +115,24 @@ func New(c Cluster) *Metrics {
 			ConstLabels: prometheus.Labels{"cap": capName},
 		}, func() float64 { return float64(f(c.Stats())) }))
 	}
+	for reason, f := range map[string]func(cluster.HandshakeRefusals) uint64{
+		"malformed":   func(r cluster.HandshakeRefusals) uint64 { return r.Malformed },
+		"label":       func(r cluster.HandshakeRefusals) uint64 { return r.Label },
+		"keying":      func(r cluster.HandshakeRefusals) uint64 { return r.Keying },
+		"unknown_key": func(r cluster.HandshakeRefusals) uint64 { return r.UnknownKey },
+		"auth":        func(r cluster.HandshakeRefusals) uint64 { return r.Auth },
+		"downgrade":   func(r cluster.HandshakeRefusals) uint64 { return r.Downgrade },
+		"peer":        func(r cluster.HandshakeRefusals) uint64 { return r.Peer },
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "likesd_stream_handshakes_refused_total",
+			Help: "Stream handshakes refused, either way, by reason: malformed (a hello or reply that does not decode), label (another cluster's), " +
+				"keying (one side has a key, the other none), unknown_key (a key id not in this node's keyring), auth (no proof of the key for this " +
+				"session: a wrong key or a replayed hello), downgrade (a version 1 hello naming a node that speaks version 2, or no member), " +
+				"peer (the node that answered a dial is not the one dialed).",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(f(c.Stats().HandshakesRefused)) }))
+	}
 	counter("likesd_streams_timed_out_total", "Streams from peers closed because their hello, or a message once begun, did not arrive whole within the TCP timeout (a stalled or trickling peer).", func(s cluster.Stats) uint64 { return s.StreamsTimedOut })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "likesd_streams_inbound", Help: "Streams peers hold open to this node now, hello read or not (at most --max-streams).",
@@ -126,6 +146,7 @@ func New(c Cluster) *Metrics {
 	counter("likesd_acks_sent_total", "Acknowledgement messages sent to the origins of applied frames.", func(s cluster.Stats) uint64 { return s.AcksSent })
 	counter("likesd_acks_streamed_total", "Of those, sent back on the origin's stream (the rest through memberlist, a connection each).", func(s cluster.Stats) uint64 { return s.AcksStreamed })
 	counter("likesd_acks_received_total", "Acknowledgement messages received from peers.", func(s cluster.Stats) uint64 { return s.AcksReceived })
+	counter("likesd_acks_refused_total", "Acknowledgements that came through memberlist in the name of a peer that acknowledges on its session: not its, so not counted.", func(s cluster.Stats) uint64 { return s.AcksRefused })
 	counter("likesd_ack_errors_total", "Acknowledgements that could not be sent or were dropped.", func(s cluster.Stats) uint64 { return s.AckErrors })
 	counter("likesd_breaker_skipped_total", "Fast-path frames not queued to a peer because its breaker was open (left to repair).", func(s cluster.Stats) uint64 { return s.BreakerSkipped })
 	counter("likesd_breaker_opened_total", "Times a peer's circuit breaker opened.", func(s cluster.Stats) uint64 { return s.BreakerOpened })
