@@ -1,7 +1,6 @@
 package store
 
 import (
-	"fmt"
 	"sync"
 	"testing"
 	"testing/quick"
@@ -101,7 +100,7 @@ func TestDigestKeyIDNamesTheKey(t *testing.T) {
 	assert.Equal(t, gset.PublicKey().ID(), s.DigestKeyID())
 	s.Like("p", "u")
 	before := s.BucketsSummary(0, Buckets)
-	k := gset.DeriveKey([]byte(fmt.Sprint("secret")))
+	k := gset.DeriveKey([]byte("secret"))
 	s.Rekey(k)
 	assert.Equal(t, k.ID(), s.DigestKeyID())
 	assert.NotEqual(t, before, s.BucketsSummary(0, Buckets))
