@@ -135,6 +135,15 @@ func applyKeys(r ring, keys [][]byte) (keyringChange, error) {
 	has := func(set [][]byte, k []byte) bool {
 		return slices.ContainsFunc(set, func(x []byte) bool { return bytes.Equal(x, k) })
 	}
+	// A file that shares no key with the ring would cut the node off from
+	// every peer at once: a rotation adds the new key beside the old first.
+	// It is more likely half written (the first 32 characters of a 32-byte
+	// key's base64 decode as a 24-byte key) or a mistake: refused.
+	if !slices.ContainsFunc(keys, func(k []byte) bool { return has(have, k) }) {
+		return c, fmt.Errorf("%w: the file shares no key with the running keyring (%s): "+
+			"refused, it would cut this node off; add the new key beside the old first (docs/deploy.md), or restart to replace them all",
+			errKeyring, strings.Join(fingerprints(have), ", "))
+	}
 	for _, k := range keys {
 		if has(have, k) {
 			continue

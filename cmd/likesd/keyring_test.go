@@ -165,7 +165,7 @@ func TestApplyKeysOrder(t *testing.T) {
 		{"again: nothing to do", [][]byte{old, next}, nil, keyringChange{}},
 		{"2. moved to the first line", [][]byte{next, old}, []string{"use " + fn}, keyringChange{primary: fn}},
 		{"3. the old line removed", [][]byte{next}, []string{"remove " + fo}, keyringChange{removed: []string{fo}}},
-		{"all three at once", [][]byte{third}, []string{"add " + ft, "use " + ft, "remove " + fn}, keyringChange{added: []string{ft}, primary: ft, removed: []string{fn}}},
+		{"a new key and the ring's kept", [][]byte{third, next}, []string{"add " + ft, "use " + ft}, keyringChange{added: []string{ft}, primary: ft}},
 	}
 	r := newRecordingRing(t, old)
 	for _, s := range steps {
@@ -178,6 +178,14 @@ func TestApplyKeysOrder(t *testing.T) {
 		assert.ElementsMatch(t, s.file, r.GetKeys(), s.name)
 	}
 
+	// A file sharing no key with the ring (all three steps at once, or
+	// one half written) is refused: it would cut the node off.
+	r = newRecordingRing(t, next)
+	_, err0 := applyKeys(r, [][]byte{third})
+	require.ErrorIs(t, err0, errKeyring)
+	assert.Empty(t, r.calls)
+	assert.Equal(t, [][]byte{next}, r.GetKeys())
+
 	// Several keys removed at once: memberlist's RemoveKey shifts the
 	// ring's slice in place, and none may be skipped.
 	r = newRecordingRing(t, old, next, third, testKey(4, 16))
@@ -189,7 +197,7 @@ func TestApplyKeysOrder(t *testing.T) {
 	// one (the new key added, the old still primary), and it says what.
 	r = newRecordingRing(t, old)
 	r.fail["use "+fn] = true
-	got, err := applyKeys(r, [][]byte{next})
+	got, err := applyKeys(r, [][]byte{next, old})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "use key "+fn)
 	assert.Equal(t, []string{"add " + fn, "use " + fn}, r.calls, "nothing removed after a failed switch")
