@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -294,8 +295,7 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, line)
 		return 0
 	}
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
-	switch {
+	switch err := writeKeyOnce(*out, line); {
 	case errors.Is(err, os.ErrExist):
 		fmt.Fprintf(stderr, "likesd keygen: %s exists: kept\n", *out)
 		return 0
@@ -303,15 +303,47 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "likesd keygen: %v\n", err)
 		return 1
 	}
+	fmt.Fprintf(stderr, "likesd keygen: wrote a new key to %s (fingerprint %s)\n", *out, fingerprint(key))
+	return 0
+}
+
+// writeKeyOnce writes line to path unless path exists (os.ErrExist). The
+// key is written and synced under a temporary name, then linked to path,
+// which fails if path exists: a kill at any point leaves path absent or
+// whole, never empty or half written (the next start would keep it).
+func writeKeyOnce(path, line string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return os.ErrExist
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() { _ = os.Remove(tmp) }()
+	if err := f.Chmod(0o400); err != nil {
+		_ = f.Close()
+		return err
+	}
 	_, err = f.WriteString(line)
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		_ = os.Remove(*out) // no half-written key for the next start to keep
-		fmt.Fprintf(stderr, "likesd keygen: %v\n", err)
-		return 1
+		return err
 	}
-	fmt.Fprintf(stderr, "likesd keygen: wrote a new key to %s (fingerprint %s)\n", *out, fingerprint(key))
-	return 0
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return os.ErrExist
+		}
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync() // the link survives a power cut
+		_ = d.Close()
+	}
+	return nil
 }

@@ -334,6 +334,9 @@ func TestKeygen(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, first, again, "an existing key is kept")
 	assert.Contains(t, errOut.String(), "kept")
+	left, err := os.ReadDir(filepath.Dir(file))
+	require.NoError(t, err)
+	assert.Len(t, left, 1, "no temporary file left beside the key")
 
 	assert.Equal(t, 2, run(context.Background(), []string{"keygen", "extra"}, nil, &out, &errOut))
 }
