@@ -22,6 +22,8 @@ import (
 // it without logging again, and snapshots read it. internal/store
 // satisfies it.
 type Replica interface {
+	// RestoreSet restores a post's set from a snapshot. Recovery calls it
+	// from several goroutines at once.
 	RestoreSet(post string, users gset.Set)
 	// RestoreLikes restores a batch of likes (a segment's records); their
 	// strings share the segment's buffer, which the replica must not keep.
