@@ -176,7 +176,6 @@ func applyKeys(r ring, keys [][]byte) (keyringChange, error) {
 			}
 		}
 	}
-	return c, nil
 }
 
 // keyReloader applies --gossip-key-file to the ring whenever its content
