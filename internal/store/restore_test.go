@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 	"testing/quick"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -107,4 +108,20 @@ func TestRestoreLikesBesideLikes(t *testing.T) {
 		want.Like(l.Post, "live-"+l.User)
 	}
 	require.Equal(t, want.BucketsSummary(0, Buckets), s.BucketsSummary(0, Buckets))
+}
+
+// The batch's strings may share one buffer that is reused once the call
+// returns (recovery's are substrings of a segment's bytes): the store keeps
+// none of them.
+func TestRestoreLikesKeepsNoStringOfTheBatch(t *testing.T) {
+	buf := []byte("post-a" + "user-1" + "post-b" + "user-2" + "post-a" + "user-3")
+	at := func(i int) string { return unsafe.String(&buf[6*i], 6) }
+	s := newTestStore(t, 4)
+	s.RestoreLikes([]Like{{at(0), at(1)}, {at(2), at(3)}, {at(4), at(5)}})
+	for i := range buf {
+		buf[i] = 'x'
+	}
+	require.Equal(t, map[string][]string{"post-a": {"user-1", "user-3"}, "post-b": {"user-2"}}, contents(s))
+	require.Equal(t, 2, s.Count("post-a"))
+	require.True(t, s.Has("post-b", "user-2"))
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"time"
+	"unsafe"
 
 	"github.com/likesd/likesd/internal/store"
 )
@@ -185,10 +186,12 @@ func (l *Log) replaySegment(rec *Recovery, f file, last bool) error {
 		return nil
 	}
 	// The records are restored in one batch (see store.RestoreLikes), their
-	// ids substrings of one copy of the segment.
+	// ids substrings of the segment's bytes: no copy, no string a record.
+	// Those bytes are not written to before RestoreLikes returns, and the
+	// store keeps copies of what it keeps, so no string ever changes.
 	var bad error
-	likes := make([]store.Like, 0, len(frames)/24) // room for records of 24 bytes and more
-	text := string(frames)
+	likes := make([]store.Like, 0, len(frames)/32) // records of short ids take 32 bytes and more
+	text := unsafe.String(unsafe.SliceData(frames), len(frames))
 	at := 0 // where the frame scan is at
 	end, middle, _ := scan(frames, recordSeed, func(body []byte) error {
 		bodyEnd := at + frameHeader + len(body)
