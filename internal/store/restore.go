@@ -48,7 +48,6 @@ func (s *Store) RestoreLikes(likes []Like) {
 		items[next[b]] = routed{h, i}
 		next[b]++
 	}
-	hashes, next = nil, nil
 
 	perShard := 1 << s.shardShift // buckets
 	apply := func(from, to int) { // shards [from, to)
