@@ -45,7 +45,7 @@ type Config struct {
 	// it deleted. Lower means faster recovery (less log to replay) and
 	// more snapshot writing. A restart also copies the log after the
 	// newest snapshot (to fence out a stale process), so this bounds that
-	// too: replaying a like from the log costs about 30 times what loading
+	// too: replaying a like from the log costs about 10 times what loading
 	// it from a snapshot does (docs/benchmarks.md). Default 32 MiB (about
 	// 1M likes of short ids), between 4 KiB and 64 GiB.
 	SnapshotBytes int64

@@ -14,7 +14,10 @@
 // Segment numbers grow across process lives, so replay is: the newest
 // valid snapshot, then every segment from its number on, in order. The
 // replica is a union of likes, so a like replayed twice (a snapshot taken
-// while the log went on) changes nothing.
+// while the log went on) changes nothing, and neither does the order
+// within a file: a snapshot's entries are restored on GOMAXPROCS
+// goroutines, and a segment's records in one batch grouped by post
+// (store.RestoreLikes), which is what makes a logged like cheap to replay.
 //
 // # Durability
 //

@@ -6,6 +6,9 @@ import (
 	"io"
 	"os"
 	"time"
+	"unsafe"
+
+	"github.com/likesd/likesd/internal/store"
 )
 
 // Recovery says what Open found.
@@ -182,8 +185,17 @@ func (l *Log) replaySegment(rec *Recovery, f file, last bool) error {
 		l.setAside(rec, f.name, "header", errors.New("bad header"))
 		return nil
 	}
+	// The records are restored in one batch (see store.RestoreLikes), their
+	// ids substrings of the segment's bytes: no copy, no string a record.
+	// Those bytes are not written to before RestoreLikes returns, and the
+	// store keeps copies of what it keeps, so no string ever changes.
 	var bad error
+	likes := make([]store.Like, 0, len(frames)/32) // records of short ids take 32 bytes and more
+	text := unsafe.String(unsafe.SliceData(frames), len(frames))
+	at := 0 // where the frame scan is at
 	end, middle, _ := scan(frames, recordSeed, func(body []byte) error {
+		bodyEnd := at + frameHeader + len(body)
+		at = bodyEnd
 		if isCommit(body) {
 			return nil
 		}
@@ -194,11 +206,13 @@ func (l *Log) replaySegment(rec *Recovery, f file, last bool) error {
 		case kind != KindLike:
 			bad = fmt.Errorf("%w: kind %d", ErrUnsupported, kind)
 		default:
-			l.replica.RestoreLike(string(post), string(user))
-			rec.Records++
+			userAt := bodyEnd - len(user)
+			likes = append(likes, store.Like{Post: text[userAt-len(post) : userAt], User: text[userAt:bodyEnd]})
 		}
 		return nil
 	})
+	l.replica.RestoreLikes(likes)
+	rec.Records += uint64(len(likes))
 	hdrLen := len(data) - len(frames)
 	rec.logBytes += int64(end)
 	switch {
@@ -217,30 +231,53 @@ func (l *Log) replaySegment(rec *Recovery, f file, last bool) error {
 		return nil
 	}
 	name := segmentName(f.seq, l.gen)
-	if err := l.writeDurably(name, append(appendHeader(nil, segmentMagic, l.gen, f.seq), frames[:end]...)); err != nil {
+	if err := l.writeDurably(name, appendHeader(nil, segmentMagic, l.gen, f.seq), frames[:end]); err != nil {
 		return fmt.Errorf("wal: take over %s: %w", f.name, err)
 	}
 	return l.remove(f.name)
 }
 
+// readAll reads a whole file into a buffer of its size (io.ReadAll's
+// doubling would leave as much garbage again).
 func (l *Log) readAll(name string) ([]byte, error) {
 	r, err := l.fs.Open(l.path(name))
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	var size int64
+	if fi, err := r.Stat(); err == nil {
+		size = fi.Size()
+	}
+	b := make([]byte, 0, size+1) // +1: io.EOF is read without growing
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		switch {
+		case err == io.EOF:
+			return b, nil
+		case err != nil:
+			return nil, err
+		case len(b) == cap(b):
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
-// writeDurably writes a whole file: to a temporary name, synced, renamed,
-// and the directory synced.
-func (l *Log) writeDurably(name string, data []byte) error {
+// writeDurably writes a whole file, the parts one after the other: to a
+// temporary name, synced, renamed, and the directory synced.
+func (l *Log) writeDurably(name string, parts ...[]byte) error {
 	tmp := l.path(name + tmpExt)
 	f, err := l.fs.Create(tmp)
 	if err != nil {
 		return err
 	}
-	if _, err = f.Write(data); err == nil {
+	for _, p := range parts {
+		if _, err = f.Write(p); err != nil {
+			break
+		}
+	}
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/likesd/likesd/internal/gset"
@@ -185,10 +188,30 @@ func (l *Log) removeBefore(seq uint64) {
 // loadSnapshot restores snapshot f into the replica. It reports how many
 // likes it held; an error says why it is not valid (what was read before
 // the damage is restored all the same: it is real).
+//
+// The file is read and its frames checked here, in order; the post entries
+// are handed in chunks to GOMAXPROCS workers that decode them and restore
+// them (RestoreSet is safe for concurrent use; sets are a union, so the
+// order does not matter). An entry that fails to decode stops the load
+// like a bad frame does: the entries restored are each whole and checked,
+// though with workers some after the bad one may be among them.
 func (l *Log) loadSnapshot(f file) (likes uint64, err error) {
+	ad := newAdopter(l.replica, runtime.GOMAXPROCS(0))
+	err = l.readSnapshot(f, ad)
+	likes, aerr := ad.wait()
+	if err == nil {
+		err = aerr
+	}
+	return likes, err
+}
+
+// readSnapshot checks snapshot f's frames in order and hands its post
+// entries to ad; it returns nil without reading further once ad has
+// failed (ad.wait says why).
+func (l *Log) readSnapshot(f file, ad *adopter) error {
 	r, err := l.fs.Open(l.path(f.name))
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer r.Close()
 	br := bufio.NewReaderSize(r, 1<<20)
@@ -213,42 +236,152 @@ func (l *Log) loadSnapshot(f file) (likes uint64, err error) {
 	}
 	hb, err := next(0)
 	if err != nil {
-		return 0, fmt.Errorf("header: %w", err)
+		return fmt.Errorf("header: %w", err)
 	}
 	if !headerIs(hb, snapshotMagic, f.gen, f.seq) {
-		return 0, fmt.Errorf("header does not match the file's name")
+		return fmt.Errorf("header does not match the file's name")
 	}
 	seed := recordSeed
 	var posts uint64
 	for {
 		b, err := next(seed)
 		if err != nil {
-			return likes, err
+			return err
 		}
 		switch b[0] {
 		case entryPost:
-			post, rest, err := wire.String(b[1:], maxBody)
-			if err != nil || post == "" {
-				return likes, fmt.Errorf("bad post entry")
+			if !ad.add(b[1:]) {
+				return nil
 			}
-			set, err := decodeSet(rest)
-			if err != nil {
-				return likes, err
-			}
-			l.replica.RestoreSet(post, set)
 			posts++
-			likes += uint64(set.Len())
 		case entryEnd:
+			likes, err := ad.wait()
+			if err != nil {
+				return nil
+			}
 			p, rest, err1 := wire.Uvarint(b[1:])
 			n, rest, err2 := wire.Uvarint(rest)
 			if err1 != nil || err2 != nil || len(rest) != 0 || p != posts || n != likes {
-				return likes, fmt.Errorf("end entry does not match what came before it")
+				return fmt.Errorf("end entry does not match what came before it")
 			}
-			return likes, nil
+			return nil
 		default:
-			return likes, fmt.Errorf("unknown entry %q", b[0])
+			return fmt.Errorf("unknown entry %q", b[0])
 		}
 	}
+}
+
+// adopterChunk is how many bytes of post entries a worker is handed at a
+// time: large enough that handing them over costs nothing next to
+// decoding them.
+const adopterChunk = 256 << 10
+
+// adopter decodes a snapshot's post entries and restores them into the
+// replica, on workers goroutines (on the caller's with one).
+type adopter struct {
+	replica Replica
+	work    chan []byte // chunks: entries, each a uvarint length and a body
+	free    chan []byte
+	chunk   []byte
+	wg      sync.WaitGroup
+	likes   atomic.Uint64
+	failed  atomic.Bool
+	errOnce sync.Once
+	err     error
+	waited  bool
+}
+
+func newAdopter(replica Replica, workers int) *adopter {
+	a := &adopter{replica: replica}
+	if workers <= 1 {
+		return a
+	}
+	a.work, a.free = make(chan []byte, workers), make(chan []byte, 2*workers)
+	for range workers {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			for c := range a.work {
+				a.adoptChunk(c)
+				select {
+				case a.free <- c[:0]:
+				default:
+				}
+			}
+		}()
+	}
+	return a
+}
+
+// add takes a post entry's body (after its tag); body may be reused once
+// add returns. It reports false once an entry has failed.
+func (a *adopter) add(body []byte) bool {
+	if a.failed.Load() {
+		return false
+	}
+	if a.work == nil {
+		a.adopt(body)
+		return !a.failed.Load()
+	}
+	if a.chunk == nil {
+		select {
+		case a.chunk = <-a.free:
+		default:
+			a.chunk = make([]byte, 0, 2*adopterChunk)
+		}
+	}
+	a.chunk = binary.AppendUvarint(a.chunk, uint64(len(body)))
+	a.chunk = append(a.chunk, body...)
+	if len(a.chunk) >= adopterChunk {
+		a.work <- a.chunk
+		a.chunk = nil
+	}
+	return true
+}
+
+// wait hands over what is left, waits for the workers and returns the
+// likes restored and the first entry's error. It may be called again.
+func (a *adopter) wait() (uint64, error) {
+	if !a.waited {
+		a.waited = true
+		if a.work != nil {
+			if len(a.chunk) > 0 && !a.failed.Load() {
+				a.work <- a.chunk
+			}
+			a.chunk = nil
+			close(a.work)
+			a.wg.Wait()
+		}
+	}
+	return a.likes.Load(), a.err
+}
+
+func (a *adopter) adoptChunk(c []byte) {
+	for len(c) > 0 && !a.failed.Load() {
+		n, rest, _ := wire.Uvarint(c) // written by add: well formed
+		a.adopt(rest[:n])
+		c = rest[n:]
+	}
+}
+
+func (a *adopter) adopt(body []byte) {
+	post, rest, err := wire.String(body, maxBody)
+	if err != nil || post == "" {
+		a.fail(fmt.Errorf("bad post entry"))
+		return
+	}
+	set, err := decodeSet(rest)
+	if err != nil {
+		a.fail(err)
+		return
+	}
+	a.replica.RestoreSet(post, set)
+	a.likes.Add(uint64(set.Len()))
+}
+
+func (a *adopter) fail(err error) {
+	a.errOnce.Do(func() { a.err = err })
+	a.failed.Store(true)
 }
 
 // decodeSet adopts a set's blocks as the snapshot holds them.

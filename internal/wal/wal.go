@@ -15,17 +15,24 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/gset"
+	"github.com/likesd/likesd/internal/store"
 )
 
 // Replica is what the log needs from the replica: recovery restores into
 // it without logging again, and snapshots read it. internal/store
 // satisfies it.
 type Replica interface {
+	// RestoreSet restores a post's set from a snapshot. Recovery calls it
+	// from several goroutines at once.
 	RestoreSet(post string, users gset.Set)
-	RestoreLike(post, user string)
+	// RestoreLikes restores a batch of likes (a segment's records); their
+	// strings share the segment's buffer, which the replica must not keep.
+	RestoreLikes(likes []store.Like)
 	// Snapshot calls fn with a copy of every post's set; see store.
 	Snapshot(fn func(post string, users gset.Set) bool)
 }
+
+var _ Replica = (*store.Store)(nil)
 
 // Errors.
 var (
