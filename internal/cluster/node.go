@@ -867,16 +867,18 @@ func (n *Node) handleAck(peer string, msg []byte) {
 	n.writes.acked(peer, runs)
 }
 
-// sessionsWith reports whether the direct fast path runs a session with
-// the member named name (both speak version 2): then its acks travel only
-// on it. Gossip mode and older peers acknowledge through memberlist, under
-// a name anyone with the key could write.
+// sessionsWith reports whether the member named name sends this node its
+// frames and acks only on sessions: both run the direct fast path (so
+// this node dials it and it dials this node) and speak version 2. A peer
+// in gossip mode broadcasts its frames, and acknowledges through
+// memberlist to a node in gossip mode; older peers do both through
+// memberlist, under a name anyone with the key could write.
 func (n *Node) sessionsWith(name string) bool {
 	if n.mux == nil || n.cfg.streamsV1Only || n.cfg.FastPath != FastPathDirect {
 		return false
 	}
 	m, ok := n.members.member(name)
-	return ok && m.sessions
+	return ok && m.sessionsOnly
 }
 
 // joinLoop joins the seeds with backoff, then keeps checking that every seed
