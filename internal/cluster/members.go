@@ -77,13 +77,13 @@ type peer struct {
 	port      uint16
 	origin    uint64
 	hasOrigin bool
-	streams   bool  // it takes the fast path's streams (metaStreams)
-	sessions  bool  // of version 2, sessions (metaSessions)
+	streams   bool // it takes the fast path's streams (metaStreams)
+	sessions  bool // of version 2, sessions (metaSessions)
 	// sessionsOnly: it sends its frames, and its acks to a peer that dials
 	// it, only on sessions (metaSessionsOnly: a node of the direct fast
 	// path), so one through memberlist in its name is not its.
 	sessionsOnly bool
-	started   int64 // when its process started (Unix ns, from its meta); 0 if it did not say
+	started      int64 // when its process started (Unix ns, from its meta); 0 if it did not say
 }
 
 func (p peer) addr() string { return net.JoinHostPort(p.ip.String(), strconv.Itoa(int(p.port))) }

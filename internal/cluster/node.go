@@ -72,12 +72,17 @@ type Stats struct {
 	StreamsDialed   uint64 // streams this node opened to peers (stream.go)
 	StreamsAccepted uint64 // streams peers opened to this node
 	StreamResets    uint64 // streams this node reset: a stall, a breaker opening
-	StreamsInbound  uint64 // streams peers opened to this node open now, hello read or not (a gauge; at most MaxStreams)
-	StreamsRefused  uint64 // streams closed as they opened: MaxStreams were open
+	StreamsInbound  uint64 // streams peers opened to this node open now, handshake done (a gauge; at most MaxStreams)
+	StreamsRefused  uint64 // streams closed as their handshake ended: MaxStreams were open
+	// HandshakesPending is the stream handshakes in progress (a gauge; at
+	// most MaxHandshakes); HandshakesCut counts those closed for a newer
+	// one because MaxHandshakes were.
+	HandshakesPending uint64
+	HandshakesCut     uint64
 	// StreamsDisplaced counts streams closed because a newer one named
 	// the same peer and MaxStreamsPerPeer were open.
 	StreamsDisplaced uint64
-	StreamsTimedOut  uint64 // accepted streams closed: a hello or a message not whole within TCPTimeout
+	StreamsTimedOut  uint64 // accepted streams closed: a handshake or a message not whole within TCPTimeout
 	StreamBuffered   uint64 // bytes of buffer held by stream messages being read (a gauge)
 	// HandshakesRefused counts stream handshakes refused, either way, by
 	// reason (session.go).

@@ -468,7 +468,7 @@ func dialHandshake(c net.Conn, r *bufio.Reader, key []byte, label, name, want st
 
 // acceptSession runs the acceptor's half of the handshake on c, whose
 // hello hb was read: it returns the dialer's name, the session and the id
-// of the key it is under. c's read deadline bounds it.
+// of the key it is under. c's deadline, the whole handshake's, bounds it.
 func (n *Node) acceptSession(c net.Conn, r *bufio.Reader, hb []byte) (string, *session, keyID, error) {
 	var id keyID
 	hello, err := decodeSessionHello(hb)
@@ -504,11 +504,9 @@ func (n *Node) acceptSession(c net.Conn, r *bufio.Reader, hb []byte) (string, *s
 	if err != nil {
 		return "", nil, id, err
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(n.cfg.TCPTimeout))
 	if _, err := c.Write(appendStreamMessage(appendStreamMessage(nil, rb), ok)); err != nil {
 		return "", nil, id, err
 	}
-	_ = c.SetReadDeadline(time.Now().Add(n.cfg.TCPTimeout))
 	cb, err := readStreamMessage(r, maxHello, &n.inbound.buffered)
 	if err != nil {
 		return "", nil, id, err
