@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -14,6 +16,44 @@ import (
 )
 
 // Review of #21 (sessions): the reviewer's reproductions, adopted.
+
+// R1. A key holder opened a session to a in b's name from another
+// address: the handshake proves only that the dialer holds a cluster key,
+// and a sent the acks of b's frames on the newest stream under the name
+// "b", the impostor's, so b's writes at w=2 were not met. A keyed hello is
+// now taken only from the named member's address.
+func TestSessionInAnotherNodesNameFromAnotherAddressIsRefused(t *testing.T) {
+	a := startNode(t, "a", nil, keyed)
+	b := startNode(t, "b", []string{a.Addr()}, keyed)
+	waitReady(t, a, b)
+	require.Eventually(t, func() bool { return len(a.syncPeers()) == 1 && len(b.syncPeers()) == 1 },
+		waitLong, 10*time.Millisecond)
+	require.Equal(t, acks.Result{Replicas: 2, Want: 2}, write(b, acks.Count(2), "p", "before"))
+
+	// mallory holds the key, and dials from an address of her own (b is at
+	// 127.0.0.1), so that a fix binding the name to b's address is tested.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	c, err := d.Dial("tcp", a.Addr())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	_, err = c.Write([]byte{streamMagicSession})
+	require.NoError(t, err)
+	_, err = dialHandshake(c, bufio.NewReader(c), key(1), a.cfg.Label, "b", a.Self(), 5*time.Second, nil)
+	if err == nil { // the reviewer's check: before the fix a took it
+		go func() { _, _ = io.Copy(io.Discard, c) }()
+		require.Eventually(t, func() bool {
+			s := a.inbound.get("b")
+			return s != nil && s.conn.RemoteAddr().String() == c.LocalAddr().String()
+		}, waitLong, 10*time.Millisecond)
+	}
+	assert.Error(t, err, "a took a session in b's name from a connection that is not b's")
+	assert.Equal(t, uint64(1), a.Stats().HandshakesRefused.Address)
+
+	for i := range 3 {
+		assert.Equal(t, acks.Result{Replicas: 2, Want: 2}, write(b, acks.Count(2), "p", "after"+string(rune('0'+i))),
+			"b's write %d: a holds it, but a's ack went to the impostor's session", i)
+	}
+}
 
 // R2. Connections from anyone (no key needed) that send the magic byte and
 // nothing more, redialed as soon as a closes them, took every MaxStreams
@@ -150,4 +190,56 @@ func TestTheOldestPendingHandshakeIsCutForTheNewest(t *testing.T) {
 	assert.Equal(t, uint64(1), st.StreamsInbound, "b's session")
 	assert.GreaterOrEqual(t, st.HandshakesCut, uint64(flood-maxHandshakes+1), "b's handshake cut the oldest of the flood")
 	assert.Zero(t, st.StreamsRefused)
+}
+
+// A node that dials its first session before the acceptor lists it (a join
+// racing its first frames: here a's table misses b, as if memberlist's
+// event came late) is refused for its address, and its sender retries:
+// b's writes at w=2 are met once a lists it.
+func TestASessionRefusedBeforeTheAcceptorListsTheDialerIsRetried(t *testing.T) {
+	a := startNode(t, "a", nil, func(c *Config) {
+		keyed(c)
+		c.RejoinInterval = time.Hour // no reconcile puts b back: the test does
+	})
+	b := startNode(t, "b", []string{a.Addr()}, func(c *Config) {
+		keyed(c)
+		c.Writes.Timeout = 500 * time.Millisecond
+	})
+	waitReady(t, a, b)
+	require.Eventually(t, func() bool { return len(a.syncPeers()) == 1 && len(b.syncPeers()) == 1 },
+		waitLong, 10*time.Millisecond)
+	bAtA, ok := a.members.member("b")
+	require.True(t, ok)
+	a.members.gone("b", time.Now())
+
+	i := 0
+	next := func() string { i++; return fmt.Sprint("w", i) }
+	require.Eventually(t, func() bool {
+		write(b, acks.Count(2), "p", next())
+		return a.Stats().HandshakesRefused.Address > 0
+	}, waitLong, time.Millisecond, "b's session refused while a does not list it")
+	assert.Zero(t, a.Stats().StreamsInbound)
+
+	a.members.joined(bAtA, false, time.Now()) // memberlist's event, late
+	require.Eventually(t, func() bool { return write(b, acks.Count(2), "p", next()).Met() },
+		waitLong, time.Millisecond, "b's writes at w=2 once a lists it")
+	for range 3 {
+		assert.Equal(t, acks.Result{Replicas: 2, Want: 2}, write(b, acks.Count(2), "p", next()))
+	}
+	assert.Zero(t, a.Stats().HandshakesRefused.Auth)
+}
+
+// And a node that joins and writes at once has its writes met.
+func TestAJoiningNodesWritesAreMetSoonAfterItJoins(t *testing.T) {
+	a := startNode(t, "a", nil, keyed)
+	waitReady(t, a)
+	b := startNode(t, "b", []string{a.Addr()}, keyed)
+	i := 0
+	next := func() string { i++; return fmt.Sprint("w", i) }
+	require.Eventually(t, func() bool { return write(b, acks.Count(2), "p", next()).Met() },
+		waitLong, time.Millisecond, "b's writes at w=2 right after it joined")
+	for range 3 {
+		assert.Equal(t, acks.Result{Replicas: 2, Want: 2}, write(b, acks.Count(2), "p", next()))
+	}
+	assert.Zero(t, a.Stats().HandshakesRefused.Auth)
 }

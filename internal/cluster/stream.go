@@ -51,9 +51,13 @@ import (
 // hold a key of the cluster's keyring for this connection, and gives each
 // direction its own key; every message after it is sealed with AES-GCM
 // under its sequence number. So a recorded hello, frame or ack played
-// again is refused, and the peer a stream is with is authenticated: its
-// acks count for that peer whatever name they carry, and frames on it
-// must be that peer's. Anti-entropy messages ride a session this node
+// again is refused. One key is shared by the cluster, so the handshake
+// proves that the other end holds it, not which node it is: the acceptor
+// takes a session only in the name of a member at the connection's
+// address, and the dialer only from the node it dialed at the member's
+// address. A stream's peer is that key holder at that address: its acks
+// count for that peer whatever name they carry, and frames on it must be
+// that peer's. Anti-entropy messages ride a session this node
 // opened, when one is open, and are read as its peer's (Node.sendTo);
 // otherwise they go through memberlist. Without a key the handshake still runs, unsealed,
 // and authenticates nothing (plaintext mode, as memberlist's own).
@@ -558,9 +562,10 @@ func newNetTransport(bindAddr string, bindPort int, logger *log.Logger) (*member
 // stream. A peer has one, but two may overlap a moment (a reset and a new
 // dial, or two dials racing), and one whose end the network lost stays
 // until streamIdle: the newest is the peer as it is now, so it is the one
-// kept. A session's name is authenticated (with a key); a version 1
-// stream's name is any its member's, so only an old peer's stream can be
-// displaced by a recorded hello.
+// kept. With a key, a session's or a version 1 stream's name is its
+// member's at that member's address; a version 1 hello is not fresh, so
+// an old peer's stream can be displaced by its recorded hello played
+// again from its address.
 type inbound struct {
 	mu      sync.Mutex
 	open    int                  // streams whose handshake is done, not yet ended
@@ -744,7 +749,7 @@ func (n *Node) acceptStream(c net.Conn, magic byte, deadline time.Time) {
 		if magic == streamMagicSession {
 			s, err = n.acceptV2(c, r, hello)
 		} else {
-			s, err = n.acceptV1(hello)
+			s, err = n.acceptV1(c, hello)
 		}
 	}
 	if in.end(h) && err == nil {
@@ -874,12 +879,13 @@ func (n *Node) acceptV2(c net.Conn, r *bufio.Reader, hello []byte) (*stream, err
 	return s, nil
 }
 
-// acceptV1 reads a version 1 hello, sealed under one of the keyring's keys
-// with a random nonce: it proves nothing fresh, so it is taken only under
-// the name of a member whose meta says it speaks version 1 only (a node of
-// the previous version, during a rolling upgrade). A node forced to
-// version 1 in tests takes any, as that version did.
-func (n *Node) acceptV1(b []byte) (*stream, error) {
+// acceptV1 reads a version 1 hello on c, sealed under one of the keyring's
+// keys with a random nonce: it proves nothing fresh, so it is taken only
+// under the name of a member whose meta says it speaks version 1 only (a
+// node of the previous version, during a rolling upgrade), and with a key
+// only from that member's address. A node forced to version 1 in tests
+// takes any, as that version did.
+func (n *Node) acceptV1(c net.Conn, b []byte) (*stream, error) {
 	var seal *sealer
 	var hello []byte
 	var err error
@@ -909,6 +915,11 @@ func (n *Node) acceptV1(b []byte) (*stream, error) {
 	if !n.cfg.streamsV1Only {
 		if m, ok := n.members.member(name); !ok || m.sessions {
 			return nil, refuse(refusedDowngrade, "version 1 hello from %q, which is no member or speaks version 2", name)
+		}
+		if n.keys != nil {
+			if err := n.atMembersAddress(name, c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return newStream(nil, seal, 0, name), nil

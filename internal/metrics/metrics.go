@@ -125,13 +125,14 @@ func New(c Cluster) *Metrics {
 		"auth":        func(r cluster.HandshakeRefusals) uint64 { return r.Auth },
 		"downgrade":   func(r cluster.HandshakeRefusals) uint64 { return r.Downgrade },
 		"peer":        func(r cluster.HandshakeRefusals) uint64 { return r.Peer },
+		"address":     func(r cluster.HandshakeRefusals) uint64 { return r.Address },
 	} {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "likesd_stream_handshakes_refused_total",
 			Help: "Stream handshakes refused, either way, by reason: malformed (a hello or reply that does not decode), label (another cluster's), " +
 				"keying (one side has a key, the other none), unknown_key (a key id not in this node's keyring), auth (no proof of the key for this " +
 				"session: a wrong key or a replayed hello), downgrade (a version 1 hello naming a node that speaks version 2, or no member), " +
-				"peer (the node that answered a dial is not the one dialed).",
+				"peer (the node that answered a dial is not the one dialed), address (a keyed hello naming no alive or suspect member, or one at another address).",
 			ConstLabels: prometheus.Labels{"reason": reason},
 		}, func() float64 { return float64(f(c.Stats().HandshakesRefused)) }))
 	}
