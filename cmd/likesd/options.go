@@ -321,6 +321,8 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	f.integer(&o.cluster.InboxSize, "inbox-size", 1, maxInt, "received messages waiting to be applied before new ones are dropped (left to repair)")
 	f.integer(&o.cluster.MaxStreams, "max-streams", 1, 1<<16, "streams other nodes may hold open to this one at once (the direct fast path's, one per peer); "+
 		"past it a new one is refused until one closes: keep it above the cluster's size (1 to 65536)")
+	f.integer(&o.cluster.MaxHandshakes, "max-handshakes", 1, 4096, "stream handshakes in progress at once (connections that have not yet proved the cluster key; they take no --max-streams place); "+
+		"past it the oldest is closed for the newest (1 to 4096)")
 	f.integer(&o.cluster.MaxQueuedFrames, "max-queued-frames", 1, maxInt, "gossip broadcast queue bound (gossip fast path); the oldest frames are pruned")
 	f.value("store-shards", "int", "lock shards of the in-memory store (a power of two up to 65536)",
 		func() string { return strconv.Itoa(o.store.Shards) }, func(s string) error {

@@ -416,6 +416,8 @@ func TestConfigValidate(t *testing.T) {
 		{"too many streams", func(c *Config) { c.MaxStreams = 1<<16 + 1 }},
 		{"no streams per peer", func(c *Config) { c.MaxStreamsPerPeer = 0 }},
 		{"too many streams per peer", func(c *Config) { c.MaxStreamsPerPeer = 65 }},
+		{"no handshakes", func(c *Config) { c.MaxHandshakes = 0 }},
+		{"too many handshakes", func(c *Config) { c.MaxHandshakes = maxHandshakesBound + 1 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -223,8 +223,10 @@ type Config struct {
 	Transport memberlist.Transport
 
 	// MaxStreams bounds the likesd streams (stream.go) other nodes hold
-	// open to this one at once, counted from their first byte, hello read
-	// or not; past it a new one is closed at once and counted. A peer of
+	// open to this one at once, counted once their handshake is done (a
+	// session's confirm opened, a version 1 hello verified): a connection
+	// that has not proved the key takes none of these places (see
+	// MaxHandshakes). Past it a new one is closed and counted. A peer of
 	// the direct fast path holds one (two for a moment when it redials), so
 	// keep it above the cluster's size: a peer refused gets no batches
 	// until a stream closes (its likes arrive by anti-entropy, and writes
@@ -232,6 +234,17 @@ type Config struct {
 	// 4 KiB read buffer, about 16 KiB, plus what a message being read has
 	// brought. Default 512; between 1 and 65536 (--max-streams).
 	MaxStreams int
+
+	// MaxHandshakes bounds the stream handshakes in progress: connections
+	// that sent a stream's magic byte and have not finished the handshake
+	// (anyone on the network can open them, no key needed). Past it the
+	// oldest is closed to let the newest in, and counted: a flood of
+	// connections that never finish cannot shut out a real peer, whose
+	// handshake takes a round trip, and none of them takes a MaxStreams
+	// place. The whole handshake, from the magic byte, has TCPTimeout.
+	// Each costs a goroutine and a 4 KiB read buffer. Default 64; between 1
+	// and 4096 (--max-handshakes).
+	MaxHandshakes int
 
 	// MaxStreamsPerPeer bounds the streams that name one peer in their
 	// hello. Past it the peer's oldest stream is closed, not the new one:
@@ -300,6 +313,7 @@ func DefaultConfig() Config {
 		MaxIDBytes:        ids.DefaultMaxBytes,
 		MaxStreams:        512,
 		MaxStreamsPerPeer: 4,
+		MaxHandshakes:     64,
 		MaxQueuedFrames:   8192,
 		LeaveTimeout:      2 * time.Second,
 		Label:             "likesd",
@@ -347,6 +361,11 @@ const (
 // maxStreamsBound is the most MaxStreams may be: as many open streams
 // cost about 1 GiB.
 const maxStreamsBound = 1 << 16
+
+// maxHandshakesBound is the most MaxHandshakes may be: a few real peers
+// handshake at once (a rollout, a key rotation), so more only helps a
+// flood.
+const maxHandshakesBound = 4096
 
 // ErrConfig marks an invalid Config.
 var ErrConfig = errors.New("cluster: invalid config")
@@ -402,6 +421,8 @@ func (c Config) Validate() error {
 		return bad("PeerRetryInterval (--peer-retry-interval) %v outside [1ms, 1s]", c.PeerRetryInterval)
 	case c.MaxStreams < 1 || c.MaxStreams > maxStreamsBound:
 		return bad("MaxStreams (--max-streams) %d outside [1, %d]", c.MaxStreams, maxStreamsBound)
+	case c.MaxHandshakes < 1 || c.MaxHandshakes > maxHandshakesBound:
+		return bad("MaxHandshakes (--max-handshakes) %d outside [1, %d]", c.MaxHandshakes, maxHandshakesBound)
 	case c.MaxStreamsPerPeer < 1 || c.MaxStreamsPerPeer > 64:
 		return bad("MaxStreamsPerPeer %d outside [1, 64]", c.MaxStreamsPerPeer)
 	case len(c.Label) > 255:

@@ -14,9 +14,13 @@ type delegate struct{ n *Node }
 var _ memberlist.Delegate = (*delegate)(nil)
 
 // NodeMeta carries this node's origin (the first part of its likes' dots),
-// when it started, and whether it is leaving (see members.go).
+// when it started, whether it is leaving, and how it sends (see
+// members.go): a node in gossip mode takes sessions but broadcasts its
+// frames, so it does not say metaSessionsOnly.
 func (d *delegate) NodeMeta(limit int) []byte {
-	return encodeMeta(d.n.origin, d.n.started, d.n.leaving.Load(), d.n.mux != nil, d.n.mux != nil && !d.n.cfg.streamsV1Only)
+	n := d.n
+	sessions := n.mux != nil && !n.cfg.streamsV1Only
+	return encodeMeta(n.origin, n.started, n.leaving.Load(), n.mux != nil, sessions, sessions && n.cfg.FastPath == FastPathDirect)
 }
 
 // NotifyMsg runs on memberlist's packet loop or a stream's goroutine: copy

@@ -77,9 +77,13 @@ type peer struct {
 	port      uint16
 	origin    uint64
 	hasOrigin bool
-	streams   bool  // it takes the fast path's streams (metaStreams)
-	sessions  bool  // of version 2, sessions (metaSessions)
-	started   int64 // when its process started (Unix ns, from its meta); 0 if it did not say
+	streams   bool // it takes the fast path's streams (metaStreams)
+	sessions  bool // of version 2, sessions (metaSessions)
+	// sessionsOnly: it sends its frames, and its acks to a peer that dials
+	// it, only on sessions (metaSessionsOnly: a node of the direct fast
+	// path), so one through memberlist in its name is not its.
+	sessionsOnly bool
+	started      int64 // when its process started (Unix ns, from its meta); 0 if it did not say
 }
 
 func (p peer) addr() string { return net.JoinHostPort(p.ip.String(), strconv.Itoa(int(p.port))) }
@@ -108,9 +112,20 @@ const (
 	// session.go); a node of the previous version speaks version 1 only,
 	// and only such a node's name may open a version 1 stream.
 	metaSessions = 4
+	// metaSessionsOnly says the node sends its frames only on its
+	// sessions, and its acks on the session of the peer that dialed it:
+	// it runs the direct fast path. A node in gossip mode broadcasts its
+	// frames through memberlist, so its peers must take them there.
+	metaSessionsOnly = 8
+	// metaSaysMode says metaSessionsOnly is meaningful: every node that
+	// sets metaSessions sets it. A meta with metaSessions and without it
+	// is from the version before (which did not say its fast path): such a
+	// peer is taken to send only on sessions, as that version assumed.
+	metaSaysMode = 16
 )
 
-func encodeMeta(origin uint64, started int64, leaving, streams, sessions bool) []byte {
+// encodeMeta is a node's meta; sessionsOnly counts only with sessions.
+func encodeMeta(origin uint64, started int64, leaving, streams, sessions, sessionsOnly bool) []byte {
 	b := binary.BigEndian.AppendUint64(nil, origin)
 	var flags byte
 	if leaving {
@@ -120,7 +135,10 @@ func encodeMeta(origin uint64, started int64, leaving, streams, sessions bool) [
 		flags |= metaStreams
 	}
 	if sessions {
-		flags |= metaSessions
+		flags |= metaSessions | metaSaysMode
+		if sessionsOnly {
+			flags |= metaSessionsOnly
+		}
 	}
 	if flags != 0 || started != 0 {
 		b = append(b, flags)
@@ -140,6 +158,10 @@ func peerOf(m *memberlist.Node) (p peer, leaving bool) {
 		leaving = len(m.Meta) > 8 && m.Meta[8]&metaLeaving != 0
 		p.streams = len(m.Meta) > 8 && m.Meta[8]&metaStreams != 0
 		p.sessions = len(m.Meta) > 8 && m.Meta[8]&metaSessions != 0
+		p.sessionsOnly = p.sessions
+		if p.sessions && m.Meta[8]&metaSaysMode != 0 {
+			p.sessionsOnly = m.Meta[8]&metaSessionsOnly != 0
+		}
 		if len(m.Meta) >= 17 {
 			p.started = int64(binary.BigEndian.Uint64(m.Meta[9:17]))
 		}

@@ -330,15 +330,15 @@ func TestMemberTableReconcilesWithMemberlist(t *testing.T) {
 
 // The node meta carries the process's start time; older metas do not.
 func TestMetaCarriesStartTime(t *testing.T) {
-	m := &memberlist.Node{Name: "a", Addr: net.IPv4(10, 0, 0, 1), Port: 7, Meta: encodeMeta(9, 1234, true, true, true)}
+	m := &memberlist.Node{Name: "a", Addr: net.IPv4(10, 0, 0, 1), Port: 7, Meta: encodeMeta(9, 1234, true, true, true, true)}
 	p, leaving := peerOf(m)
 	assert.True(t, leaving)
-	assert.Equal(t, peer{name: "a", ip: m.Addr, port: 7, origin: 9, hasOrigin: true, streams: true, sessions: true, started: 1234}, p)
-	m.Meta = encodeMeta(9, 0, false, false, false)
+	assert.Equal(t, peer{name: "a", ip: m.Addr, port: 7, origin: 9, hasOrigin: true, streams: true, sessions: true, sessionsOnly: true, started: 1234}, p)
+	m.Meta = encodeMeta(9, 0, false, false, false, false)
 	assert.Len(t, m.Meta, 8, "an unstamped meta is the 8 bytes older nodes send")
 	p, _ = peerOf(m)
 	assert.Zero(t, p.started)
-	m.Meta = encodeMeta(9, 1234, false, false, false)
+	m.Meta = encodeMeta(9, 1234, false, false, false, false)
 	require.Len(t, m.Meta, 17)
 	assert.Zero(t, m.Meta[8], "older nodes read the flags byte: no flags")
 }
@@ -505,4 +505,32 @@ func formatHistory(h []simEvent) string {
 		fmt.Fprintf(&b, "  %s %s (port %d, started %d)\n", ev.kind, ev.proc.name, ev.proc.port, ev.proc.started)
 	}
 	return b.String()
+}
+
+// A node says whether it sends only on sessions (direct mode) or also
+// through memberlist (gossip mode); a meta of the version before, which
+// did not say, is read as that version meant: sessions only.
+func TestMetaSaysWhetherFramesTravelOnlyOnSessions(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		flags    byte
+		want     bool
+		sessions bool
+	}{
+		{"direct mode", metaStreams | metaSessions | metaSaysMode | metaSessionsOnly, true, true},
+		{"gossip mode", metaStreams | metaSessions | metaSaysMode, false, true},
+		{"version before, sessions", metaStreams | metaSessions, true, true},
+		{"version 1", metaStreams, false, false},
+		{"only-flag without sessions", metaStreams | metaSaysMode | metaSessionsOnly, false, false},
+	} {
+		m := &memberlist.Node{Name: "a", Addr: net.IPv4(10, 0, 0, 1), Port: 7, Meta: append(encodeMeta(9, 0, false, false, false, false), tc.flags)}
+		got, _ := peerOf(m)
+		assert.Equal(t, tc.sessions, got.sessions, tc.name)
+		assert.Equal(t, tc.want, got.sessionsOnly, tc.name)
+	}
+	direct, _ := peerOf(&memberlist.Node{Meta: encodeMeta(9, 1, false, true, true, true)})
+	gossip, _ := peerOf(&memberlist.Node{Meta: encodeMeta(9, 1, false, true, true, false)})
+	assert.True(t, direct.sessionsOnly)
+	assert.False(t, gossip.sessionsOnly)
+	assert.True(t, gossip.sessions)
 }

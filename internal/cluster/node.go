@@ -72,12 +72,17 @@ type Stats struct {
 	StreamsDialed   uint64 // streams this node opened to peers (stream.go)
 	StreamsAccepted uint64 // streams peers opened to this node
 	StreamResets    uint64 // streams this node reset: a stall, a breaker opening
-	StreamsInbound  uint64 // streams peers opened to this node open now, hello read or not (a gauge; at most MaxStreams)
-	StreamsRefused  uint64 // streams closed as they opened: MaxStreams were open
+	StreamsInbound  uint64 // streams peers opened to this node open now, handshake done (a gauge; at most MaxStreams)
+	StreamsRefused  uint64 // streams closed as their handshake ended: MaxStreams were open
+	// HandshakesPending is the stream handshakes in progress (a gauge; at
+	// most MaxHandshakes); HandshakesCut counts those closed for a newer
+	// one because MaxHandshakes were.
+	HandshakesPending uint64
+	HandshakesCut     uint64
 	// StreamsDisplaced counts streams closed because a newer one named
 	// the same peer and MaxStreamsPerPeer were open.
 	StreamsDisplaced uint64
-	StreamsTimedOut  uint64 // accepted streams closed: a hello or a message not whole within TCPTimeout
+	StreamsTimedOut  uint64 // accepted streams closed: a handshake or a message not whole within TCPTimeout
 	StreamBuffered   uint64 // bytes of buffer held by stream messages being read (a gauge)
 	// HandshakesRefused counts stream handshakes refused, either way, by
 	// reason (session.go).
@@ -867,16 +872,18 @@ func (n *Node) handleAck(peer string, msg []byte) {
 	n.writes.acked(peer, runs)
 }
 
-// sessionsWith reports whether the direct fast path runs a session with
-// the member named name (both speak version 2): then its acks travel only
-// on it. Gossip mode and older peers acknowledge through memberlist, under
-// a name anyone with the key could write.
+// sessionsWith reports whether the member named name sends this node its
+// frames and acks only on sessions: both run the direct fast path (so
+// this node dials it and it dials this node) and speak version 2. A peer
+// in gossip mode broadcasts its frames, and acknowledges through
+// memberlist to a node in gossip mode; older peers do both through
+// memberlist, under a name anyone with the key could write.
 func (n *Node) sessionsWith(name string) bool {
 	if n.mux == nil || n.cfg.streamsV1Only || n.cfg.FastPath != FastPathDirect {
 		return false
 	}
 	m, ok := n.members.member(name)
-	return ok && m.sessions
+	return ok && m.sessionsOnly
 }
 
 // joinLoop joins the seeds with backoff, then keeps checking that every seed

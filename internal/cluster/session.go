@@ -80,6 +80,7 @@ const (
 	refusedAuth                      // the confirm or the ok did not open: no key, or a replay
 	refusedDowngrade                 // a version 1 hello under the name of a node that speaks 2, or of no member
 	refusedPeer                      // the node that answered is not the one dialed
+	refusedAddress                   // a hello naming no alive or suspect member, or one at another address
 	refusals
 )
 
@@ -93,10 +94,11 @@ type HandshakeRefusals struct {
 	Auth       uint64 // the other side proved no key for this session (no key, or a replayed hello)
 	Downgrade  uint64 // a version 1 hello naming a node that speaks version 2, or no member
 	Peer       uint64 // the node that answered a dial is not the one dialed
+	Address    uint64 // a keyed hello naming this node, no alive or suspect member, or one whose address is not the connection's
 }
 
 func (r refusal) String() string {
-	return [...]string{"malformed", "label", "keying", "unknown_key", "auth", "downgrade", "peer"}[r]
+	return [...]string{"malformed", "label", "keying", "unknown_key", "auth", "downgrade", "peer", "address"}[r]
 }
 
 // refusedCounters counts refusals by reason.
@@ -106,7 +108,7 @@ func (c *refusedCounters) stats() HandshakeRefusals {
 	return HandshakeRefusals{
 		Malformed: c[refusedMalformed].Load(), Label: c[refusedLabel].Load(), Keying: c[refusedKeying].Load(),
 		UnknownKey: c[refusedUnknownKey].Load(), Auth: c[refusedAuth].Load(), Downgrade: c[refusedDowngrade].Load(),
-		Peer: c[refusedPeer].Load(),
+		Peer: c[refusedPeer].Load(), Address: c[refusedAddress].Load(),
 	}
 }
 
@@ -468,7 +470,18 @@ func dialHandshake(c net.Conn, r *bufio.Reader, key []byte, label, name, want st
 
 // acceptSession runs the acceptor's half of the handshake on c, whose
 // hello hb was read: it returns the dialer's name, the session and the id
-// of the key it is under. c's read deadline bounds it.
+// of the key it is under. c's deadline, the whole handshake's, bounds it.
+//
+// With a key, the hello's name must be an alive or suspect member's whose
+// address is the connection's (checked before anything is answered): the
+// handshake proves that the dialer holds a cluster key, and this that it
+// is at the member's address, so one key holder cannot take a session, and
+// the acks that go on it, in another node's name from elsewhere. With one
+// key shared by the cluster that is all it can prove: any key holder on
+// the member's own host, or able to spoof its address on a TCP handshake,
+// is not told apart (see docs/deploy.md). A node that dials before this
+// one listed it (a join racing its first frames) is refused, and its
+// sender retries once this node answers its pings.
 func (n *Node) acceptSession(c net.Conn, r *bufio.Reader, hb []byte) (string, *session, keyID, error) {
 	var id keyID
 	hello, err := decodeSessionHello(hb)
@@ -491,6 +504,11 @@ func (n *Node) acceptSession(c net.Conn, r *bufio.Reader, hb []byte) (string, *s
 			return "", nil, id, refuse(refusedUnknownKey, "%s used key id %x", hello.name, hello.key)
 		}
 	}
+	if n.keys != nil {
+		if err := n.atMembersAddress(hello.name, c); err != nil {
+			return "", nil, id, err
+		}
+	}
 	reply := sessionReply{name: n.cfg.NodeName}
 	if reply.nonce, err = randomNonce(); err != nil {
 		return "", nil, id, err
@@ -504,11 +522,9 @@ func (n *Node) acceptSession(c net.Conn, r *bufio.Reader, hb []byte) (string, *s
 	if err != nil {
 		return "", nil, id, err
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(n.cfg.TCPTimeout))
 	if _, err := c.Write(appendStreamMessage(appendStreamMessage(nil, rb), ok)); err != nil {
 		return "", nil, id, err
 	}
-	_ = c.SetReadDeadline(time.Now().Add(n.cfg.TCPTimeout))
 	cb, err := readStreamMessage(r, maxHello, &n.inbound.buffered)
 	if err != nil {
 		return "", nil, id, err
@@ -518,4 +534,20 @@ func (n *Node) acceptSession(c net.Conn, r *bufio.Reader, hb []byte) (string, *s
 		return "", nil, id, refuse(refusedAuth, "%s's confirm does not open", hello.name)
 	}
 	return hello.name, sess, id, nil
+}
+
+// atMembersAddress checks that name is an alive or suspect member, not
+// this node, whose address is c's other end.
+func (n *Node) atMembersAddress(name string, c net.Conn) error {
+	if name == n.cfg.NodeName {
+		return refuse(refusedAddress, "a hello in this node's own name")
+	}
+	m, ok := n.members.member(name)
+	if !ok {
+		return refuse(refusedAddress, "%s is no alive or suspect member", name)
+	}
+	if ip := remoteIP(c); ip == nil || !ip.Equal(m.ip) {
+		return refuse(refusedAddress, "%s is at %s, the connection from %v", name, m.ip, ip)
+	}
+	return nil
 }

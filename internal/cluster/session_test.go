@@ -38,6 +38,16 @@ func dialAs(t *testing.T, n *testNode, key []byte, label, name string) (net.Conn
 	return c, sess, err
 }
 
+// memberX starts a node called x, at the address the tests dial from, in
+// a's cluster under key(1): a keyed node takes a session only in the name
+// of a member at the connection's address.
+func memberX(t *testing.T, a *testNode) {
+	t.Helper()
+	x := startNode(t, "x", []string{a.Addr()}, func(c *Config) { c.SecretKey = key(1) })
+	waitReady(t, x)
+	require.Eventually(t, func() bool { _, ok := a.members.member("x"); return ok }, waitLong, 10*time.Millisecond)
+}
+
 // sendSealed writes msg on an open session.
 func sendSealed(t *testing.T, c net.Conn, sess *session, msg []byte) {
 	t.Helper()
@@ -194,13 +204,15 @@ func FuzzSessionReply(f *testing.F) {
 }
 
 // A stream's hello is checked like memberlist's own traffic: without the
-// key, under a key the node does not hold, with another label, or a
-// version 1 hello from a name that is no member, nothing is applied, and
+// key, under a key the node does not hold, with another label, under the
+// key in the name of no member, or a version 1 hello from a name that is
+// no member, nothing is applied, and
 // each refusal is counted by its reason. The control (a session under the
 // node's key) is applied.
 func TestStreamsFromIntrudersAreRefused(t *testing.T) {
 	a := startNode(t, "a", nil, func(c *Config) { c.SecretKey = key(1) })
 	waitReady(t, a)
+	memberX(t, a)
 	label := a.cfg.Label
 	frame := func(user string) []byte { return likeFrame("x", 99, 1, store.Like{Post: "p", User: user}) }
 
@@ -210,6 +222,8 @@ func TestStreamsFromIntrudersAreRefused(t *testing.T) {
 	assert.Error(t, err, "a key a does not hold")
 	_, _, err = dialAs(t, a, key(1), "other", "x")
 	assert.Error(t, err, "another label")
+	_, _, err = dialAs(t, a, key(1), label, "nobody")
+	assert.Error(t, err, "no member")
 	// A version 1 hello sealed under the right key, from a name that is no
 	// member: refused, as a replayed one would be.
 	s, err := newSealer(key(1), label)
@@ -228,7 +242,7 @@ func TestStreamsFromIntrudersAreRefused(t *testing.T) {
 	require.Eventually(t, func() bool {
 		r := a.Stats().HandshakesRefused
 		return a.store.Has("p", "friend") && isClosed(closed) &&
-			r == HandshakeRefusals{Keying: 1, UnknownKey: 1, Label: 1, Downgrade: 1}
+			r == HandshakeRefusals{Keying: 1, UnknownKey: 1, Label: 1, Address: 1, Downgrade: 1}
 	}, waitLong, 10*time.Millisecond, "%+v", a.Stats().HandshakesRefused)
 	assert.Equal(t, 1, a.logs.count("stream refused"), "one line for a burst (the rest are counted)")
 	assert.Equal(t, 1, a.store.Count("p"), "only the friend's like")
@@ -260,6 +274,7 @@ func openStreamMagic(t *testing.T, addr string, out []byte) (net.Conn, <-chan st
 func TestASessionCarriesOnlyItsPeersFrames(t *testing.T) {
 	a := startNode(t, "a", nil, func(c *Config) { c.SecretKey = key(1) })
 	waitReady(t, a)
+	memberX(t, a)
 	c, sess, err := dialAs(t, a, key(1), a.cfg.Label, "x")
 	require.NoError(t, err)
 	sendSealed(t, c, sess, likeFrame("y", 98, 1, store.Like{Post: "p", User: "y"}))

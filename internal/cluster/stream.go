@@ -51,9 +51,13 @@ import (
 // hold a key of the cluster's keyring for this connection, and gives each
 // direction its own key; every message after it is sealed with AES-GCM
 // under its sequence number. So a recorded hello, frame or ack played
-// again is refused, and the peer a stream is with is authenticated: its
-// acks count for that peer whatever name they carry, and frames on it
-// must be that peer's. Anti-entropy messages ride a session this node
+// again is refused. One key is shared by the cluster, so the handshake
+// proves that the other end holds it, not which node it is: the acceptor
+// takes a session only in the name of a member at the connection's
+// address, and the dialer only from the node it dialed at the member's
+// address. A stream's peer is that key holder at that address: its acks
+// count for that peer whatever name they carry, and frames on it must be
+// that peer's. Anti-entropy messages ride a session this node
 // opened, when one is open, and are read as its peer's (Node.sendTo);
 // otherwise they go through memberlist. Without a key the handshake still runs, unsealed,
 // and authenticates nothing (plaintext mode, as memberlist's own).
@@ -105,7 +109,8 @@ const maxHello = 2048
 // goroutine for long. It is long because a quiet peer is normal, and a
 // redial costs a connection and a hello; what a silent stream holds is
 // its goroutine and read buffer, and MaxStreams bounds how many. A message
-// once begun has TCPTimeout to arrive whole, and a hello as long.
+// once begun has TCPTimeout to arrive whole, and the whole handshake, from
+// the magic byte, as long.
 const streamIdle = 2 * time.Minute
 
 // streamLogEvery is the least time between two log lines of one kind about
@@ -359,8 +364,8 @@ func (s *stream) resetReason() error {
 type muxTransport struct {
 	memberlist.NodeAwareTransport
 	streams     chan net.Conn
-	accept      func(net.Conn, byte) // with the stream's magic byte
-	sessions    bool                 // takes version 2 streams; false leaves their byte to memberlist (a node of version 1)
+	accept      func(net.Conn, byte, time.Time) // with the stream's magic byte and its handshake's deadline
+	sessions    bool                            // takes version 2 streams; false leaves their byte to memberlist (a node of version 1)
 	sortTimeout time.Duration
 	stop        chan struct{}
 	stopOnce    sync.Once
@@ -371,7 +376,7 @@ type muxTransport struct {
 	wg    sync.WaitGroup
 }
 
-func newMuxTransport(inner memberlist.NodeAwareTransport, sortTimeout time.Duration, sessions bool, accept func(net.Conn, byte)) *muxTransport {
+func newMuxTransport(inner memberlist.NodeAwareTransport, sortTimeout time.Duration, sessions bool, accept func(net.Conn, byte, time.Time)) *muxTransport {
 	t := &muxTransport{
 		NodeAwareTransport: inner, streams: make(chan net.Conn), accept: accept, sessions: sessions,
 		sortTimeout: sortTimeout, stop: make(chan struct{}), conns: map[net.Conn]struct{}{},
@@ -402,11 +407,14 @@ func (t *muxTransport) run() {
 }
 
 // sort reads a stream's first byte and hands it on; a likesd stream is
-// then served on this goroutine until it closes.
+// then served on this goroutine until it closes. The deadline for the
+// first byte is the likesd handshake's too: one deadline, from the
+// connection's accept, covers the magic byte, the hello and the confirm.
 func (t *muxTransport) sort(c net.Conn) {
 	defer t.wg.Done()
 	var first [1]byte
-	_ = c.SetReadDeadline(time.Now().Add(t.sortTimeout))
+	deadline := time.Now().Add(t.sortTimeout)
+	_ = c.SetReadDeadline(deadline)
 	if _, err := io.ReadFull(c, first[:]); err != nil {
 		t.release(c)
 		_ = c.Close()
@@ -414,8 +422,7 @@ func (t *muxTransport) sort(c net.Conn) {
 	}
 	if first[0] == streamMagic || (first[0] == streamMagicSession && t.sessions) {
 		defer func() { t.release(c); _ = c.Close() }()
-		_ = c.SetReadDeadline(time.Time{})
-		t.accept(c, first[0])
+		t.accept(c, first[0], deadline)
 		return
 	}
 	t.release(c) // memberlist closes its own
@@ -544,22 +551,29 @@ func newNetTransport(bindAddr string, bindPort int, logger *log.Logger) (*member
 	return nil, err
 }
 
-// inbound is the streams peers opened to this node: their number, hello
-// read or not, bounded by MaxStreams (past it a new one is refused), and
-// by the name their hello claims, bounded by MaxStreamsPerPeer (past it
-// the peer's oldest is closed). Acks to a peer go back on its newest open
+// inbound is the streams peers opened to this node: the handshakes in
+// progress, bounded by MaxHandshakes (past it the oldest is closed); the
+// streams whose handshake is done, bounded by MaxStreams (past it a new
+// one is refused), and by the name their hello claims, bounded by
+// MaxStreamsPerPeer (past it the peer's oldest from the same address is
+// closed). A connection takes a MaxStreams place only once it proved the
+// key (with one): anyone can open one that never finishes, and such ones
+// only displace each other. Acks to a peer go back on its newest open
 // stream. A peer has one, but two may overlap a moment (a reset and a new
 // dial, or two dials racing), and one whose end the network lost stays
 // until streamIdle: the newest is the peer as it is now, so it is the one
-// kept. A session's name is authenticated (with a key); a version 1
-// stream's name is any its member's, so only an old peer's stream can be
-// displaced by a recorded hello.
+// kept. With a key, a session's or a version 1 stream's name is its
+// member's at that member's address; a version 1 hello is not fresh, so
+// an old peer's stream can be displaced by its recorded hello played
+// again from its address.
 type inbound struct {
-	mu     sync.Mutex
-	open   int                  // streams accepted and not yet ended
-	byName map[string][]*stream // oldest first
+	mu      sync.Mutex
+	open    int                  // streams whose handshake is done, not yet ended
+	byName  map[string][]*stream // oldest first
+	pending []*handshake         // handshakes in progress, oldest first
 
 	refused   atomic.Uint64 // new streams closed: MaxStreams were open
+	cut       atomic.Uint64 // handshakes closed for a newer one: MaxHandshakes were in progress
 	displaced atomic.Uint64 // old streams closed: their peer's newest made MaxStreamsPerPeer+1
 	timedOut  atomic.Uint64 // streams closed: a hello or a message not whole within TCPTimeout
 	// handshakes counts handshakes refused, both ways, by reason.
@@ -567,7 +581,44 @@ type inbound struct {
 	// buffered is the buffers of stream messages being read, both ways.
 	buffered atomic.Int64
 
-	refusedLog, displacedLog, helloLog, timeoutLog logEvery
+	refusedLog, displacedLog, helloLog, timeoutLog, cutLog logEvery
+}
+
+// handshake is a connection whose handshake is in progress.
+type handshake struct {
+	conn net.Conn
+	cut  bool // closed for a newer one; guarded by inbound.mu
+}
+
+// begin lists c's handshake, closing the oldest in progress when limit
+// are: the flood a peer's handshake may meet is of connections that never
+// finish, and a real peer's finishes in a round trip, so the oldest is the
+// one least likely to be real. It reports whether one was cut.
+func (in *inbound) begin(c net.Conn, limit int) (*handshake, bool) {
+	h := &handshake{conn: c}
+	in.mu.Lock()
+	var oldest *handshake
+	if len(in.pending) >= limit {
+		oldest = in.pending[0]
+		oldest.cut = true
+		in.pending = slices.Delete(in.pending, 0, 1)
+	}
+	in.pending = append(in.pending, h)
+	in.mu.Unlock()
+	if oldest != nil {
+		_ = oldest.conn.Close() // its handshake's reads and writes fail
+		return h, true
+	}
+	return h, false
+}
+
+// end takes h off the handshakes in progress and reports whether it was
+// cut meanwhile.
+func (in *inbound) end(h *handshake) (cut bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.pending = slices.DeleteFunc(in.pending, func(x *handshake) bool { return x == h })
+	return h.cut
 }
 
 // admit takes one of limit places for a stream just accepted; false when
@@ -589,8 +640,11 @@ func (in *inbound) release() {
 	in.mu.Unlock()
 }
 
-// add lists s under its peer's name and returns the peer's streams past
-// its newest perPeer (s among them), oldest first, for the caller to close.
+// add lists s under its peer's name and returns the peer's streams from
+// s's address past its newest perPeer, oldest first, for the caller to
+// close. A stream displaces only streams from its own address: one in a
+// member's name from elsewhere is refused with a key (acceptSession), and
+// without one must not close the member's own.
 func (in *inbound) add(s *stream, perPeer int) (displaced []*stream) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -598,12 +652,35 @@ func (in *inbound) add(s *stream, perPeer int) (displaced []*stream) {
 		in.byName = map[string][]*stream{}
 	}
 	list := in.byName[s.peer]
-	if k := len(list) + 1 - perPeer; k > 0 {
-		displaced = slices.Clone(list[:k])
-		list = slices.Delete(list, 0, k)
+	ip := remoteIP(s.conn)
+	same := 0
+	for _, x := range list {
+		if remoteIP(x.conn).Equal(ip) {
+			same++
+		}
+	}
+	for k := same + 1 - perPeer; k > 0; k-- {
+		i := slices.IndexFunc(list, func(x *stream) bool { return remoteIP(x.conn).Equal(ip) })
+		displaced = append(displaced, list[i])
+		list = slices.Delete(list, i, i+1)
 	}
 	in.byName[s.peer] = append(list, s)
 	return displaced
+}
+
+// remoteIP is the IP address at c's other end; nil if c has none.
+func remoteIP(c net.Conn) net.IP {
+	if c == nil || c.RemoteAddr() == nil {
+		return nil
+	}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP
+	}
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return nil
+	}
+	return net.ParseIP(host)
 }
 
 func (in *inbound) remove(s *stream) {
@@ -633,8 +710,10 @@ func (in *inbound) get(name string) *stream {
 func (in *inbound) stats(st *Stats) {
 	in.mu.Lock()
 	st.StreamsInbound = uint64(in.open)
+	st.HandshakesPending = uint64(len(in.pending))
 	in.mu.Unlock()
 	st.StreamsRefused, st.StreamsDisplaced = in.refused.Load(), in.displaced.Load()
+	st.HandshakesCut = in.cut.Load()
 	st.StreamsTimedOut = in.timedOut.Load()
 	st.HandshakesRefused = in.handshakes.stats()
 	st.StreamBuffered = uint64(max(in.buffered.Load(), 0))
@@ -649,30 +728,40 @@ func (l *logEvery) allow() bool {
 }
 
 // acceptStream serves a stream a peer opened: its handshake (a session,
-// or a version 1 hello), then its frames into the inbox, as memberlist's
-// NotifyMsg would; the node's acks to that peer go back on it. It returns
-// when the stream closes.
-func (n *Node) acceptStream(c net.Conn, magic byte) {
+// or a version 1 hello) by deadline, then its frames into the inbox, as
+// memberlist's NotifyMsg would; the node's acks to that peer go back on
+// it. It returns when the stream closes.
+func (n *Node) acceptStream(c net.Conn, magic byte, deadline time.Time) {
 	in := &n.inbound
-	if !in.admit(n.cfg.MaxStreams) {
-		k := in.refused.Add(1)
-		if in.refusedLog.allow() {
-			n.log.Warn().Str("remote", c.RemoteAddr().String()).Int("max_streams", n.cfg.MaxStreams).Uint64("refused", k).
-				Msg("stream refused: --max-streams are open (raise it if the cluster has as many peers)")
+	h, cut := in.begin(c, n.cfg.MaxHandshakes)
+	if cut {
+		k := in.cut.Add(1)
+		if in.cutLog.allow() {
+			n.log.Warn().Str("remote", c.RemoteAddr().String()).Int("max_handshakes", n.cfg.MaxHandshakes).Uint64("cut", k).
+				Msg("the oldest stream handshake closed for a new one: --max-handshakes were in progress (a flood of connections that do not finish)")
 		}
-		return
 	}
-	defer in.release()
 	r := bufio.NewReader(c)
-	_ = c.SetReadDeadline(time.Now().Add(n.cfg.TCPTimeout))
+	_ = c.SetDeadline(deadline) // the one deadline of the whole handshake
 	hello, err := readStreamMessage(r, maxHello, &in.buffered)
 	var s *stream
 	if err == nil {
 		if magic == streamMagicSession {
 			s, err = n.acceptV2(c, r, hello)
 		} else {
-			s, err = n.acceptV1(hello)
+			s, err = n.acceptV1(c, hello)
 		}
+	}
+	if in.end(h) && err == nil {
+		err = net.ErrClosed // cut as it finished: closed already
+	}
+	if err == nil && !in.admit(n.cfg.MaxStreams) {
+		k := in.refused.Add(1)
+		if in.refusedLog.allow() {
+			n.log.Warn().Str("remote", c.RemoteAddr().String()).Int("max_streams", n.cfg.MaxStreams).Uint64("refused", k).
+				Msg("stream refused: --max-streams are open (raise it if the cluster has as many peers)")
+		}
+		return
 	}
 	if err != nil {
 		var ref *refusedError
@@ -690,6 +779,8 @@ func (n *Node) acceptStream(c net.Conn, magic byte) {
 		}
 		return
 	}
+	defer in.release()
+	_ = c.SetWriteDeadline(time.Time{}) // each write sets its own
 	s.conn, s.max, s.held = c, n.streamMax(), &in.buffered
 	n.stats.streamsAccepted.Add(1)
 	for _, old := range in.add(s, n.cfg.MaxStreamsPerPeer) {
@@ -788,12 +879,13 @@ func (n *Node) acceptV2(c net.Conn, r *bufio.Reader, hello []byte) (*stream, err
 	return s, nil
 }
 
-// acceptV1 reads a version 1 hello, sealed under one of the keyring's keys
-// with a random nonce: it proves nothing fresh, so it is taken only under
-// the name of a member whose meta says it speaks version 1 only (a node of
-// the previous version, during a rolling upgrade). A node forced to
-// version 1 in tests takes any, as that version did.
-func (n *Node) acceptV1(b []byte) (*stream, error) {
+// acceptV1 reads a version 1 hello on c, sealed under one of the keyring's
+// keys with a random nonce: it proves nothing fresh, so it is taken only
+// under the name of a member whose meta says it speaks version 1 only (a
+// node of the previous version, during a rolling upgrade), and with a key
+// only from that member's address. A node forced to version 1 in tests
+// takes any, as that version did.
+func (n *Node) acceptV1(c net.Conn, b []byte) (*stream, error) {
 	var seal *sealer
 	var hello []byte
 	var err error
@@ -823,6 +915,11 @@ func (n *Node) acceptV1(b []byte) (*stream, error) {
 	if !n.cfg.streamsV1Only {
 		if m, ok := n.members.member(name); !ok || m.sessions {
 			return nil, refuse(refusedDowngrade, "version 1 hello from %q, which is no member or speaks version 2", name)
+		}
+		if n.keys != nil {
+			if err := n.atMembersAddress(name, c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return newStream(nil, seal, 0, name), nil

@@ -106,12 +106,14 @@ func New(c Cluster) *Metrics {
 	counter("likesd_streams_accepted_total", "Streams peers opened to this node.", func(s cluster.Stats) uint64 { return s.StreamsAccepted })
 	counter("likesd_stream_resets_total", "Streams this node reset: a send hung while the peer answered pings, or the peer's breaker opened (what they held is left to repair).", func(s cluster.Stats) uint64 { return s.StreamResets })
 	for capName, f := range map[string]func(cluster.Stats) uint64{
-		"total": func(s cluster.Stats) uint64 { return s.StreamsRefused },
-		"peer":  func(s cluster.Stats) uint64 { return s.StreamsDisplaced },
+		"total":      func(s cluster.Stats) uint64 { return s.StreamsRefused },
+		"peer":       func(s cluster.Stats) uint64 { return s.StreamsDisplaced },
+		"handshakes": func(s cluster.Stats) uint64 { return s.HandshakesCut },
 	} {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "likesd_streams_capped_total",
-			Help:        "Streams from peers closed at a cap: cap=total, a new one refused while --max-streams were open; cap=peer, a peer's oldest closed for its newest.",
+			Name: "likesd_streams_capped_total",
+			Help: "Streams from peers closed at a cap: cap=total, a new one refused as its handshake ended while --max-streams were open; " +
+				"cap=peer, a peer's oldest closed for its newest; cap=handshakes, the oldest handshake in progress closed for a new one while --max-handshakes were.",
 			ConstLabels: prometheus.Labels{"cap": capName},
 		}, func() float64 { return float64(f(c.Stats())) }))
 	}
@@ -123,20 +125,24 @@ func New(c Cluster) *Metrics {
 		"auth":        func(r cluster.HandshakeRefusals) uint64 { return r.Auth },
 		"downgrade":   func(r cluster.HandshakeRefusals) uint64 { return r.Downgrade },
 		"peer":        func(r cluster.HandshakeRefusals) uint64 { return r.Peer },
+		"address":     func(r cluster.HandshakeRefusals) uint64 { return r.Address },
 	} {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "likesd_stream_handshakes_refused_total",
 			Help: "Stream handshakes refused, either way, by reason: malformed (a hello or reply that does not decode), label (another cluster's), " +
 				"keying (one side has a key, the other none), unknown_key (a key id not in this node's keyring), auth (no proof of the key for this " +
 				"session: a wrong key or a replayed hello), downgrade (a version 1 hello naming a node that speaks version 2, or no member), " +
-				"peer (the node that answered a dial is not the one dialed).",
+				"peer (the node that answered a dial is not the one dialed), address (a keyed hello naming no alive or suspect member, or one at another address).",
 			ConstLabels: prometheus.Labels{"reason": reason},
 		}, func() float64 { return float64(f(c.Stats().HandshakesRefused)) }))
 	}
-	counter("likesd_streams_timed_out_total", "Streams from peers closed because their hello, or a message once begun, did not arrive whole within the TCP timeout (a stalled or trickling peer).", func(s cluster.Stats) uint64 { return s.StreamsTimedOut })
+	counter("likesd_streams_timed_out_total", "Streams from peers closed because their handshake, or a message once begun, did not arrive whole within the TCP timeout (a stalled or trickling peer).", func(s cluster.Stats) uint64 { return s.StreamsTimedOut })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "likesd_streams_inbound", Help: "Streams peers hold open to this node now, hello read or not (at most --max-streams).",
+		Name: "likesd_streams_inbound", Help: "Streams peers hold open to this node now, handshake done (at most --max-streams).",
 	}, func() float64 { return float64(c.Stats().StreamsInbound) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "likesd_stream_handshakes_pending", Help: "Stream handshakes in progress now (at most --max-handshakes).",
+	}, func() float64 { return float64(c.Stats().HandshakesPending) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "likesd_stream_buffered_bytes", Help: "Bytes of buffer held now by stream messages being read (a buffer grows only as its message arrives).",
 	}, func() float64 { return float64(c.Stats().StreamBuffered) }))

@@ -21,6 +21,7 @@ type fakeCluster struct{}
 func (fakeCluster) Stats() cluster.Stats {
 	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, SyncSessions: 3, SyncPulled: 11,
 		StreamsInbound: 4, StreamsRefused: 12, StreamsDisplaced: 1, StreamsTimedOut: 6, StreamBuffered: 8192,
+		HandshakesPending: 3, HandshakesCut: 7,
 		HandshakesRefused: cluster.HandshakeRefusals{UnknownKey: 3, Auth: 2}, AcksRefused: 5, FramesRefused: 2, SyncStreamed: 8}
 }
 func (fakeCluster) QueuedFrames() int         { return 5 }
@@ -83,6 +84,8 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 		`likesd_streams_inbound 4`,
 		`likesd_streams_capped_total{cap="total"} 12`,
 		`likesd_streams_capped_total{cap="peer"} 1`,
+		`likesd_streams_capped_total{cap="handshakes"} 7`,
+		`likesd_stream_handshakes_pending 3`,
 		`likesd_stream_handshakes_refused_total{reason="unknown_key"} 3`,
 		`likesd_stream_handshakes_refused_total{reason="auth"} 2`,
 		`likesd_stream_handshakes_refused_total{reason="downgrade"} 0`,
