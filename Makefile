@@ -56,7 +56,6 @@ tidy-check: ## fail when go mod tidy would change go.mod or go.sum
 	go mod tidy -diff
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
-	go test -run '^$$' -fuzz '^FuzzUnmarshalBinary$$' -fuzztime $(FUZZTIME) ./internal/gset
 	go test -run '^$$' -fuzz '^FuzzOps$$' -fuzztime $(FUZZTIME) ./internal/gset
 	go test -run '^$$' -fuzz '^FuzzDecodeBlocks$$' -fuzztime $(FUZZTIME) ./internal/gset
 	go test -run '^$$' -fuzz '^FuzzString$$' -fuzztime $(FUZZTIME) ./internal/wire

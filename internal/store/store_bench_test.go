@@ -196,7 +196,7 @@ func BenchmarkLikers1M(b *testing.B) {
 }
 
 // BenchmarkSnapshot1M: walking a snapshot of 100 posts × 10,000 likers and
-// encoding every set, as a node serving a snapshot does.
+// writing every set in block form, as the wal's snapshot does.
 func BenchmarkSnapshot1M(b *testing.B) {
 	s, _ := New(DefaultConfig(), nil)
 	for p := 0; p < 100; p++ {
@@ -212,7 +212,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 	benchcpu.Report(b, func() {
 		for i := 0; i < b.N; i++ {
 			s.Snapshot(func(post string, users gset.Set) bool {
-				buf, _ = users.AppendBinary(buf[:0])
+				buf = users.AppendBlocks(buf[:0])
 				return true
 			})
 		}
