@@ -229,39 +229,6 @@ func (s *Store) Merge(likes []Like) []Like {
 	return added
 }
 
-// MergeSet merges a whole remote set of post's likers and returns the users
-// that were new here.
-func (s *Store) MergeSet(post string, users gset.Set) []string {
-	sh := s.shardOf(post)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	set, ok := sh.posts[post]
-	if !ok {
-		if users.Len() == 0 {
-			return nil
-		}
-		set = &postSet{}
-		sh.posts[post] = set
-	}
-	before := set.summary()
-	added := set.Merge(users)
-	if len(added) > 0 {
-		for _, u := range added {
-			set.digest += sh.key.Hash(u)
-		}
-		sh.rebucketLocked(post, before, set.summary())
-	}
-	for _, u := range added {
-		s.journalLocked(post, u)
-	}
-	if len(sh.waiting) > 0 {
-		for _, u := range added {
-			sh.wakeLocked(post, u)
-		}
-	}
-	return added
-}
-
 // SetJournal makes every like new to the replica from now on go to j.
 // Call it once, after recovery and before the store is shared.
 func (s *Store) SetJournal(j Journal) { s.journal = j }
@@ -337,7 +304,7 @@ func (s *Store) RestoreLike(post, user string) {
 // WaitHas reports whether user liked post, waiting until this replica holds
 // that like or ctx ends: true as soon as it is here (at once when it already
 // is, even if ctx has ended), false when ctx ended first. The add that
-// stores the like (Like, Merge or MergeSet) releases the wait: no polling,
+// stores the like (Like or Merge) releases the wait: no polling,
 // no goroutine, and nothing left behind when ctx ends.
 //
 // Waiters are kept per like, in the like's shard, under the lock the add

@@ -104,14 +104,6 @@ func TestMergeReturnsNewAndSkipsSink(t *testing.T) {
 	assert.Empty(t, s.Merge(nil))
 }
 
-func TestMergeSet(t *testing.T) {
-	s := newStore(t, nil)
-	s.Like("p", "a")
-	assert.Equal(t, []string{"b", "c"}, s.MergeSet("p", gset.New("a", "b", "c")))
-	assert.Nil(t, s.MergeSet("empty", gset.Set{}))
-	assert.Equal(t, Stats{Posts: 1, Likes: 3}, s.Stats(), "merging an empty set creates no post")
-}
-
 func TestSnapshotIsACopy(t *testing.T) {
 	s := newStore(t, nil)
 	s.Like("p1", "a")

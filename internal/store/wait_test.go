@@ -9,8 +9,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/likesd/likesd/internal/gset"
 )
 
 // waitingFor is how many WaitHas calls wait for post's like by user.
@@ -103,17 +101,6 @@ func TestWaitHasReleasedByMerge(t *testing.T) {
 	assert.Zero(t, s.waiters())
 }
 
-func TestWaitHasReleasedByMergeSet(t *testing.T) {
-	s := newStore(t, nil)
-	got := waitAsync(t, s, context.Background(), "p", "alice")
-	var set gset.Set
-	set.Add("bob")
-	set.Add("alice")
-	go s.MergeSet("p", set)
-	assert.True(t, receive(t, got))
-	assert.Zero(t, s.waiters())
-}
-
 func TestWaitHasTimesOut(t *testing.T) {
 	s := newStore(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -167,23 +154,18 @@ func TestWaitHasManyConcurrent(t *testing.T) {
 	require.Eventually(t, func() bool { return s.waitingCalls() == likes*perLike }, 10*time.Second, time.Millisecond,
 		"every call waits before any like arrives")
 	assert.Equal(t, likes, s.waiters())
-	// Release them three ways at once.
+	// Release them both ways at once.
 	var adders sync.WaitGroup
-	for k := 0; k < 3; k++ {
+	for k := 0; k < 2; k++ {
 		adders.Add(1)
 		go func(k int) {
 			defer adders.Done()
-			for i := k; i < likes; i += 3 {
+			for i := k; i < likes; i += 2 {
 				l := like(i)
-				switch k {
-				case 0:
+				if k == 0 {
 					s.Like(l.Post, l.User)
-				case 1:
+				} else {
 					s.Merge([]Like{l})
-				default:
-					var set gset.Set
-					set.Add(l.User)
-					s.MergeSet(l.Post, set)
 				}
 				if i == likes/2 {
 					cancelShort()
