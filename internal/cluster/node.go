@@ -351,18 +351,14 @@ func (n *Node) start(replica Replica) error {
 	return nil
 }
 
-// LikeAdded gives a like that is new to this node its dot and puts it in
-// the log, from which the fast path frames it (unless the node is alone:
-// see Node.alone). It never blocks on the
-// network: the log is a ring, and a like the fast path could not frame in
-// time reaches peers by anti-entropy.
-func (n *Node) LikeAdded(l store.Like) { n.logLikes([]store.Like{l}, true) }
-
-// logLikes gives likes consecutive dots, puts them in the log and returns
-// the first seq. unwaited says no write waits for their acknowledgements
-// (level one): only those may skip the log while the node is alone, for a
-// write waiting on a peer that joined since the last flush must have its
-// likes framed for it.
+// logLikes gives likes consecutive dots, puts them in the log, from which
+// the fast path frames them (unless the node is alone: see Node.alone),
+// and returns the first seq. It never blocks on the network: the log is a
+// ring, and a like the fast path could not frame in time reaches peers by
+// anti-entropy. Replicate is its one caller. unwaited says no write waits
+// for their acknowledgements (level one): only those may skip the log
+// while the node is alone, for a write waiting on a peer that joined since
+// the last flush must have its likes framed for it.
 func (n *Node) logLikes(likes []store.Like, unwaited bool) (first uint64) {
 	n.logMu.Lock()
 	first = n.seq + 1

@@ -284,7 +284,7 @@ func BenchmarkFreshNodeSync(b *testing.B) {
 		cfg.Seeds = []string{big.Addr()}
 		fresh, err := New(cfg)
 		require.NoError(b, err)
-		fst, err := store.New(store.DefaultConfig(), fresh)
+		fst, err := store.New(store.DefaultConfig(), nil)
 		require.NoError(b, err)
 		require.NoError(b, fresh.Start(fst))
 		deadline := time.Now().Add(60 * time.Second)
