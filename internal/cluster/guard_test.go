@@ -24,7 +24,7 @@ var badLikes = []store.Like{
 }
 
 func TestPeerGuardMergesOnlyValidLikes(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	logs := &logBuffer{}
 	g := newPeerGuard(st, 256, nil, testLogger(t, logs))

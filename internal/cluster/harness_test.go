@@ -94,7 +94,7 @@ func startNodeJournal(t *testing.T, addr, name string, seeds []string, tweak fun
 	}
 	n, err := New(cfg)
 	require.NoError(t, err)
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	if j != nil {
 		st.SetJournal(j)

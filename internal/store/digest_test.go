@@ -13,7 +13,7 @@ import (
 
 func newTestStore(t *testing.T, shards int) *Store {
 	t.Helper()
-	s, err := New(Config{Shards: shards}, nil)
+	s, err := New(Config{Shards: shards})
 	require.NoError(t, err)
 	return s
 }

@@ -72,7 +72,7 @@ func receive(t *testing.T, got <-chan bool) bool {
 }
 
 func TestWaitHasAtOnceWhenHeld(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	s.Like("p", "alice")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -82,7 +82,7 @@ func TestWaitHasAtOnceWhenHeld(t *testing.T) {
 }
 
 func TestWaitHasReleasedByLike(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	got := waitAsync(t, s, context.Background(), "p", "alice")
 	s.Like("p", "bob") // another user: still waiting
 	s.Like("q", "alice")
@@ -93,7 +93,7 @@ func TestWaitHasReleasedByLike(t *testing.T) {
 }
 
 func TestWaitHasReleasedByMerge(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	got := waitAsync(t, s, context.Background(), "p", "alice")
 	go s.Merge([]Like{{Post: "q", User: "x"}, {Post: "p", User: "alice"}})
 	assert.True(t, receive(t, got))
@@ -102,7 +102,7 @@ func TestWaitHasReleasedByMerge(t *testing.T) {
 }
 
 func TestWaitHasTimesOut(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	assert.False(t, s.WaitHas(ctx, "p", "alice"))
@@ -124,7 +124,7 @@ func TestWaitHasTimesOut(t *testing.T) {
 // and likes, while others give up: each answer is right and nothing is
 // left.
 func TestWaitHasManyConcurrent(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	const likes, perLike = 50, 8
 	like := func(i int) Like { return Like{Post: "p" + strconv.Itoa(i%7), User: "u" + strconv.Itoa(i)} }
 
