@@ -172,7 +172,7 @@ func TestReceiversForwardNewLikesOnce(t *testing.T) {
 	// is never forwarded: the counts below are final.
 	require.Eventually(t, func() bool {
 		for _, n := range []*testNode{a, b, c} {
-			if n.QueuedFrames() > 0 || len(n.inbox) > 0 {
+			if n.QueuedFrames() > 0 || n.inbox.Len() > 0 {
 				return false
 			}
 		}
@@ -571,7 +571,7 @@ func TestUnreachablePeerCostsOneFailedSend(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		a.enqueue(p, []byte{msgLikes})
 	}
-	close(p.queue)
+	p.queue.Close()
 	a.runPeer(p)
 	st := a.Stats()
 	assert.Equal(t, uint64(1), st.DirectErrors)

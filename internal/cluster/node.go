@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/antientropy"
+	"github.com/likesd/likesd/internal/dropq"
 	"github.com/likesd/likesd/internal/gset"
 	"github.com/likesd/likesd/internal/store"
 )
@@ -139,8 +140,8 @@ var ErrClosed = errors.New("cluster: node closed")
 type Node struct {
 	cfg    Config
 	log    zerolog.Logger
-	origin uint64 // this process start's identity in dots
-	inbox  chan received
+	origin uint64                 // this process start's identity in dots
+	inbox  *dropq.Queue[received] // full: dropped, counted in InboxDropped
 	stats  counters
 
 	started int64 // when New ran (Unix ns), in the node meta (members.go)
@@ -230,13 +231,13 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger.With().Str("component", "cluster").Str("node", cfg.NodeName).Logger(),
 		origin:  binary.BigEndian.Uint64(b[:]) | 1, // never 0
 		started: time.Now().UnixNano(),
-		inbox:   make(chan received, cfg.InboxSize),
 		ring:    make([]store.Like, min(cfg.LogSize, initialLogRing)),
 		flushCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		strays:  make(chan string, 16),
 		members: newMemberTable(cfg.NodeName, cfg.gossipToTheDeadTime()),
 	}
+	n.inbox = dropq.New[received](cfg.InboxSize, &n.stats.inboxDropped)
 	switch {
 	case cfg.Keyring != nil:
 		n.keys = &keyring{ring: cfg.Keyring}
@@ -773,7 +774,7 @@ func (n *Node) applyLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case in := <-n.inbox:
+		case in := <-n.inbox.C():
 			if err := n.handle(in); err != nil {
 				n.stats.decodeErrors.Add(1)
 				n.log.Warn().Err(err).Int("bytes", len(in.msg)).Msg("bad message dropped")
