@@ -420,7 +420,7 @@ func buildDataDir(ctx context.Context, dir string, data dataset, snapLikes int64
 	defer stop()
 	const logged = 1000
 	open := func(snapshotBytes int64) (*store.Store, *wal.Log, wal.Recovery, error) {
-		st, err := store.New(store.DefaultConfig(), nil)
+		st, err := store.New(store.DefaultConfig())
 		if err != nil {
 			return nil, nil, wal.Recovery{}, err
 		}

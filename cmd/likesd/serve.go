@@ -202,7 +202,7 @@ func closeDisk(ctx context.Context, disk *wal.Log, log zerolog.Logger) {
 func assemble(o options, log zerolog.Logger, budget *membudget.Budget) (_ *cluster.Node, _ *api.Server, _ *store.Store, disk *wal.Log, err error) {
 	// The API hands every like to the node itself (Replicate), so the
 	// store reports to nobody.
-	replica, err := store.New(o.store, nil)
+	replica, err := store.New(o.store)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

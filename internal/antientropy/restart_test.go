@@ -17,7 +17,7 @@ func restartedCluster(t *testing.T, seed uint64, recovered map[string][]store.Li
 	s := newSim(t, seed)
 	for i := range len(recovered) {
 		name := fmt.Sprintf("n%02d", i+1)
-		st, err := store.New(store.Config{Shards: 4}, nil)
+		st, err := store.New(store.Config{Shards: 4})
 		require.NoError(t, err)
 		st.Merge(recovered[name])
 		c := s.cfg(name, true)

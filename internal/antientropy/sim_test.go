@@ -115,7 +115,7 @@ func (s *sim) cfg(name string, hasSeeds bool) Config {
 func (s *sim) add() *simNode {
 	s.nextName++
 	name := fmt.Sprintf("n%02d", s.nextName)
-	st, err := store.New(store.Config{Shards: 4}, nil)
+	st, err := store.New(store.Config{Shards: 4})
 	require.NoError(s.t, err)
 	st.Rekey(s.key)
 	sy, err := New(s.cfg(name, len(s.order) > 0), st)

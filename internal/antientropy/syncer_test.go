@@ -15,7 +15,7 @@ var t0 = time.Unix(1_700_000_000, 0)
 
 func newSyncer(t *testing.T, name string, hasSeeds bool) (*Syncer, *store.Store) {
 	t.Helper()
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	c := DefaultConfig()
 	c.Name, c.HasSeeds = name, hasSeeds

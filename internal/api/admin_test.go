@@ -25,7 +25,7 @@ var operatorPaths = []string{"/metrics", "/v1/cluster", "/healthz", "/readyz", "
 
 func adminServer(t *testing.T, adminAddr string) *Server {
 	t.Helper()
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	m := &fakeMembers{}
 	m.joined.Store(true)
@@ -114,7 +114,7 @@ func TestAdminAddrIsNotAddr(t *testing.T) {
 // The access log line names the request (its id, as the reply gave it),
 // its route pattern and status; a 5xx's error line carries the id too.
 func TestAccessLog(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	var logs syncBuf
 	srv, err := New(DefaultConfig(), panicky{st}, &fakeMembers{}, zerolog.New(&logs))
@@ -192,7 +192,7 @@ func TestAdminKeyringShowsFingerprints(t *testing.T) {
 	}
 	assert.Equal(t, map[string]any{"encrypted": false, "primary": "", "keys": []any{}}, get(adminServer(t, "127.0.0.1:1")))
 
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	cfg := DefaultConfig()
 	cfg.AdminAddr = "127.0.0.1:1"

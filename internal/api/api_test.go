@@ -36,7 +36,7 @@ type fixture struct {
 func newFixture(t testing.TB) *fixture { return newFixtureConfig(t, DefaultConfig()) }
 
 func newFixtureConfig(t testing.TB, cfg Config) *fixture {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	m := &fakeMembers{}
 	m.joined.Store(true)
@@ -278,7 +278,7 @@ type panicky struct{ *store.Store }
 func (panicky) Like(string, string) (bool, int) { panic("boom") }
 
 func TestPanicBecomesJSON500(t *testing.T) {
-	st, _ := store.New(store.DefaultConfig(), nil)
+	st, _ := store.New(store.DefaultConfig())
 	srv, err := New(DefaultConfig(), panicky{st}, &fakeMembers{}, zerolog.Nop())
 	require.NoError(t, err)
 	f := &fixture{srv: srv, store: st}

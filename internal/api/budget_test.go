@@ -19,7 +19,7 @@ func (b *switchBudget) Over() bool { return b.over.Load() }
 // Issue #20: past its memory budget a node refuses new likes (507), and
 // serves repeats, reads and readiness as before.
 func TestOverBudgetRefusesOnlyNewLikes(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	m := &fakeMembers{}
 	m.joined.Store(true)

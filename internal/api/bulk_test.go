@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,7 +13,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/store"
+	"github.com/likesd/likesd/internal/vclock"
 )
 
 func TestBulkImport(t *testing.T) {
@@ -128,33 +131,38 @@ func TestBulkImportTakesTenThousand(t *testing.T) {
 	assert.Equal(t, 10000, f.store.Stats().Likes)
 }
 
-type sink struct {
-	mu  sync.Mutex
-	got []store.Like
+// recordingReplicator keeps what each Replicate call was handed (copies:
+// the API reuses its slices).
+type recordingReplicator struct {
+	mu    sync.Mutex
+	likes []store.Like
+	added []bool
 }
 
-func (s *sink) LikeAdded(l store.Like) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.got = append(s.got, l)
+func (r *recordingReplicator) Replicate(_ context.Context, _ acks.Level, likes []store.Like, added []bool) (acks.Result, vclock.Dot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.likes = append(r.likes, likes...)
+	r.added = append(r.added, added...)
+	return acks.Result{Replicas: 1, Want: 1}, vclock.Dot{}
 }
 
-// New likes of a bulk import go to the cluster as any like does: through
-// the store's Sink; likes already there do not.
+// A bulk import goes to the cluster as any like does: every like through
+// Replicate, each marked new or not as the store found it.
 func TestBulkImportIsReplicated(t *testing.T) {
-	out := &sink{}
-	st, err := store.New(store.DefaultConfig(), out)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	st.Like("p", "old")
-	srv, err := New(DefaultConfig(), st, &fakeMembers{}, zerolog.Nop())
+	out := &recordingReplicator{}
+	srv, err := New(DefaultConfig(), st, &fakeMembers{}, zerolog.Nop(), Options{Replicator: out})
 	require.NoError(t, err)
 	f := &fixture{srv: srv, store: st}
 	got := f.do(t, "POST", "/v1/likes", `{"likes":[{"post":"p","user":"old"},{"post":"p","user":"new"},{"post":"q","user":"new"}]}`)
 	require.Equal(t, http.StatusOK, got.status, got.raw)
 	out.mu.Lock()
 	defer out.mu.Unlock()
-	require.Len(t, out.got, 3)
-	assert.Equal(t, []store.Like{{Post: "p", User: "new"}, {Post: "q", User: "new"}}, out.got[1:])
+	assert.Equal(t, []store.Like{{Post: "p", User: "old"}, {Post: "p", User: "new"}, {Post: "q", User: "new"}}, out.likes)
+	assert.Equal(t, []bool{false, true, true}, out.added)
 }
 
 // bulkBody is a bulk import of n likes, perPost users for each post, with

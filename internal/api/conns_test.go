@@ -21,7 +21,7 @@ import (
 // MaxConns of them in this process; once they go, others are served
 // (review of #20: connections were unbounded).
 func TestConnectionsPastTheCapAreNotTaken(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	m := &fakeMembers{}
 	m.joined.Store(true)
@@ -68,7 +68,7 @@ func TestConnectionsPastTheCapAreNotTaken(t *testing.T) {
 // send their bodies slowly hold connections, not slots, and another
 // client's like is served meanwhile (review of #20).
 func TestStalledLikeBodiesHoldNoWriteSlot(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	m := &fakeMembers{}
 	m.joined.Store(true)
@@ -105,7 +105,7 @@ func TestStalledLikeBodiesHoldNoWriteSlot(t *testing.T) {
 // over a connection) and returns its address.
 func serveBulkTest(t *testing.T, cfg Config) string {
 	t.Helper()
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	m := &fakeMembers{}
 	m.joined.Store(true)

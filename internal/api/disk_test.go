@@ -14,7 +14,7 @@ import (
 // While the disk takes no writes, a write is refused before it touches the
 // replica (507, Retry-After), and reads go on.
 func TestAnUnwritableDiskRefusesWritesAndKeepsReads(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	st.Like("p", "before")
 	st.SetJournal(fullDisk{})

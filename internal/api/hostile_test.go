@@ -171,7 +171,7 @@ func TestHostileClients(t *testing.T) {
 	go func() { defer close(budgetDone); budget.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-budgetDone })
 
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	m := &fakeMembers{}
 	m.joined.Store(true)

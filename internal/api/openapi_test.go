@@ -211,7 +211,7 @@ func TestOpenAPIContract(t *testing.T) {
 		for _, method := range methodsOf(tc.method) {
 			name := fmt.Sprintf("%s %.60s %d", method, tc.target, tc.want)
 			t.Run(name, func(t *testing.T) {
-				st, err := store.New(store.DefaultConfig(), nil)
+				st, err := store.New(store.DefaultConfig())
 				require.NoError(t, err)
 				members := &fakeMembers{}
 				members.joined.Store(true)
@@ -324,7 +324,7 @@ func newRequest(method, target, body string) *http.Request {
 // The router serves exactly the documented routes and methods.
 func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	doc, _ := loadOpenAPI(t)
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	srv := contractServer(t, st, &fakeMembers{})
 	var served, documented []string

@@ -61,7 +61,7 @@ func withVersion(target, token string) string {
 func TestReadWaitsForItsVersion(t *testing.T) {
 	for _, tt := range versionReads {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := store.New(store.DefaultConfig(), nil)
+			st, err := store.New(store.DefaultConfig())
 			require.NoError(t, err)
 			likes := signalingLikes{st, make(chan store.Like, 1)}
 			cfg := DefaultConfig()
@@ -168,7 +168,7 @@ func TestReadVersionNotSeen(t *testing.T) {
 
 // A client that goes away stops the wait.
 func TestReadVersionClientGone(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	likes := signalingLikes{st, make(chan store.Like, 1)}
 	cfg := DefaultConfig()

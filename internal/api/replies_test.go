@@ -186,7 +186,7 @@ func (m *methodsSeen) ObserveRequest(_, method string, _ int, _ time.Duration) {
 // The Observer is given methods from a closed set, whatever the client
 // sends.
 func TestObservedMethodsAreAClosedSet(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	seen := &methodsSeen{methods: map[string]bool{}}
 	srv, err := New(DefaultConfig(), st, &fakeMembers{}, zerolog.Nop(), Options{Observer: seen})

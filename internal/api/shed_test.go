@@ -89,7 +89,7 @@ func TestCompartmentsShedLoadOnTheirOwn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := store.New(store.DefaultConfig(), nil)
+			st, err := store.New(store.DefaultConfig())
 			require.NoError(t, err)
 			cfg := DefaultConfig()
 			cfg.MaxWrites, cfg.MaxBulk, cfg.MaxReads = 2, 2, 2
@@ -137,7 +137,7 @@ func TestCompartmentsShedLoadOnTheirOwn(t *testing.T) {
 // out the others (review of #20), and once its like comes each takes a
 // slot again to answer. Writes are served meanwhile.
 func TestReadsWaitingForAVersionHoldNoReadSlot(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	likes := signalingLikes{Store: st, waiting: make(chan store.Like)}
 	cfg := DefaultConfig()
@@ -172,7 +172,7 @@ func TestReadsWaitingForAVersionHoldNoReadSlot(t *testing.T) {
 // like any read then (429, Retry-After): the bound holds, and nothing
 // queues; its retry finds the like here and does not wait.
 func TestAWaiterWokenIntoAFullCompartmentIsRefused(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	likes := signalingLikes{Store: st, waiting: make(chan store.Like)}
 	cfg := DefaultConfig()
@@ -194,7 +194,7 @@ func TestAWaiterWokenIntoAFullCompartmentIsRefused(t *testing.T) {
 // A read that held the compartment's only slot keeps the bound: another
 // read is refused meanwhile.
 func TestReadCompartment(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	cfg := DefaultConfig()
 	cfg.MaxReads = 1
@@ -211,7 +211,7 @@ func TestReadCompartment(t *testing.T) {
 // A client's bulk imports over its rate are refused; another client's are
 // not; and the buckets kept stay bounded.
 func TestBulkRatePerClient(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	cfg := DefaultConfig()
 	cfg.BulkRate, cfg.BulkBurst = 0.001, 2 // a token every 1000s: the test never sees one come back
@@ -259,7 +259,7 @@ func TestBulkRateKeysIPv6ByNetwork(t *testing.T) {
 		assert.NotEqual(t, clientOf(&http.Request{RemoteAddr: other[0]}), clientOf(&http.Request{RemoteAddr: other[1]}), "%s and %s", other[0], other[1])
 	}
 
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	cfg := DefaultConfig()
 	cfg.BulkRate, cfg.BulkBurst = 0.001, 2

@@ -23,7 +23,7 @@ func tokenServer(t *testing.T, file string) (*Server, *store.Store, *refusals) {
 	t.Helper()
 	tokens, err := ParseTokens(strings.NewReader(file))
 	require.NoError(t, err)
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	m := &fakeMembers{}
 	m.joined.Store(true)
@@ -117,7 +117,7 @@ func TestParseTokensRejects(t *testing.T) {
 func TestBulkRateByToken(t *testing.T) {
 	tokens, err := ParseTokens(strings.NewReader("write a " + writeToken + "\nwrite b " + readToken + "\n"))
 	require.NoError(t, err)
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	cfg := DefaultConfig()
 	cfg.BulkRate, cfg.BulkBurst = 0.001, 1

@@ -24,7 +24,7 @@ func (oneNode) Ready() bool { return true }
 // The client against the real API handler: ids with reserved characters
 // round-trip, errors come back typed.
 func TestClientAgainstTheAPI(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	srv, err := api.New(api.DefaultConfig(), st, oneNode{}, zerolog.Nop())
 	require.NoError(t, err)

@@ -60,12 +60,6 @@ func waitConverged(t *testing.T, want map[string]int, nodes ...*testNode) {
 	}, waitLong, 20*time.Millisecond)
 }
 
-func like(n *testNode, post string, users ...string) {
-	for _, u := range users {
-		n.store.Like(post, u)
-	}
-}
-
 func users(prefix string, k int) []string {
 	out := make([]string, k)
 	for i := range out {
@@ -178,7 +172,7 @@ func TestReceiversForwardNewLikesOnce(t *testing.T) {
 	// is never forwarded: the counts below are final.
 	require.Eventually(t, func() bool {
 		for _, n := range []*testNode{a, b, c} {
-			if n.QueuedFrames() > 0 || len(n.inbox) > 0 {
+			if n.QueuedFrames() > 0 || n.inbox.Len() > 0 {
 				return false
 			}
 		}
@@ -316,7 +310,12 @@ func TestJoinRetriesUntilSeedAppears(t *testing.T) {
 	waitMembers(t, []string{"joiner", "seed"}, joiner, seed)
 }
 
-// LikeAdded never blocks: likes wait in the log; before Start nothing frames
+// logLike logs l on a node that was never started, as Replicate at level
+// one logs a like new to the node (Replicate itself needs a started node's
+// store).
+func logLike(n *Node, l store.Like) { n.logLikes([]store.Like{l}, true) }
+
+// Logging never blocks: likes wait in the log; before Start nothing frames
 // them, and past LogSize the oldest unframed ones are counted as overrun
 // (they are stored, and reach the others by snapshot).
 func TestLogNeverBlocksAndCountsOverrun(t *testing.T) {
@@ -327,7 +326,7 @@ func TestLogNeverBlocksAndCountsOverrun(t *testing.T) {
 	n, err := New(cfg)
 	require.NoError(t, err)
 	for i := 0; i < 40; i++ {
-		n.LikeAdded(store.Like{Post: "p", User: fmt.Sprint(i)})
+		logLike(n, store.Like{Post: "p", User: fmt.Sprint(i)})
 	}
 	n.flushLog() // as flushLoop would, with nobody to send to
 	assert.Equal(t, uint64(24), n.Stats().LogOverrun)
@@ -347,7 +346,7 @@ func TestLogGrowsOnlyWhenLikesWaitAndForgetsFramedOnes(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, n.ring, initialLogRing)
 	for i := 0; i < 3000; i++ {
-		n.LikeAdded(store.Like{Post: "p", User: fmt.Sprint(i)})
+		logLike(n, store.Like{Post: "p", User: fmt.Sprint(i)})
 	}
 	require.Len(t, n.ring, 4096, "1024, 2048, then 4096 as likes waited")
 	for s := uint64(1); s <= 3000; s++ {
@@ -360,7 +359,7 @@ func TestLogGrowsOnlyWhenLikesWaitAndForgetsFramedOnes(t *testing.T) {
 		require.Equal(t, store.Like{}, l, "slot %d still holds a framed like", i)
 	}
 	for i := 0; i < 5000; i++ {
-		n.LikeAdded(store.Like{Post: "p", User: fmt.Sprint(i)})
+		logLike(n, store.Like{Post: "p", User: fmt.Sprint(i)})
 	}
 	require.Len(t, n.ring, 4096, "never past LogSize")
 	n.flushLog()
@@ -370,14 +369,14 @@ func TestLogGrowsOnlyWhenLikesWaitAndForgetsFramedOnes(t *testing.T) {
 	require.Len(t, n.ring, 4096, "kept through a burst")
 	n.ringGrown = n.ringGrown.Add(-ringShrinkAfter - time.Second)
 	for i := 0; i < 2000; i++ {
-		n.LikeAdded(store.Like{Post: "p", User: fmt.Sprint(i)})
+		logLike(n, store.Like{Post: "p", User: fmt.Sprint(i)})
 	}
 	n.flushLog()
 	require.Len(t, n.ring, 4096, "a flush that needed more than the first size: the burst goes on")
 	n.ringGrown = n.ringGrown.Add(-ringShrinkAfter - time.Second)
 	n.flushLog()
 	require.Len(t, n.ring, initialLogRing, "back to its first size once the burst is over")
-	n.LikeAdded(store.Like{Post: "p", User: "after"})
+	logLike(n, store.Like{Post: "p", User: "after"})
 	n.flushLog()
 	assert.Equal(t, uint64(3000+4096+2000+1), n.Stats().LikesQueued)
 	require.NoError(t, n.Close(context.Background()))
@@ -558,7 +557,7 @@ func TestAJoinEndsALoneNodesSkippingAtOnce(t *testing.T) {
 	(&events{n: a.Node}).NotifyJoin(&memberlist.Node{Name: "z", Addr: net.ParseIP(host), Port: uint16(zPort)})
 	require.False(t, isAlone(), "the join cleared it, before any flush")
 	before := a.Stats().LoggedAlone
-	a.LikeAdded(store.Like{Post: "p", User: "u"})
+	like(a, "p", "u")
 	assert.Equal(t, before, a.Stats().LoggedAlone, "logged for z, not counted sent to no one")
 }
 
@@ -574,7 +573,7 @@ func TestUnreachablePeerCostsOneFailedSend(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		a.enqueue(p, []byte{msgLikes})
 	}
-	close(p.queue)
+	p.queue.Close()
 	a.runPeer(p)
 	st := a.Stats()
 	assert.Equal(t, uint64(1), st.DirectErrors)

@@ -45,11 +45,7 @@ func (n *Node) receive(peer string, msg []byte) {
 		n.handleAck(peer, msg)
 		return
 	}
-	select {
-	case n.inbox <- received{msg: msg, peer: peer}:
-	default:
-		n.stats.inboxDropped.Add(1)
-	}
+	n.inbox.Offer(received{msg: msg, peer: peer}) // full: dropped, counted in InboxDropped
 }
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {

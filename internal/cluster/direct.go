@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/likesd/likesd/internal/dropq"
 )
 
 // The direct fast path: one sender per peer sends its batches on the
@@ -45,8 +47,8 @@ const maxPings = 32
 // peerSender sends batches to one peer, in order, from a bounded queue.
 type peerSender struct {
 	peer      peer
-	node      *memberlist.Node // the sender's own copy, for memberlist's calls
-	queue     chan []byte
+	node      *memberlist.Node     // the sender's own copy, for memberlist's calls
+	queue     *dropq.Queue[[]byte] // drops its oldest batch when full
 	done      chan struct{}
 	abandoned atomic.Int32 // sends left in flight
 
@@ -84,21 +86,11 @@ func (n *Node) sendDirect(frame []byte, first, last uint64) {
 }
 
 // enqueue never blocks: when the peer's queue is full the oldest batch is
-// dropped (counted) and left to anti-entropy.
+// dropped (counted in PeerDropped) and left to anti-entropy.
 func (n *Node) enqueue(p *peerSender, frame []byte) {
 	n.directPending.Add(1)
-	for {
-		select {
-		case p.queue <- frame:
-			return
-		default:
-		}
-		select {
-		case <-p.queue:
-			n.directPending.Add(-1)
-			n.stats.peerDropped.Add(1)
-		default:
-		}
+	if k := p.queue.Push(frame); k > 0 {
+		n.directPending.Add(-int64(k))
 	}
 }
 
@@ -116,7 +108,7 @@ func (n *Node) startPeer(t peer) *peerSender {
 }
 
 func (n *Node) newPeer(t peer) *peerSender {
-	return &peerSender{peer: t, node: t.node(), queue: make(chan []byte, n.cfg.PeerQueue), done: make(chan struct{})}
+	return &peerSender{peer: t, node: t.node(), queue: dropq.New[[]byte](n.cfg.PeerQueue, &n.stats.peerDropped), done: make(chan struct{})}
 }
 
 // runPeer sends p's batches until its queue is closed (see above).
@@ -145,7 +137,7 @@ func (n *Node) runPeer(p *peerSender) {
 			return
 		default:
 			select {
-			case f, ok := <-p.queue:
+			case f, ok := <-p.queue.C():
 				if !ok {
 					return
 				}
@@ -155,7 +147,7 @@ func (n *Node) runPeer(p *peerSender) {
 					frame, backlog = backlog[k-1], backlog[:k-1]
 					break
 				}
-				f, ok := <-p.queue
+				f, ok := <-p.queue.C()
 				if !ok {
 					return
 				}
@@ -173,7 +165,7 @@ func (n *Node) runPeer(p *peerSender) {
 			}
 			for drained := false; !drained; {
 				select {
-				case f, ok := <-p.queue:
+				case f, ok := <-p.queue.C():
 					if !ok {
 						return
 					}
@@ -208,7 +200,7 @@ func (n *Node) runPeer(p *peerSender) {
 func (n *Node) joinQueued(p *peerSender, frame []byte) (joined, carry []byte, closed bool) {
 	for {
 		select {
-		case f, ok := <-p.queue:
+		case f, ok := <-p.queue.C():
 			if !ok {
 				return frame, nil, true
 			}
@@ -351,7 +343,7 @@ func (n *Node) awaitPeer(p *peerSender) bool {
 	n.log.Warn().Str("peer", p.peer.name).Msg("send to peer failed: its batches are dropped (left to repair) until it answers")
 	for drained := false; !drained; { // what is queued is older than the cut
 		select {
-		case _, ok := <-p.queue:
+		case _, ok := <-p.queue.C():
 			if !ok {
 				return false
 			}
@@ -365,7 +357,7 @@ func (n *Node) awaitPeer(p *peerSender) bool {
 	pr.ping()
 	for {
 		select {
-		case _, ok := <-p.queue:
+		case _, ok := <-p.queue.C():
 			if !ok {
 				return false
 			}
@@ -439,7 +431,7 @@ func (n *Node) waitSends(ctx context.Context) {
 // stopPeer closes the peer's queue; its sender finishes what is queued.
 func (n *Node) stopPeer(name string) {
 	if p, ok := n.peers[name]; ok {
-		close(p.queue)
+		p.queue.Close()
 		delete(n.peers, name)
 		n.sendersMu.Lock()
 		if n.senders[name] == p {

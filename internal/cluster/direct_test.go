@@ -40,7 +40,7 @@ func TestPeerGetsBatchesSoonAfterItAnswersAgain(t *testing.T) {
 				case <-stop:
 					return
 				case <-tick.C:
-					a.store.Like(post, fmt.Sprint(i))
+					like(a, post, fmt.Sprint(i))
 				}
 			}
 		}()

@@ -24,7 +24,7 @@ var badLikes = []store.Like{
 }
 
 func TestPeerGuardMergesOnlyValidLikes(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	logs := &logBuffer{}
 	g := newPeerGuard(st, 256, nil, testLogger(t, logs))
@@ -52,7 +52,7 @@ func TestBadLikesInAFrameAreRefused(t *testing.T) {
 		fb.add(uint64(i+1), l)
 	}
 	frame, _ := fb.take()
-	n.inbox <- received{msg: frame}
+	require.True(t, n.inbox.Offer(received{msg: frame}))
 	require.Eventually(t, func() bool { return n.PeerLikesRefused() == uint64(len(badLikes)) }, waitLong, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return n.store.Has("p", "ok2") }, waitLong, 10*time.Millisecond)
 	assert.True(t, n.store.Has("p", "ok1"))

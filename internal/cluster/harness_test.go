@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/faultnet"
 	"github.com/likesd/likesd/internal/store"
 )
@@ -93,7 +94,7 @@ func startNodeJournal(t *testing.T, addr, name string, seeds []string, tweak fun
 	}
 	n, err := New(cfg)
 	require.NoError(t, err)
-	st, err := store.New(store.DefaultConfig(), n)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	if j != nil {
 		st.SetJournal(j)
@@ -101,6 +102,25 @@ func startNodeJournal(t *testing.T, addr, name string, seeds []string, tweak fun
 	require.NoError(t, n.Start(st))
 	t.Cleanup(func() { cleanupClose(t, n) })
 	return &testNode{Node: n, store: st, logs: logs}
+}
+
+// write takes a like on n the way production does (internal/api's like
+// handler): the store first, then Replicate at level with what the store
+// said was new. Every like a cluster test makes goes through here or
+// through Replicate itself; tests that want a like only in a store, which
+// the fast path never saw, say so and Merge it into the store directly.
+func write(n *testNode, level acks.Level, post, user string) acks.Result {
+	added, _ := n.store.Like(post, user)
+	res, _ := n.Replicate(context.Background(), level, []store.Like{{Post: post, User: user}}, []bool{added})
+	return res
+}
+
+// like takes likes on n as a client asking ?w=1 has them taken: stored,
+// logged for the fast path when new, no wait for acknowledgements.
+func like(n *testNode, post string, users ...string) {
+	for _, u := range users {
+		write(n, acks.One, post, u)
+	}
 }
 
 // logBuffer keeps a node's log lines for assertions.

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/antientropy"
+	"github.com/likesd/likesd/internal/dropq"
 	"github.com/likesd/likesd/internal/gset"
 	"github.com/likesd/likesd/internal/store"
 )
@@ -144,8 +145,8 @@ var ErrClosed = errors.New("cluster: node closed")
 type Node struct {
 	cfg    Config
 	log    zerolog.Logger
-	origin uint64 // this process start's identity in dots
-	inbox  chan received
+	origin uint64                 // this process start's identity in dots
+	inbox  *dropq.Queue[received] // full: dropped, counted in InboxDropped
 	stats  counters
 
 	started int64 // when New ran (Unix ns), in the node meta (members.go)
@@ -235,13 +236,13 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger.With().Str("component", "cluster").Str("node", cfg.NodeName).Logger(),
 		origin:  binary.BigEndian.Uint64(b[:]) | 1, // never 0
 		started: time.Now().UnixNano(),
-		inbox:   make(chan received, cfg.InboxSize),
 		ring:    make([]store.Like, min(cfg.LogSize, initialLogRing)),
 		flushCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		strays:  make(chan string, 16),
 		members: newMemberTable(cfg.NodeName, cfg.gossipToTheDeadTime()),
 	}
+	n.inbox = dropq.New[received](cfg.InboxSize, &n.stats.inboxDropped)
 	switch {
 	case cfg.Keyring != nil:
 		n.keys = &keyring{ring: cfg.Keyring}
@@ -356,18 +357,14 @@ func (n *Node) start(replica Replica) error {
 	return nil
 }
 
-// LikeAdded gives a like that is new to this node its dot and puts it in
-// the log, from which the fast path frames it (unless the node is alone:
-// see Node.alone). It never blocks on the
-// network: the log is a ring, and a like the fast path could not frame in
-// time reaches peers by anti-entropy.
-func (n *Node) LikeAdded(l store.Like) { n.logLikes([]store.Like{l}, true) }
-
-// logLikes gives likes consecutive dots, puts them in the log and returns
-// the first seq. unwaited says no write waits for their acknowledgements
-// (level one): only those may skip the log while the node is alone, for a
-// write waiting on a peer that joined since the last flush must have its
-// likes framed for it.
+// logLikes gives likes consecutive dots, puts them in the log, from which
+// the fast path frames them (unless the node is alone: see Node.alone),
+// and returns the first seq. It never blocks on the network: the log is a
+// ring, and a like the fast path could not frame in time reaches peers by
+// anti-entropy. Replicate is its one caller. unwaited says no write waits
+// for their acknowledgements (level one): only those may skip the log
+// while the node is alone, for a write waiting on a peer that joined since
+// the last flush must have its likes framed for it.
 func (n *Node) logLikes(likes []store.Like, unwaited bool) (first uint64) {
 	n.logMu.Lock()
 	first = n.seq + 1
@@ -782,7 +779,7 @@ func (n *Node) applyLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case in := <-n.inbox:
+		case in := <-n.inbox.C():
 			if err := n.handle(in); err != nil {
 				n.stats.decodeErrors.Add(1)
 				n.log.Warn().Err(err).Int("bytes", len(in.msg)).Msg("bad message dropped")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/likesd/likesd/internal/antientropy"
+	"github.com/likesd/likesd/internal/dropq"
 	"github.com/likesd/likesd/internal/gset"
 )
 
@@ -27,12 +28,12 @@ const joinAttemptsBeforeAlone = 5
 // otherwise through memberlist.
 type syncDriver struct {
 	n     *Node
-	sy    *antientropy.Syncer // owned by run
-	inbox chan *antientropy.Message
-	joins chan bool       // join attempts: reached another member?
-	fails chan string     // peers a message could not be sent to
-	urges chan string     // peers to start a session with now
-	leave chan chan error // Close asks for a hand-off; answered when done
+	sy    *antientropy.Syncer                // owned by run
+	inbox *dropq.Queue[*antientropy.Message] // full: dropped, counted in stats.dropped
+	joins chan bool                          // join attempts: reached another member?
+	fails chan string                        // peers a message could not be sent to
+	urges chan string                        // peers to start a session with now
+	leave chan chan error                    // Close asks for a hand-off; answered when done
 	tick  time.Duration
 
 	synced    atomic.Bool
@@ -56,7 +57,7 @@ type syncDriver struct {
 }
 
 type syncSender struct {
-	q    chan []byte
+	q    *dropq.Queue[[]byte] // full: dropped, counted in stats.dropped
 	stop context.CancelFunc
 }
 
@@ -78,9 +79,8 @@ func newSyncDriver(n *Node, replica antientropy.Replica) (*syncDriver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &syncDriver{
+	d := &syncDriver{
 		n: n, sy: sy,
-		inbox:        make(chan *antientropy.Message, 1024),
 		joins:        make(chan bool, 16),
 		fails:        make(chan string, 64),
 		urges:        make(chan string, 64),
@@ -88,18 +88,16 @@ func newSyncDriver(n *Node, replica antientropy.Replica) (*syncDriver, error) {
 		tick:         min(max(n.cfg.SyncInterval/5, 5*time.Millisecond), 50*time.Millisecond),
 		senders:      map[string]*syncSender{},
 		unkeyedPeers: map[string]bool{},
-	}, nil
+	}
+	d.inbox = dropq.New[*antientropy.Message](1024, &d.stats.dropped)
+	return d, nil
 }
 
 // deliver hands a decoded message to the loop without blocking; when the
 // loop is behind, the message is dropped and its session times out.
 func (d *syncDriver) deliver(m *antientropy.Message, size int) {
 	d.stats.bytesIn.Add(uint64(size))
-	select {
-	case d.inbox <- m:
-	default:
-		d.stats.dropped.Add(1)
-	}
+	d.inbox.Offer(m)
 }
 
 // urge asks for a session with peer now: it joined, or answers again after
@@ -138,7 +136,7 @@ func (d *syncDriver) run(ctx context.Context) {
 				w <- ctx.Err()
 			}
 			return
-		case m := <-d.inbox:
+		case m := <-d.inbox.C():
 			d.do(ctx, d.sy.Step(time.Now(), m))
 		case reached := <-d.joins:
 			d.sy.JoinAttempted(time.Now(), reached)
@@ -277,16 +275,13 @@ func (d *syncDriver) send(ctx context.Context, to string, m *antientropy.Message
 	s, ok := d.senders[to]
 	if !ok {
 		sctx, stop := context.WithCancel(ctx)
-		s = &syncSender{q: make(chan []byte, 256), stop: stop}
+		s = &syncSender{q: dropq.New[[]byte](256, &d.stats.dropped), stop: stop}
 		d.senders[to] = s
 		d.wg.Add(1)
-		go func() { defer d.wg.Done(); d.sendLoop(sctx, to, s.q) }()
+		go func() { defer d.wg.Done(); d.sendLoop(sctx, to, s.q.C()) }()
 	}
 	msg := m.Append([]byte{msgSync})
-	select {
-	case s.q <- msg:
-	default:
-		d.stats.dropped.Add(1)
+	if !s.q.Offer(msg) {
 		if m.Kind.IsRequest() { // our own session cannot go on
 			d.do(ctx, d.sy.Unreachable(time.Now(), to))
 		} // a dropped answer times out the peer's session, not one of ours
@@ -299,7 +294,7 @@ func (d *syncDriver) send(ctx context.Context, to string, m *antientropy.Message
 // after the network returned does not wait behind it.
 const sendsPerPeer = 4
 
-func (d *syncDriver) sendLoop(ctx context.Context, to string, q chan []byte) {
+func (d *syncDriver) sendLoop(ctx context.Context, to string, q <-chan []byte) {
 	var inFlight sync.WaitGroup
 	defer inFlight.Wait()
 	slots := make(chan struct{}, sendsPerPeer)

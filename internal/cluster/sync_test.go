@@ -259,7 +259,7 @@ func BenchmarkFreshNodeSync(b *testing.B) {
 	cfg.SyncTimeout = 30 * time.Second // measures speed, not a peer's silence
 	big, err := New(cfg)
 	require.NoError(b, err)
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(b, err)
 	const likes = 1_000_000
 	batch := make([]store.Like, 0, 10_000)
@@ -284,7 +284,7 @@ func BenchmarkFreshNodeSync(b *testing.B) {
 		cfg.Seeds = []string{big.Addr()}
 		fresh, err := New(cfg)
 		require.NoError(b, err)
-		fst, err := store.New(store.DefaultConfig(), fresh)
+		fst, err := store.New(store.DefaultConfig())
 		require.NoError(b, err)
 		require.NoError(b, fresh.Start(fst))
 		deadline := time.Now().Add(60 * time.Second)

@@ -13,14 +13,6 @@ import (
 	"github.com/likesd/likesd/internal/store"
 )
 
-// write stores a like on n the way the API does and replicates it at level.
-func write(n *testNode, level acks.Level, post, user string) acks.Result {
-	l := store.Like{Post: post, User: user}
-	added := len(n.store.Merge([]store.Like{l})) == 1 // Merge: the store's sink would log it a second time
-	res, _ := n.Replicate(context.Background(), level, []store.Like{l}, []bool{added})
-	return res
-}
-
 func breakerOf(n *testNode, peer string) string {
 	for _, m := range n.Members() {
 		if m.Name == peer {
@@ -161,9 +153,8 @@ func TestAWriteWhoseClientLeftIsAbandoned(t *testing.T) {
 	testNet(t).Cut(b.Addr(), a.Addr()) // b's acks never arrive
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	l := store.Like{Post: "p", User: "gone"}
-	a.store.Merge([]store.Like{l})
-	res, _ := a.Replicate(ctx, acks.Level{}, []store.Like{l}, []bool{true})
+	added, _ := a.store.Like("p", "gone")
+	res, _ := a.Replicate(ctx, acks.Level{}, []store.Like{{Post: "p", User: "gone"}}, []bool{added})
 	assert.False(t, res.Met())
 	st := a.Stats()
 	assert.Equal(t, uint64(1), st.WritesAbandoned)

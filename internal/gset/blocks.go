@@ -3,21 +3,34 @@ package gset
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/likesd/likesd/internal/wire"
 )
 
-// encodingBlocks marks a set written in its block form (AppendBlocks).
+// encodingBlocks marks a set written in its block form (AppendBlocks). (1
+// was a canonical member-by-member encoding that nothing used; #21.)
 const encodingBlocks byte = 2
+
+// MaxMemberLen bounds one member's length on decode, so a hostile or corrupt
+// buffer cannot make the decoder allocate without limit.
+const MaxMemberLen = 1 << 16
+
+// Decoding errors; wrapped with detail, test with errors.Is.
+var (
+	ErrVersion   = errors.New("gset: unknown encoding version")
+	ErrTruncated = errors.New("gset: truncated encoding")
+	ErrOrder     = errors.New("gset: members not in strictly increasing order")
+	ErrTooLong   = errors.New("gset: member too long")
+)
 
 // AppendBlocks appends s in its block form, as it sits in memory: a version
 // byte, the member count, the block count, then each block as length and
 // bytes. It is what a snapshot on disk holds: front-coded and UUID-packed,
 // so it costs about what the set costs in memory, and DecodeBlocks adopts
 // the blocks instead of adding member by member. Equal sets may have
-// different block forms (blocks split where adds split them); the
-// canonical encoding is AppendBinary's.
+// different block forms (blocks split where adds split them).
 func (s Set) AppendBlocks(b []byte) []byte {
 	b = append(b, encodingBlocks)
 	b = binary.AppendUvarint(b, uint64(s.n))
@@ -38,7 +51,7 @@ func (s Set) AppendBlocks(b []byte) []byte {
 // DecodeBlocks reads a set in block form from the front of data and returns
 // it with the bytes that follow. Blocks are checked entry by entry before
 // they are adopted (bounds, a first entry sharing nothing, members in
-// strictly increasing order, every entry encoded as AppendBinary's builder
+// strictly increasing order, every entry encoded as the package's builder
 // would encode it, the count), since the rest of the package trusts them;
 // The blocks are packed leaf by
 // leaf into fresh memory, as Compacted packs them.

@@ -50,8 +50,9 @@
 // else into a new block (splitting it past 768 bytes, and the leaf past 64
 // blocks). So most adds of short ids allocate nothing and leave no garbage
 // (a UUID entry, ~17 B, outgrows the spare capacity more often). Count is a
-// field. A page from a cursor is a search plus a scan. Decoding and merges
-// of sets of similar size build blocks in one pass.
+// field. A page from a cursor is a search plus a scan. Merges of sets of
+// similar size build blocks in one pass; decoding a snapshot's block form
+// (AppendBlocks) adopts the blocks.
 //
 // Measured (BenchmarkMemory, live heap per member; docs/benchmarks.md):
 // 10,000 sets × 100 random 8-byte ids "u0001234": 45 B with the B-tree of

@@ -594,13 +594,3 @@ func (s *Set) Clone() Set {
 	s.shared = true
 	return *s
 }
-
-// Equal reports whether s and o hold the same members.
-func (s Set) Equal(o Set) bool {
-	if s.n != o.n {
-		return false
-	}
-	a, _ := s.MarshalBinary()
-	b, _ := o.MarshalBinary()
-	return bytes.Equal(a, b)
-}

@@ -107,32 +107,34 @@ func BenchmarkPage100(b *testing.B) {
 	}
 }
 
-func BenchmarkEncode(b *testing.B) {
+// BenchmarkAppendBlocks and BenchmarkDecodeBlocks: the block form a
+// snapshot on disk holds (internal/wal).
+func BenchmarkAppendBlocks(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			s, _ := built(n, shortID)
-			buf, _ := s.AppendBinary(nil)
+			buf := s.AppendBlocks(nil)
 			b.SetBytes(int64(len(buf)))
 			b.ReportAllocs()
 			benchcpu.Report(b, func() {
 				for i := 0; i < b.N; i++ {
-					buf, _ = s.AppendBinary(buf[:0])
+					buf = s.AppendBlocks(buf[:0])
 				}
 			})
 		})
 	}
 }
 
-func BenchmarkDecode(b *testing.B) {
+func BenchmarkDecodeBlocks(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			s, _ := built(n, shortID)
-			buf, _ := s.MarshalBinary()
+			buf := s.AppendBlocks(nil)
 			b.SetBytes(int64(len(buf)))
 			b.ReportAllocs()
 			benchcpu.Report(b, func() {
 				for i := 0; i < b.N; i++ {
-					if _, _, err := Decode(buf); err != nil {
+					if _, _, err := DecodeBlocks(buf); err != nil {
 						b.Fatal(err)
 					}
 				}

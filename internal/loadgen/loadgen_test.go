@@ -25,7 +25,7 @@ func (single) Ready() bool           { return true }
 // Two API servers over one store: a like is visible on the other at once,
 // so every lag sample completes.
 func TestRunAgainstTwoNodesSharingAStore(t *testing.T) {
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	var targets []string
 	for i := 0; i < 2; i++ {

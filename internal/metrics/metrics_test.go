@@ -42,7 +42,7 @@ func (view) Ready() bool           { return true }
 // The metrics as a scrape sees them, fed through the real API handler.
 func TestScrapeThroughTheAPI(t *testing.T) {
 	m := New(fakeCluster{})
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	srv, err := api.New(api.DefaultConfig(), st, view{}, zerolog.Nop(), api.Options{Observer: m, Metrics: m.Handler()})
 	require.NoError(t, err)
@@ -120,7 +120,7 @@ func TestHelpTextsMatchTheSeries(t *testing.T) {
 // of the router's routes and a closed set of methods.
 func TestRequestSeriesStayBounded(t *testing.T) {
 	m := New(fakeCluster{})
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	srv, err := api.New(api.DefaultConfig(), st, view{}, zerolog.Nop(), api.Options{Observer: m, Metrics: m.Handler()})
 	require.NoError(t, err)

@@ -12,7 +12,7 @@ import (
 // writers go on, pauses every few MiB copied, and stops when its context
 // ends.
 func TestCompactKeepsEverythingWhileWritesGoOn(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	id := func(p, u int) (string, string) { // ~45-byte ids: hard to compress
 		return fmt.Sprintf("p%d", p), fmt.Sprintf("user-%08d-%016x%016x", u, uint64(u)*0x9e3779b97f4a7c15, uint64(u)*0xbf58476d1ce4e5b9)
 	}
@@ -84,7 +84,7 @@ func TestCompactKeepsEverythingWhileWritesGoOn(t *testing.T) {
 // no add came meanwhile, else copied again under the write lock: adds
 // racing its compactions are all kept, and it is compacted all the same.
 func TestCompactOfALargeSetKeepsAddsThatRaceIt(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	user := func(u int) string { return fmt.Sprintf("user-%08d-%016x", u, uint64(u)*0x9e3779b97f4a7c15) }
 	for u := 0; u < 60_000; u++ { // ~500 KiB of blocks: over compactUnlocked
 		s.Like("big", user(u))

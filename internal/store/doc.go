@@ -5,12 +5,11 @@
 // posts rarely contend and no global lock sits on the hot path. The store
 // never hands out its internal sets: reads return copies or counts.
 //
-// The store knows nothing of the network. Whoever wires it passes a Sink
-// that is told of every like that was new to this replica through a local
-// Like; remote likes arrive through Merge, which returns what was new so the
-// caller can decide what to pass on. A reader that must see a given like
-// (read your writes) waits for it with WaitHas, which the add of that like
-// releases.
+// The store knows nothing of the network. A local Like and a remote Merge
+// both report what was new to this replica, and the caller decides what to
+// pass on (internal/api hands a local like to the cluster's Replicate with
+// what Like reported). A reader that must see a given like (read your
+// writes) waits for it with WaitHas, which the add of that like releases.
 //
 // The store also owns how the replica sits in memory: after a burst,
 // Compact (compact.go) rewrites every set into packed fresh memory so the

@@ -16,13 +16,6 @@ type Like struct {
 	User string
 }
 
-// Sink is told of every like that was new to this replica through Like.
-// LikeAdded runs on the request path, after the shard lock is released: it
-// must not block (queue and return).
-type Sink interface {
-	LikeAdded(Like)
-}
-
 type shard struct {
 	// mu guards key, posts, buckets and waiting.
 	mu sync.RWMutex
@@ -82,13 +75,12 @@ type Store struct {
 	upper      *upperLevels
 	shardShift uint // bucket >> shardShift is the shard
 	shards     []shard
-	sink       Sink
 	journal    Journal // nil: in memory only; set once, before use
 }
 
-// New returns an empty store that reports local new likes to sink (nil for
-// none). Its digests are under gset.PublicKey until Rekey.
-func New(cfg Config, sink Sink) (*Store, error) {
+// New returns an empty store. Its digests are under gset.PublicKey until
+// Rekey.
+func New(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -97,7 +89,6 @@ func New(cfg Config, sink Sink) (*Store, error) {
 		upper:      newUpperLevels(),
 		shardShift: uint(bucketBits - shardBits),
 		shards:     make([]shard, cfg.Shards),
-		sink:       sink,
 	}
 	perShard := Buckets / cfg.Shards
 	key := gset.PublicKey()
@@ -118,8 +109,8 @@ func (s *Store) shardOf(post string) *shard {
 }
 
 // Like records user's like of post. It reports whether the like was new to
-// this replica and the post's count after it. A like that was new is handed
-// to the Sink.
+// this replica and the post's count after it: the caller hands that on to
+// the cluster (internal/api calls cluster's Replicate with it).
 func (s *Store) Like(post, user string) (added bool, count int) {
 	sh := s.shardOf(post)
 	sh.mu.Lock()
@@ -131,9 +122,6 @@ func (s *Store) Like(post, user string) (added bool, count int) {
 		}
 	}
 	sh.mu.Unlock()
-	if added && s.sink != nil {
-		s.sink.LikeAdded(Like{Post: post, User: user})
-	}
 	return added, count
 }
 
@@ -204,8 +192,8 @@ func (s *Store) Likers(post, after string, limit int) (users []string, count int
 }
 
 // Merge applies likes that came from another replica and returns those that
-// were new here, in the order given. It does not call the Sink: what to pass
-// on is the caller's decision.
+// were new here, in the order given: what to pass on is the caller's
+// decision.
 func (s *Store) Merge(likes []Like) []Like {
 	var added []Like
 	var addedIdx []int
@@ -225,39 +213,6 @@ func (s *Store) Merge(likes []Like) []Like {
 	slices.Sort(addedIdx)
 	for _, i := range addedIdx {
 		added = append(added, likes[i])
-	}
-	return added
-}
-
-// MergeSet merges a whole remote set of post's likers and returns the users
-// that were new here.
-func (s *Store) MergeSet(post string, users gset.Set) []string {
-	sh := s.shardOf(post)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	set, ok := sh.posts[post]
-	if !ok {
-		if users.Len() == 0 {
-			return nil
-		}
-		set = &postSet{}
-		sh.posts[post] = set
-	}
-	before := set.summary()
-	added := set.Merge(users)
-	if len(added) > 0 {
-		for _, u := range added {
-			set.digest += sh.key.Hash(u)
-		}
-		sh.rebucketLocked(post, before, set.summary())
-	}
-	for _, u := range added {
-		s.journalLocked(post, u)
-	}
-	if len(sh.waiting) > 0 {
-		for _, u := range added {
-			sh.wakeLocked(post, u)
-		}
 	}
 	return added
 }
@@ -337,7 +292,7 @@ func (s *Store) RestoreLike(post, user string) {
 // WaitHas reports whether user liked post, waiting until this replica holds
 // that like or ctx ends: true as soon as it is here (at once when it already
 // is, even if ctx has ended), false when ctx ended first. The add that
-// stores the like (Like, Merge or MergeSet) releases the wait: no polling,
+// stores the like (Like or Merge) releases the wait: no polling,
 // no goroutine, and nothing left behind when ctx ends.
 //
 // Waiters are kept per like, in the like's shard, under the lock the add

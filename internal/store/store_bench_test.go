@@ -12,14 +12,9 @@ import (
 	"github.com/likesd/likesd/internal/gset"
 )
 
-type discard struct{}
-
-func (discard) LikeAdded(Like) {}
-
-// BenchmarkLikeNew: the hot path of a first like, spread over many posts,
-// with a sink that returns at once (the cluster's appends to its log).
+// BenchmarkLikeNew: the hot path of a first like, spread over many posts.
 func BenchmarkLikeNew(b *testing.B) {
-	s, _ := New(DefaultConfig(), discard{})
+	s, _ := New(DefaultConfig())
 	likeNewUsers(b, benchPosts(), s.Like)
 }
 
@@ -55,9 +50,6 @@ func (s *Store) likeBefore(post, user string) (added bool, count int) {
 	sh.mu.Lock()
 	added, count = sh.addLocked(post, user)
 	sh.mu.Unlock()
-	if added && s.sink != nil {
-		s.sink.LikeAdded(Like{Post: post, User: user})
-	}
 	return added, count
 }
 
@@ -68,15 +60,15 @@ func (s *Store) likeBefore(post, user string) (added bool, count int) {
 func BenchmarkLikeWaiters(b *testing.B) {
 	posts := benchPosts()
 	b.Run("before", func(b *testing.B) {
-		s, _ := New(DefaultConfig(), discard{})
+		s, _ := New(DefaultConfig())
 		likeNewUsers(b, posts, s.likeBefore)
 	})
 	b.Run("none", func(b *testing.B) {
-		s, _ := New(DefaultConfig(), discard{})
+		s, _ := New(DefaultConfig())
 		likeNewUsers(b, posts, s.Like)
 	})
 	b.Run("elsewhere", func(b *testing.B) {
-		s, _ := New(DefaultConfig(), discard{})
+		s, _ := New(DefaultConfig())
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		for i := 0; i < 1024; i++ {
@@ -99,7 +91,7 @@ func BenchmarkLikeWaiters(b *testing.B) {
 // BenchmarkLikeHotPost: every goroutine likes one post (a viral post): the
 // worst case for the sharded lock.
 func BenchmarkLikeHotPost(b *testing.B) {
-	s, _ := New(DefaultConfig(), discard{})
+	s, _ := New(DefaultConfig())
 	b.ReportAllocs()
 	benchcpu.Report(b, func() {
 		b.RunParallel(func(pb *testing.PB) {
@@ -115,7 +107,7 @@ func BenchmarkLikeHotPost(b *testing.B) {
 
 // BenchmarkLikeRepeat: a retried like (already there): a read of the set.
 func BenchmarkLikeRepeat(b *testing.B) {
-	s, _ := New(DefaultConfig(), discard{})
+	s, _ := New(DefaultConfig())
 	s.Like("p", "alice")
 	b.ReportAllocs()
 	benchcpu.Report(b, func() {
@@ -129,7 +121,7 @@ func BenchmarkLikeRepeat(b *testing.B) {
 
 // BenchmarkMerge: applying a gossip frame's worth (110 likes) of new likes.
 func BenchmarkMerge(b *testing.B) {
-	s, _ := New(DefaultConfig(), nil)
+	s, _ := New(DefaultConfig())
 	batch := make([]Like, 110)
 	b.ReportAllocs()
 	benchcpu.Report(b, func() {
@@ -143,7 +135,7 @@ func BenchmarkMerge(b *testing.B) {
 }
 
 func BenchmarkCount(b *testing.B) {
-	s, _ := New(DefaultConfig(), nil)
+	s, _ := New(DefaultConfig())
 	for i := 0; i < 1000; i++ {
 		s.Like("p", strconv.Itoa(i))
 	}
@@ -159,7 +151,7 @@ func BenchmarkCount(b *testing.B) {
 // millionLikers builds a store with one post of 1M likers ("u0000000".."u0999999").
 func millionLikers(b *testing.B) *Store {
 	b.Helper()
-	s, _ := New(DefaultConfig(), nil)
+	s, _ := New(DefaultConfig())
 	batch := make([]Like, 0, 10000)
 	for i := 0; i < 1_000_000; i++ {
 		batch = append(batch, Like{Post: "big", User: fmt.Sprintf("u%07d", i)})
@@ -196,9 +188,9 @@ func BenchmarkLikers1M(b *testing.B) {
 }
 
 // BenchmarkSnapshot1M: walking a snapshot of 100 posts × 10,000 likers and
-// encoding every set, as a node serving a snapshot does.
+// writing every set in block form, as the wal's snapshot does.
 func BenchmarkSnapshot1M(b *testing.B) {
-	s, _ := New(DefaultConfig(), nil)
+	s, _ := New(DefaultConfig())
 	for p := 0; p < 100; p++ {
 		batch := make([]Like, 0, 10000)
 		for u := 0; u < 10000; u++ {
@@ -212,7 +204,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 	benchcpu.Report(b, func() {
 		for i := 0; i < b.N; i++ {
 			s.Snapshot(func(post string, users gset.Set) bool {
-				buf, _ = users.AppendBinary(buf[:0])
+				buf = users.AppendBlocks(buf[:0])
 				return true
 			})
 		}
@@ -223,7 +215,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 // 100 likers of 8-byte ids) under a new key, as a node does when the
 // cluster's primary key rotates.
 func BenchmarkRekey1M(b *testing.B) {
-	s, _ := New(DefaultConfig(), nil)
+	s, _ := New(DefaultConfig())
 	for p := 0; p < 10000; p++ {
 		batch := make([]Like, 0, 100)
 		for u := 0; u < 100; u++ {

@@ -9,8 +9,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/likesd/likesd/internal/gset"
 )
 
 // waitingFor is how many WaitHas calls wait for post's like by user.
@@ -74,7 +72,7 @@ func receive(t *testing.T, got <-chan bool) bool {
 }
 
 func TestWaitHasAtOnceWhenHeld(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	s.Like("p", "alice")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -84,7 +82,7 @@ func TestWaitHasAtOnceWhenHeld(t *testing.T) {
 }
 
 func TestWaitHasReleasedByLike(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	got := waitAsync(t, s, context.Background(), "p", "alice")
 	s.Like("p", "bob") // another user: still waiting
 	s.Like("q", "alice")
@@ -95,7 +93,7 @@ func TestWaitHasReleasedByLike(t *testing.T) {
 }
 
 func TestWaitHasReleasedByMerge(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	got := waitAsync(t, s, context.Background(), "p", "alice")
 	go s.Merge([]Like{{Post: "q", User: "x"}, {Post: "p", User: "alice"}})
 	assert.True(t, receive(t, got))
@@ -103,19 +101,8 @@ func TestWaitHasReleasedByMerge(t *testing.T) {
 	assert.Zero(t, s.waiters())
 }
 
-func TestWaitHasReleasedByMergeSet(t *testing.T) {
-	s := newStore(t, nil)
-	got := waitAsync(t, s, context.Background(), "p", "alice")
-	var set gset.Set
-	set.Add("bob")
-	set.Add("alice")
-	go s.MergeSet("p", set)
-	assert.True(t, receive(t, got))
-	assert.Zero(t, s.waiters())
-}
-
 func TestWaitHasTimesOut(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	assert.False(t, s.WaitHas(ctx, "p", "alice"))
@@ -137,7 +124,7 @@ func TestWaitHasTimesOut(t *testing.T) {
 // and likes, while others give up: each answer is right and nothing is
 // left.
 func TestWaitHasManyConcurrent(t *testing.T) {
-	s := newStore(t, nil)
+	s := newStore(t)
 	const likes, perLike = 50, 8
 	like := func(i int) Like { return Like{Post: "p" + strconv.Itoa(i%7), User: "u" + strconv.Itoa(i)} }
 
@@ -167,23 +154,18 @@ func TestWaitHasManyConcurrent(t *testing.T) {
 	require.Eventually(t, func() bool { return s.waitingCalls() == likes*perLike }, 10*time.Second, time.Millisecond,
 		"every call waits before any like arrives")
 	assert.Equal(t, likes, s.waiters())
-	// Release them three ways at once.
+	// Release them both ways at once.
 	var adders sync.WaitGroup
-	for k := 0; k < 3; k++ {
+	for k := 0; k < 2; k++ {
 		adders.Add(1)
 		go func(k int) {
 			defer adders.Done()
-			for i := k; i < likes; i += 3 {
+			for i := k; i < likes; i += 2 {
 				l := like(i)
-				switch k {
-				case 0:
+				if k == 0 {
 					s.Like(l.Post, l.User)
-				case 1:
+				} else {
 					s.Merge([]Like{l})
-				default:
-					var set gset.Set
-					set.Add(l.User)
-					s.MergeSet(l.Post, set)
 				}
 				if i == likes/2 {
 					cancelShort()

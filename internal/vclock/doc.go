@@ -1,15 +1,11 @@
-// Package vclock owns the identities of likes in the cluster and what each
-// node has seen of them.
+// Package vclock owns the identity of a like in the cluster: its Dot, the
+// origin (a process start) that accepted it first and its sequence number
+// there, counting from 1. The cluster's write path gives each like it logs
+// a dot, the API returns it in a like's version token, and the log on disk
+// (internal/wal) records it.
 //
-// A Dot names one like: the origin (a process start) that accepted it first
-// and its sequence number there, counting from 1. A version vector (VV) says,
-// per origin, the highest sequence number up to which a node has seen every
-// like. Seen records dots that arrive out of order, so a VV only ever claims
-// contiguous history.
-//
-// Everything here is a value with methods: no locks, no I/O, no clock. The
-// laws, property-tested against naive references, are that VV merge is the
-// pointwise maximum (commutative, associative, idempotent), that Compare
-// agrees with it, and that Seen's VV is exactly the contiguous prefix of the
-// dots added, whatever their order.
+// Dots are what version vectors are made of, hence the name. The version
+// vectors and out-of-order seen sets that once lived here were never wired
+// to anything and were deleted (#21); the unlike issue (#22) may bring a
+// version vector back, beside Dot.
 package vclock

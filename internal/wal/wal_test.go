@@ -36,7 +36,7 @@ func open(t testing.TB, cfg Config) (*Log, *store.Store, Recovery) {
 	return l, st, rec
 }
 
-func newStore() (*store.Store, error) { return store.New(store.DefaultConfig(), nil) }
+func newStore() (*store.Store, error) { return store.New(store.DefaultConfig()) }
 
 func closeLog(t testing.TB, l *Log) {
 	t.Helper()
@@ -228,7 +228,7 @@ func TestADamagedSnapshotIsSetAside(t *testing.T) {
 func TestASecondProcessOnTheDirRefusesToStart(t *testing.T) {
 	fs := vfs.NewStrictMem()
 	l, _, _ := open(t, testConfig(fs))
-	st, err := store.New(store.DefaultConfig(), nil)
+	st, err := store.New(store.DefaultConfig())
 	require.NoError(t, err)
 	_, _, err = Open(testConfig(fs), st)
 	require.ErrorIs(t, err, ErrLocked)
