@@ -23,8 +23,9 @@ const joinAttemptsBeforeAlone = 5
 // antientropy.Syncer, feeds it messages, members and the time, and performs
 // what it returns. Sends go through one goroutine per peer, so a slow or
 // dead peer never stalls the others or the state machine.
-// A message goes on the peer's session when one is open (Node.sendTo),
-// otherwise through memberlist.
+// A message to a peer that speaks sessions goes on this node's session to
+// it, which the sender goroutine dials when none is open (Node.sendTo); to
+// a peer of the previous version, through memberlist.
 type syncDriver struct {
 	n     *Node
 	sy    *antientropy.Syncer // owned by run
@@ -214,6 +215,7 @@ func (d *syncDriver) refreshPeers(ctx context.Context) {
 		if !slices.Contains(peers, name) {
 			s.stop()
 			delete(d.senders, name)
+			d.n.dropLink(name)
 		}
 	}
 	for name := range d.unkeyedPeers {
