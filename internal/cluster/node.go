@@ -97,6 +97,10 @@ type Stats struct {
 	// or a peer of the version before key ids).
 	SyncKeyMismatches uint64
 	SyncRekeys        uint64 // times the replica was re-keyed: the primary key changed
+	// SyncRefused counts sync messages that came through memberlist in
+	// the name of a peer that sends its own on its session, or of no
+	// member: dropped.
+	SyncRefused uint64
 
 	WritesMet       uint64 // writes that reached their level (201/200)
 	WritesAccepted  uint64 // writes answered before reaching it (202)
@@ -460,7 +464,7 @@ func (n *Node) Stats() Stats {
 		st.SyncBytesIn, st.SyncBytesOut = d.stats.bytesIn.Load(), d.stats.bytesOut.Load()
 		st.SyncDropped, st.HandoffTimeouts = d.stats.dropped.Load(), d.stats.handoffTimeouts.Load()
 		st.SyncKeyMismatches, st.SyncRekeys = d.stats.keyMismatches.Load(), d.stats.rekeys.Load()
-		st.SyncStreamed = d.stats.streamed.Load()
+		st.SyncStreamed, st.SyncRefused = d.stats.streamed.Load(), d.stats.refused.Load()
 	}
 	w := &n.writes.stats
 	st.WritesMet, st.WritesAccepted, st.WritesAbandoned = w.met.Load(), w.accepted.Load(), w.abandoned.Load()
@@ -631,10 +635,12 @@ func (n *Node) sendAck(to string, msg []byte) error {
 // sendTo sends an anti-entropy message to a member. To a peer that speaks
 // sessions it goes only on this node's session to it, dialed here when
 // none is open (the one the fast path uses, when it has one: peerLink):
-// a recording of one through memberlist could be played again without
-// the key. Only a session this node dialed is used: its owner knows when
-// it ends (a write on one the other end just closed is lost without an
-// error, which costs an anti-entropy session its timeout). It is called on the sync driver's
+// the peer refuses anti-entropy through memberlist from a node that
+// speaks sessions (handle), as a recording of one played again without
+// the key would be. Only a session this node dialed is used: its owner
+// knows when it ends (a write on one the other end just closed is lost
+// without an error, which costs an anti-entropy session its timeout). It
+// is called on the sync driver's
 // sender goroutines, never on its loop, so a dial holds up no other peer.
 // A peer of the previous version (no sessions in its meta) is reached
 // through memberlist's reliable channel, a connection each, as before.
@@ -668,6 +674,21 @@ func (n *Node) sendTo(to string, msg []byte) error {
 // NodeMeta says as metaSessions (delegate.go), which peers read to decide
 // whether anti-entropy to this node goes on a session. Keep the two alike.
 func (n *Node) speaksSessions() bool { return n.mux != nil && !n.cfg.streamsV1Only }
+
+// syncThroughMemberlist reports whether anti-entropy messages through
+// memberlist in the name from are taken: only when this node or that
+// member does not speak sessions (a node of the previous version, or one
+// forced to version 1). A member that speaks them sends its anti-entropy
+// on its session (sendTo), so one through memberlist in its name is
+// another's, or a recording; so is one in the name of no alive member,
+// which this node could not answer anyway.
+func (n *Node) syncThroughMemberlist(from string) bool {
+	if !n.speaksSessions() {
+		return true
+	}
+	m, ok := n.members.member(from)
+	return ok && !m.sessions
+}
 
 // peerLink returns the peer's sender, whose stream (peerStream) carries its
 // frames and this node's anti-entropy to it: the fast path's, when it runs
@@ -885,6 +906,11 @@ func (n *Node) handle(in received) error {
 		}
 		if in.peer != "" {
 			m.From = in.peer // the session's peer, whatever name it wrote
+		} else if !n.syncThroughMemberlist(m.From) {
+			// Its anti-entropy travels on its session (sendTo): this one
+			// is another's in its name, or a recording played again.
+			n.sync.stats.refused.Add(1)
+			return nil
 		}
 		n.sync.deliver(m, len(msg))
 		return nil

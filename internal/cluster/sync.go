@@ -41,7 +41,7 @@ type syncDriver struct {
 	sawPeer   atomic.Bool // some other member was ever listed
 	stats     struct {
 		sessions, sessionsFailed, pulled, pushed, bytesOut, bytesIn, dropped atomic.Uint64
-		handoffTimeouts, keyMismatches, rekeys, streamed                     atomic.Uint64
+		handoffTimeouts, keyMismatches, rekeys, streamed, refused            atomic.Uint64
 	}
 	mismatchLog logEvery
 
