@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +56,10 @@ type peerSender struct {
 	// link: no runPeer yet, only the stream, which anti-entropy opened
 	// (Node.peerLink). Guarded by Node.sendersMu.
 	link bool
+	// syncDial lets one of anti-entropy's sends at a time dial the stream
+	// (Node.sendTo). The sender's own sends take no lock across a dial: a
+	// send it left hanging must not hold up the next.
+	syncDial sync.Mutex
 }
 
 // sendDirect queues frame for every peer the member table lists as a send

@@ -654,7 +654,11 @@ func (n *Node) sendTo(to string, msg []byte) error {
 	}
 	for attempt := 0; ; attempt++ {
 		p := n.peerLink(m)
+		// One dial at a time: the sync driver sends to a peer on several
+		// goroutines, and a dial that races another is thrown away.
+		p.syncDial.Lock()
 		s, err := n.peerStream(p)
+		p.syncDial.Unlock()
 		if err == nil {
 			if err = s.write(msg, n.cfg.TCPTimeout); err == nil {
 				n.sync.stats.streamed.Add(1)
