@@ -19,7 +19,7 @@ var _ memberlist.Delegate = (*delegate)(nil)
 // frames, so it does not say metaSessionsOnly.
 func (d *delegate) NodeMeta(limit int) []byte {
 	n := d.n
-	sessions := n.mux != nil && !n.cfg.streamsV1Only
+	sessions := n.speaksSessions() // what peers then expect its anti-entropy on
 	return encodeMeta(n.origin, n.started, n.leaving.Load(), n.mux != nil, sessions, sessions && n.cfg.FastPath == FastPathDirect)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,13 @@ type peerSender struct {
 
 	out     atomic.Pointer[stream] // the open stream to the peer, if any
 	stopped atomic.Bool            // runPeer returned: no new stream
+	// link: no runPeer yet, only the stream, which anti-entropy opened
+	// (Node.peerLink). Guarded by Node.sendersMu.
+	link bool
+	// syncDial lets one of anti-entropy's sends at a time dial the stream
+	// (Node.sendTo). The sender's own sends take no lock across a dial: a
+	// send it left hanging must not hold up the next.
+	syncDial sync.Mutex
 }
 
 // sendDirect queues frame for every peer the member table lists as a send
@@ -68,7 +76,7 @@ func (n *Node) sendDirect(frame []byte, first, last uint64) {
 	for _, t := range targets {
 		live[t.name] = true
 		p, ok := n.peers[t.name]
-		if !ok || p.peer.addr() != t.addr() || p.peer.streams != t.streams || p.peer.sessions != t.sessions {
+		if !ok || !samePeer(p.peer, t) {
 			if ok {
 				n.stopPeer(t.name)
 			}
@@ -94,17 +102,32 @@ func (n *Node) enqueue(p *peerSender, frame []byte) {
 	}
 }
 
+// startPeer starts a sender to t. A link anti-entropy opened to t
+// (Node.peerLink) becomes it, so its session carries the frames too.
 func (n *Node) startPeer(t peer) *peerSender {
-	p := n.newPeer(t)
-	n.peers[t.name] = p
 	n.sendersMu.Lock()
+	p := n.senders[t.name]
+	if p == nil || !p.link || !samePeer(p.peer, t) {
+		if p != nil && p.link {
+			p.resetStream(errStreamReset)
+		}
+		p = n.newPeer(t)
+	}
+	p.link = false
 	if n.senders == nil {
 		n.senders = map[string]*peerSender{}
 	}
 	n.senders[t.name] = p
 	n.sendersMu.Unlock()
+	n.peers[t.name] = p
 	go n.runPeer(p)
 	return p
+}
+
+// samePeer reports whether a sender to a still reaches b: the same
+// address, speaking the same streams.
+func samePeer(a, b peer) bool {
+	return a.addr() == b.addr() && a.streams == b.streams && a.sessions == b.sessions
 }
 
 func (n *Node) newPeer(t peer) *peerSender {

@@ -20,7 +20,9 @@
 //     repairs exactly what differs. It is what makes replicas converge,
 //     what makes a new node synced (and so ready), and what a leaving node
 //     hands off through. One goroutine owns the state machine; sends go
-//     through per-peer goroutines so a dead peer stalls nobody.
+//     through per-peer goroutines so a dead peer stalls nobody, on the
+//     peer's session (the fast path's, or one dialed for them) when the
+//     peer speaks sessions.
 //
 // Membership is read from this node's own member table (members.go), fed
 // by copies taken in memberlist's callbacks: never from memberlist's nodes,

@@ -96,13 +96,17 @@ type Stats struct {
 	SyncBytesIn     uint64
 	SyncBytesOut    uint64
 	SyncDropped     uint64 // sync messages dropped: a queue was full
-	SyncStreamed    uint64 // sync messages sent on a session (the rest through memberlist, a connection each)
+	SyncStreamed    uint64 // sync messages sent on a session (the rest, to peers of the previous version, through memberlist, a connection each)
 	HandoffTimeouts uint64 // hand-offs cut short by the shutdown bound
 	// SyncKeyMismatches counts digest comparisons refused because this
 	// node's and the peer's digest keys differ (a rotation in progress,
 	// or a peer of the version before key ids).
 	SyncKeyMismatches uint64
 	SyncRekeys        uint64 // times the replica was re-keyed: the primary key changed
+	// SyncRefused counts sync messages that came through memberlist in
+	// the name of a peer that sends its own on its session, or of no
+	// member: dropped.
+	SyncRefused uint64
 
 	WritesMet       uint64 // writes that reached their level (201/200)
 	WritesAccepted  uint64 // writes answered before reaching it (202)
@@ -462,7 +466,7 @@ func (n *Node) Stats() Stats {
 		st.SyncBytesIn, st.SyncBytesOut = d.stats.bytesIn.Load(), d.stats.bytesOut.Load()
 		st.SyncDropped, st.HandoffTimeouts = d.stats.dropped.Load(), d.stats.handoffTimeouts.Load()
 		st.SyncKeyMismatches, st.SyncRekeys = d.stats.keyMismatches.Load(), d.stats.rekeys.Load()
-		st.SyncStreamed = d.stats.streamed.Load()
+		st.SyncStreamed, st.SyncRefused = d.stats.streamed.Load(), d.stats.refused.Load()
 	}
 	w := &n.writes.stats
 	st.WritesMet, st.WritesAccepted, st.WritesAbandoned = w.met.Load(), w.accepted.Load(), w.abandoned.Load()
@@ -630,33 +634,101 @@ func (n *Node) sendAck(to string, msg []byte) error {
 	return n.ml.SendReliable(p.node(), msg)
 }
 
-// sendTo sends an anti-entropy message to a member: on this node's
-// session to it when one is open, otherwise over memberlist's reliable
-// channel, a connection each, to the address the member table copied.
-// Only a session this node dialed is used: its owner knows when it ends
-// (a write on one the other end just closed is lost without an error,
-// which costs an anti-entropy session its timeout), and no session is
-// dialed for it. So a peer this node sends no frames to (gossip mode, a
-// node of the previous version, a hand-off once the senders stopped) is
-// reached as before.
+// sendTo sends an anti-entropy message to a member. To a peer that speaks
+// sessions it goes only on this node's session to it, dialed here when
+// none is open (the one the fast path uses, when it has one: peerLink):
+// the peer refuses anti-entropy through memberlist from a node that
+// speaks sessions (handle), as a recording of one played again without
+// the key would be. Only a session this node dialed is used: its owner
+// knows when it ends (a write on one the other end just closed is lost
+// without an error, which costs an anti-entropy session its timeout). It
+// is called on the sync driver's
+// sender goroutines, never on its loop, so a dial holds up no other peer.
+// A peer of the previous version (no sessions in its meta) is reached
+// through memberlist's reliable channel, a connection each, as before.
 func (n *Node) sendTo(to string, msg []byte) error {
-	if n.sessionsWith(to) {
-		var s *stream
-		n.sendersMu.Lock()
-		if p := n.senders[to]; p != nil {
-			s = p.out.Load()
-		}
-		n.sendersMu.Unlock()
-		if s != nil && s.v2 && s.write(msg, n.cfg.TCPTimeout) == nil {
-			n.sync.stats.streamed.Add(1)
-			return nil
-		}
-	}
-	p, ok := n.members.member(to)
+	m, ok := n.members.member(to)
 	if !ok {
 		return fmt.Errorf("cluster: %s is not a member", to)
 	}
-	return n.ml.SendReliable(p.node(), msg)
+	if !n.speaksSessions() || !m.sessions {
+		return n.ml.SendReliable(m.node(), msg)
+	}
+	for attempt := 0; ; attempt++ {
+		p := n.peerLink(m)
+		// One dial at a time: the sync driver sends to a peer on several
+		// goroutines, and a dial that races another is thrown away.
+		p.syncDial.Lock()
+		s, err := n.peerStream(p)
+		p.syncDial.Unlock()
+		if err == nil {
+			if err = s.write(msg, n.cfg.TCPTimeout); err == nil {
+				n.sync.stats.streamed.Add(1)
+				return nil
+			}
+		}
+		// A fast-path sender stopped under the send (a peer dropped from
+		// the targets, or Close before its hand-off): once more, on a link
+		// of its own.
+		if attempt > 0 || !p.stopped.Load() {
+			return err
+		}
+	}
+}
+
+// speaksSessions reports whether this node takes and dials sessions: what
+// NodeMeta says as metaSessions (delegate.go), which peers read to decide
+// whether anti-entropy to this node goes on a session. Keep the two alike.
+func (n *Node) speaksSessions() bool { return n.mux != nil && !n.cfg.streamsV1Only }
+
+// syncThroughMemberlist reports whether anti-entropy messages through
+// memberlist in the name from are taken: only when this node or that
+// member does not speak sessions (a node of the previous version, or one
+// forced to version 1). A member that speaks them sends its anti-entropy
+// on its session (sendTo), so one through memberlist in its name is
+// another's, or a recording; so is one in the name of no alive member,
+// which this node could not answer anyway.
+func (n *Node) syncThroughMemberlist(from string) bool {
+	if !n.speaksSessions() {
+		return true
+	}
+	m, ok := n.members.member(from)
+	return ok && !m.sessions
+}
+
+// peerLink returns the peer's sender, whose stream (peerStream) carries its
+// frames and this node's anti-entropy to it: the fast path's, when it runs
+// one to m as the member table lists it now, or else a link of its own
+// (no queue nor goroutine: only its stream is used), which the fast path
+// takes over if it starts sending to m (startPeer).
+func (n *Node) peerLink(m peer) *peerSender {
+	n.sendersMu.Lock()
+	defer n.sendersMu.Unlock()
+	old := n.senders[m.name]
+	if old != nil && !old.stopped.Load() && samePeer(old.peer, m) {
+		return old
+	}
+	if old != nil && old.link {
+		old.resetStream(errStreamReset) // m restarted, or moved
+	}
+	if n.senders == nil {
+		n.senders = map[string]*peerSender{}
+	}
+	p := n.newPeer(m)
+	p.link = true
+	n.senders[m.name] = p
+	return p
+}
+
+// dropLink closes the link to a peer that is no longer a member (the fast
+// path's senders are stopped by flushLoop).
+func (n *Node) dropLink(name string) {
+	n.sendersMu.Lock()
+	defer n.sendersMu.Unlock()
+	if p := n.senders[name]; p != nil && p.link {
+		delete(n.senders, name)
+		p.resetStream(errStreamReset)
+	}
 }
 
 // flushLoop frames the log's new likes every FlushInterval (or at once when
@@ -840,6 +912,11 @@ func (n *Node) handle(in received) error {
 		}
 		if in.peer != "" {
 			m.From = in.peer // the session's peer, whatever name it wrote
+		} else if !n.syncThroughMemberlist(m.From) {
+			// Its anti-entropy travels on its session (sendTo): this one
+			// is another's in its name, or a recording played again.
+			n.sync.stats.refused.Add(1)
+			return nil
 		}
 		n.sync.deliver(m, len(msg))
 		return nil

@@ -57,10 +57,12 @@ import (
 // address, and the dialer only from the node it dialed at the member's
 // address. A stream's peer is that key holder at that address: its acks
 // count for that peer whatever name they carry, and frames on it must be
-// that peer's. Anti-entropy messages ride a session this node
-// opened, when one is open, and are read as its peer's (Node.sendTo);
-// otherwise they go through memberlist. Without a key the handshake still runs, unsealed,
-// and authenticates nothing (plaintext mode, as memberlist's own).
+// that peer's. Anti-entropy messages to a peer that speaks sessions ride
+// the session this node opened to it, dialed for them when the fast path
+// has none open (Node.sendTo), and are read as its peer's; through
+// memberlist they are refused (Node.handle). Without a key the handshake
+// still runs, unsealed, and authenticates nothing (plaintext mode, as
+// memberlist's own).
 //
 // Version 1 is the previous version's, kept for rolling upgrades: a hello
 // (version, label, the dialer's node name), then the bytes of memberlist

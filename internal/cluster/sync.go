@@ -24,8 +24,9 @@ const joinAttemptsBeforeAlone = 5
 // antientropy.Syncer, feeds it messages, members and the time, and performs
 // what it returns. Sends go through one goroutine per peer, so a slow or
 // dead peer never stalls the others or the state machine.
-// A message goes on the peer's session when one is open (Node.sendTo),
-// otherwise through memberlist.
+// A message to a peer that speaks sessions goes on this node's session to
+// it, which the sender goroutine dials when none is open (Node.sendTo); to
+// a peer of the previous version, through memberlist.
 type syncDriver struct {
 	n     *Node
 	sy    *antientropy.Syncer                // owned by run
@@ -41,7 +42,7 @@ type syncDriver struct {
 	sawPeer   atomic.Bool // some other member was ever listed
 	stats     struct {
 		sessions, sessionsFailed, pulled, pushed, bytesOut, bytesIn, dropped atomic.Uint64
-		handoffTimeouts, keyMismatches, rekeys, streamed                     atomic.Uint64
+		handoffTimeouts, keyMismatches, rekeys, streamed, refused            atomic.Uint64
 	}
 	mismatchLog logEvery
 
@@ -212,6 +213,7 @@ func (d *syncDriver) refreshPeers(ctx context.Context) {
 		if !slices.Contains(peers, name) {
 			s.stop()
 			delete(d.senders, name)
+			d.n.dropLink(name)
 		}
 	}
 	for name := range d.unkeyedPeers {

@@ -22,7 +22,7 @@ func (fakeCluster) Stats() cluster.Stats {
 	return cluster.Stats{FramesQueued: 7, BytesQueued: 9000, InboxDropped: 2, SyncSessions: 3, SyncPulled: 11,
 		StreamsInbound: 4, StreamsRefused: 12, StreamsDisplaced: 1, StreamsTimedOut: 6, StreamBuffered: 8192,
 		HandshakesPending: 3, HandshakesCut: 7,
-		HandshakesRefused: cluster.HandshakeRefusals{UnknownKey: 3, Auth: 2}, AcksRefused: 5, FramesRefused: 2, SyncStreamed: 8}
+		HandshakesRefused: cluster.HandshakeRefusals{UnknownKey: 3, Auth: 2}, AcksRefused: 5, FramesRefused: 2, SyncStreamed: 8, SyncRefused: 10}
 }
 func (fakeCluster) QueuedFrames() int         { return 5 }
 func (fakeCluster) PeerLikesRefused() uint64  { return 4 }
@@ -92,6 +92,7 @@ func TestScrapeThroughTheAPI(t *testing.T) {
 		`likesd_acks_refused_total 5`,
 		`likesd_fastpath_frames_refused_total 2`,
 		`likesd_sync_streamed_total 8`,
+		`likesd_sync_refused_total 10`,
 		`likesd_streams_timed_out_total 6`,
 		`likesd_stream_buffered_bytes 8192`,
 		`process_resident_memory_bytes`,
