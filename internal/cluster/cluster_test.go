@@ -161,10 +161,18 @@ func TestThreeNodesConverge(t *testing.T) {
 // exactly the likes that gossip brought it new, once, and nothing that came
 // by push/pull.
 func TestReceiversForwardNewLikesOnce(t *testing.T) {
-	a := startNode(t, "a", nil, gossipFastPath)
-	b := startNode(t, "b", []string{a.Addr()}, gossipFastPath)
-	c := startNode(t, "c", []string{a.Addr()}, gossipFastPath)
+	// Anti-entropy's first sessions end before the likes, and the next are
+	// a minute away: gossip is what carries them (on sessions, anti-entropy
+	// is quick enough to beat it otherwise).
+	cfg := func(c *Config) {
+		gossipFastPath(c)
+		c.SyncInterval = time.Minute
+	}
+	a := startNode(t, "a", nil, cfg)
+	b := startNode(t, "b", []string{a.Addr()}, cfg)
+	c := startNode(t, "c", []string{a.Addr()}, cfg)
 	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
+	waitReady(t, a, b, c)
 	like(a, "p", users("u", 100)...)
 	waitConverged(t, map[string]int{"p": 100}, a, b, c)
 	// Quiet: every broadcast sent, every message received applied. Past
