@@ -3,7 +3,6 @@ package cluster
 import (
 	"bufio"
 	"bytes"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -326,11 +325,7 @@ func newSession(key []byte, label string, hello, reply []byte, dialer bool) (*se
 		if err != nil {
 			return nil, err
 		}
-		block, err := aes.NewCipher(k)
-		if err != nil {
-			return nil, err
-		}
-		aead, err := cipher.NewGCM(block)
+		aead, err := newGCM(k)
 		if err != nil {
 			return nil, err
 		}

@@ -220,15 +220,20 @@ func newSealer(key []byte, label string) (*sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := newGCM(key)
 	if err != nil {
 		return nil, err
 	}
 	return &sealer{aead: aead, aad: []byte(label)}, nil
+}
+
+// newGCM is AES-GCM under key (16, 24 or 32 bytes).
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
 
 func (s *sealer) seal(msg []byte) ([]byte, error) {
