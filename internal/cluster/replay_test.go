@@ -118,21 +118,8 @@ func twoTapped(t *testing.T) (a, b *testNode, stream *tapConn) {
 // the node closes the connection.
 func replay(t *testing.T, addr string, msgs [][]byte) (net.Conn, <-chan struct{}) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	c, closed, err := dialWrite(t, addr, bytes.Join(msgs, nil))
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.Close() })
-	_, err = c.Write(bytes.Join(msgs, nil))
-	require.NoError(t, err)
-	closed := make(chan struct{})
-	go func() {
-		defer close(closed)
-		buf := make([]byte, 4096)
-		for {
-			if _, err := c.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
 	return c, closed
 }
 

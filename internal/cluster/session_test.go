@@ -252,20 +252,7 @@ func TestStreamsFromIntrudersAreRefused(t *testing.T) {
 // openStreamMagic is openStream with out's own first byte.
 func openStreamMagic(t *testing.T, addr string, out []byte) (net.Conn, <-chan struct{}) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.Close() })
-	_, _ = c.Write(out)
-	closed := make(chan struct{})
-	go func() {
-		defer close(closed)
-		buf := make([]byte, 512)
-		for {
-			if _, err := c.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
+	c, closed, _ := dialWrite(t, addr, out)
 	return c, closed
 }
 

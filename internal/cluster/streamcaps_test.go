@@ -26,18 +26,27 @@ import (
 // closes it.
 func openStream(t *testing.T, addr string, out []byte) (net.Conn, <-chan struct{}) {
 	t.Helper()
+	// A node that refuses the stream may have closed it already: the
+	// write may fail, and the read tells.
+	c, closed, _ := dialWrite(t, addr, append([]byte{streamMagicSession}, out...))
+	return c, closed
+}
+
+// dialWrite dials addr and writes out as it is, first byte included; the
+// channel is closed once the node closes the connection (what it answers
+// is read and dropped). The error is the write's.
+func dialWrite(t *testing.T, addr string, out []byte) (net.Conn, <-chan struct{}, error) {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
-	// A node that refuses the stream may have closed it already: the
-	// write may fail, and the read below tells.
-	_, _ = c.Write(append([]byte{streamMagicSession}, out...))
+	_, werr := c.Write(out)
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
-		_, _ = io.Copy(io.Discard, c) // the handshake's answer: this ends when the node closes it
+		_, _ = io.Copy(io.Discard, c)
 	}()
-	return c, closed
+	return c, closed, werr
 }
 
 func isClosed(ch <-chan struct{}) bool {
