@@ -5,6 +5,8 @@ import (
 	"iter"
 	"math"
 	"strconv"
+
+	"github.com/likesd/likesd/internal/loadgen"
 )
 
 // A dataset of the memory benchmark: posts, how many users like each, and
@@ -20,21 +22,14 @@ type dataset struct {
 }
 
 // userPool is the number of distinct users every dataset draws from.
-const userPool = 2_000_000
+const userPool = loadgen.UserPool
 
 func shortUser(n uint32) string { return fmt.Sprintf("u%07d", n) }
 
 // uuidUser is a version-4-shaped UUID in lower-case text, a pure function of n.
 func uuidUser(n uint32) string {
-	a, b := splitmix(uint64(n)), splitmix(uint64(n)^0x5851f42d4c957f2d)
+	a, b := loadgen.Splitmix(uint64(n)), loadgen.Splitmix(uint64(n)^0x5851f42d4c957f2d)
 	return fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", a>>32, a>>16&0xffff, a&0xfff, 0x8000|b>>48&0x3fff, b&0xffffffffffff)
-}
-
-func splitmix(z uint64) uint64 {
-	z += 0x9e3779b97f4a7c15
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	return z ^ z>>31
 }
 
 func uniform(name, desc string, posts, per int, user func(uint32) string, idBytes int) dataset {
@@ -102,30 +97,11 @@ func (d dataset) likes() iter.Seq2[string, string] {
 					continue
 				}
 				next = append(next, k)
-				if !yield(posts[k], d.user(permute(uint32(r), uint32(k)))) {
+				if !yield(posts[k], d.user(loadgen.Permute(uint32(r), uint32(k)))) {
 					return
 				}
 			}
 			active = next
-		}
-	}
-}
-
-// permute is a bijection of [0, userPool) keyed by key: a bijection of
-// 21-bit words (odd multiplications, xor-shifts, additions) walked until it
-// lands inside the pool.
-func permute(x, key uint32) uint32 {
-	const mask = 1<<21 - 1
-	k := uint32(splitmix(uint64(key)))
-	for {
-		x = (x * 0x9e3779b1) & mask
-		x ^= x >> 11
-		x = (x + k) & mask
-		x = (x * 0x85ebca6b) & mask
-		x ^= x >> 10
-		x = (x + k>>11) & mask
-		if x < userPool {
-			return x
 		}
 	}
 }

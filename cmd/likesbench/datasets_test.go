@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/loadgen"
 )
 
 func TestDatasetsHoldDistinctLikes(t *testing.T) {
@@ -20,7 +22,7 @@ func TestDatasetsHoldDistinctLikes(t *testing.T) {
 	assert.InDelta(t, 1_000_000, s3.counts[0], 50_000, "S3's largest post has ~1M likers")
 	seen := make(map[uint32]bool, s3.counts[0])
 	for r := 0; r < s3.counts[0]; r++ {
-		u := permute(uint32(r), 0)
+		u := loadgen.Permute(uint32(r), 0)
 		require.Less(t, u, uint32(userPool))
 		require.False(t, seen[u], "liker %d repeats", r)
 		seen[u] = true

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/likesd/likesd/internal/loadgen"
 )
 
 var (
@@ -74,7 +76,7 @@ func recoveryDataDir(b *testing.B, posts int) string {
 		return dir
 	}
 	require.NoError(b, os.RemoveAll(dir))
-	user := func(post, r int) string { return fmt.Sprintf("u%07d", permuteUser(uint32(r), uint32(post))) }
+	user := func(post, r int) string { return fmt.Sprintf("u%07d", loadgen.Permute(uint32(r), uint32(post))) }
 	postID := func(k int) string { return "p" + strconv.Itoa(k) }
 
 	cfg := DefaultConfig(dir)
@@ -113,27 +115,6 @@ func recoveryDataDir(b *testing.B, posts int) string {
 	require.Zero(b, l.Stats().Snapshots)
 	require.NoError(b, os.WriteFile(done, nil, 0o644))
 	return dir
-}
-
-// permuteUser is a bijection of [0, 2M) keyed by key, as likesbench's
-// datasets draw a post's likers: distinct users, spread over the pool.
-func permuteUser(x, key uint32) uint32 {
-	const mask, pool = 1<<21 - 1, 2_000_000
-	z := uint64(key) + 0x9e3779b97f4a7c15
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	k := uint32(z ^ z>>31)
-	for {
-		x = (x * 0x9e3779b1) & mask
-		x ^= x >> 11
-		x = (x + k) & mask
-		x = (x * 0x85ebca6b) & mask
-		x ^= x >> 10
-		x = (x + k>>11) & mask
-		if x < pool {
-			return x
-		}
-	}
 }
 
 func processCPU(b *testing.B) time.Duration {
