@@ -1,7 +1,8 @@
 // Package acks owns the accounting of acknowledged writes: which peers
-// confirmed they hold which of this node's likes, when a write waiting for
-// its level (w) is released, and each peer's circuit breaker, fed by the
-// same acknowledgements.
+// confirmed they hold which of this node's likes, and when a write waiting
+// for its level (w) is released. Each peer's health (its breaker, its
+// frames unacknowledged) is internal/link's: a write waits for the peers
+// the link calls eligible, and stops waiting for one whose breaker opens.
 //
 // A like gets a dot (origin, seq) when this node logs it; the fast path
 // sends it to every peer in frames of contiguous seqs, and each peer, once
@@ -11,13 +12,10 @@
 // dots, so a high-water mark would stall behind that gap for good.
 //
 // A write waits for the eligible peers — members (alive or suspect) whose
-// breaker is not open — until Want(level) replicas hold it, or every
-// eligible peer has acknowledged or stopped being eligible, or the driver
-// cancels it at the write timeout. A frame unacknowledged after the
-// timeout is a failure of its peer; consecutive failures open its breaker,
-// so a stopped peer costs no write any latency until a probe after the
-// cool-down is acknowledged.
+// breaker is closed — until Want(level) replicas hold it, or every
+// eligible peer has acknowledged or stopped being eligible (left, or its
+// breaker opened: Gone), or the driver cancels it at the write timeout.
 //
-// Tracker is a value driven by events and the time: no I/O, no lock, no
-// clock; internal/cluster carries it out.
+// Tracker is a value driven by events: no I/O, no lock, no clock;
+// internal/cluster carries it out.
 package acks

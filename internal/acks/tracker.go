@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/likesd/likesd/internal/breaker"
 )
 
 // Config tunes write acknowledgements.
@@ -34,14 +32,11 @@ type Config struct {
 	// every write to a dead peer that slow until its breaker opens.
 	// Bounds 1ms to 5s (the HTTP server's write deadline is 10s).
 	Timeout time.Duration
-
-	// Breaker tunes each peer's circuit breaker.
-	Breaker breaker.Config
 }
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
-	return Config{Default: Count(2), Timeout: 200 * time.Millisecond, Breaker: breaker.DefaultConfig()}
+	return Config{Default: Count(2), Timeout: 200 * time.Millisecond}
 }
 
 // ErrConfig marks an invalid Config.
@@ -55,7 +50,7 @@ func (c Config) Validate() error {
 	case c.Timeout < time.Millisecond || c.Timeout > 5*time.Second:
 		return fmt.Errorf("%w: --write-timeout must be from 1ms to 5s, got %s", ErrConfig, c.Timeout)
 	}
-	return c.Breaker.Validate()
+	return nil
 }
 
 // Result is how a write ended: Replicas held it when it was answered
@@ -75,42 +70,17 @@ type Released struct {
 	Result Result
 }
 
-// PeerTransition is a peer's breaker changing state; the driver logs it.
-type PeerTransition struct {
-	Peer string
-	breaker.Transition
-}
-
 // Tracker is the accounting of this node's writes: which peers hold which
 // of its likes, whose write is released, and each peer's breaker. It is a
 // value fed with events and the time; it does no I/O and holds no lock.
 type Tracker struct {
-	cfg      Config
-	members  map[string]bool // reachable by membership: alive or suspect
-	lastTick time.Time
-	peers    map[string]*peerState
-	bySeq    map[uint64]*waiter
-	byID     map[uint64]*waiter
-	lastID   uint64
+	cfg     Config
+	members map[string]bool // reachable by membership: alive or suspect
+	bySeq   map[uint64]*waiter
+	byID    map[uint64]*waiter
+	lastID  uint64
 
-	released    []Released
-	transitions []PeerTransition
-}
-
-type peerState struct {
-	br breaker.Breaker
-	// unacked are frames sent to the peer and not yet acknowledged, oldest
-	// first: the one signal that tells a stopped peer (its kernel still
-	// takes our TCP sends) from a live one.
-	unacked []span
-	// lastExpiry is when Tick last counted a failure for unacked frames,
-	// lastAck when the peer last acknowledged anything.
-	lastExpiry, lastAck time.Time
-}
-
-type span struct {
-	first, last uint64
-	at          time.Time
+	released []Released
 }
 
 type waiter struct {
@@ -130,37 +100,17 @@ type peerAcks struct {
 // New returns a tracker with no members.
 func New(cfg Config) *Tracker {
 	return &Tracker{
-		cfg: cfg, members: map[string]bool{}, peers: map[string]*peerState{},
+		cfg: cfg, members: map[string]bool{},
 		bySeq: map[uint64]*waiter{}, byID: map[uint64]*waiter{},
 	}
 }
 
-func (t *Tracker) peer(name string) *peerState {
-	p, ok := t.peers[name]
-	if !ok {
-		p = &peerState{br: breaker.New(t.cfg.Breaker)}
-		t.peers[name] = p
-	}
-	return p
-}
-
-// SetMembers says which peers are members (alive or suspect), and which
-// others the fast path still sends to (retain: members declared dead a
-// moment ago). A waiter stops waiting for a peer that is not a member; the
-// breaker of a peer in neither list is forgotten.
-func (t *Tracker) SetMembers(names, retain []string, now time.Time) {
+// SetMembers says which peers are members (alive or suspect): a waiter
+// stops waiting for a peer that is not one.
+func (t *Tracker) SetMembers(names []string) {
 	clear(t.members)
 	for _, n := range names {
 		t.members[n] = true
-	}
-	keep := make(map[string]bool, len(retain))
-	for _, n := range retain {
-		keep[n] = true
-	}
-	for name := range t.peers {
-		if !t.members[name] && !keep[name] {
-			delete(t.peers, name)
-		}
 	}
 	for _, w := range t.sortedWaiters() {
 		for name, pa := range w.peers {
@@ -174,18 +124,12 @@ func (t *Tracker) SetMembers(names, retain []string, now time.Time) {
 
 // Register starts waiting for seqs (this node's dots, just logged) to
 // reach level l. clustered is false on a node with no seeds that never
-// saw another member. When no wait is needed (w=1, or no peer to wait
-// for) it returns the Result and done; otherwise the waiter's id, and the
-// Result comes later from Take or Cancel.
-func (t *Tracker) Register(seqs []uint64, l Level, clustered bool, now time.Time) (id uint64, r Result, done bool) {
-	if l.IsDefault() {
-		l = t.cfg.Default
-		if !clustered {
-			l = One
-		}
-	}
-	eligible := t.Eligible(now)
-	want := l.Want(1+len(eligible), clustered)
+// saw another member; eligible are the peers the write may wait for (the
+// link's: members whose breaker is closed). When no wait is needed (w=1,
+// or no peer to wait for) it returns the Result and done; otherwise the
+// waiter's id, and the Result comes later from Take or Cancel.
+func (t *Tracker) Register(seqs []uint64, l Level, clustered bool, eligible []string) (id uint64, r Result, done bool) {
+	want := t.Want(l, clustered, len(eligible))
 	if want <= 1 || len(eligible) == 0 || len(seqs) == 0 {
 		return 0, Result{Replicas: 1, Want: want}, true
 	}
@@ -203,38 +147,16 @@ func (t *Tracker) Register(seqs []uint64, l Level, clustered bool, now time.Time
 	return w.id, Result{Replicas: 1, Want: want}, false
 }
 
-// Want is the replicas level l asks for now: what Register would wait for.
-func (t *Tracker) Want(l Level, clustered bool, now time.Time) int {
+// Want is the replicas level l asks for with eligible peers: what
+// Register would wait for.
+func (t *Tracker) Want(l Level, clustered bool, eligible int) int {
 	if l.IsDefault() {
 		l = t.cfg.Default
 		if !clustered {
 			l = One
 		}
 	}
-	n := 0
-	for name := range t.members {
-		if p, ok := t.peers[name]; ok && p.br.State(now) != breaker.Closed {
-			continue
-		}
-		n++
-	}
-	return l.Want(1+n, clustered)
-}
-
-// Eligible lists the members whose breaker is closed, sorted: the peers a
-// write may wait for. A half-open peer gets probe frames but is not waited
-// for until an ack closes its breaker, so a peer that is still dead costs
-// no write a timeout at every cool-down.
-func (t *Tracker) Eligible(now time.Time) []string {
-	var out []string
-	for name := range t.members {
-		if p, ok := t.peers[name]; ok && p.br.State(now) != breaker.Closed {
-			continue
-		}
-		out = append(out, name)
-	}
-	slices.Sort(out)
-	return out
+	return l.Want(1+eligible, clustered)
 }
 
 // Cancel ends a waiter that is still waiting (its write timed out) and
@@ -248,47 +170,11 @@ func (t *Tracker) Cancel(id uint64) (r Result, ok bool) {
 	return w.result(), true
 }
 
-// Allow reports whether the fast path may send to peer: its breaker is not
-// open (an open one that cooled down lets batches through, half-open).
-func (t *Tracker) Allow(peer string, now time.Time) bool {
-	p := t.peer(peer)
-	ok, tr, changed := p.br.Allow(now)
-	if changed {
-		t.transitions = append(t.transitions, PeerTransition{Peer: peer, Transition: tr})
-	}
-	return ok
-}
-
-// Sent records a frame of this node's likes first..last queued to peer.
-func (t *Tracker) Sent(peer string, first, last uint64, now time.Time) {
-	p := t.peer(peer)
-	p.unacked = append(p.unacked, span{first: first, last: last, at: now})
-}
-
-// SendFailed records that a send to peer failed (a refused or timed-out
-// connection).
-func (t *Tracker) SendFailed(peer string, now time.Time) { t.failure(peer, now) }
-
-// Answered records that peer answered a ping after a failed send: it is
-// reachable again, so an open breaker turns half-open at once and the next
-// frame probes it; its ack closes the breaker.
-func (t *Tracker) Answered(peer string, now time.Time) {
-	if tr, changed := t.peer(peer).br.Probe(now); changed {
-		t.transitions = append(t.transitions, PeerTransition{Peer: peer, Transition: tr})
-	}
-}
-
 // Acked records that peer holds this node's likes first..last.
-func (t *Tracker) Acked(peer string, first, last uint64, now time.Time) {
+func (t *Tracker) Acked(peer string, first, last uint64) {
 	if last < first {
 		return
 	}
-	p := t.peer(peer)
-	p.lastAck = now
-	if tr, changed := p.br.Success(now); changed {
-		t.transitions = append(t.transitions, PeerTransition{Peer: peer, Transition: tr})
-	}
-	p.unacked = slices.DeleteFunc(p.unacked, func(s span) bool { return s.first >= first && s.last <= last })
 	mark := func(w *waiter, s uint64) {
 		pa := w.peers[peer]
 		if pa == nil || pa.gone {
@@ -327,49 +213,8 @@ func (t *Tracker) Acked(peer string, first, last uint64, now time.Time) {
 	}
 }
 
-// Tick counts a failure for a peer whose oldest unacknowledged frame is
-// older than Timeout and that acknowledged nothing for as long, and
-// forgets its expired frames: at most one failure
-// per peer per Timeout, so opening a breaker takes Failures timeouts of
-// silence, not a burst of frames lost to one stall. A tick that comes more
-// than stallAfter after the last one counts nothing: this node stalled (a
-// starved CPU, a GC pause), not necessarily the peer.
-func (t *Tracker) Tick(now time.Time) {
-	stallAfter := max(t.cfg.Timeout/2, 50*time.Millisecond)
-	stalled := !t.lastTick.IsZero() && now.Sub(t.lastTick) > stallAfter
-	t.lastTick = now
-	names := make([]string, 0, len(t.peers))
-	for name := range t.peers {
-		names = append(names, name)
-	}
-	slices.Sort(names) // deterministic order of transitions
-	for _, name := range names {
-		p := t.peers[name]
-		if len(p.unacked) == 0 || now.Sub(p.unacked[0].at) < t.cfg.Timeout {
-			continue
-		}
-		p.unacked = slices.DeleteFunc(p.unacked, func(s span) bool { return now.Sub(s.at) >= t.cfg.Timeout })
-		// A peer that acknowledged something within the timeout is slow
-		// (its frames queue behind a bulk import), not silent.
-		if stalled || now.Sub(p.lastExpiry) < t.cfg.Timeout || now.Sub(p.lastAck) < t.cfg.Timeout {
-			continue
-		}
-		p.lastExpiry = now
-		t.failure(name, now)
-	}
-}
-
-func (t *Tracker) failure(peer string, now time.Time) {
-	p := t.peer(peer)
-	if tr, changed := p.br.Failure(now); changed {
-		t.transitions = append(t.transitions, PeerTransition{Peer: peer, Transition: tr})
-	}
-	if p.br.State(now) != breaker.Open {
-		return
-	}
-	// An open peer is not waited for and gets nothing: the half-open probe
-	// tells when it answers again.
-	p.unacked = nil
+// Gone says peer's breaker opened: no waiter waits for it any more.
+func (t *Tracker) Gone(peer string) {
 	for _, w := range t.sortedWaiters() {
 		if pa := w.peers[peer]; pa != nil && !pa.gone && pa.count < len(w.seqs) {
 			pa.gone = true
@@ -378,23 +223,14 @@ func (t *Tracker) failure(peer string, now time.Time) {
 	}
 }
 
-// State is peer's breaker state.
-func (t *Tracker) State(peer string, now time.Time) breaker.State {
-	if p, ok := t.peers[peer]; ok {
-		return p.br.State(now)
-	}
-	return breaker.Closed
-}
-
 // Waiting is the number of writes waiting for acknowledgements.
 func (t *Tracker) Waiting() int { return len(t.byID) }
 
-// Take returns the waiters released and the breaker transitions since the
-// last Take.
-func (t *Tracker) Take() ([]Released, []PeerTransition) {
-	r, tr := t.released, t.transitions
-	t.released, t.transitions = nil, nil
-	return r, tr
+// Take returns the waiters released since the last Take.
+func (t *Tracker) Take() []Released {
+	r := t.released
+	t.released = nil
+	return r
 }
 
 // check releases w when it has its replicas or can get no more.

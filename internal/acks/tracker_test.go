@@ -11,19 +11,30 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/likesd/likesd/internal/breaker"
+	"github.com/likesd/likesd/internal/link"
 )
 
 var t0 = time.Unix(1_700_000_000, 0)
 
 func newTracker(members ...string) *Tracker {
 	tr := New(DefaultConfig())
-	tr.SetMembers(members, nil, t0)
+	tr.SetMembers(members)
 	return tr
+}
+
+// elig lists tr's members, sorted: every member eligible (no breaker open).
+func elig(tr *Tracker) []string {
+	var out []string
+	for m := range tr.members {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func released(t *testing.T, tr *Tracker) map[uint64]Result {
 	t.Helper()
-	rs, _ := tr.Take()
+	rs := tr.Take()
 	out := map[uint64]Result{}
 	for _, r := range rs {
 		_, dup := out[r.ID]
@@ -72,20 +83,17 @@ func TestConfigValidateNamesFlags(t *testing.T) {
 	c = DefaultConfig()
 	c.Default = Level{}
 	assert.ErrorContains(t, c.Validate(), "--write-acks")
-	c = DefaultConfig()
-	c.Breaker.Failures = 0
-	assert.ErrorContains(t, c.Validate(), "--breaker-failures")
 }
 
 func TestLevelOneAndNoPeerAnswerAtOnce(t *testing.T) {
 	tr := newTracker("b", "c")
-	_, r, done := tr.Register([]uint64{1}, One, true, t0)
+	_, r, done := tr.Register([]uint64{1}, One, true, elig(tr))
 	assert.True(t, done)
 	assert.Equal(t, Result{Replicas: 1, Want: 1}, r)
 	assert.True(t, r.Met())
 
 	alone := newTracker()
-	_, r, done = alone.Register([]uint64{1}, Count(2), true, t0)
+	_, r, done = alone.Register([]uint64{1}, Count(2), true, elig(alone))
 	assert.True(t, done, "no reachable peer: 202 at once, not after the timeout")
 	assert.Equal(t, Result{Replicas: 1, Want: 2}, r)
 	assert.False(t, r.Met())
@@ -93,109 +101,72 @@ func TestLevelOneAndNoPeerAnswerAtOnce(t *testing.T) {
 
 func TestDefaultLevelIsOneOnAStandaloneNode(t *testing.T) {
 	tr := newTracker()
-	_, r, done := tr.Register([]uint64{1}, Level{}, false, t0)
+	_, r, done := tr.Register([]uint64{1}, Level{}, false, elig(tr))
 	assert.True(t, done)
 	assert.True(t, r.Met())
-	_, r, done = tr.Register([]uint64{2}, Level{}, true, t0)
+	_, r, done = tr.Register([]uint64{2}, Level{}, true, elig(tr))
 	assert.True(t, done)
 	assert.False(t, r.Met(), "a node of a cluster cut off from every peer answers 202")
 }
 
 func TestFirstAckReleasesW2(t *testing.T) {
 	tr := newTracker("b", "c")
-	id, _, done := tr.Register([]uint64{5}, Level{}, true, t0)
+	id, _, done := tr.Register([]uint64{5}, Level{}, true, elig(tr))
 	require.False(t, done)
-	tr.Acked("c", 5, 5, t0)
+	tr.Acked("c", 5, 5)
 	assert.Equal(t, map[uint64]Result{id: {Replicas: 2, Want: 2}}, released(t, tr))
-	tr.Acked("b", 5, 5, t0) // late: nothing more
+	tr.Acked("b", 5, 5) // late: nothing more
 	assert.Empty(t, released(t, tr))
 	assert.Zero(t, tr.Waiting())
 }
 
 func TestDuplicateAndOutOfOrderAcksOfABulkWrite(t *testing.T) {
 	tr := newTracker("b", "c")
-	id, _, done := tr.Register([]uint64{10, 11, 12, 13}, All, true, t0)
+	id, _, done := tr.Register([]uint64{10, 11, 12, 13}, All, true, elig(tr))
 	require.False(t, done)
-	tr.Acked("b", 12, 13, t0)
-	tr.Acked("b", 12, 13, t0) // duplicate
-	tr.Acked("b", 12, 12, t0) // duplicate inside
-	tr.Acked("c", 10, 13, t0)
+	tr.Acked("b", 12, 13)
+	tr.Acked("b", 12, 13) // duplicate
+	tr.Acked("b", 12, 12) // duplicate inside
+	tr.Acked("c", 10, 13)
 	assert.Empty(t, released(t, tr), "b still lacks 10 and 11")
-	tr.Acked("b", 11, 11, t0)
-	tr.Acked("b", 9, 10, t0) // a run wider than the write
+	tr.Acked("b", 11, 11)
+	tr.Acked("b", 9, 10) // a run wider than the write
 	assert.Equal(t, map[uint64]Result{id: {Replicas: 3, Want: 3}}, released(t, tr))
 }
 
 func TestAPeerLeavingReleasesWithWhatItHas(t *testing.T) {
 	tr := newTracker("b", "c")
-	id, _, _ := tr.Register([]uint64{1}, All, true, t0)
-	tr.Acked("b", 1, 1, t0)
+	id, _, _ := tr.Register([]uint64{1}, All, true, elig(tr))
+	tr.Acked("b", 1, 1)
 	assert.Empty(t, released(t, tr))
-	tr.SetMembers([]string{"b"}, nil, t0)
+	tr.SetMembers([]string{"b"})
 	assert.Equal(t, map[uint64]Result{id: {Replicas: 2, Want: 3}}, released(t, tr))
 }
 
 func TestCancelReturnsHowFarItGot(t *testing.T) {
 	tr := newTracker("b", "c")
-	id, _, _ := tr.Register([]uint64{1}, All, true, t0)
-	tr.Acked("b", 1, 1, t0)
+	id, _, _ := tr.Register([]uint64{1}, All, true, elig(tr))
+	tr.Acked("b", 1, 1)
 	r, ok := tr.Cancel(id)
 	require.True(t, ok)
 	assert.Equal(t, Result{Replicas: 2, Want: 3}, r)
 	_, ok = tr.Cancel(id)
 	assert.False(t, ok)
-	tr.Acked("c", 1, 1, t0)
+	tr.Acked("c", 1, 1)
 	assert.Empty(t, released(t, tr))
 }
 
-// A peer that stops acknowledging trips its breaker; then it is not waited
-// for, gets no frames, and a probe after the cool-down brings it back.
-func TestAStoppedPeerTripsItsBreakerAndAProbeBringsItBack(t *testing.T) {
-	cfg := DefaultConfig()
-	tr := New(cfg)
-	tr.SetMembers([]string{"b", "c"}, nil, t0)
-	now := t0
-	seq := uint64(0)
-	var opened bool
-	for i := 0; i < 40 && !opened; i++ {
-		seq++
-		require.True(t, tr.Allow("b", now))
-		tr.Sent("b", seq, seq, now)
-		tr.Sent("c", seq, seq, now)
-		tr.Acked("c", seq, seq, now)
-		now = now.Add(cfg.Timeout / 4)
-		tr.Tick(now)
-		opened = tr.State("b", now) == breaker.Open
-	}
-	require.True(t, opened, "b never acknowledged: its breaker opens")
-	_, trs := tr.Take()
-	require.NotEmpty(t, trs)
-	assert.Equal(t, PeerTransition{Peer: "b", Transition: breaker.Transition{From: breaker.Closed, To: breaker.Open, At: now}}, trs[len(trs)-1])
-	assert.False(t, tr.Allow("b", now), "no frames to an open peer")
-	assert.Equal(t, []string{"c"}, tr.Eligible(now))
-
-	id, r, done := tr.Register([]uint64{seq + 1}, All, true, now)
-	require.False(t, done)
-	assert.Equal(t, 2, r.Want, "all counts the members whose breaker is not open")
-	tr.Acked("c", seq+1, seq+1, now)
-	assert.Equal(t, map[uint64]Result{id: {Replicas: 2, Want: 2}}, released(t, tr))
-
-	now = now.Add(cfg.Breaker.Cooldown)
-	assert.True(t, tr.Allow("b", now), "half-open: a probe goes")
-	tr.Sent("b", seq+2, seq+2, now)
-	tr.Acked("b", seq+2, seq+2, now)
-	assert.Equal(t, breaker.Closed, tr.State("b", now))
-}
-
-func TestAnOpeningBreakerReleasesItsWaiters(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Breaker.Failures = 1
-	tr := New(cfg)
-	tr.SetMembers([]string{"b", "c"}, nil, t0)
-	id, _, _ := tr.Register([]uint64{1}, All, true, t0)
-	tr.Acked("c", 1, 1, t0)
-	tr.SendFailed("b", t0)
+// A peer whose breaker opened is waited for no more: its waiters are
+// released with what they have.
+func TestAGonePeerReleasesItsWaiters(t *testing.T) {
+	tr := newTracker("b", "c")
+	id, _, _ := tr.Register([]uint64{1}, All, true, []string{"b", "c"})
+	tr.Acked("c", 1, 1)
+	assert.Empty(t, released(t, tr))
+	tr.Gone("b")
 	assert.Equal(t, map[uint64]Result{id: {Replicas: 2, Want: 3}}, released(t, tr))
+	tr.Acked("b", 1, 1) // too late: it was given up
+	assert.Empty(t, released(t, tr))
 }
 
 // TestSimulatedSchedules drives trackers with random events and checks,
@@ -240,23 +211,62 @@ func (w *refWaiter) hopeless() bool {
 	return true
 }
 
+// simulate drives a tracker beside a link machine (internal/link), the
+// breakers it waits by, glued as internal/cluster glues them: eligible
+// peers from the link, a breaker that opens is Gone.
 func simulate(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	cfg := DefaultConfig()
-	cfg.Breaker.Failures = 1 + rng.IntN(3)
-	tr := New(cfg)
+	lcfg := link.DefaultConfig()
+	lcfg.Timeout = cfg.Timeout
+	lcfg.Breaker.Failures = 1 + rng.IntN(3)
+	tr, lk := New(cfg), link.New(lcfg)
 	all := []string{"a", "b", "c", "d"}
 	members := slices.Clone(all[:1+rng.IntN(4)])
 	now := t0
-	tr.SetMembers(members, nil, now)
+	targets := func(names []string) []link.Target {
+		var out []link.Target
+		for _, n := range names {
+			out = append(out, link.Target{Name: n, Addr: n})
+		}
+		return out
+	}
+	tr.SetMembers(members)
+	lk.SetMembers(members, targets(members), now)
+	type send struct {
+		peer     string
+		link, id uint64
+	}
+	var inflight []send
 	ref := map[uint64]*refWaiter{}
 	var seq uint64
 	fail := func(format string, args ...any) {
 		t.Helper()
 		require.FailNow(t, fmt.Sprintf("seed %d: ", seed)+fmt.Sprintf(format, args...))
 	}
+	// glue carries out the link's actions as the driver would (sends stay
+	// in flight until an op ends them) and gives up on peers whose breaker
+	// opened.
+	glue := func() {
+		acts, trs := lk.Take()
+		for _, a := range acts {
+			if a.Kind == link.Send {
+				inflight = append(inflight, send{a.Peer, a.Link, a.ID})
+			}
+		}
+		for _, x := range trs {
+			if x.To == breaker.Open {
+				tr.Gone(x.Peer)
+				for _, w := range ref {
+					if w.result == nil && w.eligible[x.Peer] && len(w.acked[x.Peer]) < len(w.seqs) {
+						w.gone[x.Peer] = true
+					}
+				}
+			}
+		}
+	}
 	collect := func() {
-		rs, _ := tr.Take()
+		rs := tr.Take()
 		for _, r := range rs {
 			w, ok := ref[r.ID]
 			if !ok || w.result != nil {
@@ -289,21 +299,6 @@ func simulate(t *testing.T, seed uint64) {
 		}
 		return l.n
 	}
-	// markOpened: a peer whose breaker opened is no longer waited for.
-	states := map[string]breaker.State{}
-	markOpened := func() {
-		for _, p := range all {
-			st := tr.State(p, now)
-			if st == breaker.Open && states[p] != breaker.Open {
-				for _, w := range ref {
-					if w.result == nil && w.eligible[p] && len(w.acked[p]) < len(w.seqs) {
-						w.gone[p] = true
-					}
-				}
-			}
-			states[p] = st
-		}
-	}
 	for range 300 {
 		switch op := rng.IntN(12); {
 		case op < 3: // a write
@@ -317,15 +312,15 @@ func simulate(t *testing.T, seed uint64) {
 			l := levels[rng.IntN(len(levels))]
 			var eligible []string
 			for _, p := range members {
-				if tr.State(p, now) == breaker.Closed {
+				if lk.State(p, now).Breaker == breaker.Closed {
 					eligible = append(eligible, p)
 				}
 			}
 			slices.Sort(eligible)
-			if got := tr.Eligible(now); !slices.Equal(got, eligible) {
+			if got := lk.Eligible(now); !slices.Equal(got, eligible) {
 				fail("eligible %v, reference %v", got, eligible)
 			}
-			id, r, done := tr.Register(seqs, l, true, now)
+			id, r, done := tr.Register(seqs, l, true, eligible)
 			if want := refWant(l, 1+len(eligible)); r.Want != want {
 				fail("%s of %d: want %d, reference %d", l, 1+len(eligible), r.Want, want)
 			}
@@ -341,6 +336,7 @@ func simulate(t *testing.T, seed uint64) {
 				w.acked[p] = map[uint64]bool{}
 			}
 			ref[id] = w
+			lk.Queue(link.Frame{First: seqs[0], Last: seqs[k-1], Count: k}, now)
 		case op < 7: // an ack of a random run, maybe a duplicate, maybe from a non-member
 			if seq == 0 {
 				continue
@@ -348,10 +344,11 @@ func simulate(t *testing.T, seed uint64) {
 			p := all[rng.IntN(len(all))]
 			first := 1 + rng.Uint64N(seq)
 			last := min(first+rng.Uint64N(3), seq)
-			if !tr.Allow(p, now) {
+			if lk.State(p, now).Breaker == breaker.Open {
 				continue // an open peer gets no frames, so sends no acks
 			}
-			tr.Acked(p, first, last, now)
+			lk.Acked(p, first, last, now)
+			tr.Acked(p, first, last)
 			for _, w := range ref {
 				if w.result != nil || !w.eligible[p] || w.gone[p] {
 					continue
@@ -362,9 +359,19 @@ func simulate(t *testing.T, seed uint64) {
 					}
 				}
 			}
-		case op < 8: // a failed send
-			tr.SendFailed(all[rng.IntN(len(all))], now)
-		case op < 9: // membership changes; some non-members are still sent to
+		case op < 9: // a send ends, or fails
+			if len(inflight) == 0 {
+				continue
+			}
+			i := rng.IntN(len(inflight))
+			s := inflight[i]
+			inflight = slices.Delete(inflight, i, i+1)
+			r := link.Sent
+			if rng.IntN(3) == 0 {
+				r = link.Failed
+			}
+			lk.SendDone(s.peer, s.link, s.id, r, now)
+		case op < 10: // membership changes; some non-members are still sent to
 			members = nil
 			var retain []string
 			for _, p := range all {
@@ -376,9 +383,10 @@ func simulate(t *testing.T, seed uint64) {
 					members = append(members, p)
 				}
 			}
-			tr.SetMembers(members, retain, now)
+			tr.SetMembers(members)
+			lk.SetMembers(members, targets(append(slices.Clone(members), retain...)), now)
 			for _, p := range retain {
-				if slices.Contains(tr.Eligible(now), p) {
+				if slices.Contains(lk.Eligible(now), p) {
 					fail("%s is retained, not a member, yet eligible", p)
 				}
 			}
@@ -389,20 +397,15 @@ func simulate(t *testing.T, seed uint64) {
 					}
 				}
 			}
-		case op < 10: // a frame sent, maybe never acknowledged: its timeout counts
-			if p := all[rng.IntN(len(all))]; seq > 0 && tr.Allow(p, now) {
-				first := 1 + rng.Uint64N(seq)
-				tr.Sent(p, first, min(first+rng.Uint64N(3), seq), now)
-			}
 		default: // time passes: mostly ticks, sometimes a stall or a cool-down
 			d := time.Duration(rng.IntN(int(cfg.Timeout / 4)))
 			if rng.IntN(5) == 0 {
-				d = time.Duration(rng.IntN(int(cfg.Breaker.Cooldown)))
+				d = time.Duration(rng.IntN(int(lcfg.Breaker.Cooldown)))
 			}
 			now = now.Add(d)
-			tr.Tick(now)
+			lk.Tick(now)
 		}
-		markOpened()
+		glue()
 		collect()
 	}
 	// Whatever still waits is cancelled with what it has.
@@ -420,35 +423,11 @@ func simulate(t *testing.T, seed uint64) {
 	}
 }
 
-// A ping answered after a failed send lets a probe through at once (no
-// cooldown); only the probe's ack closes the breaker.
-func TestAnAnsweredPingLetsAProbeThroughAndItsAckCloses(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Breaker.Failures = 1
-	tr := New(cfg)
-	tr.SetMembers([]string{"b"}, nil, t0)
-	tr.SendFailed("b", t0)
-	require.Equal(t, breaker.Open, tr.State("b", t0))
-	at := t0.Add(time.Millisecond)
-	tr.Answered("b", at)
-	assert.Equal(t, breaker.HalfOpen, tr.State("b", at))
-	assert.True(t, tr.Allow("b", at), "the probe goes before the cooldown")
-	tr.Sent("b", 1, 1, at)
-	assert.Empty(t, tr.Eligible(at), "a half-open peer is not waited for")
-	tr.Acked("b", 1, 1, at.Add(time.Millisecond))
-	assert.Equal(t, breaker.Closed, tr.State("b", at.Add(time.Millisecond)))
-	_, trs := tr.Take()
-	require.Len(t, trs, 3)
-	assert.Equal(t, []breaker.State{breaker.Open, breaker.HalfOpen, breaker.Closed}, []breaker.State{trs[0].To, trs[1].To, trs[2].To})
-}
-
 // Want is what Register waits for.
 func TestWantIsWhatRegisterWaitsFor(t *testing.T) {
-	now := time.Unix(1000, 0)
-	tr := New(DefaultConfig())
-	tr.SetMembers([]string{"b", "c"}, nil, now)
+	tr := newTracker("b", "c")
 	for _, l := range []Level{One, Count(2), Count(3), Quorum, All, {}} {
-		_, res, _ := tr.Register([]uint64{1}, l, true, now)
-		assert.Equal(t, res.Want, tr.Want(l, true, now), "%v", l)
+		_, res, _ := tr.Register([]uint64{1}, l, true, []string{"b", "c"})
+		assert.Equal(t, res.Want, tr.Want(l, true, 2), "%v", l)
 	}
 }
