@@ -316,8 +316,8 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 			return nil
 		})
 	f.duration(&o.cluster.Writes.Timeout, "write-timeout", time.Millisecond, "how long a write waits for its replicas before it is answered 202 (1ms to 5s); a frame a peer leaves unacknowledged this long is a failure of that peer")
-	f.integer(&o.cluster.Writes.Breaker.Failures, "breaker-failures", 1, 1000, "consecutive failures (failed sends, unacknowledged frames) that open a peer's circuit breaker: no batches, not waited for")
-	f.duration(&o.cluster.Writes.Breaker.Cooldown, "breaker-cooldown", 10*time.Millisecond, "how long an open breaker stays open before batches probe the peer again (half-open; 10ms to 5m)")
+	f.integer(&o.cluster.Breaker.Failures, "breaker-failures", 1, 1000, "consecutive failures (failed sends, unacknowledged frames) that open a peer's circuit breaker: no batches, not waited for")
+	f.duration(&o.cluster.Breaker.Cooldown, "breaker-cooldown", 10*time.Millisecond, "how long an open breaker stays open before batches probe the peer again (half-open; 10ms to 5m)")
 	f.integer(&o.cluster.InboxSize, "inbox-size", 1, maxInt, "received messages waiting to be applied before new ones are dropped (left to repair)")
 	f.integer(&o.cluster.MaxStreams, "max-streams", 1, 1<<16, "streams other nodes may hold open to this one at once (the direct fast path's, one per peer); "+
 		"past it a new one is refused until one closes: keep it above the cluster's size (1 to 65536)")

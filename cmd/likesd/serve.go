@@ -275,7 +275,7 @@ func (m membership) Members() []api.Member {
 	ms := m.Node.Members()
 	out := make([]api.Member, len(ms))
 	for i, x := range ms {
-		out[i] = api.Member{Name: x.Name, Addr: x.Addr, State: x.State, Breaker: x.Breaker}
+		out[i] = api.Member{Name: x.Name, Addr: x.Addr, State: x.State, Breaker: x.Breaker, Link: x.Link}
 	}
 	return out
 }

@@ -46,6 +46,9 @@ type Member struct {
 	// Breaker is this node's circuit breaker for the member (closed, open
 	// or half-open); absent for the node itself.
 	Breaker string `json:"breaker,omitempty"`
+	// Link is this node's fast-path link to the member: idle, sending,
+	// stalled, down or none; absent for the node itself.
+	Link string `json:"link,omitempty"`
 }
 
 // Membership is what the API needs from the cluster.

@@ -32,7 +32,7 @@ func TestCloseReturnsWhenItsContextEnds(t *testing.T) {
 	require.Eventually(t, func() bool {
 		i++
 		write(a, acks.One, "p", fmt.Sprint("stalled", i))
-		return a.directPending.Load() > 1
+		return a.writes.pending() > 1
 	}, waitLong, 10*time.Millisecond, "a's sends to b stall")
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

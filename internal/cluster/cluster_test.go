@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/likesd/likesd/internal/link"
 	"github.com/likesd/likesd/internal/store"
 )
 
@@ -577,16 +578,17 @@ func TestUnreachablePeerCostsOneFailedSend(t *testing.T) {
 	require.NoError(t, err)
 	host, port, _ := net.SplitHostPort(gone)
 	pn, _ := strconv.Atoi(port)
-	p := a.newPeer(peer{name: "gone", ip: net.ParseIP(host), port: uint16(pn)})
-	for i := 0; i < 10; i++ {
-		a.enqueue(p, []byte{msgLikes})
+	(&events{n: a.Node}).NotifyJoin(&memberlist.Node{Name: "gone", Addr: net.ParseIP(host), Port: uint16(pn)})
+	frames := make([]link.Frame, 10)
+	for i := range frames {
+		frames[i] = link.Frame{Data: []byte{msgLikes}} // never joined: not a whole frame
 	}
-	p.queue.Close()
-	a.runPeer(p)
+	a.sendDirect(frames)
+	require.Eventually(t, func() bool { return a.writes.pending() == 0 }, waitLong, 5*time.Millisecond)
 	st := a.Stats()
 	assert.Equal(t, uint64(1), st.DirectErrors)
 	assert.Equal(t, uint64(9), st.PeerDropped)
-	assert.Zero(t, a.directPending.Load())
+	assert.Equal(t, "down", a.writes.peer("gone").Phase, "pinged until it answers")
 }
 
 // A node with no peer to send to holds no log and builds no frames for

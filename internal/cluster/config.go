@@ -11,7 +11,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/acks"
+	"github.com/likesd/likesd/internal/breaker"
 	"github.com/likesd/likesd/internal/ids"
+	"github.com/likesd/likesd/internal/link"
 )
 
 // Config tunes one node. Start from DefaultConfig (a LAN or pod network) or
@@ -254,9 +256,13 @@ type Config struct {
 	// and 64 (above MaxStreams it never binds).
 	MaxStreamsPerPeer int
 
-	// Writes sets write levels, the write timeout and the per-peer
-	// breakers (internal/acks; defaults there).
+	// Writes sets write levels and the write timeout (internal/acks;
+	// defaults there).
 	Writes acks.Config
+
+	// Breaker tunes each peer's circuit breaker (internal/breaker;
+	// defaults there), which the peer's link keeps (internal/link).
+	Breaker breaker.Config
 
 	// streamsV1Only makes the node speak stream version 1 only, as the
 	// version before sessions did: tests of a rolling upgrade.
@@ -318,6 +324,7 @@ func DefaultConfig() Config {
 		LeaveTimeout:      2 * time.Second,
 		Label:             "likesd",
 		Writes:            acks.DefaultConfig(),
+		Breaker:           breaker.DefaultConfig(),
 		Logger:            zerolog.Nop(),
 	}
 }
@@ -350,6 +357,15 @@ func LocalConfig() Config {
 // stay in the member table as long.
 func (c Config) gossipToTheDeadTime() time.Duration {
 	return time.Duration(c.SuspicionMult+2) * c.ProbeInterval * 4
+}
+
+// linkConfig is the fast path's links' config (internal/link validates
+// its bounds).
+func (c Config) linkConfig() link.Config {
+	return link.Config{
+		Queue: c.PeerQueue, BatchBytes: c.DirectBatchBytes, RetryInterval: c.PeerRetryInterval,
+		Timeout: c.Writes.Timeout, Breaker: c.Breaker, Join: joinFrames,
+	}
 }
 
 // Fast paths for Config.FastPath.
@@ -415,10 +431,6 @@ func (c Config) Validate() error {
 		return bad("Keyring has no primary key")
 	case c.FastPath != FastPathDirect && c.FastPath != FastPathGossip:
 		return bad("FastPath %q: want %q or %q", c.FastPath, FastPathDirect, FastPathGossip)
-	case c.DirectBatchBytes < 1024 || c.PeerQueue < 1:
-		return bad("DirectBatchBytes must be at least 1024 and PeerQueue at least 1")
-	case c.PeerRetryInterval < time.Millisecond || c.PeerRetryInterval > time.Second:
-		return bad("PeerRetryInterval (--peer-retry-interval) %v outside [1ms, 1s]", c.PeerRetryInterval)
 	case c.MaxStreams < 1 || c.MaxStreams > maxStreamsBound:
 		return bad("MaxStreams (--max-streams) %d outside [1, %d]", c.MaxStreams, maxStreamsBound)
 	case c.MaxHandshakes < 1 || c.MaxHandshakes > maxHandshakesBound:
@@ -429,6 +441,9 @@ func (c Config) Validate() error {
 		return bad("Label is %d bytes; at most 255", len(c.Label))
 	}
 	if err := c.Writes.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := c.linkConfig().Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	for _, s := range c.Seeds {

@@ -290,5 +290,5 @@ func allSentOrDropped(n *testNode) bool {
 	n.logMu.Lock()
 	seq := n.seq
 	n.logMu.Unlock()
-	return st.LikesQueued+st.LogOverrun+st.LoggedAlone >= seq && n.directPending.Load() == 0
+	return st.LikesQueued+st.LogOverrun+st.LoggedAlone >= seq && n.writes.pending() == 0
 }

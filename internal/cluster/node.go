@@ -18,6 +18,7 @@ import (
 
 	"github.com/likesd/likesd/internal/antientropy"
 	"github.com/likesd/likesd/internal/dropq"
+	"github.com/likesd/likesd/internal/link"
 	"github.com/likesd/likesd/internal/gset"
 	"github.com/likesd/likesd/internal/store"
 )
@@ -47,6 +48,10 @@ type Member struct {
 	// Breaker is this node's circuit breaker for the member: closed, open
 	// or half-open; empty for this node itself.
 	Breaker string
+	// Link is the phase of this node's fast-path link to the member
+	// (internal/link): idle, sending, stalled, down, or none; empty for
+	// this node itself.
+	Link string
 }
 
 // Stats are cumulative counters since Start.
@@ -128,7 +133,7 @@ type counters struct {
 	likesQueued, framesQueued, bytesQueued, framesReceived, bytesReceived atomic.Uint64
 	likesReceived, likesApplied, logOverrun, inboxDropped, framesPruned   atomic.Uint64
 	loggedAlone, framesRefused                                            atomic.Uint64
-	decodeErrors, directSent, directErrors, peerDropped                   atomic.Uint64
+	decodeErrors                                                          atomic.Uint64
 	streamsDialed, streamsAccepted, streamResets                          atomic.Uint64
 }
 
@@ -187,10 +192,8 @@ type Node struct {
 	kick    chan struct{} // a full batch is waiting in the log
 	strays  chan string   // addresses of members that probed a past process here
 
-	// Owned by flushLoop.
-	peers map[string]*peerSender
-	// senders is peers for other goroutines: a breaker that opens resets
-	// the peer's stream.
+	// senders are the connections of the links (direct.go) and of
+	// anti-entropy's own links, by peer.
 	sendersMu sync.Mutex
 	senders   map[string]*peerSender
 
@@ -211,10 +214,9 @@ type Node struct {
 	// place the rest of the package reads membership from.
 	members *memberTable
 	leaving atomic.Bool // announced in the node meta by Close
-	// directPending counts batches queued to or in flight to peers; sends
-	// counts the goroutines of sends in flight (direct.go).
-	directPending atomic.Int64
-	sends         sync.WaitGroup
+	// sends counts the goroutines of sends and probes in flight
+	// (direct.go) and of acks (acker).
+	sends sync.WaitGroup
 
 	wg        sync.WaitGroup
 	flushWG   sync.WaitGroup
@@ -441,7 +443,8 @@ func (n *Node) Members() []Member {
 	ms := n.members.list(time.Now())
 	for i := range ms {
 		if ms[i].Name != n.cfg.NodeName {
-			ms[i].Breaker = n.writes.state(ms[i].Name).String()
+			st := n.writes.peer(ms[i].Name)
+			ms[i].Breaker, ms[i].Link = st.Breaker.String(), st.Phase
 		}
 	}
 	return ms
@@ -456,7 +459,6 @@ func (n *Node) Stats() Stats {
 		LikesReceived: c.likesReceived.Load(), LikesApplied: c.likesApplied.Load(), LogOverrun: c.logOverrun.Load(),
 		LoggedAlone: c.loggedAlone.Load(), FramesRefused: c.framesRefused.Load(),
 		InboxDropped: c.inboxDropped.Load(), FramesPruned: c.framesPruned.Load(), DecodeErrors: c.decodeErrors.Load(),
-		DirectSent: c.directSent.Load(), DirectErrors: c.directErrors.Load(), PeerDropped: c.peerDropped.Load(),
 		StreamsDialed: c.streamsDialed.Load(), StreamsAccepted: c.streamsAccepted.Load(), StreamResets: c.streamResets.Load(),
 	}
 	n.inbound.stats(&st)
@@ -473,10 +475,12 @@ func (n *Node) Stats() Stats {
 	st.WritesUnsynced = w.notDurable.Load()
 	st.AcksSent, st.AcksReceived, st.AckErrors = w.acksSent.Load(), w.acksReceived.Load(), w.ackErrors.Load()
 	st.AcksStreamed, st.AcksRefused = w.acksStreamed.Load(), w.acksRefused.Load()
-	st.BreakerSkipped, st.BreakerOpened = w.skipped.Load(), w.opened.Load()
+	st.BreakerOpened = w.opened.Load()
 	n.writes.mu.Lock()
 	st.WritesWaiting = uint64(n.writes.tr.Waiting())
+	ls := n.writes.lk.Stats()
 	n.writes.mu.Unlock()
+	st.DirectSent, st.DirectErrors, st.PeerDropped, st.BreakerSkipped = ls.Sent, ls.Failed, ls.Dropped, ls.Skipped
 	return st
 }
 
@@ -708,14 +712,13 @@ func (n *Node) peerLink(m peer) *peerSender {
 	if old != nil && !old.stopped.Load() && samePeer(old.peer, m) {
 		return old
 	}
-	if old != nil && old.link {
+	if old != nil && old.linkID == 0 {
 		old.resetStream(errStreamReset) // m restarted, or moved
 	}
 	if n.senders == nil {
 		n.senders = map[string]*peerSender{}
 	}
 	p := n.newPeer(m)
-	p.link = true
 	n.senders[m.name] = p
 	return p
 }
@@ -725,7 +728,7 @@ func (n *Node) peerLink(m peer) *peerSender {
 func (n *Node) dropLink(name string) {
 	n.sendersMu.Lock()
 	defer n.sendersMu.Unlock()
-	if p := n.senders[name]; p != nil && p.link {
+	if p := n.senders[name]; p != nil && p.linkID == 0 {
 		delete(n.senders, name)
 		p.resetStream(errStreamReset)
 	}
@@ -735,7 +738,7 @@ func (n *Node) dropLink(name string) {
 // a batch is waiting) and sends them on the fast path. On Close it flushes
 // what is left.
 func (n *Node) flushLoop() {
-	defer n.stopPeers()
+	defer n.closeLinks()
 	tick := time.NewTicker(n.cfg.FlushInterval)
 	defer tick.Stop()
 	var last time.Time
@@ -804,17 +807,17 @@ func (n *Node) flushLog() {
 		max = n.cfg.DirectBatchBytes
 	}
 	fb := newFrameBuilder(max, msgLikes, n.cfg.NodeName, n.origin)
+	var frames []link.Frame
 	for i, l := range likes {
 		if !fb.fits(l) && fb.count > 0 {
-			first := fb.first
-			frame, count := fb.take()
-			n.queueFrame(frame, first, count)
+			frames = n.queueFrame(frames, fb)
 		}
 		fb.add(from+uint64(i), l)
 	}
-	first := fb.first
-	frame, count := fb.take()
-	n.queueFrame(frame, first, count)
+	frames = n.queueFrame(frames, fb)
+	if len(frames) > 0 {
+		n.sendDirect(frames)
+	}
 }
 
 // anyPeer reports whether the fast path has a peer to send to (either
@@ -824,17 +827,24 @@ func (n *Node) anyPeer() bool {
 	return n.mlReady.Load() == nil || n.members.anyTarget(time.Now(), n.cfg.gossipToTheDeadTime())
 }
 
-// queueFrame counts a frame once it is queued, so a reader that sees the
-// count also sees directPending include it.
-func (n *Node) queueFrame(frame []byte, first uint64, count int) {
+// queueFrame takes fb's frame: broadcast at once in gossip mode, added to
+// frames for sendDirect in direct mode.
+func (n *Node) queueFrame(frames []link.Frame, fb *frameBuilder) []link.Frame {
+	first := fb.first
+	frame, count := fb.take()
 	if n.cfg.FastPath == FastPathDirect {
-		n.sendDirect(frame, first, first+uint64(count)-1)
+		frames = append(frames, link.Frame{Data: frame, First: first, Last: first + uint64(count) - 1, Count: count})
 	} else {
 		n.broadcast(frame)
+		n.countQueued(len(frame), count)
 	}
+	return frames
+}
+
+func (n *Node) countQueued(bytes, likes int) {
 	n.stats.framesQueued.Add(1)
-	n.stats.likesQueued.Add(uint64(count))
-	n.stats.bytesQueued.Add(uint64(len(frame)))
+	n.stats.likesQueued.Add(uint64(likes))
+	n.stats.bytesQueued.Add(uint64(bytes))
 }
 
 func (n *Node) broadcast(frame []byte) {

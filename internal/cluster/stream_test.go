@@ -163,7 +163,7 @@ func TestAPeerWithoutStreamsGetsFramesThroughMemberlist(t *testing.T) {
 func TestAnOpenedBreakerResetsTheStreamAndAFreshOneCarriesOn(t *testing.T) {
 	tweak := func(c *Config) {
 		c.Writes.Timeout = 300 * time.Millisecond
-		c.Writes.Breaker.Cooldown = 2 * time.Second
+		c.Breaker.Cooldown = 2 * time.Second
 	}
 	a := startNode(t, "a", nil, tweak)
 	b := startNode(t, "b", []string{a.Addr()}, tweak)

@@ -8,22 +8,29 @@ import (
 
 	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/breaker"
+	"github.com/likesd/likesd/internal/link"
 	"github.com/likesd/likesd/internal/store"
 	"github.com/likesd/likesd/internal/vclock"
 )
 
-// writes carries out acks.Tracker: it logs the likes of a write and
-// registers its waiter atomically (an ack may come back before the writer
-// would otherwise have registered), releases waiters, feeds the breakers
-// with sends and acks, and ticks them. One mutex guards the tracker; no
-// network call is made under it.
+// writes carries out acks.Tracker and link.Machine: it logs the likes of
+// a write and registers its waiter atomically (an ack may come back before
+// the writer would otherwise have registered), releases waiters, feeds the
+// links with frames, sends, probes and acks, and ticks them. One mutex
+// guards both; no network call is made under it.
 type writes struct {
 	n *Node
-	// mu guards tr, waiting and held.
+	// mu guards tr, lk, waiting, held and linksDone.
 	mu      sync.Mutex
 	tr      *acks.Tracker
+	lk      *link.Machine
 	waiting map[uint64]chan acks.Result // by waiter id
 	held    heldLikes                   // repeats.go
+	// carryMu orders the links' actions: taken before mu is released, so
+	// actions are carried out in the order the machine gave them.
+	carryMu sync.Mutex
+	// linksDone is closed once the links closed at shutdown all ended.
+	linksDone chan struct{}
 
 	stats struct {
 		met, accepted, abandoned, acksSent, acksStreamed, acksReceived, ackErrors, skipped, opened atomic.Uint64
@@ -32,7 +39,10 @@ type writes struct {
 }
 
 func newWrites(n *Node) *writes {
-	return &writes{n: n, tr: acks.New(n.cfg.Writes), waiting: map[uint64]chan acks.Result{}, held: newHeldLikes()}
+	return &writes{
+		n: n, tr: acks.New(n.cfg.Writes), lk: link.New(n.cfg.linkConfig()),
+		waiting: map[uint64]chan acks.Result{}, held: newHeldLikes(), linksDone: make(chan struct{}),
+	}
 }
 
 // Replicate logs likes this node holds for the fast path and waits, within
@@ -70,7 +80,7 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 	w.mu.Lock()
 	if resolved != acks.One {
 		if held := w.held.heldBy(likes, added); held > 0 {
-			if want := w.tr.Want(resolved, clustered, now); held >= want {
+			if want := w.tr.Want(resolved, clustered, len(w.lk.Eligible(now))); held >= want {
 				w.mu.Unlock()
 				res := acks.Result{Replicas: held, Want: want}
 				w.count(res)
@@ -90,7 +100,7 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 			seqs[i] = first + uint64(i)
 		}
 	}
-	id, res, done := w.tr.Register(seqs, resolved, clustered, now)
+	id, res, done := w.tr.Register(seqs, resolved, clustered, w.lk.Eligible(now))
 	var ch chan acks.Result
 	if !done {
 		ch = make(chan acks.Result, 1)
@@ -172,35 +182,26 @@ func (w *writes) count(res acks.Result) {
 	}
 }
 
-// settleLocked hands released waiters their result (w.mu is held) and
-// returns the breaker transitions, for report after the unlock.
-func (w *writes) settleLocked() []acks.PeerTransition {
-	released, transitions := w.tr.Take()
-	for _, r := range released {
+// settleLocked hands released waiters their result (w.mu is held).
+func (w *writes) settleLocked() {
+	for _, r := range w.tr.Take() {
 		if ch, ok := w.waiting[r.ID]; ok {
 			ch <- r.Result
 			delete(w.waiting, r.ID)
 		}
 	}
-	return transitions
 }
 
 // report logs breaker transitions (once each) and urges repair with a peer
 // whose breaker closed; it runs without w.mu, so a slow log never stalls
 // writes.
-func (w *writes) report(transitions []acks.PeerTransition) {
+func (w *writes) report(transitions []link.Transition) {
 	for _, t := range transitions {
 		ev := w.n.log.Info()
 		switch t.To {
 		case breaker.Open:
 			w.stats.opened.Add(1)
 			ev = w.n.log.Warn()
-			// What its stream holds is not reaching it: a half-open probe
-			// dials anew instead of queueing behind a dead connection
-			// (unless it already turned half-open: this report is late).
-			if w.state(t.Peer) == breaker.Open {
-				w.n.resetPeerStream(t.Peer)
-			}
 		case breaker.Closed:
 			// Likes it missed while open were not sent: repair them now.
 			w.n.sync.urge(t.Peer)
@@ -209,65 +210,85 @@ func (w *writes) report(transitions []acks.PeerTransition) {
 	}
 }
 
-// update runs op on the tracker under w.mu, hands released waiters their
-// result, and reports breaker transitions after the unlock.
-func (w *writes) update(op func(tr *acks.Tracker, now time.Time)) {
+// update runs op under w.mu: a peer whose breaker opened is waited for no
+// more, released waiters get their result, and after the unlock the links'
+// actions are carried out, in order, and breaker transitions reported.
+func (w *writes) update(op func(w *writes, now time.Time)) {
 	now := time.Now()
 	w.mu.Lock()
-	op(w.tr, now)
-	transitions := w.settleLocked()
+	op(w, now)
+	acts, transitions := w.lk.Take()
+	for _, t := range transitions {
+		if t.To == breaker.Open {
+			w.tr.Gone(t.Peer)
+		}
+	}
+	w.settleLocked()
+	if w.lk.Done() {
+		select {
+		case <-w.linksDone:
+		default:
+			close(w.linksDone)
+		}
+	}
+	w.carryMu.Lock()
 	w.mu.Unlock()
+	w.n.carry(acts)
+	w.carryMu.Unlock()
 	w.report(transitions)
 }
 
-// allow reports whether the fast path may queue a frame to peer, and
-// records it as sent when so.
-func (w *writes) allow(peer string, first, last uint64) bool {
-	var ok bool
-	w.update(func(tr *acks.Tracker, now time.Time) {
-		if ok = tr.Allow(peer, now); ok {
-			tr.Sent(peer, first, last, now)
-		}
-	})
-	if !ok {
-		w.stats.skipped.Add(1)
-	}
-	return ok
-}
-
-func (w *writes) sendFailed(peer string) {
-	w.update(func(tr *acks.Tracker, now time.Time) { tr.SendFailed(peer, now) })
-}
-
-func (w *writes) answered(peer string) {
-	w.update(func(tr *acks.Tracker, now time.Time) { tr.Answered(peer, now) })
-}
-
 func (w *writes) acked(peer string, runs []ackRun) {
-	w.update(func(tr *acks.Tracker, now time.Time) {
+	w.update(func(w *writes, now time.Time) {
 		for _, r := range runs {
 			if r.origin == w.n.origin {
-				tr.Acked(peer, r.first, r.last(), now)
+				w.lk.Acked(peer, r.first, r.last(), now)
+				w.tr.Acked(peer, r.first, r.last())
 			}
 		}
 	})
 }
 
-// state is peer's breaker state.
-func (w *writes) state(peer string) breaker.State {
+// peer is what the links know of peer.
+func (w *writes) peer(name string) link.PeerState {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.tr.State(peer, time.Now())
+	return w.lk.State(name, time.Now())
+}
+
+// pending is the frames queued to peers, in backlogs or in flight.
+func (w *writes) pending() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lk.Pending()
 }
 
 // membersTick bounds how stale the tracker's member list may be.
 const membersTick = 20 * time.Millisecond
 
-// run ticks the tracker: membership, and frames left unacknowledged.
+// memberView is the member table as the links and the tracker take it:
+// members (alive or suspect), the fast path's targets, and the processes
+// of members (repeats.go).
+func (n *Node) memberView() (members []string, targets []link.Target, processes []memberID) {
+	for _, p := range n.members.peers(stateAlive, stateSuspect) {
+		members, processes = append(members, p.name), append(processes, idOf(p))
+	}
+	if n.cfg.FastPath == FastPathDirect {
+		for _, p := range n.members.sendTargets(time.Now(), n.cfg.gossipToTheDeadTime()) {
+			targets = append(targets, link.Target{Name: p.name, Addr: linkKey(p), Ref: p})
+		}
+	}
+	return members, targets, processes
+}
+
+// run ticks the links and the tracker: membership, sends that hang, probes,
+// and frames left unacknowledged.
 func (w *writes) run(ctx context.Context) {
 	// Membership reaches the tracker within a tick; unacknowledged frames
-	// are noticed within a quarter of the timeout.
-	t := time.NewTicker(min(max(w.n.cfg.Writes.Timeout/4, time.Millisecond), membersTick))
+	// are noticed within a quarter of the timeout; a link's stall or probe
+	// is due at the machine's next deadline.
+	every := min(max(w.n.cfg.Writes.Timeout/4, time.Millisecond), membersTick)
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		select {
@@ -275,20 +296,20 @@ func (w *writes) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		var members []string
-		var processes []memberID
-		for _, p := range w.n.members.peers(stateAlive, stateSuspect) {
-			members, processes = append(members, p.name), append(processes, idOf(p))
-		}
-		var targets []string
-		for _, p := range w.n.members.sendTargets(time.Now(), w.n.cfg.gossipToTheDeadTime()) {
-			targets = append(targets, p.name)
-		}
-		w.update(func(tr *acks.Tracker, now time.Time) {
-			tr.SetMembers(members, targets, now)
-			tr.Tick(now)
+		members, targets, processes := w.n.memberView()
+		var next time.Time
+		w.update(func(w *writes, now time.Time) {
+			w.tr.SetMembers(members)
+			w.lk.SetMembers(members, targets, now) // no targets in gossip mode
+			w.lk.Tick(now)
 			w.held.setMembers(processes) // under w.mu, as update runs op
+			next = w.lk.NextDeadline()
 		})
+		d := every
+		if !next.IsZero() {
+			d = min(d, max(time.Until(next), time.Millisecond))
+		}
+		t.Reset(d)
 	}
 }
 

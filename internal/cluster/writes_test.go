@@ -93,7 +93,7 @@ func TestEveryPeerDownAnswers202AtOnce(t *testing.T) {
 func TestAPeerThatStopsAcknowledgingTripsItsBreakerAndAProbeBringsItBack(t *testing.T) {
 	a, b, _ := threeNodes(t, func(c *Config) {
 		c.Writes.Timeout = 300 * time.Millisecond
-		c.Writes.Breaker.Cooldown = 2 * time.Second
+		c.Breaker.Cooldown = 2 * time.Second
 	})
 	require.Equal(t, acks.Result{Replicas: 3, Want: 3}, write(a, acks.All, "p", "u0"))
 	assert.Equal(t, "closed", breakerOf(a, "b"))

@@ -17,8 +17,10 @@ type Frame struct {
 
 // Target is a peer the fast path sends to. Addr is whatever tells the
 // driver how to reach it; a link whose peer's Addr changes is replaced.
+// Ref is the driver's, handed back in the link's Open.
 type Target struct {
 	Name, Addr string
+	Ref        any
 }
 
 // Result is how a send ended.
@@ -73,6 +75,7 @@ type Action struct {
 	Kind    Kind
 	Peer    string
 	Addr    string // Open
+	Ref     any    // Open: the Target's
 	Link    uint64 // Open, Send, Reset, Forget
 	ID      uint64 // Send, Probe
 	Frame   Frame  // Send
@@ -217,7 +220,7 @@ func (m *Machine) SetMembers(members []string, targets []Target, now time.Time) 
 		p := m.peer(t.Name)
 		if p.l == nil {
 			p.l = &link{id: m.next(), peerName: t.Name, addr: t.Addr}
-			m.act(Action{Kind: Open, Peer: t.Name, Addr: t.Addr, Link: p.l.id})
+			m.act(Action{Kind: Open, Peer: t.Name, Addr: t.Addr, Ref: t.Ref, Link: p.l.id})
 		}
 	}
 }
