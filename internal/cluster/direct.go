@@ -241,4 +241,3 @@ func (n *Node) waitSends(ctx context.Context) {
 		n.log.Warn().Msg("sends still in flight at close: they end within TCPTimeout")
 	}
 }
-

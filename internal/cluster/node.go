@@ -18,8 +18,8 @@ import (
 
 	"github.com/likesd/likesd/internal/antientropy"
 	"github.com/likesd/likesd/internal/dropq"
-	"github.com/likesd/likesd/internal/link"
 	"github.com/likesd/likesd/internal/gset"
+	"github.com/likesd/likesd/internal/link"
 	"github.com/likesd/likesd/internal/store"
 )
 
