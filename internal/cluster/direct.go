@@ -150,6 +150,40 @@ func (n *Node) forgetLink(a link.Action) {
 	}
 }
 
+// peerLink returns the peer's sender, whose stream (peerStream) carries its
+// frames and this node's anti-entropy to it: the fast path's, when it runs
+// one to m as the member table lists it now, or else a link of its own
+// (no queue nor goroutine: only its stream is used), which the fast path
+// takes over if it starts sending to m (openLink).
+func (n *Node) peerLink(m peer) *peerSender {
+	n.sendersMu.Lock()
+	defer n.sendersMu.Unlock()
+	old := n.senders[m.name]
+	if old != nil && !old.stopped.Load() && samePeer(old.peer, m) {
+		return old
+	}
+	if old != nil && old.linkID == 0 {
+		old.resetStream(errStreamReset) // m restarted, or moved
+	}
+	if n.senders == nil {
+		n.senders = map[string]*peerSender{}
+	}
+	p := n.newPeer(m)
+	n.senders[m.name] = p
+	return p
+}
+
+// dropLink closes the link to a peer that is no longer a member (the fast
+// path's senders are stopped by flushLoop).
+func (n *Node) dropLink(name string) {
+	n.sendersMu.Lock()
+	defer n.sendersMu.Unlock()
+	if p := n.senders[name]; p != nil && p.linkID == 0 {
+		delete(n.senders, name)
+		p.resetStream(errStreamReset)
+	}
+}
+
 // linkSender is the sender of link id to name, if it still runs.
 func (n *Node) linkSender(name string, id uint64) *peerSender {
 	n.sendersMu.Lock()

@@ -15,6 +15,9 @@
 //     the cluster's keyring, session.go, on which the peer's acks come
 //     back) or queues them as memberlist broadcasts that receivers forward
 //     once (gossip). It is best effort; acks (writes.go) say what arrived.
+//     What to send each peer, when to probe it and when to give up on it
+//     is decided by internal/link's pure machine; direct.go carries out
+//     its actions.
 //   - Anti-entropy (sync.go) drives internal/antientropy, the pure state
 //     machine that compares content digests with one peer at a time and
 //     repairs exactly what differs. It is what makes replicas converge,
@@ -28,6 +31,24 @@
 // by copies taken in memberlist's callbacks: never from memberlist's nodes,
 // which it rewrites in place. Tests run nodes on internal/faultnet, through
 // Config.Transport, to cut and isolate them.
+//
+// What each file owns:
+//
+//   - node.go: the Node, its lifecycle (Start, Close and the hand-off), the
+//     log of this node's likes and the flush that frames it, and the loop
+//     that applies peers' messages.
+//   - config.go: Config, its defaults and bounds.
+//   - members.go: the member table, fed by memberlist's events, and joins.
+//   - delegate.go: memberlist's delegate callbacks, handed off at once.
+//   - writes.go: a write's wait for its level, the acks it waits on (acks
+//     and link machines under one lock), and the acker that sends acks.
+//   - repeats.go: repeats of acknowledged likes answered without a resend.
+//   - direct.go: the fast path's links carried out: sends and probes.
+//   - stream.go: the streams on memberlist's port: framing, accept, dial.
+//   - session.go: a stream's authenticated handshake and its AEAD.
+//   - sync.go: the driver of internal/antientropy: sessions, sends, urges.
+//   - codec.go: frames and acks on the wire.
+//   - guard.go: every like from peers checked before it is merged.
 //
 // Callbacks from memberlist never block: messages go to bounded queues,
 // dropped and counted when full (anti-entropy repairs what they carried).
