@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/ids"
+	"github.com/likesd/likesd/internal/stat"
 	"github.com/likesd/likesd/internal/store"
 )
 
@@ -110,6 +111,16 @@ func (g *peerGuard) deferLikes(n int) {
 	}
 	g.log.Warn().Int("deferred", n).Uint64("deferred_total", total).
 		Msg("likes from peers not applied nor acknowledged: memory past its hard mark (--memory-peers-refuse-at); their senders keep them and anti-entropy brings them later (counted in likesd_peer_likes_deferred_total, logged at most every 10s)")
+}
+
+// guardMetrics describes the guard's counters, read from r at scrape time.
+func guardMetrics(r Readings) []stat.Desc {
+	return []stat.Desc{
+		stat.NewCounter("likesd_peer_likes_refused_total",
+			"Likes from peers (fast path or anti-entropy) refused, not merged: their ids break the rule the API checks clients' by.", r.PeerLikesRefused),
+		stat.NewCounter("likesd_peer_likes_deferred_total",
+			"Likes from peers (fast path or anti-entropy) not applied nor acknowledged: memory was past its hard mark (--memory-peers-refuse-at); their senders keep them for anti-entropy.", r.PeerLikesDeferred),
+	}
 }
 
 // PeerLikesRefused counts the likes from peers refused since Start.

@@ -20,6 +20,7 @@ import (
 	"github.com/likesd/likesd/internal/dropq"
 	"github.com/likesd/likesd/internal/gset"
 	"github.com/likesd/likesd/internal/link"
+	"github.com/likesd/likesd/internal/stat"
 	"github.com/likesd/likesd/internal/store"
 )
 
@@ -486,6 +487,87 @@ func (n *Node) Stats() Stats {
 
 // QueuedFrames is the broadcast queue's depth.
 func (n *Node) QueuedFrames() int { return n.queue.NumQueued() }
+
+// Readings is what the node's metrics read at scrape time: a *Node, or a
+// stand-in with chosen values in a test.
+type Readings interface {
+	Stats() Stats
+	QueuedFrames() int
+	PeerLikesRefused() uint64
+	PeerLikesDeferred() uint64
+	Ready() bool
+}
+
+// Metrics describes the node's series for internal/metrics, each read from
+// r at scrape time: Stats' fields here, the handshake refusals beside their
+// reasons (session.go), the peers' likes refused or deferred beside their
+// guard (guard.go). Only the series labelled by member (likesd_members,
+// likesd_peer_breaker) are left to internal/metrics, which reads Members.
+func Metrics(r Readings) []stat.Desc {
+	counter := func(name, help string, f func(Stats) uint64) stat.Desc {
+		return stat.NewCounter(name, help, func() uint64 { return f(r.Stats()) })
+	}
+	gauge := func(name, help string, f func(Stats) uint64) stat.Desc {
+		return stat.NewGauge(name, help, func() float64 { return float64(f(r.Stats())) })
+	}
+	const capped = "Streams from peers closed at a cap: cap=total, a new one refused as its handshake ended while --max-streams were open; " +
+		"cap=peer, a peer's oldest closed for its newest; cap=handshakes, the oldest handshake in progress closed for a new one while --max-handshakes were."
+	ds := []stat.Desc{
+		counter("likesd_fastpath_frames_sent_total", "Frames of new likes the fast path built: sent to every peer (direct) or queued for broadcast (gossip).", func(s Stats) uint64 { return s.FramesQueued }),
+		counter("likesd_fastpath_likes_sent_total", "Likes framed on the fast path (in gossip mode forwarded ones too).", func(s Stats) uint64 { return s.LikesQueued }),
+		counter("likesd_fastpath_bytes_sent_total", "Bytes of fast-path frames, counted once per frame (not per peer or retransmit).", func(s Stats) uint64 { return s.BytesQueued }),
+		counter("likesd_fastpath_frames_received_total", "Fast-path frames of likes received from peers.", func(s Stats) uint64 { return s.FramesReceived }),
+		counter("likesd_fastpath_bytes_received_total", "Bytes of fast-path frames received.", func(s Stats) uint64 { return s.BytesReceived }),
+		counter("likesd_fastpath_likes_received_total", "Likes received on the fast path.", func(s Stats) uint64 { return s.LikesReceived }),
+		counter("likesd_fastpath_likes_applied_total", "Likes received on the fast path that were new here.", func(s Stats) uint64 { return s.LikesApplied }),
+		counter("likesd_fastpath_frames_refused_total", "Fast-path frames that came through memberlist in the name of a peer that sends its own on its session: dropped.", func(s Stats) uint64 { return s.FramesRefused }),
+		counter("likesd_log_overrun_total", "Likes that left the log before the fast path framed them (healed by anti-entropy).", func(s Stats) uint64 { return s.LogOverrun }),
+		counter("likesd_log_alone_total", "Likes logged while this node had no peer to send to: counted sent, to no one (a peer that joins gets them by sync).", func(s Stats) uint64 { return s.LoggedAlone }),
+		counter("likesd_inbox_dropped_total", "Received messages dropped because the inbox was full.", func(s Stats) uint64 { return s.InboxDropped }),
+		counter("likesd_queue_pruned_total", "Frames pruned from the broadcast queue at its limit.", func(s Stats) uint64 { return s.FramesPruned }),
+		counter("likesd_decode_errors_total", "Frames or states that failed to decode.", func(s Stats) uint64 { return s.DecodeErrors }),
+		counter("likesd_sync_sessions_total", "Anti-entropy sessions this node started and ended.", func(s Stats) uint64 { return s.SyncSessions }),
+		counter("likesd_sync_sessions_failed_total", "Anti-entropy sessions ended by a timeout or an unreachable peer.", func(s Stats) uint64 { return s.SyncFailed }),
+		counter("likesd_sync_likes_pulled_total", "Likes new here that anti-entropy brought.", func(s Stats) uint64 { return s.SyncPulled }),
+		counter("likesd_sync_likes_pushed_total", "Likes new to a peer that anti-entropy sent.", func(s Stats) uint64 { return s.SyncPushed }),
+		counter("likesd_sync_bytes_received_total", "Bytes of anti-entropy messages received.", func(s Stats) uint64 { return s.SyncBytesIn }),
+		counter("likesd_sync_bytes_sent_total", "Bytes of anti-entropy messages sent.", func(s Stats) uint64 { return s.SyncBytesOut }),
+		counter("likesd_sync_streamed_total", "Anti-entropy messages sent on a peer's session (the rest, to peers of the previous version, through memberlist, a connection each).", func(s Stats) uint64 { return s.SyncStreamed }),
+		counter("likesd_sync_refused_total", "Anti-entropy messages that came through memberlist in the name of a peer that sends its own on its session, or of no member: dropped.", func(s Stats) uint64 { return s.SyncRefused }),
+		counter("likesd_sync_dropped_total", "Anti-entropy messages dropped because a queue was full (the session times out and is retried).", func(s Stats) uint64 { return s.SyncDropped }),
+		counter("likesd_handoff_timeouts_total", "Hand-offs cut short by the shutdown bound.", func(s Stats) uint64 { return s.HandoffTimeouts }),
+		counter("likesd_sync_key_mismatches_total", "Digest comparisons refused because this node's and the peer's digest keys differ (a key rotation in progress, or a peer without key ids).", func(s Stats) uint64 { return s.SyncKeyMismatches }),
+		counter("likesd_sync_rekeys_total", "Times the replica's digests were recomputed because the primary key changed.", func(s Stats) uint64 { return s.SyncRekeys }),
+		counter("likesd_direct_batches_sent_total", "Batches sent straight to a peer (direct fast path).", func(s Stats) uint64 { return s.DirectSent }),
+		counter("likesd_direct_errors_total", "Batches that could not be sent to a peer.", func(s Stats) uint64 { return s.DirectErrors }),
+		counter("likesd_peer_queue_dropped_total", "Batches dropped (left to repair): a full peer queue, a peer that stopped answering, or a stream reset under them.", func(s Stats) uint64 { return s.PeerDropped }),
+		counter("likesd_streams_dialed_total", "Streams this node opened to peers for the direct fast path (one per peer while it answers).", func(s Stats) uint64 { return s.StreamsDialed }),
+		counter("likesd_streams_accepted_total", "Streams peers opened to this node.", func(s Stats) uint64 { return s.StreamsAccepted }),
+		counter("likesd_stream_resets_total", "Streams this node reset: a send hung while the peer answered pings, or the peer's breaker opened (what they held is left to repair).", func(s Stats) uint64 { return s.StreamResets }),
+		counter("likesd_streams_timed_out_total", "Streams from peers closed because their handshake, or a message once begun, did not arrive whole within the TCP timeout (a stalled or trickling peer).", func(s Stats) uint64 { return s.StreamsTimedOut }),
+		counter("likesd_writes_replicated_total", "Writes answered once their level was met (201/200).", func(s Stats) uint64 { return s.WritesMet }),
+		counter("likesd_writes_accepted_total", "Writes answered 202: stored here, fewer replicas than asked within the write timeout (or no peer reachable).", func(s Stats) uint64 { return s.WritesAccepted }),
+		counter("likesd_writes_abandoned_total", "Writes whose client went away while they waited for acknowledgements (stored here; no answer sent).", func(s Stats) uint64 { return s.WritesAbandoned }),
+		counter("likesd_acks_sent_total", "Acknowledgement messages sent to the origins of applied frames.", func(s Stats) uint64 { return s.AcksSent }),
+		counter("likesd_acks_streamed_total", "Of those, sent back on the origin's stream (the rest through memberlist, a connection each).", func(s Stats) uint64 { return s.AcksStreamed }),
+		counter("likesd_acks_received_total", "Acknowledgement messages received from peers.", func(s Stats) uint64 { return s.AcksReceived }),
+		counter("likesd_acks_refused_total", "Acknowledgements that came through memberlist in the name of a peer that acknowledges on its session: not its, so not counted.", func(s Stats) uint64 { return s.AcksRefused }),
+		counter("likesd_ack_errors_total", "Acknowledgements that could not be sent or were dropped.", func(s Stats) uint64 { return s.AckErrors }),
+		counter("likesd_breaker_skipped_total", "Fast-path frames not queued to a peer because its breaker was open (left to repair).", func(s Stats) uint64 { return s.BreakerSkipped }),
+		counter("likesd_breaker_opened_total", "Times a peer's circuit breaker opened.", func(s Stats) uint64 { return s.BreakerOpened }),
+		counter("likesd_streams_capped_total", capped, func(s Stats) uint64 { return s.StreamsRefused }).With("cap", "total"),
+		counter("likesd_streams_capped_total", capped, func(s Stats) uint64 { return s.StreamsDisplaced }).With("cap", "peer"),
+		counter("likesd_streams_capped_total", capped, func(s Stats) uint64 { return s.HandshakesCut }).With("cap", "handshakes"),
+		gauge("likesd_streams_inbound", "Streams peers hold open to this node now, handshake done (at most --max-streams).", func(s Stats) uint64 { return s.StreamsInbound }),
+		gauge("likesd_stream_handshakes_pending", "Stream handshakes in progress now (at most --max-handshakes).", func(s Stats) uint64 { return s.HandshakesPending }),
+		gauge("likesd_stream_buffered_bytes", "Bytes of buffer held now by stream messages being read (a buffer grows only as its message arrives).", func(s Stats) uint64 { return s.StreamBuffered }),
+		gauge("likesd_writes_waiting", "Writes waiting for acknowledgements now.", func(s Stats) uint64 { return s.WritesWaiting }),
+		stat.NewGauge("likesd_gossip_queue_frames", "Frames waiting in memberlist's broadcast queue (gossip fast path; 0 with direct).", func() float64 { return float64(r.QueuedFrames()) }),
+		stat.NewFlag("likesd_ready", "1 once this node holds what the cluster held when it joined (a full sync, or proof it is alone).", r.Ready),
+	}
+	ds = append(ds, refusalMetrics(func() HandshakeRefusals { return r.Stats().HandshakesRefused })...)
+	return append(ds, guardMetrics(r)...)
+}
 
 // Close hands off and leaves. It sends the likes still in the log on the
 // fast path, then runs anti-entropy sessions with synced peers until one of

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/likesd/likesd/internal/stat"
 )
 
 // Sessions: stream version 2 (see the top of stream.go). A stream opens
@@ -102,6 +104,31 @@ func (r refusal) String() string {
 
 // refusedCounters counts refusals by reason.
 type refusedCounters [refusals]atomic.Uint64
+
+// refusalMetrics describes the handshake refusals, one series per reason
+// (refusal's closed set), each read from read at scrape time.
+func refusalMetrics(read func() HandshakeRefusals) []stat.Desc {
+	const help = "Stream handshakes refused, either way, by reason: malformed (a hello or reply that does not decode), label (another cluster's), " +
+		"keying (one side has a key, the other none), unknown_key (a key id not in this node's keyring), auth (no proof of the key for this " +
+		"session: a wrong key or a replayed hello), downgrade (a version 1 hello naming a node that speaks version 2, or no member), " +
+		"peer (the node that answered a dial is not the one dialed), address (a keyed hello naming no alive or suspect member, or one at another address)."
+	by := [refusals]func(HandshakeRefusals) uint64{
+		refusedMalformed:  func(r HandshakeRefusals) uint64 { return r.Malformed },
+		refusedLabel:      func(r HandshakeRefusals) uint64 { return r.Label },
+		refusedKeying:     func(r HandshakeRefusals) uint64 { return r.Keying },
+		refusedUnknownKey: func(r HandshakeRefusals) uint64 { return r.UnknownKey },
+		refusedAuth:       func(r HandshakeRefusals) uint64 { return r.Auth },
+		refusedDowngrade:  func(r HandshakeRefusals) uint64 { return r.Downgrade },
+		refusedPeer:       func(r HandshakeRefusals) uint64 { return r.Peer },
+		refusedAddress:    func(r HandshakeRefusals) uint64 { return r.Address },
+	}
+	ds := make([]stat.Desc, 0, refusals)
+	for reason, f := range by {
+		ds = append(ds, stat.NewCounter("likesd_stream_handshakes_refused_total", help,
+			func() uint64 { return f(read()) }).With("reason", refusal(reason).String()))
+	}
+	return ds
+}
 
 func (c *refusedCounters) stats() HandshakeRefusals {
 	return HandshakeRefusals{

@@ -1,5 +1,7 @@
-// Package metrics owns likesd's Prometheus metrics: it reads the counters the
-// other packages keep (cluster.Stats, the member list) at scrape time and
+// Package metrics owns likesd's Prometheus exposition: it turns the series
+// the other packages declare next to their counters (internal/stat:
+// cluster.Metrics, wal.Metrics, membudget.Metrics) into collectors read at
+// scrape time, keeps the series labelled by member (the member list), and
 // implements the API's Observer for request latencies and like outcomes. It
 // is the only package that imports the Prometheus client.
 package metrics
@@ -14,22 +16,16 @@ import (
 
 	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/stat"
 	"github.com/likesd/likesd/internal/wal"
 )
 
-// Cluster is what the metrics read from the cluster at scrape time.
+// Cluster is what the metrics read from the cluster at scrape time: the
+// series the node declares (cluster.Metrics), and its members for the
+// series labelled by member.
 type Cluster interface {
-	Stats() cluster.Stats
-	QueuedFrames() int
+	cluster.Readings
 	Members() []cluster.Member
-	// PeerLikesRefused counts likes from peers whose ids break the API's
-	// rule.
-	PeerLikesRefused() uint64
-	// PeerLikesDeferred counts likes from peers not applied (nor
-	// acknowledged) while memory was past its hard mark.
-	PeerLikesDeferred() uint64
-	// Ready reports whether the node is synced.
-	Ready() bool
 }
 
 // Metrics holds the registry and the collectors the API feeds.
@@ -71,118 +67,11 @@ func New(c Cluster) *Metrics {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, likes, refused)
 
-	counter := func(name, help string, f func(cluster.Stats) uint64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-			func() float64 { return float64(f(c.Stats())) }))
-	}
-	counter("likesd_fastpath_frames_sent_total", "Frames of new likes the fast path built: sent to every peer (direct) or queued for broadcast (gossip).", func(s cluster.Stats) uint64 { return s.FramesQueued })
-	counter("likesd_fastpath_likes_sent_total", "Likes framed on the fast path (in gossip mode forwarded ones too).", func(s cluster.Stats) uint64 { return s.LikesQueued })
-	counter("likesd_fastpath_bytes_sent_total", "Bytes of fast-path frames, counted once per frame (not per peer or retransmit).", func(s cluster.Stats) uint64 { return s.BytesQueued })
-	counter("likesd_fastpath_frames_received_total", "Fast-path frames of likes received from peers.", func(s cluster.Stats) uint64 { return s.FramesReceived })
-	counter("likesd_fastpath_bytes_received_total", "Bytes of fast-path frames received.", func(s cluster.Stats) uint64 { return s.BytesReceived })
-	counter("likesd_fastpath_likes_received_total", "Likes received on the fast path.", func(s cluster.Stats) uint64 { return s.LikesReceived })
-	counter("likesd_fastpath_likes_applied_total", "Likes received on the fast path that were new here.", func(s cluster.Stats) uint64 { return s.LikesApplied })
-	counter("likesd_fastpath_frames_refused_total", "Fast-path frames that came through memberlist in the name of a peer that sends its own on its session: dropped.", func(s cluster.Stats) uint64 { return s.FramesRefused })
-	counter("likesd_log_overrun_total", "Likes that left the log before the fast path framed them (healed by anti-entropy).", func(s cluster.Stats) uint64 { return s.LogOverrun })
-	counter("likesd_log_alone_total", "Likes logged while this node had no peer to send to: counted sent, to no one (a peer that joins gets them by sync).", func(s cluster.Stats) uint64 { return s.LoggedAlone })
-	counter("likesd_inbox_dropped_total", "Received messages dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped })
-	counter("likesd_queue_pruned_total", "Frames pruned from the broadcast queue at its limit.", func(s cluster.Stats) uint64 { return s.FramesPruned })
-	counter("likesd_decode_errors_total", "Frames or states that failed to decode.", func(s cluster.Stats) uint64 { return s.DecodeErrors })
-	counter("likesd_sync_sessions_total", "Anti-entropy sessions this node started and ended.", func(s cluster.Stats) uint64 { return s.SyncSessions })
-	counter("likesd_sync_sessions_failed_total", "Anti-entropy sessions ended by a timeout or an unreachable peer.", func(s cluster.Stats) uint64 { return s.SyncFailed })
-	counter("likesd_sync_likes_pulled_total", "Likes new here that anti-entropy brought.", func(s cluster.Stats) uint64 { return s.SyncPulled })
-	counter("likesd_sync_likes_pushed_total", "Likes new to a peer that anti-entropy sent.", func(s cluster.Stats) uint64 { return s.SyncPushed })
-	counter("likesd_sync_bytes_received_total", "Bytes of anti-entropy messages received.", func(s cluster.Stats) uint64 { return s.SyncBytesIn })
-	counter("likesd_sync_bytes_sent_total", "Bytes of anti-entropy messages sent.", func(s cluster.Stats) uint64 { return s.SyncBytesOut })
-	counter("likesd_sync_streamed_total", "Anti-entropy messages sent on a peer's session (the rest, to peers of the previous version, through memberlist, a connection each).", func(s cluster.Stats) uint64 { return s.SyncStreamed })
-	counter("likesd_sync_refused_total", "Anti-entropy messages that came through memberlist in the name of a peer that sends its own on its session, or of no member: dropped.", func(s cluster.Stats) uint64 { return s.SyncRefused })
-	counter("likesd_sync_dropped_total", "Anti-entropy messages dropped because a queue was full (the session times out and is retried).", func(s cluster.Stats) uint64 { return s.SyncDropped })
-	counter("likesd_handoff_timeouts_total", "Hand-offs cut short by the shutdown bound.", func(s cluster.Stats) uint64 { return s.HandoffTimeouts })
-	counter("likesd_sync_key_mismatches_total", "Digest comparisons refused because this node's and the peer's digest keys differ (a key rotation in progress, or a peer without key ids).", func(s cluster.Stats) uint64 { return s.SyncKeyMismatches })
-	counter("likesd_sync_rekeys_total", "Times the replica's digests were recomputed because the primary key changed.", func(s cluster.Stats) uint64 { return s.SyncRekeys })
-	counter("likesd_direct_batches_sent_total", "Batches sent straight to a peer (direct fast path).", func(s cluster.Stats) uint64 { return s.DirectSent })
-	counter("likesd_direct_errors_total", "Batches that could not be sent to a peer.", func(s cluster.Stats) uint64 { return s.DirectErrors })
-	counter("likesd_peer_queue_dropped_total", "Batches dropped (left to repair): a full peer queue, a peer that stopped answering, or a stream reset under them.", func(s cluster.Stats) uint64 { return s.PeerDropped })
-	counter("likesd_streams_dialed_total", "Streams this node opened to peers for the direct fast path (one per peer while it answers).", func(s cluster.Stats) uint64 { return s.StreamsDialed })
-	counter("likesd_streams_accepted_total", "Streams peers opened to this node.", func(s cluster.Stats) uint64 { return s.StreamsAccepted })
-	counter("likesd_stream_resets_total", "Streams this node reset: a send hung while the peer answered pings, or the peer's breaker opened (what they held is left to repair).", func(s cluster.Stats) uint64 { return s.StreamResets })
-	for capName, f := range map[string]func(cluster.Stats) uint64{
-		"total":      func(s cluster.Stats) uint64 { return s.StreamsRefused },
-		"peer":       func(s cluster.Stats) uint64 { return s.StreamsDisplaced },
-		"handshakes": func(s cluster.Stats) uint64 { return s.HandshakesCut },
-	} {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "likesd_streams_capped_total",
-			Help: "Streams from peers closed at a cap: cap=total, a new one refused as its handshake ended while --max-streams were open; " +
-				"cap=peer, a peer's oldest closed for its newest; cap=handshakes, the oldest handshake in progress closed for a new one while --max-handshakes were.",
-			ConstLabels: prometheus.Labels{"cap": capName},
-		}, func() float64 { return float64(f(c.Stats())) }))
-	}
-	for reason, f := range map[string]func(cluster.HandshakeRefusals) uint64{
-		"malformed":   func(r cluster.HandshakeRefusals) uint64 { return r.Malformed },
-		"label":       func(r cluster.HandshakeRefusals) uint64 { return r.Label },
-		"keying":      func(r cluster.HandshakeRefusals) uint64 { return r.Keying },
-		"unknown_key": func(r cluster.HandshakeRefusals) uint64 { return r.UnknownKey },
-		"auth":        func(r cluster.HandshakeRefusals) uint64 { return r.Auth },
-		"downgrade":   func(r cluster.HandshakeRefusals) uint64 { return r.Downgrade },
-		"peer":        func(r cluster.HandshakeRefusals) uint64 { return r.Peer },
-		"address":     func(r cluster.HandshakeRefusals) uint64 { return r.Address },
-	} {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "likesd_stream_handshakes_refused_total",
-			Help: "Stream handshakes refused, either way, by reason: malformed (a hello or reply that does not decode), label (another cluster's), " +
-				"keying (one side has a key, the other none), unknown_key (a key id not in this node's keyring), auth (no proof of the key for this " +
-				"session: a wrong key or a replayed hello), downgrade (a version 1 hello naming a node that speaks version 2, or no member), " +
-				"peer (the node that answered a dial is not the one dialed), address (a keyed hello naming no alive or suspect member, or one at another address).",
-			ConstLabels: prometheus.Labels{"reason": reason},
-		}, func() float64 { return float64(f(c.Stats().HandshakesRefused)) }))
-	}
-	counter("likesd_streams_timed_out_total", "Streams from peers closed because their handshake, or a message once begun, did not arrive whole within the TCP timeout (a stalled or trickling peer).", func(s cluster.Stats) uint64 { return s.StreamsTimedOut })
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "likesd_streams_inbound", Help: "Streams peers hold open to this node now, handshake done (at most --max-streams).",
-	}, func() float64 { return float64(c.Stats().StreamsInbound) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "likesd_stream_handshakes_pending", Help: "Stream handshakes in progress now (at most --max-handshakes).",
-	}, func() float64 { return float64(c.Stats().HandshakesPending) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "likesd_stream_buffered_bytes", Help: "Bytes of buffer held now by stream messages being read (a buffer grows only as its message arrives).",
-	}, func() float64 { return float64(c.Stats().StreamBuffered) }))
-	counter("likesd_writes_replicated_total", "Writes answered once their level was met (201/200).", func(s cluster.Stats) uint64 { return s.WritesMet })
-	counter("likesd_writes_accepted_total", "Writes answered 202: stored here, fewer replicas than asked within the write timeout (or no peer reachable).", func(s cluster.Stats) uint64 { return s.WritesAccepted })
-	counter("likesd_writes_abandoned_total", "Writes whose client went away while they waited for acknowledgements (stored here; no answer sent).", func(s cluster.Stats) uint64 { return s.WritesAbandoned })
-	counter("likesd_acks_sent_total", "Acknowledgement messages sent to the origins of applied frames.", func(s cluster.Stats) uint64 { return s.AcksSent })
-	counter("likesd_acks_streamed_total", "Of those, sent back on the origin's stream (the rest through memberlist, a connection each).", func(s cluster.Stats) uint64 { return s.AcksStreamed })
-	counter("likesd_acks_received_total", "Acknowledgement messages received from peers.", func(s cluster.Stats) uint64 { return s.AcksReceived })
-	counter("likesd_acks_refused_total", "Acknowledgements that came through memberlist in the name of a peer that acknowledges on its session: not its, so not counted.", func(s cluster.Stats) uint64 { return s.AcksRefused })
-	counter("likesd_ack_errors_total", "Acknowledgements that could not be sent or were dropped.", func(s cluster.Stats) uint64 { return s.AckErrors })
-	counter("likesd_breaker_skipped_total", "Fast-path frames not queued to a peer because its breaker was open (left to repair).", func(s cluster.Stats) uint64 { return s.BreakerSkipped })
-	counter("likesd_breaker_opened_total", "Times a peer's circuit breaker opened.", func(s cluster.Stats) uint64 { return s.BreakerOpened })
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "likesd_peer_likes_refused_total",
-		Help: "Likes from peers (fast path or anti-entropy) refused, not merged: their ids break the rule the API checks clients' by.",
-	}, func() float64 { return float64(c.PeerLikesRefused()) }))
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "likesd_peer_likes_deferred_total",
-		Help: "Likes from peers (fast path or anti-entropy) not applied nor acknowledged: memory was past its hard mark (--memory-peers-refuse-at); their senders keep them for anti-entropy.",
-	}, func() float64 { return float64(c.PeerLikesDeferred()) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "likesd_writes_waiting", Help: "Writes waiting for acknowledgements now.",
-	}, func() float64 { return float64(c.Stats().WritesWaiting) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "likesd_gossip_queue_frames", Help: "Frames waiting in memberlist's broadcast queue (gossip fast path; 0 with direct).",
-	}, func() float64 { return float64(c.QueuedFrames()) }))
+	reg.MustRegister(newDescCollector(cluster.Metrics(c)))
 	reg.MustRegister(&membersCollector{c: c, desc: prometheus.NewDesc("likesd_members",
 		"Cluster members this node knows, by state.", []string{"state"}, nil),
 		breaker: prometheus.NewDesc("likesd_peer_breaker",
 			"1 for the state each member's circuit breaker is in (closed, open, half-open), 0 for the others.", []string{"peer", "state"}, nil)})
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "likesd_ready", Help: "1 once this node holds what the cluster held when it joined (a full sync, or proof it is alone).",
-	}, func() float64 {
-		if c.Ready() {
-			return 1
-		}
-		return 0
-	}))
 	return m
 }
 
@@ -257,6 +146,46 @@ func codeClass(status int) string {
 	return [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}[min(max(status/100, 1), 5)-1]
 }
 
+// descCollector exposes series declared where their counters are kept,
+// reading each at scrape time.
+type descCollector struct {
+	ds   []stat.Desc
+	desc []*prometheus.Desc
+}
+
+func newDescCollector(ds []stat.Desc) *descCollector {
+	c := &descCollector{ds: ds, desc: make([]*prometheus.Desc, len(ds))}
+	for i, d := range ds {
+		var labels prometheus.Labels
+		if d.Label != "" {
+			labels = prometheus.Labels{d.Label: d.Value}
+		}
+		c.desc[i] = prometheus.NewDesc(d.Name, d.Help, nil, labels)
+	}
+	return c
+}
+
+func (c *descCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.desc {
+		ch <- d
+	}
+}
+
+func (c *descCollector) Collect(ch chan<- prometheus.Metric) {
+	for i, d := range c.ds {
+		kind := prometheus.GaugeValue
+		if d.Kind == stat.Counter {
+			kind = prometheus.CounterValue
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc[i], kind, d.Read())
+	}
+}
+
+// membersCollector exposes the series labelled by member. Their labels stay
+// bounded: state is a closed set of four, and peer names only the members
+// this node lists (Cluster.Members), which is the cluster's size plus, for
+// memberlist's GossipToTheDeadTime, the dead and left ones (a replaced
+// process, a scaled-down node); with three breaker states each.
 type membersCollector struct {
 	c             Cluster
 	desc, breaker *prometheus.Desc
