@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/likesd/likesd/internal/stat"
 )
 
 // Config sets the budget. Start from DefaultConfig.
@@ -140,6 +142,33 @@ func (b *Budget) Limit() int64 { return b.cfg.Limit }
 
 // Mark is the usage, in bytes, past which new likes are refused.
 func (b *Budget) Mark() int64 { return b.mark }
+
+// Readings is what the budget's metrics read at scrape time: a *Budget,
+// or a stand-in with chosen values in a test.
+type Readings interface {
+	Over() bool
+	Full() bool
+	Used() int64
+	Limit() int64
+	Mark() int64
+	HardMark() int64
+}
+
+// Metrics describes the budget's gauges for internal/metrics, each read
+// from b at scrape time.
+func Metrics(b Readings) []stat.Desc {
+	size := func(name, help string, f func() int64) stat.Desc {
+		return stat.NewGauge(name, help, func() float64 { return float64(f()) })
+	}
+	return []stat.Desc{
+		stat.NewFlag("likesd_memory_budget_over", "1 while this node is over its memory budget and refuses new likes (507).", b.Over),
+		size("likesd_memory_budget_used_bytes", "Memory the Go runtime holds from the OS, as the budget last sampled it.", b.Used),
+		size("likesd_memory_budget_limit_bytes", "The memory limit the budget is a share of (the container's, or --memory-limit).", b.Limit),
+		size("likesd_memory_budget_refuse_bytes", "Usage past which new likes are refused (--memory-refuse-at of the limit).", b.Mark),
+		stat.NewFlag("likesd_memory_budget_full", "1 while this node is past its hard mark and takes no likes from peers either (they wait with their senders).", b.Full),
+		size("likesd_memory_budget_peers_refuse_bytes", "Usage past which likes from peers are not applied (--memory-peers-refuse-at of the limit).", b.HardMark),
+	}
+}
 
 // Run samples the process's memory every Interval until ctx ends. Call it
 // once, from the goroutine that owns the budget, and wait for it to

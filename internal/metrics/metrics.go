@@ -16,6 +16,7 @@ import (
 
 	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/membudget"
 	"github.com/likesd/likesd/internal/stat"
 	"github.com/likesd/likesd/internal/wal"
 )
@@ -76,36 +77,12 @@ func New(c Cluster) *Metrics {
 }
 
 // Budget is what the metrics read from the memory budget at scrape time.
-type Budget interface {
-	Over() bool
-	Full() bool
-	Used() int64
-	Limit() int64
-	Mark() int64
-	HardMark() int64
-}
+type Budget interface{ membudget.Readings }
 
-// WatchBudget registers the memory budget's gauges. Call it once.
+// WatchBudget registers the memory budget's gauges (membudget.Metrics).
+// Call it once.
 func (m *Metrics) WatchBudget(b Budget) {
-	gauge := func(name, help string, f func() float64) {
-		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
-	}
-	gauge("likesd_memory_budget_over", "1 while this node is over its memory budget and refuses new likes (507).", func() float64 {
-		if b.Over() {
-			return 1
-		}
-		return 0
-	})
-	gauge("likesd_memory_budget_used_bytes", "Memory the Go runtime holds from the OS, as the budget last sampled it.", func() float64 { return float64(b.Used()) })
-	gauge("likesd_memory_budget_limit_bytes", "The memory limit the budget is a share of (the container's, or --memory-limit).", func() float64 { return float64(b.Limit()) })
-	gauge("likesd_memory_budget_refuse_bytes", "Usage past which new likes are refused (--memory-refuse-at of the limit).", func() float64 { return float64(b.Mark()) })
-	gauge("likesd_memory_budget_full", "1 while this node is past its hard mark and takes no likes from peers either (they wait with their senders).", func() float64 {
-		if b.Full() {
-			return 1
-		}
-		return 0
-	})
-	gauge("likesd_memory_budget_peers_refuse_bytes", "Usage past which likes from peers are not applied (--memory-peers-refuse-at of the limit).", func() float64 { return float64(b.HardMark()) })
+	m.reg.MustRegister(newDescCollector(membudget.Metrics(b)))
 }
 
 // Handler serves the metrics in the Prometheus text format.
