@@ -195,37 +195,7 @@ type Disk interface {
 	Stats() wal.Stats
 }
 
-// WatchDisk registers the log's metrics.
+// WatchDisk registers the log's metrics (wal.Metrics).
 func (m *Metrics) WatchDisk(d Disk) {
-	counter := func(name, help string, f func(wal.Stats) uint64) {
-		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-			func() float64 { return float64(f(d.Stats())) }))
-	}
-	counter("likesd_wal_records_total", "Likes appended to the data dir's log.", func(s wal.Stats) uint64 { return s.Appended })
-	counter("likesd_wal_syncs_total", "fdatasyncs of the log (one covers every like appended while the previous ran).", func(s wal.Stats) uint64 { return s.Syncs })
-	counter("likesd_wal_sync_errors_total", "Failed writes or syncs of the log: writes were refused (507) until the replica was written anew.", func(s wal.Stats) uint64 { return s.SyncErrors })
-	counter("likesd_wal_bytes_total", "Bytes written to log segments.", func(s wal.Stats) uint64 { return s.BytesWritten })
-	counter("likesd_wal_snapshots_total", "Snapshots written (after a failure too).", func(s wal.Stats) uint64 { return s.Snapshots })
-	counter("likesd_wal_acks_dropped_total", "Peer acknowledgements dropped while more than 65,536 waited for a sync (their writes time out as 202 at their origin).", func(s wal.Stats) uint64 { return s.CallbacksDropped })
-	counter("likesd_wal_snapshot_errors_total", "Snapshots that failed; the log is kept until one succeeds.", func(s wal.Stats) uint64 { return s.SnapshotErrors })
-	gauge := func(name, help string, f func(wal.Stats) float64) {
-		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(d.Stats()) }))
-	}
-	gauge("likesd_wal_recovered_torn_tails", "Segments the recovery at start cut at a torn tail (a crash during a write).", func(s wal.Stats) float64 { return float64(s.RecoveredTornTails) })
-	gauge("likesd_wal_recovered_set_aside", "Damaged files the recovery at start set aside (renamed *.corrupt-*).", func(s wal.Stats) float64 { return float64(s.RecoveredSetAside) })
-	gauge("likesd_wal_recovered_incomplete", "1 when the recovery at start found damage: the node rebuilt (or rebuilds) from its peers before ready.", func(s wal.Stats) float64 {
-		if s.RecoveredIncomplete {
-			return 1
-		}
-		return 0
-	})
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "likesd_wal_unwritable",
-		Help: "1 while the data dir cannot take writes (disk full or failing, or a newer process owns it): writes answer 507.",
-	}, func() float64 {
-		if d.Stats().Unwritable {
-			return 1
-		}
-		return 0
-	}))
+	m.reg.MustRegister(newDescCollector(wal.Metrics(d.Stats)))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/gset"
+	"github.com/likesd/likesd/internal/stat"
 	"github.com/likesd/likesd/internal/store"
 )
 
@@ -268,6 +269,33 @@ func (l *Log) Stats() Stats {
 	st.BytesSinceSnapshot = l.sinceSnap.Load()
 	st.RecoveredTornTails, st.RecoveredSetAside, st.RecoveredIncomplete = l.rec.TornTails, len(l.rec.SetAside), l.rec.Incomplete
 	return st
+}
+
+// Metrics describes the log's series for internal/metrics, each read from
+// stats (a Log's Stats) at scrape time.
+func Metrics(stats func() Stats) []stat.Desc {
+	counter := func(name, help string, f func(Stats) uint64) stat.Desc {
+		return stat.NewCounter(name, help, func() uint64 { return f(stats()) })
+	}
+	gauge := func(name, help string, f func(Stats) float64) stat.Desc {
+		return stat.NewGauge(name, help, func() float64 { return f(stats()) })
+	}
+	flag := func(name, help string, f func(Stats) bool) stat.Desc {
+		return stat.NewFlag(name, help, func() bool { return f(stats()) })
+	}
+	return []stat.Desc{
+		counter("likesd_wal_records_total", "Likes appended to the data dir's log.", func(s Stats) uint64 { return s.Appended }),
+		counter("likesd_wal_syncs_total", "fdatasyncs of the log (one covers every like appended while the previous ran).", func(s Stats) uint64 { return s.Syncs }),
+		counter("likesd_wal_sync_errors_total", "Failed writes or syncs of the log: writes were refused (507) until the replica was written anew.", func(s Stats) uint64 { return s.SyncErrors }),
+		counter("likesd_wal_bytes_total", "Bytes written to log segments.", func(s Stats) uint64 { return s.BytesWritten }),
+		counter("likesd_wal_snapshots_total", "Snapshots written (after a failure too).", func(s Stats) uint64 { return s.Snapshots }),
+		counter("likesd_wal_acks_dropped_total", "Peer acknowledgements dropped while more than 65,536 waited for a sync (their writes time out as 202 at their origin).", func(s Stats) uint64 { return s.CallbacksDropped }),
+		counter("likesd_wal_snapshot_errors_total", "Snapshots that failed; the log is kept until one succeeds.", func(s Stats) uint64 { return s.SnapshotErrors }),
+		gauge("likesd_wal_recovered_torn_tails", "Segments the recovery at start cut at a torn tail (a crash during a write).", func(s Stats) float64 { return float64(s.RecoveredTornTails) }),
+		gauge("likesd_wal_recovered_set_aside", "Damaged files the recovery at start set aside (renamed *.corrupt-*).", func(s Stats) float64 { return float64(s.RecoveredSetAside) }),
+		flag("likesd_wal_recovered_incomplete", "1 when the recovery at start found damage: the node rebuilt (or rebuilds) from its peers before ready.", func(s Stats) bool { return s.RecoveredIncomplete }),
+		flag("likesd_wal_unwritable", "1 while the data dir cannot take writes (disk full or failing, or a newer process owns it): writes answer 507.", func(s Stats) bool { return s.Unwritable }),
+	}
 }
 
 // run owns the segment: it writes and syncs what was appended, rotates,
