@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/likesd/likesd/internal/api"
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/membudget"
+	"github.com/likesd/likesd/internal/stat"
 	"github.com/likesd/likesd/internal/wal"
 )
 
@@ -97,4 +100,32 @@ func TestExpositionMatchesTheGolden(t *testing.T) {
 	want, err := os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Equal(t, string(want), got)
+}
+
+// The series every package declares beside its counters are, together,
+// valid Prometheus series, each listed once, families consistent; and
+// every family the exposition holds has a valid name, likesd_ or the
+// client's own (go_, process_, promhttp_).
+func TestDeclaredSeriesAreUniqueAndValid(t *testing.T) {
+	var all []stat.Desc
+	all = append(all, cluster.Metrics(distinctCluster{})...)
+	all = append(all, wal.Metrics(disk{}.Stats)...)
+	all = append(all, membudget.Metrics(budget{})...)
+	require.NoError(t, stat.Check(all))
+
+	m := New(distinctCluster{})
+	m.WatchDisk(disk{})
+	m.WatchBudget(budget{})
+	mfs, err := m.reg.Gather()
+	require.NoError(t, err)
+	valid := regexp.MustCompile(`^(likesd|go|process|promhttp)_[a-z0-9_]+$`)
+	families := map[string]bool{}
+	for _, mf := range mfs {
+		assert.Regexp(t, valid, mf.GetName())
+		assert.False(t, families[mf.GetName()], "%s gathered twice", mf.GetName())
+		families[mf.GetName()] = true
+	}
+	for _, d := range all {
+		assert.True(t, families[d.Name], "%s is exposed", d.Name)
+	}
 }
