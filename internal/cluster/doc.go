@@ -35,8 +35,9 @@
 // What each file owns:
 //
 //   - node.go: the Node, its lifecycle (Start, Close and the hand-off), the
-//     log of this node's likes and the flush that frames it, and the loop
-//     that applies peers' messages.
+//     log of this node's likes and the flush that frames it, the loop
+//     that applies peers' messages, and its counters (Stats) with their
+//     series (Metrics; internal/metrics exposes them).
 //   - config.go: Config, its defaults and bounds.
 //   - members.go: the member table, fed by memberlist's events, and joins.
 //   - delegate.go: memberlist's delegate callbacks, handed off at once.
