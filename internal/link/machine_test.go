@@ -514,3 +514,29 @@ func TestConfigValidateNamesFlags(t *testing.T) {
 	assert.ErrorIs(t, c.Validate(), breaker.ErrConfig)
 	assert.ErrorContains(t, c.Validate(), "--breaker-failures")
 }
+
+// A breaker that opens resets every stream to its peer, a link finishing
+// its queue (closed, or its peer moved) included: else Close waits out a
+// TCP timeout on a peer already known gone.
+func TestABreakerThatOpensResetsALinkFinishingItsQueue(t *testing.T) {
+	cfg := link.DefaultConfig()
+	cfg.Breaker.Failures = 1
+	r := newRig(t, cfg)
+	r.m.Queue(frame(1, 10), t0)
+	s := r.send(1, 1)
+	r.m.SendDone("b", s.Link, s.ID, link.Sent, t0)
+	r.m.Queue(frame(2, 10), t0)
+	s = r.send(2, 2) // hangs: b is gone
+	r.m.Close(t0)
+	assert.False(t, r.m.Done())
+	var resets []link.Action
+	for d := 20 * time.Millisecond; d <= cfg.Timeout; d += 20 * time.Millisecond {
+		r.m.Tick(at(d))
+		resets = append(resets, of(r.take(), link.Reset)...)
+	}
+	require.Len(t, resets, 1, "the breaker opened: the send on the closing link is reset")
+	assert.Equal(t, link.Action{Kind: link.Reset, Peer: "b", Link: r.link, Breaker: true}, resets[0])
+	r.m.SendDone("b", s.Link, s.ID, link.Failed, at(cfg.Timeout))
+	assert.Equal(t, []link.Action{{Kind: link.Forget, Peer: "b", Link: r.link}}, r.take())
+	assert.True(t, r.m.Done())
+}
