@@ -45,10 +45,12 @@ const (
 	faultBurst          // a burst of writes larger than the queue
 	faultMove           // a process comes back at a new address
 	faultFalse          // a node's membership calls a live peer dead for a while
+	faultFlaky          // a cut that comes and goes every few hundred ms
+	faultSynLoss        // connections are flushed and new ones hang; pings and open streams work
 	faultKinds
 )
 
-var faultNames = [...]string{"cut", "one-way", "pause", "restart", "slow", "burst", "move", "false-death"}
+var faultNames = [...]string{"cut", "one-way", "pause", "restart", "slow", "burst", "move", "false-death", "flaky", "syn-loss"}
 
 type procState uint8
 
@@ -121,6 +123,8 @@ type simLink struct {
 	sends     []*simSend
 	probes    int // in flight
 	forgotten bool
+	lastProbe time.Duration // when the machine last asked for a probe
+	capped    time.Duration // when MaxProbes were last in flight
 }
 
 // current is the send the machine has in flight on l (not abandoned).
@@ -143,6 +147,8 @@ type simSend struct {
 	abandoned bool // the machine reset its stream and moved on
 	hanging   bool // waits for the network to heal, or TCPTimeout
 	decided   bool // its outcome is on its way to the machine
+	missed    bool // a probe while it was in flight went unanswered
+	start     time.Duration
 }
 
 type waiter struct {
@@ -166,18 +172,19 @@ type simNode struct {
 	links   map[uint64]*simLink
 	cur     map[string]*simLink // the latest link opened to each peer
 	waiters map[uint64]waiter
-	held    []*event // events that reached it while paused
+	held    []*event      // events that reached it while paused
 	tickAt  time.Duration // the ticker's next tick
 	dueAt   time.Duration // a tick at the machine's NextDeadline
 	closed  bool
+	br      map[string]breaker.State // each peer's breaker, as its transitions say
 }
 
 type simStats struct {
 	nodes, writes, likes, met, unmet, sends, sent, failed, resetHere int
-	acks, probes, answered, resets, breakerResets, opens, forgets      int
-	urges, moved, opened, halfOpened, closedBr, dropped, arrivals      int
-	faults                                                             [faultKinds]int
-	simDur                                                             time.Duration
+	acks, probes, answered, resets, breakerResets, opens, forgets    int
+	urges, moved, opened, halfOpened, closedBr, dropped, arrivals    int
+	faults                                                           [faultKinds]int
+	simDur                                                           time.Duration
 }
 
 func (a *simStats) add(b simStats) {
@@ -241,6 +248,7 @@ type sim struct {
 	cut      map[[2]int]cutMode // from, to
 	slow     map[[2]int]time.Duration
 	falseTil map[[2]int]time.Duration // observer, peer: called dead until
+	synLoss  map[[2]int]bool          // dials hang
 	addrs    int
 
 	evs      events
@@ -273,6 +281,7 @@ func newSim(t *testing.T, seed uint64) *sim {
 		epoch:  time.Unix(1_700_000_000, 0),
 		byAddr: map[string]*simNode{}, oldAddr: map[string]cutMode{},
 		cut: map[[2]int]cutMode{}, slow: map[[2]int]time.Duration{}, falseTil: map[[2]int]time.Duration{},
+		synLoss: map[[2]int]bool{},
 	}
 	c := link.DefaultConfig()
 	c.Queue = []int{2, 4, 8, 16, 64}[s.rng.IntN(5)]
@@ -369,6 +378,7 @@ func (s *sim) start(n *simNode) {
 	n.m = link.New(s.cfg)
 	n.tr = acks.New(s.acfg)
 	n.links, n.cur, n.waiters, n.held = map[uint64]*simLink{}, map[string]*simLink{}, map[uint64]waiter{}, nil
+	n.br = map[string]breaker.State{}
 	s.byAddr[n.addr] = n
 	delete(s.oldAddr, n.addr)
 	for j, p := range s.nodes { // it joins: it learns the current view
@@ -457,6 +467,11 @@ func (s *sim) setMembers(n *simNode) {
 	n.tr.SetMembers(members)
 	n.m.SetMembers(members, targets, s.clock())
 	s.glue(n)
+	for _, p := range s.nodes {
+		if n.m.State(p.name, s.clock()) == (link.PeerState{Breaker: breaker.Closed, Phase: "none"}) {
+			delete(n.br, p.name) // forgotten whole, or closed anyway
+		}
+	}
 }
 
 // glue carries out what n's machine asks, as the cluster's driver will:
@@ -465,6 +480,14 @@ func (s *sim) setMembers(n *simNode) {
 func (s *sim) glue(n *simNode) {
 	acts, trs := n.m.Take()
 	for _, x := range trs {
+		if from := n.br[x.Peer]; x.From != from || x.From == x.To {
+			s.fail("%s: %s's breaker went %s to %s, was %s", n.name, x.Peer, x.From, x.To, from)
+		}
+		n.br[x.Peer] = x.To
+		if l := n.cur[x.Peer]; x.To == breaker.Open && l != nil && !l.forgotten && l.current() != nil &&
+			!slices.ContainsFunc(acts, func(a link.Action) bool { return a.Kind == link.Reset && a.Breaker && a.Link == l.id }) {
+			s.fail("%s: %s's breaker opened with send %d in flight, and no reset (closed %v, state %+v)", n.name, x.Peer, l.current().id, n.closed, n.m.State(x.Peer, s.clock()))
+		}
 		switch x.To {
 		case breaker.Open:
 			s.st.opened++
@@ -536,7 +559,7 @@ func (s *sim) perform(n *simNode, a link.Action) {
 		if len(a.Frame.Data) > s.cfg.BatchBytes {
 			s.fail("%s: a send of %d bytes, over BatchBytes %d", n.name, len(a.Frame.Data), s.cfg.BatchBytes)
 		}
-		snd := &simSend{id: a.ID, l: l, from: n, inc: n.inc, frame: a.Frame, writing: l.stream != 0}
+		snd := &simSend{id: a.ID, l: l, from: n, inc: n.inc, frame: a.Frame, writing: l.stream != 0, start: s.now}
 		l.sends = append(l.sends, snd)
 		s.st.sends++
 		s.startSend(snd)
@@ -547,10 +570,15 @@ func (s *sim) perform(n *simNode, a link.Action) {
 			return
 		}
 		l.probes++
+		l.lastProbe = s.now
 		s.st.probes++
 		if l.probes > link.MaxProbes {
 			s.fail("%s: %d probes of %s in flight", n.name, l.probes, l.peer)
 		}
+		if l.probes == link.MaxProbes {
+			l.capped = s.now
+		}
+		under := l.current()
 		to := s.byAddr[l.addr]
 		ok := to != nil && to.state == up && s.cut[[2]int{n.i, to.i}] == open && s.cut[[2]int{to.i, n.i}] == open
 		d := s.probeTimeout
@@ -560,8 +588,14 @@ func (s *sim) perform(n *simNode, a link.Action) {
 		}
 		id := a.ID
 		s.after(d, n, func() {
+			if l.probes == link.MaxProbes {
+				l.capped = s.now
+			}
 			l.probes--
 			c := l.current()
+			if !ok && c != nil && c == under {
+				c.missed = true
+			}
 			n.m.ProbeDone(l.peer, l.id, id, ok, c != nil && c.writing, s.clock())
 			s.glue(n)
 		})
@@ -576,9 +610,13 @@ func (s *sim) perform(n *simNode, a link.Action) {
 			r = link.Failed
 			s.st.breakerResets++
 		} else {
-			if l.current() == nil {
+			c := l.current()
+			if c == nil {
 				s.fail("%s: reset of %s's link with no send to abandon", n.name, l.peer)
 				return
+			}
+			if c.writing && !c.missed {
+				s.fail("%s: a write to %s abandoned, no probe of it unanswered", n.name, l.peer)
 			}
 			for _, x := range l.sends {
 				x.abandoned = true
@@ -628,7 +666,7 @@ func (s *sim) path(n *simNode, addr string, writing bool) (pathState, *simNode) 
 		return pathRefused, nil
 	}
 	switch c := s.cut[[2]int{n.i, to.i}]; {
-	case c == blackhole:
+	case c == blackhole, !writing && s.synLoss[[2]int{n.i, to.i}]:
 		return pathHang, to
 	case c == refuse, to.state == down:
 		return pathRefused, to
@@ -809,7 +847,17 @@ func (s *sim) write(n *simNode, l acks.Level) {
 	s.st.writes++
 	s.st.likes += k
 	now := s.clock()
-	id, r, done := n.tr.Register(seqs, l, true, n.m.Eligible(now))
+	var want []string
+	for _, p := range s.nodes {
+		if v := n.view[p.i]; p != n && v.st != dead && n.br[p.name] == breaker.Closed {
+			want = append(want, p.name)
+		}
+	}
+	eligible := n.m.Eligible(now)
+	if !slices.Equal(eligible, want) {
+		s.fail("%s: eligible %v, members with a closed breaker %v", n.name, eligible, want)
+	}
+	id, r, done := n.tr.Register(seqs, l, true, eligible)
 	if done {
 		s.released(n, seqs, r)
 	} else {
@@ -903,6 +951,17 @@ func (s *sim) check(n *simNode) {
 			return
 		}
 		current++
+		if l.probes >= link.MaxProbes {
+			l.capped = s.now // the machine skips a probe while so many are in flight
+		}
+		slack := s.cfg.RetryInterval + s.tickEvery
+		switch resumed := s.now-n.since < slack; {
+		case resumed:
+		case st.Phase == "sending" && s.now-l.current().start > slack:
+			s.fail("%s: a send to %s in flight for %s, and no probe", n.name, p.name, s.now-l.current().start)
+		case (st.Phase == "stalled" || st.Phase == "down") && s.now-l.lastProbe > slack && s.now-l.capped > slack:
+			s.fail("%s: %s is %s, last probed %s ago (ri %s tick %s, probes %d, capped %s, since %s state %d, next %s)", n.name, p.name, st.Phase, s.now-l.lastProbe, s.cfg.RetryInterval, s.tickEvery, l.probes, l.capped, n.since, n.state, n.m.NextDeadline().Sub(s.epoch))
+		}
 		if st.Inflight != len(l.sends) {
 			s.fail("%s: %s has %d sends in flight, the driver %d", n.name, p.name, st.Inflight, len(l.sends))
 		}
@@ -972,6 +1031,7 @@ func (s *sim) heal() {
 	clear(s.cut)
 	clear(s.slow)
 	clear(s.falseTil)
+	clear(s.synLoss)
 	for _, n := range s.nodes {
 		switch n.state {
 		case paused:
@@ -1068,10 +1128,15 @@ func schedule(t *testing.T, seed uint64) simStats {
 			s.run(hold)
 			clear(s.slow)
 		case faultBurst:
+			if s.rng.IntN(2) == 0 { // into a queue that does not move
+				s.pause(b)
+				s.run(s.dur(0, 2*s.cfg.RetryInterval))
+			}
 			for range s.cfg.Queue * (2 + s.rng.IntN(3)) {
 				s.write(a, levels[s.rng.IntN(len(levels))])
 			}
 			s.run(hold)
+			s.resume(b)
 		case faultMove:
 			s.crash(a)
 			s.run(s.dur(0, hold))
@@ -1084,6 +1149,32 @@ func schedule(t *testing.T, seed uint64) simStats {
 		case faultFalse:
 			s.falseTil[[2]int{a.i, b.i}] = s.now + hold
 			s.run(hold)
+		case faultFlaky:
+			for end := s.now + hold; s.now < end; {
+				s.cut[[2]int{a.i, b.i}], s.cut[[2]int{b.i, a.i}] = mode, mode
+				s.run(s.dur(20*time.Millisecond, 500*time.Millisecond))
+				clear(s.cut)
+				s.recheck()
+				s.run(s.dur(20*time.Millisecond, 500*time.Millisecond))
+			}
+		case faultSynLoss:
+			// A middlebox forgets every connection of a's: the next write
+			// on one is reset, and new ones hang; pings still go.
+			for _, p := range s.nodes {
+				if p != a && (p == b || s.rng.IntN(2) == 0) {
+					s.synLoss[[2]int{a.i, p.i}], s.synLoss[[2]int{p.i, a.i}] = true, true
+					for _, x := range []*simNode{a, p} {
+						for _, l := range x.links {
+							if l.addr == a.addr || l.addr == p.addr {
+								l.stream = 0
+							}
+						}
+					}
+				}
+			}
+			s.run(hold)
+			clear(s.synLoss)
+			s.recheck()
 		}
 		s.run(s.dur(0, 2*time.Second))
 	}
@@ -1259,8 +1350,10 @@ func TestSimulation(t *testing.T) {
 		}
 	}
 	var total simStats
+	ran := 0
 	for _, seed := range seeds {
 		total.add(schedule(t, seed))
+		ran++
 		if t.Failed() {
 			break
 		}
@@ -1272,7 +1365,7 @@ func TestSimulation(t *testing.T) {
 	t.Logf("simulation: %d schedules, %d nodes, %.1f h simulated; %d writes (%d likes): %d acknowledged at their level, %d not; "+
 		"%d sends (%d sent, %d failed, %d reset here), %d frames arrived, %d acks, %d probes (%d answered), %d resets (%d by a breaker), %d frames dropped; "+
 		"links: %d opened, %d forgotten, %d moved; breakers: %d opened, %d half-open, %d closed; %d urges; faults: %s",
-		len(seeds), total.nodes, total.simDur.Hours(), total.writes, total.likes, total.met, total.unmet,
+		ran, total.nodes, total.simDur.Hours(), total.writes, total.likes, total.met, total.unmet,
 		total.sends, total.sent, total.failed, total.resetHere, total.arrivals, total.acks, total.probes, total.answered,
 		total.resets, total.breakerResets, total.dropped, total.opens, total.forgets, total.moved,
 		total.opened, total.halfOpened, total.closedBr, total.urges, strings.Join(kinds, " "))
