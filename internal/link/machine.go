@@ -566,9 +566,13 @@ func (m *Machine) tickLink(name string, l *link, now time.Time) {
 
 // failure counts a failure of peer; an open breaker resets its streams (a
 // send on one fails), those of links finishing their queue included, and
-// it is waited for no more.
+// it is waited for no more. A peer forgotten whole (its old link's send
+// failing late) stays forgotten.
 func (m *Machine) failure(name string, now time.Time) {
-	p := m.peer(name)
+	p, ok := m.peers[name]
+	if !ok {
+		return
+	}
 	tr, changed := p.br.Failure(now)
 	if changed {
 		m.transition(name, tr)

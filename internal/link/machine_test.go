@@ -540,3 +540,28 @@ func TestABreakerThatOpensResetsALinkFinishingItsQueue(t *testing.T) {
 	assert.Equal(t, []link.Action{{Kind: link.Forget, Peer: "b", Link: r.link}}, r.take())
 	assert.True(t, r.m.Done())
 }
+
+// A peer in neither list is forgotten whole: the late failure of a send
+// its old link left in flight does not bring it back with a breaker
+// open, to shut it out when it returns.
+func TestAForgottenPeerIsNotBroughtBackByItsOldLinksFailure(t *testing.T) {
+	cfg := link.DefaultConfig()
+	cfg.Breaker.Failures = 1
+	r := newRig(t, cfg)
+	r.m.Queue(frame(1, 10), t0)
+	s := r.send(1, 1) // hangs: b's host is gone
+	r.m.SetMembers(nil, nil, t0)
+	assert.Empty(t, r.take(), "its send is in flight: not forgotten yet")
+	r.m.SendDone("b", s.Link, s.ID, link.Failed, at(time.Second))
+	acts, trs := r.m.Take()
+	assert.Equal(t, []link.Action{{Kind: link.Forget, Peer: "b", Link: r.link}}, acts)
+	assert.Empty(t, trs, "no breaker for a peer that is no more")
+	assert.Equal(t, link.PeerState{Breaker: breaker.Closed, Phase: "none"}, r.m.State("b", at(time.Second)))
+
+	// It comes back: frames go to it and writes wait for it at once.
+	now := at(time.Second + time.Millisecond)
+	r.m.SetMembers([]string{"b"}, []link.Target{{Name: "b", Addr: "b1"}}, now)
+	require.Len(t, of(r.take(), link.Open), 1)
+	assert.Equal(t, []string{"b"}, r.m.Eligible(now))
+	assert.Equal(t, 1, r.m.Queue(frame(2, 10), now))
+}
