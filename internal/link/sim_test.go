@@ -177,6 +177,9 @@ type simNode struct {
 	dueAt   time.Duration // a tick at the machine's NextDeadline
 	closed  bool
 	br      map[string]breaker.State // each peer's breaker, as its transitions say
+	open    int                      // links opened and not forgotten
+	listed  map[string]bool          // members and targets, as last set
+	gone    bool                     // down with its host: no RST, packets vanish
 }
 
 type simStats struct {
@@ -378,9 +381,18 @@ func (s *sim) start(n *simNode) {
 	n.m = link.New(s.cfg)
 	n.tr = acks.New(s.acfg)
 	n.links, n.cur, n.waiters, n.held = map[uint64]*simLink{}, map[string]*simLink{}, map[uint64]waiter{}, nil
-	n.br = map[string]breaker.State{}
+	n.br, n.open = map[string]breaker.State{}, 0
 	s.byAddr[n.addr] = n
 	delete(s.oldAddr, n.addr)
+	for _, o := range s.nodes { // a write hung on a connection to its last life is reset
+		for _, id := range sortedIDs(o.links) {
+			for _, x := range o.links[id].sends {
+				if x.hanging && x.writing && x.l.addr == n.addr && o.state != down {
+					s.decide(x, link.Failed, s.dur(100*time.Microsecond, time.Millisecond))
+				}
+			}
+		}
+	}
 	for j, p := range s.nodes { // it joins: it learns the current view
 		n.view[j] = s.truth(n.i, p)
 	}
@@ -454,11 +466,13 @@ func (s *sim) gossip() {
 func (s *sim) setMembers(n *simNode) {
 	var members []string
 	var targets []link.Target
+	n.listed = map[string]bool{}
 	for _, p := range s.nodes {
 		v := n.view[p.i]
 		if p == n || v.st == dead && s.now-v.since >= s.recentlyDead {
 			continue
 		}
+		n.listed[p.name] = true
 		if v.st != dead {
 			members = append(members, p.name)
 		}
@@ -535,6 +549,7 @@ func (s *sim) perform(n *simNode, a link.Action) {
 		}
 		l := &simLink{id: a.Link, peer: a.Peer, addr: a.Addr}
 		n.links[a.Link], n.cur[a.Peer] = l, l
+		n.open++
 		s.st.opens++
 	case link.Send:
 		l := n.links[a.Link]
@@ -638,6 +653,7 @@ func (s *sim) perform(n *simNode, a link.Action) {
 			return
 		}
 		l.forgotten = true
+		n.open--
 		s.st.forgets++
 	case link.Urge:
 		s.st.urges++
@@ -667,6 +683,8 @@ func (s *sim) path(n *simNode, addr string, writing bool) (pathState, *simNode) 
 	}
 	switch c := s.cut[[2]int{n.i, to.i}]; {
 	case c == blackhole, !writing && s.synLoss[[2]int{n.i, to.i}]:
+		return pathHang, to
+	case to.state == down && to.gone:
 		return pathHang, to
 	case c == refuse, to.state == down:
 		return pathRefused, to
@@ -939,6 +957,9 @@ func (s *sim) check(n *simNode) {
 			continue
 		}
 		st := n.m.State(p.name, now)
+		if !n.listed[p.name] && st != (link.PeerState{Breaker: breaker.Closed, Phase: "none"}) {
+			s.fail("%s: %s is neither member nor target, yet %+v", n.name, p.name, st)
+		}
 		if st.Queued > 2*s.cfg.Queue || st.Inflight > 1+link.MaxAbandoned {
 			s.fail("%s: %s has %d queued (bound %d), %d sends in flight", n.name, p.name, st.Queued, 2*s.cfg.Queue, st.Inflight)
 		}
@@ -970,23 +991,17 @@ func (s *sim) check(n *simNode) {
 			pending++
 		}
 	}
-	open := 0
-	for _, l := range n.links {
-		if !l.forgotten {
-			open++
-		}
-	}
-	if open == current && n.m.Pending() != pending || n.m.Pending() < pending {
+	if open := n.open; open == current && n.m.Pending() != pending || n.m.Pending() < pending {
 		s.fail("%s: pending %d, queued and in flight %d (links %d, current %d)", n.name, n.m.Pending(), pending, open, current)
 	}
-	if n.closed && n.m.Done() != (open == 0) {
-		s.fail("%s: closed, done %v with %d links not forgotten", n.name, n.m.Done(), open)
+	if n.closed && n.m.Done() != (n.open == 0) {
+		s.fail("%s: closed, done %v with %d links not forgotten", n.name, n.m.Done(), n.open)
 	}
 }
 
-func (s *sim) crash(n *simNode) {
+func (s *sim) crash(n *simNode, gone bool) {
 	s.retire(n)
-	n.state, n.since = down, s.now
+	n.state, n.since, n.gone = down, s.now, gone
 	for _, o := range s.nodes { // its connections are reset by its kernel
 		for _, id := range sortedIDs(o.links) {
 			l := o.links[id]
@@ -995,7 +1010,7 @@ func (s *sim) crash(n *simNode) {
 			}
 			l.stream = 0
 			for _, x := range l.sends {
-				if !x.decided && s.cut[[2]int{o.i, n.i}] != blackhole {
+				if !x.decided && !gone && s.cut[[2]int{o.i, n.i}] != blackhole {
 					s.decide(x, link.Failed, s.dur(100*time.Microsecond, time.Millisecond))
 				}
 			}
@@ -1073,18 +1088,18 @@ func schedule(t *testing.T, seed uint64) simStats {
 		s.start(n)
 	}
 	s.gossip()
-	s.writeGap = s.dur(5*time.Millisecond, 40*time.Millisecond)
+	s.writeGap = s.dur(10*time.Millisecond, 100*time.Millisecond)
 	s.writing = true
 	s.writer()
 	s.run(500 * time.Millisecond)
 
-	for range 3 + s.rng.IntN(5) {
+	for range 4 + s.rng.IntN(6) {
 		if s.stopped {
 			break
 		}
 		kind := s.rng.IntN(faultKinds)
 		s.st.faults[kind]++
-		hold := s.dur(200*time.Millisecond, 4*time.Second)
+		hold := s.dur(200*time.Millisecond, 8*time.Second)
 		a := s.pick()
 		b := s.nodes[(a.i+1+s.rng.IntN(k-1))%k]
 		mode := blackhole
@@ -1112,7 +1127,7 @@ func schedule(t *testing.T, seed uint64) simStats {
 			s.run(hold)
 			s.resume(a)
 		case faultRestart:
-			s.crash(a)
+			s.crash(a, s.rng.IntN(2) == 0)
 			s.run(hold)
 			s.start(a)
 		case faultSlow:
@@ -1138,7 +1153,7 @@ func schedule(t *testing.T, seed uint64) simStats {
 			s.run(hold)
 			s.resume(b)
 		case faultMove:
-			s.crash(a)
+			s.crash(a, s.rng.IntN(2) == 0)
 			s.run(s.dur(0, hold))
 			delete(s.byAddr, a.addr)
 			s.oldAddr[a.addr] = mode
@@ -1176,7 +1191,7 @@ func schedule(t *testing.T, seed uint64) simStats {
 			clear(s.synLoss)
 			s.recheck()
 		}
-		s.run(s.dur(0, 2*time.Second))
+		s.run(s.dur(0, 4*time.Second))
 	}
 	if !s.stopped {
 		s.liveness()
