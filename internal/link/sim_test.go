@@ -180,12 +180,14 @@ type simNode struct {
 	open    int                      // links opened and not forgotten
 	listed  map[string]bool          // members and targets, as last set
 	gone    bool                     // down with its host: no RST, packets vanish
+	lastOf  map[uint64]uint64        // the last seq of the frame each write queued, by its first
 }
 
 type simStats struct {
 	nodes, writes, likes, met, unmet, sends, sent, failed, resetHere int
 	acks, probes, answered, resets, breakerResets, opens, forgets    int
 	urges, moved, opened, halfOpened, closedBr, dropped, arrivals    int
+	joined, skipped, maxQueued                                       int
 	faults                                                           [faultKinds]int
 	simDur                                                           time.Duration
 }
@@ -214,6 +216,9 @@ func (a *simStats) add(b simStats) {
 	a.closedBr += b.closedBr
 	a.dropped += b.dropped
 	a.arrivals += b.arrivals
+	a.joined += b.joined
+	a.skipped += b.skipped
+	a.maxQueued = max(a.maxQueued, b.maxQueued)
 	for k := range b.faults {
 		a.faults[k] += b.faults[k]
 	}
@@ -577,6 +582,9 @@ func (s *sim) perform(n *simNode, a link.Action) {
 		snd := &simSend{id: a.ID, l: l, from: n, inc: n.inc, frame: a.Frame, writing: l.stream != 0, start: s.now}
 		l.sends = append(l.sends, snd)
 		s.st.sends++
+		if a.Frame.Count > 0 && a.Frame.Last != n.lastOf[a.Frame.First] {
+			s.st.joined++
+		}
 		s.startSend(snd)
 	case link.Probe:
 		l := n.links[a.Link]
@@ -888,6 +896,7 @@ func (s *sim) write(n *simNode, l acks.Level) {
 			}
 		})
 	}
+	n.lastOf[seqs[0]] = seqs[k-1]
 	n.m.Queue(link.Frame{Data: encode(n.i, seqs[0], k, s.pad), First: seqs[0], Last: seqs[k-1], Count: k}, now)
 	s.glue(n)
 }
@@ -960,6 +969,7 @@ func (s *sim) check(n *simNode) {
 		if !n.listed[p.name] && st != (link.PeerState{Breaker: breaker.Closed, Phase: "none"}) {
 			s.fail("%s: %s is neither member nor target, yet %+v", n.name, p.name, st)
 		}
+		s.st.maxQueued = max(s.st.maxQueued, st.Queued*100/s.cfg.Queue)
 		if st.Queued > 2*s.cfg.Queue || st.Inflight > 1+link.MaxAbandoned {
 			s.fail("%s: %s has %d queued (bound %d), %d sends in flight", n.name, p.name, st.Queued, 2*s.cfg.Queue, st.Inflight)
 		}
@@ -1022,6 +1032,7 @@ func (s *sim) crash(n *simNode, gone bool) {
 func (s *sim) retire(n *simNode) {
 	st := n.m.Stats()
 	s.st.dropped += int(st.Dropped)
+	s.st.skipped += int(st.Skipped)
 }
 
 func (s *sim) pause(n *simNode) { n.state, n.since = paused, s.now }
@@ -1076,7 +1087,7 @@ func schedule(t *testing.T, seed uint64) simStats {
 	k := 3 + s.rng.IntN(3)
 	for i := range k {
 		s.addrs++
-		n := &simNode{i: i, name: fmt.Sprintf("n%d", i), addr: fmt.Sprintf("10.0.0.%d", s.addrs), store: map[dot]bool{}, view: make([]seen, k)}
+		n := &simNode{i: i, name: fmt.Sprintf("n%d", i), addr: fmt.Sprintf("10.0.0.%d", s.addrs), store: map[dot]bool{}, view: make([]seen, k), lastOf: map[uint64]uint64{}}
 		s.nodes = append(s.nodes, n)
 	}
 	for _, n := range s.nodes {
@@ -1165,13 +1176,26 @@ func schedule(t *testing.T, seed uint64) simStats {
 			s.falseTil[[2]int{a.i, b.i}] = s.now + hold
 			s.run(hold)
 		case faultFlaky:
+			// On a slow link too, maybe, with bursts: the backlog builds
+			// up across outages.
+			if s.rng.IntN(2) == 0 {
+				extra := s.dur(5*time.Millisecond, 100*time.Millisecond)
+				s.slow[[2]int{a.i, b.i}], s.slow[[2]int{b.i, a.i}] = extra, extra
+			}
+			bursts := s.rng.IntN(2) == 0
 			for end := s.now + hold; s.now < end; {
 				s.cut[[2]int{a.i, b.i}], s.cut[[2]int{b.i, a.i}] = mode, mode
+				if bursts {
+					for range s.cfg.Queue {
+						s.write(a, levels[s.rng.IntN(len(levels))])
+					}
+				}
 				s.run(s.dur(20*time.Millisecond, 500*time.Millisecond))
 				clear(s.cut)
 				s.recheck()
 				s.run(s.dur(20*time.Millisecond, 500*time.Millisecond))
 			}
+			clear(s.slow)
 		case faultSynLoss:
 			// A middlebox forgets every connection of a's: the next write
 			// on one is reset, and new ones hang; pings still go.
@@ -1379,9 +1403,26 @@ func TestSimulation(t *testing.T) {
 	}
 	t.Logf("simulation: %d schedules, %d nodes, %.1f h simulated; %d writes (%d likes): %d acknowledged at their level, %d not; "+
 		"%d sends (%d sent, %d failed, %d reset here), %d frames arrived, %d acks, %d probes (%d answered), %d resets (%d by a breaker), %d frames dropped; "+
+		"%d sends joined frames, %d frames skipped by an open breaker, fullest queue and backlog %d%% of Queue; "+
 		"links: %d opened, %d forgotten, %d moved; breakers: %d opened, %d half-open, %d closed; %d urges; faults: %s",
 		ran, total.nodes, total.simDur.Hours(), total.writes, total.likes, total.met, total.unmet,
 		total.sends, total.sent, total.failed, total.resetHere, total.arrivals, total.acks, total.probes, total.answered,
-		total.resets, total.breakerResets, total.dropped, total.opens, total.forgets, total.moved,
+		total.resets, total.breakerResets, total.dropped, total.joined, total.skipped, total.maxQueued, total.opens, total.forgets, total.moved,
 		total.opened, total.halfOpened, total.closedBr, total.urges, strings.Join(kinds, " "))
+	// A run long enough to mean something went through every path.
+	if ran >= 100 && !t.Failed() {
+		for what, n := range map[string]int{
+			"joined sends": total.joined, "abandoned sends": total.resets, "breaker resets": total.breakerResets,
+			"half-open breakers": total.halfOpened, "closed breakers": total.closedBr, "urges": total.urges,
+			"moved peers": total.moved, "dropped frames": total.dropped, "skipped frames": total.skipped,
+			"failed sends": total.failed, "sends reset here": total.resetHere, "writes not acknowledged": total.unmet,
+		} {
+			if n == 0 {
+				t.Errorf("%d schedules and no %s: the simulation no longer reaches them", ran, what)
+			}
+		}
+		if total.maxQueued <= 100 {
+			t.Errorf("%d schedules and no queue and backlog past Queue", ran)
+		}
+	}
 }
