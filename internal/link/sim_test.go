@@ -503,9 +503,13 @@ func (s *sim) glue(n *simNode) {
 			s.fail("%s: %s's breaker went %s to %s, was %s", n.name, x.Peer, x.From, x.To, from)
 		}
 		n.br[x.Peer] = x.To
-		if l := n.cur[x.Peer]; x.To == breaker.Open && l != nil && !l.forgotten && l.current() != nil &&
-			!slices.ContainsFunc(acts, func(a link.Action) bool { return a.Kind == link.Reset && a.Breaker && a.Link == l.id }) {
-			s.fail("%s: %s's breaker opened with send %d in flight, and no reset (closed %v, state %+v)", n.name, x.Peer, l.current().id, n.closed, n.m.State(x.Peer, s.clock()))
+		for _, id := range sortedIDs(n.links) { // every stream to it is reset
+			l := n.links[id]
+			if x.To == breaker.Open && l.peer == x.Peer && !l.forgotten && l.current() != nil &&
+				!slices.ContainsFunc(acts, func(a link.Action) bool { return a.Kind == link.Reset && a.Breaker && a.Link == l.id }) {
+				s.fail("%s: %s's breaker opened with send %d in flight on link %d, and no reset (closed %v, state %+v)",
+					n.name, x.Peer, l.current().id, l.id, n.closed, n.m.State(x.Peer, s.clock()))
+			}
 		}
 		switch x.To {
 		case breaker.Open:
