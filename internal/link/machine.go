@@ -567,10 +567,15 @@ func (m *Machine) tickLink(name string, l *link, now time.Time) {
 	}
 }
 
-// failure counts a failure of peer; an open breaker resets its stream (a
-// send on it fails) and it is waited for no more.
+// failure counts a failure of peer; an open breaker resets its streams (a
+// send on one fails), those of links finishing their queue included, and
+// it is waited for no more. A peer forgotten whole (its old link's send
+// failing late) stays forgotten.
 func (m *Machine) failure(name string, now time.Time) {
-	p := m.peer(name)
+	p, ok := m.peers[name]
+	if !ok {
+		return
+	}
 	tr, changed := p.br.Failure(now)
 	if changed {
 		m.transition(name, tr)
@@ -579,8 +584,16 @@ func (m *Machine) failure(name string, now time.Time) {
 		return
 	}
 	p.unacked = nil
-	if changed && p.l != nil {
+	if !changed {
+		return
+	}
+	if p.l != nil {
 		m.act(Action{Kind: Reset, Peer: name, Link: p.l.id, Breaker: true})
+	}
+	for _, l := range m.links { // retired: each has a send in flight
+		if l.peerName == name {
+			m.act(Action{Kind: Reset, Peer: name, Link: l.id, Breaker: true})
+		}
 	}
 }
 
