@@ -84,8 +84,9 @@ CRASH_SCHEDULES ?= 5000
 crash: ## the data dir's log crashed at every write, sync, create, rename and remove boundary: CRASH_SCHEDULES seeded schedules (default 5000, ~1 min)
 	go test -count=1 -run '^TestCrashAtEveryBoundary$$' -timeout 30m ./internal/wal -crash.schedules=$(CRASH_SCHEDULES) -v
 
-sim: ## anti-entropy under deterministic simulation: SCHEDULES seeded fault schedules (default 3000, ~5 min)
+sim: ## anti-entropy and the write path (internal/link) under deterministic simulation: SCHEDULES seeded fault schedules each (default 3000, ~5 min + ~2 min)
 	go test -count=1 -run '^TestSimulation$$' -timeout 60m ./internal/antientropy -sim.schedules=$(SCHEDULES) -v
+	go test -count=1 -run '^TestSimulation$$' -timeout 60m ./internal/link -sim.schedules=$(SCHEDULES) -v
 
 bench-memory: build ## memory per like: likesd beside redis-server on S1-S4 and a 3-node S2 sync; writes docs/benchmarks.md (~20 min)
 	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || (apt-get update && apt-get install -y redis-server)
