@@ -40,6 +40,7 @@ type linkBench struct {
 	rounds           int
 	key              string // base64; empty: plaintext
 	profile          string
+	profileFor       time.Duration
 	repairBenchtime  string
 	repo             string
 	out              bytes.Buffer
@@ -83,17 +84,19 @@ func cmdLink(ctx context.Context, args []string) error {
 	fs.IntVar(&l.rounds, "rounds", 3, "rounds; each runs both binaries, in alternating order")
 	fs.DurationVar(&wrkDuration, "wrk-duration", 8*time.Second, "length of each wrk run (whole seconds)")
 	fs.IntVar(&conns, "connections", 16, "wrk connections per node (-c; one thread)")
-	fs.DurationVar(&genDuration, "duration", 8*time.Second, "length of each generator run")
+	fs.DurationVar(&genDuration, "duration", 6*time.Second, "length of each generator run")
 	fs.IntVar(&conc, "concurrency", 64, "generator workers")
 	fs.BoolVar(&plaintext, "plaintext", false, "run the nodes without a cluster key")
-	fs.StringVar(&l.profile, "profile", "", "after the rounds, one more run of the after binary at w=2 under wrk, with a CPU profile of n1 (its middle half) written here")
-	fs.StringVar(&l.repairBenchtime, "repair-benchtime", "10x", "-benchtime of the anti-entropy repair benchmark (go test BenchmarkRepair10k, internal/cluster); empty: not run")
+	fs.StringVar(&l.profile, "profile", "", "after the rounds, the after binary once more under wrk at w=1, then w=2, a CPU profile of n1 over each run's middle half written to this path plus .w1.pprof and .w2.pprof")
+	fs.DurationVar(&l.profileFor, "profile-duration", 20*time.Second, "length of each profiled wrk run (whole seconds)")
+	fs.StringVar(&l.repairBenchtime, "repair-benchtime", "6x", "-benchtime of the anti-entropy repair benchmark (go test BenchmarkRepair10k, internal/cluster); empty: not run")
 	fs.DurationVar(&timeout, "timeout", 15*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if l.rounds < 1 || l.rounds > 20 || wrkDuration < time.Second || wrkDuration > 5*time.Minute || genDuration <= 0 || genDuration > 5*time.Minute {
-		return errors.New("want 1 to 20 rounds, runs of 1s to 5m")
+	if l.rounds < 1 || l.rounds > 20 || wrkDuration < time.Second || wrkDuration > 5*time.Minute || genDuration <= 0 || genDuration > 5*time.Minute ||
+		l.profileFor < 4*time.Second || l.profileFor > 5*time.Minute {
+		return errors.New("want 1 to 20 rounds, runs of 1s to 5m (profiled ones of 4s at least)")
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return fmt.Errorf("wrk not found (apt-get install wrk): %w", err)
@@ -136,6 +139,10 @@ func cmdLink(ctx context.Context, args []string) error {
 		return err
 	}
 
+	profileArgs := ""
+	if l.profile != "" {
+		profileArgs = fmt.Sprintf(" --profile %s --profile-duration %v", l.profile, l.profileFor)
+	}
 	keyed := "a random cluster key (`--gossip-key`)"
 	if plaintext {
 		keyed = "no cluster key (plaintext)"
@@ -143,10 +150,10 @@ func cmdLink(ctx context.Context, args []string) error {
 	l.printf("%s\n## The link (issue 21)\n\n"+
 		"Run %s on %s, %d cores shared with other work (load average %s at the start), %s; nodes with %s, `--log-level warn`, in memory.\n"+
 		"Before: `%s` %s; after: `%s` %s.\n"+
-		"Command: `likesbench link --before-commit '%s' --rounds %d --wrk-duration %v --connections %d --duration %v --concurrency %d --plaintext=%v --repair-benchtime '%s'` (`make bench-link`).\n\n",
+		"Command: `likesbench link --before-commit '%s' --rounds %d --wrk-duration %v --connections %d --duration %v --concurrency %d --plaintext=%v --repair-benchtime '%s'%s` (`make bench-link`).\n\n",
 		linkStart, time.Now().UTC().Format(time.RFC3339), hostCPU(), runtime.NumCPU(), loadAvg(), runtime.Version(), keyed,
 		l.bins[0].name, l.bins[0].version, l.bins[1].name, l.bins[1].version,
-		beforeCommit, l.rounds, wrkDuration, conns, genDuration, conc, plaintext, l.repairBenchtime)
+		beforeCommit, l.rounds, wrkDuration, conns, genDuration, conc, plaintext, l.repairBenchtime, profileArgs)
 
 	for r := 0; r < l.rounds && ctx.Err() == nil; r++ {
 		for _, b := range linkOrder(r) {
@@ -158,11 +165,12 @@ func cmdLink(ctx context.Context, args []string) error {
 	}
 	l.report(wrkDuration, genDuration, conns)
 	if l.profile != "" && ctx.Err() == nil {
-		if err := l.profileRun(ctx); err != nil {
+		if rates, err := l.profileRun(ctx); err != nil {
 			fmt.Fprintf(os.Stderr, "profile: %v\n", err)
 			l.printf("Profile: failed: %v.\n\n", err)
 		} else {
-			l.printf("A CPU profile of n1 (after) under the wrk load at w=2, its middle half, was written to `%s` in a run of its own after the rounds.\n\n", l.profile)
+			l.printf("CPU profiles of n1 (after) under the same wrk load, %v at w=1 then %v at w=2 on 3 fresh nodes after the rounds, each over its run's middle half: "+
+				"`%s.w1.pprof` (n1 answered %.0f likes/s) and `%s.w2.pprof` (%.0f likes/s).\n\n", l.profileFor, l.profileFor, l.profile, rates["1"], l.profile, rates["2"])
 		}
 	}
 	if l.repairBenchtime != "" && ctx.Err() == nil {
@@ -250,7 +258,10 @@ func (l *linkBench) round(ctx context.Context, r, b int) {
 		return
 	}
 	for _, w := range linkLevels {
-		run := l.measure(ctx, targets, pids, func() linkRun { return l.wrkAll(ctx, targets, w, fmt.Sprintf("r%db%dw%s", r, b, w)) })
+		run := l.measure(ctx, targets, pids, func() linkRun {
+			run, _ := wrkEach(ctx, l.f, targets, w, fmt.Sprintf("r%db%dw%s", r, b, w))
+			return run
+		})
 		run.bin, run.round, run.w = b, r, w
 		l.wrkRuns = append(l.wrkRuns, run)
 		fmt.Fprintf(os.Stderr, "round %d %-40s wrk w=%s %8.0f likes/s p99 %v cpu/like %v 202 %.0f errors %d load %s\n",
@@ -291,9 +302,10 @@ func cpuSum(pids []int) time.Duration {
 	return sum
 }
 
-// wrkAll runs one wrk per target at once, each posting fresh likes at
-// level w ("2" is the nodes' default: no ?w=), and sums them.
-func (l *linkBench) wrkAll(ctx context.Context, targets []string, w, run string) linkRun {
+// wrkEach runs one wrk per target at once with f's settings, each posting
+// fresh likes at level w ("2" is the nodes' default: no ?w=), and sums
+// them; it also returns the first target's likes per second.
+func wrkEach(ctx context.Context, f *front, targets []string, w, run string) (linkRun, float64) {
 	query := "?w=" + w
 	if w == "2" {
 		query = ""
@@ -302,7 +314,7 @@ func (l *linkBench) wrkAll(ctx context.Context, targets []string, w, run string)
 	errs := make([]error, len(targets))
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		wg.Go(func() { res[i], errs[i] = l.f.runWrk(ctx, t, fmt.Sprintf("%sn%d", run, i), query) })
+		wg.Go(func() { res[i], errs[i] = f.runWrk(ctx, t, fmt.Sprintf("%sn%d", run, i), query) })
 	}
 	wg.Wait()
 	var out linkRun
@@ -313,37 +325,48 @@ func (l *linkBench) wrkAll(ctx context.Context, targets []string, w, run string)
 			continue
 		}
 		out.rate += r.rps
-		out.likes += r.rps * l.f.duration.Seconds()
+		out.likes += r.rps * f.duration.Seconds()
 		out.errors += r.non2xx + r.errors
 		if d, err := time.ParseDuration(r.p99); err == nil {
 			out.p99 = max(out.p99, d)
 		}
 	}
-	return out
+	return out, res[0].rps
 }
 
-// profileRun starts the after binary with a pprof listener on n1, runs
-// wrk at w=2 and takes a CPU profile of n1 over the middle half.
-func (l *linkBench) profileRun(ctx context.Context) error {
+// profileRun starts the after binary with a pprof listener on n1 and runs
+// wrk at w=1, then at w=2, for profileFor each, taking a CPU profile of n1
+// over each run's middle half: l.profile with .w1.pprof and .w2.pprof
+// added. It returns n1's likes per second in each (for CPU per like).
+func (l *linkBench) profileRun(ctx context.Context) (map[string]float64, error) {
 	defer l.s.stopAll()
 	debug := freeAddr()
 	targets, pids := l.start(1, debug)
 	if len(pids) != 3 {
-		return fmt.Errorf("%d of 3 nodes started", len(pids))
+		return nil, fmt.Errorf("%d of 3 nodes started", len(pids))
 	}
-	done := make(chan error, 1)
-	go func() {
-		sleepCtx(ctx, l.f.duration/4)
-		secs := max(1, int(l.f.duration.Seconds()/2))
-		body, err := get(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", debug, secs))
-		if err == nil {
-			err = os.WriteFile(l.profile, body, 0o644)
+	f := *l.f
+	f.duration = l.profileFor
+	rates := map[string]float64{}
+	for _, w := range linkLevels {
+		done := make(chan error, 1)
+		go func() {
+			sleepCtx(ctx, f.duration/4)
+			secs := max(1, int(f.duration.Seconds()/2))
+			body, err := get(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", debug, secs))
+			if err == nil {
+				err = os.WriteFile(l.profile+".w"+w+".pprof", body, 0o644)
+			}
+			done <- err
+		}()
+		run, n1 := wrkEach(ctx, &f, targets, w, "profile"+w)
+		fmt.Fprintf(os.Stderr, "profile run: wrk w=%s %.0f likes/s, n1 %.0f (profiled, not in the tables)\n", w, run.rate, n1)
+		rates[w] = n1
+		if err := <-done; err != nil {
+			return nil, err
 		}
-		done <- err
-	}()
-	run := l.wrkAll(ctx, targets, "2", "profile")
-	fmt.Fprintf(os.Stderr, "profile run: wrk w=2 %.0f likes/s (profiled, not in the tables)\n", run.rate)
-	return <-done
+	}
+	return rates, nil
 }
 
 // report writes the runs and the summary.
