@@ -87,7 +87,7 @@ func cmdLink(ctx context.Context, args []string) error {
 	fs.DurationVar(&genDuration, "duration", 6*time.Second, "length of each generator run")
 	fs.IntVar(&conc, "concurrency", 64, "generator workers")
 	fs.BoolVar(&plaintext, "plaintext", false, "run the nodes without a cluster key")
-	fs.StringVar(&l.profile, "profile", "", "after the rounds, the after binary once more under wrk at w=1, then w=2, a CPU profile of n1 over each run's middle half written to this path plus .w1.pprof and .w2.pprof")
+	fs.StringVar(&l.profile, "profile", "", "after the rounds, the after binary once more under wrk at w=1, then w=2, a CPU profile of each node over each run's middle half written to this path plus .w1.n1.pprof ... .w2.n3.pprof")
 	fs.DurationVar(&l.profileFor, "profile-duration", 20*time.Second, "length of each profiled wrk run (whole seconds)")
 	fs.StringVar(&l.repairBenchtime, "repair-benchtime", "6x", "-benchtime of the anti-entropy repair benchmark (go test BenchmarkRepair10k, internal/cluster); empty: not run")
 	fs.DurationVar(&timeout, "timeout", 15*time.Minute, "bound on the whole run")
@@ -169,8 +169,8 @@ func cmdLink(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "profile: %v\n", err)
 			l.printf("Profile: failed: %v.\n\n", err)
 		} else {
-			l.printf("CPU profiles of n1 (after) under the same wrk load, %v at w=1 then %v at w=2 on 3 fresh nodes after the rounds, each over its run's middle half: "+
-				"`%s.w1.pprof` (n1 answered %.0f likes/s) and `%s.w2.pprof` (%.0f likes/s).\n\n", l.profileFor, l.profileFor, l.profile, rates["1"], l.profile, rates["2"])
+			l.printf("CPU profiles of the three nodes (after) under the same wrk load, %v at w=1 then %v at w=2 on 3 fresh nodes after the rounds, each over its run's middle half: "+
+				"`%s.w1.n{1,2,3}.pprof` (the nodes answered %.0f likes/s) and `%s.w2.n{1,2,3}.pprof` (%.0f likes/s).\n\n", l.profileFor, l.profileFor, l.profile, rates["1"], l.profile, rates["2"])
 		}
 	}
 	if l.repairBenchtime != "" && ctx.Err() == nil {
@@ -222,9 +222,9 @@ func buildAt(ctx context.Context, commit, dir string) (string, error) {
 
 func (l *linkBench) printf(format string, args ...any) { fmt.Fprintf(&l.out, format, args...) }
 
-// start starts 3 nodes of binary b, with the key, n1 with a pprof
-// listener at debug when it is not empty.
-func (l *linkBench) start(b int, debug string) ([]string, []int) {
+// start starts 3 nodes of binary b, with the key; node i has a pprof
+// listener at debug[i] when debug is not nil.
+func (l *linkBench) start(b int, debug []string) ([]string, []int) {
 	from := len(l.s.procs)
 	targets := l.s.startNodes("link", 3, func(i int, httpAddr, gossipAddr, seed string) []string {
 		args := []string{l.bins[b].path, "--http-addr", httpAddr, "--gossip-addr", gossipAddr, "--log-level", "warn",
@@ -235,8 +235,8 @@ func (l *linkBench) start(b int, debug string) ([]string, []int) {
 		if l.key != "" {
 			args = append(args, "--gossip-key", l.key)
 		}
-		if i == 0 && debug != "" {
-			args = append(args, "--debug-addr", debug)
+		if debug != nil {
+			args = append(args, "--debug-addr", debug[i])
 		}
 		return args
 	})
@@ -252,15 +252,14 @@ func (l *linkBench) start(b int, debug string) ([]string, []int) {
 // generator at w=1 and w=2, on the same nodes.
 func (l *linkBench) round(ctx context.Context, r, b int) {
 	defer l.s.stopAll()
-	targets, pids := l.start(b, "")
+	targets, pids := l.start(b, nil)
 	if len(pids) != 3 {
 		fmt.Fprintf(os.Stderr, "round %d, %s: %d of 3 nodes started\n", r+1, l.bins[b].name, len(pids))
 		return
 	}
 	for _, w := range linkLevels {
 		run := l.measure(ctx, targets, pids, func() linkRun {
-			run, _ := wrkEach(ctx, l.f, targets, w, fmt.Sprintf("r%db%dw%s", r, b, w))
-			return run
+			return wrkEach(ctx, l.f, targets, w, fmt.Sprintf("r%db%dw%s", r, b, w))
 		})
 		run.bin, run.round, run.w = b, r, w
 		l.wrkRuns = append(l.wrkRuns, run)
@@ -304,8 +303,8 @@ func cpuSum(pids []int) time.Duration {
 
 // wrkEach runs one wrk per target at once with f's settings, each posting
 // fresh likes at level w ("2" is the nodes' default: no ?w=), and sums
-// them; it also returns the first target's likes per second.
-func wrkEach(ctx context.Context, f *front, targets []string, w, run string) (linkRun, float64) {
+// them.
+func wrkEach(ctx context.Context, f *front, targets []string, w, run string) linkRun {
 	query := "?w=" + w
 	if w == "2" {
 		query = ""
@@ -331,16 +330,18 @@ func wrkEach(ctx context.Context, f *front, targets []string, w, run string) (li
 			out.p99 = max(out.p99, d)
 		}
 	}
-	return out, res[0].rps
+	return out
 }
 
-// profileRun starts the after binary with a pprof listener on n1 and runs
-// wrk at w=1, then at w=2, for profileFor each, taking a CPU profile of n1
-// over each run's middle half: l.profile with .w1.pprof and .w2.pprof
-// added. It returns n1's likes per second in each (for CPU per like).
+// profileRun starts the after binary with a pprof listener on every node
+// and runs wrk at w=1, then at w=2, for profileFor each, taking a CPU
+// profile of each node over each run's middle half: l.profile with
+// .w1.n1.pprof ... .w2.n3.pprof added (go tool pprof merges a level's
+// three). It returns the likes the three nodes answered per second at each
+// level.
 func (l *linkBench) profileRun(ctx context.Context) (map[string]float64, error) {
 	defer l.s.stopAll()
-	debug := freeAddr()
+	debug := []string{freeAddr(), freeAddr(), freeAddr()}
 	targets, pids := l.start(1, debug)
 	if len(pids) != 3 {
 		return nil, fmt.Errorf("%d of 3 nodes started", len(pids))
@@ -349,20 +350,24 @@ func (l *linkBench) profileRun(ctx context.Context) (map[string]float64, error) 
 	f.duration = l.profileFor
 	rates := map[string]float64{}
 	for _, w := range linkLevels {
-		done := make(chan error, 1)
-		go func() {
-			sleepCtx(ctx, f.duration/4)
-			secs := max(1, int(f.duration.Seconds()/2))
-			body, err := get(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", debug, secs))
-			if err == nil {
-				err = os.WriteFile(l.profile+".w"+w+".pprof", body, 0o644)
-			}
-			done <- err
-		}()
-		run, n1 := wrkEach(ctx, &f, targets, w, "profile"+w)
-		fmt.Fprintf(os.Stderr, "profile run: wrk w=%s %.0f likes/s, n1 %.0f (profiled, not in the tables)\n", w, run.rate, n1)
-		rates[w] = n1
-		if err := <-done; err != nil {
+		errs := make([]error, len(debug))
+		var wg sync.WaitGroup
+		for i, addr := range debug {
+			wg.Go(func() {
+				sleepCtx(ctx, f.duration/4)
+				secs := max(1, int(f.duration.Seconds()/2))
+				body, err := get(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+				if err == nil {
+					err = os.WriteFile(fmt.Sprintf("%s.w%s.n%d.pprof", l.profile, w, i+1), body, 0o644)
+				}
+				errs[i] = err
+			})
+		}
+		run := wrkEach(ctx, &f, targets, w, "profile"+w)
+		wg.Wait()
+		fmt.Fprintf(os.Stderr, "profile run: wrk w=%s %.0f likes/s (profiled, not in the tables)\n", w, run.rate)
+		rates[w] = run.rate
+		if err := errors.Join(errs...); err != nil {
 			return nil, err
 		}
 	}
