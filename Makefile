@@ -15,7 +15,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 
-.PHONY: bench-front bench-flood crash sim help build run-local test test-loaded check vet staticcheck bench bench-memory bench-durable bench-gset bench-go k8s-check k8s-verify k8s-e2e image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
+.PHONY: bench-link bench-front bench-flood crash sim help build run-local test test-loaded check vet staticcheck bench bench-memory bench-durable bench-gset bench-go k8s-check k8s-verify k8s-e2e image e2e faults run scale logs down fmt-check tidy tidy-check fuzz bench lint cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -79,6 +79,12 @@ bench-front: build ## one node against a bare handler, same wrk load (fresh like
 bench-flood: build ## a paced reader alone, then beside a flood of fresh likes and 256-byte bulk imports, one node under a memory budget (~40 s)
 	go build -o bin/likesbench ./cmd/likesbench
 	bin/likesbench flood --likesd $(BIN) --memory-limit 64MiB --phase 15s $(BENCH_FLOOD_FLAGS)
+
+BEFORE ?= dd23aa6^
+bench-link: build ## issue 21: BEFORE (default dd23aa6^, built in a temporary worktree) against this build, 3 nodes, rounds in turn: one wrk per node at w=1 and w=2, the generator likewise, CPU per like; then anti-entropy repairing 10,000 likes over sessions and through memberlist; writes docs/benchmarks.md (~5 min; needs wrk)
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	go build -o bin/likesbench ./cmd/likesbench
+	bin/likesbench link --likesd $(BIN) --before-commit '$(BEFORE)' --out docs/benchmarks.md $(BENCH_LINK_FLAGS)
 
 CRASH_SCHEDULES ?= 5000
 crash: ## the data dir's log crashed at every write, sync, create, rename and remove boundary: CRASH_SCHEDULES seeded schedules (default 5000, ~1 min)

@@ -46,9 +46,11 @@ const frontReply = `{"post":"p1234","user":"r0t0n123456","liked":true,"count":1,
 
 // frontLua posts a fresh like per request: a new user from a counter, over
 // 10,000 posts. Each wrk thread gets its own prefix, each run its own
-// (FRONT_RUN), so no like repeats one of an earlier round.
+// (FRONT_RUN), so no like repeats one of an earlier round. FRONT_QUERY
+// (such as "?w=1") is added to every path.
 const frontLua = `
 local run = os.getenv("FRONT_RUN") or "r"
+local query = os.getenv("FRONT_QUERY") or ""
 local tid = 0
 local n = 0
 function setup(thread)
@@ -60,7 +62,7 @@ function init(args)
 end
 request = function()
   n = n + 1
-  return wrk.format("POST", "/v1/posts/p" .. (n % 10000) .. "/likes",
+  return wrk.format("POST", "/v1/posts/p" .. (n % 10000) .. "/likes" .. query,
     {["Content-Type"] = "application/json"}, '{"user":"' .. prefix .. n .. '"}')
 end
 `
@@ -227,7 +229,7 @@ func (f *front) round(ctx context.Context, r int, sys string) (frontResult, erro
 	}
 	pid := f.procs[len(f.procs)-1].Process.Pid
 	cpu0 := cpuOf(pid)
-	res, err := f.runWrk(ctx, base, fmt.Sprintf("r%dx%d", r, time.Now().UnixNano()%1e6))
+	res, err := f.runWrk(ctx, base, fmt.Sprintf("r%dx%d", r, time.Now().UnixNano()%1e6), "")
 	if cpu1 := cpuOf(pid); err == nil && cpu1 > cpu0 && res.rps > 0 {
 		res.cpuPerReq = (cpu1 - cpu0) / time.Duration(res.rps*f.duration.Seconds())
 	}
@@ -252,13 +254,15 @@ var (
 	wrkLat    = regexp.MustCompile(`(?m)^\s+(50|99)%\s+(\S+)`)
 )
 
-func (f *front) runWrk(ctx context.Context, base, run string) (frontResult, error) {
+// runWrk drives base with wrk for f.duration, fresh likes named after run,
+// query added to every path.
+func (f *front) runWrk(ctx context.Context, base, run, query string) (frontResult, error) {
 	// wrk stops itself after -d; the context bounds it too, should it hang.
 	wctx, cancel := context.WithTimeout(ctx, f.duration+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(wctx, f.wrk, "-t"+strconv.Itoa(f.threads), "-c"+strconv.Itoa(f.conns),
 		"-d"+strconv.Itoa(int(f.duration.Seconds()))+"s", "--latency", "-s", filepath.Join(f.dir, "fresh.lua"), base)
-	cmd.Env = append(os.Environ(), "FRONT_RUN="+run)
+	cmd.Env = append(os.Environ(), "FRONT_RUN="+run, "FRONT_QUERY="+query)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

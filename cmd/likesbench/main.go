@@ -6,6 +6,7 @@
 //	likesbench durable --likesd bin/likesd --out docs/benchmarks.md         --data-dir: write path, recovery, disk bytes per like
 //	likesbench front --likesd bin/likesd                                    one node against a bare handler, wrk, fresh likes, rounds in turn
 //	likesbench flood --likesd bin/likesd                                    a paced reader alone, then beside a write flood
+//	likesbench link --likesd bin/likesd --before-commit dd23aa6^            issue 21: a commit's build against this one, 3 nodes, w=1 and w=2, wrk and the generator
 //	likesbench bare  --addr HOST:PORT [--like-reply]                        baseline: a handler that returns 200 (or reads the body and answers a like's JSON)
 //	likesbench seed  --http-addr A --gossip-addr HOST:PORT [--join H:P]    baseline: the seed's design
 //
@@ -36,7 +37,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: likesbench load|suite|front|flood|memory|durable|bare|seed [flags]  (likesbench CMD --help)")
+		fmt.Fprintln(os.Stderr, "usage: likesbench load|suite|front|flood|link|memory|durable|bare|seed [flags]  (likesbench CMD --help)")
 		os.Exit(2)
 	}
 	var err error
@@ -53,6 +54,8 @@ func main() {
 		err = cmdFront(ctx, os.Args[2:])
 	case "flood":
 		err = cmdFlood(ctx, os.Args[2:])
+	case "link":
+		err = cmdLink(ctx, os.Args[2:])
 	case "flood-client":
 		err = cmdFloodClient(ctx, os.Args[2:])
 	case "bare":

@@ -48,7 +48,7 @@ func TestScrapeSumsNodesCounters(t *testing.T) {
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close()
 	got := scrape(context.Background(), []string{node.URL, node.URL, gone.URL})
-	assert.Equal(t, counters{cpu: 3, stored: 200, batches: 40, acks: 80, opened: 2}, got)
+	assert.Equal(t, counters{cpu: 3, stored: 200, batches: 40, acks: 80, opened: 2, accepted: 20}, got)
 	// 200 likes, each sent to two peers, in 40 batches: 10 a batch.
 	assert.Equal(t, "15ms | 10.0 | 5.0 | 2", got.String())
 	assert.Equal(t, "— | — | — | 0", got.minus(got).String())

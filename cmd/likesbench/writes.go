@@ -308,6 +308,7 @@ func (s *suite) startCluster(n int) ([]string, []*exec.Cmd) {
 type counters struct {
 	cpu                           float64 // process_cpu_seconds_total
 	stored, batches, acks, opened float64
+	accepted                      float64 // likesd_writes_accepted_total: 202s
 }
 
 // scrape sums the counters of every target's /metrics (a node that does
@@ -319,8 +320,11 @@ func scrape(ctx context.Context, targets []string) counters {
 			switch name {
 			case "process_cpu_seconds_total":
 				c.cpu += v
-			case "likesd_writes_replicated_total", "likesd_writes_accepted_total":
+			case "likesd_writes_replicated_total":
 				c.stored += v
+			case "likesd_writes_accepted_total":
+				c.stored += v
+				c.accepted += v
 			case "likesd_direct_batches_sent_total":
 				c.batches += v
 			case "likesd_acks_sent_total":
@@ -334,7 +338,8 @@ func scrape(ctx context.Context, targets []string) counters {
 }
 
 func (c counters) minus(o counters) counters {
-	return counters{cpu: c.cpu - o.cpu, stored: c.stored - o.stored, batches: c.batches - o.batches, acks: c.acks - o.acks, opened: c.opened - o.opened}
+	return counters{cpu: c.cpu - o.cpu, stored: c.stored - o.stored, batches: c.batches - o.batches, acks: c.acks - o.acks, opened: c.opened - o.opened,
+		accepted: c.accepted - o.accepted}
 }
 
 // String is the table cells: CPU per like, likes per batch, likes per
