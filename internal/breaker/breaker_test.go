@@ -408,16 +408,16 @@ func TestValidate(t *testing.T) {
 		cfg     Config
 		wantErr string // "" for valid; else the flag and bound named
 	}{
-		{"failures at lower bound", with(func(c *Config) { c.Failures = minFailures }), ""},
-		{"failures at upper bound", with(func(c *Config) { c.Failures = maxFailures }), ""},
+		{"failures at lower bound", with(func(c *Config) { c.Failures = MinFailures }), ""},
+		{"failures at upper bound", with(func(c *Config) { c.Failures = MaxFailures }), ""},
 		{"failures zero", with(func(c *Config) { c.Failures = 0 }), "--breaker-failures must be from 1 to 1000, got 0"},
 		{"failures negative", with(func(c *Config) { c.Failures = -1 }), "--breaker-failures must be from 1 to 1000, got -1"},
 		{"failures above", with(func(c *Config) { c.Failures = 1001 }), "--breaker-failures must be from 1 to 1000, got 1001"},
-		{"cooldown at lower bound", with(func(c *Config) { c.Cooldown = minCooldown }), ""},
-		{"cooldown at upper bound", with(func(c *Config) { c.Cooldown = maxCooldown }), ""},
+		{"cooldown at lower bound", with(func(c *Config) { c.Cooldown = MinCooldown }), ""},
+		{"cooldown at upper bound", with(func(c *Config) { c.Cooldown = MaxCooldown }), ""},
 		{"cooldown zero", with(func(c *Config) { c.Cooldown = 0 }), "--breaker-cooldown must be from 10ms to 5m0s, got 0s"},
-		{"cooldown below", with(func(c *Config) { c.Cooldown = minCooldown - 1 }), "--breaker-cooldown must be from 10ms to 5m0s, got 9.999999ms"},
-		{"cooldown above", with(func(c *Config) { c.Cooldown = maxCooldown + 1 }), "--breaker-cooldown must be from 10ms to 5m0s, got 5m0.000000001s"},
+		{"cooldown below", with(func(c *Config) { c.Cooldown = MinCooldown - 1 }), "--breaker-cooldown must be from 10ms to 5m0s, got 9.999999ms"},
+		{"cooldown above", with(func(c *Config) { c.Cooldown = MaxCooldown + 1 }), "--breaker-cooldown must be from 10ms to 5m0s, got 5m0.000000001s"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()

@@ -32,23 +32,26 @@ func DefaultConfig() Config {
 // ErrConfig marks an invalid Config.
 var ErrConfig = errors.New("breaker: invalid config")
 
-// Bounds of Config's fields, shared by Validate and its tests.
+// Bounds of Config's fields: Validate checks them, and cmd/likesd's flags
+// take theirs from here, so the two cannot drift.
 const (
-	minFailures = 1
-	maxFailures = 1000
-	minCooldown = 10 * time.Millisecond
-	maxCooldown = 5 * time.Minute
+	// MinFailures and MaxFailures bound Failures (--breaker-failures).
+	MinFailures = 1
+	MaxFailures = 1000
+	// MinCooldown and MaxCooldown bound Cooldown (--breaker-cooldown).
+	MinCooldown = 10 * time.Millisecond
+	MaxCooldown = 5 * time.Minute
 )
 
 // Validate reports the first invalid field, by the flag that sets it.
 func (c Config) Validate() error {
-	if c.Failures < minFailures || c.Failures > maxFailures {
+	if c.Failures < MinFailures || c.Failures > MaxFailures {
 		return fmt.Errorf("%w: --breaker-failures must be from %d to %d, got %d",
-			ErrConfig, minFailures, maxFailures, c.Failures)
+			ErrConfig, MinFailures, MaxFailures, c.Failures)
 	}
-	if c.Cooldown < minCooldown || c.Cooldown > maxCooldown {
+	if c.Cooldown < MinCooldown || c.Cooldown > MaxCooldown {
 		return fmt.Errorf("%w: --breaker-cooldown must be from %s to %s, got %s",
-			ErrConfig, minCooldown, maxCooldown, c.Cooldown)
+			ErrConfig, MinCooldown, MaxCooldown, c.Cooldown)
 	}
 	return nil
 }
