@@ -30,7 +30,7 @@ type Config struct {
 	// 1–5 ms here, docs/benchmarks.md), and a busy one within tens of
 	// milliseconds; shorter answers 202 to a merely slow peer, longer makes
 	// every write to a dead peer that slow until its breaker opens.
-	// Bounds 1ms to 5s (the HTTP server's write deadline is 10s).
+	// Bounds MinTimeout to MaxTimeout: 1ms to 5s.
 	Timeout time.Duration
 }
 
@@ -38,6 +38,14 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{Default: Count(2), Timeout: 200 * time.Millisecond}
 }
+
+// MinTimeout and MaxTimeout bound Config.Timeout (--write-timeout; the
+// HTTP server's write deadline is 10s). Validate checks them, and
+// cmd/likesd's flag takes its bounds from here. MaxLevel bounds Default.
+const (
+	MinTimeout = time.Millisecond
+	MaxTimeout = 5 * time.Second
+)
 
 // ErrConfig marks an invalid Config.
 var ErrConfig = errors.New("acks: invalid config")
@@ -47,8 +55,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Default.IsDefault():
 		return fmt.Errorf("%w: --write-acks is not set", ErrConfig)
-	case c.Timeout < time.Millisecond || c.Timeout > 5*time.Second:
-		return fmt.Errorf("%w: --write-timeout must be from 1ms to 5s, got %s", ErrConfig, c.Timeout)
+	case c.Timeout < MinTimeout || c.Timeout > MaxTimeout:
+		return fmt.Errorf("%w: --write-timeout must be from %s to %s, got %s", ErrConfig, MinTimeout, MaxTimeout, c.Timeout)
 	}
 	return nil
 }

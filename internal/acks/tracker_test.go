@@ -75,14 +75,30 @@ func TestWantInSmallAndShrinkingClusters(t *testing.T) {
 
 func TestConfigValidateNamesFlags(t *testing.T) {
 	require.NoError(t, DefaultConfig().Validate())
-	c := DefaultConfig()
-	c.Timeout = 0
-	err := c.Validate()
-	assert.ErrorIs(t, err, ErrConfig)
-	assert.ErrorContains(t, err, "--write-timeout")
-	c = DefaultConfig()
-	c.Default = Level{}
-	assert.ErrorContains(t, c.Validate(), "--write-acks")
+	with := func(f func(*Config)) Config { c := DefaultConfig(); f(&c); return c }
+	for _, tt := range []struct {
+		name    string
+		cfg     Config
+		wantErr string // "" for valid; else the flag and bound named
+	}{
+		{"timeout at lower bound", with(func(c *Config) { c.Timeout = MinTimeout }), ""},
+		{"timeout at upper bound", with(func(c *Config) { c.Timeout = MaxTimeout }), ""},
+		{"timeout zero", with(func(c *Config) { c.Timeout = 0 }), "--write-timeout must be from 1ms to 5s, got 0s"},
+		{"timeout below", with(func(c *Config) { c.Timeout = MinTimeout - 1 }), "--write-timeout must be from 1ms to 5s, got 999.999µs"},
+		{"timeout above", with(func(c *Config) { c.Timeout = MaxTimeout + 1 }), "--write-timeout must be from 1ms to 5s, got 5.000000001s"},
+		{"level at upper bound", with(func(c *Config) { c.Default = Count(MaxLevel) }), ""},
+		{"level not set", with(func(c *Config) { c.Default = Level{} }), "--write-acks is not set"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, ErrConfig)
+			assert.EqualError(t, err, "acks: invalid config: "+tt.wantErr)
+		})
+	}
 }
 
 func TestLevelOneAndNoPeerAnswerAtOnce(t *testing.T) {
