@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/breaker"
 	"github.com/likesd/likesd/internal/link"
 )
@@ -491,25 +492,41 @@ func TestTheQueueIsBounded(t *testing.T) {
 
 func TestConfigValidateNamesFlags(t *testing.T) {
 	require.NoError(t, link.DefaultConfig().Validate())
-	for flag, bad := range map[string]func(*link.Config){
-		"--peer-queue":          func(c *link.Config) { c.Queue = 0 },
-		"--direct-batch-bytes":  func(c *link.Config) { c.BatchBytes = 1023 },
-		"--peer-retry-interval": func(c *link.Config) { c.RetryInterval = 2 * time.Second },
-		"--write-timeout":       func(c *link.Config) { c.Timeout = 0 },
+	with := func(f func(*link.Config)) link.Config { c := link.DefaultConfig(); f(&c); return c }
+	for _, tt := range []struct {
+		name    string
+		cfg     link.Config
+		wantErr string // "" for valid; else the flag and bound named
+	}{
+		{"queue at lower bound", with(func(c *link.Config) { c.Queue = link.MinQueue }), ""},
+		{"queue below", with(func(c *link.Config) { c.Queue = link.MinQueue - 1 }), "--peer-queue must be at least 1, got 0"},
+		{"batch at lower bound", with(func(c *link.Config) { c.BatchBytes = link.MinBatchBytes }), ""},
+		{"batch below", with(func(c *link.Config) { c.BatchBytes = link.MinBatchBytes - 1 }), "--direct-batch-bytes must be at least 1024, got 1023"},
+		{"retry at lower bound", with(func(c *link.Config) { c.RetryInterval = link.MinRetryInterval }), ""},
+		{"retry at upper bound", with(func(c *link.Config) { c.RetryInterval = link.MaxRetryInterval }), ""},
+		{"retry zero", with(func(c *link.Config) { c.RetryInterval = 0 }), "--peer-retry-interval must be from 1ms to 1s, got 0s"},
+		{"retry below", with(func(c *link.Config) { c.RetryInterval = link.MinRetryInterval - 1 }), "--peer-retry-interval must be from 1ms to 1s, got 999.999µs"},
+		{"retry above", with(func(c *link.Config) { c.RetryInterval = link.MaxRetryInterval + 1 }), "--peer-retry-interval must be from 1ms to 1s, got 1.000000001s"},
+		// The timeout's bounds are acks' (--write-timeout sets both), which
+		// the cases at and past them pin.
+		{"timeout at lower bound", with(func(c *link.Config) { c.Timeout = acks.MinTimeout }), ""},
+		{"timeout at upper bound", with(func(c *link.Config) { c.Timeout = acks.MaxTimeout }), ""},
+		{"timeout zero", with(func(c *link.Config) { c.Timeout = 0 }), "--write-timeout must be from 1ms to 5s, got 0s"},
+		{"timeout below", with(func(c *link.Config) { c.Timeout = acks.MinTimeout - 1 }), "--write-timeout must be from 1ms to 5s, got 999.999µs"},
+		{"timeout above", with(func(c *link.Config) { c.Timeout = acks.MaxTimeout + 1 }), "--write-timeout must be from 1ms to 5s, got 5.000000001s"},
 	} {
-		c := link.DefaultConfig()
-		bad(&c)
-		err := c.Validate()
-		assert.ErrorIs(t, err, link.ErrConfig, flag)
-		assert.ErrorContains(t, err, flag)
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, link.ErrConfig)
+			assert.EqualError(t, err, "link: invalid config: "+tt.wantErr)
+		})
 	}
+	// The breaker's own bounds, named by its flags, come through.
 	c := link.DefaultConfig()
-	c.RetryInterval = 0
-	assert.ErrorContains(t, c.Validate(), "--peer-retry-interval")
-	c = link.DefaultConfig()
-	c.Timeout = 6 * time.Second
-	assert.ErrorContains(t, c.Validate(), "--write-timeout")
-	c = link.DefaultConfig()
 	c.Breaker.Failures = 0
 	assert.ErrorIs(t, c.Validate(), breaker.ErrConfig)
 	assert.ErrorContains(t, c.Validate(), "--breaker-failures")
