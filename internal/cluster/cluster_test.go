@@ -399,48 +399,83 @@ func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name  string
 		tweak func(*Config)
+		want  string // "" for valid; else what the error says after "cluster: invalid config: "
 	}{
-		{"no name", func(c *Config) { c.NodeName = "" }},
-		{"bind addr", func(c *Config) { c.BindAddr = "nowhere" }},
-		{"bind port", func(c *Config) { c.BindPort = 70000 }},
-		{"advertise addr", func(c *Config) { c.AdvertiseAddr = "x.y" }},
-		{"seed without port", func(c *Config) { c.Seeds = []string{"master"} }},
-		{"seed bad port", func(c *Config) { c.Seeds = []string{"master:0"} }},
-		{"zero push/pull", func(c *Config) { c.PushPullInterval = 0 }},
-		{"probe timeout too long", func(c *Config) { c.ProbeTimeout = c.ProbeInterval }},
-		{"backoff inverted", func(c *Config) { c.JoinBackoffMax = c.JoinBackoffMin / 2 }},
-		{"tiny packet", func(c *Config) { c.PacketSize = 100 }},
-		{"tiny log", func(c *Config) { c.LogSize = 4 }},
-		{"sync interval too short", func(c *Config) { c.SyncInterval = time.Millisecond }},
-		{"sync chunk too small", func(c *Config) { c.SyncChunkBytes = 100 }},
-		{"no gossip nodes", func(c *Config) { c.GossipNodes = 0 }},
-		{"key of 10 bytes", func(c *Config) { c.SecretKey = make([]byte, 10) }},
-		{"label too long", func(c *Config) { c.Label = strings.Repeat("l", 256) }},
-		{"unknown fast path", func(c *Config) { c.FastPath = "carrier-pigeon" }},
-		{"tiny direct batch", func(c *Config) { c.DirectBatchBytes = 100 }},
-		{"no peer retry interval", func(c *Config) { c.PeerRetryInterval = 0 }},
-		{"peer retry interval too long", func(c *Config) { c.PeerRetryInterval = time.Minute }},
-		{"no streams", func(c *Config) { c.MaxStreams = 0 }},
-		{"too many streams", func(c *Config) { c.MaxStreams = 1<<16 + 1 }},
-		{"no streams per peer", func(c *Config) { c.MaxStreamsPerPeer = 0 }},
-		{"too many streams per peer", func(c *Config) { c.MaxStreamsPerPeer = 65 }},
-		{"no handshakes", func(c *Config) { c.MaxHandshakes = 0 }},
-		{"too many handshakes", func(c *Config) { c.MaxHandshakes = maxHandshakesBound + 1 }},
+		{"no name", func(c *Config) { c.NodeName = "" }, "--node-name is empty"},
+		{"bind addr", func(c *Config) { c.BindAddr = "nowhere" }, `--gossip-addr: "nowhere" is not an IP address`},
+		{"bind port", func(c *Config) { c.BindPort = 70000 }, "--gossip-addr: port 70000 out of range"},
+		{"advertise addr", func(c *Config) { c.AdvertiseAddr = "x.y" }, `--advertise-addr: "x.y" is not an IP address`},
+		{"seed without port", func(c *Config) { c.Seeds = []string{"master"} }, `--join: seed "master": `},
+		{"seed bad port", func(c *Config) { c.Seeds = []string{"master:0"} }, `--join: seed "master:0": bad port`},
+		{"zero push/pull", func(c *Config) { c.PushPullInterval = 0 }, "--push-pull-interval must be positive, got 0s"},
+		{"zero rejoin", func(c *Config) { c.RejoinInterval = 0 }, "--rejoin-interval must be positive, got 0s"},
+		{"zero gossip", func(c *Config) { c.GossipInterval = 0 }, "--gossip-interval must be positive, got 0s"},
+		{"zero probe interval", func(c *Config) { c.ProbeInterval = 0 }, "--probe-interval must be positive, got 0s"},
+		{"zero probe timeout", func(c *Config) { c.ProbeTimeout = MinInterval - 1 }, "--probe-timeout must be positive, got 0s"},
+		{"probe timeout at its bound", func(c *Config) { c.ProbeTimeout = MinInterval }, ""},
+		{"zero flush", func(c *Config) { c.FlushInterval = 0 }, "--flush-interval must be positive, got 0s"},
+		{"zero TCP timeout", func(c *Config) { c.TCPTimeout = 0 }, "TCPTimeout must be positive, got 0s"},
+		{"probe timeout too long", func(c *Config) { c.ProbeTimeout = c.ProbeInterval }, "--probe-timeout 100ms must be shorter than --probe-interval 100ms"},
+		{"backoff inverted", func(c *Config) { c.JoinBackoffMax = c.JoinBackoffMin / 2 }, "join backoff"},
+		{"packet at lower bound", func(c *Config) { c.PacketSize = MinPacketSize }, ""},
+		{"packet at upper bound", func(c *Config) { c.PacketSize = MaxPacketSize }, ""},
+		{"tiny packet", func(c *Config) { c.PacketSize = MinPacketSize - 1 }, "--packet-size must be from 512 to 65000, got 511"},
+		{"huge packet", func(c *Config) { c.PacketSize = MaxPacketSize + 1 }, "--packet-size must be from 512 to 65000, got 65001"},
+		{"log at lower bound", func(c *Config) { c.LogSize = MinLogSize }, ""},
+		{"tiny log", func(c *Config) { c.LogSize = MinLogSize - 1 }, "--log-size must be at least 16, got 15"},
+		{"no inbox", func(c *Config) { c.InboxSize = MinInboxSize - 1 }, "--inbox-size must be at least 1, got 0"},
+		{"no queued frames", func(c *Config) { c.MaxQueuedFrames = MinQueuedFrames - 1 }, "--max-queued-frames must be at least 1, got 0"},
+		{"sync interval at lower bound", func(c *Config) { c.SyncInterval = MinSyncInterval }, ""},
+		{"sync interval at upper bound", func(c *Config) { c.SyncInterval = MaxSyncInterval }, ""},
+		{"sync interval too short", func(c *Config) { c.SyncInterval = MinSyncInterval - 1 }, "--sync-interval must be from 10ms to 1m0s, got 9.999999ms"},
+		{"sync interval too long", func(c *Config) { c.SyncInterval = MaxSyncInterval + 1 }, "--sync-interval must be from 10ms to 1m0s, got 1m0.000000001s"},
+		{"sync timeout at lower bound", func(c *Config) { c.SyncTimeout = MinSyncTimeout }, ""},
+		{"sync timeout at upper bound", func(c *Config) { c.SyncTimeout = MaxSyncTimeout }, ""},
+		{"sync timeout too short", func(c *Config) { c.SyncTimeout = MinSyncTimeout - 1 }, "--sync-timeout must be from 100ms to 10m0s, got 99.999999ms"},
+		{"sync timeout too long", func(c *Config) { c.SyncTimeout = MaxSyncTimeout + 1 }, "--sync-timeout must be from 100ms to 10m0s, got 10m0.000000001s"},
+		{"sync chunk at lower bound", func(c *Config) { c.SyncChunkBytes = MinSyncChunkBytes }, ""},
+		{"sync chunk at upper bound", func(c *Config) { c.SyncChunkBytes = MaxSyncChunkBytes }, ""},
+		{"sync chunk too small", func(c *Config) { c.SyncChunkBytes = MinSyncChunkBytes - 1 }, "--sync-chunk-bytes must be from 4096 to 2097152, got 4095"},
+		{"sync chunk too large", func(c *Config) { c.SyncChunkBytes = MaxSyncChunkBytes + 1 }, "--sync-chunk-bytes must be from 4096 to 2097152, got 2097153"},
+		{"handoff at upper bound", func(c *Config) { c.HandoffTimeout = MaxHandoffTimeout }, ""},
+		{"handoff negative", func(c *Config) { c.HandoffTimeout = -1 }, "--handoff-timeout must be from 0s to 10m0s, got -1ns"},
+		{"handoff too long", func(c *Config) { c.HandoffTimeout = MaxHandoffTimeout + 1 }, "--handoff-timeout must be from 0s to 10m0s, got 10m0.000000001s"},
+		{"leave negative", func(c *Config) { c.LeaveTimeout = -1 }, "LeaveTimeout must not be negative, got -1ns"},
+		{"no gossip nodes", func(c *Config) { c.GossipNodes = 0 }, "GossipNodes, SuspicionMult and RetransmitMult must be at least 1"},
+		{"key of 10 bytes", func(c *Config) { c.SecretKey = make([]byte, 10) }, "--gossip-key is 10 bytes; want 16, 24 or 32"},
+		{"label at its bound", func(c *Config) { c.Label = strings.Repeat("l", MaxLabelBytes) }, ""},
+		{"label too long", func(c *Config) { c.Label = strings.Repeat("l", MaxLabelBytes+1) }, "--cluster-label is 256 bytes; at most 255"},
+		{"unknown fast path", func(c *Config) { c.FastPath = "carrier-pigeon" }, `--fast-path "carrier-pigeon": want "direct" or "gossip"`},
+		{"tiny direct batch", func(c *Config) { c.DirectBatchBytes = 100 }, "link: invalid config: --direct-batch-bytes must be at least 1024, got 100"},
+		{"no peer queue", func(c *Config) { c.PeerQueue = 0 }, "link: invalid config: --peer-queue must be at least 1, got 0"},
+		{"no peer retry interval", func(c *Config) { c.PeerRetryInterval = 0 }, "link: invalid config: --peer-retry-interval must be from 1ms to 1s, got 0s"},
+		{"peer retry interval too long", func(c *Config) { c.PeerRetryInterval = time.Minute }, "link: invalid config: --peer-retry-interval must be from 1ms to 1s, got 1m0s"},
+		{"write timeout too long", func(c *Config) { c.Writes.Timeout = 6 * time.Second }, "acks: invalid config: --write-timeout must be from 1ms to 5s, got 6s"},
+		{"breaker failures", func(c *Config) { c.Breaker.Failures = 0 }, "breaker: invalid config: --breaker-failures must be from 1 to 1000, got 0"},
+		{"streams at lower bound", func(c *Config) { c.MaxStreams = MinStreams }, ""},
+		{"streams at upper bound", func(c *Config) { c.MaxStreams = MaxStreamsLimit }, ""},
+		{"no streams", func(c *Config) { c.MaxStreams = MinStreams - 1 }, "--max-streams must be from 1 to 65536, got 0"},
+		{"too many streams", func(c *Config) { c.MaxStreams = MaxStreamsLimit + 1 }, "--max-streams must be from 1 to 65536, got 65537"},
+		{"no streams per peer", func(c *Config) { c.MaxStreamsPerPeer = 0 }, "MaxStreamsPerPeer must be from 1 to 64, got 0"},
+		{"too many streams per peer", func(c *Config) { c.MaxStreamsPerPeer = 65 }, "MaxStreamsPerPeer must be from 1 to 64, got 65"},
+		{"handshakes at lower bound", func(c *Config) { c.MaxHandshakes = MinHandshakes }, ""},
+		{"handshakes at upper bound", func(c *Config) { c.MaxHandshakes = MaxHandshakesLimit }, ""},
+		{"no handshakes", func(c *Config) { c.MaxHandshakes = MinHandshakes - 1 }, "--max-handshakes must be from 1 to 4096, got 0"},
+		{"too many handshakes", func(c *Config) { c.MaxHandshakes = MaxHandshakesLimit + 1 }, "--max-handshakes must be from 1 to 4096, got 4097"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := valid
 			tt.tweak(&c)
-			assert.ErrorIs(t, c.Validate(), ErrConfig)
+			err := c.Validate()
+			if tt.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, ErrConfig)
+			assert.ErrorContains(t, err, "cluster: invalid config: "+tt.want)
 		})
 	}
-	// The stream caps' errors name the field and, where there is one, the flag.
-	c := valid
-	c.MaxStreams = 0
-	assert.ErrorContains(t, c.Validate(), "MaxStreams (--max-streams) 0 outside [1, 65536]")
-	c = valid
-	c.MaxStreamsPerPeer = 65
-	assert.ErrorContains(t, c.Validate(), "MaxStreamsPerPeer 65 outside [1, 64]")
 }
 
 func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }

@@ -87,6 +87,7 @@ type Config struct {
 	// PacketSize is the largest gossip packet (memberlist UDPBufferSize), and
 	// so bounds one frame of likes. 1400 avoids IP fragmentation on common
 	// networks; raise it only where the whole path has a larger MTU.
+	// From MinPacketSize to MaxPacketSize, 512 to 65000 (--packet-size).
 	PacketSize int
 
 	// FlushInterval is the longest a new like waits to be framed and sent;
@@ -176,7 +177,8 @@ type Config struct {
 	// leaves it bounded only by Close's context. A node whose likes are on
 	// its own disk (--data-dir) sets it short: it loses nothing by
 	// stopping without a peer, so when every node stops at once (none is
-	// left to hand off to) each exits in about this long.
+	// left to hand off to) each exits in about this long. At most
+	// MaxHandoffTimeout, 10m (--handoff-timeout).
 	HandoffTimeout time.Duration
 
 	// Holds says the node recovered likes from its disk, intact, and
@@ -374,71 +376,141 @@ const (
 	FastPathGossip = "gossip"
 )
 
-// maxStreamsBound is the most MaxStreams may be: as many open streams
-// cost about 1 GiB.
-const maxStreamsBound = 1 << 16
+// Bounds of Config's fields that a flag sets: Validate checks them, and
+// cmd/likesd's flags take theirs from here, so the two cannot drift. The
+// fast path's links and write levels have theirs in packages link, acks
+// and breaker.
+const (
+	// MinInterval bounds the intervals and timeouts that must only be
+	// positive: PushPullInterval, GossipInterval, ProbeInterval,
+	// ProbeTimeout (also shorter than ProbeInterval), RejoinInterval,
+	// FlushInterval and TCPTimeout.
+	MinInterval = time.Nanosecond
 
-// maxHandshakesBound is the most MaxHandshakes may be: a few real peers
-// handshake at once (a rollout, a key rotation), so more only helps a
-// flood.
-const maxHandshakesBound = 4096
+	// MinPacketSize and MaxPacketSize bound PacketSize (--packet-size):
+	// the smallest datagram every IPv4 host takes, and about the most one
+	// UDP datagram carries.
+	MinPacketSize = 512
+	MaxPacketSize = 65000
+
+	// MinLogSize bounds LogSize (--log-size) from below.
+	MinLogSize = 16
+	// MinInboxSize bounds InboxSize (--inbox-size) from below.
+	MinInboxSize = 1
+	// MinQueuedFrames bounds MaxQueuedFrames (--max-queued-frames) from
+	// below.
+	MinQueuedFrames = 1
+
+	// MinSyncInterval and MaxSyncInterval bound SyncInterval
+	// (--sync-interval).
+	MinSyncInterval = 10 * time.Millisecond
+	MaxSyncInterval = time.Minute
+	// MinSyncTimeout and MaxSyncTimeout bound SyncTimeout (--sync-timeout).
+	MinSyncTimeout = 100 * time.Millisecond
+	MaxSyncTimeout = 10 * time.Minute
+	// MinSyncChunkBytes and MaxSyncChunkBytes bound SyncChunkBytes
+	// (--sync-chunk-bytes).
+	MinSyncChunkBytes = 4 << 10
+	MaxSyncChunkBytes = 2 << 20
+
+	// MaxHandoffTimeout bounds HandoffTimeout (--handoff-timeout), which
+	// is at least 0.
+	MaxHandoffTimeout = 10 * time.Minute
+
+	// MinStreams and MaxStreamsLimit bound MaxStreams (--max-streams): as
+	// many open streams cost about 1 GiB.
+	MinStreams      = 1
+	MaxStreamsLimit = 1 << 16
+
+	// MinHandshakes and MaxHandshakesLimit bound MaxHandshakes
+	// (--max-handshakes): a few real peers handshake at once (a rollout, a
+	// key rotation), so more only helps a flood.
+	MinHandshakes      = 1
+	MaxHandshakesLimit = 4096
+
+	// MaxLabelBytes bounds Label (--cluster-label).
+	MaxLabelBytes = 255
+)
+
+// Bounds of fields no flag sets.
+const (
+	maxStreamsPerPeerLimit = 64
+	maxIDBytesLimit        = 4096 // as package api's MaxIDLimit
+)
 
 // ErrConfig marks an invalid Config.
 var ErrConfig = errors.New("cluster: invalid config")
 
-// Validate reports the first invalid field.
+// Validate reports the first invalid field, by the flag that sets it
+// (fields no flag sets by their name).
 func (c Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 	}
+	positive := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"--push-pull-interval", c.PushPullInterval}, {"--rejoin-interval", c.RejoinInterval},
+		{"--gossip-interval", c.GossipInterval}, {"--probe-interval", c.ProbeInterval},
+		{"--probe-timeout", c.ProbeTimeout}, {"TCPTimeout", c.TCPTimeout}, {"--flush-interval", c.FlushInterval},
+	}
+	for _, p := range positive {
+		if p.d < MinInterval {
+			return bad("%s must be positive, got %s", p.name, p.d)
+		}
+	}
 	switch {
 	case c.NodeName == "":
-		return bad("NodeName is empty")
+		return bad("--node-name is empty")
 	case net.ParseIP(c.BindAddr) == nil:
-		return bad("BindAddr %q is not an IP address", c.BindAddr)
+		return bad("--gossip-addr: %q is not an IP address", c.BindAddr)
 	case c.BindPort < 0 || c.BindPort > 65535:
-		return bad("BindPort %d out of range", c.BindPort)
+		return bad("--gossip-addr: port %d out of range", c.BindPort)
 	case c.AdvertiseAddr != "" && net.ParseIP(c.AdvertiseAddr) == nil:
-		return bad("AdvertiseAddr %q is not an IP address", c.AdvertiseAddr)
+		return bad("--advertise-addr: %q is not an IP address", c.AdvertiseAddr)
 	case c.AdvertisePort < 0 || c.AdvertisePort > 65535:
-		return bad("AdvertisePort %d out of range", c.AdvertisePort)
+		return bad("--advertise-addr: port %d out of range", c.AdvertisePort)
 	case c.JoinBackoffMin <= 0 || c.JoinBackoffMax < c.JoinBackoffMin:
-		return bad("join backoff must satisfy 0 < min <= max, got %v..%v", c.JoinBackoffMin, c.JoinBackoffMax)
-	case c.PushPullInterval <= 0 || c.RejoinInterval <= 0 || c.GossipInterval <= 0 ||
-		c.ProbeInterval <= 0 || c.ProbeTimeout <= 0 || c.TCPTimeout <= 0 || c.FlushInterval <= 0:
-		return bad("intervals and timeouts must be positive")
+		return bad("join backoff must satisfy 0 < JoinBackoffMin <= JoinBackoffMax, got %v..%v", c.JoinBackoffMin, c.JoinBackoffMax)
 	case c.ProbeTimeout >= c.ProbeInterval:
-		return bad("ProbeTimeout %v must be shorter than ProbeInterval %v", c.ProbeTimeout, c.ProbeInterval)
+		return bad("--probe-timeout %v must be shorter than --probe-interval %v", c.ProbeTimeout, c.ProbeInterval)
 	case c.GossipNodes < 1 || c.SuspicionMult < 1 || c.RetransmitMult < 1:
 		return bad("GossipNodes, SuspicionMult and RetransmitMult must be at least 1")
-	case c.PacketSize < 512 || c.PacketSize > 65000:
-		return bad("PacketSize %d outside [512, 65000]", c.PacketSize)
-	case c.MaxIDBytes < 1 || c.MaxIDBytes > 4096:
-		return bad("MaxIDBytes must be from 1 to 4096, got %d", c.MaxIDBytes)
-	case c.LogSize < 16 || c.InboxSize < 1 || c.MaxQueuedFrames < 1:
-		return bad("LogSize must be at least 16; InboxSize and MaxQueuedFrames at least 1")
-	case c.SyncInterval < 10*time.Millisecond || c.SyncInterval > time.Minute:
-		return bad("--sync-interval must be between 10ms and 1m, got %v", c.SyncInterval)
-	case c.SyncTimeout < 100*time.Millisecond || c.SyncTimeout > 10*time.Minute:
-		return bad("--sync-timeout must be between 100ms and 10m, got %v", c.SyncTimeout)
-	case c.SyncChunkBytes < 4<<10 || c.SyncChunkBytes > 2<<20:
-		return bad("--sync-chunk-bytes must be between 4096 and 2097152, got %d", c.SyncChunkBytes)
-	case c.LeaveTimeout < 0 || c.HandoffTimeout < 0:
-		return bad("LeaveTimeout and HandoffTimeout must not be negative")
+	case c.PacketSize < MinPacketSize || c.PacketSize > MaxPacketSize:
+		return bad("--packet-size must be from %d to %d, got %d", MinPacketSize, MaxPacketSize, c.PacketSize)
+	case c.MaxIDBytes < 1 || c.MaxIDBytes > maxIDBytesLimit:
+		return bad("MaxIDBytes must be from 1 to %d, got %d", maxIDBytesLimit, c.MaxIDBytes)
+	case c.LogSize < MinLogSize:
+		return bad("--log-size must be at least %d, got %d", MinLogSize, c.LogSize)
+	case c.InboxSize < MinInboxSize:
+		return bad("--inbox-size must be at least %d, got %d", MinInboxSize, c.InboxSize)
+	case c.MaxQueuedFrames < MinQueuedFrames:
+		return bad("--max-queued-frames must be at least %d, got %d", MinQueuedFrames, c.MaxQueuedFrames)
+	case c.SyncInterval < MinSyncInterval || c.SyncInterval > MaxSyncInterval:
+		return bad("--sync-interval must be from %s to %s, got %s", MinSyncInterval, MaxSyncInterval, c.SyncInterval)
+	case c.SyncTimeout < MinSyncTimeout || c.SyncTimeout > MaxSyncTimeout:
+		return bad("--sync-timeout must be from %s to %s, got %s", MinSyncTimeout, MaxSyncTimeout, c.SyncTimeout)
+	case c.SyncChunkBytes < MinSyncChunkBytes || c.SyncChunkBytes > MaxSyncChunkBytes:
+		return bad("--sync-chunk-bytes must be from %d to %d, got %d", MinSyncChunkBytes, MaxSyncChunkBytes, c.SyncChunkBytes)
+	case c.LeaveTimeout < 0:
+		return bad("LeaveTimeout must not be negative, got %s", c.LeaveTimeout)
+	case c.HandoffTimeout < 0 || c.HandoffTimeout > MaxHandoffTimeout:
+		return bad("--handoff-timeout must be from 0s to %s, got %s", MaxHandoffTimeout, c.HandoffTimeout)
 	case len(c.SecretKey) != 0 && len(c.SecretKey) != 16 && len(c.SecretKey) != 24 && len(c.SecretKey) != 32:
-		return bad("SecretKey is %d bytes; want 16, 24 or 32", len(c.SecretKey))
+		return bad("--gossip-key is %d bytes; want 16, 24 or 32", len(c.SecretKey))
 	case c.Keyring != nil && len(c.Keyring.GetPrimaryKey()) == 0:
-		return bad("Keyring has no primary key")
+		return bad("the gossip keyring has no primary key")
 	case c.FastPath != FastPathDirect && c.FastPath != FastPathGossip:
-		return bad("FastPath %q: want %q or %q", c.FastPath, FastPathDirect, FastPathGossip)
-	case c.MaxStreams < 1 || c.MaxStreams > maxStreamsBound:
-		return bad("MaxStreams (--max-streams) %d outside [1, %d]", c.MaxStreams, maxStreamsBound)
-	case c.MaxHandshakes < 1 || c.MaxHandshakes > maxHandshakesBound:
-		return bad("MaxHandshakes (--max-handshakes) %d outside [1, %d]", c.MaxHandshakes, maxHandshakesBound)
-	case c.MaxStreamsPerPeer < 1 || c.MaxStreamsPerPeer > 64:
-		return bad("MaxStreamsPerPeer %d outside [1, 64]", c.MaxStreamsPerPeer)
-	case len(c.Label) > 255:
-		return bad("Label is %d bytes; at most 255", len(c.Label))
+		return bad("--fast-path %q: want %q or %q", c.FastPath, FastPathDirect, FastPathGossip)
+	case c.MaxStreams < MinStreams || c.MaxStreams > MaxStreamsLimit:
+		return bad("--max-streams must be from %d to %d, got %d", MinStreams, MaxStreamsLimit, c.MaxStreams)
+	case c.MaxHandshakes < MinHandshakes || c.MaxHandshakes > MaxHandshakesLimit:
+		return bad("--max-handshakes must be from %d to %d, got %d", MinHandshakes, MaxHandshakesLimit, c.MaxHandshakes)
+	case c.MaxStreamsPerPeer < 1 || c.MaxStreamsPerPeer > maxStreamsPerPeerLimit:
+		return bad("MaxStreamsPerPeer must be from 1 to %d, got %d", maxStreamsPerPeerLimit, c.MaxStreamsPerPeer)
+	case len(c.Label) > MaxLabelBytes:
+		return bad("--cluster-label is %d bytes; at most %d", len(c.Label), MaxLabelBytes)
 	}
 	if err := c.Writes.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
@@ -448,9 +520,9 @@ func (c Config) Validate() error {
 	}
 	for _, s := range c.Seeds {
 		if _, port, err := net.SplitHostPort(s); err != nil {
-			return bad("seed %q: %v", s, err)
+			return bad("--join: seed %q: %v", s, err)
 		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			return bad("seed %q: bad port", s)
+			return bad("--join: seed %q: bad port", s)
 		}
 	}
 	return nil
