@@ -19,7 +19,9 @@ import (
 
 	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/api"
+	"github.com/likesd/likesd/internal/breaker"
 	"github.com/likesd/likesd/internal/cluster"
+	"github.com/likesd/likesd/internal/link"
 	"github.com/likesd/likesd/internal/membudget"
 	"github.com/likesd/likesd/internal/memtrim"
 	"github.com/likesd/likesd/internal/store"
@@ -97,11 +99,12 @@ type badValue struct {
 }
 
 type checkedValue struct {
-	f    *flags
-	name string
-	kind string // shown in --help: duration, int, string...
-	get  func() string
-	set  func(string) error // returns what is expected on failure
+	f      *flags
+	name   string
+	kind   string // shown in --help: duration, int, string...
+	bounds string // shown in --help, as "1 to 64" or "at least 16"; empty: none shown
+	get    func() string
+	set    func(string) error // returns what is expected on failure
 }
 
 func (v *checkedValue) String() string {
@@ -120,7 +123,12 @@ func (v *checkedValue) Set(s string) error {
 }
 
 func (f *flags) value(name, kind, usage string, get func() string, set func(string) error) {
-	f.fs.Var(&checkedValue{f: f, name: name, kind: kind, get: get, set: set}, name, usage)
+	f.bounded(name, kind, "", usage, get, set)
+}
+
+// bounded is value whose --help states its bounds, which set checks.
+func (f *flags) bounded(name, kind, bounds, usage string, get func() string, set func(string) error) {
+	f.fs.Var(&checkedValue{f: f, name: name, kind: kind, bounds: bounds, get: get, set: set}, name, usage)
 }
 
 func (f *flags) str(p *string, name, usage string) {
@@ -158,25 +166,48 @@ func (f *flags) duration(p *time.Duration, name string, min time.Duration, usage
 
 // durationUpTo accepts 0 <= d <= max.
 func (f *flags) durationUpTo(p *time.Duration, name string, max time.Duration, usage string) {
-	f.value(name, "duration", usage, func() string { return p.String() }, func(s string) error {
+	f.durationIn(p, name, 0, max, usage)
+}
+
+// durationIn accepts min <= d <= max, and --help states the bounds.
+func (f *flags) durationIn(p *time.Duration, name string, min, max time.Duration, usage string) {
+	bounds := shortDuration(min) + " to " + shortDuration(max)
+	f.bounded(name, "duration", bounds, usage, func() string { return p.String() }, func(s string) error {
 		d, err := time.ParseDuration(s)
 		switch {
 		case err != nil:
 			return errors.New("want a duration like 10s, 500ms or 1m30s")
-		case d < 0 || d > max:
-			return fmt.Errorf("want a duration from 0s to %s", max)
+		case d < min || d > max:
+			return fmt.Errorf("want a duration from %s to %s", min, max)
 		}
 		*p = d
 		return nil
 	})
 }
 
-// integer accepts min <= n <= max.
+// shortDuration is d as --help shows it: 1m rather than 1m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// integer accepts min <= n <= max (maxInt: no upper bound), and --help
+// states the bounds.
 func (f *flags) integer(p *int, name string, min, max int, usage string) {
-	f.value(name, "int", usage, func() string { return strconv.Itoa(*p) }, func(s string) error {
+	bounds := fmt.Sprintf("%d to %d", min, max)
+	if max == maxInt {
+		bounds = fmt.Sprintf("at least %d", min)
+	}
+	f.bounded(name, "int", bounds, usage, func() string { return strconv.Itoa(*p) }, func(s string) error {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < min || n > max {
-			if max == int(^uint(0)>>1) {
+			if max == maxInt {
 				return fmt.Errorf("want an integer of at least %d", min)
 			}
 			return fmt.Errorf("want an integer from %d to %d", min, max)
@@ -220,7 +251,7 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 	var advertise, join, nodeName, gossipKey, gossipKeyFile, tokenFile string
 	f.hostPort(&o.api.Addr, "http-addr", "host:port the HTTP API listens on")
 	f.durationUpTo(&o.api.ReadWait, "read-wait", time.Minute, "longest a read with ?version= waits for this node to hold the like it names before a 503 version_not_seen; "+
-		"0s: answer only if already held (0s to 1m)")
+		"0s: answer only if already held")
 	f.value("admin-addr", "host:port", "host:port of the admin listener: /metrics, /v1/cluster, /healthz, /readyz, /admin/keyring and pprof, then no longer on --http-addr; "+
 		"empty: no admin listener, and all but pprof are served on --http-addr. Keep it private (the manifests use :9090)",
 		func() string { return o.api.AdminAddr }, func(s string) error {
@@ -279,34 +310,37 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 		"(add the new keys, switch the primary, remove the others; an invalid file keeps the current keys): a rotation needs no restart "+
 		"(docs/deploy.md). GET /admin/keyring shows the keys by fingerprint. Used when --gossip-key is empty")
 	fs.BoolVar(&o.allowDemoKey, "dev-allow-demo-key", false, "accept a gossip key that is public (the demo key this repository once shipped): on a laptop only, it protects nothing")
-	f.value("cluster-label", "string", "label on every gossip message; nodes with another label are ignored",
+	f.value("cluster-label", "string", fmt.Sprintf("label on every gossip message, at most %d bytes; nodes with another label are ignored", cluster.MaxLabelBytes),
 		func() string { return o.cluster.Label }, func(s string) error {
-			if len(s) > 255 {
-				return errors.New("want at most 255 bytes")
+			if len(s) > cluster.MaxLabelBytes {
+				return fmt.Errorf("want at most %d bytes", cluster.MaxLabelBytes)
 			}
 			o.cluster.Label = s
 			return nil
 		})
 	f.oneOf(&logLevel, "log-level", "log level: debug, info, warn or error", "debug", "info", "warn", "error")
 	f.oneOf(&o.logFormat, "log-format", "log format: json or console (console is colored only on a terminal; NO_COLOR turns colors off)", "json", "console")
-	f.duration(&o.cluster.PushPullInterval, "push-pull-interval", 1, "how often the full member list is exchanged with one random peer (likes are repaired by --sync-interval)")
-	f.duration(&o.cluster.GossipInterval, "gossip-interval", 1, "how often memberlist gossips (membership; likes in gossip mode)")
-	f.duration(&o.cluster.ProbeInterval, "probe-interval", 1, "failure detection: how often one peer is probed")
-	f.duration(&o.cluster.ProbeTimeout, "probe-timeout", 1, "failure detection: how long to wait for a probe's ack (shorter than --probe-interval)")
-	f.duration(&o.cluster.RejoinInterval, "rejoin-interval", 1, "how often seeds that are not alive members are joined again")
-	f.integer(&o.cluster.PacketSize, "packet-size", 512, 65000, "largest gossip packet in bytes (raise only on jumbo-frame networks)")
+	f.duration(&o.cluster.PushPullInterval, "push-pull-interval", cluster.MinInterval, "how often the full member list is exchanged with one random peer (likes are repaired by --sync-interval)")
+	f.duration(&o.cluster.GossipInterval, "gossip-interval", cluster.MinInterval, "how often memberlist gossips (membership; likes in gossip mode)")
+	f.duration(&o.cluster.ProbeInterval, "probe-interval", cluster.MinInterval, "failure detection: how often one peer is probed")
+	f.duration(&o.cluster.ProbeTimeout, "probe-timeout", cluster.MinInterval, "failure detection: how long to wait for a probe's ack (shorter than --probe-interval)")
+	f.duration(&o.cluster.RejoinInterval, "rejoin-interval", cluster.MinInterval, "how often seeds that are not alive members are joined again")
+	f.integer(&o.cluster.PacketSize, "packet-size", cluster.MinPacketSize, cluster.MaxPacketSize, "largest gossip packet in bytes (raise only on jumbo-frame networks)")
 	f.oneOf(&o.cluster.FastPath, "fast-path", "how new likes travel: direct (batched straight to every peer over TCP) or gossip (memberlist broadcasts, forwarded once)",
 		cluster.FastPathDirect, cluster.FastPathGossip)
-	f.duration(&o.cluster.FlushInterval, "flush-interval", 1, "longest a new like waits to be batched into a frame")
-	f.integer(&o.cluster.DirectBatchBytes, "direct-batch-bytes", 1024, maxInt, "largest batch of likes sent to a peer at once (direct fast path)")
-	f.integer(&o.cluster.PeerQueue, "peer-queue", 1, maxInt, "batches waiting per peer before the oldest is dropped (left to repair)")
-	f.duration(&o.cluster.PeerRetryInterval, "peer-retry-interval", 1, "how often a peer that stopped taking batches is pinged; once it answers it gets batches again (direct fast path)")
-	f.integer(&o.cluster.LogSize, "log-size", 16, maxInt, "recent local likes kept for the fast path to frame; ones it could not frame in time reach peers by anti-entropy")
-	f.duration(&o.cluster.SyncInterval, "sync-interval", 10*time.Millisecond, "anti-entropy: how often content digests are compared with the next peer and differences repaired (10ms to 1m)")
-	f.duration(&o.cluster.SyncTimeout, "sync-timeout", 100*time.Millisecond, "anti-entropy: how long a session waits for a silent peer before giving up (100ms to 10m)")
-	f.integer(&o.cluster.SyncChunkBytes, "sync-chunk-bytes", 4096, 2<<20, "anti-entropy: bytes of likes in one pull or push message; a new node's full sync is many")
+	f.duration(&o.cluster.FlushInterval, "flush-interval", cluster.MinInterval, "longest a new like waits to be batched into a frame")
+	f.integer(&o.cluster.DirectBatchBytes, "direct-batch-bytes", link.MinBatchBytes, maxInt, "largest batch of likes sent to a peer at once (direct fast path)")
+	f.integer(&o.cluster.PeerQueue, "peer-queue", link.MinQueue, maxInt, "batches waiting per peer before the oldest is dropped (left to repair)")
+	f.durationIn(&o.cluster.PeerRetryInterval, "peer-retry-interval", link.MinRetryInterval, link.MaxRetryInterval, "how often a peer that stopped taking batches is pinged; once it answers it gets batches again (direct fast path)")
+	f.integer(&o.cluster.LogSize, "log-size", cluster.MinLogSize, maxInt, "recent local likes kept for the fast path to frame; ones it could not frame in time reach peers by anti-entropy")
+	f.durationIn(&o.cluster.SyncInterval, "sync-interval", cluster.MinSyncInterval, cluster.MaxSyncInterval,
+		"anti-entropy: how often content digests are compared with the next peer and differences repaired")
+	f.durationIn(&o.cluster.SyncTimeout, "sync-timeout", cluster.MinSyncTimeout, cluster.MaxSyncTimeout,
+		"anti-entropy: how long a session waits for a silent peer before giving up")
+	f.integer(&o.cluster.SyncChunkBytes, "sync-chunk-bytes", cluster.MinSyncChunkBytes, cluster.MaxSyncChunkBytes, "anti-entropy: bytes of likes in one pull or push message; a new node's full sync is many")
 	f.value("write-acks", "level", "replicas (this node included) that must hold a like before it is answered 201/200; fewer within --write-timeout: 202. "+
-		"1 to 64, quorum or all (of the reachable members); a request may ask for another with ?w=. Not given: 2, but 1 on a node with no --join that never saw a peer (a laptop); give it to seeds started without --join",
+		fmt.Sprint("1 to ", acks.MaxLevel, ", quorum or all (of the reachable members); a request may ask for another with ?w=. ")+
+		"Not given: 2, but 1 on a node with no --join that never saw a peer (a laptop); give it to seeds started without --join",
 		func() string { return o.cluster.Writes.Default.String() }, func(s string) error {
 			l, err := acks.ParseLevel(s)
 			if err != nil {
@@ -315,15 +349,17 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 			o.cluster.Writes.Default, o.cluster.Writes.Explicit = l, true
 			return nil
 		})
-	f.duration(&o.cluster.Writes.Timeout, "write-timeout", time.Millisecond, "how long a write waits for its replicas before it is answered 202 (1ms to 5s); a frame a peer leaves unacknowledged this long is a failure of that peer")
-	f.integer(&o.cluster.Breaker.Failures, "breaker-failures", 1, 1000, "consecutive failures (failed sends, unacknowledged frames) that open a peer's circuit breaker: no batches, not waited for")
-	f.duration(&o.cluster.Breaker.Cooldown, "breaker-cooldown", 10*time.Millisecond, "how long an open breaker stays open before batches probe the peer again (half-open; 10ms to 5m)")
-	f.integer(&o.cluster.InboxSize, "inbox-size", 1, maxInt, "received messages waiting to be applied before new ones are dropped (left to repair)")
-	f.integer(&o.cluster.MaxStreams, "max-streams", 1, 1<<16, "streams other nodes may hold open to this one at once (the direct fast path's, one per peer); "+
-		"past it a new one is refused until one closes: keep it above the cluster's size (1 to 65536)")
-	f.integer(&o.cluster.MaxHandshakes, "max-handshakes", 1, 4096, "stream handshakes in progress at once (connections that have not yet proved the cluster key; they take no --max-streams place); "+
-		"past it the oldest is closed for the newest (1 to 4096)")
-	f.integer(&o.cluster.MaxQueuedFrames, "max-queued-frames", 1, maxInt, "gossip broadcast queue bound (gossip fast path); the oldest frames are pruned")
+	f.durationIn(&o.cluster.Writes.Timeout, "write-timeout", acks.MinTimeout, acks.MaxTimeout,
+		"how long a write waits for its replicas before it is answered 202; a frame a peer leaves unacknowledged this long is a failure of that peer")
+	f.integer(&o.cluster.Breaker.Failures, "breaker-failures", breaker.MinFailures, breaker.MaxFailures, "consecutive failures (failed sends, unacknowledged frames) that open a peer's circuit breaker: no batches, not waited for")
+	f.durationIn(&o.cluster.Breaker.Cooldown, "breaker-cooldown", breaker.MinCooldown, breaker.MaxCooldown,
+		"how long an open breaker stays open before it turns half-open: batches probe the peer again")
+	f.integer(&o.cluster.InboxSize, "inbox-size", cluster.MinInboxSize, maxInt, "received messages waiting to be applied before new ones are dropped (left to repair)")
+	f.integer(&o.cluster.MaxStreams, "max-streams", cluster.MinStreams, cluster.MaxStreamsLimit, "streams other nodes may hold open to this one at once (the direct fast path's, one per peer); "+
+		"past it a new one is refused until one closes: keep it above the cluster's size")
+	f.integer(&o.cluster.MaxHandshakes, "max-handshakes", cluster.MinHandshakes, cluster.MaxHandshakesLimit, "stream handshakes in progress at once (connections that have not yet proved the cluster key; they take no --max-streams place); "+
+		"past it the oldest is closed for the newest")
+	f.integer(&o.cluster.MaxQueuedFrames, "max-queued-frames", cluster.MinQueuedFrames, maxInt, "gossip broadcast queue bound (gossip fast path); the oldest frames are pruned")
 	f.value("store-shards", "int", "lock shards of the in-memory store (a power of two up to 65536)",
 		func() string { return strconv.Itoa(o.store.Shards) }, func(s string) error {
 			n, err := strconv.Atoi(s)
@@ -339,7 +375,7 @@ func parseOptions(args []string, environ []string, out io.Writer) (options, erro
 		"that arrived while the previous ran) or interval (held once written; synced every --fsync-interval, so a power cut of every node holding a like loses up to that much)",
 		wal.FsyncAlways, wal.FsyncInterval)
 	f.duration(&o.wal.Interval, "fsync-interval", time.Millisecond, "with --fsync interval: how often the log is synced, the most a power cut loses (1ms to 10s)")
-	f.durationUpTo(&o.cluster.HandoffTimeout, "handoff-timeout", 10*time.Minute, "on shutdown, how long to wait for a synced peer to hold every like this node holds; "+
+	f.durationUpTo(&o.cluster.HandoffTimeout, "handoff-timeout", cluster.MaxHandoffTimeout, "on shutdown, how long to wait for a synced peer to hold every like this node holds; "+
 		"0s: as long as --shutdown-timeout allows. Default 0s in memory, 1s with --data-dir (the disk keeps the likes, so when every node stops at once none waits for a peer)")
 	f.duration(&o.shutdownDrain, "shutdown-drain", 0, "on SIGTERM, report not-ready for this long before closing HTTP (let load balancers notice)")
 	f.duration(&o.shutdownTimeout, "shutdown-timeout", 1, "bound on graceful shutdown: draining requests, hand-off and leave")
@@ -532,6 +568,9 @@ func printUsage(fs *flag.FlagSet, out io.Writer) {
 			name = v.kind
 		}
 		fmt.Fprintf(out, "  --%s %s\n    \t%s", f.Name, name, usage)
+		if v, ok := f.Value.(*checkedValue); ok && v.bounds != "" {
+			fmt.Fprintf(out, " (%s)", v.bounds)
+		}
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" {
 			fmt.Fprintf(out, " (default %s)", f.DefValue)
 		}
@@ -592,8 +631,9 @@ func (o *options) finish(gossipAddr, advertise, join, nodeName, logLevel string,
 			o.cluster.HandoffTimeout = time.Second
 		}
 	}
-	// Each flag checked its own value; what is left are rules across fields
-	// that no flag sets (the packages' messages name their Config fields).
+	// Each flag checked its own value against its package's bounds; what
+	// is left are rules across fields (the packages' messages name the
+	// flags, or the Config fields no flag sets).
 	return errors.Join(o.api.Validate(), o.cluster.Validate(), o.store.Validate(), o.trim.Validate(), o.budget.Validate())
 }
 

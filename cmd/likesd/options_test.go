@@ -90,7 +90,7 @@ func TestBadOptions(t *testing.T) {
 		{"chunk too small", []string{"--sync-chunk-bytes", "10"}, nil, `--sync-chunk-bytes "10": want an integer from 4096 to 2097152`},
 		{"no streams", []string{"--max-streams", "0"}, nil, `--max-streams "0": want an integer from 1 to 65536`},
 		{"too many handshakes", []string{"--max-handshakes", "4097"}, nil, `--max-handshakes "4097": want an integer from 1 to 4096`},
-		{"sync interval too short", []string{"--sync-interval", "1ms"}, nil, `--sync-interval "1ms": want a duration of at least 10ms`},
+		{"sync interval too short", []string{"--sync-interval", "1ms"}, nil, `--sync-interval "1ms": want a duration from 10ms to 1m0s`},
 		{"label too long", []string{"--cluster-label", strings.Repeat("x", 256)}, nil, `--cluster-label`},
 		{"read wait negative", []string{"--read-wait=-1s"}, nil, `--read-wait "-1s": want a duration from 0s to 1m0s`},
 		{"read wait too long", nil, map[string]string{"LIKESD_READ_WAIT": "61s"}, `LIKESD_READ_WAIT="61s": want a duration from 0s to 1m0s`},
