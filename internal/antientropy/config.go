@@ -82,6 +82,24 @@ type Config struct {
 	FoundAfter time.Duration
 }
 
+// Bounds of the fields a flag sets (through package cluster's Config,
+// whose bounds for the same flags are these): Validate checks them.
+const (
+	// MinSyncInterval and MaxSyncInterval bound SyncInterval
+	// (--sync-interval).
+	MinSyncInterval = 10 * time.Millisecond
+	MaxSyncInterval = time.Minute
+	// MinSessionTimeout and MaxSessionTimeout bound SessionTimeout
+	// (--sync-timeout).
+	MinSessionTimeout = 100 * time.Millisecond
+	MaxSessionTimeout = 10 * time.Minute
+	// MinChunkBytes bounds ChunkBytes (--sync-chunk-bytes) from below;
+	// MaxMessageBytes/2 from above.
+	MinChunkBytes = 4 << 10
+	// DefaultMaxMessageBytes is DefaultConfig's MaxMessageBytes.
+	DefaultMaxMessageBytes = 4 << 20
+)
+
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
@@ -89,7 +107,7 @@ func DefaultConfig() Config {
 		SessionTimeout:  5 * time.Second,
 		SmallRange:      64,
 		ChunkBytes:      256 << 10,
-		MaxMessageBytes: 4 << 20,
+		MaxMessageBytes: DefaultMaxMessageBytes,
 		MaxSessions:     3,
 		MaxStreams:      16,
 		JoinAttempts:    5,
@@ -108,8 +126,8 @@ func (c Config) Validate() error {
 		v      time.Duration
 		lo, hi time.Duration
 	}{
-		{"--sync-interval", c.SyncInterval, 10 * time.Millisecond, time.Minute},
-		{"--sync-timeout", c.SessionTimeout, 100 * time.Millisecond, 10 * time.Minute},
+		{"--sync-interval", c.SyncInterval, MinSyncInterval, MaxSyncInterval},
+		{"--sync-timeout", c.SessionTimeout, MinSessionTimeout, MaxSessionTimeout},
 		{"FoundAfter", c.FoundAfter, 10 * time.Millisecond, 10 * time.Minute},
 	}
 	for _, d := range durations {
@@ -123,7 +141,7 @@ func (c Config) Validate() error {
 		lo, hi int
 	}{
 		{"MaxMessageBytes", c.MaxMessageBytes, 64 << 10, 16 << 20},
-		{"--sync-chunk-bytes", c.ChunkBytes, 4 << 10, c.MaxMessageBytes / 2},
+		{"--sync-chunk-bytes", c.ChunkBytes, MinChunkBytes, c.MaxMessageBytes / 2},
 		{"SmallRange", c.SmallRange, 1, 4096},
 		{"MaxStreams", c.MaxStreams, 1, 64},
 		{"MaxSessions", c.MaxSessions, 1, 64},

@@ -198,14 +198,35 @@ func TestASilentPeerEndsTheSessionAfterTheTimeout(t *testing.T) {
 }
 
 func TestConfigErrorsNameTheFlag(t *testing.T) {
-	c := DefaultConfig()
-	c.Name = "a"
-	c.SyncInterval = time.Hour
-	assert.ErrorContains(t, c.Validate(), "--sync-interval")
-	c = DefaultConfig()
-	c.Name = "a"
-	c.ChunkBytes = c.MaxMessageBytes
-	assert.ErrorContains(t, c.Validate(), "--sync-chunk-bytes")
+	with := func(f func(*Config)) Config { c := DefaultConfig(); c.Name = "a"; f(&c); return c }
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		want string // "" for valid; else the flag and bound named
+	}{
+		{"interval at lower bound", with(func(c *Config) { c.SyncInterval = MinSyncInterval }), ""},
+		{"interval at upper bound", with(func(c *Config) { c.SyncInterval = MaxSyncInterval }), ""},
+		{"interval below", with(func(c *Config) { c.SyncInterval = MinSyncInterval - 1 }), "--sync-interval must be between 10ms and 1m0s, got 9.999999ms"},
+		{"interval above", with(func(c *Config) { c.SyncInterval = time.Hour }), "--sync-interval must be between 10ms and 1m0s, got 1h0m0s"},
+		{"timeout at lower bound", with(func(c *Config) { c.SessionTimeout = MinSessionTimeout }), ""},
+		{"timeout at upper bound", with(func(c *Config) { c.SessionTimeout = MaxSessionTimeout }), ""},
+		{"timeout below", with(func(c *Config) { c.SessionTimeout = MinSessionTimeout - 1 }), "--sync-timeout must be between 100ms and 10m0s, got 99.999999ms"},
+		{"timeout above", with(func(c *Config) { c.SessionTimeout = MaxSessionTimeout + 1 }), "--sync-timeout must be between 100ms and 10m0s, got 10m0.000000001s"},
+		{"chunk at lower bound", with(func(c *Config) { c.ChunkBytes = MinChunkBytes }), ""},
+		{"chunk at upper bound", with(func(c *Config) { c.ChunkBytes = DefaultMaxMessageBytes / 2 }), ""},
+		{"chunk below", with(func(c *Config) { c.ChunkBytes = MinChunkBytes - 1 }), "--sync-chunk-bytes must be between 4096 and 2097152, got 4095"},
+		{"chunk above", with(func(c *Config) { c.ChunkBytes = DefaultMaxMessageBytes }), "--sync-chunk-bytes must be between 4096 and 2097152, got 4194304"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, ErrConfig)
+			assert.EqualError(t, err, "antientropy: invalid config: "+tt.want)
+		})
+	}
 }
 
 func TestUrgeStartsASessionAtOnceEvenAtTheLimit(t *testing.T) {

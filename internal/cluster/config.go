@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/likesd/likesd/internal/acks"
+	"github.com/likesd/likesd/internal/antientropy"
 	"github.com/likesd/likesd/internal/breaker"
 	"github.com/likesd/likesd/internal/ids"
 	"github.com/likesd/likesd/internal/link"
@@ -402,16 +403,18 @@ const (
 	MinQueuedFrames = 1
 
 	// MinSyncInterval and MaxSyncInterval bound SyncInterval
-	// (--sync-interval).
-	MinSyncInterval = 10 * time.Millisecond
-	MaxSyncInterval = time.Minute
-	// MinSyncTimeout and MaxSyncTimeout bound SyncTimeout (--sync-timeout).
-	MinSyncTimeout = 100 * time.Millisecond
-	MaxSyncTimeout = 10 * time.Minute
+	// (--sync-interval); they are anti-entropy's, which checks them again.
+	MinSyncInterval = antientropy.MinSyncInterval
+	MaxSyncInterval = antientropy.MaxSyncInterval
+	// MinSyncTimeout and MaxSyncTimeout bound SyncTimeout (--sync-timeout):
+	// anti-entropy's session timeout.
+	MinSyncTimeout = antientropy.MinSessionTimeout
+	MaxSyncTimeout = antientropy.MaxSessionTimeout
 	// MinSyncChunkBytes and MaxSyncChunkBytes bound SyncChunkBytes
-	// (--sync-chunk-bytes).
-	MinSyncChunkBytes = 4 << 10
-	MaxSyncChunkBytes = 2 << 20
+	// (--sync-chunk-bytes): anti-entropy's, with its default message
+	// bound, which the node keeps.
+	MinSyncChunkBytes = antientropy.MinChunkBytes
+	MaxSyncChunkBytes = antientropy.DefaultMaxMessageBytes / 2
 
 	// MaxHandoffTimeout bounds HandoffTimeout (--handoff-timeout), which
 	// is at least 0.
