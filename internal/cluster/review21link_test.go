@@ -37,7 +37,7 @@ func TestAStaleMemberInAnAntiEntropySendDoesNotTakeTheLinksSender(t *testing.T) 
 	require.True(t, ok)
 	stale := m
 	stale.port++ // where b was before it moved, as sendTo's retry holds it
-	a.peerLink(stale)
+	_, _ = a.peerLink(stale)
 
 	require.Eventually(t, met, 10*time.Second, 50*time.Millisecond,
 		"b answers and is at the address the link has, yet a's frames no longer reach it: link %+v", a.writes.peer("b"))
