@@ -76,8 +76,8 @@ func (n *Node) closeLinks() {
 }
 
 // carry carries out the link machine's actions, in the order it took
-// them (writes.update holds carryMu across the hand-over). Nothing here
-// blocks: sends and probes get goroutines.
+// them (writes.update holds carryMu across the hand-over), but for Notes
+// (logNotes, after). Nothing here blocks: sends and probes get goroutines.
 func (n *Node) carry(acts []link.Action) {
 	for _, a := range acts {
 		switch a.Kind {
@@ -99,16 +99,25 @@ func (n *Node) carry(acts []link.Action) {
 			n.forgetLink(a)
 		case link.Urge:
 			n.sync.urge(a.Peer)
-		case link.Note:
-			ev := n.log.Info()
-			switch a.Note {
-			case link.NoteStalled:
-				ev = n.log.Debug()
-			case link.NoteDown:
-				ev = n.log.Warn()
-			}
-			ev.Str("peer", a.Peer).Msg(a.Note)
 		}
+	}
+}
+
+// logNotes logs the machine's Note actions; writes.update calls it after
+// carry, holding no lock.
+func (n *Node) logNotes(acts []link.Action) {
+	for _, a := range acts {
+		if a.Kind != link.Note {
+			continue
+		}
+		ev := n.log.Info()
+		switch a.Note {
+		case link.NoteStalled:
+			ev = n.log.Debug()
+		case link.NoteDown:
+			ev = n.log.Warn()
+		}
+		ev.Str("peer", a.Peer).Msg(a.Note)
 	}
 }
 
