@@ -76,8 +76,8 @@ func (n *Node) closeLinks() {
 }
 
 // carry carries out the link machine's actions, in the order it took
-// them (writes.update holds carryMu across the hand-over). Nothing here
-// blocks: sends and probes get goroutines.
+// them (writes.update holds carryMu across the hand-over), but for Notes
+// (logNotes, after). Nothing here blocks: sends and probes get goroutines.
 func (n *Node) carry(acts []link.Action) {
 	for _, a := range acts {
 		switch a.Kind {
@@ -99,16 +99,25 @@ func (n *Node) carry(acts []link.Action) {
 			n.forgetLink(a)
 		case link.Urge:
 			n.sync.urge(a.Peer)
-		case link.Note:
-			ev := n.log.Info()
-			switch a.Note {
-			case link.NoteStalled:
-				ev = n.log.Debug()
-			case link.NoteDown:
-				ev = n.log.Warn()
-			}
-			ev.Str("peer", a.Peer).Msg(a.Note)
 		}
+	}
+}
+
+// logNotes logs the machine's Note actions; writes.update calls it after
+// carry, holding no lock.
+func (n *Node) logNotes(acts []link.Action) {
+	for _, a := range acts {
+		if a.Kind != link.Note {
+			continue
+		}
+		ev := n.log.Info()
+		switch a.Note {
+		case link.NoteStalled:
+			ev = n.log.Debug()
+		case link.NoteDown:
+			ev = n.log.Warn()
+		}
+		ev.Str("peer", a.Peer).Msg(a.Note)
 	}
 }
 
@@ -155,12 +164,20 @@ func (n *Node) forgetLink(a link.Action) {
 // one to m as the member table lists it now, or else a link of its own
 // (no queue nor goroutine: only its stream is used), which the fast path
 // takes over if it starts sending to m (openLink).
-func (n *Node) peerLink(m peer) *peerSender {
+func (n *Node) peerLink(m peer) (*peerSender, error) {
 	n.sendersMu.Lock()
 	defer n.sendersMu.Unlock()
 	old := n.senders[m.name]
 	if old != nil && !old.stopped.Load() && samePeer(old.peer, m) {
-		return old
+		return old, nil
+	}
+	if old != nil && old.linkID != 0 && !old.stopped.Load() {
+		// A live link's sender, to another address than m: m is older
+		// than the link (sendTo's read, before the peer moved) or newer
+		// (the link moves at the machine's next tick, and openLink then
+		// adopts anti-entropy's sender). Taking its place would leave the
+		// link with no sender, and no Open would come again.
+		return nil, errLinkMoving
 	}
 	if old != nil && old.linkID == 0 {
 		old.resetStream(errStreamReset) // m restarted, or moved
@@ -170,8 +187,12 @@ func (n *Node) peerLink(m peer) *peerSender {
 	}
 	p := n.newPeer(m)
 	n.senders[m.name] = p
-	return p
+	return p, nil
 }
+
+// errLinkMoving: the fast path's link to a peer is to another address
+// than the member anti-entropy sends to; it tries again later.
+var errLinkMoving = errors.New("cluster: the link to the peer is moving")
 
 // dropLink closes the link to a peer that is no longer a member (the fast
 // path's senders are stopped by flushLoop).

@@ -741,7 +741,15 @@ func (n *Node) sendTo(to string, msg []byte) error {
 		return n.ml.SendReliable(m.node(), msg)
 	}
 	for attempt := 0; ; attempt++ {
-		p := n.peerLink(m)
+		if attempt > 0 { // the member as it is now: it may have moved
+			if m, ok = n.members.member(to); !ok {
+				return fmt.Errorf("cluster: %s is not a member", to)
+			}
+		}
+		p, err := n.peerLink(m)
+		if err != nil {
+			return err
+		}
 		// One dial at a time: the sync driver sends to a peer on several
 		// goroutines, and a dial that races another is thrown away.
 		p.syncDial.Lock()

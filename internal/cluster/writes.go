@@ -235,6 +235,9 @@ func (w *writes) update(op func(w *writes, now time.Time)) {
 	w.mu.Unlock()
 	w.n.carry(acts)
 	w.carryMu.Unlock()
+	// Logged holding nothing: the next update waits for carryMu holding
+	// w.mu, so a log line that stalls under carryMu would stall writes.
+	w.n.logNotes(acts)
 	w.report(transitions)
 }
 
