@@ -33,8 +33,8 @@ type writes struct {
 	linksDone chan struct{}
 
 	stats struct {
-		met, accepted, abandoned, acksSent, acksStreamed, acksReceived, ackErrors, skipped, opened atomic.Uint64
-		notDurable, acksRefused                                                                    atomic.Uint64
+		met, accepted, abandoned, acksSent, acksStreamed, acksReceived, ackErrors, opened atomic.Uint64
+		notDurable, acksRefused                                                           atomic.Uint64
 	}
 }
 
