@@ -123,6 +123,10 @@ func (n *Node) logNotes(acts []link.Action) {
 
 // openLink gives a new link its sender: the link anti-entropy opened to
 // the peer (peerLink), whose session then carries frames too, or a new one.
+// A link to the peer still finishing its queue (the peer moved, or came
+// back before it was forgotten) loses its sender here: what it still holds
+// ends ResetHere, left to anti-entropy, rather than going to an address
+// the peer left.
 func (n *Node) openLink(a link.Action) {
 	t := a.Ref.(peer)
 	n.sendersMu.Lock()
