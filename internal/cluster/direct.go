@@ -55,8 +55,10 @@ func (n *Node) newPeer(t peer) *peerSender {
 // target whose breaker lets them through (the link machine decides), and
 // counts them once queued.
 func (n *Node) sendDirect(frames []link.Frame) {
-	members, targets, _ := n.memberView()
 	n.writes.update(func(w *writes, now time.Time) {
+		// Read under w.mu: a view older than the last one applied would
+		// move or drop links for nothing.
+		members, targets, _ := n.memberView()
 		w.lk.SetMembers(members, targets, now)
 		for _, f := range frames {
 			w.lk.Queue(f, now)

@@ -269,7 +269,8 @@ func (w *writes) pending() int {
 // membersTick bounds how stale the tracker's member list may be.
 const membersTick = 20 * time.Millisecond
 
-// memberView is the member table as the links and the tracker take it:
+// memberView is the member table as the links and the tracker take it
+// (the table's lock is a leaf: it may be read under w.mu):
 // members (alive or suspect), the fast path's targets, and the processes
 // of members (repeats.go).
 func (n *Node) memberView() (members []string, targets []link.Target, processes []memberID) {
@@ -299,9 +300,11 @@ func (w *writes) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		members, targets, processes := w.n.memberView()
 		var next time.Time
 		w.update(func(w *writes, now time.Time) {
+			// Read under w.mu, as sendDirect does: views are applied in
+			// the order they were taken.
+			members, targets, processes := w.n.memberView()
 			w.tr.SetMembers(members)
 			w.lk.SetMembers(members, targets, now) // no targets in gossip mode
 			w.lk.Tick(now)
