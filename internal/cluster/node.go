@@ -260,7 +260,13 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.keys = &keyring{ring: ring}
 	}
-	n.writes = newWrites(n)
+	n.writes = newWrites(cfg, writesDeps{
+		log: n.log, origin: n.origin, timeout: cfg.Writes.Timeout,
+		carry: n.carry, notes: n.logNotes, view: n.memberView,
+		// n.sync is set by start, before any goroutine that updates
+		// the links runs (as before, read when a breaker closes).
+		urge: func(peer string) { n.sync.urge(peer) },
+	})
 	n.acker = acker{n: n}
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/likesd/likesd/internal/acks"
 	"github.com/likesd/likesd/internal/breaker"
 	"github.com/likesd/likesd/internal/link"
@@ -19,7 +21,8 @@ import (
 // links with frames, sends, probes and acks, and ticks them. One mutex
 // guards both; no network call is made under it.
 type writes struct {
-	n *Node
+	writesDeps // set by newWrites, read-only after
+
 	// mu guards tr, lk, waiting, held and linksDone.
 	mu      sync.Mutex
 	tr      *acks.Tracker
@@ -38,9 +41,24 @@ type writes struct {
 	}
 }
 
-func newWrites(n *Node) *writes {
+// writesDeps is what writes takes from the node, which wires it in New.
+// carry and notes run after w.mu is released (carry under carryMu, in the
+// order the machine gave the actions), view under w.mu (the member
+// table's lock is a leaf), and urge never blocks.
+type writesDeps struct {
+	log     zerolog.Logger
+	origin  uint64                                                                 // this node's origin: acks of others' likes are not ours
+	timeout time.Duration                                                          // Config.Writes.Timeout
+	carry   func(acts []link.Action)                                               // Node.carry
+	notes   func(acts []link.Action)                                               // Node.logNotes
+	view    func() (members []string, targets []link.Target, processes []memberID) // Node.memberView
+	urge    func(peer string)                                                      // syncDriver.urge: repair a peer whose breaker closed
+}
+
+func newWrites(cfg Config, d writesDeps) *writes {
 	return &writes{
-		n: n, tr: acks.New(n.cfg.Writes), lk: link.New(n.cfg.linkConfig()),
+		writesDeps: d,
+		tr:         acks.New(cfg.Writes), lk: link.New(cfg.linkConfig()),
 		waiting: map[uint64]chan acks.Result{}, held: newHeldLikes(), linksDone: make(chan struct{}),
 	}
 }
@@ -197,14 +215,14 @@ func (w *writes) settleLocked() {
 // writes.
 func (w *writes) report(transitions []link.Transition) {
 	for _, t := range transitions {
-		ev := w.n.log.Info()
+		ev := w.log.Info()
 		switch t.To {
 		case breaker.Open:
 			w.stats.opened.Add(1)
-			ev = w.n.log.Warn()
+			ev = w.log.Warn()
 		case breaker.Closed:
 			// Likes it missed while open were not sent: repair them now.
-			w.n.sync.urge(t.Peer)
+			w.urge(t.Peer)
 		}
 		ev.Str("peer", t.Peer).Str("from", t.From.String()).Str("to", t.To.String()).Msg("peer breaker " + t.To.String())
 	}
@@ -233,18 +251,18 @@ func (w *writes) update(op func(w *writes, now time.Time)) {
 	}
 	w.carryMu.Lock()
 	w.mu.Unlock()
-	w.n.carry(acts)
+	w.carry(acts)
 	w.carryMu.Unlock()
 	// Logged holding nothing: the next update waits for carryMu holding
 	// w.mu, so a log line that stalls under carryMu would stall writes.
-	w.n.logNotes(acts)
+	w.notes(acts)
 	w.report(transitions)
 }
 
 func (w *writes) acked(peer string, runs []ackRun) {
 	w.update(func(w *writes, now time.Time) {
 		for _, r := range runs {
-			if r.origin == w.n.origin {
+			if r.origin == w.origin {
 				w.lk.Acked(peer, r.first, r.last(), now)
 				w.tr.Acked(peer, r.first, r.last())
 			}
@@ -291,7 +309,7 @@ func (w *writes) run(ctx context.Context) {
 	// Membership reaches the tracker within a tick; unacknowledged frames
 	// are noticed within a quarter of the timeout; a link's stall or probe
 	// is due at the machine's next deadline.
-	every := min(max(w.n.cfg.Writes.Timeout/4, time.Millisecond), membersTick)
+	every := min(max(w.timeout/4, time.Millisecond), membersTick)
 	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
@@ -304,7 +322,7 @@ func (w *writes) run(ctx context.Context) {
 		w.update(func(w *writes, now time.Time) {
 			// Read under w.mu, as sendDirect does: views are applied in
 			// the order they were taken.
-			members, targets, processes := w.n.memberView()
+			members, targets, processes := w.view()
 			w.tr.SetMembers(members)
 			w.lk.SetMembers(members, targets, now) // no targets in gossip mode
 			w.lk.Tick(now)
