@@ -267,7 +267,10 @@ func New(cfg Config) (*Node, error) {
 		// the links runs (as before, read when a breaker closes).
 		urge: func(peer string) { n.sync.urge(peer) },
 	})
-	n.acker = acker{n: n}
+	n.acker = acker{
+		name: cfg.NodeName, log: n.log, sendAck: n.sendAck, sends: &n.sends,
+		sent: &n.writes.stats.acksSent, errs: &n.writes.stats.ackErrors,
+	}
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {
 			if ml := n.mlReady.Load(); ml != nil {

@@ -350,7 +350,17 @@ func (n *Node) kickFlush() {
 // the next, so acks are batched by the network's own pace and never wait
 // on the applying goroutine.
 type acker struct {
-	n *Node
+	// Set by New, read-only after.
+	name    string // this node's name, the acks' sender
+	log     zerolog.Logger
+	sendAck func(to string, msg []byte) error // Node.sendAck; blocks on the network, never called under mu
+	// sends is the node's WaitGroup of send goroutines (Node.sends): each
+	// send loop is counted in it, so Close waits for them.
+	sends *sync.WaitGroup
+	// sent and errs are the node's counters (writes.stats.acksSent and
+	// ackErrors), read by Stats.
+	sent, errs *atomic.Uint64
+
 	// mu guards pending, sending and stopped.
 	mu      sync.Mutex
 	pending map[string][]ackRun
@@ -385,19 +395,19 @@ func (a *acker) add(to string, r ackRun) {
 		runs = append(runs, r)
 		if len(runs) > maxPendingRuns {
 			runs = runs[1:]
-			a.n.writes.stats.ackErrors.Add(1)
+			a.errs.Add(1)
 		}
 	}
 	a.pending[to] = runs
 	if !a.sending[to] {
 		a.sending[to] = true
-		a.n.sends.Add(1)
+		a.sends.Add(1)
 		go a.send(to)
 	}
 }
 
 func (a *acker) send(to string) {
-	defer a.n.sends.Done()
+	defer a.sends.Done()
 	for {
 		a.mu.Lock()
 		runs := a.pending[to]
@@ -408,11 +418,11 @@ func (a *acker) send(to string) {
 			return
 		}
 		a.mu.Unlock()
-		if err := a.n.sendAck(to, encodeAck(a.n.cfg.NodeName, runs)); err != nil {
-			a.n.writes.stats.ackErrors.Add(1)
-			a.n.log.Debug().Err(err).Str("peer", to).Msg("ack not sent")
+		if err := a.sendAck(to, encodeAck(a.name, runs)); err != nil {
+			a.errs.Add(1)
+			a.log.Debug().Err(err).Str("peer", to).Msg("ack not sent")
 			continue
 		}
-		a.n.writes.stats.acksSent.Add(1)
+		a.sent.Add(1)
 	}
 }
