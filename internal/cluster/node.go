@@ -299,7 +299,10 @@ func (n *Node) start(replica Replica) error {
 	n.guard = newPeerGuard(replica, n.cfg.MaxIDBytes, n.cfg.Memory, n.log)
 	replica = n.guard
 	n.replica = replica
-	sd, err := newSyncDriver(n, replica)
+	sd, err := newSyncDriver(n.cfg, syncDeps{
+		log: n.log, replica: replica, primaryKey: n.primaryKey,
+		syncPeers: n.syncPeers, sendTo: n.sendTo, dropLink: n.dropLink,
+	})
 	if err != nil {
 		return err
 	}

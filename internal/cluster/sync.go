@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/likesd/likesd/internal/antientropy"
 	"github.com/likesd/likesd/internal/dropq"
 	"github.com/likesd/likesd/internal/gset"
@@ -28,14 +30,14 @@ const joinAttemptsBeforeAlone = 5
 // it, which the sender goroutine dials when none is open (Node.sendTo); to
 // a peer of the previous version, through memberlist.
 type syncDriver struct {
-	n     *Node
-	sy    *antientropy.Syncer                // owned by run
-	inbox *dropq.Queue[*antientropy.Message] // full: dropped, counted in stats.dropped
-	joins chan bool                          // join attempts: reached another member?
-	fails chan string                        // peers a message could not be sent to
-	urges chan string                        // peers to start a session with now
-	leave chan chan error                    // Close asks for a hand-off; answered when done
-	tick  time.Duration
+	syncDeps                                    // set by newSyncDriver, read-only after
+	sy       *antientropy.Syncer                // owned by run
+	inbox    *dropq.Queue[*antientropy.Message] // full: dropped, counted in stats.dropped
+	joins    chan bool                          // join attempts: reached another member?
+	fails    chan string                        // peers a message could not be sent to
+	urges    chan string                        // peers to start a session with now
+	leave    chan chan error                    // Close asks for a hand-off; answered when done
+	tick     time.Duration
 
 	synced    atomic.Bool
 	handedOff atomic.Bool
@@ -62,31 +64,44 @@ type syncSender struct {
 	stop context.CancelFunc
 }
 
-func newSyncDriver(n *Node, replica antientropy.Replica) (*syncDriver, error) {
+// syncDeps is what the driver takes from the node, which wires it in
+// start. run's goroutine calls the functions but sendTo, which only the
+// sender goroutines call (with log); the driver holds no lock of its own
+// while calling any of them.
+type syncDeps struct {
+	log        zerolog.Logger
+	replica    Replica                           // the node's (its guard): re-keyed by checkKey
+	primaryKey func() []byte                     // Node.primaryKey
+	syncPeers  func() []string                   // Node.syncPeers: the members to sync with
+	sendTo     func(to string, msg []byte) error // Node.sendTo: may block on the network
+	dropLink   func(name string)                 // Node.dropLink: a peer left the sync peers
+}
+
+func newSyncDriver(cfg Config, deps syncDeps) (*syncDriver, error) {
 	c := antientropy.DefaultConfig()
-	c.Name = n.cfg.NodeName
-	c.HasSeeds = len(n.cfg.Seeds) > 0
-	c.SyncInterval = n.cfg.SyncInterval
-	c.SessionTimeout = n.cfg.SyncTimeout
-	c.ChunkBytes = n.cfg.SyncChunkBytes
+	c.Name = cfg.NodeName
+	c.HasSeeds = len(cfg.Seeds) > 0
+	c.SyncInterval = cfg.SyncInterval
+	c.SessionTimeout = cfg.SyncTimeout
+	c.ChunkBytes = cfg.SyncChunkBytes
 	c.JoinAttempts = joinAttemptsBeforeAlone
-	c.Holds, c.Partial = n.cfg.Holds, n.cfg.Partial
+	c.Holds, c.Partial = cfg.Holds, cfg.Partial
 	var seed [8]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("cluster: session seed: %w", err)
 	}
 	c.FirstSession = binary.BigEndian.Uint64(seed[:]) >> 1 // room to count up
-	sy, err := antientropy.New(c, replica)
+	sy, err := antientropy.New(c, deps.replica)
 	if err != nil {
 		return nil, err
 	}
 	d := &syncDriver{
-		n: n, sy: sy,
+		syncDeps: deps, sy: sy,
 		joins:        make(chan bool, 16),
 		fails:        make(chan string, 64),
 		urges:        make(chan string, 64),
 		leave:        make(chan chan error),
-		tick:         min(max(n.cfg.SyncInterval/5, 5*time.Millisecond), 50*time.Millisecond),
+		tick:         min(max(cfg.SyncInterval/5, 5*time.Millisecond), 50*time.Millisecond),
 		senders:      map[string]*syncSender{},
 		unkeyedPeers: map[string]bool{},
 	}
@@ -179,7 +194,7 @@ func (n *Node) primaryKey() []byte {
 // being taken. Until the peers re-key too, sessions with them end in a
 // KeyMismatch and the fast path carries likes.
 func (d *syncDriver) checkKey() {
-	secret := d.n.primaryKey()
+	secret := d.primaryKey()
 	if d.digestSecret != nil && bytes.Equal(secret, d.digestSecret) {
 		return
 	}
@@ -187,21 +202,21 @@ func (d *syncDriver) checkKey() {
 	d.digestSecret = append([]byte{}, secret...)
 	k := gset.DeriveKey(secret)
 	start := time.Now()
-	d.n.replica.Rekey(k)
+	d.replica.Rekey(k)
 	if first {
-		d.n.log.Debug().Str("key_id", fmt.Sprintf("%016x", k.ID())).Bool("plaintext", len(secret) == 0).
+		d.log.Debug().Str("key_id", fmt.Sprintf("%016x", k.ID())).Bool("plaintext", len(secret) == 0).
 			Dur("took", time.Since(start)).Msg("digest key set")
 		return
 	}
 	d.stats.rekeys.Add(1)
-	d.n.log.Info().Str("key_id", fmt.Sprintf("%016x", k.ID())).Dur("took", time.Since(start)).
+	d.log.Info().Str("key_id", fmt.Sprintf("%016x", k.ID())).Dur("took", time.Since(start)).
 		Msg("primary key changed: digests re-keyed; sync pauses with peers on another primary until they re-key")
 }
 
 // refreshPeers gives the syncer the alive members and stops the senders of
 // members that are gone.
 func (d *syncDriver) refreshPeers(ctx context.Context) {
-	peers := d.n.syncPeers()
+	peers := d.syncPeers()
 	if slices.Equal(peers, d.peers) {
 		return
 	}
@@ -213,7 +228,7 @@ func (d *syncDriver) refreshPeers(ctx context.Context) {
 		if !slices.Contains(peers, name) {
 			s.stop()
 			delete(d.senders, name)
-			d.n.dropLink(name)
+			d.dropLink(name)
 		}
 	}
 	for name := range d.unkeyedPeers {
@@ -225,7 +240,7 @@ func (d *syncDriver) refreshPeers(ctx context.Context) {
 }
 
 func (d *syncDriver) do(ctx context.Context, actions []antientropy.Action) {
-	log := d.n.log
+	log := d.log
 	for _, a := range actions {
 		switch a := a.(type) {
 		case antientropy.Send:
@@ -316,8 +331,8 @@ func (d *syncDriver) sendLoop(ctx context.Context, to string, q <-chan []byte) {
 		go func() {
 			defer inFlight.Done()
 			defer func() { <-slots }()
-			if err := d.n.sendTo(to, msg); err != nil {
-				d.n.log.Debug().Err(err).Str("peer", to).Msg("sync message not sent")
+			if err := d.sendTo(to, msg); err != nil {
+				d.log.Debug().Err(err).Str("peer", to).Msg("sync message not sent")
 				select {
 				case d.fails <- to:
 				case <-ctx.Done():
