@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/rs/zerolog"
 )
 
 // This node's member table. memberlist v0.7.0 hands out *memberlist.Node
@@ -660,15 +661,18 @@ func (n *Node) reconcileMembers() {
 
 // pings clears this node's suspicion of a member that answers one of its
 // probes. memberlist calls it from the probe with a copy of the node.
-type pings struct{ n *Node }
+type pings struct {
+	members *memberTable // the node's
+	log     zerolog.Logger
+}
 
 var _ memberlist.PingDelegate = (*pings)(nil)
 
 func (pings) AckPayload() []byte { return nil }
 
 func (p pings) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ []byte) {
-	if p.n.members.answered(other.Name, time.Now()) {
-		p.n.log.Info().Str("member", other.Name).Msg("suspect member answers again")
+	if p.members.answered(other.Name, time.Now()) {
+		p.log.Info().Str("member", other.Name).Msg("suspect member answers again")
 	}
 }
 

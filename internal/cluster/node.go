@@ -334,7 +334,7 @@ func (n *Node) start(replica Replica) error {
 	mlc.GossipToTheDeadTime = n.cfg.gossipToTheDeadTime()
 	mlc.Delegate = &delegate{n: n}
 	mlc.Events = &events{n: n}
-	mlc.Ping = pings{n: n}
+	mlc.Ping = pings{members: n.members, log: n.log}
 	mlc.Logger = log.New(memberlistLog{
 		log:     n.cfg.Logger.With().Str("component", "memberlist").Str("node", n.cfg.NodeName).Logger(),
 		suspect: n.memberSuspected,
