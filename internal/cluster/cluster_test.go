@@ -598,7 +598,7 @@ func TestAJoinEndsALoneNodesSkippingAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	host, port, _ := net.SplitHostPort(zAddr)
 	zPort, _ := strconv.Atoi(port)
-	(&events{n: a.Node}).NotifyJoin(&memberlist.Node{Name: "z", Addr: net.ParseIP(host), Port: uint16(zPort)})
+	a.memberEvents().NotifyJoin(&memberlist.Node{Name: "z", Addr: net.ParseIP(host), Port: uint16(zPort)})
 	require.False(t, isAlone(), "the join cleared it, before any flush")
 	before := a.Stats().LoggedAlone
 	like(a, "p", "u")
@@ -613,7 +613,7 @@ func TestUnreachablePeerCostsOneFailedSend(t *testing.T) {
 	require.NoError(t, err)
 	host, port, _ := net.SplitHostPort(gone)
 	pn, _ := strconv.Atoi(port)
-	(&events{n: a.Node}).NotifyJoin(&memberlist.Node{Name: "gone", Addr: net.ParseIP(host), Port: uint16(pn)})
+	a.memberEvents().NotifyJoin(&memberlist.Node{Name: "gone", Addr: net.ParseIP(host), Port: uint16(pn)})
 	frames := make([]link.Frame, 10)
 	for i := range frames {
 		frames[i] = link.Frame{Data: []byte{msgLikes}} // never joined: not a whole frame

@@ -560,7 +560,15 @@ func (t *memberTable) addrs() map[string]bool {
 // calls it with its node lock held: it copies, records, logs and queues
 // work, waits only on short locks (lock order: memberlist's node lock,
 // then Node.logMu, then the member table's), and never calls memberlist.
-type events struct{ n *Node }
+// It is made by Node.memberEvents; changed and up are Node.membersChanged
+// and Node.memberUp, which take only short locks and never block.
+type events struct {
+	members *memberTable // the node's
+	log     zerolog.Logger
+	self    string // this node's name
+	changed func(ch tableChange)
+	up      func(name string)
+}
 
 var _ memberlist.EventDelegate = (*events)(nil)
 
@@ -568,44 +576,41 @@ var _ memberlist.EventDelegate = (*events)(nil)
 // an anti-entropy session with it is urged (never run here: this runs
 // under memberlist's lock).
 func (e *events) NotifyJoin(m *memberlist.Node) {
-	n := e.n
 	p, leaving := peerOf(m)
-	ch := n.members.joined(p, leaving, time.Now())
-	n.membersChanged(ch)
+	ch := e.members.joined(p, leaving, time.Now())
+	e.changed(ch)
 	if _, ok := ch.superseded(p.name); ok {
 		return
 	}
-	n.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member joined")
-	if p.name != n.cfg.NodeName {
-		n.memberUp(p.name)
+	e.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member joined")
+	if p.name != e.self {
+		e.up(p.name)
 	}
 }
 
 func (e *events) NotifyLeave(m *memberlist.Node) {
-	n := e.n
-	g, changed, ch := n.members.gone(m.Name, time.Now())
+	g, changed, ch := e.members.gone(m.Name, time.Now())
 	if !changed {
-		n.log.Debug().Str("member", m.Name).Msg("memberlist declared gone a member already gone here")
+		e.log.Debug().Str("member", m.Name).Msg("memberlist declared gone a member already gone here")
 	} else {
 		msg := "member failed"
 		if g.state == stateLeft {
 			msg = "member left"
 		}
-		n.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg(msg)
+		e.log.Info().Str("member", m.Name).Str("addr", m.Address()).Msg(msg)
 	}
-	n.membersChanged(ch)
+	e.changed(ch)
 }
 
 func (e *events) NotifyUpdate(m *memberlist.Node) {
-	n := e.n
 	p, leaving := peerOf(m)
-	nowLeaving, ch := n.members.updated(p, leaving, time.Now())
+	nowLeaving, ch := e.members.updated(p, leaving, time.Now())
 	if nowLeaving {
-		n.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member leaving")
+		e.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member leaving")
 	} else {
-		n.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member updated")
+		e.log.Info().Str("member", p.name).Str("addr", p.addr()).Msg("member updated")
 	}
-	n.membersChanged(ch)
+	e.changed(ch)
 }
 
 // membersChanged logs members an event showed dead because another holds

@@ -333,7 +333,7 @@ func (n *Node) start(replica Replica) error {
 	// that comes back after a short cut hears it was declared dead and refutes.
 	mlc.GossipToTheDeadTime = n.cfg.gossipToTheDeadTime()
 	mlc.Delegate = &delegate{n: n}
-	mlc.Events = &events{n: n}
+	mlc.Events = n.memberEvents()
 	mlc.Ping = pings{members: n.members, log: n.log}
 	mlc.Logger = log.New(memberlistLog{
 		log:     n.cfg.Logger.With().Str("component", "memberlist").Str("node", n.cfg.NodeName).Logger(),
@@ -374,6 +374,11 @@ func (n *Node) start(replica Replica) error {
 	go func() { defer n.wg.Done(); n.joinLoop(ctx) }()
 	go func() { defer n.wg.Done(); n.sync.run(ctx) }()
 	return nil
+}
+
+// memberEvents is the node's memberlist.EventDelegate (members.go).
+func (n *Node) memberEvents() *events {
+	return &events{members: n.members, log: n.log, self: n.cfg.NodeName, changed: n.membersChanged, up: n.memberUp}
 }
 
 // logLikes gives likes consecutive dots, puts them in the log, from which
