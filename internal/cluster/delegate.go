@@ -8,17 +8,23 @@ import (
 )
 
 // delegate adapts Node to memberlist.Delegate without putting memberlist's
-// methods on Node's exported surface.
-type delegate struct{ n *Node }
+// methods on Node's exported surface. start wires it: meta is
+// Node.nodeMeta, receive Node.receive, queue the node's broadcast queue.
+type delegate struct {
+	meta    func() []byte
+	receive func(peer string, msg []byte) // never blocks on I/O
+	queue   *memberlist.TransmitLimitedQueue
+}
 
 var _ memberlist.Delegate = (*delegate)(nil)
 
-// NodeMeta carries this node's origin (the first part of its likes' dots),
+func (d *delegate) NodeMeta(limit int) []byte { return d.meta() }
+
+// nodeMeta carries this node's origin (the first part of its likes' dots),
 // when it started, whether it is leaving, and how it sends (see
 // members.go): a node in gossip mode takes sessions but broadcasts its
 // frames, so it does not say metaSessionsOnly.
-func (d *delegate) NodeMeta(limit int) []byte {
-	n := d.n
+func (n *Node) nodeMeta() []byte {
 	sessions := n.speaksSessions() // what peers then expect its anti-entropy on
 	return encodeMeta(n.origin, n.started, n.leaving.Load(), n.mux != nil, sessions, sessions && n.cfg.FastPath == FastPathDirect)
 }
@@ -29,7 +35,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 	if len(b) > 0 && b[0] != msgAck {
 		b = bytes.Clone(b) // memberlist reuses b after we return
 	}
-	d.n.receive("", b)
+	d.receive("", b)
 }
 
 // receive takes a message from a peer: memberlist's (peer empty), or one
@@ -49,7 +55,7 @@ func (n *Node) receive(peer string, msg []byte) {
 }
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
-	return d.n.queue.GetBroadcasts(overhead, limit)
+	return d.queue.GetBroadcasts(overhead, limit)
 }
 
 // LocalState carries nothing: push/pull keeps only memberlist's own

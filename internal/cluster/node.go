@@ -332,7 +332,7 @@ func (n *Node) start(replica Replica) error {
 	// Gossip to a dead node for as long as it may be suspected, so a node
 	// that comes back after a short cut hears it was declared dead and refutes.
 	mlc.GossipToTheDeadTime = n.cfg.gossipToTheDeadTime()
-	mlc.Delegate = &delegate{n: n}
+	mlc.Delegate = &delegate{meta: n.nodeMeta, receive: n.receive, queue: n.queue}
 	mlc.Events = n.memberEvents()
 	mlc.Ping = pings{members: n.members, log: n.log}
 	mlc.Logger = log.New(memberlistLog{
