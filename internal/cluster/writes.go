@@ -98,7 +98,7 @@ func (n *Node) Replicate(ctx context.Context, level acks.Level, likes []store.Li
 	w.mu.Lock()
 	if resolved != acks.One {
 		if held := w.held.heldBy(likes, added); held > 0 {
-			if want := w.tr.Want(resolved, clustered, len(w.lk.Eligible(now))); held >= want {
+			if want := w.tr.Want(resolved, clustered, w.lk.NumEligible(now)); held >= want {
 				w.mu.Unlock()
 				res := acks.Result{Replicas: held, Want: want}
 				w.count(res)

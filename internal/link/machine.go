@@ -641,6 +641,18 @@ func (m *Machine) Eligible(now time.Time) []string {
 	return out
 }
 
+// NumEligible is len(Eligible(now)), without the list.
+func (m *Machine) NumEligible(now time.Time) int {
+	n := 0
+	for name := range m.members {
+		if p, ok := m.peers[name]; ok && p.br.State(now) != breaker.Closed {
+			continue
+		}
+		n++
+	}
+	return n
+}
+
 // State is what the machine knows of peer.
 func (m *Machine) State(name string, now time.Time) PeerState {
 	p, ok := m.peers[name]

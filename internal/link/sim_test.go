@@ -887,6 +887,9 @@ func (s *sim) write(n *simNode, l acks.Level) {
 	if !slices.Equal(eligible, want) {
 		s.fail("%s: eligible %v, members with a closed breaker %v", n.name, eligible, want)
 	}
+	if k := n.m.NumEligible(now); k != len(eligible) {
+		s.fail("%s: NumEligible %d, Eligible %v", n.name, k, eligible)
+	}
 	id, r, done := n.tr.Register(seqs, l, true, eligible)
 	if done {
 		s.released(n, seqs, r)
